@@ -1,0 +1,5 @@
+import sys
+
+from jpixd.cli import main
+
+sys.exit(main())

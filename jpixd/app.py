@@ -1,0 +1,206 @@
+"""The composition root: builds every component from the config, owns the signals, the
+supervisor, the HTTP server and systemd notification, and shuts down in stages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets as pysecrets
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from jpixd import __version__
+from jpixd.config import Config, Secret, secrets
+from jpixd.housekeeping import HousekeepingLoop
+from jpixd.logs import REDACTOR
+from jpixd.loop import Loop
+from jpixd.metrics import Metrics
+from jpixd.model import Clock, utcnow
+from jpixd.runtime import Runtime
+from jpixd.sdnotify import Notifier
+from jpixd.secrets import resolve_ssm
+from jpixd.store import Store
+from jpixd.supervisor import Supervisor
+from jpixd.web.app import build_app
+
+log = structlog.get_logger("jpixd.app")
+
+
+def admin_token(cfg: Config) -> str:
+    """The configured admin token, or (embedded default only) one kept in state_dir."""
+    if cfg.http.admin_token is not None:
+        return cfg.http.admin_token.get()
+    path = cfg.state_dir / "admin-token"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = pysecrets.token_urlsafe(32)
+    # Created 0600 from the start: the token is never world-readable, even for a moment.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    log.info("generated an admin token", token_file=str(path))
+    return token
+
+
+async def open_store(cfg: Config, clock: Clock) -> Store:
+    store = await Store.open(cfg.database_path)
+    try:
+        applied = await store.migrate(clock())
+    except BaseException:
+        await store.close()
+        raise
+    if applied:
+        log.info("database migrated", path=str(cfg.database_path), applied=applied)
+    return store
+
+
+class Daemon:
+    """One running jpixd: `await Daemon(cfg).run()` returns the process exit code."""
+
+    def __init__(self, cfg: Config, *, baseline: bool = False,
+                 extra_loops: Sequence[Loop] = (), registry: CollectorRegistry | None = None,
+                 notifier: Notifier | None = None, clock: Clock = utcnow,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.baseline = baseline
+        self.extra_loops = list(extra_loops)
+        self.metrics = Metrics(registry)
+        self.notifier = notifier or Notifier()
+        self.clock = clock
+        self.monotonic = monotonic
+        self.runtime: Runtime | None = None
+        self.bound: list[str] = []
+        self.ready = asyncio.Event()
+
+    def _loops(self, store: Store) -> list[Loop]:
+        loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock)]
+        return loops + self.extra_loops
+
+    async def run(self) -> int:
+        cfg = await resolve_ssm(self.cfg)
+        REDACTOR.add(s.value for _, s in secrets(cfg) if isinstance(s, Secret) and s.value)
+        token = admin_token(cfg)
+        REDACTOR.add([token])
+        store = await open_store(cfg, self.clock)
+        try:
+            return await self._run(cfg, store, token)
+        finally:
+            await store.close()
+
+    async def _run(self, cfg: Config, store: Store, token: str) -> int:
+        loops = self._loops(store)
+        supervisor = Supervisor(loops, self.metrics, cfg.supervisor, self.monotonic)
+        rt = self.runtime = Runtime(
+            config=cfg, store=store, metrics=self.metrics, supervisor=supervisor,
+            clock=self.clock, admin_token=token, started_at=self.clock(),
+            loops={lp.name: lp for lp in loops},
+        )
+        self.metrics.sending_paused.set(1 if (await store.sending_state()).paused else 0)
+        runner = web.AppRunner(build_app(rt), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, cfg.http.listen.host, cfg.http.listen.port)
+            await site.start()
+            self.bound = [_address(a) for a in runner.addresses]
+            log.info("http listening", addresses=self.bound, version=__version__)
+            return await self._supervise(supervisor, cfg)
+        finally:
+            await asyncio.wait_for(runner.cleanup(), timeout=5.0)
+
+    async def _supervise(self, supervisor: Supervisor, cfg: Config) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig, supervisor)
+        sup_task = asyncio.create_task(supervisor.run(), name="supervisor")
+        watchdog: asyncio.Task[None] | None = None
+        try:
+            await _first(supervisor.started.wait(), sup_task)
+            if not sup_task.done():
+                self.notifier.ready()
+                self.ready.set()
+                log.info("jpixd ready", loops=[lp.name for lp in supervisor.loops],
+                         config=cfg.origin)
+                watchdog = asyncio.create_task(self._watchdog(supervisor), name="watchdog")
+            await _first(supervisor.stopping.wait(), sup_task)
+            self.notifier.stopping()
+            log.info("shutting down", reason=supervisor.failure or "signal",
+                     timeout=cfg.shutdown_timeout.total_seconds())
+            return await self._drain(sup_task, supervisor, cfg.shutdown_timeout.total_seconds())
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _drain(self, sup_task: asyncio.Task[int], supervisor: Supervisor,
+                     limit: float) -> int:
+        """Let the loops finish their unit of work; cancel whatever outlives the timeout."""
+        try:
+            await asyncio.wait_for(asyncio.shield(sup_task), timeout=limit)
+        except TimeoutError:
+            still = [name for name, st in supervisor.status.items() if st.up]
+            log.warning("loops did not stop in time; cancelling", loops=still)
+            sup_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sup_task
+        except Exception:
+            log.exception("supervisor failed")
+            return 1
+        if supervisor.failure:
+            log.error("exiting after repeated loop crashes", reason=supervisor.failure)
+        return supervisor.exit_code
+
+    def _on_signal(self, sig: signal.Signals, supervisor: Supervisor) -> None:
+        log.info("signal received", signal=sig.name)
+        supervisor.stop()
+
+    async def _watchdog(self, supervisor: Supervisor) -> None:
+        """WATCHDOG=1 only while every loop is fresh: a wedged loop gets us restarted."""
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            ok, reasons = supervisor.healthy()
+            if ok:
+                self.notifier.watchdog()
+            else:
+                log.warning("withholding watchdog ping", reasons=reasons)
+            await asyncio.sleep(interval)
+
+
+async def _first(*aws: Awaitable[Any]) -> None:
+    """Wait until the first of these finishes; cancel the helpers, leave given tasks running."""
+    futures = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for f, a in zip(futures, aws, strict=True):
+            if f is not a:
+                f.cancel()
+
+
+def _address(addr: object) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host, port = addr[0], addr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(addr)
+
+
+def state_dir_writable(path: Path) -> str | None:
+    """None when jpixd can keep its state there, else why not (for check-config)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"state_dir: cannot create {str(path)!r}: {exc.strerror or exc}"
+    if not os.access(path, os.W_OK):
+        return f"state_dir: {str(path)!r} is not writable"
+    return None

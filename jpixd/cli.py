@@ -1,0 +1,121 @@
+"""The `jpixd` command: parse arguments, load config, configure logging, run.
+
+Exit codes: 0 done, 1 the daemon gave up (a loop kept crashing) or a command failed,
+2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from jpixd import __version__, logs
+from jpixd.config import Config, ConfigError, load_default, load_path
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jpixd", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", type=Path, metavar="FILE",
+                        help="TOML config (default: the embedded default, state in ./var)")
+        return sp
+
+    run = with_config(sub.add_parser("run", help="run the daemon"))
+    run.add_argument("--baseline", action="store_true",
+                     help="record what every source publishes now without mailing it (cut-over)")
+    with_config(sub.add_parser("check-config", help="validate the config and exit"))
+    with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def load_config(path: Path | None) -> Config:
+    return load_path(path) if path is not None else load_default()
+
+
+def _print_errors(err: ConfigError, origin: str) -> None:
+    print(f"jpixd: configuration {origin} has {len(err.errors)} error(s):", file=sys.stderr)
+    for line in err.errors:
+        print(f"  {line}", file=sys.stderr)
+
+
+async def _check(cfg: Config) -> list[str]:
+    from jpixd.app import state_dir_writable
+    from jpixd.secrets import resolve_ssm
+
+    problems: list[str] = []
+    try:
+        await resolve_ssm(cfg)
+    except ConfigError as err:
+        problems.extend(err.errors)
+    why = state_dir_writable(cfg.state_dir)
+    if why:
+        problems.append(why)
+    return problems
+
+
+def _run(cfg: Config, baseline: bool) -> int:
+    from jpixd.app import Daemon
+
+    logs.configure(cfg.logging.level, cfg.logging.format)
+    try:
+        return asyncio.run(Daemon(cfg, baseline=baseline).run())
+    except ConfigError as err:
+        _print_errors(err, cfg.origin)
+        return EXIT_CONFIG
+
+
+async def _migrate(cfg: Config) -> int:
+    from jpixd.app import open_store
+    from jpixd.model import utcnow
+
+    store = await open_store(cfg, utcnow)
+    try:
+        version = await store.schema_version()
+    finally:
+        await store.close()
+    print(f"database {cfg.database_path} is at schema version {version}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"jpixd {__version__}")
+        return EXIT_OK
+    origin = str(args.config) if args.config else "<embedded default>"
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        _print_errors(err, origin)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        problems = asyncio.run(_check(cfg))
+        if problems:
+            _print_errors(ConfigError(problems), origin)
+            return EXIT_CONFIG
+        print(f"jpixd: configuration {origin} is valid "
+              f"({len(cfg.sources)} sources, transport {cfg.mail.transport})")
+        return EXIT_OK
+    if args.command == "migrate":
+        logs.configure(cfg.logging.level, cfg.logging.format)
+        return asyncio.run(_migrate(cfg))
+    if args.command == "run":
+        return _run(cfg, args.baseline)
+    structlog.get_logger().error("unknown command", command=args.command)
+    return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,834 @@
+"""Typed configuration: frozen dataclasses and one loader.
+
+The loader takes a plain mapping (parsed TOML) and either returns a `Config` or raises
+`ConfigError` listing *every* problem at once, each named by its key path
+(``sources[2].interval: "6O s" is not a duration``). Nothing else in the program reads
+TOML, the environment or secret files: they are all resolved here, so the rest of the
+code gets one immutable object.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+T = TypeVar("T")
+
+SOURCE_KINDS = ("rss", "atom", "ntt-east", "ntt-west", "json")
+CARRIERS = ("east", "west")
+NOTICE_KINDS = ("construction", "failure")
+CHARSETS = ("iso-2022-jp", "utf-8")
+TRANSPORTS = ("ses", "smtp", "file")
+
+# SES starts reviewing an account at these rates; the guard must trip below them.
+SES_REVIEW_BOUNCE_RATE = 0.05
+SES_REVIEW_COMPLAINT_RATE = 0.001
+
+
+class ConfigError(Exception):
+    """One or more configuration errors, each prefixed by its key path."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# --------------------------------------------------------------------------- values
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse "30s", "5m", "24h", "7d", "1h30m", "250ms"; raise ValueError otherwise."""
+    s = text.strip()
+    if not s:
+        raise ValueError("empty duration")
+    pos = 0
+    total = 0.0
+    for m in _DURATION_PART.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    if pos != len(s):
+        raise ValueError(f"{text!r} is not a duration")
+    return timedelta(seconds=total)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret and where it came from. `repr` never shows the value."""
+
+    origin: str  # "file:/path", "env:NAME", "ssm:/path" or "generated:/path"
+    value: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def needs_ssm(self) -> bool:
+        return self.origin.startswith("ssm:") and self.value is None
+
+    def get(self) -> str:
+        if self.value is None:
+            raise RuntimeError(f"secret {self.origin} has not been resolved")
+        return self.value
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    listen: Listen = Listen("127.0.0.1", 8080)
+    admin_token: Secret | None = None
+    # Embedded default only: create a random token in state_dir if none is configured.
+    generate_admin_token: bool = False
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str
+    url: str
+    carrier: str
+    interval: timedelta = timedelta(seconds=60)
+    timeout: timedelta = timedelta(seconds=20)
+    enabled: bool = True
+    send_on_first_poll: bool = False
+    max_body_bytes: int = 5 * 1024 * 1024
+    # Politeness for sources that follow links to detail pages (ntt-west).
+    detail_delay: timedelta = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class SesConfig:
+    region: str = "ap-northeast-1"
+    endpoint_url: str | None = None
+    configuration_set: str | None = None
+    max_send_rate: float | Literal["auto"] = "auto"
+    rate_safety: float = 0.9
+    quota_refresh: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str | None = None
+    port: int = 587
+    starttls: bool = True
+    tls: bool = False  # implicit TLS (465/2465)
+    username: str | None = None
+    password: Secret | None = None
+    pool_size: int = 4
+    timeout: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class FileTransportConfig:
+    dir: Path = Path("var/outbox")
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    from_addr: str = "jpixd@localhost"
+    from_name: str | None = None
+    reply_to: str | None = None
+    charset: str = "iso-2022-jp"
+    transport: str = "file"
+    list_unsubscribe: str | None = None
+    templates_dir: Path | None = None
+    ses: SesConfig = SesConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    file: FileTransportConfig = FileTransportConfig()
+
+
+@dataclass(frozen=True)
+class SendingConfig:
+    concurrency: int = 8
+    max_attempts: int = 8
+    backoff: timedelta = timedelta(seconds=30)
+    backoff_max: timedelta = timedelta(hours=1)
+    burst: int | None = None
+    reminder_before: tuple[timedelta, ...] = (timedelta(hours=24),)
+    quiet_hours_respected_for: tuple[str, ...] = ("construction",)
+    claim_batch: int = 100
+
+
+@dataclass(frozen=True)
+class BouncesConfig:
+    queue_url: str | None = None
+    region: str = "ap-northeast-1"
+    endpoint_url: str | None = None
+    expected_topic_arns: tuple[str, ...] = ()
+    soft_bounce_limit: int = 3
+    soft_bounce_window: timedelta = timedelta(days=7)
+    guard_window: timedelta = timedelta(hours=24)
+    guard_min_volume: int = 200
+    pause_bounce_rate: float = 0.04
+    warn_bounce_rate: float = 0.025
+    pause_complaint_rate: float = 0.0008
+    warn_complaint_rate: float = 0.0005
+
+
+@dataclass(frozen=True)
+class BacklogConfig:
+    base_url: str
+    api_key: Secret
+    project_key: str
+    issue_type: str
+    priority: str = "Normal"
+    close_status_id: int = 4
+    auto_close_after: timedelta = timedelta(hours=24)
+    reconcile_interval: timedelta = timedelta(seconds=60)
+    notified_user_ids: tuple[int, ...] = ()
+    timeout: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    max_restarts: int = 5
+    restart_window: timedelta = timedelta(minutes=5)
+    restart_backoff: timedelta = timedelta(seconds=1)
+    restart_backoff_max: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class SsmConfig:
+    """Where `ssm:/path` secrets are read from (AWS SSM Parameter Store, decrypted)."""
+
+    region: str = "ap-northeast-1"
+    endpoint_url: str | None = None
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    format: str = "auto"  # "auto" (pretty on a TTY), "json", "console"
+
+
+@dataclass(frozen=True)
+class Config:
+    state_dir: Path = Path("var")
+    timezone: str = "Asia/Tokyo"
+    shutdown_timeout: timedelta = timedelta(seconds=30)
+    database_url: str | None = None  # None: sqlite:///{state_dir}/jpixd.sqlite3
+    http: HttpConfig = HttpConfig()
+    sources: tuple[SourceConfig, ...] = ()
+    mail: MailConfig = MailConfig()
+    sending: SendingConfig = SendingConfig()
+    bounces: BouncesConfig = BouncesConfig()
+    backlog: BacklogConfig | None = None
+    supervisor: SupervisorConfig = SupervisorConfig()
+    ssm: SsmConfig = SsmConfig()
+    logging: LoggingConfig = LoggingConfig()
+    # Where this config came from (for relative paths and messages).
+    origin: str = "<embedded default>"
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "jpixd.sqlite3"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+# --------------------------------------------------------------------------- reader
+
+
+_MISSING: Any = object()
+
+
+class _Section:
+    """A view on one table of the TOML document that records errors by key path."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, errors: list[str],
+                 env: Mapping[str, str], base_dir: Path) -> None:
+        self.data = data
+        self.path = path
+        self.errors = errors
+        self.env = env
+        self.base_dir = base_dir
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def error(self, name: str, message: str) -> None:
+        self.errors.append(f"{self.key(name)}: {message}")
+
+    def raw(self, name: str) -> Any:
+        self.seen.add(name)
+        return self.data.get(name, _MISSING)
+
+    def _typed(self, name: str, default: T, check: Callable[[Any], T], required: bool) -> T:
+        value = self.raw(name)
+        if value is _MISSING:
+            if required:
+                self.error(name, "is required")
+            return default
+        try:
+            return check(value)
+        except (TypeError, ValueError) as exc:
+            self.error(name, str(exc))
+            return default
+
+    def text(self, name: str, default: Any = None, *, required: bool = False,
+            choices: tuple[str, ...] | None = None) -> Any:
+        def check(v: Any) -> str:
+            if not isinstance(v, str):
+                raise TypeError(f"{v!r} is not a string")
+            if choices is not None and v not in choices:
+                raise ValueError(f"{v!r} is not one of {', '.join(choices)}")
+            if required and not v.strip():
+                raise ValueError("must not be empty")
+            return v
+        return self._typed(name, default, check, required)
+
+    def integer(self, name: str, default: int, *, min_value: int | None = None,
+            max_value: int | None = None) -> int:
+        def check(v: Any) -> int:
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{v!r} is not an integer")
+            if min_value is not None and v < min_value:
+                raise ValueError(f"{v} is below the minimum {min_value}")
+            if max_value is not None and v > max_value:
+                raise ValueError(f"{v} is above the maximum {max_value}")
+            return int(v)
+        return self._typed(name, default, check, False)
+
+    def number(self, name: str, default: float, *, min_value: float | None = None,
+              max_value: float | None = None, exclusive_min: bool = False) -> float:
+        def check(v: Any) -> float:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise TypeError(f"{v!r} is not a number")
+            f = float(v)
+            if min_value is not None and (f < min_value or (exclusive_min and f == min_value)):
+                op = "above" if exclusive_min else "at least"
+                raise ValueError(f"{v} must be {op} {min_value}")
+            if max_value is not None and f > max_value:
+                raise ValueError(f"{v} must be at most {max_value}")
+            return f
+        return self._typed(name, default, check, False)
+
+    def flag(self, name: str, default: bool) -> bool:
+        def check(v: Any) -> bool:
+            if not isinstance(v, bool):
+                raise TypeError(f"{v!r} is not true or false")
+            return v
+        return self._typed(name, default, check, False)
+
+    def duration(self, name: str, default: timedelta, *, positive: bool = True) -> timedelta:
+        def check(v: Any) -> timedelta:
+            if not isinstance(v, str):
+                raise TypeError(f"{v!r} is not a duration (write it as a string, e.g. \"30s\")")
+            try:
+                d = parse_duration(v)
+            except ValueError:
+                raise ValueError(f"{v!r} is not a duration "
+                                 "(e.g. \"30s\", \"5m\", \"24h\", \"7d\")") from None
+            if positive and d <= timedelta(0):
+                raise ValueError(f"{v!r} must be longer than zero")
+            return d
+        return self._typed(name, default, check, False)
+
+    def str_list(self, name: str, default: tuple[str, ...],
+                 choices: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        def check(v: Any) -> tuple[str, ...]:
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise TypeError(f"{v!r} is not a list of strings")
+            if choices is not None:
+                bad = [x for x in v if x not in choices]
+                if bad:
+                    raise ValueError(f"{bad[0]!r} is not one of {', '.join(choices)}")
+            return tuple(v)
+        return self._typed(name, default, check, False)
+
+    def path_value(self, name: str, default: Path | None) -> Path | None:
+        text = self.text(name, None)
+        if text is None:
+            return default
+        p = Path(text)
+        return p if p.is_absolute() else self.base_dir / p
+
+    def url(self, name: str, *, required: bool = False,
+            schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+        text: str | None = self.text(name, None, required=required)
+        if text is None:
+            return None
+        parts = urlsplit(text)
+        if parts.scheme not in schemes:
+            self.error(name, f"{text!r} must be a URL with scheme {' or '.join(schemes)}")
+            return None
+        if parts.scheme != "file" and not parts.netloc:
+            self.error(name, f"{text!r} has no host")
+            return None
+        return text
+
+    def email(self, name: str, default: str | None = None, *, required: bool = False) -> Any:
+        text = self.text(name, default, required=required)
+        if text is not None and not _EMAIL.fullmatch(text):
+            self.error(name, f"{text!r} is not an email address")
+        return text
+
+    def secret(self, name: str, env_var: str | None) -> Secret | None:
+        """A secret: `<name>_file` (a path), `<name>` as "ssm:/path" or "env:VAR", or `env_var`.
+
+        A literal secret written into the file is refused: config files get copied,
+        committed and pasted into tickets.
+        """
+        file_key = f"{name}_file"
+        file_value = self.text(file_key, None)
+        inline = self.text(name, None)
+        if file_value is not None and inline is not None:
+            self.error(name, f"set either {name} or {file_key}, not both")
+            return None
+        if file_value is not None:
+            if file_value.startswith("ssm:"):
+                return self._ssm(file_key, file_value)
+            path = Path(file_value)
+            path = path if path.is_absolute() else self.base_dir / path
+            try:
+                text = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                self.error(file_key, f"cannot read {str(path)!r}: {exc.strerror or exc}")
+                return None
+            if not text:
+                self.error(file_key, f"{str(path)!r} is empty")
+                return None
+            return Secret(f"file:{path}", text)
+        if inline is not None:
+            if inline.startswith("ssm:"):
+                return self._ssm(name, inline)
+            if inline.startswith("env:"):
+                return self._env(name, inline[4:])
+            self.error(name, f"secrets are not written in the config file; use {file_key}, "
+                             f"\"ssm:/path\" or \"env:VAR\"")
+            return None
+        if env_var is not None and self.env.get(env_var):
+            return Secret(f"env:{env_var}", self.env[env_var])
+        return None
+
+    def _ssm(self, key: str, ref: str) -> Secret | None:
+        if not ref[4:].startswith("/") or len(ref) < 6:
+            self.error(key, f"{ref!r} is not an SSM parameter reference (\"ssm:/path/name\")")
+            return None
+        return Secret(ref)
+
+    def _env(self, key: str, var: str) -> Secret | None:
+        value = self.env.get(var)
+        if not value:
+            self.error(key, f"environment variable {var} is not set")
+            return None
+        return Secret(f"env:{var}", value)
+
+    def section(self, name: str) -> _Section:
+        value = self.raw(name)
+        if value is _MISSING:
+            value = {}
+        elif not isinstance(value, Mapping):
+            self.error(name, "must be a table")
+            value = {}
+        return _Section(value, self.key(name), self.errors, self.env, self.base_dir)
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def finish(self) -> None:
+        """Report keys nobody asked for: a typo must not silently fall back to a default."""
+        for name in self.data:
+            if name not in self.seen:
+                self.error(name, "unknown key")
+
+
+_EMAIL = re.compile(r"[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:.]+|[^@\s]+@localhost")
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _listen(s: _Section) -> Listen:
+    text = s.text("listen", "127.0.0.1:8080")
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text or "")
+    if not m:
+        s.error("listen", f"{text!r} is not host:port")
+        return Listen("127.0.0.1", 8080)
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if port > 65535:
+        s.error("listen", f"port {port} is above 65535")
+    return Listen(host, port)
+
+
+def _http(s: _Section) -> HttpConfig:
+    listen = _listen(s)
+    before = len(s.errors)
+    cfg = HttpConfig(
+        listen=listen,
+        admin_token=s.secret("admin_token", "JPIXD_ADMIN_TOKEN"),
+        generate_admin_token=s.flag("generate_admin_token", False),
+    )
+    # A refused token has been reported already; "no token" would say it twice.
+    if cfg.admin_token is None and not cfg.generate_admin_token and len(s.errors) == before:
+        s.error("admin_token_file", "no admin token: set admin_token_file, "
+                "admin_token = \"ssm:/path\" or the environment variable JPIXD_ADMIN_TOKEN")
+    s.finish()
+    return cfg
+
+
+def _source(s: _Section, names: set[str]) -> SourceConfig | None:
+    name = s.text("name", "", required=True)
+    if name and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name):
+        s.error("name", f"{name!r} must be lower-case letters, digits, '-' or '_'")
+    if name in names:
+        s.error("name", f"{name!r} is used by another source")
+    names.add(name)
+    kind = s.text("kind", None, required=True, choices=SOURCE_KINDS)
+    url = s.url("url", required=True, schemes=("http", "https", "file"))
+    implied = {"ntt-east": "east", "ntt-west": "west"}.get(kind or "")
+    carrier = s.text("carrier", implied, choices=CARRIERS)
+    if carrier is None and kind is not None and not s.has("carrier"):
+        s.error("carrier", f"is required for kind {kind!r} (\"east\" or \"west\")")
+    elif implied is not None and carrier != implied:
+        s.error("carrier", f"{carrier!r} contradicts kind {kind!r}")
+    interval = s.duration("interval", timedelta(seconds=60))
+    timeout = s.duration("timeout", timedelta(seconds=20))
+    if timeout > interval:
+        s.error("timeout", "must not be longer than interval")
+    src = SourceConfig(
+        name=name, kind=kind or "rss", url=url or "", carrier=carrier or "east",
+        interval=interval, timeout=timeout,
+        enabled=s.flag("enabled", True),
+        send_on_first_poll=s.flag("send_on_first_poll", False),
+        max_body_bytes=s.integer("max_body_bytes", 5 * 1024 * 1024, min_value=1024),
+        detail_delay=s.duration("detail_delay", timedelta(seconds=1), positive=False),
+    )
+    s.finish()
+    return src
+
+
+def _sources(root: _Section) -> tuple[SourceConfig, ...]:
+    raw = root.raw("sources")
+    if raw is _MISSING:
+        return ()
+    if not isinstance(raw, list):
+        root.error("sources", "must be an array of tables ([[sources]])")
+        return ()
+    names: set[str] = set()
+    out: list[SourceConfig] = []
+    for i, item in enumerate(raw):
+        path = f"sources[{i}]"
+        if not isinstance(item, Mapping):
+            root.errors.append(f"{path}: must be a table")
+            continue
+        src = _source(_Section(item, path, root.errors, root.env, root.base_dir), names)
+        if src is not None:
+            out.append(src)
+    return tuple(out)
+
+
+def _ses(s: _Section) -> SesConfig:
+    rate_raw = s.raw("max_send_rate")
+    rate: float | Literal["auto"] = "auto"
+    if rate_raw is not _MISSING and rate_raw != "auto":
+        if isinstance(rate_raw, bool) or not isinstance(rate_raw, int | float) or rate_raw <= 0:
+            s.error("max_send_rate", f"{rate_raw!r} must be \"auto\" or a number above 0")
+        else:
+            rate = float(rate_raw)
+    cfg = SesConfig(
+        region=s.text("region", "ap-northeast-1"),
+        endpoint_url=s.url("endpoint_url"),
+        configuration_set=s.text("configuration_set", None),
+        max_send_rate=rate,
+        rate_safety=s.number("rate_safety", 0.9, min_value=0.0, max_value=1.0, exclusive_min=True),
+        quota_refresh=s.duration("quota_refresh", timedelta(minutes=5)),
+    )
+    s.finish()
+    return cfg
+
+
+def _smtp(s: _Section) -> SmtpConfig:
+    cfg = SmtpConfig(
+        host=s.text("host", None),
+        port=s.integer("port", 587, min_value=1, max_value=65535),
+        starttls=s.flag("starttls", True),
+        tls=s.flag("tls", False),
+        username=s.text("username", None),
+        password=s.secret("password", "JPIXD_SMTP_PASSWORD"),
+        pool_size=s.integer("pool_size", 4, min_value=1, max_value=64),
+        timeout=s.duration("timeout", timedelta(seconds=30)),
+    )
+    if cfg.tls and cfg.starttls and s.has("starttls"):
+        s.error("starttls", "cannot be combined with tls = true (implicit TLS)")
+    if cfg.username is not None and cfg.password is None:
+        s.error("password_file", "username is set but no password (password_file, "
+                "\"ssm:/path\" or JPIXD_SMTP_PASSWORD)")
+    s.finish()
+    return cfg
+
+
+def _mail(s: _Section) -> MailConfig:
+    transport = s.text("transport", "file", choices=TRANSPORTS)
+    ses = _ses(s.section("ses"))
+    smtp_section = s.section("smtp")
+    smtp = _smtp(smtp_section)
+    file_section = s.section("file")
+    file_dir = file_section.path_value("dir", s.base_dir / "var" / "outbox")
+    file_section.finish()
+    if transport == "smtp" and smtp.host is None:
+        smtp_section.error("host", "is required when mail.transport = \"smtp\"")
+    cfg = MailConfig(
+        from_addr=s.email("from", "jpixd@localhost", required=True),
+        from_name=s.text("from_name", None),
+        reply_to=s.email("reply_to", None),
+        charset=s.text("charset", "iso-2022-jp", choices=CHARSETS),
+        transport=transport,
+        list_unsubscribe=s.url("list_unsubscribe", schemes=("https", "http", "mailto")),
+        templates_dir=s.path_value("templates_dir", None),
+        ses=ses,
+        smtp=smtp,
+        file=FileTransportConfig(dir=file_dir or Path("var/outbox")),
+    )
+    s.finish()
+    return cfg
+
+
+def _sending(s: _Section) -> SendingConfig:
+    raw_reminders = s.str_list("reminder_before", ("24h",))
+    reminders: list[timedelta] = []
+    for i, text in enumerate(raw_reminders):
+        try:
+            d = parse_duration(text)
+        except ValueError:
+            s.error(f"reminder_before[{i}]", f"{text!r} is not a duration")
+            continue
+        if d <= timedelta(0):
+            s.error(f"reminder_before[{i}]", f"{text!r} must be longer than zero")
+        reminders.append(d)
+    backoff = s.duration("backoff", timedelta(seconds=30))
+    backoff_max = s.duration("backoff_max", timedelta(hours=1))
+    if backoff_max < backoff:
+        s.error("backoff_max", "must not be shorter than backoff")
+    burst_raw = s.raw("burst")
+    burst: int | None = None
+    if burst_raw is not _MISSING:
+        if isinstance(burst_raw, bool) or not isinstance(burst_raw, int) or burst_raw < 1:
+            s.error("burst", f"{burst_raw!r} must be a whole number of at least 1")
+        else:
+            burst = burst_raw
+    cfg = SendingConfig(
+        concurrency=s.integer("concurrency", 8, min_value=1, max_value=256),
+        max_attempts=s.integer("max_attempts", 8, min_value=1, max_value=100),
+        backoff=backoff,
+        backoff_max=backoff_max,
+        burst=burst,
+        reminder_before=tuple(sorted(set(reminders), reverse=True)),
+        quiet_hours_respected_for=s.str_list("quiet_hours_respected_for", ("construction",),
+                                             choices=NOTICE_KINDS),
+        claim_batch=s.integer("claim_batch", 100, min_value=1, max_value=10_000),
+    )
+    s.finish()
+    return cfg
+
+
+def _bounces(s: _Section) -> BouncesConfig:
+    cfg = BouncesConfig(
+        queue_url=s.url("queue_url"),
+        region=s.text("region", "ap-northeast-1"),
+        endpoint_url=s.url("endpoint_url"),
+        expected_topic_arns=s.str_list("expected_topic_arns", ()),
+        soft_bounce_limit=s.integer("soft_bounce_limit", 3, min_value=1),
+        soft_bounce_window=s.duration("soft_bounce_window", timedelta(days=7)),
+        guard_window=s.duration("guard_window", timedelta(hours=24)),
+        guard_min_volume=s.integer("guard_min_volume", 200, min_value=1),
+        pause_bounce_rate=s.number("pause_bounce_rate", 0.04, min_value=0.0, exclusive_min=True),
+        warn_bounce_rate=s.number("warn_bounce_rate", 0.025, min_value=0.0, exclusive_min=True),
+        pause_complaint_rate=s.number("pause_complaint_rate", 0.0008, min_value=0.0,
+                                     exclusive_min=True),
+        warn_complaint_rate=s.number("warn_complaint_rate", 0.0005, min_value=0.0,
+                                    exclusive_min=True),
+    )
+    if cfg.pause_bounce_rate >= SES_REVIEW_BOUNCE_RATE:
+        s.error("pause_bounce_rate", f"{cfg.pause_bounce_rate} must be below SES's review "
+                f"threshold {SES_REVIEW_BOUNCE_RATE}: the guard has to trip before SES does")
+    if cfg.pause_complaint_rate >= SES_REVIEW_COMPLAINT_RATE:
+        s.error("pause_complaint_rate", f"{cfg.pause_complaint_rate} must be below SES's review "
+                f"threshold {SES_REVIEW_COMPLAINT_RATE}: the guard has to trip before SES does")
+    if cfg.warn_bounce_rate >= cfg.pause_bounce_rate:
+        s.error("warn_bounce_rate", "must be below pause_bounce_rate")
+    if cfg.warn_complaint_rate >= cfg.pause_complaint_rate:
+        s.error("warn_complaint_rate", "must be below pause_complaint_rate")
+    s.finish()
+    return cfg
+
+
+def _backlog(s: _Section) -> BacklogConfig | None:
+    if not s.data:
+        return None
+    base_url = s.url("base_url", required=True)
+    before = len(s.errors)
+    api_key = s.secret("api_key", "JPIXD_BACKLOG_API_KEY")
+    if api_key is None and len(s.errors) == before:
+        s.error("api_key_file", "no API key: set api_key_file, api_key = \"ssm:/path\" "
+                "or the environment variable JPIXD_BACKLOG_API_KEY")
+    ids_raw = s.raw("notified_user_ids")
+    ids: tuple[int, ...] = ()
+    if ids_raw is not _MISSING:
+        if not isinstance(ids_raw, list) or not all(
+                isinstance(x, int) and not isinstance(x, bool) for x in ids_raw):
+            s.error("notified_user_ids", f"{ids_raw!r} is not a list of user ids")
+        else:
+            ids = tuple(ids_raw)
+    priority = s.raw("priority")
+    cfg = BacklogConfig(
+        base_url=(base_url or "").rstrip("/"),
+        api_key=api_key or Secret("missing"),
+        project_key=s.text("project_key", "", required=True),
+        issue_type=s.text("issue_type", "", required=True),
+        priority=str(priority) if priority is not _MISSING else "Normal",
+        close_status_id=s.integer("close_status_id", 4, min_value=1),
+        auto_close_after=s.duration("auto_close_after", timedelta(hours=24)),
+        reconcile_interval=s.duration("reconcile_interval", timedelta(seconds=60)),
+        notified_user_ids=ids,
+        timeout=s.duration("timeout", timedelta(seconds=30)),
+    )
+    s.finish()
+    return cfg
+
+
+def _supervisor(s: _Section) -> SupervisorConfig:
+    cfg = SupervisorConfig(
+        max_restarts=s.integer("max_restarts", 5, min_value=0),
+        restart_window=s.duration("restart_window", timedelta(minutes=5)),
+        restart_backoff=s.duration("restart_backoff", timedelta(seconds=1)),
+        restart_backoff_max=s.duration("restart_backoff_max", timedelta(seconds=30)),
+    )
+    s.finish()
+    return cfg
+
+
+def _ssm_section(s: _Section) -> SsmConfig:
+    cfg = SsmConfig(region=s.text("region", "ap-northeast-1"),
+                    endpoint_url=s.url("endpoint_url"))
+    s.finish()
+    return cfg
+
+
+def _logging(s: _Section) -> LoggingConfig:
+    cfg = LoggingConfig(
+        level=s.text("level", "info", choices=("debug", "info", "warning", "error")),
+        format=s.text("format", "auto", choices=("auto", "json", "console")),
+    )
+    s.finish()
+    return cfg
+
+
+def _timezone(root: _Section) -> str:
+    tz = root.text("timezone", "Asia/Tokyo")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        root.error("timezone", f"{tz!r} is not a known time zone")
+        return "Asia/Tokyo"
+    return str(tz)
+
+
+def load_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None,
+                 env: Mapping[str, str] | None = None, origin: str = "<mapping>") -> Config:
+    """Build a Config from a parsed TOML document or raise ConfigError with every problem."""
+    errors: list[str] = []
+    base = base_dir or Path.cwd()
+    root = _Section(data, "", errors, os.environ if env is None else env, base)
+    state_dir = root.path_value("state_dir", base / "var") or base / "var"
+    cfg = Config(
+        state_dir=state_dir,
+        timezone=_timezone(root),
+        shutdown_timeout=root.duration("shutdown_timeout", timedelta(seconds=30)),
+        database_url=root.text("database_url", None),
+        http=_http(root.section("http")),
+        sources=_sources(root),
+        mail=_mail(root.section("mail")),
+        sending=_sending(root.section("sending")),
+        bounces=_bounces(root.section("bounces")),
+        backlog=_backlog(root.section("backlog")),
+        supervisor=_supervisor(root.section("supervisor")),
+        ssm=_ssm_section(root.section("ssm")),
+        logging=_logging(root.section("logging")),
+        origin=origin,
+    )
+    if cfg.database_url is not None and not cfg.database_url.startswith("sqlite:"):
+        root.error("database_url", f"{cfg.database_url!r}: only sqlite: is supported so far")
+    root.finish()
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def load_path(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read a TOML file; relative paths inside it are relative to the file's folder."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    return load_mapping(data, base_dir=path.resolve().parent, env=env, origin=str(path))
+
+
+def load_default(*, base_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """The embedded default: state under ./var, file transport, bundled samples."""
+    text = resources.files("jpixd.defaults").joinpath("jpixd.toml").read_text(encoding="utf-8")
+    samples = resources.files("jpixd.defaults").joinpath("samples")
+    data = tomllib.loads(text.replace("{samples}", str(samples)))
+    return load_mapping(data, base_dir=base_dir or Path.cwd(), env=env,
+                        origin="<embedded default>")
+
+
+def secrets(cfg: Any) -> Iterator[tuple[str, Secret]]:
+    """Every Secret in the config with its key path (for resolution and redaction)."""
+    def walk(obj: Any, path: str) -> Iterator[tuple[str, Secret]]:
+        if isinstance(obj, Secret):
+            yield path, obj
+        elif is_dataclass(obj) and not isinstance(obj, type):
+            for f in fields(obj):
+                yield from walk(getattr(obj, f.name), f"{path}.{f.name}" if path else f.name)
+        elif isinstance(obj, tuple):
+            for i, item in enumerate(obj):
+                yield from walk(item, f"{path}[{i}]")
+    yield from walk(cfg, "")
+
+
+def with_resolved_secrets(cfg: T, resolve: Callable[[Secret], Secret]) -> T:
+    """Return a copy of `cfg` with every Secret passed through `resolve`."""
+    def walk(obj: Any) -> Any:
+        if isinstance(obj, Secret):
+            return resolve(obj)
+        if is_dataclass(obj) and not isinstance(obj, type):
+            changes = {f.name: walk(getattr(obj, f.name)) for f in fields(obj)}
+            return replace(obj, **changes)
+        if isinstance(obj, tuple):
+            return tuple(walk(x) for x in obj)
+        return obj
+    result: T = walk(cfg)
+    return result

@@ -1,0 +1,69 @@
+"""The interface every supervised loop implements.
+
+A loop does one unit of work in `run_once()` (tests call it directly, like arq's burst
+mode) and `run()` repeats it until asked to stop, beating its heartbeat after each unit
+so that readiness and the systemd watchdog can tell a wedged loop from a busy one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+
+class Heartbeat:
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self.last = monotonic()
+
+    def beat(self) -> None:
+        self.last = self._monotonic()
+
+    def age(self) -> float:
+        return self._monotonic() - self.last
+
+
+class Loop(ABC):
+    """A periodic loop: `run_once()`, then wait `interval` or until woken or stopped."""
+
+    name: str = "loop"
+    interval: float = 60.0
+
+    def __init__(self) -> None:
+        # Set by the admin API ("poll now") or by another component through the store's
+        # effects; wakes the loop before its interval has run out.
+        self.wake = asyncio.Event()
+
+    @property
+    def stale_after(self) -> float:
+        """Seconds without a heartbeat after which the loop counts as wedged."""
+        return max(3 * self.interval, 60.0)
+
+    @abstractmethod
+    async def run_once(self) -> None:
+        """Do one unit of work. Expected faults are handled inside; a raise is a bug."""
+
+    def next_delay(self) -> float:
+        return self.interval
+
+    async def run(self, heartbeat: Heartbeat, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await self.run_once()
+            heartbeat.beat()
+            await self._pause(self.next_delay(), stopping)
+
+    async def _pause(self, seconds: float, stopping: asyncio.Event) -> None:
+        """Sleep up to `seconds`, returning early when woken or asked to stop."""
+        if stopping.is_set() or self.wake.is_set():
+            self.wake.clear()
+            return
+        waiters = [asyncio.create_task(stopping.wait()), asyncio.create_task(self.wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=max(seconds, 0.0),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+            self.wake.clear()

@@ -1,0 +1,66 @@
+"""Every Prometheus metric of SPEC §9, on an injected registry.
+
+One object owns them so that tests get a fresh registry each and the names live in one
+place. Counters are declared without the `_total` suffix: prometheus-client adds it.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from jpixd.model import DeliveryState
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry or CollectorRegistry()
+        # Loops and supervision.
+        self.loop_up = Gauge("jpixd_loop_up", "1 while a supervised loop is running",
+                             ["loop"], registry=r)
+        self.loop_restarts = Counter("jpixd_loop_restarts", "Loop crashes followed by a restart",
+                                     ["loop"], registry=r)
+        # Feeds.
+        self.feed_polls = Counter("jpixd_feed_polls", "Feed polls by outcome",
+                                  ["source", "result"], registry=r)
+        self.feed_last_success = Gauge("jpixd_feed_last_success_timestamp_seconds",
+                                       "Unix time of the last successful poll",
+                                       ["source"], registry=r)
+        self.notices = Counter("jpixd_notices", "Notices and revisions recorded",
+                               ["source", "kind", "change"], registry=r)
+        # Outbox and sending.
+        self.deliveries = Gauge("jpixd_deliveries", "Deliveries by state", ["state"], registry=r)
+        for state in DeliveryState:  # every state visible from the first scrape, as 0
+            self.deliveries.labels(str(state))
+        self.outbox_oldest_pending_age = Gauge(
+            "jpixd_outbox_oldest_pending_age_seconds",
+            "Age of the oldest delivery that is due and not yet sent (stalled mail)", registry=r)
+        self.emails_sent = Counter("jpixd_emails_sent", "Mails accepted by the transport",
+                                   ["transport"], registry=r)
+        self.email_send_failures = Counter("jpixd_email_send_failures",
+                                           "Failed send attempts by reason", ["reason"],
+                                           registry=r)
+        self.send_duration = Histogram("jpixd_send_duration_seconds",
+                                       "Time one transport call took", ["transport"],
+                                       registry=r)
+        self.send_rate_limit = Gauge("jpixd_send_rate_limit_per_second",
+                                     "The token bucket's current rate", registry=r)
+        self.ses_quota_remaining = Gauge("jpixd_ses_quota_remaining_24h",
+                                         "SES 24-hour quota left (-1 unlimited)", registry=r)
+        # Bounces and the guard.
+        self.mail_events = Counter("jpixd_mail_events", "SES notifications recorded",
+                                   ["type", "subtype"], registry=r)
+        self.bounce_rate = Gauge("jpixd_bounce_rate", "Bounce rate over the guard window",
+                                 registry=r)
+        self.complaint_rate = Gauge("jpixd_complaint_rate",
+                                    "Complaint rate over the guard window", registry=r)
+        self.sending_paused = Gauge("jpixd_sending_paused", "1 while sending is paused",
+                                    registry=r)
+        self.suppressed_addresses = Gauge("jpixd_suppressed_addresses",
+                                          "Addresses currently suppressed", registry=r)
+        self.sqs_messages = Counter("jpixd_sqs_messages", "SQS messages by outcome", ["result"],
+                                    registry=r)
+        # Backlog.
+        self.backlog_requests = Counter("jpixd_backlog_requests", "Backlog API calls",
+                                        ["op", "status"], registry=r)
+        self.backlog_open_tickets = Gauge("jpixd_backlog_open_tickets",
+                                          "Backlog issues jpixd holds open", registry=r)

@@ -1,0 +1,31 @@
+"""What the HTTP layer and the loops share at run time, built once by `app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from jpixd.config import Config
+from jpixd.loop import Loop
+from jpixd.metrics import Metrics
+from jpixd.model import Clock
+from jpixd.store import Store
+from jpixd.supervisor import Supervisor
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: Store
+    metrics: Metrics
+    supervisor: Supervisor
+    clock: Clock
+    admin_token: str
+    started_at: datetime
+    loops: dict[str, Loop] = field(default_factory=dict)
+
+    def wake(self, name: str) -> None:
+        """Cut a loop's wait short (e.g. the sender after a resume)."""
+        lp = self.loops.get(name)
+        if lp is not None:
+            lp.wake.set()

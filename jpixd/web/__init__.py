@@ -1,0 +1,1 @@
+"""The aiohttp application: health, metrics and the admin API."""

@@ -1,0 +1,83 @@
+"""Admin API operations that belong to the daemon as a whole: status, pause, resume."""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from jpixd import __version__
+from jpixd.web.api import Api, ApiError, json_body, json_response
+from jpixd.web.keys import API, RUNTIME
+
+api = Api()
+log = structlog.get_logger("jpixd.admin")
+
+_SENDING = {
+    "type": "object",
+    "properties": {
+        "paused": {"type": "boolean"},
+        "reason": {"type": "string", "nullable": True},
+        "actor": {"type": "string", "nullable": True},
+        "since": {"type": "string", "format": "date-time", "nullable": True},
+        "window_start": {"type": "string", "format": "date-time", "nullable": True},
+    },
+}
+_PAUSE_BODY = {"type": "object", "properties": {"reason": {"type": "string"}}}
+
+
+@api.op("GET", "/status", "The daemon at a glance: loops, sending, outbox",
+        response={"type": "object"})
+async def get_status(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    now = rt.clock()
+    counts = await rt.store.delivery_counts()
+    oldest = await rt.store.oldest_due_since(now)
+    ready, reasons = rt.supervisor.healthy()
+    return json_response({
+        "version": __version__,
+        "started_at": rt.started_at.isoformat(),
+        "ready": ready,
+        "reasons": reasons,
+        "schema_version": await rt.store.schema_version(),
+        "sending": (await rt.store.sending_state()).to_json(),
+        "loops": {name: st.to_json() for name, st in rt.supervisor.status.items()},
+        "deliveries": {str(state): n for state, n in counts.items()},
+        "outbox_oldest_pending_age_seconds":
+            max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
+        "sources": [s.name for s in rt.config.sources if s.enabled],
+    })
+
+
+async def _set_sending(request: web.Request, paused: bool) -> web.Response:
+    rt = request.app[RUNTIME]
+    body = await json_body(request, optional=True)
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ApiError(400, "invalid_field", "reason must be a string",
+                       fields={"reason": "must be a string"})
+    state = await rt.store.set_sending(
+        paused=paused, reason=reason or ("paused by admin" if paused else "resumed by admin"),
+        actor="admin", now=rt.clock())
+    rt.metrics.sending_paused.set(1 if state.paused else 0)
+    log.info("sending resumed" if not paused else "sending paused", actor="admin",
+             reason=state.reason)
+    rt.wake("sender")
+    return json_response(state.to_json())
+
+
+@api.op("POST", "/sending/pause", "Stop claiming new deliveries (persisted)",
+        request=_PAUSE_BODY, response=_SENDING)
+async def pause_sending(request: web.Request) -> web.Response:
+    return await _set_sending(request, True)
+
+
+@api.op("POST", "/sending/resume",
+        "Resume sending; the bounce-rate guard's window starts afresh",
+        request=_PAUSE_BODY, response=_SENDING)
+async def resume_sending(request: web.Request) -> web.Response:
+    return await _set_sending(request, False)
+
+
+@api.op("GET", "/openapi.json", "This document")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(request.app[API].openapi(__version__))

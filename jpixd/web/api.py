@@ -1,0 +1,152 @@
+"""The admin API's frame: operations that document themselves, errors and JSON bodies.
+
+Handlers are declared with `api.op(...)`, which records the method, path, summary and
+schemas; the same records make the routes and `/admin/v1/openapi.json`, so the document
+cannot drift from what is served.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Schema = dict[str, Any]
+
+PREFIX = "/admin/v1"
+
+ERROR_SCHEMA: Schema = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                           "fields": {"type": "object",
+                                      "additionalProperties": {"type": "string"}}},
+        }
+    },
+}
+
+
+class ApiError(Exception):
+    """An error a client caused or must know about, rendered as {"error": {...}}."""
+
+    def __init__(self, status: int, code: str, message: str,
+                 fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields
+
+    def response(self) -> web.Response:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.fields:
+            body["fields"] = self.fields
+        headers = {"WWW-Authenticate": "Bearer"} if self.status == 401 else None
+        return json_response({"error": body}, status=self.status, headers=headers)
+
+
+def json_response(data: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, ensure_ascii=False, default=str),
+        status=status, content_type="application/json", charset="utf-8", headers=headers,
+    )
+
+
+async def json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object, or a 400 that says what is wrong with it."""
+    if not request.can_read_body:
+        if optional:
+            return {}
+        raise ApiError(400, "invalid_body", "a JSON object is required")
+    raw = await request.read()
+    if not raw.strip() and optional:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "body must be a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str  # below PREFIX, aiohttp syntax: "/notices/{id}"
+    summary: str
+    handler: Handler
+    request: Schema | None = None
+    response: Schema | None = None
+    query: tuple[tuple[str, str, str], ...] = ()  # (name, type, description)
+    status: int = 200
+
+
+@dataclass
+class Api:
+    ops: list[Operation] = field(default_factory=list)
+
+    def op(self, method: str, path: str, summary: str, *, request: Schema | None = None,
+           response: Schema | None = None, query: tuple[tuple[str, str, str], ...] = (),
+           status: int = 200) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.ops.append(Operation(method, path, summary, handler, request, response,
+                                      query, status))
+            return handler
+        return register
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.route(o.method, PREFIX + o.path, o.handler) for o in self.ops]
+
+    def openapi(self, version: str) -> dict[str, Any]:
+        paths: dict[str, dict[str, Any]] = {}
+        for o in self.ops:
+            item: dict[str, Any] = {
+                "summary": o.summary,
+                "operationId": o.handler.__name__,
+                "responses": {
+                    str(o.status): {"description": "OK", "content": {"application/json": {
+                        "schema": o.response or {"type": "object"}}}},
+                    "401": _error_response("missing or wrong bearer token"),
+                    "400": _error_response("invalid input"),
+                },
+            }
+            params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                      for n in _path_params(o.path)]
+            params += [{"name": n, "in": "query", "required": False, "description": d,
+                        "schema": {"type": t}} for n, t, d in o.query]
+            if params:
+                item["parameters"] = params
+            if o.request is not None:
+                item["requestBody"] = {"required": True, "content": {
+                    "application/json": {"schema": o.request}}}
+            if _path_params(o.path):
+                item["responses"]["404"] = _error_response("not found")
+            paths.setdefault(PREFIX + o.path, {})[o.method.lower()] = item
+        return {
+            "openapi": "3.0.3",
+            "info": {"title": "jpixd admin API", "version": version},
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                           "schemas": {"Error": ERROR_SCHEMA}},
+            "security": [{"bearer": []}],
+            "paths": paths,
+        }
+
+
+def _path_params(path: str) -> list[str]:
+    return [seg[1:-1].split(":")[0] for seg in path.split("/")
+            if seg.startswith("{") and seg.endswith("}")]
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}

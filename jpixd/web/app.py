@@ -1,0 +1,56 @@
+"""Builds the aiohttp application from a Runtime and the API operations."""
+
+from __future__ import annotations
+
+import hmac
+
+import structlog
+from aiohttp import web
+
+from jpixd.runtime import Runtime
+from jpixd.web import admin, health
+from jpixd.web.api import PREFIX, Api, ApiError, Handler
+from jpixd.web.keys import API, RUNTIME
+
+log = structlog.get_logger("jpixd.web")
+
+
+def _authorised(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        return False
+    # Constant-time: the token must not leak one byte at a time through timing.
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@web.middleware
+async def admin_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer auth on everything under /admin/v1, and errors in the SPEC's JSON shape."""
+    if not request.path.startswith(PREFIX):
+        return await handler(request)
+    try:
+        if not _authorised(request, request.app[RUNTIME].admin_token):
+            raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' "
+                                                "header is required")
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed",
+                413: "body_too_large"}.get(exc.status, "http_error")
+        return ApiError(exc.status, code, exc.reason).response()
+
+
+def build_app(runtime: Runtime, apis: list[Api] | None = None) -> web.Application:
+    app = web.Application(middlewares=[admin_middleware], client_max_size=8 * 1024 * 1024)
+    merged = Api()
+    for part in [admin.api, *(apis or [])]:
+        merged.ops.extend(part.ops)
+    app[RUNTIME] = runtime
+    app[API] = merged
+    app.add_routes(health.routes())
+    app.add_routes(merged.routes())
+    return app

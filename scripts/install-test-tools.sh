@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian tools that some tests use, when they are missing and we may:
+# systemd-analyze (package systemd) to verify the unit file, promtool (package
+# prometheus) to check the metrics text. Never fails the build: a test that needs a
+# missing tool is skipped with the reason.
+set -u
+need=""
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+command -v promtool >/dev/null 2>&1 || need="$need prometheus"
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "install-test-tools: missing:$need (not root or no apt-get); their tests will be skipped"
+  exit 0
+fi
+echo "install-test-tools: installing$need"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null 2>&1 || true
+# policy-rc.d 101: packages must not try to start services on a build/CI machine.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+apt-get install -y -qq --no-install-recommends $need >/dev/null 2>&1 \
+  || echo "install-test-tools: could not install$need; their tests will be skipped"
+rm -f /usr/sbin/policy-rc.d
+exit 0

@@ -1,0 +1,248 @@
+"""Shared fixtures: configs in tmp, a store, an in-process daemon, a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jpixd.app import Daemon
+from jpixd.config import Config, load_mapping
+from jpixd.loop import Loop
+from jpixd.store import Store
+
+# botocore must never wait on an instance-metadata lookup or find real credentials.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "ap-northeast-1")
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def base_mapping(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """A minimal valid config for tests: state in tmp, port 0, token from a file."""
+    token_file = tmp_path / "admin-token"
+    token_file.write_text(ADMIN_TOKEN + "\n")
+    data: dict[str, Any] = {
+        "state_dir": str(tmp_path / "state"),
+        "shutdown_timeout": "5s",
+        "http": {"listen": "127.0.0.1:0", "admin_token_file": str(token_file)},
+        "mail": {"from": "noc@example.jp", "transport": "file",
+                 "file": {"dir": str(tmp_path / "outbox")}},
+        "logging": {"format": "json", "level": "info"},
+    }
+    data.update(overrides)
+    return data
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> Config:
+    return load_mapping(base_mapping(tmp_path, **overrides), base_dir=tmp_path, env={})
+
+
+def toml_dumps(data: Mapping[str, Any]) -> str:
+    """Enough TOML writing for test configs (tables, arrays of tables, scalars, lists)."""
+    lines: list[str] = []
+    tables: list[tuple[str, Mapping[str, Any]]] = []
+    arrays: list[tuple[str, list[Mapping[str, Any]]]] = []
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            tables.append((k, v))
+        elif isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v):
+            arrays.append((k, v))
+        else:
+            lines.append(f"{k} = {json.dumps(v, ensure_ascii=False)}")
+    for k, t in tables:
+        lines.append(f"[{k}]")
+        sub = toml_dumps(t).splitlines()
+        for ln in sub:
+            lines.append(f"[{k}.{ln[1:]}" if ln.startswith("[") and not ln.startswith("[[")
+                         else ln)
+    for k, items in arrays:
+        for item in items:
+            lines.append(f"[[{k}]]")
+            lines.append(toml_dumps(item))
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(tmp_path: Path, now: datetime) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "db" / "jpixd.sqlite3")
+    await s.migrate(now)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@dataclass
+class RunningDaemon:
+    daemon: Daemon
+    task: asyncio.Task[int]
+    base_url: str
+    headers: dict[str, str] = field(default_factory=lambda: {
+        "Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(cfg: Config, extra_loops: list[Loop] | None = None,
+                         **kwargs: Any) -> AsyncIterator[RunningDaemon]:
+    """Start a Daemon in this event loop; stop it (as SIGTERM would) on exit."""
+    daemon = Daemon(cfg, extra_loops=extra_loops or [], **kwargs)
+    task = asyncio.create_task(daemon.run())
+    ready = asyncio.create_task(daemon.ready.wait())
+    done, _ = await asyncio.wait({task, ready}, timeout=15,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        ready.cancel()
+        task.result()
+        raise AssertionError("daemon exited before it was ready")
+    assert ready in done, "daemon not ready within 15s"
+    try:
+        yield RunningDaemon(daemon, task, f"http://{daemon.bound[0]}")
+    finally:
+        if not task.done():
+            assert daemon.runtime is not None
+            daemon.runtime.supervisor.stop()
+            await asyncio.wait_for(task, timeout=15)
+
+
+class DaemonProcess:
+    """A real `python -m jpixd run` child whose JSON log lines are read as they come.
+
+    A thread reads stdout into a queue, so waiting for a line never depends on how the
+    pipe happens to be buffered.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jpixd", *args], cwd=cwd, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for_event(self, event: str, timeout: float = 20.0) -> dict[str, Any]:
+        """Read log lines until one has this `event`; return that line's JSON object."""
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            with contextlib.suppress(json.JSONDecodeError):
+                obj = json.loads(line)
+                if isinstance(obj, dict) and obj.get("event") == event:
+                    return obj
+        raise AssertionError(f"no {event!r} log line within {timeout}s; output:\n"
+                             + "".join(self.lines))
+
+    def finish(self, timeout: float = 20.0) -> int:
+        rc = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        while not self._queue.empty():
+            line = self._queue.get_nowait()
+            if line is not None:
+                self.lines.append(line)
+        return rc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def daemon_process(tmp_path: Path) -> Iterator[Any]:
+    started: list[DaemonProcess] = []
+
+    def start(args: list[str], env: dict[str, str] | None = None) -> DaemonProcess:
+        full = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
+        full["PYTHONUNBUFFERED"] = "1"
+        full.update(env or {})
+        p = DaemonProcess(args, full, tmp_path)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's server mode as a real process on 127.0.0.1, shared by the whole session."""
+    port = free_port()
+    moto_bin = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen([str(moto_bin), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    end = time.monotonic() + 60
+    while (left := end - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if "Running on" in line:
+            break
+    else:
+        proc.kill()
+        raise AssertionError("moto_server did not start:\n" + "".join(seen))
+    if not seen or "Running on" not in seen[-1]:
+        proc.kill()
+        raise AssertionError("moto_server did not start:\n" + "".join(seen))
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

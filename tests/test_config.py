@@ -1,0 +1,183 @@
+"""Configuration: every bad value is named by its key path, all at once, and stops a start."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jpixd import cli
+from jpixd.config import ConfigError, load_default, load_mapping, load_path, parse_duration
+from tests.conftest import ROOT, base_mapping, toml_dumps
+
+
+def errors_of(tmp_path: Path, env: dict[str, str] | None = None, **overrides: Any) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_mapping(base_mapping(tmp_path, **overrides), base_dir=tmp_path, env=env or {})
+    return info.value.errors
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30s", 30), ("5m", 300), ("24h", 86400), ("7d", 604800), ("1h30m", 5400),
+    ("250ms", 0.25), ("1.5s", 1.5),
+])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "30", "6O s", "s", "1w", "-5s", "5 m", "1h 30m"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_embedded_default_is_valid(tmp_path: Path) -> None:
+    cfg = load_default(base_dir=tmp_path, env={})
+    assert cfg.state_dir == tmp_path / "var"
+    assert cfg.database_path == tmp_path / "var" / "jpixd.sqlite3"
+    assert cfg.mail.transport == "file"
+    assert cfg.http.listen.port == 8080 and cfg.http.listen.host == "127.0.0.1"
+    assert cfg.http.generate_admin_token
+
+
+def test_production_example_is_valid(tmp_path: Path) -> None:
+    env = {"JPIXD_ADMIN_TOKEN": "t" * 32, "JPIXD_BACKLOG_API_KEY": "k" * 32}
+    cfg = load_path(ROOT / "etc" / "jpixd.toml", env=env)
+    assert cfg.mail.transport == "ses"
+    assert cfg.backlog is not None and cfg.backlog.api_key.get() == "k" * 32
+    assert cfg.bounces.pause_bounce_rate < 0.05
+    assert {s.kind for s in cfg.sources} >= {"ntt-east", "ntt-west"}
+
+
+def test_every_bad_value_is_reported_with_its_key_path(tmp_path: Path) -> None:
+    errs = errors_of(
+        tmp_path,
+        shutdown_timeout="soon",
+        timezone="Mars/Olympus",
+        http={"listen": "localhost", "admin_token": "literal-secret"},
+        sources=[
+            {"name": "east", "kind": "ntt-east", "url": "https://example.jp/e"},
+            {"name": "east", "kind": "rsss", "url": "ftp://x", "interval": "6O s"},
+            {"name": "w", "kind": "rss", "url": "https://example.jp/w", "carrier": "north"},
+        ],
+        mail={"from": "not-an-address", "charset": "shift_jis", "transport": "smtp",
+              "ses": {"max_send_rate": -3, "rate_safety": 1.5}},
+        sending={"concurrency": 0, "reminder_before": ["24h", "tomorrow"], "burst": "many"},
+        bounces={"pause_bounce_rate": 0.08, "warn_bounce_rate": 0.09, "queue_url": "sqs"},
+        backlog={"base_url": "https://space.backlog.jp", "project_key": "NOC"},
+        colour="blue",
+    )
+    expected = [
+        'shutdown_timeout: \'soon\' is not a duration (e.g. "30s", "5m", "24h", "7d")',
+        "timezone: 'Mars/Olympus' is not a known time zone",
+        "http.listen: 'localhost' is not host:port",
+        "http.admin_token: secrets are not written in the config file",
+        "sources[1].name: 'east' is used by another source",
+        "sources[1].kind: 'rsss' is not one of rss, atom, ntt-east, ntt-west, json",
+        "sources[1].url: 'ftp://x' must be a URL with scheme http or https or file",
+        "sources[1].interval: '6O s' is not a duration",
+        "sources[2].carrier: 'north' is not one of east, west",
+        "mail.from: 'not-an-address' is not an email address",
+        "mail.charset: 'shift_jis' is not one of iso-2022-jp, utf-8",
+        "mail.smtp.host: is required when mail.transport = \"smtp\"",
+        "mail.ses.max_send_rate: -3 must be \"auto\" or a number above 0",
+        "mail.ses.rate_safety: 1.5 must be at most 1.0",
+        "sending.concurrency: 0 is below the minimum 1",
+        "sending.reminder_before[1]: 'tomorrow' is not a duration",
+        "sending.burst: 'many' must be a whole number of at least 1",
+        "bounces.pause_bounce_rate: 0.08 must be below SES's review threshold 0.05",
+        "bounces.warn_bounce_rate: must be below pause_bounce_rate",
+        "bounces.queue_url: 'sqs' must be a URL with scheme http or https",
+        "backlog.api_key_file: no API key",
+        "backlog.issue_type: is required",
+        "colour: unknown key",
+    ]
+    for want in expected:
+        assert any(e.startswith(want) for e in errs), f"missing {want!r} in {errs}"
+    assert len(errs) == len(expected), errs
+
+
+def test_a_source_without_a_carrier_is_refused_unless_implied(tmp_path: Path) -> None:
+    errs = errors_of(tmp_path, sources=[{"name": "feed", "kind": "rss",
+                                         "url": "https://example.jp/rss"}])
+    assert errs == ["sources[0].carrier: is required for kind 'rss' (\"east\" or \"west\")"]
+    errs = errors_of(tmp_path, sources=[{"name": "e", "kind": "ntt-east", "carrier": "west",
+                                         "url": "https://example.jp/"}])
+    assert errs == ["sources[0].carrier: 'west' contradicts kind 'ntt-east'"]
+
+
+def test_secrets_come_from_files_and_environment_never_the_file(tmp_path: Path) -> None:
+    key = tmp_path / "backlog.key"
+    key.write_text("abc-secret-key\n")
+    backlog = {"base_url": "https://space.backlog.jp", "project_key": "NOC",
+               "issue_type": "Bug", "api_key_file": str(key)}
+    cfg = load_mapping(base_mapping(tmp_path, backlog=backlog), base_dir=tmp_path, env={})
+    assert cfg.backlog is not None and cfg.backlog.api_key.get() == "abc-secret-key"
+    assert "abc-secret-key" not in repr(cfg)
+
+    backlog_env = {**backlog, "api_key": "env:MY_KEY"}
+    del backlog_env["api_key_file"]
+    cfg = load_mapping(base_mapping(tmp_path, backlog=backlog_env), base_dir=tmp_path,
+                       env={"MY_KEY": "from-env"})
+    assert cfg.backlog is not None and cfg.backlog.api_key.get() == "from-env"
+
+    backlog_missing = {**backlog, "api_key_file": str(tmp_path / "nope")}
+    errs = errors_of(tmp_path, backlog=backlog_missing)
+    assert errs == [f"backlog.api_key_file: cannot read '{tmp_path / 'nope'}': "
+                    "No such file or directory"]
+
+    backlog_ssm = {**backlog, "api_key": "ssm:/jpixd/backlog"}
+    del backlog_ssm["api_key_file"]
+    cfg = load_mapping(base_mapping(tmp_path, backlog=backlog_ssm), base_dir=tmp_path, env={})
+    assert cfg.backlog is not None and cfg.backlog.api_key.needs_ssm
+
+
+def test_admin_token_is_required_outside_the_embedded_default(tmp_path: Path) -> None:
+    errs = errors_of(tmp_path, http={"listen": "127.0.0.1:0"})
+    assert errs[0].startswith("http.admin_token_file: no admin token")
+    cfg = load_mapping(base_mapping(tmp_path, http={"listen": "127.0.0.1:0"}),
+                       base_dir=tmp_path, env={"JPIXD_ADMIN_TOKEN": "from-env-token"})
+    assert cfg.http.admin_token is not None
+    assert cfg.http.admin_token.get() == "from-env-token"
+
+
+def test_toml_syntax_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("state_dir = \n")
+    with pytest.raises(ConfigError) as info:
+        load_path(path)
+    assert info.value.errors[0].startswith(f"{path}: not valid TOML")
+
+
+def write_config(tmp_path: Path, **overrides: Any) -> Path:
+    path = tmp_path / "jpixd.toml"
+    path.write_text(toml_dumps(base_mapping(tmp_path, **overrides)), encoding="utf-8")
+    return path
+
+
+def test_check_config_exits_non_zero_and_lists_every_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, sources=[{"name": "e", "kind": "ntt-east", "url": "x",
+                                            "interval": "6O s"}])
+    assert cli.main(["check-config", "--config", str(path)]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "sources[0].url: 'x' must be a URL" in err
+    assert "sources[0].interval: '6O s' is not a duration" in err
+
+
+def test_check_config_accepts_a_good_file(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path)
+    assert cli.main(["check-config", "--config", str(path)]) == cli.EXIT_OK
+    assert "is valid" in capsys.readouterr().out
+
+
+def test_run_refuses_to_start_on_a_bad_config(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, sending={"max_attempts": "lots"})
+    assert cli.main(["run", "--config", str(path)]) == cli.EXIT_CONFIG
+    assert "sending.max_attempts: 'lots' is not an integer" in capsys.readouterr().err
+    # Nothing was started: no database was created.
+    assert not (tmp_path / "state" / "jpixd.sqlite3").exists()

@@ -1,0 +1,90 @@
+"""Operational files: the systemd unit verifies, metrics pass promtool, and the package
+the Dockerfile installs (a plain, non-editable wheel) carries its data files."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tests.conftest import ROOT, make_config, running_daemon
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze not installed (Debian package systemd)")
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    unit = (ROOT / "systemd" / "jpixd.service").read_text()
+    # verify checks that ExecStart exists; point it at this checkout's entry point.
+    jpixd_bin = Path(sys.executable).parent / "jpixd"
+    assert "/opt/jpixd/venv/bin/jpixd" in unit
+    local = tmp_path / "jpixd.service"
+    local.write_text(unit.replace("/opt/jpixd/venv/bin/jpixd", str(jpixd_bin)))
+    result = subprocess.run(["systemd-analyze", "verify", str(local)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "jpixd.service" not in result.stderr, result.stderr
+    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=jpixd",
+                 "StateDirectory=jpixd", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                 "PrivateTmp=yes"):
+        assert line in unit
+
+
+def test_stop_timeout_exceeds_the_production_shutdown_timeout() -> None:
+    from jpixd.config import load_path, parse_duration
+
+    unit = (ROOT / "systemd" / "jpixd.service").read_text()
+    stop = next(ln.split("=", 1)[1] for ln in unit.splitlines()
+                if ln.startswith("TimeoutStopSec="))
+    cfg = load_path(ROOT / "etc" / "jpixd.toml", env={"JPIXD_ADMIN_TOKEN": "x" * 20,
+                                                       "JPIXD_BACKLOG_API_KEY": "y" * 20})
+    assert parse_duration(stop) > cfg.shutdown_timeout
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool not installed (Debian package prometheus)")
+async def test_metrics_pass_promtool(tmp_path: Path) -> None:
+    async with running_daemon(make_config(tmp_path), registry=CollectorRegistry()) as d:
+        async with aiohttp.ClientSession() as http, http.get(d.base_url + "/metrics") as r:
+            assert r.status == 200
+            text = await r.text()
+    for name in ("jpixd_loop_up", "jpixd_deliveries", "jpixd_outbox_oldest_pending_age_seconds",
+                 "jpixd_sending_paused", "jpixd_send_rate_limit_per_second",
+                 "jpixd_bounce_rate", "jpixd_complaint_rate", "jpixd_suppressed_addresses",
+                 "jpixd_backlog_open_tickets", "jpixd_ses_quota_remaining_24h"):
+        assert f"\n{name}" in text or text.startswith(name), name
+    result = await asyncio.to_thread(subprocess.run, ["promtool", "check", "metrics"],
+                                     input=text, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_installed_package_carries_its_data_files(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps",
+         "--quiet", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    wheel = next(tmp_path.glob("jpixd-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("jpixd/store/migrations/0001_initial.sql", "jpixd/defaults/jpixd.toml",
+                   "jpixd/py.typed"):
+        assert needed in names, f"{needed} missing from the wheel"
+    assert not any(n.startswith("tests/") for n in names)
+
+
+def test_dockerfile_runs_as_a_user_and_checks_health() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert "\nUSER jpixd\n" in text
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert "tzdata" in text
+    # Everything it copies exists.
+    for line in text.splitlines():
+        if line.startswith("COPY "):
+            for src in line.split()[1:-1]:
+                assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"

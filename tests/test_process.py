@@ -1,0 +1,120 @@
+"""A real `jpixd run` process: systemd notify, health, SIGTERM, and state across restarts."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import tempfile
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, DaemonProcess, base_mapping, toml_dumps
+
+Start = Callable[..., DaemonProcess]
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    # A short path: AF_UNIX paths are limited to about 107 bytes.
+    folder = tempfile.mkdtemp(prefix="jpx", dir="/tmp")
+    path = f"{folder}/notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(20)
+    yield sock, path
+    sock.close()
+
+
+def receive_until(sock: socket.socket, wanted: str) -> list[str]:
+    """Datagrams up to and including `wanted` (the socket's timeout bounds the wait)."""
+    seen: list[str] = []
+    while True:
+        try:
+            msg = sock.recv(4096).decode()
+        except TimeoutError:
+            raise AssertionError(f"no {wanted!r} from the daemon; got {seen}") from None
+        seen.append(msg)
+        if msg == wanted:
+            return seen
+
+
+def http(url: str, method: str = "GET", token: str | None = ADMIN_TOKEN) -> tuple[int, Any]:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "jpixd.toml"
+    path.write_text(toml_dumps(base_mapping(tmp_path)), encoding="utf-8")
+    return path
+
+
+def test_systemd_notify_health_and_sigterm(tmp_path: Path, daemon_process: Start,
+                                           notify_socket: tuple[socket.socket, str]) -> None:
+    sock, sock_path = notify_socket
+    proc = daemon_process(["run", "--config", str(config_file(tmp_path))],
+                          {"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "200000"})
+    listening = proc.wait_for_event("http listening")
+    base = f"http://{listening['addresses'][0]}"
+
+    assert receive_until(sock, "READY=1") == ["READY=1"]
+    # Watchdog pings follow at half of WATCHDOG_USEC while the loops are fresh.
+    assert receive_until(sock, "WATCHDOG=1")[-1] == "WATCHDOG=1"
+    status, body = http(base + "/healthz")
+    assert status == 200 and body == {"ok": True}
+    status, body = http(base + "/readyz")
+    assert status == 200 and body["ready"] is True
+    assert body["loops"]["housekeeping"]["up"] is True
+
+    proc.proc.send_signal(signal.SIGTERM)
+    assert "STOPPING=1" in receive_until(sock, "STOPPING=1")
+    assert proc.finish(timeout=15) == 0
+    events = [json.loads(line).get("event") for line in proc.lines if line.startswith("{")]
+    assert "signal received" in events and "shutting down" in events
+
+
+def test_pause_survives_a_restart(tmp_path: Path, daemon_process: Start) -> None:
+    cfg = config_file(tmp_path)
+    first = daemon_process(["run", "--config", str(cfg)])
+    base = f"http://{first.wait_for_event('jpixd ready') and first_address(first)}"
+    status, body = http(base + "/admin/v1/sending/pause", "POST")
+    assert status == 200 and body["paused"] is True and body["actor"] == "admin"
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.finish() == 0
+
+    second = daemon_process(["run", "--config", str(cfg)])
+    second.wait_for_event("jpixd ready")
+    base = f"http://{first_address(second)}"
+    status, body = http(base + "/admin/v1/status")
+    assert status == 200 and body["sending"]["paused"] is True
+    status, body = http(base + "/admin/v1/sending/resume", "POST")
+    assert status == 200 and body["paused"] is False and body["window_start"]
+    second.proc.send_signal(signal.SIGINT)
+    assert second.finish() == 0
+
+
+def first_address(proc: DaemonProcess) -> str:
+    for line in proc.lines:
+        if '"http listening"' in line:
+            return str(json.loads(line)["addresses"][0])
+    raise AssertionError("no http listening line")
+
+
+def test_bad_config_stops_the_process_before_it_starts(tmp_path: Path,
+                                                       daemon_process: Start) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(toml_dumps(base_mapping(tmp_path, shutdown_timeout="forever")))
+    proc = daemon_process(["run", "--config", str(path)])
+    assert proc.finish() == 2
+    assert any("shutdown_timeout: 'forever' is not a duration" in ln for ln in proc.lines)

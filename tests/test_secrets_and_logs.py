@@ -1,0 +1,84 @@
+"""Secrets from SSM (moto's server mode) and logs: JSON lines, stdlib routed, no secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+from aiobotocore.session import get_session
+
+from jpixd import logs
+from jpixd.config import ConfigError, load_mapping
+from jpixd.secrets import resolve_ssm
+from tests.conftest import base_mapping
+
+
+async def put_parameter(moto_url: str, name: str, value: str) -> None:
+    async with get_session().create_client("ssm", region_name="ap-northeast-1",
+                                           endpoint_url=moto_url) as ssm:
+        await ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+
+
+async def test_ssm_secrets_are_resolved_at_start(tmp_path: Path, moto_url: str) -> None:
+    await put_parameter(moto_url, "/jpixd/test/backlog", "key-from-ssm")
+    data = base_mapping(
+        tmp_path,
+        ssm={"region": "ap-northeast-1", "endpoint_url": moto_url},
+        backlog={"base_url": "https://space.backlog.jp", "project_key": "NOC",
+                 "issue_type": "Bug", "api_key": "ssm:/jpixd/test/backlog"},
+    )
+    cfg = load_mapping(data, base_dir=tmp_path, env={})
+    resolved = await resolve_ssm(cfg)
+    assert resolved.backlog is not None
+    assert resolved.backlog.api_key.get() == "key-from-ssm"
+    assert resolved.backlog.api_key.origin == "ssm:/jpixd/test/backlog"
+
+
+async def test_a_missing_ssm_parameter_names_the_key(tmp_path: Path, moto_url: str) -> None:
+    data = base_mapping(
+        tmp_path,
+        ssm={"endpoint_url": moto_url},
+        http={"listen": "127.0.0.1:0", "admin_token": "ssm:/jpixd/test/nope"},
+    )
+    cfg = load_mapping(data, base_dir=tmp_path, env={})
+    with pytest.raises(ConfigError) as info:
+        await resolve_ssm(cfg)
+    assert info.value.errors == [
+        "http.admin_token: SSM parameter '/jpixd/test/nope': ParameterNotFound"]
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    out = io.StringIO()
+    logs.configure("info", "json", stream=out)
+    yield out
+    root.handlers[:], root.level = saved
+    structlog.reset_defaults()
+
+
+def test_logs_are_json_lines_with_ids_and_no_secrets(captured_logs: io.StringIO) -> None:
+    logs.REDACTOR.add(["s3cr3t-backlog-key"])
+    log = structlog.get_logger("jpixd.test")
+    with structlog.contextvars.bound_contextvars(delivery_id=42):
+        log.info("mail sent", ses_message_id="0101-abc", api_key="s3cr3t-backlog-key")
+    logging.getLogger("aiohttp.client").warning(
+        "GET https://space.backlog.jp/api/v2/issues?apiKey=s3cr3t-backlog-key&count=1 failed")
+    log.info("echo", detail="token was s3cr3t-backlog-key", header="Bearer abc.def.ghi")
+
+    lines = [json.loads(x) for x in captured_logs.getvalue().splitlines()]
+    assert len(lines) == 3
+    for line in lines:
+        assert {"event", "level", "timestamp"} <= set(line)
+    assert lines[0]["event"] == "mail sent" and lines[0]["delivery_id"] == 42
+    assert lines[0]["ses_message_id"] == "0101-abc" and lines[0]["level"] == "info"
+    assert lines[1]["logger"] == "aiohttp.client" and lines[1]["level"] == "warning"
+    assert "s3cr3t" not in captured_logs.getvalue()
+    assert "abc.def.ghi" not in captured_logs.getvalue()
+    assert "apiKey=***" in lines[1]["event"]

@@ -1,0 +1,106 @@
+"""The store: migrations are idempotent and upgrade old databases; control state persists."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from jpixd.store import Store
+from jpixd.store import migrate as migrations
+
+
+async def _schema(path: Path) -> set[tuple[str, str]]:
+    async with aiosqlite.connect(str(path)) as db, db.execute(
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    ) as cur:
+        return {(r[0], r[1]) for r in await cur.fetchall()}
+
+
+async def test_migrations_are_idempotent(tmp_path: Path, now: datetime) -> None:
+    store = await Store.open(tmp_path / "a.sqlite3")
+    try:
+        first = await store.migrate(now)
+        assert first == [m.version for m in migrations.bundled()]
+        assert await store.migrate(now) == []
+        assert await store.schema_version() == first[-1]
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("start", range(len(migrations.bundled())))
+async def test_a_database_at_any_version_upgrades_to_the_latest(
+        tmp_path: Path, now: datetime, start: int) -> None:
+    all_migrations = migrations.bundled()
+    fresh = tmp_path / "fresh.sqlite3"
+    s = await Store.open(fresh)
+    await s.migrate(now)
+    await s.close()
+
+    old = tmp_path / "old.sqlite3"
+    s = await Store.open(old)
+    try:
+        await s.migrate(now, all_migrations[:start])
+        assert await s.schema_version() == start
+        applied = await s.migrate(now)
+        assert applied == [m.version for m in all_migrations[start:]]
+    finally:
+        await s.close()
+    assert await _schema(old) == await _schema(fresh)
+
+
+async def test_a_newer_database_is_refused(tmp_path: Path, now: datetime) -> None:
+    path = tmp_path / "new.sqlite3"
+    s = await Store.open(path)
+    await s.migrate(now)
+    await s.close()
+    async with aiosqlite.connect(str(path)) as db:
+        await db.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x')")
+        await db.commit()
+    s = await Store.open(path)
+    try:
+        with pytest.raises(RuntimeError, match="newer than this program knows"):
+            await s.migrate(now)
+    finally:
+        await s.close()
+
+
+async def test_the_database_is_in_wal_mode(store: Store) -> None:
+    async with aiosqlite.connect(str(store.path)) as db, db.execute(
+            "PRAGMA journal_mode") as cur:
+        row = await cur.fetchone()
+    assert row is not None and row[0] == "wal"
+
+
+async def test_pause_and_resume_persist_and_resume_restarts_the_guard_window(
+        tmp_path: Path, now: datetime) -> None:
+    path = tmp_path / "p.sqlite3"
+    s = await Store.open(path)
+    await s.migrate(now)
+    assert not (await s.sending_state()).paused
+    await s.set_sending(paused=True, reason="bounce rate 4.2%", actor="guard", now=now)
+    await s.close()
+
+    s = await Store.open(path)
+    try:
+        state = await s.sending_state()
+        assert state.paused and state.actor == "guard" and state.reason == "bounce rate 4.2%"
+        assert state.window_start is None
+        later = now + timedelta(hours=2)
+        resumed = await s.set_sending(paused=False, reason=None, actor="admin", now=later)
+        assert not resumed.paused
+        assert resumed.window_start == later
+        # A second resume while running does not move the window again.
+        again = await s.set_sending(paused=False, reason=None, actor="admin",
+                                    now=later + timedelta(hours=1))
+        assert again.window_start == later
+    finally:
+        await s.close()
+
+
+async def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        await store.set_sending(paused=True, reason=None, actor="admin",
+                                now=datetime(2026, 1, 1))

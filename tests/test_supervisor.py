@@ -1,0 +1,114 @@
+"""Supervision: crashed loops restart with backoff and are counted; too many crashes end
+the process with a non-zero code; readiness is false while a loop is down."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from jpixd.app import Daemon
+from jpixd.loop import Loop
+from tests.conftest import make_config, running_daemon
+
+
+class CrashingLoop(Loop):
+    """Raises on its first `crashes` runs, then works (beats) until stopped."""
+
+    name = "crashy"
+    interval = 0.01
+
+    def __init__(self, crashes: int) -> None:
+        super().__init__()
+        self.crashes = crashes
+        self.runs = 0
+        self.crashed = asyncio.Event()
+        self.healthy = asyncio.Event()
+
+    async def run_once(self) -> None:
+        self.runs += 1
+        if self.runs <= self.crashes:
+            self.crashed.set()
+            raise RuntimeError(f"bug number {self.runs}")
+        self.healthy.set()
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+async def test_a_crashed_loop_is_restarted_and_counted(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, supervisor={"restart_backoff": "10ms", "max_restarts": 5})
+    registry = CollectorRegistry()
+    loop = CrashingLoop(crashes=2)
+    async with running_daemon(cfg, [loop], registry=registry) as d:
+        await asyncio.wait_for(loop.healthy.wait(), timeout=10)
+        assert sample(registry, "jpixd_loop_restarts_total", loop="crashy") == 2
+        assert sample(registry, "jpixd_loop_up", loop="crashy") == 1
+        async with aiohttp.ClientSession() as http, http.get(d.base_url + "/readyz") as r:
+            body = await r.json()
+            assert r.status == 200, body
+            assert body["loops"]["crashy"]["restarts"] == 2
+    assert d.task.result() == 0
+
+
+async def test_readyz_is_503_while_a_loop_is_down(tmp_path: Path) -> None:
+    # A long backoff keeps the crashed loop down while we look.
+    cfg = make_config(tmp_path, supervisor={"restart_backoff": "1h", "restart_backoff_max": "1h"})
+    loop = CrashingLoop(crashes=1)
+    async with running_daemon(cfg, [loop]) as d:
+        await asyncio.wait_for(loop.crashed.wait(), timeout=10)
+        status = d.daemon.runtime.supervisor.status["crashy"] if d.daemon.runtime else None
+        assert status is not None
+        # The supervisor marks the loop down in the same step as the raise.
+        assert not status.up
+        async with aiohttp.ClientSession() as http:
+            async with http.get(d.base_url + "/readyz") as r:
+                body = await r.json()
+                assert r.status == 503
+                assert body["ready"] is False
+                assert "loop crashy is down (RuntimeError: bug number 1)" in body["reasons"]
+            async with http.get(d.base_url + "/healthz") as r:
+                assert r.status == 200  # alive, just not ready
+
+
+async def test_past_the_intensity_limit_the_daemon_exits_non_zero(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, supervisor={"restart_backoff": "1ms", "max_restarts": 3,
+                                            "restart_window": "1m"})
+    loop = CrashingLoop(crashes=1000)
+    daemon = Daemon(cfg, extra_loops=[loop], registry=CollectorRegistry())
+    code = await asyncio.wait_for(daemon.run(), timeout=20)
+    assert code == 1
+    assert loop.runs == 4  # the first run and three restarts; the fourth crash gives up
+    assert daemon.runtime is not None
+    assert "crashed 4 times" in (daemon.runtime.supervisor.failure or "")
+
+
+class WedgedLoop(Loop):
+    """Never finishes its first unit of work: up, but not fresh."""
+
+    name = "wedged"
+    interval = 1.0
+
+    async def run_once(self) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_wedged_loop_makes_the_daemon_unready(tmp_path: Path) -> None:
+    # The wedged loop never finishes, so shutdown has to cancel it after the timeout.
+    cfg = make_config(tmp_path, shutdown_timeout="200ms")
+    clock = [1000.0]
+    loop = WedgedLoop()
+    async with running_daemon(cfg, [loop], monotonic=lambda: clock[0]) as d:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(d.base_url + "/readyz") as r:
+                assert r.status == 200
+            clock[0] += loop.stale_after + 1
+            async with http.get(d.base_url + "/readyz") as r:
+                assert r.status == 503
+                reasons = (await r.json())["reasons"]
+                assert reasons == [f"loop wedged has not made progress for "
+                                   f"{loop.stale_after + 1:.0f}s"]
+    assert d.task.result() == 0
