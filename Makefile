@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/jpixd run
 
 lint: $(STAMP)
-	$(BIN)/ruff check jpixd tests
+	$(BIN)/ruff check jpixd tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -70,3 +70,125 @@ class SendingState:
             "since": self.since.isoformat() if self.since else None,
             "window_start": self.window_start.isoformat() if self.window_start else None,
         }
+
+
+class Change(StrEnum):
+    """What a notice revision means to a reader; drives the subject marker and whether
+    anything is mailed at all."""
+
+    NEW = "new"  # 【工事】/【故障】
+    UPDATE = "update"  # 【更新】
+    CANCEL = "cancel"  # 【中止】
+    COMPLETE = "complete"  # 【完了】
+    RECOVER = "recover"  # 【回復】
+    REMINDER = "reminder"  # 【工事】 again, before the start
+    SILENT = "silent"  # a revision that changes nothing a reader cares about
+    BASELINE = "baseline"  # recorded at a first poll or cut-over, never mailed
+
+    @property
+    def mailed(self) -> bool:
+        return self not in (Change.SILENT, Change.BASELINE)
+
+
+class Window(StrEnum):
+    """Delivery time bands in JST, as NTT West's 故障情報お知らせメール offers them."""
+
+    DAY = "day"  # 昼間 08:00–19:00
+    NIGHT = "night"  # 夜間 19:00–23:00
+    LATE_NIGHT = "late_night"  # 深夜・早朝 23:00–08:00
+
+
+ALL_CARRIERS: tuple[str, ...] = ("east", "west")
+ALL_KINDS: tuple[str, ...] = ("construction", "failure")
+ALL_WINDOWS: tuple[str, ...] = tuple(str(w) for w in Window)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A notice as normalised from a source. Times are aware; prefectures are codes."""
+
+    source: str
+    external_id: str
+    carrier: str
+    kind: NoticeKind
+    status: NoticeStatus
+    title: str
+    body: str = ""
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    prefectures: tuple[str, ...] = ()
+    localities: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    url: str | None = None
+    report_number: int | None = None
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    email: str
+    name: str = ""
+    organization: str = ""
+    carriers: tuple[str, ...] = ALL_CARRIERS
+    prefectures: tuple[str, ...] = ()  # empty: all
+    kinds: tuple[str, ...] = ALL_KINDS
+    services: tuple[str, ...] = ()  # empty: all
+    windows: tuple[str, ...] = ALL_WINDOWS
+    failure_respects_windows: bool = False
+    charset: str | None = None  # None: the [mail] charset
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PlannedDelivery:
+    """One delivery the fan-out decided on, before it is a row."""
+
+    subscriber_id: int
+    email: str
+    purpose: str  # "notice" | "reminder"
+    priority: int  # lower goes first
+    not_before: datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    revision_id: int
+    notice_id: int
+    subscriber_id: int
+    email: str
+    purpose: str
+    slot: str
+    priority: int
+    state: DeliveryState
+    not_before: datetime
+    attempts: int = 0
+    reason: str | None = None
+    sent_at: datetime | None = None
+    message_id: str | None = None
+    ses_message_id: str | None = None
+    last_error: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredNotice:
+    """A notice as the store holds it: the notice, its ids and its current revision."""
+
+    id: int
+    notice: Notice
+    revision: str
+    first_seen: datetime
+    last_changed: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class FanoutPlan:
+    """What one revision calls for: its own mail and its reminders (slot, plan)."""
+
+    notices: list[PlannedDelivery] = field(default_factory=list)
+    reminders: list[tuple[str, PlannedDelivery]] = field(default_factory=list)

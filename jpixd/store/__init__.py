@@ -1,5 +1,6 @@
 """The only code that speaks SQL. Loops share one `Store`."""
 
-from jpixd.store.sqlite import Store, StoreError
+from jpixd.store.base import Conflict, StoreError
+from jpixd.store.sqlite import Store
 
-__all__ = ["Store", "StoreError"]
+__all__ = ["Conflict", "Store", "StoreError"]

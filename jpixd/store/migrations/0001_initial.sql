@@ -82,6 +82,8 @@ CREATE TABLE deliveries (
     subscriber_id   INTEGER NOT NULL REFERENCES subscribers (id),
     email           TEXT NOT NULL,
     purpose         TEXT NOT NULL DEFAULT 'notice' CHECK (purpose IN ('notice', 'reminder')),
+    -- '' for the notice itself; for a reminder its offset before the start ("86400s").
+    slot            TEXT NOT NULL DEFAULT '',
     priority        INTEGER NOT NULL,
     state           TEXT NOT NULL DEFAULT 'pending'
                     CHECK (state IN ('pending', 'sending', 'sent', 'retry', 'failed',
@@ -97,13 +99,18 @@ CREATE TABLE deliveries (
     last_error      TEXT,
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL,
-    UNIQUE (revision_id, subscriber_id, purpose)
+    UNIQUE (revision_id, subscriber_id, purpose, slot)
 );
--- The sender's claim query: due rows by priority then age.
-CREATE INDEX deliveries_due ON deliveries (state, priority, not_before, id);
+-- The sender's claim query: due rows by priority then age. Partial, so that the sent
+-- rows (nearly all of them, in time) are not in it; queries repeat its WHERE exactly.
+CREATE INDEX deliveries_due ON deliveries (priority, not_before, id)
+    WHERE state IN ('pending', 'retry');
+CREATE INDEX deliveries_state ON deliveries (state);
 CREATE INDEX deliveries_notice ON deliveries (notice_id, state);
 CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id, state);
-CREATE INDEX deliveries_ses_message ON deliveries (ses_message_id);
+-- Only sent rows have an SES id; new rows cost this index nothing.
+CREATE INDEX deliveries_ses_message ON deliveries (ses_message_id)
+    WHERE ses_message_id IS NOT NULL;
 
 -- SES notifications; event_key = feedbackId|recipient (or SNS MessageId|recipient).
 CREATE TABLE mail_events (

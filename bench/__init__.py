@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench [name ...]` prints each one's figures."""

@@ -1,0 +1,173 @@
+"""Who gets which notice revision, and when. Pure: data and `now` in, data out.
+
+The store calls `plan()` inside the transaction that records a revision, so the
+deliveries exist exactly when the revision does (SPEC §2).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from jpixd.config import Config
+from jpixd.model import (
+    Change,
+    FanoutPlan,
+    Notice,
+    NoticeKind,
+    NoticeStatus,
+    PlannedDelivery,
+    Subscriber,
+    SubscriberStatus,
+    Window,
+)
+
+# Lower goes first: a failure notice overtakes queued construction mail.
+PRIORITY_FAILURE = 0
+PRIORITY_CONSTRUCTION = 10
+PRIORITY_REMINDER = 20
+
+# Each window starts at this JST hour and runs to the next one.
+_WINDOW_STARTS: tuple[tuple[int, Window], ...] = (
+    (8, Window.DAY), (19, Window.NIGHT), (23, Window.LATE_NIGHT),
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    tz: ZoneInfo
+    quiet_hours_respected_for: frozenset[str] = frozenset({"construction"})
+    reminder_before: tuple[timedelta, ...] = (timedelta(hours=24),)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Policy:
+        return cls(tz=cfg.tz,
+                   quiet_hours_respected_for=frozenset(cfg.sending.quiet_hours_respected_for),
+                   reminder_before=cfg.sending.reminder_before)
+
+
+def window_at(t: datetime, tz: ZoneInfo) -> Window:
+    hour = t.astimezone(tz).hour
+    if 8 <= hour < 19:
+        return Window.DAY
+    if 19 <= hour < 23:
+        return Window.NIGHT
+    return Window.LATE_NIGHT
+
+
+def next_open(t: datetime, windows: Iterable[str], tz: ZoneInfo) -> datetime:
+    """The earliest moment at or after `t` that lies in one of `windows` (all if empty)."""
+    allowed = set(windows)
+    if not allowed or window_at(t, tz) in allowed:
+        return t
+    local = t.astimezone(tz)
+    for days in range(3):
+        day = local.date() + timedelta(days=days)
+        for hour, window in _WINDOW_STARTS:
+            start = datetime.combine(day, time(hour), tz)
+            if start > local and window in allowed:
+                return start.astimezone(UTC)
+    return t  # not reached: the windows cover every hour of a day
+
+
+def _norm(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold().replace(" ", "")
+
+
+def services_match(wanted: Sequence[str], offered: Sequence[str]) -> bool:
+    """Empty `wanted` means all; a notice naming no service might affect any of them.
+
+    A wanted service matches when an offered one contains it ("フレッツ光" matches
+    "フレッツ光ネクスト"), after NFKC and case folding.
+    """
+    if not wanted or not offered:
+        return True
+    offered_n = [_norm(o) for o in offered]
+    return any(_norm(w) in o for w in wanted for o in offered_n)
+
+
+def matches(sub: Subscriber, notice: Notice) -> bool:
+    if sub.status != SubscriberStatus.ACTIVE:
+        return False
+    if notice.carrier not in sub.carriers or str(notice.kind) not in sub.kinds:
+        return False
+    # A notice whose area could not be read goes to everyone: better a mail too many
+    # than a failure nobody heard of.
+    if sub.prefectures and notice.prefectures and not set(sub.prefectures) & set(
+            notice.prefectures):
+        return False
+    return services_match(sub.services, notice.services)
+
+
+def respects_windows(sub: Subscriber, kind: NoticeKind, policy: Policy) -> bool:
+    if kind == NoticeKind.FAILURE:
+        return sub.failure_respects_windows or "failure" in policy.quiet_hours_respected_for
+    return "construction" in policy.quiet_hours_respected_for
+
+
+def _recipients(notice: Notice, subscribers: Sequence[Subscriber],
+                suppressed: frozenset[str]) -> list[Subscriber]:
+    return [s for s in subscribers
+            if s.id is not None and s.email not in suppressed and matches(s, notice)]
+
+
+def plan_notice(notice: Notice, change: Change, subscribers: Sequence[Subscriber],
+                suppressed: frozenset[str], now: datetime, policy: Policy) -> list[PlannedDelivery]:
+    """The mail for this revision itself: one delivery per matching subscriber."""
+    if not change.mailed:
+        return []
+    priority = PRIORITY_FAILURE if notice.kind == NoticeKind.FAILURE else PRIORITY_CONSTRUCTION
+    out = []
+    for s in _recipients(notice, subscribers, suppressed):
+        assert s.id is not None
+        when = next_open(now, s.windows, policy.tz) if respects_windows(
+            s, notice.kind, policy) else now
+        out.append(PlannedDelivery(s.id, s.email, "notice", priority, when))
+    return out
+
+
+def reminder_slot(before: timedelta) -> str:
+    return f"{int(before.total_seconds())}s"
+
+
+def plan_reminders(notice: Notice, change: Change, subscribers: Sequence[Subscriber],
+                   suppressed: frozenset[str], now: datetime,
+                   policy: Policy) -> list[tuple[str, PlannedDelivery]]:
+    """Reminders `reminder_before` the start of scheduled construction, as (slot, plan).
+
+    None once the moment has passed, and none that the subscriber's windows would push
+    to or past the start itself (the reminder would then say nothing new).
+    """
+    if (notice.kind != NoticeKind.CONSTRUCTION or notice.status != NoticeStatus.SCHEDULED
+            or notice.starts_at is None or change == Change.SILENT):
+        return []
+    starts = notice.starts_at
+    recipients = _recipients(notice, subscribers, suppressed)
+    out: list[tuple[str, PlannedDelivery]] = []
+    for before in policy.reminder_before:
+        at = starts - before
+        if at <= now:
+            continue
+        for s in recipients:
+            assert s.id is not None
+            when = next_open(at, s.windows, policy.tz) if respects_windows(
+                s, notice.kind, policy) else at
+            if when >= starts:
+                continue
+            out.append((reminder_slot(before),
+                        PlannedDelivery(s.id, s.email, "reminder", PRIORITY_REMINDER, when)))
+    return out
+
+
+def planner(notice: Notice, change: Change, now: datetime,
+            policy: Policy) -> Callable[[Sequence[Subscriber], frozenset[str]], FanoutPlan]:
+    """The function the store calls with the audience it read inside its transaction."""
+    def plan(subscribers: Sequence[Subscriber], suppressed: frozenset[str]) -> FanoutPlan:
+        return FanoutPlan(
+            notices=plan_notice(notice, change, subscribers, suppressed, now, policy),
+            reminders=plan_reminders(notice, change, subscribers, suppressed, now, policy),
+        )
+    return plan

@@ -1,0 +1,50 @@
+"""Process-wide control state: the sending pause and the guard's window start."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from jpixd.model import SendingState
+from jpixd.store.base import SqliteBase, fetch_one, from_db, to_db
+
+_SENDING_KEY = "sending"
+
+
+class ControlStore(SqliteBase):
+    async def sending_state(self) -> SendingState:
+        row = await self._one("SELECT value FROM control WHERE key = ?", (_SENDING_KEY,))
+        if row is None:
+            return SendingState(paused=False)
+        data = json.loads(row["value"])
+        return SendingState(
+            paused=bool(data.get("paused")),
+            reason=data.get("reason"),
+            actor=data.get("actor"),
+            since=from_db(data.get("since")),
+            window_start=from_db(data.get("window_start")),
+        )
+
+    async def set_sending(self, *, paused: bool, reason: str | None, actor: str,
+                          now: datetime) -> SendingState:
+        """Pause or resume sending. A resume restarts the guard's window at `now`."""
+        async with self._tx() as db:
+            row = await fetch_one(db, "SELECT value FROM control WHERE key = ?", (_SENDING_KEY,))
+            old = json.loads(row["value"]) if row else {}
+            window_start = old.get("window_start")
+            if not paused and old.get("paused"):
+                window_start = to_db(now)
+            value = {
+                "paused": paused,
+                "reason": reason,
+                "actor": actor,
+                "since": to_db(now),
+                "window_start": window_start,
+            }
+            await db.execute(
+                "INSERT INTO control (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "updated_at = excluded.updated_at",
+                (_SENDING_KEY, json.dumps(value), to_db(now)),
+            )
+        return await self.sending_state()

@@ -1,0 +1,155 @@
+"""Notices and their revisions, recorded together with their deliveries (SPEC §2)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from jpixd.model import (
+    Change,
+    FanoutPlan,
+    Notice,
+    NoticeKind,
+    NoticeStatus,
+    StoredNotice,
+    Subscriber,
+)
+from jpixd.store.base import SqliteBase, fetch_one, from_db, from_db_req, jlist, tlist, to_db
+from jpixd.store.subscribers import SubscriberStore
+
+# Given the audience (active subscribers, suppressed addresses) read inside the
+# transaction, decide the deliveries. Pure: see jpixd.fanout.
+Planner = Callable[[Sequence[Subscriber], frozenset[str]], FanoutPlan]
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    notice_id: int
+    revision_id: int
+    deliveries: int
+    reminders: int
+    superseded: int
+    reminders_cancelled: int
+
+
+def notice_to_json(n: Notice) -> dict[str, Any]:
+    return {
+        "source": n.source, "external_id": n.external_id, "carrier": n.carrier,
+        "kind": str(n.kind), "status": str(n.status), "title": n.title, "body": n.body,
+        "starts_at": n.starts_at.isoformat() if n.starts_at else None,
+        "ends_at": n.ends_at.isoformat() if n.ends_at else None,
+        "prefectures": list(n.prefectures), "localities": list(n.localities),
+        "services": list(n.services), "url": n.url, "report_number": n.report_number,
+    }
+
+
+def _row_to_notice(row: aiosqlite.Row) -> StoredNotice:
+    notice = Notice(
+        source=row["source"], external_id=row["external_id"], carrier=row["carrier"],
+        kind=NoticeKind(row["kind"]), status=NoticeStatus(row["status"]), title=row["title"],
+        body=row["body"], starts_at=from_db(row["starts_at"]), ends_at=from_db(row["ends_at"]),
+        prefectures=tlist(row["prefectures"]), localities=tlist(row["localities"]),
+        services=tlist(row["services"]), url=row["url"], report_number=row["report_number"],
+    )
+    return StoredNotice(id=row["id"], notice=notice, revision=row["revision"],
+                        first_seen=from_db_req(row["first_seen"]),
+                        last_changed=from_db_req(row["last_changed"]),
+                        last_seen=from_db_req(row["last_seen"]))
+
+
+_UPSERT = """
+INSERT INTO notices (source, external_id, carrier, kind, status, title, body, starts_at,
+                     ends_at, prefectures, localities, services, url, report_number, revision,
+                     first_seen, last_changed, last_seen)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (source, external_id) DO UPDATE SET
+    carrier = excluded.carrier, kind = excluded.kind, status = excluded.status,
+    title = excluded.title, body = excluded.body, starts_at = excluded.starts_at,
+    ends_at = excluded.ends_at, prefectures = excluded.prefectures,
+    localities = excluded.localities, services = excluded.services, url = excluded.url,
+    report_number = excluded.report_number, revision = excluded.revision,
+    last_changed = excluded.last_changed, last_seen = excluded.last_seen
+RETURNING id
+"""
+
+_INSERT_DELIVERY = """
+INSERT INTO deliveries (revision_id, notice_id, subscriber_id, email, purpose, slot, priority,
+                        state, not_before, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+"""
+
+
+class NoticeStore(SubscriberStore, SqliteBase):
+    async def notice_by_key(self, source: str, external_id: str) -> StoredNotice | None:
+        row = await self._one("SELECT * FROM notices WHERE source = ? AND external_id = ?",
+                              (source, external_id))
+        return _row_to_notice(row) if row else None
+
+    async def get_notice(self, notice_id: int) -> StoredNotice | None:
+        row = await self._one("SELECT * FROM notices WHERE id = ?", (notice_id,))
+        return _row_to_notice(row) if row else None
+
+    async def record_revision(self, notice: Notice, *, revision: str, change: Change,
+                              now: datetime, planner: Planner) -> RecordResult:
+        """Store a new notice or a changed revision and, in the same transaction, retire
+        the deliveries it makes stale and create the ones it calls for."""
+        n = notice
+        t = to_db(now)
+        async with self._tx() as db:
+            row = await fetch_one(db, _UPSERT, (
+                n.source, n.external_id, n.carrier, str(n.kind), str(n.status), n.title, n.body,
+                to_db(n.starts_at) if n.starts_at else None,
+                to_db(n.ends_at) if n.ends_at else None,
+                jlist(n.prefectures), jlist(n.localities), jlist(n.services), n.url,
+                n.report_number, revision, t, t, t))
+            assert row is not None
+            notice_id = int(row["id"])
+            cur = await db.execute(
+                "INSERT INTO notice_revisions (notice_id, revision, change, content, mailed, "
+                "seen_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (notice_id, revision, str(change),
+                 json.dumps(notice_to_json(n), ensure_ascii=False), int(change.mailed), t))
+            assert cur.lastrowid is not None
+            revision_id = cur.lastrowid
+            superseded = cancelled = 0
+            if change.mailed:
+                # Nobody should get a stale mail just before the fresh one.
+                cur = await db.execute(
+                    "UPDATE deliveries SET state = 'skipped', reason = 'superseded', "
+                    "updated_at = ? WHERE notice_id = ? AND purpose = 'notice' "
+                    "AND state IN ('pending', 'retry')", (t, notice_id))
+                superseded = cur.rowcount
+            if change != Change.SILENT:
+                why = "replanned" if n.status == NoticeStatus.SCHEDULED else f"notice {n.status}"
+                cur = await db.execute(
+                    "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
+                    "WHERE notice_id = ? AND purpose = 'reminder' "
+                    "AND state IN ('pending', 'retry')", (why, t, notice_id))
+                cancelled = cur.rowcount
+            subscribers, suppressed = await self._audience(db)
+            plan = planner(subscribers, suppressed)
+            # Most deliveries share a handful of not_before times: encode each once.
+            times: dict[datetime, str] = {}
+
+            def enc(dt: datetime) -> str:
+                if dt not in times:
+                    times[dt] = to_db(dt)
+                return times[dt]
+
+            rows = [(revision_id, notice_id, p.subscriber_id, p.email, p.purpose, "",
+                     p.priority, enc(p.not_before), t, t) for p in plan.notices]
+            rows += [(revision_id, notice_id, p.subscriber_id, p.email, p.purpose, slot,
+                      p.priority, enc(p.not_before), t, t) for slot, p in plan.reminders]
+            await db.executemany(_INSERT_DELIVERY, rows)
+        return RecordResult(notice_id, revision_id, len(plan.notices), len(plan.reminders),
+                            superseded, cancelled)
+
+    async def touch_notice(self, notice_id: int, now: datetime) -> None:
+        async with self._tx() as db:
+            await db.execute("UPDATE notices SET last_seen = ? WHERE id = ?",
+                             (to_db(now), notice_id))
