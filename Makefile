@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck pytest tools clean install
+.PHONY: run test lint typecheck pytest tools bench clean install
 
 $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
@@ -35,6 +35,10 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 test: tools lint typecheck pytest
+
+# Speed figures (not pass/fail): see the README's table.
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis var

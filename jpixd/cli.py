@@ -1,7 +1,7 @@
 """The `jpixd` command: parse arguments, load config, configure logging, run.
 
 Exit codes: 0 done, 1 the daemon gave up (a loop kept crashing) or a command failed,
-2 bad usage or configuration.
+2 bad usage, configuration or input (nothing was changed).
 """
 
 from __future__ import annotations
@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("check-config", help="validate the config and exit"))
     with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
     sub.add_parser("version", help="print the version")
+    subs = sub.add_parser("subscribers", help="import or export subscribers as CSV")
+    actions = subs.add_subparsers(dest="action", required=True)
+    imp = with_config(actions.add_parser(
+        "import", help="create or update subscribers from a CSV file (all rows or none)"))
+    imp.add_argument("file", type=Path, help="CSV, UTF-8 or Shift_JIS; lists separated by ';'")
+    imp.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
+    exp = with_config(actions.add_parser("export", help="write every subscriber as CSV"))
+    exp.add_argument("--output", type=Path, metavar="FILE", help="default: standard output")
     return p
 
 
@@ -89,6 +97,61 @@ async def _migrate(cfg: Config) -> int:
     return EXIT_OK
 
 
+def _import(cfg: Config, path: Path, dry_run: bool) -> int:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"jpixd: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return asyncio.run(_import_rows(cfg, path, data, dry_run))
+
+
+async def _import_rows(cfg: Config, path: Path, data: bytes, dry_run: bool) -> int:
+    from jpixd.app import open_store
+    from jpixd.model import utcnow
+    from jpixd.subscribers import parse_csv
+
+    rows, errors = parse_csv(data)
+    if errors:
+        for line in errors:
+            print(f"{path}: {line}", file=sys.stderr)
+        print(f"jpixd: nothing imported: {len(errors)} error(s) in {path}", file=sys.stderr)
+        return EXIT_CONFIG
+    store = await open_store(cfg, utcnow)
+    try:
+        result = await store.import_subscribers([r.subscriber for r in rows], utcnow(),
+                                                dry_run=dry_run)
+    finally:
+        await store.close()
+    note = " (dry run: nothing written)" if dry_run else ""
+    print(f"{path}: {len(rows)} rows: {result.created} created, {result.updated} updated, "
+          f"{result.unchanged} unchanged{note}")
+    return EXIT_OK
+
+
+async def _export_text(cfg: Config) -> str:
+    from jpixd.app import open_store
+    from jpixd.model import utcnow
+    from jpixd.subscribers import to_csv
+
+    store = await open_store(cfg, utcnow)
+    try:
+        return to_csv(await store.all_subscribers())
+    finally:
+        await store.close()
+
+
+def _export(cfg: Config, output: Path | None) -> int:
+    text = asyncio.run(_export_text(cfg))
+    if output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(output)  # never a half-written export under the real name
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -113,6 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_migrate(cfg))
     if args.command == "run":
         return _run(cfg, args.baseline)
+    if args.command == "subscribers":
+        logs.configure(cfg.logging.level, cfg.logging.format, stream=sys.stderr)
+        if args.action == "import":
+            return _import(cfg, args.file, args.dry_run)
+        return _export(cfg, args.output)
     structlog.get_logger().error("unknown command", command=args.command)
     return EXIT_CONFIG
 

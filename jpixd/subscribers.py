@@ -212,11 +212,19 @@ def decode_csv(data: bytes) -> str:
     except UnicodeDecodeError:
         pass
     try:
-        return data.decode("cp932")
+        text = data.decode("cp932")
     except UnicodeDecodeError as exc:
         raise Invalid({"file": f"is neither UTF-8 nor Shift_JIS (byte {exc.start})"}) from None
+    # Python's cp932 turns the bytes 0x80, 0xA0 and 0xFD-0xFF, which Shift_JIS does not
+    # have, into characters instead of failing: treat them as the decoding error they are.
+    bad = _NOT_SJIS.search(text)
+    if bad:
+        at = len(text[:bad.start()].encode("cp932"))
+        raise Invalid({"file": f"is neither UTF-8 nor Shift_JIS (byte {at})"})
+    return text
 
 
+_NOT_SJIS = re.compile("[\x80\uf8f0-\uf8f3]")
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 

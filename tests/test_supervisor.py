@@ -92,6 +92,10 @@ class WedgedLoop(Loop):
     name = "wedged"
     interval = 1.0
 
+    @property
+    def stale_after(self) -> float:
+        return 10.0  # well below housekeeping's 60 s, so only this loop goes stale
+
     async def run_once(self) -> None:
         await asyncio.Event().wait()
 

@@ -150,3 +150,44 @@ def _path_params(path: str) -> list[str]:
 def _error_response(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def int_param(request: web.Request, name: str, default: int, *, low: int,
+              high: int | None = None) -> int:
+    """A whole-number query parameter within bounds, or a 400 naming it."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} must be a whole number",
+                       fields={name: f"{raw!r} is not a whole number"}) from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ApiError(400, "invalid_parameter", f"{name} must be {bound}",
+                       fields={name: f"must be {bound}"})
+    return value
+
+
+def paging(request: web.Request) -> tuple[int, int]:
+    return (int_param(request, "limit", 100, low=1, high=1000),
+            int_param(request, "offset", 0, low=0))
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    """A numeric id from the path; anything else cannot name a row, so it is a 404."""
+    raw = request.match_info[name]
+    if not raw.isdigit():
+        raise ApiError(404, "not_found", f"no such {name}: {raw!r}")
+    return int(raw)
+
+
+def page_body(items: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+PAGE_QUERY: tuple[tuple[str, str, str], ...] = (
+    ("limit", "integer", "1–1000, default 100"),
+    ("offset", "integer", "default 0"),
+)

@@ -1,0 +1,117 @@
+"""`jpixd subscribers import/export`: all rows or none, every bad row reported with its
+line and column, UTF-8 or Shift_JIS, idempotent, and export round-trips."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from jpixd import cli
+from jpixd.subscribers import parse_csv
+from tests.conftest import base_mapping, toml_dumps
+
+HEADER = "email,name,organization,carriers,prefectures,kinds,services,windows," \
+         "failure_respects_windows,charset,status\n"
+
+
+def good_row(i: int) -> str:
+    return (f"user{i}@isp{i % 7}.example.jp,担当{i},株式会社{i % 7},east;west,13;大阪府,"
+            f"construction;failure,,day;night,{'true' if i % 2 else 'false'},,active\n")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "jpixd.toml"
+    path.write_text(toml_dumps(base_mapping(tmp_path)), encoding="utf-8")
+    return path
+
+
+def run(*args: str) -> int:
+    return cli.main(list(args))
+
+
+def test_three_bad_rows_among_a_thousand_import_nothing(
+        tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [good_row(i) for i in range(1000)]
+    rows[99] = "broken-address,x,,east,13,failure,,day,false,,active\n"  # line 101
+    rows[499] = "ok500@example.jp,x,,east,東亰都,failure,,day,maybe,,active\n"  # line 501
+    rows[899] = rows[10]  # line 901: the address of line 12 again
+    path = tmp_path / "subs.csv"
+    path.write_text(HEADER + "".join(rows), encoding="utf-8")
+
+    assert run("subscribers", "import", str(path), "--config", str(config)) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"{path}: line 101, column email: 'broken-address' is not an email address",
+        f"{path}: line 501, column prefectures: '東亰都' is not a prefecture "
+        "(a code 01–47 or a name such as 東京都)",
+        f"{path}: line 501, column failure_respects_windows: must be true or false",
+        f"{path}: line 901, column email: user10@isp3.example.jp repeats line 12",
+        f"jpixd: nothing imported: 4 error(s) in {path}",
+    ]
+    assert run("subscribers", "export", "--config", str(config)) == cli.EXIT_OK
+    assert capsys.readouterr().out == HEADER
+
+
+def test_the_same_file_twice_creates_no_duplicates_and_export_round_trips(
+        tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "subs.csv"
+    path.write_text(HEADER + "".join(good_row(i) for i in range(50)), encoding="utf-8")
+    assert run("subscribers", "import", str(path), "--config", str(config)) == 0
+    assert "50 created, 0 updated, 0 unchanged" in capsys.readouterr().out
+    assert run("subscribers", "import", str(path), "--config", str(config)) == 0
+    assert "0 created, 0 updated, 50 unchanged" in capsys.readouterr().out
+
+    out = tmp_path / "export.csv"
+    assert run("subscribers", "export", "--config", str(config), "--output", str(out)) == 0
+    exported = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    assert len(exported) == 50
+    assert exported[1]["prefectures"] == "13;27" and exported[1]["windows"] == "day;night"
+    assert run("subscribers", "import", str(out), "--config", str(config)) == 0
+    assert "0 created, 0 updated, 50 unchanged" in capsys.readouterr().out
+
+
+def test_shift_jis_files_and_dry_runs(tmp_path: Path, config: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "sjis.csv"
+    text = ("email,name,organization,prefectures\r\n"
+            "sato@example.jp,佐藤 髙,株式会社ＮＴＴ例,北海道;沖縄県\r\n")
+    path.write_bytes(text.encode("cp932"))
+    assert run("subscribers", "import", str(path), "--config", str(config), "--dry-run") == 0
+    assert "1 created, 0 updated, 0 unchanged (dry run: nothing written)" in \
+        capsys.readouterr().out
+    assert run("subscribers", "export", "--config", str(config)) == 0
+    assert capsys.readouterr().out == HEADER
+    assert run("subscribers", "import", str(path), "--config", str(config)) == 0
+    capsys.readouterr()
+    assert run("subscribers", "export", "--config", str(config)) == 0
+    row = next(iter(csv.DictReader(io.StringIO(capsys.readouterr().out))))
+    assert row["name"] == "佐藤 髙" and row["organization"] == "株式会社ＮＴＴ例"
+    assert row["prefectures"] == "01;47"
+
+
+def test_a_changed_row_updates_the_subscriber(tmp_path: Path, config: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("email,kinds\nx@example.jp,failure\n")
+    assert run("subscribers", "import", str(path), "--config", str(config)) == 0
+    path.write_text("email,kinds\nx@example.jp,construction;failure\ny@example.jp,failure\n")
+    assert run("subscribers", "import", str(path), "--config", str(config)) == 0
+    assert "1 created, 1 updated, 0 unchanged" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("data", "error"), [
+    (b"", "line 1: the file is empty (a header line with at least 'email' is needed)"),
+    (b"name\nx\n", "line 1: no 'email' column"),
+    (b"email,colour\nx@example.jp,blue\n",
+     "line 1, column 'colour': unknown column (known: email, name, organization, carriers, "
+     "prefectures, kinds, services, windows, failure_respects_windows, charset, status)"),
+    (b"email,name\nx@example.jp\n", "line 2: 1 columns, the header has 2"),
+    (b"email\n\xff\xfe\xfd\n", "file: is neither UTF-8 nor Shift_JIS (byte 6)"),
+])
+def test_malformed_files(data: bytes, error: str) -> None:
+    rows, errors = parse_csv(data)
+    assert rows == [] and errors == [error]
