@@ -13,12 +13,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from jpixd import __version__
 from jpixd.config import Config, Secret, secrets
+from jpixd.fanout import Policy
+from jpixd.feeds.fetch import Fetcher
+from jpixd.feeds.poller import FeedPoller
 from jpixd.housekeeping import HousekeepingLoop
 from jpixd.logs import REDACTOR
 from jpixd.loop import Loop
@@ -28,6 +32,7 @@ from jpixd.runtime import Runtime
 from jpixd.sdnotify import Notifier
 from jpixd.secrets import resolve_ssm
 from jpixd.store import Store
+from jpixd.subscribers import parse_csv
 from jpixd.supervisor import Supervisor
 from jpixd.web.app import build_app
 
@@ -63,6 +68,18 @@ async def open_store(cfg: Config, clock: Clock) -> Store:
     return store
 
 
+async def seed_sample_subscribers(cfg: Config, store: Store, clock: Clock) -> None:
+    """The embedded default's sample subscribers, imported once into an empty database."""
+    if cfg.sample_subscribers is None or (await store.list_subscribers(limit=1))[1]:
+        return
+    rows, errors = parse_csv(await asyncio.to_thread(cfg.sample_subscribers.read_bytes))
+    if errors:
+        raise RuntimeError(f"bundled sample subscribers are invalid: {errors}")
+    result = await store.import_subscribers([r.subscriber for r in rows], clock())
+    log.info("sample subscribers imported", created=result.created,
+             file=str(cfg.sample_subscribers))
+
+
 class Daemon:
     """One running jpixd: `await Daemon(cfg).run()` returns the process exit code."""
 
@@ -81,8 +98,12 @@ class Daemon:
         self.bound: list[str] = []
         self.ready = asyncio.Event()
 
-    def _loops(self, store: Store) -> list[Loop]:
+    def _loops(self, cfg: Config, store: Store, http: aiohttp.ClientSession) -> list[Loop]:
         loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock)]
+        if any(s.enabled for s in cfg.sources):
+            loops.append(FeedPoller(cfg.sources, store, Fetcher(http), self.metrics,
+                                    self.clock, Policy.from_config(cfg),
+                                    baseline=self.baseline))
         return loops + self.extra_loops
 
     async def run(self) -> int:
@@ -90,14 +111,17 @@ class Daemon:
         REDACTOR.add(s.value for _, s in secrets(cfg) if isinstance(s, Secret) and s.value)
         token = admin_token(cfg)
         REDACTOR.add([token])
-        store = await open_store(cfg, self.clock)
-        try:
-            return await self._run(cfg, store, token)
-        finally:
-            await store.close()
+        async with contextlib.AsyncExitStack() as stack:
+            store = await open_store(cfg, self.clock)
+            stack.push_async_callback(store.close)
+            await seed_sample_subscribers(cfg, store, self.clock)
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            return await self._run(cfg, store, token, http)
+        raise AssertionError("unreachable")  # AsyncExitStack does not swallow the return
 
-    async def _run(self, cfg: Config, store: Store, token: str) -> int:
-        loops = self._loops(store)
+    async def _run(self, cfg: Config, store: Store, token: str,
+                   http: aiohttp.ClientSession) -> int:
+        loops = self._loops(cfg, store, http)
         supervisor = Supervisor(loops, self.metrics, cfg.supervisor, self.monotonic)
         rt = self.runtime = Runtime(
             config=cfg, store=store, metrics=self.metrics, supervisor=supervisor,

@@ -238,6 +238,8 @@ class Config:
     supervisor: SupervisorConfig = SupervisorConfig()
     ssm: SsmConfig = SsmConfig()
     logging: LoggingConfig = LoggingConfig()
+    # Embedded default only: subscribers imported into an empty database at start-up.
+    sample_subscribers: Path | None = None
     # Where this config came from (for relative paths and messages).
     origin: str = "<embedded default>"
 
@@ -771,6 +773,7 @@ def load_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None,
         supervisor=_supervisor(root.section("supervisor")),
         ssm=_ssm_section(root.section("ssm")),
         logging=_logging(root.section("logging")),
+        sample_subscribers=root.path_value("sample_subscribers", None),
         origin=origin,
     )
     if cfg.database_url is not None and not cfg.database_url.startswith("sqlite:"):
@@ -799,8 +802,9 @@ def load_path(path: Path, *, env: Mapping[str, str] | None = None) -> Config:
 def load_default(*, base_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """The embedded default: state under ./var, file transport, bundled samples."""
     text = resources.files("jpixd.defaults").joinpath("jpixd.toml").read_text(encoding="utf-8")
-    samples = resources.files("jpixd.defaults").joinpath("samples")
-    data = tomllib.loads(text.replace("{samples}", str(samples)))
+    samples = Path(str(resources.files("jpixd.defaults").joinpath("samples")))
+    text = text.replace("{samples_uri}", samples.as_uri()).replace("{samples}", str(samples))
+    data = tomllib.loads(text)
     return load_mapping(data, base_dir=base_dir or Path.cwd(), env=env,
                         origin="<embedded default>")
 

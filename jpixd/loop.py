@@ -35,6 +35,8 @@ class Loop(ABC):
         # Set by the admin API ("poll now") or by another component through the store's
         # effects; wakes the loop before its interval has run out.
         self.wake = asyncio.Event()
+        # Set once the first unit of work is done (tests and start-up ordering wait on it).
+        self.first_round = asyncio.Event()
 
     @property
     def stale_after(self) -> float:
@@ -52,6 +54,7 @@ class Loop(ABC):
         while not stopping.is_set():
             await self.run_once()
             heartbeat.beat()
+            self.first_round.set()
             await self._pause(self.next_delay(), stopping)
 
     async def _pause(self, seconds: float, stopping: asyncio.Event) -> None:

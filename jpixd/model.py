@@ -192,3 +192,29 @@ class FanoutPlan:
 
     notices: list[PlannedDelivery] = field(default_factory=list)
     reminders: list[tuple[str, PlannedDelivery]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What the poller keeps per source between polls (and across restarts)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    permanent_url: str | None = None
+    baseline_done: bool = False
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error_at: datetime | None = None
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    next_poll_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Revision:
+    id: int
+    revision: str
+    change: Change
+    content: dict[str, object]
+    mailed: bool
+    seen_at: datetime

@@ -53,3 +53,43 @@ def code_of(value: str) -> str | None:
 def names_in_order() -> list[tuple[str, str]]:
     """(full name, code), longest first, for scanning free text."""
     return sorted(((name, code) for code, name, _ in PREFECTURES), key=lambda x: -len(x[0]))
+
+
+# Cities (and a few towns NTT names in outage reports) whose name implies a prefecture.
+# A name shared by several prefectures lists them all and is then not used: "only if
+# unambiguous". Designated cities and prefectural capitals, plus common cases.
+CITIES: dict[str, tuple[str, ...]] = {
+    "札幌市": ("01",), "函館市": ("01",), "旭川市": ("01",), "厚真町": ("01",),
+    "むかわ町": ("01",), "安平町": ("01",), "伊達市": ("01", "07"),
+    "青森市": ("02",), "盛岡市": ("03",), "仙台市": ("04",), "秋田市": ("05",),
+    "山形市": ("06",), "福島市": ("07",), "郡山市": ("07",), "水戸市": ("08",),
+    "つくば市": ("08",), "宇都宮市": ("09",), "前橋市": ("10",), "高崎市": ("10",),
+    "さいたま市": ("11",), "川口市": ("11",), "千葉市": ("12",), "船橋市": ("12",),
+    "新宿区": ("13",), "千代田区": ("13",), "渋谷区": ("13",), "八王子市": ("13",),
+    "府中市": ("13", "34"), "横浜市": ("14",), "川崎市": ("14",), "相模原市": ("14",),
+    "新潟市": ("15",), "富山市": ("16",), "金沢市": ("17",), "福井市": ("18",),
+    "甲府市": ("19",), "長野市": ("20",), "松本市": ("20",), "岐阜市": ("21",),
+    "静岡市": ("22",), "浜松市": ("22",), "名古屋市": ("23",), "豊田市": ("23",),
+    "津市": ("24",), "大津市": ("25",), "京都市": ("26",), "大阪市": ("27",),
+    "堺市": ("27",), "東大阪市": ("27",), "神戸市": ("28",), "姫路市": ("28",),
+    "奈良市": ("29",), "和歌山市": ("30",), "鳥取市": ("31",), "松江市": ("32",),
+    "岡山市": ("33",), "広島市": ("34",), "福山市": ("34",), "山口市": ("35",),
+    "徳島市": ("36",), "高松市": ("37",), "松山市": ("38",), "高知市": ("39",),
+    "北九州市": ("40",), "福岡市": ("40",), "佐賀市": ("41",), "長崎市": ("42",),
+    "熊本市": ("43",), "大分市": ("44",), "宮崎市": ("45",), "鹿児島市": ("46",),
+    "那覇市": ("47",),
+}
+
+
+def in_text(text: str) -> tuple[str, ...]:
+    """Prefecture codes named in free text (「東京都、神奈川県の一部」); if none, those
+    implied by unambiguous city names. Sorted, unique."""
+    norm = unicodedata.normalize("NFKC", text)
+    # Full names only: no full name lies inside another (京都府 is not in 東京都).
+    found = {code for name, code in names_in_order() if name in norm}
+    if found:
+        return tuple(sorted(found))
+    for city, codes in CITIES.items():
+        if city in norm and len(codes) == 1:
+            found.add(codes[0])
+    return tuple(sorted(found))

@@ -178,6 +178,8 @@ class DaemonProcess:
     def finish(self, timeout: float = 20.0) -> int:
         rc = self.proc.wait(timeout=timeout)
         self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         while not self._queue.empty():
             line = self._queue.get_nowait()
             if line is not None:
@@ -188,6 +190,9 @@ class DaemonProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 @pytest.fixture
@@ -246,3 +251,23 @@ def moto_url() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Commands under test configure logging for the process (to capsys' streams); put
+    the root logger back so no test writes into another test's closed stream."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    yield
+    for handler in root.handlers:
+        if handler not in saved[0]:
+            handler.close()
+    root.handlers[:], root.level = saved
+    structlog.reset_defaults()

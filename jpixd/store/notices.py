@@ -11,11 +11,13 @@ from typing import Any
 import aiosqlite
 
 from jpixd.model import (
+    JST,
     Change,
     FanoutPlan,
     Notice,
     NoticeKind,
     NoticeStatus,
+    Revision,
     StoredNotice,
     Subscriber,
 )
@@ -41,8 +43,9 @@ def notice_to_json(n: Notice) -> dict[str, Any]:
     return {
         "source": n.source, "external_id": n.external_id, "carrier": n.carrier,
         "kind": str(n.kind), "status": str(n.status), "title": n.title, "body": n.body,
-        "starts_at": n.starts_at.isoformat() if n.starts_at else None,
-        "ends_at": n.ends_at.isoformat() if n.ends_at else None,
+        # Shown in JST: that is how NTT writes them and how operators read them.
+        "starts_at": n.starts_at.astimezone(JST).isoformat() if n.starts_at else None,
+        "ends_at": n.ends_at.astimezone(JST).isoformat() if n.ends_at else None,
         "prefectures": list(n.prefectures), "localities": list(n.localities),
         "services": list(n.services), "url": n.url, "report_number": n.report_number,
     }
@@ -95,7 +98,8 @@ class NoticeStore(SubscriberStore, SqliteBase):
         return _row_to_notice(row) if row else None
 
     async def record_revision(self, notice: Notice, *, revision: str, change: Change,
-                              now: datetime, planner: Planner) -> RecordResult:
+                              now: datetime, planner: Planner,
+                              fingerprint: str | None = None) -> RecordResult:
         """Store a new notice or a changed revision and, in the same transaction, retire
         the deliveries it makes stale and create the ones it calls for."""
         n = notice
@@ -109,6 +113,8 @@ class NoticeStore(SubscriberStore, SqliteBase):
                 n.report_number, revision, t, t, t))
             assert row is not None
             notice_id = int(row["id"])
+            await db.execute("UPDATE notices SET fingerprint = ? WHERE id = ?",
+                             (fingerprint, notice_id))
             cur = await db.execute(
                 "INSERT INTO notice_revisions (notice_id, revision, change, content, mailed, "
                 "seen_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -149,7 +155,52 @@ class NoticeStore(SubscriberStore, SqliteBase):
         return RecordResult(notice_id, revision_id, len(plan.notices), len(plan.reminders),
                             superseded, cancelled)
 
-    async def touch_notice(self, notice_id: int, now: datetime) -> None:
+    async def touch_notice(self, notice_id: int, now: datetime,
+                           fingerprint: str | None = None) -> None:
+        """Seen again, unchanged."""
         async with self._tx() as db:
-            await db.execute("UPDATE notices SET last_seen = ? WHERE id = ?",
-                             (to_db(now), notice_id))
+            await db.execute("UPDATE notices SET last_seen = ?, "
+                             "fingerprint = COALESCE(?, fingerprint) WHERE id = ?",
+                             (to_db(now), fingerprint, notice_id))
+
+    async def fingerprints(self, source: str) -> dict[str, tuple[int, str | None]]:
+        """external_id → (notice id, list fingerprint) for one source."""
+        rows = await self._all("SELECT id, external_id, fingerprint FROM notices "
+                               "WHERE source = ?", (source,))
+        return {r["external_id"]: (r["id"], r["fingerprint"]) for r in rows}
+
+    async def list_notices(self, *, source: str | None = None, kind: str | None = None,
+                           status: str | None = None, prefecture: str | None = None,
+                           since: datetime | None = None, limit: int = 100,
+                           offset: int = 0) -> tuple[list[StoredNotice], int]:
+        where: list[str] = []
+        params: list[Any] = []
+        for col, value in (("source", source), ("kind", kind), ("status", status)):
+            if value:
+                where.append(f"{col} = ?")
+                params.append(value)
+        if prefecture:
+            # A notice whose area is unknown concerns every prefecture.
+            where.append("(prefectures = '[]' OR EXISTS "
+                         "(SELECT 1 FROM json_each(prefectures) WHERE value = ?))")
+            params.append(prefecture)
+        if since:
+            where.append("last_changed >= ?")
+            params.append(to_db(since))
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        total = await self._one(f"SELECT COUNT(*) AS n FROM notices {clause}", params)
+        rows = await self._all(f"SELECT * FROM notices {clause} ORDER BY last_changed DESC, "
+                               f"id DESC LIMIT ? OFFSET ?", [*params, limit, offset])
+        return [_row_to_notice(r) for r in rows], int(total["n"]) if total else 0
+
+    async def revisions(self, notice_id: int) -> list[Revision]:
+        rows = await self._all("SELECT * FROM notice_revisions WHERE notice_id = ? "
+                               "ORDER BY id", (notice_id,))
+        return [Revision(id=r["id"], revision=r["revision"], change=Change(r["change"]),
+                         content=json.loads(r["content"]), mailed=bool(r["mailed"]),
+                         seen_at=from_db_req(r["seen_at"])) for r in rows]
+
+    async def notice_delivery_counts(self, notice_id: int) -> dict[str, int]:
+        rows = await self._all("SELECT state, COUNT(*) AS n FROM deliveries WHERE notice_id = ? "
+                               "GROUP BY state", (notice_id,))
+        return {r["state"]: int(r["n"]) for r in rows}

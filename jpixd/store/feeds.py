@@ -1,0 +1,62 @@
+"""Per-source poll state and the quarantine of what could not be understood."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from jpixd.model import SourceState
+from jpixd.store.base import SqliteBase, from_db, to_db
+
+_STATE_COLUMNS = ("etag", "last_modified", "permanent_url", "baseline_done",
+                  "last_attempt_at", "last_success_at", "last_error_at", "last_error",
+                  "consecutive_failures", "next_poll_at")
+
+
+def _opt(dt: datetime | None) -> str | None:
+    return to_db(dt) if dt else None
+
+
+class FeedStore(SqliteBase):
+    async def source_state(self, source: str) -> SourceState:
+        row = await self._one("SELECT * FROM source_state WHERE source = ?", (source,))
+        if row is None:
+            return SourceState()
+        return SourceState(
+            etag=row["etag"], last_modified=row["last_modified"],
+            permanent_url=row["permanent_url"], baseline_done=bool(row["baseline_done"]),
+            last_attempt_at=from_db(row["last_attempt_at"]),
+            last_success_at=from_db(row["last_success_at"]),
+            last_error_at=from_db(row["last_error_at"]), last_error=row["last_error"],
+            consecutive_failures=row["consecutive_failures"],
+            next_poll_at=from_db(row["next_poll_at"]),
+        )
+
+    async def save_source_state(self, source: str, st: SourceState) -> None:
+        values = (st.etag, st.last_modified, st.permanent_url, int(st.baseline_done),
+                  _opt(st.last_attempt_at), _opt(st.last_success_at), _opt(st.last_error_at),
+                  st.last_error, st.consecutive_failures, _opt(st.next_poll_at))
+        cols = ", ".join(_STATE_COLUMNS)
+        marks = ", ".join("?" for _ in _STATE_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS)
+        async with self._tx() as db:
+            await db.execute(f"INSERT INTO source_state (source, {cols}) VALUES (?, {marks}) "
+                             f"ON CONFLICT (source) DO UPDATE SET {updates}", (source, *values))
+
+    async def quarantine(self, *, origin: str, ref: str, reason: str, payload: str,
+                         now: datetime) -> bool:
+        """Keep what could not be understood, verbatim. False if this exact thing is
+        already there (a feed that keeps showing a broken item)."""
+        digest = hashlib.sha256(f"{ref}\0{reason}\0{payload}".encode()).hexdigest()
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO quarantine (origin, ref, reason, payload, received_at, digest) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (origin, digest) DO NOTHING",
+                (origin, ref, reason, payload, to_db(now), digest))
+            return cur.rowcount > 0
+
+    async def quarantined(self, origin: str | None = None) -> list[dict[str, object]]:
+        sql = "SELECT id, origin, ref, reason, payload, received_at FROM quarantine"
+        rows = await (self._all(sql + " WHERE origin = ? ORDER BY id", (origin,)) if origin
+                      else self._all(sql + " ORDER BY id"))
+        return [dict(r) for r in rows]
