@@ -1,16 +1,23 @@
-"""Run the benchmarks named on the command line (all when none is named)."""
+"""Run benchmarks: `python -m bench` (all), `python -m bench fanout`, or one part of a
+module, `python -m bench sender:pipeline`. Logs go, as JSON, to /dev/null: their cost is
+part of the figures, their text is not."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-ALL = ("fanout",)
+from jpixd import logs
+
+ALL = ("fanout", "sender")
 
 
 def main() -> None:
-    for name in sys.argv[1:] or ALL:
-        importlib.import_module(f"bench.{name}").main()
+    with open("/dev/null", "w") as sink:
+        logs.configure("info", "json", stream=sink)
+        for arg in sys.argv[1:] or ALL:
+            module, _, part = arg.partition(":")
+            importlib.import_module(f"bench.{module}").run([part] if part else [])
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def subscribers(n: int, rng: random.Random) -> list[Subscriber]:
     return out
 
 
-async def run() -> dict[str, float]:
+async def measure() -> dict[str, float]:
     rng = random.Random(7)
     now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,10 +74,6 @@ async def run() -> dict[str, float]:
             "deliveries_per_s_cold": round(result.deliveries / cold)}
 
 
-def main() -> None:
-    figures = asyncio.run(run())
+def run(parts: list[str]) -> None:
+    figures = asyncio.run(measure())
     print("fanout:", " ".join(f"{k}={v}" for k, v in figures.items()))  # noqa: T201
-
-
-if __name__ == "__main__":
-    main()

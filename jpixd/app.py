@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import secrets as pysecrets
 import signal
@@ -26,6 +27,13 @@ from jpixd.feeds.poller import FeedPoller
 from jpixd.housekeeping import HousekeepingLoop
 from jpixd.logs import REDACTOR
 from jpixd.loop import Loop
+from jpixd.mail.bucket import TokenBucket
+from jpixd.mail.render import Renderer
+from jpixd.mail.sender import Sender
+from jpixd.mail.transports import Transport
+from jpixd.mail.transports.file import FileTransport
+from jpixd.mail.transports.ses import SesTransport
+from jpixd.mail.transports.smtp import SmtpTransport
 from jpixd.metrics import Metrics
 from jpixd.model import Clock, utcnow
 from jpixd.runtime import Runtime
@@ -68,6 +76,36 @@ async def open_store(cfg: Config, clock: Clock) -> Store:
     return store
 
 
+async def build_transport(cfg: Config) -> Transport:
+    if cfg.mail.transport == "ses":
+        ses = SesTransport(cfg.mail.ses)
+        await ses.start()
+        return ses
+    if cfg.mail.transport == "smtp":
+        return SmtpTransport(cfg.mail.smtp)
+    return FileTransport(cfg.mail.file.dir)
+
+
+def unsubscribe_key(token: str) -> bytes:
+    """The key of List-Unsubscribe tokens, derived from the admin token (rotating that
+    token invalidates old unsubscribe links, which then fall back to the reply address)."""
+    return hashlib.sha256(b"jpixd-unsubscribe\0" + token.encode()).digest()
+
+
+def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metrics,
+                 clock: Clock, token: str) -> Sender:
+    ses = cfg.mail.ses
+    fixed = None if ses.max_send_rate == "auto" else float(ses.max_send_rate)
+    auto = cfg.mail.transport == "ses" and ses.max_send_rate == "auto"
+    # "auto" starts at SES's sandbox rate until the real quota has been read.
+    bucket = TokenBucket(1.0 if auto else fixed, cfg.sending.burst)
+    renderer = Renderer(cfg.mail, unsubscribe_key(token))
+    return Sender(store, transport, renderer, metrics, clock, cfg.sending, bucket,
+                  quota_from=transport if isinstance(transport, SesTransport) else None,
+                  rate_safety=ses.rate_safety, auto_rate=auto,
+                  quota_refresh=ses.quota_refresh.total_seconds())
+
+
 async def seed_sample_subscribers(cfg: Config, store: Store, clock: Clock) -> None:
     """The embedded default's sample subscribers, imported once into an empty database."""
     if cfg.sample_subscribers is None or (await store.list_subscribers(limit=1))[1]:
@@ -98,8 +136,10 @@ class Daemon:
         self.bound: list[str] = []
         self.ready = asyncio.Event()
 
-    def _loops(self, cfg: Config, store: Store, http: aiohttp.ClientSession) -> list[Loop]:
+    def _loops(self, cfg: Config, store: Store, http: aiohttp.ClientSession,
+               transport: Transport, token: str) -> list[Loop]:
         loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock)]
+        loops.append(build_sender(cfg, store, transport, self.metrics, self.clock, token))
         if any(s.enabled for s in cfg.sources):
             loops.append(FeedPoller(cfg.sources, store, Fetcher(http), self.metrics,
                                     self.clock, Policy.from_config(cfg),
@@ -116,12 +156,14 @@ class Daemon:
             stack.push_async_callback(store.close)
             await seed_sample_subscribers(cfg, store, self.clock)
             http = await stack.enter_async_context(aiohttp.ClientSession())
-            return await self._run(cfg, store, token, http)
+            transport = await build_transport(cfg)
+            stack.push_async_callback(transport.close)
+            return await self._run(cfg, store, token, http, transport)
         raise AssertionError("unreachable")  # AsyncExitStack does not swallow the return
 
     async def _run(self, cfg: Config, store: Store, token: str,
-                   http: aiohttp.ClientSession) -> int:
-        loops = self._loops(cfg, store, http)
+                   http: aiohttp.ClientSession, transport: Transport) -> int:
+        loops = self._loops(cfg, store, http, transport, token)
         supervisor = Supervisor(loops, self.metrics, cfg.supervisor, self.monotonic)
         rt = self.runtime = Runtime(
             config=cfg, store=store, metrics=self.metrics, supervisor=supervisor,

@@ -37,6 +37,7 @@ class Loop(ABC):
         self.wake = asyncio.Event()
         # Set once the first unit of work is done (tests and start-up ordering wait on it).
         self.first_round = asyncio.Event()
+        self._round = asyncio.Event()
 
     @property
     def stale_after(self) -> float:
@@ -47,6 +48,10 @@ class Loop(ABC):
     async def run_once(self) -> None:
         """Do one unit of work. Expected faults are handled inside; a raise is a bug."""
 
+    async def next_round(self) -> None:
+        """Return once the next unit of work has been done (for "wait until settled")."""
+        await self._round.wait()
+
     def next_delay(self) -> float:
         return self.interval
 
@@ -55,6 +60,8 @@ class Loop(ABC):
             await self.run_once()
             heartbeat.beat()
             self.first_round.set()
+            done, self._round = self._round, asyncio.Event()
+            done.set()
             await self._pause(self.next_delay(), stopping)
 
     async def _pause(self, seconds: float, stopping: asyncio.Event) -> None:

@@ -218,3 +218,15 @@ class Revision:
     content: dict[str, object]
     mailed: bool
     seen_at: datetime
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery the sender has claimed, with what it needs to render and send it."""
+
+    delivery: Delivery
+    notice: Notice
+    change: Change  # REMINDER for reminders, else the revision's change
+    subscriber: Subscriber
+    subscriber_live: bool  # not deleted
+    suppressed: bool = False  # the address is suppressed (read when claimed)

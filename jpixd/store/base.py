@@ -118,6 +118,12 @@ class SqliteBase:
             row: aiosqlite.Row | None = await cur.fetchone()
             return row
 
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement, atomic on its own (autocommit): one trip to the database thread
+        instead of three. Returns the number of rows it changed."""
+        async with self._lock, self._db.execute(sql, params) as cur:
+            return cur.rowcount
+
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         async with self._lock, self._db.execute(sql, params) as cur:
             return list(await cur.fetchall())

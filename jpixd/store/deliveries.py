@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from datetime import datetime
 from typing import Any
 
 import aiosqlite
 
-from jpixd.model import Delivery, DeliveryState
-from jpixd.store.base import SqliteBase, from_db, from_db_req, to_db
+from jpixd.model import (
+    Change,
+    Claimed,
+    Delivery,
+    DeliveryState,
+    Notice,
+    Subscriber,
+    SubscriberStatus,
+)
+from jpixd.store.base import SqliteBase, fetch_all, fetch_one, from_db, from_db_req, tlist, to_db
+from jpixd.store.notices import notice_from_json
 
 
 def _row_to_delivery(row: aiosqlite.Row) -> Delivery:
@@ -55,3 +66,129 @@ class DeliveryStore(SqliteBase):
             (to_db(now),),
         )
         return from_db(row["t"]) if row else None
+
+    # ------------------------------------------------------------------ the sender
+
+    async def recover_sending(self, now: datetime) -> int:
+        """Rows a crashed process left in `sending` go out again (at-least-once)."""
+        async with self._tx() as db:
+            cur = await db.execute(
+                "UPDATE deliveries SET state = 'retry', not_before = ?, updated_at = ?, "
+                "reason = 'recovered after a crash' WHERE state = 'sending'",
+                (to_db(now), to_db(now)))
+            return cur.rowcount
+
+    async def claim(self, now: datetime, limit: int) -> list[Claimed]:
+        """Due deliveries, failures first then oldest, marked `sending` in one transaction."""
+        t = to_db(now)
+        async with self._tx() as db:
+            rows = await fetch_all(
+                db, "SELECT id FROM deliveries WHERE state IN ('pending', 'retry') "
+                    "AND not_before <= ? ORDER BY priority, not_before, id LIMIT ?", (t, limit))
+            ids = [r["id"] for r in rows]
+            if not ids:
+                return []
+            marks = ",".join("?" for _ in ids)
+            await db.execute(f"UPDATE deliveries SET state = 'sending', claimed_at = ?, "
+                             f"attempts = attempts + 1, updated_at = ? WHERE id IN ({marks})",
+                             (t, t, *ids))
+            joined = await fetch_all(db, f"""
+                SELECT d.*, r.content AS r_content, r.change AS r_change,
+                       s.email AS s_email, s.name AS s_name, s.organization AS s_org,
+                       s.charset AS s_charset, s.status AS s_status,
+                       s.deleted_at AS s_deleted, s.carriers AS s_carriers,
+                       EXISTS (SELECT 1 FROM suppressions x WHERE x.email = d.email
+                               AND x.lifted_at IS NULL) AS suppressed
+                FROM deliveries d
+                JOIN notice_revisions r ON r.id = d.revision_id
+                JOIN subscribers s ON s.id = d.subscriber_id
+                WHERE d.id IN ({marks}) ORDER BY d.priority, d.not_before, d.id""", ids)
+        return [_claimed(r) for r in joined]
+
+    async def is_suppressed(self, email: str) -> bool:
+        row = await self._one("SELECT 1 FROM suppressions WHERE email = ? AND lifted_at IS NULL",
+                              (email,))
+        return row is not None
+
+    # Outcomes are single statements: each is atomic by itself, and one trip to the
+    # database thread per mail is what lets the sender pass 2,000 mails a second.
+
+    async def mark_sent(self, delivery_id: int, now: datetime, *, transport: str,
+                        message_id: str, ses_message_id: str | None) -> None:
+        await self._write(
+            "UPDATE deliveries SET state = 'sent', sent_at = ?, transport = ?, "
+            "message_id = ?, ses_message_id = ?, last_error = NULL, reason = NULL, "
+            "updated_at = ? WHERE id = ?",
+            (to_db(now), transport, message_id, ses_message_id, to_db(now), delivery_id))
+
+    async def mark_sent_many(self, sent: list[tuple[int, str, str, str | None]],
+                             now: datetime) -> None:
+        """Several (id, transport, message_id, ses_message_id) at once: one trip."""
+        t = to_db(now)
+        async with self._lock:
+            await self._db.executemany(
+                "UPDATE deliveries SET state = 'sent', sent_at = ?, transport = ?, "
+                "message_id = ?, ses_message_id = ?, last_error = NULL, reason = NULL, "
+                "updated_at = ? WHERE id = ?",
+                [(t, tr, mid, ses, t, did) for did, tr, mid, ses in sent])
+
+    async def mark_retry(self, delivery_id: int, now: datetime, next_at: datetime,
+                         error: str) -> None:
+        await self._write(
+            "UPDATE deliveries SET state = 'retry', not_before = ?, last_error = ?, "
+            "updated_at = ? WHERE id = ?", (to_db(next_at), error, to_db(now), delivery_id))
+
+    async def mark_final(self, delivery_id: int, now: datetime, state: DeliveryState,
+                         reason: str) -> None:
+        """failed / suppressed / skipped, with the reason."""
+        await self._write(
+            "UPDATE deliveries SET state = ?, reason = ?, last_error = CASE WHEN ? = "
+            "'failed' THEN ? ELSE last_error END, updated_at = ? WHERE id = ?",
+            (str(state), reason, str(state), reason, to_db(now), delivery_id))
+
+    async def release(self, delivery_id: int, now: datetime) -> None:
+        """Put a claimed, unsent delivery back as it was (pause, shutdown)."""
+        await self._write(
+            "UPDATE deliveries SET state = 'retry', attempts = MAX(attempts - 1, 0), "
+            "updated_at = ? WHERE id = ? AND state = 'sending'", (to_db(now), delivery_id))
+
+    async def next_due_at(self) -> datetime | None:
+        row = await self._one("SELECT MIN(not_before) AS t FROM deliveries "
+                              "WHERE state IN ('pending', 'retry')")
+        return from_db(row["t"]) if row else None
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+        row = await self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+        return _row_to_delivery(row) if row else None
+
+    async def retry_delivery(self, delivery_id: int, now: datetime) -> Delivery | None:
+        """An admin's retry: failed, skipped or retry rows become due now."""
+        async with self._tx() as db:
+            row = await fetch_one(db, "SELECT state FROM deliveries WHERE id = ?",
+                                  (delivery_id,))
+            if row is None:
+                return None
+            if row["state"] in ("failed", "skipped", "retry", "suppressed"):
+                await db.execute(
+                    "UPDATE deliveries SET state = 'pending', not_before = ?, attempts = 0, "
+                    "reason = 'retried by admin', updated_at = ? WHERE id = ?",
+                    (to_db(now), to_db(now), delivery_id))
+        return await self.get_delivery(delivery_id)
+
+
+def _claimed(r: aiosqlite.Row) -> Claimed:
+    delivery = _row_to_delivery(r)
+    sub = Subscriber(
+        id=r["subscriber_id"], email=r["email"], name=r["s_name"], organization=r["s_org"],
+        carriers=tlist(r["s_carriers"]), charset=r["s_charset"],
+        status=SubscriberStatus(r["s_status"]))
+    change = Change.REMINDER if delivery.purpose == "reminder" else Change(r["r_change"])
+    return Claimed(delivery=delivery, notice=_notice(r["r_content"]), change=change,
+                   subscriber=sub, subscriber_live=r["s_deleted"] is None,
+                   suppressed=bool(r["suppressed"]))
+
+
+@functools.lru_cache(maxsize=256)
+def _notice(content: str) -> Notice:
+    """A revision's content, parsed once for all its deliveries."""
+    return notice_from_json(json.loads(content))

@@ -51,6 +51,21 @@ def notice_to_json(n: Notice) -> dict[str, Any]:
     }
 
 
+def notice_from_json(d: dict[str, Any]) -> Notice:
+    """The inverse of notice_to_json: a revision's content as a Notice."""
+    def when(key: str) -> datetime | None:
+        value = d.get(key)
+        return datetime.fromisoformat(value) if value else None
+    return Notice(
+        source=d["source"], external_id=d["external_id"], carrier=d["carrier"],
+        kind=NoticeKind(d["kind"]), status=NoticeStatus(d["status"]), title=d["title"],
+        body=d.get("body", ""), starts_at=when("starts_at"), ends_at=when("ends_at"),
+        prefectures=tuple(d.get("prefectures", ())), localities=tuple(d.get("localities", ())),
+        services=tuple(d.get("services", ())), url=d.get("url"),
+        report_number=d.get("report_number"),
+    )
+
+
 def _row_to_notice(row: aiosqlite.Row) -> StoredNotice:
     notice = Notice(
         source=row["source"], external_id=row["external_id"], carrier=row["carrier"],

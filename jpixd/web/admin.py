@@ -6,6 +6,7 @@ import structlog
 from aiohttp import web
 
 from jpixd import __version__
+from jpixd.mail.sender import Sender
 from jpixd.web.api import Api, ApiError, json_body, json_response
 from jpixd.web.keys import API, RUNTIME
 
@@ -45,7 +46,23 @@ async def get_status(request: web.Request) -> web.Response:
         "outbox_oldest_pending_age_seconds":
             max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
         "sources": [s.name for s in rt.config.sources if s.enabled],
+        "transport": rt.config.mail.transport,
+        **_sender_status(rt.loops.get("sender")),
     })
+
+
+def _sender_status(loop: object) -> dict[str, object]:
+    if not isinstance(loop, Sender):
+        return {}
+    quota = loop.quota
+    return {
+        "send_rate_per_second": loop.bucket.rate,
+        "send_rate_target_per_second": loop.bucket.target,
+        "ses_quota": None if quota is None else {
+            "max_24h": quota.max_24h, "max_send_rate": quota.max_rate,
+            "sent_24h": quota.sent_24h, "remaining": quota.remaining,
+            "sent_since_read": loop.sent_since_quota},
+    }
 
 
 async def _set_sending(request: web.Request, paused: bool) -> web.Response:

@@ -55,7 +55,9 @@ def detail(text: str, draft: Draft) -> Draft:
     h1 = next(iter(doc.iter("h1")), None)
     page_text = element_text(doc)
     report = re.search(r"第\s*([0-9０-９]+)\s*報", page_text)
-    body_parts = [fields.get("body", ""), fields.get("status", "")]
+    # 措置状況・復旧見込 is news worth reading; a one-word 状況 cell (予定) is not.
+    status = fields.get("status", "")
+    body_parts = [fields.get("body", ""), status if len(status) > 8 else ""]
     return replace(
         draft,
         title=element_text(h1) if h1 is not None else draft.title,

@@ -1,0 +1,247 @@
+"""A delivery as the exact MIME message that goes out. Pure apart from template loading.
+
+ISO-2022-JP (7-bit; the codec returns to ASCII before every line break) by default, with
+the whole message in UTF-8 when any text is outside JIS X 0208 (①, ㈱, 髙 …): never a
+'?'. Half-width katakana, which ISO-2022-JP does not allow, become full-width first.
+Nothing from a feed reaches a header unsanitised: control characters become spaces, so a
+title with CR/LF and "Bcc:" stays one Subject header.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+import jinja2
+
+from jpixd.config import MailConfig
+from jpixd.model import JST, Change, Notice, NoticeStatus, Subscriber
+from jpixd.prefectures import NAME_BY_CODE
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
+_HALFWIDTH_KANA = re.compile(r"[\uff61-\uff9f]+")
+WRAP_COLUMNS = 70  # display columns: about 35 full-width characters
+
+STATUS_LABELS = {
+    NoticeStatus.SCHEDULED: "予定", NoticeStatus.IN_PROGRESS: "実施中",
+    NoticeStatus.COMPLETED: "完了", NoticeStatus.CANCELLED: "中止",
+    NoticeStatus.OCCURRED: "発生中", NoticeStatus.RECOVERED: "回復",
+}
+
+
+@dataclass(frozen=True)
+class Rendered:
+    data: bytes  # the whole message, CRLF line ends
+    sender: str
+    recipient: str
+    subject: str
+    message_id: str
+    charset: str
+
+
+def header_text(text: str) -> str:
+    """One line, no control characters: safe in a header whatever a feed sent."""
+    return _CONTROL.sub(" ", text).strip()
+
+
+# Text decoded from Shift_JIS through cp932 uses Microsoft's code points for a few JIS
+# characters; ISO-2022-JP wants the JIS ones (the "wave dash problem").
+_CP932_TO_JIS = str.maketrans({"\uff5e": "\u301c", "\u2225": "\u2016", "\uff0d": "\u2212",
+                               "\uffe0": "\u00a2", "\uffe1": "\u00a3", "\uffe2": "\u00ac"})
+
+
+def jis_forms(text: str) -> str:
+    return text.translate(_CP932_TO_JIS)
+
+
+def _fullwidth_kana(text: str) -> str:
+    return _HALFWIDTH_KANA.sub(lambda m: unicodedata.normalize("NFKC", m.group(0)), text)
+
+
+def fits_jis(text: str) -> bool:
+    try:
+        text.encode("iso2022_jp")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _width(ch: str) -> int:
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def wrap(text: str, columns: int = WRAP_COLUMNS) -> str:
+    """Break long lines at `columns` display columns (URLs are left whole)."""
+    return "\n".join(_wrap_line(line, columns) for line in text.split("\n"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrap_line(line: str, columns: int) -> str:
+    # Cached: a notice's lines are the same for every recipient.
+    if 2 * len(line) <= columns or "://" in line or sum(_width(c) for c in line) <= columns:
+        return line
+    out: list[str] = []
+    current: list[str] = []
+    used = 0
+    for ch in line:
+        w = _width(ch)
+        if used + w > columns:
+            out.append("".join(current))
+            current, used = [], 0
+        current.append(ch)
+        used += w
+    out.append("".join(current))
+    return "\n".join(out)
+
+
+def unsubscribe_token(key: bytes, subscriber_id: int) -> str:
+    mac = hmac.new(key, f"unsubscribe:{subscriber_id}".encode(), hashlib.sha256)
+    return f"{subscriber_id}.{mac.hexdigest()[:32]}"
+
+
+def check_unsubscribe_token(key: bytes, token: str) -> int | None:
+    sid, _, _mac = token.partition(".")
+    if not sid.isdigit():
+        return None
+    return int(sid) if hmac.compare_digest(unsubscribe_token(key, int(sid)), token) else None
+
+
+class Renderer:
+    def __init__(self, cfg: MailConfig, unsubscribe_key: bytes,
+                 templates_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.unsubscribe_key = unsubscribe_key
+        loaders: list[jinja2.BaseLoader] = []
+        if templates_dir or cfg.templates_dir:
+            loaders.append(jinja2.FileSystemLoader(str(templates_dir or cfg.templates_dir)))
+        loaders.append(jinja2.PackageLoader("jpixd", "templates"))
+        self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=False,
+                                      keep_trailing_newline=False, undefined=jinja2.StrictUndefined)
+        self.env.filters["jst"] = _jst
+        self._subject = self.env.get_template("subject.txt.j2")
+        self._body = self.env.get_template("body.txt.j2")
+        self.domain = cfg.from_addr.rpartition("@")[2] or "localhost"
+
+    def texts(self, notice: Notice, change: Change, sub: Subscriber) -> tuple[str, str]:
+        """(subject, body) as text, before any encoding."""
+        ctx = {
+            "notice": notice, "change": str(change), "subscriber": sub,
+            "status_label": STATUS_LABELS.get(notice.status, str(notice.status)),
+            "prefectures": "、".join(NAME_BY_CODE.get(c, c) for c in notice.prefectures),
+            "carrier_label": "NTT東日本" if notice.carrier == "east" else "NTT西日本",
+        }
+        subject = header_text("".join(self._subject.render(ctx).split("\n")))
+        body = re.sub(r"\n{3,}", "\n\n", self._body.render(ctx)).strip() + "\n"
+        return subject, wrap(body)
+
+    def render(self, *, delivery_id: int, notice_id: int, notice: Notice, change: Change,
+               sub: Subscriber, now: datetime) -> Rendered:
+        subject, body = self.texts(notice, change, sub)
+        subject, body = _fullwidth_kana(subject), _fullwidth_kana(body)
+        display = header_text(" ".join(x for x in (sub.organization, sub.name) if x))
+        from_name = header_text(self.cfg.from_name or "")
+        wanted = sub.charset or self.cfg.charset
+        if wanted == "iso-2022-jp":
+            subject, body = jis_forms(subject), jis_forms(body)
+            display, from_name = jis_forms(display), jis_forms(from_name)
+        everything = subject + body + display + from_name
+        charset = "iso-2022-jp" if wanted == "iso-2022-jp" and fits_jis(everything) else "utf-8"
+        # The same delivery always has the same Message-ID: a resend after a crash can be
+        # recognised as the same mail by the receiving side.
+        message_id = f"<jpixd.{delivery_id}.{notice_id}@{self.domain}>"
+        headers = [
+            ("MIME-Version", "1.0"),
+            ("Content-Type", f'text/plain; charset="{charset}"'),
+            ("Content-Transfer-Encoding", "7bit" if charset == "iso-2022-jp" else "base64"),
+            ("Subject", _encoded("Subject", subject, charset)),
+            ("From", _address("From", from_name, self.cfg.from_addr, charset)),
+            ("To", _address("To", display, sub.email, charset)),
+        ]
+        if self.cfg.reply_to:
+            headers.append(("Reply-To", self.cfg.reply_to))
+        headers += [
+            ("Date", format_datetime(now.astimezone(JST))),
+            ("Message-ID", message_id),
+            ("X-Jpixd-Delivery", str(delivery_id)),
+            ("Auto-Submitted", "auto-generated"),
+            *self._unsubscribe_headers(sub),
+        ]
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+        data = head.encode("ascii") + b"\r\n" + _body_bytes(body, charset)
+        return Rendered(data=data, sender=self.cfg.from_addr, recipient=sub.email,
+                        subject=subject, message_id=message_id, charset=charset)
+
+    def _unsubscribe_headers(self, sub: Subscriber) -> list[tuple[str, str]]:
+        if sub.id is None:
+            return []
+        token = unsubscribe_token(self.unsubscribe_key, sub.id)
+        base = self.cfg.list_unsubscribe
+        if base and base.startswith("http"):
+            sep = "&" if "?" in base else "?"
+            return [("List-Unsubscribe", f"<{base}{sep}{urlencode({'token': token})}>"),
+                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+        target = base[7:] if base and base.startswith("mailto:") else (
+            self.cfg.reply_to or self.cfg.from_addr)
+        return [("List-Unsubscribe", f"<mailto:{target}?subject=unsubscribe%20{token}>")]
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded(name: str, text: str, charset: str) -> str:
+    """RFC 2047 B-encoded words, folded with CRLF SP; the same subject is encoded once
+    for all recipients of a notice.
+
+    Split on character boundaries, each word encoded on its own: an ISO-2022-JP word
+    then ends back in ASCII, and no UTF-8 sequence is cut in two (RFC 2047 §5). Words stay
+    within 75 characters; the first leaves room for the header name.
+    """
+    if text.isascii() and len(text) + len(name) < 76:
+        return text
+    codec = "iso2022_jp" if charset == "iso-2022-jp" else "utf-8"
+    prefix, suffix = f"=?{charset}?b?", "?="
+    words: list[str] = []
+    chunk = ""
+    for ch in text:
+        trial = chunk + ch
+        if len(prefix) + len(base64.b64encode(trial.encode(codec))) + len(suffix) > 75 and chunk:
+            words.append(prefix + base64.b64encode(chunk.encode(codec)).decode() + suffix)
+            chunk = ch
+        else:
+            chunk = trial
+    if chunk:
+        words.append(prefix + base64.b64encode(chunk.encode(codec)).decode() + suffix)
+    return "\r\n ".join(words)
+
+
+def _body_bytes(body: str, charset: str) -> bytes:
+    crlf = body.replace("\n", "\r\n")
+    if charset == "iso-2022-jp":
+        return crlf.encode("iso2022_jp")  # 7-bit; the codec closes escapes at line ends
+    lines = base64.encodebytes(crlf.encode("utf-8")).splitlines()  # 76 columns each
+    return b"".join(line + b"\r\n" for line in lines)
+
+
+def _address(name: str, display: str, addr: str, charset: str) -> str:
+    """`display <addr>` with the display name RFC 2047-encoded (or quoted when ASCII)."""
+    if not display:
+        return addr
+    if display.isascii():
+        quoted = display.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{quoted}" <{addr}>'
+    return f"{_encoded(name, display, charset)} <{addr}>"
+
+
+def _jst(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    local = value.astimezone(JST)
+    weekday = "月火水木金土日"[local.weekday()]
+    return f"{local.year}年{local.month}月{local.day}日({weekday}) {local:%H:%M}"

@@ -1,0 +1,257 @@
+"""The sender loop: claim due deliveries (failures first, then oldest), re-check
+suppression, take a token, send with bounded concurrency, record the outcome.
+
+No delivery is lost: a claimed row is `sending` until its outcome is committed; a crash
+leaves it `sending` and start-up sends it again (at-least-once, duplicates bounded by
+`concurrency`, the sends in flight). A pause (admin or guard) or a shutdown releases
+claimed rows that have not gone yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from datetime import datetime, timedelta
+
+import structlog
+
+from jpixd.config import SendingConfig
+from jpixd.loop import Heartbeat, Loop
+from jpixd.mail.bucket import TokenBucket
+from jpixd.mail.render import Renderer
+from jpixd.mail.transports import Failure, SendError, Transport
+from jpixd.mail.transports.ses import Quota, SesTransport
+from jpixd.metrics import Metrics
+from jpixd.model import Claimed, Clock, DeliveryState, SubscriberStatus
+from jpixd.store import Store
+
+log = structlog.get_logger("jpixd.sender")
+
+
+class SentRecorder:
+    """Group commit of "sent" outcomes: each finished send waits until its row is
+    written, but rows that finish together are written in one trip to the database.
+    The caller holds its concurrency slot while it waits, so mail that has gone out but
+    is not yet recorded never exceeds `sending.concurrency` (the crash-duplicate bound).
+    """
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self._pending: list[tuple[tuple[int, str, str, str | None], asyncio.Future[None]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def sent(self, delivery_id: int, transport: str, message_id: str,
+                   ses_message_id: str | None) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(((delivery_id, transport, message_id, ses_message_id), done))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(), name="record-sent")
+        await asyncio.shield(done)  # cancelled or not, the row gets written
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self.store.mark_sent_many([row for row, _ in batch], self.clock())
+            except Exception as exc:  # the waiters see the database's error
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+
+def retry_delay(attempts: int, cfg: SendingConfig, rng: random.Random) -> timedelta:
+    """Exponential backoff with jitter: half to all of base × 2^(attempts-1), capped."""
+    base = cfg.backoff.total_seconds() * 2 ** max(attempts - 1, 0)
+    capped = min(base, cfg.backoff_max.total_seconds())
+    return timedelta(seconds=capped * rng.uniform(0.5, 1.0))
+
+
+class Sender(Loop):
+    name = "sender"
+    interval = 1.0  # idle: look for due mail (and a pause) every second
+
+    def __init__(self, store: Store, transport: Transport, renderer: Renderer,
+                 metrics: Metrics, clock: Clock, cfg: SendingConfig, bucket: TokenBucket, *,
+                 quota_from: SesTransport | None = None, rate_safety: float = 0.9,
+                 auto_rate: bool = False, quota_refresh: float = 300.0,
+                 rng: random.Random | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.transport = transport
+        self.renderer = renderer
+        self.metrics = metrics
+        self.clock = clock
+        self.cfg = cfg
+        self.bucket = bucket
+        self.quota_from = quota_from
+        self.rate_safety = rate_safety
+        self.auto_rate = auto_rate
+        self.quota_refresh = quota_refresh
+        self.rng = rng or random.Random()
+        self.quota: Quota | None = None
+        self.sent_since_quota = 0
+        self._quota_at = -1e9
+        self._recovered = False
+        self._busy = False
+        self._slots = asyncio.Semaphore(cfg.concurrency)
+        self._stopping = asyncio.Event()
+        self._pause_cached = False
+        self._pause_read_at = -1e9
+        self.recorder = SentRecorder(store, clock)
+        metrics.send_rate_limit.set(bucket.rate or 0)
+
+    async def run(self, heartbeat: Heartbeat, stopping: asyncio.Event) -> None:
+        self._stopping = stopping
+        await super().run(heartbeat, stopping)
+
+    def next_delay(self) -> float:
+        return 0.0 if self._busy else self.interval
+
+    # ------------------------------------------------------------------ one round
+
+    async def run_once(self) -> None:
+        self._busy = False
+        now = self.clock()
+        if not self._recovered:
+            n = await self.store.recover_sending(now)
+            self._recovered = True
+            if n:
+                log.warning("resending deliveries left in flight by a crash", count=n)
+        await self._refresh_quota()
+        self._pause_read_at = -1e9  # a fresh read before every claim
+        if await self._paused() or self._quota_exhausted():
+            return
+        limit = self._claim_size()
+        claimed = await self.store.claim(now, limit)
+        if not claimed:
+            return
+        self._busy = len(claimed) == limit
+        async with asyncio.TaskGroup() as tg:
+            for c in claimed:
+                tg.create_task(self._deliver(c), name=f"deliver:{c.delivery.id}")
+
+    def _claim_size(self) -> int:
+        # About two seconds of work at the current rate: a pause or shutdown then has
+        # little claimed work to release, and a fast transport is not starved.
+        rate = self.bucket.rate
+        per_round = self.cfg.claim_batch if rate is None else int(rate * 2)
+        return max(self.cfg.concurrency, min(self.cfg.claim_batch, per_round))
+
+    def _quota_exhausted(self) -> bool:
+        if self.quota is None or self.quota.remaining < 0:
+            return False
+        if self.sent_since_quota >= self.quota.remaining:
+            log.warning("SES 24-hour quota used up; waiting for the next quota refresh",
+                        max_24h=self.quota.max_24h)
+            return True
+        return False
+
+    async def _refresh_quota(self) -> None:
+        if self.quota_from is None or time.monotonic() - self._quota_at < self.quota_refresh:
+            return
+        self._quota_at = time.monotonic()
+        try:
+            quota = await self.quota_from.quota()
+        except Exception as exc:  # any AWS/network error: keep the last known quota
+            log.warning("cannot read the SES quota; keeping the last one", error=str(exc))
+            return
+        self.quota, self.sent_since_quota = quota, 0
+        self.metrics.ses_quota_remaining.set(quota.remaining)
+        if self.auto_rate:
+            self.bucket.set_rate(quota.max_rate * self.rate_safety)
+            self.metrics.send_rate_limit.set(self.bucket.rate or 0)
+        log.info("SES quota read", max_rate=quota.max_rate, max_24h=quota.max_24h,
+                 sent_24h=quota.sent_24h, rate=self.bucket.rate)
+
+    # ------------------------------------------------------------------ one delivery
+
+    async def _deliver(self, c: Claimed) -> None:
+        d = c.delivery
+        with structlog.contextvars.bound_contextvars(delivery_id=d.id, notice_id=d.notice_id):
+            if await self._skip_if_unwanted(c):
+                return
+            async with self._slots:
+                if self._stopping.is_set() or await self._paused():
+                    await self.store.release(d.id, self.clock())
+                    return
+                await self.bucket.acquire()
+                await self._send(c)
+
+    async def _paused(self) -> bool:
+        """The pause flag, read at most twice a second: an admin's or the guard's pause
+        stops new sends within a second without a database read per mail."""
+        if time.monotonic() - self._pause_read_at > 0.5:
+            self._pause_cached = (await self.store.sending_state()).paused
+            self._pause_read_at = time.monotonic()
+        return self._pause_cached
+
+    async def _skip_if_unwanted(self, c: Claimed) -> bool:
+        d, now = c.delivery, self.clock()
+        if c.suppressed:
+            await self.store.mark_final(d.id, now, DeliveryState.SUPPRESSED,
+                                        "address is suppressed")
+            return True
+        if not c.subscriber_live or c.subscriber.status != SubscriberStatus.ACTIVE:
+            why = "subscriber deleted" if not c.subscriber_live else \
+                f"subscriber {c.subscriber.status}"
+            await self.store.mark_final(d.id, now, DeliveryState.SKIPPED, why)
+            return True
+        return False
+
+    async def _send(self, c: Claimed) -> None:
+        d = c.delivery
+        mail = self.renderer.render(delivery_id=d.id, notice_id=d.notice_id, notice=c.notice,
+                                    change=c.change, sub=c.subscriber, now=self.clock())
+        started = time.monotonic()
+        try:
+            provider_id = await self.transport.send(mail)
+        except SendError as err:
+            await self._failed(c, err)
+            return
+        except asyncio.CancelledError:
+            # Shutdown ran out of time mid-send: whether it went is unknown, so it goes
+            # again after the restart (at-least-once), as after a crash.
+            raise
+        duration = time.monotonic() - started
+        # Written even if shutdown cancels us now (the recorder shields the write).
+        await self.recorder.sent(d.id, self.transport.name, mail.message_id, provider_id)
+        self.sent_since_quota += 1
+        self.metrics.emails_sent.labels(self.transport.name).inc()
+        self.metrics.send_duration.labels(self.transport.name).observe(duration)
+        log.info("mail sent", ses_message_id=provider_id, transport=self.transport.name,
+                 attempt=d.attempts, charset=mail.charset, duration_s=round(duration, 4))
+
+    async def _failed(self, c: Claimed, err: SendError) -> None:
+        d, now = c.delivery, self.clock()
+        self.metrics.email_send_failures.labels(str(err.failure)).inc()
+        if err.failure == Failure.PAUSED:
+            # The account cannot send: stop everything, keep this one for after resume.
+            await self.store.set_sending(paused=True, reason=f"SES: {err.reason}",
+                                         actor="ses", now=now)
+            self._pause_cached, self._pause_read_at = True, time.monotonic()
+            self.metrics.sending_paused.set(1)
+            await self.store.release(d.id, now)
+            log.error("sending paused: the SES account cannot send", reason=err.reason)
+            return
+        if err.failure == Failure.PERMANENT:
+            await self.store.mark_final(d.id, now, DeliveryState.FAILED, err.reason)
+            log.warning("mail failed permanently", reason=err.reason)
+            return
+        if err.failure == Failure.THROTTLED:
+            self.bucket.penalize()
+            self.metrics.send_rate_limit.set(self.bucket.rate or 0)
+        if d.attempts >= self.cfg.max_attempts:
+            reason = f"gave up after {d.attempts} attempts: {err.reason}"
+            await self.store.mark_final(d.id, now, DeliveryState.FAILED, reason)
+            log.warning("mail failed", reason=reason)
+            return
+        next_at: datetime = now + retry_delay(d.attempts, self.cfg, self.rng)
+        await self.store.mark_retry(d.id, now, next_at, err.reason)
+        log.info("mail will be retried", failure=str(err.failure), reason=err.reason,
+                 attempt=d.attempts, retry_at=next_at.isoformat())

@@ -1,0 +1,138 @@
+"""Rendering: Japanese in ISO-2022-JP (7-bit, escapes closed at each line end) or UTF-8
+when it must be, subjects per change, our headers, and no header injection."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from jpixd.mail.render import Renderer, check_unsubscribe_token, wrap
+from jpixd.model import JST, Change, Notice, NoticeKind, NoticeStatus, Subscriber
+from tests.conftest import make_config
+
+NOW = datetime(2026, 11, 28, 16, 30, tzinfo=JST)
+FAILURE = Notice(source="west", external_id="F1", carrier="west", kind=NoticeKind.FAILURE,
+                 status=NoticeStatus.OCCURRED, report_number=2, prefectures=("13",),
+                 title="東京都の一部でフレッツ光ネクストがご利用しづらい状況について",
+                 body="原因を調査中です。", starts_at=datetime(2026, 11, 28, 14, 5, tzinfo=JST))
+WORKS = Notice(source="east", external_id="C1", carrier="east", kind=NoticeKind.CONSTRUCTION,
+               status=NoticeStatus.SCHEDULED, title="新宿区の一部における通信設備の工事",
+               starts_at=datetime(2026, 12, 3, 0, 0, tzinfo=JST),
+               ends_at=datetime(2026, 12, 3, 6, 0, tzinfo=JST))
+SUB = Subscriber(id=7, email="noc@isp.example.jp", name="運用 太郎", organization="株式会社例")
+
+
+def renderer(tmp_path: Path, **mail: object) -> Renderer:
+    cfg = make_config(tmp_path, mail={"from": "notice@example.jp", "from_name": "工事・故障情報",
+                                      "list_unsubscribe": "https://n.example.jp/unsubscribe",
+                                      **mail})
+    return Renderer(cfg.mail, b"key" * 11)
+
+
+def parse(data: bytes) -> EmailMessage:
+    msg = message_from_bytes(data, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def test_iso_2022_jp_by_default(tmp_path: Path) -> None:
+    r = renderer(tmp_path).render(delivery_id=41, notice_id=9, notice=FAILURE,
+                                  change=Change.UPDATE, sub=SUB, now=NOW)
+    assert r.charset == "iso-2022-jp"
+    assert r.data.isascii()  # 7-bit all through, headers included
+    head, _, body = r.data.partition(b"\r\n\r\n")
+    assert b"Content-Transfer-Encoding: 7bit" in head
+    for line in body.split(b"\r\n"):
+        if b"\x1b$B" in line:  # back to ASCII before every line break
+            assert line.rfind(b"\x1b(B") > line.rfind(b"\x1b$B"), line
+        assert len(line) <= 998
+    msg = parse(r.data)
+    assert msg["Subject"] == ("【故障】【第2報】東京都の一部で"
+                              "フレッツ光ネクストがご利用しづらい状況について")
+    assert msg["Message-ID"] == "<jpixd.41.9@example.jp>"
+    assert msg["X-Jpixd-Delivery"] == "41"
+    assert msg["From"].addresses[0].display_name == "工事・故障情報"
+    assert msg["To"].addresses[0].display_name == "株式会社例 運用 太郎"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    token = msg["List-Unsubscribe"].split("token=")[1].rstrip(">")
+    assert check_unsubscribe_token(b"key" * 11, token) == 7
+    assert check_unsubscribe_token(b"other-key", token) is None
+    text = msg.get_content()
+    assert "原因を調査中です。" in text and "2026年11月28日(土) 14:05" in text
+
+
+@pytest.mark.parametrize("odd", ["①", "㈱", "髙", "﨑", "Ⅲ"])
+def test_text_outside_jis_x_0208_falls_back_to_utf8(tmp_path: Path, odd: str) -> None:
+    n = replace(FAILURE, title=f"{odd} の一部で故障")
+    r = renderer(tmp_path).render(delivery_id=1, notice_id=1, notice=n, change=Change.NEW,
+                                  sub=SUB, now=NOW)
+    assert r.charset == "utf-8"
+    msg = parse(r.data)
+    assert odd in msg["Subject"] and "?" not in msg["Subject"]
+
+
+def test_wave_dash_and_half_width_kana_stay_in_iso_2022_jp(tmp_path: Path) -> None:
+    # cp932 pages give U+FF5E for ～; JIS has U+301C. Half-width kana become full-width.
+    n = replace(WORKS, body="0:00～6:00 ﾌﾚｯﾂ光ﾈｸｽﾄ")
+    r = renderer(tmp_path).render(delivery_id=1, notice_id=1, notice=n, change=Change.NEW,
+                                  sub=SUB, now=NOW)
+    assert r.charset == "iso-2022-jp"
+    assert "0:00〜6:00 フレッツ光ネクスト" in parse(r.data).get_content()
+
+
+def test_utf8_by_choice(tmp_path: Path) -> None:
+    r = renderer(tmp_path, charset="utf-8").render(delivery_id=1, notice_id=1, notice=WORKS,
+                                                   change=Change.NEW, sub=SUB, now=NOW)
+    assert r.charset == "utf-8" and parse(r.data)["Subject"].startswith("【工事】")
+
+
+@pytest.mark.parametrize(("notice", "change", "subject"), [
+    (WORKS, Change.NEW, "【工事】新宿区の一部における通信設備の工事"),
+    (WORKS, Change.UPDATE, "【工事】【更新】新宿区の一部における通信設備の工事"),
+    (WORKS, Change.CANCEL, "【工事】【中止】新宿区の一部における通信設備の工事"),
+    (WORKS, Change.COMPLETE, "【工事】【完了】新宿区の一部における通信設備の工事"),
+    (WORKS, Change.REMINDER, "【工事】【リマインド】新宿区の一部における通信設備の工事"),
+    (FAILURE, Change.RECOVER,
+     "【故障】【回復】【第2報】東京都の一部でフレッツ光ネクストがご利用しづらい状況について"),
+])
+def test_subjects(tmp_path: Path, notice: Notice, change: Change, subject: str) -> None:
+    r = renderer(tmp_path).render(delivery_id=1, notice_id=1, notice=notice, change=change,
+                                  sub=SUB, now=NOW)
+    assert parse(r.data)["Subject"] == subject
+
+
+def test_a_title_cannot_inject_a_header(tmp_path: Path) -> None:
+    evil = replace(FAILURE, title="故障\r\nBcc: all@example.com\r\nX-Evil: 1")
+    evil_sub = replace(SUB, name="太郎\r\nCc: leak@example.com")
+    r = renderer(tmp_path).render(delivery_id=1, notice_id=1, notice=evil, change=Change.NEW,
+                                  sub=evil_sub, now=NOW)
+    head = r.data.partition(b"\r\n\r\n")[0].decode("ascii")
+    names = [ln.split(":", 1)[0] for ln in head.split("\r\n") if ln and not ln[0].isspace()]
+    assert names.count("Subject") == 1
+    assert not {"Bcc", "Cc", "X-Evil"} & set(names)
+    msg = parse(r.data)
+    assert "Bcc: all@example.com" in msg["Subject"]  # harmless text inside the subject
+
+
+def test_templates_can_be_overridden(tmp_path: Path) -> None:
+    tdir = tmp_path / "templates"
+    tdir.mkdir()
+    (tdir / "body.txt.j2").write_text("{{ subscriber.name }}様\n独自の本文: {{ notice.title }}\n",
+                                      encoding="utf-8")
+    r = renderer(tmp_path, templates_dir=str(tdir)).render(
+        delivery_id=1, notice_id=1, notice=WORKS, change=Change.NEW, sub=SUB, now=NOW)
+    msg = parse(r.data)
+    assert msg.get_content().replace("\r\n", "\n") == \
+        "運用 太郎様\n独自の本文: 新宿区の一部における通信設備の工事\n"
+    assert msg["Subject"].startswith("【工事】")  # the subject template is still ours
+
+
+def test_wrap_counts_full_width_as_two_columns() -> None:
+    line = "あ" * 50
+    assert wrap(line).split("\n") == ["あ" * 35, "あ" * 15]
+    assert wrap("https://example.jp/" + "a" * 200) == "https://example.jp/" + "a" * 200

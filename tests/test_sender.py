@@ -1,0 +1,312 @@
+"""The sender against real peers: aiosmtpd with STARTTLS and AUTH, moto's SES, and a
+fault-injecting proxy in front of SES that answers with throttling errors."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiobotocore.session import get_session
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from jpixd.config import Secret, SendingConfig, SesConfig, SmtpConfig
+from jpixd.fanout import Policy, planner
+from jpixd.mail.bucket import TokenBucket
+from jpixd.mail.render import Renderer
+from jpixd.mail.sender import Sender
+from jpixd.mail.transports import Transport
+from jpixd.mail.transports.ses import SesTransport
+from jpixd.mail.transports.smtp import SmtpTransport
+from jpixd.metrics import Metrics
+from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeStatus, Subscriber
+from jpixd.store import Store
+from tests.conftest import make_config
+from tests.smtpserver import PASSWORD, USER, SmtpPeer, smtp_server
+
+T0 = datetime(2026, 11, 28, 15, 0, tzinfo=JST)
+NOTICE = Notice(source="west", external_id="F1", carrier="west", kind=NoticeKind.FAILURE,
+                status=NoticeStatus.OCCURRED, report_number=2, prefectures=("27",),
+                title="大阪府の一部地域でフレッツ光ネクストがご利用しづらい状況について",
+                body="原因を調査中です。", services=("フレッツ光ネクスト",),
+                starts_at=datetime(2026, 11, 28, 14, 5, tzinfo=JST))
+SENDING = SendingConfig(concurrency=4, max_attempts=5, backoff=timedelta(seconds=10),
+                        backoff_max=timedelta(minutes=5))
+
+
+@dataclass
+class Rig:
+    store: Store
+    tmp: Path
+    now: list[datetime] = field(default_factory=lambda: [T0])
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def sender(self, transport: Transport, *, rate: float | None = None,
+               quota_from: SesTransport | None = None, auto: bool = False) -> Sender:
+        cfg = make_config(self.tmp, mail={"from": "noc-notice@example.jp",
+                                          "from_name": "工事・故障情報",
+                                          "list_unsubscribe": "https://n.example.jp/u"})
+        return Sender(self.store, transport, Renderer(cfg.mail, b"k" * 32),
+                      Metrics(self.registry), lambda: self.now[0], SENDING,
+                      TokenBucket(rate), quota_from=quota_from, auto_rate=auto,
+                      rng=random.Random(1))
+
+    async def notice_for(self, *subs: Subscriber) -> None:
+        for s in subs:
+            await self.store.create_subscriber(s, T0)
+        await self.store.record_revision(NOTICE, revision="r1", change=Change.UPDATE, now=T0,
+                                         planner=planner(NOTICE, Change.UPDATE, T0,
+                                                         Policy(tz=JST)))
+
+    async def drain(self, sender: Sender, rounds: int = 50) -> None:
+        """Run the sender, moving the clock past each retry, until nothing is left."""
+        for _ in range(rounds):
+            await sender.run_once()
+            counts = await self.store.delivery_counts()
+            if counts[DeliveryState.PENDING] + counts[DeliveryState.RETRY] == 0:
+                return
+            nxt = await self.store.next_due_at()
+            if nxt is not None and nxt > self.now[0]:
+                self.now[0] = nxt
+        raise AssertionError(f"not drained: {await self.store.delivery_counts()}")
+
+    async def states(self) -> list[tuple[str, DeliveryState, str | None]]:
+        items, _ = await self.store.list_deliveries()
+        return [(d.email, d.state, d.reason) for d in items]
+
+
+@pytest.fixture
+def rig(store: Store, tmp_path: Path) -> Rig:
+    return Rig(store, tmp_path)
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[SmtpPeer]:
+    with smtp_server(str(tmp_path)) as peer:
+        yield peer
+
+
+def smtp_transport(peer: SmtpPeer, pool_size: int = 2) -> SmtpTransport:
+    cfg = SmtpConfig(host=peer.host, port=peer.port, starttls=True, username=USER,
+                     password=Secret("env:T", PASSWORD), pool_size=pool_size)
+    return SmtpTransport(cfg, tls_context=peer.client_tls)
+
+
+async def test_smtp_with_starttls_and_auth_in_both_charsets(rig: Rig, smtp: SmtpPeer) -> None:
+    await rig.notice_for(Subscriber(email="jis@isp.example.jp", name="担当 太郎",
+                                    organization="株式会社例", carriers=("west",)),
+                         Subscriber(email="utf8@isp.example.jp", name="髙橋 ①",
+                                    carriers=("west",), charset="utf-8"))
+    transport = smtp_transport(smtp, pool_size=1)
+    try:
+        await rig.drain(rig.sender(transport))
+    finally:
+        await transport.close()
+    assert [s for _, s, _ in await rig.states()] == [DeliveryState.SENT] * 2
+    # One pooled connection: one STARTTLS + AUTH, both messages over it.
+    assert smtp.handler.logins == [USER] and smtp.handler.tls_sessions == 2
+    by_rcpt = {r.recipients[0]: r for r in smtp.handler.received}
+    jis = by_rcpt["jis@isp.example.jp"]
+    assert b"charset=\"iso-2022-jp\"" in jis.data and jis.data.isascii()
+    for received in by_rcpt.values():
+        msg = received.message()
+        assert msg["Subject"] == f"【故障】【第2報】{NOTICE.title}"
+        body = msg.get_content()
+        assert "原因を調査中です。" in body and "フレッツ光ネクスト" in body
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert by_rcpt["utf8@isp.example.jp"].message().get_content_charset() == "utf-8"
+    assert "髙橋 ①" in str(by_rcpt["utf8@isp.example.jp"].message()["To"])
+    assert "担当 太郎" in jis.message().get_content()
+
+
+async def test_454_three_times_then_250_is_sent_once(rig: Rig, smtp: SmtpPeer) -> None:
+    await rig.notice_for(Subscriber(email="a@isp.example.jp", carriers=("west",)))
+    smtp.handler.answers = ["454 Throttling failure: Maximum sending rate exceeded."] * 3
+    transport = smtp_transport(smtp)
+    sender = rig.sender(transport, rate=50)
+    try:
+        await rig.drain(sender)
+    finally:
+        await transport.close()
+    assert len(smtp.handler.received) == 1
+    [(_, state, _)] = await rig.states()
+    assert state == DeliveryState.SENT
+    [d] = (await rig.store.list_deliveries())[0]
+    assert d.attempts == 4
+    assert sender.bucket.rate is not None and sender.bucket.rate < 50  # it slowed down
+    assert rig.registry.get_sample_value("jpixd_email_send_failures_total",
+                                         {"reason": "throttled"}) == 3
+
+
+async def test_550_fails_with_the_reason(rig: Rig, smtp: SmtpPeer) -> None:
+    await rig.notice_for(Subscriber(email="gone@isp.example.jp", carriers=("west",)))
+    smtp.handler.answers = ["550 5.1.1 User unknown"]
+    transport = smtp_transport(smtp)
+    try:
+        await rig.drain(rig.sender(transport))
+    finally:
+        await transport.close()
+    [(_, state, reason)] = await rig.states()
+    assert state == DeliveryState.FAILED and reason == "SMTP 550 5.1.1 User unknown"
+    assert smtp.handler.received == []
+
+
+async def test_suppressed_and_paused_are_not_sent(rig: Rig, smtp: SmtpPeer) -> None:
+    await rig.notice_for(Subscriber(email="ok@isp.example.jp", carriers=("west",)),
+                         Subscriber(email="bounced@isp.example.jp", carriers=("west",)))
+    await rig.store.set_sending(paused=True, reason="test", actor="admin", now=T0)
+    transport = smtp_transport(smtp)
+    sender = rig.sender(transport)
+    try:
+        await sender.run_once()
+        assert (await rig.store.delivery_counts())[DeliveryState.PENDING] == 2
+        # Suppressed after the fan-out, before the send: re-checked at send time.
+        async with rig.store._tx() as db:  # the bounce consumer's job; written here by hand
+            await db.execute("INSERT INTO suppressions (email, reason, first_event_at, "
+                             "last_event_at, created_at) VALUES (?, 'bounce', ?, ?, ?)",
+                             ("bounced@isp.example.jp", "x", "x", "x"))
+        await rig.store.set_sending(paused=False, reason=None, actor="admin", now=T0)
+        await rig.drain(sender)
+    finally:
+        await transport.close()
+    assert sorted(await rig.states()) == [
+        ("bounced@isp.example.jp", DeliveryState.SUPPRESSED, "address is suppressed"),
+        ("ok@isp.example.jp", DeliveryState.SENT, None)]
+    assert [r.recipients for r in smtp.handler.received] == [["ok@isp.example.jp"]]
+
+
+# ---------------------------------------------------------------- SES (moto)
+
+
+async def verified(moto_url: str, address: str) -> None:
+    async with get_session().create_client("ses", region_name="ap-northeast-1",
+                                           endpoint_url=moto_url) as ses:
+        await ses.verify_email_identity(EmailAddress=address)
+
+
+@pytest.fixture
+async def ses_rig(rig: Rig, moto_url: str) -> AsyncIterator[Rig]:
+    await verified(moto_url, "noc-notice@example.jp")
+    yield rig
+
+
+async def test_ses_sends_records_ids_and_reads_the_rate(ses_rig: Rig, moto_url: str) -> None:
+    rig = ses_rig
+    await rig.notice_for(*(Subscriber(email=f"u{i}@isp.example.jp", carriers=("west",))
+                           for i in range(3)))
+    transport = SesTransport(SesConfig(endpoint_url=moto_url))
+    await transport.start()
+    try:
+        sender = rig.sender(transport, rate=1.0, quota_from=transport, auto=True)
+        await rig.drain(sender)
+        quota = await transport.quota()
+    finally:
+        await transport.close()
+    items, _ = await rig.store.list_deliveries()
+    assert all(d.state == DeliveryState.SENT and d.ses_message_id for d in items)
+    assert len({d.ses_message_id for d in items}) == 3
+    assert sender.bucket.target == pytest.approx(quota.max_rate * 0.9)
+    assert rig.registry.get_sample_value("jpixd_emails_sent_total", {"transport": "ses"}) == 3
+
+
+@dataclass
+class Proxy:
+    """Forwards to moto; the first `throttle` SendEmail calls get SES's throttling error,
+    or `paused` ones get SendingPausedException."""
+
+    target: str
+    throttle: int = 0
+    paused: int = 0
+    sends: int = 0
+    session: aiohttp.ClientSession | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if request.path.endswith("/outbound-emails"):
+            self.sends += 1
+            if self.throttle > 0:
+                self.throttle -= 1
+                return web.json_response({"message": "Maximum sending rate exceeded."},
+                                         status=429, headers={
+                                             "x-amzn-ErrorType": "TooManyRequestsException"})
+            if self.paused > 0:
+                self.paused -= 1
+                return web.json_response({"message": "Sending is paused for this account."},
+                                         status=400, headers={
+                                             "x-amzn-ErrorType": "SendingPausedException"})
+        assert self.session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with self.session.request(request.method, self.target + request.path_qs,
+                                        data=body, headers=headers) as up:
+            data = await up.read()
+            return web.Response(body=data, status=up.status, headers={
+                k: v for k, v in up.headers.items()
+                if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")})
+
+
+@pytest.fixture
+async def proxy(moto_url: str) -> AsyncIterator[tuple[Proxy, str]]:
+    p = Proxy(moto_url)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", p.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    async with aiohttp.ClientSession() as session:
+        p.session = session
+        yield p, f"http://{host}:{port}"
+    await runner.cleanup()
+
+
+async def test_throttling_loses_nothing_and_backs_off(ses_rig: Rig,
+                                                      proxy: tuple[Proxy, str]) -> None:
+    rig = ses_rig
+    p, url = proxy
+    p.throttle = 6
+    await rig.notice_for(*(Subscriber(email=f"t{i}@isp.example.jp", carriers=("west",))
+                           for i in range(8)))
+    transport = SesTransport(SesConfig(endpoint_url=url))
+    await transport.start()
+    try:
+        sender = rig.sender(transport, rate=20.0)
+        await rig.drain(sender)
+    finally:
+        await transport.close()
+    items, _ = await rig.store.list_deliveries()
+    assert [d.state for d in items] == [DeliveryState.SENT] * 8  # nothing lost
+    assert p.sends == 8 + 6
+    assert sender.bucket.rate is not None and sender.bucket.rate < 20.0
+    assert rig.registry.get_sample_value("jpixd_email_send_failures_total",
+                                         {"reason": "throttled"}) == 6
+
+
+async def test_a_paused_account_pauses_sending(ses_rig: Rig, proxy: tuple[Proxy, str]) -> None:
+    rig = ses_rig
+    p, url = proxy
+    p.paused = 1
+    await rig.notice_for(Subscriber(email="p@isp.example.jp", carriers=("west",)))
+    transport = SesTransport(SesConfig(endpoint_url=url))
+    await transport.start()
+    try:
+        sender = rig.sender(transport, rate=20.0)
+        await sender.run_once()
+        state = await rig.store.sending_state()
+        assert state.paused and state.actor == "ses" and "SendingPaused" in (state.reason or "")
+        [d] = (await rig.store.list_deliveries())[0]
+        assert d.state == DeliveryState.RETRY and d.attempts == 0  # released, not spent
+        await sender.run_once()
+        assert p.sends == 1  # nothing more while paused
+        await rig.store.set_sending(paused=False, reason=None, actor="admin", now=T0)
+        await rig.drain(sender)
+    finally:
+        await transport.close()
+    assert [s for _, s, _ in await rig.states()] == [DeliveryState.SENT]
+
+
