@@ -50,6 +50,12 @@ def tlist(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
+# A row whose JSON list of prefectures holds this code, or is empty ("all prefectures"
+# for a subscriber, "area unknown, so everyone" for a notice).
+PREFECTURE_MATCH = ("(prefectures = '[]' OR EXISTS "
+                    "(SELECT 1 FROM json_each(prefectures) WHERE value = ?))")
+
+
 class SqliteBase:
     """One connection shared by every loop; `_tx()` serialises transactions on it with a
     lock, because aiosqlite would otherwise interleave two tasks' statements inside one
@@ -123,6 +129,15 @@ class SqliteBase:
         instead of three. Returns the number of rows it changed."""
         async with self._lock, self._db.execute(sql, params) as cur:
             return cur.rowcount
+
+    async def _page(self, table: str, where: list[str], params: list[Any], order: str,
+                    limit: int, offset: int) -> tuple[list[aiosqlite.Row], int]:
+        """One page of a listing and the total it is a page of."""
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        total = await self._one(f"SELECT COUNT(*) AS n FROM {table} {clause}", params)
+        rows = await self._all(f"SELECT * FROM {table} {clause} ORDER BY {order} "
+                               f"LIMIT ? OFFSET ?", [*params, limit, offset])
+        return rows, int(total["n"]) if total else 0
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         async with self._lock, self._db.execute(sql, params) as cur:

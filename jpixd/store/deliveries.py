@@ -45,11 +45,8 @@ class DeliveryStore(SqliteBase):
             if value is not None:
                 where.append(f"{col} = ?")
                 params.append(value)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        total = await self._one(f"SELECT COUNT(*) AS n FROM deliveries {clause}", params)
-        rows = await self._all(f"SELECT * FROM deliveries {clause} ORDER BY id LIMIT ? OFFSET ?",
-                               [*params, limit, offset])
-        return [_row_to_delivery(r) for r in rows], int(total["n"]) if total else 0
+        rows, total = await self._page("deliveries", where, params, "id", limit, offset)
+        return [_row_to_delivery(r) for r in rows], total
 
     async def delivery_counts(self) -> dict[DeliveryState, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")

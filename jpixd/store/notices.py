@@ -21,7 +21,16 @@ from jpixd.model import (
     StoredNotice,
     Subscriber,
 )
-from jpixd.store.base import SqliteBase, fetch_one, from_db, from_db_req, jlist, tlist, to_db
+from jpixd.store.base import (
+    PREFECTURE_MATCH,
+    SqliteBase,
+    fetch_one,
+    from_db,
+    from_db_req,
+    jlist,
+    tlist,
+    to_db,
+)
 from jpixd.store.subscribers import SubscriberStore
 
 # Given the audience (active subscribers, suppressed addresses) read inside the
@@ -195,18 +204,14 @@ class NoticeStore(SubscriberStore, SqliteBase):
                 where.append(f"{col} = ?")
                 params.append(value)
         if prefecture:
-            # A notice whose area is unknown concerns every prefecture.
-            where.append("(prefectures = '[]' OR EXISTS "
-                         "(SELECT 1 FROM json_each(prefectures) WHERE value = ?))")
+            where.append(PREFECTURE_MATCH)
             params.append(prefecture)
         if since:
             where.append("last_changed >= ?")
             params.append(to_db(since))
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        total = await self._one(f"SELECT COUNT(*) AS n FROM notices {clause}", params)
-        rows = await self._all(f"SELECT * FROM notices {clause} ORDER BY last_changed DESC, "
-                               f"id DESC LIMIT ? OFFSET ?", [*params, limit, offset])
-        return [_row_to_notice(r) for r in rows], int(total["n"]) if total else 0
+        rows, total = await self._page("notices", where, params, "last_changed DESC, id DESC",
+                                       limit, offset)
+        return [_row_to_notice(r) for r in rows], total
 
     async def revisions(self, notice_id: int) -> list[Revision]:
         rows = await self._all("SELECT * FROM notice_revisions WHERE notice_id = ? "

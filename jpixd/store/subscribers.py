@@ -18,6 +18,7 @@ import aiosqlite
 
 from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.store.base import (
+    PREFECTURE_MATCH,
     Conflict,
     SqliteBase,
     fetch_all,
@@ -138,19 +139,13 @@ class SubscriberStore(SqliteBase):
                 where.append(f"EXISTS (SELECT 1 FROM json_each({col}) WHERE value = ?)")
                 params.append(value)
         if prefecture:
-            # Empty prefectures means "all", so such subscribers hear about this one too.
-            where.append("(prefectures = '[]' OR EXISTS "
-                         "(SELECT 1 FROM json_each(prefectures) WHERE value = ?))")
+            where.append(PREFECTURE_MATCH)
             params.append(prefecture)
         if query:
             where.append("(email LIKE ? OR name LIKE ? OR organization LIKE ?)")
             params.extend([f"%{query}%"] * 3)
-        clause = " AND ".join(where)
-        total_row = await self._one(f"SELECT COUNT(*) AS n FROM subscribers WHERE {clause}",
-                                    params)
-        rows = await self._all(f"SELECT * FROM subscribers WHERE {clause} ORDER BY id "
-                               f"LIMIT ? OFFSET ?", [*params, limit, offset])
-        return [_row_to_subscriber(r) for r in rows], int(total_row["n"]) if total_row else 0
+        rows, total = await self._page("subscribers", where, params, "id", limit, offset)
+        return [_row_to_subscriber(r) for r in rows], total
 
     async def update_subscriber(self, subscriber_id: int, changes: dict[str, Any],
                                 now: datetime) -> Subscriber | None:
