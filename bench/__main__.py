@@ -5,6 +5,7 @@ part of the figures, their text is not."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from jpixd import logs
@@ -14,7 +15,7 @@ ALL = ("fanout", "sender")
 
 def main() -> None:
     with open("/dev/null", "w") as sink:
-        logs.configure("info", "json", stream=sink)
+        logs.configure(os.environ.get("BENCH_LOG_LEVEL", "info"), "json", stream=sink)
         for arg in sys.argv[1:] or ALL:
             module, _, part = arg.partition(":")
             importlib.import_module(f"bench.{module}").run([part] if part else [])

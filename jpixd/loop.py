@@ -38,6 +38,13 @@ class Loop(ABC):
         # Set once the first unit of work is done (tests and start-up ordering wait on it).
         self.first_round = asyncio.Event()
         self._round = asyncio.Event()
+        # The supervisor's heartbeat while running; long units of work call progress()
+        # so that a slow round (a throttled send batch) is not taken for a wedged loop.
+        self.heartbeat: Heartbeat | None = None
+
+    def progress(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.beat()
 
     @property
     def stale_after(self) -> float:
@@ -56,6 +63,7 @@ class Loop(ABC):
         return self.interval
 
     async def run(self, heartbeat: Heartbeat, stopping: asyncio.Event) -> None:
+        self.heartbeat = heartbeat
         while not stopping.is_set():
             await self.run_once()
             heartbeat.beat()

@@ -72,7 +72,12 @@ def test_the_installed_package_carries_its_data_files(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     wheel = next(tmp_path.glob("jpixd-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for needed in ("jpixd/store/migrations/0001_initial.sql", "jpixd/defaults/jpixd.toml",
+    for needed in ("jpixd/store/migrations/0001_initial.sql",
+                   "jpixd/store/migrations/0002_feed_state.sql", "jpixd/defaults/jpixd.toml",
+                   "jpixd/defaults/samples/ntt-west.rss",
+                   "jpixd/defaults/samples/west/f-20261128-01.html",
+                   "jpixd/defaults/samples/subscribers.csv",
+                   "jpixd/templates/subject.txt.j2", "jpixd/templates/body.txt.j2",
                    "jpixd/py.typed"):
         assert needed in names, f"{needed} missing from the wheel"
     assert not any(n.startswith("tests/") for n in names)

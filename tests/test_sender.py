@@ -310,3 +310,29 @@ async def test_a_paused_account_pauses_sending(ses_rig: Rig, proxy: tuple[Proxy,
     assert [s for _, s, _ in await rig.states()] == [DeliveryState.SENT]
 
 
+
+
+async def test_a_slow_throttled_batch_keeps_the_sender_alive(rig: Rig, smtp: SmtpPeer) -> None:
+    """At the floor rate a claimed batch takes minutes; each send must count as progress,
+    or readiness and the systemd watchdog would take a working sender for a wedged one."""
+    from jpixd.loop import Heartbeat
+
+    clock = [0.0]
+
+    async def virtual_sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    await rig.notice_for(*(Subscriber(email=f"s{i}@isp.example.jp", carriers=("west",))
+                           for i in range(8)))
+    transport = smtp_transport(smtp)
+    sender = rig.sender(transport)
+    sender.bucket = TokenBucket(0.2, 1, monotonic=lambda: clock[0], sleep=virtual_sleep)
+    sender.heartbeat = Heartbeat(lambda: clock[0])
+    try:
+        await sender.run_once()
+    finally:
+        await transport.close()
+    # At 0.2/s the sender claims only `concurrency` (4) rows: 15 s of (virtual) time …
+    assert clock[0] == pytest.approx(15.0)
+    # … and the heartbeat beat with each send, not only when the round was over.
+    assert sender.heartbeat.age() < 5.1

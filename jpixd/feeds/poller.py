@@ -173,6 +173,7 @@ class FeedPoller(Loop):
                         await self.sleep(src.detail_delay.total_seconds())  # politeness
                     details += 1
                     draft = await self._detail(src, draft)
+                    self.progress()
                     await self._record(src, draft, base_url, now, baseline, report, fp)
                 else:
                     await self._record(src, draft, base_url, now, baseline, report, None)

@@ -182,6 +182,7 @@ class Sender(Loop):
                     return
                 await self.bucket.acquire()
                 await self._send(c)
+                self.progress()  # each send is progress, however slow the rate
 
     async def _paused(self) -> bool:
         """The pause flag, read at most twice a second: an admin's or the guard's pause
