@@ -1,0 +1,1 @@
+"""Bounces and complaints: SNS/SES parsing (pure), rules and the guard (pure)."""

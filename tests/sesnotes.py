@@ -1,0 +1,59 @@
+"""SES notifications in the shapes AWS documents (identity notifications and event
+publishing), and the SNS envelope around them, for the bounce tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def mail(message_id: str = "0101018f-ses-1", to: list[str] | None = None,
+         timestamp: str = "2026-11-28T05:59:38.237Z") -> dict[str, Any]:
+    return {"timestamp": timestamp, "source": "notice@example.jp",
+            "sourceArn": "arn:aws:ses:ap-northeast-1:123456789012:identity/example.jp",
+            "messageId": message_id, "destination": to or ["a@isp.example.jp"],
+            "headersTruncated": False,
+            "commonHeaders": {"from": ["notice@example.jp"], "subject": "【故障】…"}}
+
+
+def bounce(recipients: list[str], btype: str = "Permanent", sub: str = "General",
+           feedback: str = "fb-1", message_id: str = "0101018f-ses-1",
+           timestamp: str = "2026-11-28T06:00:01.123Z", event: bool = False) -> dict[str, Any]:
+    return {("eventType" if event else "notificationType"): "Bounce",
+            "bounce": {"bounceType": btype, "bounceSubType": sub, "feedbackId": feedback,
+                       "timestamp": timestamp, "reportingMTA": "dsn; a8-70.smtp-out.example",
+                       "remoteMtaIp": "127.0.2.0",
+                       "bouncedRecipients": [{"emailAddress": r, "action": "failed",
+                                              "status": "5.1.1",
+                                              "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+                                             for r in recipients]},
+            "mail": mail(message_id, recipients), "someNewField": {"ignored": True}}
+
+
+def complaint(recipients: list[str], feedback: str = "cf-1", ftype: str | None = "abuse",
+              message_id: str = "0101018f-ses-1") -> dict[str, Any]:
+    c: dict[str, Any] = {"feedbackId": feedback, "timestamp": "2018-10-08T14:05:45 +0000",
+                         "userAgent": "ExampleCorp Feedback Loop (V0.01)",
+                         "complainedRecipients": [{"emailAddress": r} for r in recipients]}
+    if ftype:
+        c["complaintFeedbackType"] = ftype
+        c["arrivalDate"] = "2018-10-08T14:05:45 +0000"
+    return {"notificationType": "Complaint", "complaint": c, "mail": mail(message_id, recipients)}
+
+
+def delivery(recipients: list[str], message_id: str = "0101018f-ses-1") -> dict[str, Any]:
+    return {"notificationType": "Delivery", "mail": mail(message_id, recipients),
+            "delivery": {"timestamp": "2026-11-28T06:00:00.500Z", "processingTimeMillis": 546,
+                         "recipients": recipients, "smtpResponse": "250 ok: Message accepted",
+                         "reportingMTA": "a8-70.smtp-out.example"}}
+
+
+def sns(ses: dict[str, Any], message_id: str = "sns-1",
+        topic: str = "arn:aws:sns:ap-northeast-1:123456789012:ses-events") -> str:
+    return json.dumps({
+        "Type": "Notification", "MessageId": message_id, "TopicArn": topic,
+        "Message": json.dumps(ses, ensure_ascii=False), "Timestamp": "2026-11-28T06:00:02.000Z",
+        "SignatureVersion": "1", "Signature": "EXAMPLE==",
+        "SigningCertURL": "https://sns.ap-northeast-1.amazonaws.com/cert.pem",
+        "UnsubscribeURL": "https://sns.ap-northeast-1.amazonaws.com/?Action=Unsubscribe"},
+        ensure_ascii=False)
