@@ -16,10 +16,12 @@ from typing import Any
 
 import aiohttp
 import structlog
+from aiobotocore.session import get_session
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from jpixd import __version__
+from jpixd.bounces.consumer import BounceConsumer
 from jpixd.config import Config, Secret, secrets
 from jpixd.fanout import Policy
 from jpixd.feeds.fetch import Fetcher
@@ -137,9 +139,11 @@ class Daemon:
         self.ready = asyncio.Event()
 
     def _loops(self, cfg: Config, store: Store, http: aiohttp.ClientSession,
-               transport: Transport, token: str) -> list[Loop]:
+               transport: Transport, token: str, sqs: Any) -> list[Loop]:
         loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock)]
         loops.append(build_sender(cfg, store, transport, self.metrics, self.clock, token))
+        if sqs is not None:
+            loops.append(BounceConsumer(sqs, cfg.bounces, store, self.metrics, self.clock))
         if any(s.enabled for s in cfg.sources):
             loops.append(FeedPoller(cfg.sources, store, Fetcher(http), self.metrics,
                                     self.clock, Policy.from_config(cfg),
@@ -158,12 +162,17 @@ class Daemon:
             http = await stack.enter_async_context(aiohttp.ClientSession())
             transport = await build_transport(cfg)
             stack.push_async_callback(transport.close)
-            return await self._run(cfg, store, token, http, transport)
+            sqs = None
+            if cfg.bounces.queue_url:
+                sqs = await stack.enter_async_context(get_session().create_client(
+                    "sqs", region_name=cfg.bounces.region,
+                    endpoint_url=cfg.bounces.endpoint_url))
+            return await self._run(cfg, store, token, http, transport, sqs)
         raise AssertionError("unreachable")  # AsyncExitStack does not swallow the return
 
     async def _run(self, cfg: Config, store: Store, token: str,
-                   http: aiohttp.ClientSession, transport: Transport) -> int:
-        loops = self._loops(cfg, store, http, transport, token)
+                   http: aiohttp.ClientSession, transport: Transport, sqs: Any) -> int:
+        loops = self._loops(cfg, store, http, transport, token, sqs)
         supervisor = Supervisor(loops, self.metrics, cfg.supervisor, self.monotonic)
         rt = self.runtime = Runtime(
             config=cfg, store=store, metrics=self.metrics, supervisor=supervisor,

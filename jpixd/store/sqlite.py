@@ -6,11 +6,12 @@ from pathlib import Path
 
 from jpixd.store.control import ControlStore
 from jpixd.store.deliveries import DeliveryStore
+from jpixd.store.events import EventStore
 from jpixd.store.feeds import FeedStore
 from jpixd.store.notices import NoticeStore
 
 
-class Store(ControlStore, NoticeStore, DeliveryStore, FeedStore):
+class Store(ControlStore, NoticeStore, DeliveryStore, FeedStore, EventStore):
     """Public methods speak the domain (aware datetimes, dataclasses), never rows, so a
     PostgreSQL store can stand beside this one."""
 

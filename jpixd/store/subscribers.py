@@ -81,7 +81,7 @@ _SKIP_PENDING = (
 _VERSION_KEY = "subscribers_version"
 
 
-async def _bump(db: aiosqlite.Connection, now: datetime) -> None:
+async def bump_subscribers_version(db: aiosqlite.Connection, now: datetime) -> None:
     """Count a change to the subscribers, in the same transaction, so that every process
     (the daemon, a CLI import) knows its cached audience is stale."""
     await db.execute(
@@ -113,7 +113,7 @@ class SubscriberStore(SqliteBase):
             cur = await db.execute(_INSERT, [*_values(sub), to_db(now), to_db(now)])
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"a subscriber with address {sub.email} already exists") from exc
-        await _bump(db, now)
+        await bump_subscribers_version(db, now)
         assert cur.lastrowid is not None
         return cur.lastrowid
 
@@ -169,7 +169,7 @@ class SubscriberStore(SqliteBase):
                              [*_values(new), to_db(now), old.id])
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"a subscriber with address {new.email} already exists") from exc
-        await _bump(db, now)
+        await bump_subscribers_version(db, now)
         if new.status != SubscriberStatus.ACTIVE:
             await db.execute(_SKIP_PENDING, (f"subscriber {new.status}", to_db(now), old.id))
         elif new.email != old.email:
@@ -185,7 +185,7 @@ class SubscriberStore(SqliteBase):
                                    (to_db(now), to_db(now), subscriber_id))
             if cur.rowcount == 0:
                 return False
-            await _bump(db, now)
+            await bump_subscribers_version(db, now)
             await db.execute(_SKIP_PENDING, ("subscriber deleted", to_db(now), subscriber_id))
         return True
 
@@ -203,7 +203,7 @@ class SubscriberStore(SqliteBase):
                 await db.executemany(_INSERT, [[*_values(s), to_db(now), to_db(now)]
                                                for s in new])
                 created = len(new)
-                await _bump(db, now)
+                await bump_subscribers_version(db, now)
                 for sub in subs:
                     old = existing.get(sub.email)
                     if old is None:

@@ -1,0 +1,147 @@
+"""The SQS consumer loop: long-poll SES notifications, record them, then delete them.
+
+A message is deleted only after its events are committed; one that cannot be read is
+kept verbatim in the quarantine first. Then the guard looks at the rates and pauses
+sending when they approach SES's review thresholds.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from jpixd.bounces.parse import MailEvent, NotificationError, parse
+from jpixd.bounces.rules import Decision, decide, judge
+from jpixd.config import BouncesConfig
+from jpixd.loop import Loop
+from jpixd.metrics import Metrics
+from jpixd.model import Clock
+from jpixd.store import Store
+
+log = structlog.get_logger("jpixd.bounces")
+
+
+class BounceConsumer(Loop):
+    name = "bounces"
+    interval = 0.0  # the long poll is the wait
+
+    def __init__(self, sqs: Any, cfg: BouncesConfig, store: Store, metrics: Metrics,
+                 clock: Clock, *, wait_seconds: int = 20, visibility: int = 30) -> None:
+        super().__init__()
+        assert cfg.queue_url is not None
+        self.sqs = sqs
+        self.cfg = cfg
+        self.queue_url = cfg.queue_url
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.wait_seconds = wait_seconds
+        self.visibility = visibility
+        self.failures = 0
+        self.last_level = "ok"
+
+    @property
+    def stale_after(self) -> float:
+        return max(3.0 * self.wait_seconds, 60.0)
+
+    def next_delay(self) -> float:
+        # Errors back off (1 s doubling to 5 min); otherwise the next long poll at once.
+        return 0.0 if not self.failures else min(2.0 ** (self.failures - 1), 300.0)
+
+    async def run_once(self) -> None:
+        try:
+            resp = await self.sqs.receive_message(
+                QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                WaitTimeSeconds=self.wait_seconds, VisibilityTimeout=self.visibility)
+        except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
+            self.failures += 1
+            log.warning("SQS receive failed; backing off", error=str(exc),
+                        failures=self.failures)
+            return
+        self.failures = 0
+        messages = resp.get("Messages", [])
+        if not messages:
+            return
+        received = time.monotonic()
+        done: list[dict[str, str]] = []
+        for i, m in enumerate(messages):
+            if time.monotonic() - received > self.visibility / 2:
+                await self._extend(messages[i:])
+                received = time.monotonic()
+            await self._handle(m)
+            done.append({"Id": str(len(done)), "ReceiptHandle": m["ReceiptHandle"]})
+            self.progress()
+        await self._delete(done)
+        await self.check_guard(self.clock())
+
+    async def _handle(self, m: dict[str, Any]) -> None:
+        body, sqs_id = m.get("Body", ""), m.get("MessageId", "?")
+        with structlog.contextvars.bound_contextvars(sqs_message_id=sqs_id):
+            try:
+                events, topic = parse(body)
+                if self.cfg.expected_topic_arns and topic not in self.cfg.expected_topic_arns:
+                    raise NotificationError(f"TopicArn {topic!r} is not one we expect")
+            except NotificationError as exc:
+                await self.store.quarantine(origin="sqs", ref=sqs_id, reason=str(exc),
+                                            payload=body, now=self.clock())
+                self.metrics.sqs_messages.labels("quarantined").inc()
+                log.warning("SQS message quarantined", reason=str(exc))
+                return
+            outcomes = await self.store.record_events(
+                events, self.clock(), decide=self._decide,
+                soft_window=self.cfg.soft_bounce_window)
+            new = [o for o in outcomes if o.new]
+            self.metrics.sqs_messages.labels("processed" if new else "duplicate").inc()
+            for o in new:
+                self.metrics.mail_events.labels(o.event.type, o.event.subtype or "").inc()
+                log.info("mail event recorded", type=o.event.type, subtype=o.event.subtype,
+                         recipient=o.event.recipient, ses_message_id=o.event.ses_message_id,
+                         delivery_id=o.delivery_id, suppressed=o.suppressed, reason=o.reason)
+
+    def _decide(self, event: MailEvent, soft: int) -> Decision:
+        return decide(event, soft, self.cfg)
+
+    async def _delete(self, entries: list[dict[str, str]]) -> None:
+        if not entries:
+            return
+        try:
+            resp = await self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
+            # Committed already: a redelivery is recognised as a duplicate.
+            log.warning("SQS delete failed; the messages will come again", error=str(exc))
+            return
+        for failed in resp.get("Failed", []):
+            log.warning("SQS delete failed for one message", entry=failed)
+
+    async def _extend(self, rest: list[dict[str, Any]]) -> None:
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"],
+                    "VisibilityTimeout": self.visibility} for i, m in enumerate(rest)]
+        try:
+            await self.sqs.change_message_visibility_batch(QueueUrl=self.queue_url,
+                                                           Entries=entries)
+        except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
+            log.warning("could not extend SQS visibility", error=str(exc))
+
+    async def check_guard(self, now: datetime) -> None:
+        """Rates over the guard window (since the last resume at the earliest)."""
+        state = await self.store.sending_state()
+        since = now - self.cfg.guard_window
+        if state.window_start is not None and state.window_start > since:
+            since = state.window_start
+        sent, bounces, complaints = await self.store.guard_counts(since)
+        verdict = judge(sent, bounces, complaints, self.cfg)
+        self.metrics.bounce_rate.set(verdict.bounce_rate)
+        self.metrics.complaint_rate.set(verdict.complaint_rate)
+        self.metrics.suppressed_addresses.set(await self.store.suppressed_count())
+        if verdict.level == "pause" and not state.paused:
+            await self.store.set_sending(paused=True, reason=verdict.reason, actor="guard",
+                                         now=now)
+            self.metrics.sending_paused.set(1)
+            log.error("sending paused by the bounce-rate guard", reason=verdict.reason)
+        elif verdict.level == "warn" and self.last_level == "ok":
+            log.warning("bounce or complaint rate high", reason=verdict.reason)
+        self.last_level = verdict.level

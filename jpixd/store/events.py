@@ -1,0 +1,151 @@
+"""SES events, suppressions and the guard's counts.
+
+An SQS message's events are recorded in one transaction, before the message is deleted:
+a crash in between redelivers the message and its events' keys are already there, so it
+changes nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiosqlite
+
+from jpixd.bounces.parse import MailEvent
+from jpixd.bounces.rules import Decision, is_soft_bounce
+from jpixd.store.base import SqliteBase, fetch_one, from_db, to_db
+from jpixd.store.subscribers import bump_subscribers_version
+
+# (event, soft bounces of its address within the window, this one included) → Decision
+Decider = Callable[[MailEvent, int], Decision]
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    event: MailEvent
+    new: bool  # False: seen before (a redelivered notification)
+    delivery_id: int | None = None
+    suppressed: bool = False  # this event suppressed its address now
+    reason: str | None = None
+
+
+class EventStore(SqliteBase):
+    async def record_events(self, events: Sequence[MailEvent], now: datetime, *,
+                            decide: Decider, soft_window: timedelta) -> list[EventOutcome]:
+        async with self._tx() as db:
+            return [await self._record(db, e, now, decide, soft_window) for e in events]
+
+    async def _record(self, db: aiosqlite.Connection, e: MailEvent, now: datetime,
+                      decide: Decider, soft_window: timedelta) -> EventOutcome:
+        row = await fetch_one(db, "SELECT id FROM deliveries WHERE ses_message_id = ? LIMIT 1",
+                              (e.ses_message_id,)) if e.ses_message_id else None
+        delivery_id = int(row["id"]) if row else None
+        cur = await db.execute(
+            "INSERT INTO mail_events (event_key, type, subtype, recipient, ses_message_id, "
+            "delivery_id, diagnostic, occurred_at, received_at, raw) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
+            (e.key, e.type, e.subtype, e.recipient, e.ses_message_id, delivery_id,
+             e.diagnostic, to_db(e.occurred_at), to_db(now), e.raw))
+        if cur.rowcount == 0:
+            return EventOutcome(e, new=False)
+        event_id = cur.lastrowid
+        soft = 0
+        if is_soft_bounce(e):
+            counted = await fetch_one(
+                db, "SELECT COUNT(*) AS n FROM mail_events WHERE recipient = ? AND "
+                    "type = 'Bounce' AND (subtype LIKE 'Transient%' OR subtype LIKE "
+                    "'Undetermined%') AND occurred_at >= ?",
+                (e.recipient, to_db(e.occurred_at - soft_window)))
+            soft = int(counted["n"]) if counted else 1
+        decision = decide(e, soft)
+        await db.execute("UPDATE mail_events SET counted_in_rate = ? WHERE id = ?",
+                         (int(decision.counted), event_id))
+        if decision.suppress:
+            await self._suppress(db, e, event_id, decision, now)
+        return EventOutcome(e, new=True, delivery_id=delivery_id,
+                            suppressed=decision.suppress, reason=decision.reason)
+
+    async def _suppress(self, db: aiosqlite.Connection, e: MailEvent, event_id: int | None,
+                        decision: Decision, now: datetime) -> None:
+        t, at = to_db(now), to_db(e.occurred_at)
+        await db.execute(
+            "INSERT INTO suppressions (email, reason, first_event_at, last_event_at, event_id, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET "
+            "reason = excluded.reason, last_event_at = excluded.last_event_at, "
+            "event_id = excluded.event_id, lifted_at = NULL, lifted_by = NULL, "
+            "first_event_at = CASE WHEN suppressions.lifted_at IS NULL "
+            "THEN suppressions.first_event_at ELSE excluded.first_event_at END",
+            (e.recipient, decision.reason or e.type, at, at, event_id, t))
+        # Mail not yet sent to the address will not be: say so in the outbox now.
+        await db.execute(
+            "UPDATE deliveries SET state = 'suppressed', reason = ?, updated_at = ? "
+            "WHERE email = ? AND state IN ('pending', 'retry')",
+            (f"address suppressed: {decision.reason}", t, e.recipient))
+        status = "unsubscribed" if decision.unsubscribe else "suppressed"
+        cur = await db.execute(
+            "UPDATE subscribers SET status = ?, updated_at = ? WHERE email = ? AND "
+            "deleted_at IS NULL AND status = 'active'", (status, t, e.recipient))
+        if cur.rowcount:
+            await bump_subscribers_version(db, now)
+
+    async def guard_counts(self, since: datetime) -> tuple[int, int, int]:
+        """(mails sent, counted hard bounces, counted complaints) since `since`."""
+        s = to_db(since)
+        sent = await self._one("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'sent' "
+                               "AND sent_at >= ?", (s,))
+        rows = await self._all("SELECT type, COUNT(*) AS n FROM mail_events WHERE "
+                               "counted_in_rate = 1 AND occurred_at >= ? GROUP BY type", (s,))
+        by = {r["type"]: int(r["n"]) for r in rows}
+        return (int(sent["n"]) if sent else 0, by.get("Bounce", 0), by.get("Complaint", 0))
+
+    async def suppressed_count(self) -> int:
+        row = await self._one("SELECT COUNT(*) AS n FROM suppressions WHERE lifted_at IS NULL")
+        return int(row["n"]) if row else 0
+
+    async def list_suppressions(self, *, limit: int = 100,
+                                offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        rows, total = await self._page("suppressions", ["lifted_at IS NULL"], [],
+                                       "last_event_at DESC", limit, offset)
+        return [_suppression(r) for r in rows], total
+
+    async def lift_suppression(self, email: str, *, by: str, now: datetime) -> bool:
+        """Lift it (the history stays); a suppressed subscriber becomes active again."""
+        async with self._tx() as db:
+            cur = await db.execute("UPDATE suppressions SET lifted_at = ?, lifted_by = ? "
+                                   "WHERE email = ? AND lifted_at IS NULL",
+                                   (to_db(now), by, email))
+            if cur.rowcount == 0:
+                return False
+            changed = await db.execute(
+                "UPDATE subscribers SET status = 'active', updated_at = ? WHERE email = ? AND "
+                "deleted_at IS NULL AND status = 'suppressed'", (to_db(now), email))
+            if changed.rowcount:
+                await bump_subscribers_version(db, now)
+        return True
+
+    async def list_events(self, *, type_: str | None = None, recipient: str | None = None,
+                          limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        where: list[str] = []
+        params: list[Any] = []
+        for col, value in (("type", type_), ("recipient", recipient)):
+            if value:
+                where.append(f"{col} = ?")
+                params.append(value)
+        rows, total = await self._page("mail_events", where, params, "occurred_at DESC, id DESC",
+                                       limit, offset)
+        return [{"id": r["id"], "type": r["type"], "subtype": r["subtype"],
+                 "recipient": r["recipient"], "ses_message_id": r["ses_message_id"],
+                 "delivery_id": r["delivery_id"], "counted_in_rate": bool(r["counted_in_rate"]),
+                 "diagnostic": r["diagnostic"], "occurred_at": r["occurred_at"],
+                 "received_at": r["received_at"]} for r in rows], total
+
+
+def _suppression(r: aiosqlite.Row) -> dict[str, Any]:
+    first, last = from_db(r["first_event_at"]), from_db(r["last_event_at"])
+    return {"email": r["email"], "reason": r["reason"],
+            "first_event_at": first.isoformat() if first else None,
+            "last_event_at": last.isoformat() if last else None,
+            "created_at": r["created_at"]}

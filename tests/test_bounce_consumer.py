@@ -1,0 +1,223 @@
+"""The SQS consumer against moto's SNS and SQS: a topic subscribed by a queue, as SES sets
+it up; real SES-shaped notifications published to the topic, raw ones sent straight to the
+queue. Each leads to the right suppression and state, and the queue ends empty."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiobotocore.session import get_session
+from prometheus_client import CollectorRegistry
+
+from jpixd.bounces.consumer import BounceConsumer
+from jpixd.config import BouncesConfig
+from jpixd.fanout import Policy, planner
+from jpixd.metrics import Metrics
+from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeStatus, Subscriber
+from jpixd.store import Store
+from tests.sesnotes import bounce, complaint, delivery
+
+NOW = datetime(2026, 11, 28, 6, 30, tzinfo=UTC)
+
+
+@dataclass
+class Queue:
+    sqs: Any
+    sns: Any
+    url: str
+    topic: str
+
+    async def publish(self, ses: dict[str, Any]) -> None:
+        await self.sns.publish(TopicArn=self.topic, Message=json.dumps(ses, ensure_ascii=False))
+
+    async def send_raw(self, body: str) -> None:
+        await self.sqs.send_message(QueueUrl=self.url, MessageBody=body)
+
+    async def depth(self) -> int:
+        attrs = await self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        a = attrs["Attributes"]
+        return int(a["ApproximateNumberOfMessages"]) + \
+            int(a["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+async def queue(moto_url: str) -> AsyncIterator[Queue]:
+    session = get_session()
+    kw: dict[str, Any] = {"region_name": "ap-northeast-1", "endpoint_url": moto_url}
+    async with session.create_client("sqs", **kw) as sqs, \
+            session.create_client("sns", **kw) as sns_client:
+        name = f"ses-events-{uuid.uuid4().hex[:8]}"
+        url = (await sqs.create_queue(QueueName=name))["QueueUrl"]
+        arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+               )["Attributes"]["QueueArn"]
+        topic = (await sns_client.create_topic(Name=name))["TopicArn"]
+        await sns_client.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+        yield Queue(sqs, sns_client, url, topic)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+def consumer(q: Queue, store: Store, registry: CollectorRegistry,
+             cfg: BouncesConfig | None = None, now: list[datetime] | None = None
+             ) -> BounceConsumer:
+    clock = now or [NOW]
+    cfg = cfg or BouncesConfig(queue_url=q.url)
+    return BounceConsumer(q.sqs, cfg, store, Metrics(registry), lambda: clock[0],
+                          wait_seconds=1)
+
+
+async def drain(c: BounceConsumer, q: Queue) -> None:
+    for _ in range(20):
+        await c.run_once()
+        if await q.depth() == 0:
+            return
+    raise AssertionError("queue not drained")
+
+
+async def sent_to(store: Store, *emails: str, ses_ids: bool = True) -> None:
+    """Subscribers, a notice to them, and its deliveries sent with SES message ids."""
+    for e in emails:
+        await store.create_subscriber(Subscriber(email=e, carriers=("west",)), NOW)
+    n = Notice(source="w", external_id=str(uuid.uuid4()), carrier="west",
+               kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED, title="故障")
+    await store.record_revision(n, revision="r", change=Change.NEW, now=NOW,
+                                planner=planner(n, Change.NEW, NOW, Policy(tz=JST)))
+    for d in (await store.list_deliveries(state="pending", limit=1000))[0]:
+        await store.mark_sent(d.id, NOW, transport="ses", message_id=f"<m{d.id}>",
+                              ses_message_id=f"ses-{d.email}" if ses_ids else None)
+
+
+def metric(r: CollectorRegistry, name: str, **labels: str) -> float:
+    return r.get_sample_value(name, labels) or 0.0
+
+
+async def test_permanent_bounce_through_sns_suppresses_and_correlates(
+        queue: Queue, store: Store, registry: CollectorRegistry) -> None:
+    await sent_to(store, "gone@isp.example.jp", "ok@isp.example.jp")
+    await queue.publish(bounce(["gone@isp.example.jp"], message_id="ses-gone@isp.example.jp"))
+    await drain(consumer(queue, store, registry), queue)
+    [s], _ = await store.list_suppressions()
+    assert s["email"] == "gone@isp.example.jp"
+    assert s["reason"] == "permanent bounce (Permanent/General)"
+    [event], _ = await store.list_events()
+    assert event["type"] == "Bounce" and event["delivery_id"] is not None
+    sub = (await store.list_subscribers(email="gone@isp.example.jp"))[0][0]
+    assert sub.status == "suppressed"
+    assert metric(registry, "jpixd_sqs_messages_total", result="processed") == 1
+    assert metric(registry, "jpixd_mail_events_total", type="Bounce",
+                  subtype="Permanent/General") == 1
+    assert await queue.depth() == 0
+
+
+async def test_the_same_notification_three_times_is_one_event(
+        queue: Queue, store: Store, registry: CollectorRegistry) -> None:
+    note = bounce(["dup@isp.example.jp"], feedback="fb-dup")
+    for _ in range(3):
+        await queue.publish(note)  # three SNS deliveries of the same SES notification
+    await drain(consumer(queue, store, registry), queue)
+    assert (await store.list_events())[1] == 1
+    assert metric(registry, "jpixd_sqs_messages_total", result="duplicate") == 2
+
+
+async def test_one_garbage_message_in_a_batch(queue: Queue, store: Store,
+                                              registry: CollectorRegistry) -> None:
+    for i in range(9):
+        await queue.send_raw(json.dumps(delivery([f"d{i}@isp.example.jp"],
+                                                 message_id=f"ses-d{i}")))
+    await queue.send_raw("{this is not json")
+    await drain(consumer(queue, store, registry), queue)
+    assert (await store.list_events())[1] == 9
+    [q] = await store.quarantined("sqs")
+    assert q["payload"] == "{this is not json" and str(q["reason"]).startswith("body is not")
+    assert metric(registry, "jpixd_sqs_messages_total", result="processed") == 9
+    assert metric(registry, "jpixd_sqs_messages_total", result="quarantined") == 1
+    assert await queue.depth() == 0
+
+
+async def test_complaints_unsubscribe_and_soft_bounces_suppress_at_the_limit(
+        queue: Queue, store: Store, registry: CollectorRegistry) -> None:
+    await sent_to(store, "angry@isp.example.jp", "full@isp.example.jp")
+    await queue.publish(complaint(["angry@isp.example.jp"]))
+    for i in range(3):
+        await queue.send_raw(json.dumps(bounce(["full@isp.example.jp"], "Transient",
+                                               "MailboxFull", feedback=f"soft-{i}",
+                                               event=True)))
+    c = consumer(queue, store, registry)
+    await drain(c, queue)
+    angry = (await store.list_subscribers(email="angry@isp.example.jp"))[0][0]
+    assert angry.status == "unsubscribed"
+    reasons = {s["email"]: s["reason"] for s in (await store.list_suppressions())[0]}
+    assert reasons == {"angry@isp.example.jp": "complaint (abuse)",
+                       "full@isp.example.jp": "3 soft bounces within 7 days "
+                                              "(Transient/MailboxFull)"}
+
+
+async def test_an_unexpected_topic_is_quarantined(queue: Queue, store: Store,
+                                                  registry: CollectorRegistry) -> None:
+    await queue.publish(bounce(["x@isp.example.jp"]))
+    cfg = BouncesConfig(queue_url=queue.url, expected_topic_arns=("arn:aws:sns:x:1:other",))
+    await drain(consumer(queue, store, registry, cfg), queue)
+    assert (await store.list_events())[1] == 0
+    [q] = await store.quarantined("sqs")
+    assert "is not one we expect" in str(q["reason"])
+
+
+async def test_a_redelivery_after_commit_without_delete_is_a_duplicate(
+        queue: Queue, store: Store, registry: CollectorRegistry) -> None:
+    await queue.publish(bounce(["r@isp.example.jp"], feedback="fb-r"))
+    c = consumer(queue, store, registry)
+    # As if the process died between the commit and the delete: record, do not delete.
+    resp = await queue.sqs.receive_message(QueueUrl=queue.url, WaitTimeSeconds=1,
+                                           VisibilityTimeout=0)
+    [m] = resp["Messages"]
+    await c._handle(m)
+    await drain(c, queue)  # the message comes again
+    assert (await store.list_events())[1] == 1
+    assert metric(registry, "jpixd_sqs_messages_total", result="duplicate") == 1
+
+
+async def test_the_guard_trips_stays_tripped_and_resume_starts_afresh(
+        queue: Queue, store: Store, registry: CollectorRegistry, tmp_path: Path) -> None:
+    emails = [f"g{i}@isp.example.jp" for i in range(200)]
+    await sent_to(store, *emails)
+    now = [NOW + timedelta(minutes=5)]
+    cfg = BouncesConfig(queue_url=queue.url)
+    c = consumer(queue, store, registry, cfg, now)
+    for i, e in enumerate(emails[:7]):  # 3.5 %: a warning, not yet a pause
+        await queue.publish(bounce([e], feedback=f"g-{i}"))
+    await drain(c, queue)
+    assert not (await store.sending_state()).paused
+    assert metric(registry, "jpixd_bounce_rate") == pytest.approx(7 / 200)
+    for i, e in enumerate(emails[7:8]):  # 8 of 200 = 4 %: pause
+        await queue.publish(bounce([e], feedback=f"g2-{i}"))
+    await queue.publish(complaint([emails[100]], feedback="g-c"))
+    await drain(c, queue)
+    state = await store.sending_state()
+    assert state.paused and state.actor == "guard"
+    assert state.reason and "bounce rate 4.00% (8/200)" in state.reason
+
+    # Survives a restart: a new connection sees the pause.
+    again = await Store.open(store.path)
+    try:
+        assert (await again.sending_state()).paused
+    finally:
+        await again.close()
+
+    # A resume starts the window afresh: the same bounces do not pause again.
+    now[0] += timedelta(minutes=1)
+    await store.set_sending(paused=False, reason=None, actor="admin", now=now[0])
+    await c.check_guard(now[0] + timedelta(seconds=1))
+    assert not (await store.sending_state()).paused
+    assert metric(registry, "jpixd_bounce_rate") == 0.0
+    assert (await store.delivery_counts())[DeliveryState.SENT] == 200
