@@ -221,3 +221,36 @@ async def test_the_guard_trips_stays_tripped_and_resume_starts_afresh(
     assert not (await store.sending_state()).paused
     assert metric(registry, "jpixd_bounce_rate") == 0.0
     assert (await store.delivery_counts())[DeliveryState.SENT] == 200
+
+
+async def test_admin_suppressions_and_bounces(queue: Queue, registry: CollectorRegistry,
+                                              tmp_path: Path) -> None:
+    import aiohttp
+
+    from tests.conftest import make_config, running_daemon
+
+    cfg = make_config(tmp_path)
+    own = await Store.open(cfg.database_path)  # the database the daemon will use
+    try:
+        await own.migrate(NOW)
+        await queue.publish(bounce(["held@isp.example.jp"], feedback="adm-1"))
+        await drain(consumer(queue, own, registry), queue)
+    finally:
+        await own.close()
+    async with running_daemon(cfg, registry=CollectorRegistry()) as d, \
+            aiohttp.ClientSession(headers=d.headers) as http:
+        base = d.base_url + "/admin/v1"
+        async with http.get(base + "/suppressions") as r:
+            [item] = (await r.json())["items"]
+            assert item["email"] == "held@isp.example.jp"
+        async with http.get(base + "/bounces", params={"type": "Bounce"}) as r:
+            [event] = (await r.json())["items"]
+            assert event["recipient"] == "held@isp.example.jp" and event["counted_in_rate"]
+        async with http.delete(base + "/suppressions/held%40isp.example.jp") as r:
+            assert r.status == 200 and (await r.json())["lifted"] is True
+        async with http.delete(base + "/suppressions/held%40isp.example.jp") as r:
+            assert r.status == 404
+        async with http.delete(base + "/suppressions/not-an-address") as r:
+            assert r.status == 400
+        async with http.get(base + "/suppressions") as r:
+            assert (await r.json())["total"] == 0
