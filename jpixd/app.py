@@ -143,7 +143,10 @@ class Daemon:
         loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock)]
         loops.append(build_sender(cfg, store, transport, self.metrics, self.clock, token))
         if sqs is not None:
-            loops.append(BounceConsumer(sqs, cfg.bounces, store, self.metrics, self.clock))
+            loops.append(BounceConsumer(
+                sqs, cfg.bounces, store, self.metrics, self.clock,
+                wait_seconds=int(cfg.bounces.wait_time.total_seconds()),
+                visibility=max(int(cfg.bounces.visibility_timeout.total_seconds()), 1)))
         if any(s.enabled for s in cfg.sources):
             loops.append(FeedPoller(cfg.sources, store, Fetcher(http), self.metrics,
                                     self.clock, Policy.from_config(cfg),

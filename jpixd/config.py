@@ -177,6 +177,8 @@ class BouncesConfig:
     region: str = "ap-northeast-1"
     endpoint_url: str | None = None
     expected_topic_arns: tuple[str, ...] = ()
+    wait_time: timedelta = timedelta(seconds=20)  # SQS long poll
+    visibility_timeout: timedelta = timedelta(seconds=30)
     soft_bounce_limit: int = 3
     soft_bounce_window: timedelta = timedelta(days=7)
     guard_window: timedelta = timedelta(hours=24)
@@ -656,6 +658,8 @@ def _bounces(s: _Section) -> BouncesConfig:
         region=s.text("region", "ap-northeast-1"),
         endpoint_url=s.url("endpoint_url"),
         expected_topic_arns=s.str_list("expected_topic_arns", ()),
+        wait_time=s.duration("wait_time", timedelta(seconds=20)),
+        visibility_timeout=s.duration("visibility_timeout", timedelta(seconds=30)),
         soft_bounce_limit=s.integer("soft_bounce_limit", 3, min_value=1),
         soft_bounce_window=s.duration("soft_bounce_window", timedelta(days=7)),
         guard_window=s.duration("guard_window", timedelta(hours=24)),
@@ -667,6 +671,8 @@ def _bounces(s: _Section) -> BouncesConfig:
         warn_complaint_rate=s.number("warn_complaint_rate", 0.0005, min_value=0.0,
                                     exclusive_min=True),
     )
+    if cfg.wait_time > timedelta(seconds=20):
+        s.error("wait_time", "SQS long polls last at most 20s")
     if cfg.pause_bounce_rate >= SES_REVIEW_BOUNCE_RATE:
         s.error("pause_bounce_rate", f"{cfg.pause_bounce_rate} must be below SES's review "
                 f"threshold {SES_REVIEW_BOUNCE_RATE}: the guard has to trip before SES does")

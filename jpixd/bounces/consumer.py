@@ -96,6 +96,8 @@ class BounceConsumer(Loop):
                 soft_window=self.cfg.soft_bounce_window)
             new = [o for o in outcomes if o.new]
             self.metrics.sqs_messages.labels("processed" if new else "duplicate").inc()
+            if not new:
+                log.info("SQS message already recorded (a redelivery)", events=len(outcomes))
             for o in new:
                 self.metrics.mail_events.labels(o.event.type, o.event.subtype or "").inc()
                 log.info("mail event recorded", type=o.event.type, subtype=o.event.subtype,
