@@ -206,6 +206,10 @@ async def test_the_guard_trips_stays_tripped_and_resume_starts_afresh(
     state = await store.sending_state()
     assert state.paused and state.actor == "guard"
     assert state.reason and "bounce rate 4.00% (8/200)" in state.reason
+    [ticket] = await store.tickets()  # a High-priority Backlog issue is asked for
+    assert (ticket["kind"], ticket["state"], ticket["priority"]) == ("guard", "intent", "high")
+    await c.check_guard(now[0])  # still paused: no second request
+    assert len(await store.tickets()) == 1
 
     # Survives a restart: a new connection sees the pause.
     again = await Store.open(store.path)

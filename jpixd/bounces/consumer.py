@@ -143,6 +143,8 @@ class BounceConsumer(Loop):
             await self.store.set_sending(paused=True, reason=verdict.reason, actor="guard",
                                          now=now)
             self.metrics.sending_paused.set(1)
+            # The Backlog reconciler opens a High-priority issue for it (through the store).
+            await self.store.request_guard_ticket(reason=verdict.reason, paused_at=now, now=now)
             log.error("sending paused by the bounce-rate guard", reason=verdict.reason)
         elif verdict.level == "warn" and self.last_level == "ok":
             log.warning("bounce or complaint rate high", reason=verdict.reason)

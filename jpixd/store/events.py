@@ -101,6 +101,28 @@ class EventStore(SqliteBase):
         by = {r["type"]: int(r["n"]) for r in rows}
         return (int(sent["n"]) if sent else 0, by.get("Bounce", 0), by.get("Complaint", 0))
 
+    async def request_guard_ticket(self, *, reason: str, paused_at: datetime,
+                                   now: datetime) -> bool:
+        """Ask for a High-priority Backlog issue about a guard pause: a `tickets` row in
+        state `intent` that the Backlog reconciler opens (its marker makes the create
+        idempotent). One per pause; False if this pause has one already."""
+        key = f"guard:{to_db(paused_at)}"
+        marker = "jpixd-guard-" + to_db(paused_at).replace(":", "").replace("+", "Z")[:26]
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO tickets (case_key, kind, marker, state, summary, description, "
+                "priority, created_at, updated_at) VALUES (?, 'guard', ?, 'intent', ?, ?, "
+                "'high', ?, ?) ON CONFLICT (case_key) DO NOTHING",
+                (key, marker, "[jpixd] 送信を一時停止しました（バウンス率・苦情率）",
+                 f"{reason}\n\n再開: POST /admin/v1/sending/resume\n\n[{marker}]",
+                 to_db(now), to_db(now)))
+            return cur.rowcount > 0
+
+    async def tickets(self) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT id, case_key, kind, email, state, issue_key, summary, "
+                               "priority, created_at, closed_at FROM tickets ORDER BY id")
+        return [dict(r) for r in rows]
+
     async def suppressed_count(self) -> int:
         row = await self._one("SELECT COUNT(*) AS n FROM suppressions WHERE lifted_at IS NULL")
         return int(row["n"]) if row else 0
