@@ -163,6 +163,24 @@ async def test_complaints_unsubscribe_and_soft_bounces_suppress_at_the_limit(
                                               "(Transient/MailboxFull)"}
 
 
+async def test_lifting_a_suppression_says_so_on_the_open_ticket(
+        queue: Queue, store: Store, registry: CollectorRegistry) -> None:
+    await sent_to(store, "lift@isp.example.jp")
+    await queue.publish(bounce(["lift@isp.example.jp"], feedback="lift-1"))
+    await drain(consumer(queue, store, registry), queue)
+    async with store._tx() as db:  # the Backlog reconciler's row (issue 7), by hand here
+        await db.execute("INSERT INTO tickets (case_key, kind, email, marker, state, summary, "
+                         "description, created_at, updated_at) VALUES ('bounce:lift', "
+                         "'bounce', 'lift@isp.example.jp', 'm-lift', 'open', 's', 'd', 'x', "
+                         "'x')")
+    assert await store.lift_suppression("lift@isp.example.jp", by="admin", now=NOW)
+    [comment] = await store.pending_ticket_comments()
+    assert comment["email"] == "lift@isp.example.jp" and "admin" in comment["content"]
+    sub = (await store.list_subscribers(email="lift@isp.example.jp"))[0][0]
+    assert sub.status == "active"
+    assert await store.is_suppressed("lift@isp.example.jp") is False
+
+
 async def test_an_unexpected_topic_is_quarantined(queue: Queue, store: Store,
                                                   registry: CollectorRegistry) -> None:
     await queue.publish(bounce(["x@isp.example.jp"]))

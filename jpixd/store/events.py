@@ -146,7 +146,19 @@ class EventStore(SqliteBase):
                 "deleted_at IS NULL AND status = 'suppressed'", (to_db(now), email))
             if changed.rowcount:
                 await bump_subscribers_version(db, now)
+            # Said on the address's open Backlog issue too (the reconciler posts it).
+            await db.execute(
+                "INSERT INTO ticket_comments (ticket_id, content, created_at) "
+                "SELECT id, ?, ? FROM tickets WHERE email = ? AND kind = 'bounce' "
+                "AND state IN ('intent', 'open')",
+                (f"配信停止（サプレッション）が {by} によって解除されました。", to_db(now), email))
         return True
+
+    async def pending_ticket_comments(self) -> list[dict[str, Any]]:
+        rows = await self._all("SELECT c.id, c.ticket_id, c.content, t.email FROM "
+                               "ticket_comments c JOIN tickets t ON t.id = c.ticket_id "
+                               "WHERE c.posted_at IS NULL ORDER BY c.id")
+        return [dict(r) for r in rows]
 
     async def list_events(self, *, type_: str | None = None, recipient: str | None = None,
                           limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
