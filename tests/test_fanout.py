@@ -254,3 +254,11 @@ async def test_subscriber_changes_are_seen_by_the_next_fanout(store: Store) -> N
     r2 = await store.record_revision(n, revision="r2", change=Change.UPDATE, now=now,
                                      planner=planner(n, Change.UPDATE, now, POLICY))
     assert r2.deliveries == 0
+
+
+def test_a_baseline_mails_nothing_now_but_keeps_future_reminders() -> None:
+    s = sub()
+    now = jst(2026, 12, 1, 12)
+    assert plan_notice(construction(), Change.BASELINE, [s], frozenset(), now, POLICY) == []
+    [(slot, r)] = plan_reminders(construction(), Change.BASELINE, [s], frozenset(), now, POLICY)
+    assert slot == "86400s" and r.not_before == jst(2026, 12, 9, 0)
