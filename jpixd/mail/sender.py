@@ -10,6 +10,7 @@ claimed rows that have not gone yet.
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import time
 from datetime import datetime, timedelta
@@ -99,7 +100,6 @@ class Sender(Loop):
         self._quota_at = -1e9
         self._recovered = False
         self._busy = False
-        self._slots = asyncio.Semaphore(cfg.concurrency)
         self._stopping = asyncio.Event()
         self._pause_cached = False
         self._pause_read_at = -1e9
@@ -132,9 +132,17 @@ class Sender(Loop):
         if not claimed:
             return
         self._busy = len(claimed) == limit
+        # A fixed pool of `concurrency` workers over the claimed rows (cheaper than a task
+        # and a semaphore wait per mail, and the same bound on sends in flight).
+        queue = collections.deque(claimed)
+
+        async def worker() -> None:
+            while queue:
+                await self._deliver(queue.popleft())
+
         async with asyncio.TaskGroup() as tg:
-            for c in claimed:
-                tg.create_task(self._deliver(c), name=f"deliver:{c.delivery.id}")
+            for i in range(min(self.cfg.concurrency, len(claimed))):
+                tg.create_task(worker(), name=f"sender-worker-{i}")
 
     def _claim_size(self) -> int:
         # About two seconds of work at the current rate: a pause or shutdown then has
@@ -176,13 +184,12 @@ class Sender(Loop):
         with structlog.contextvars.bound_contextvars(delivery_id=d.id, notice_id=d.notice_id):
             if await self._skip_if_unwanted(c):
                 return
-            async with self._slots:
-                if self._stopping.is_set() or await self._paused():
-                    await self.store.release(d.id, self.clock())
-                    return
-                await self.bucket.acquire()
-                await self._send(c)
-                self.progress()  # each send is progress, however slow the rate
+            if self._stopping.is_set() or await self._paused():
+                await self.store.release(d.id, self.clock())
+                return
+            await self.bucket.acquire()
+            await self._send(c)
+            self.progress()  # each send is progress, however slow the rate
 
     async def _paused(self) -> bool:
         """The pause flag, read at most twice a second: an admin's or the guard's pause
