@@ -17,6 +17,7 @@ import pytest
 from aiobotocore.session import get_session
 from aiohttp import web
 
+from tests.awsproxy import forward
 from tests.conftest import DaemonProcess, base_mapping, toml_dumps
 from tests.sesnotes import bounce, sns
 
@@ -39,13 +40,7 @@ class HoldingProxy:
             await self.release.wait()
             return web.Response(status=503)
         assert self.session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-        async with self.session.request(request.method, self.target + request.path_qs,
-                                        data=body, headers=headers) as up:
-            return web.Response(body=await up.read(), status=up.status, headers={
-                k: v for k, v in up.headers.items()
-                if k.lower() not in ("content-length", "transfer-encoding",
-                                     "content-encoding")})
+        return await forward(self.session, self.target, request, body)
 
 
 @pytest.fixture

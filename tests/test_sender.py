@@ -26,6 +26,7 @@ from jpixd.mail.transports.smtp import SmtpTransport
 from jpixd.metrics import Metrics
 from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeStatus, Subscriber
 from jpixd.store import Store
+from tests.awsproxy import forward
 from tests.conftest import make_config
 from tests.smtpserver import PASSWORD, USER, SmtpPeer, smtp_server
 
@@ -240,13 +241,7 @@ class Proxy:
                                          status=400, headers={
                                              "x-amzn-ErrorType": "SendingPausedException"})
         assert self.session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-        async with self.session.request(request.method, self.target + request.path_qs,
-                                        data=body, headers=headers) as up:
-            data = await up.read()
-            return web.Response(body=data, status=up.status, headers={
-                k: v for k, v in up.headers.items()
-                if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")})
+        return await forward(self.session, self.target, request, body)
 
 
 @pytest.fixture
