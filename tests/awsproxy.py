@@ -3,6 +3,9 @@ put a proxy in front of an AWS endpoint)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
 import aiohttp
 from aiohttp import web
 
@@ -17,3 +20,20 @@ async def forward(session: aiohttp.ClientSession, target: str, request: web.Requ
                                headers=headers) as up:
         return web.Response(body=await up.read(), status=up.status, headers={
             k: v for k, v in up.headers.items() if k.lower() not in _HOP_BY_HOP})
+
+
+@asynccontextmanager
+async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                ) -> AsyncIterator[str]:
+    """An aiohttp server on 127.0.0.1:0 answering every path with `handler`; its URL."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()

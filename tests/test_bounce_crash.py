@@ -17,7 +17,7 @@ import pytest
 from aiobotocore.session import get_session
 from aiohttp import web
 
-from tests.awsproxy import forward
+from tests.awsproxy import forward, serve
 from tests.conftest import DaemonProcess, base_mapping, toml_dumps
 from tests.sesnotes import bounce, sns
 
@@ -46,18 +46,10 @@ class HoldingProxy:
 @pytest.fixture
 async def proxy(moto_url: str) -> AsyncIterator[tuple[HoldingProxy, str]]:
     p = HoldingProxy(moto_url)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", p.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    async with aiohttp.ClientSession() as session:
+    async with serve(p.handle) as url, aiohttp.ClientSession() as session:
         p.session = session
-        yield p, f"http://{host}:{port}"
-        p.release.set()
-    await runner.cleanup()
+        yield p, url
+        p.release.set()  # a held delete must not keep the server from stopping
 
 
 async def test_kill_9_between_commit_and_delete(

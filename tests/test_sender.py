@@ -26,7 +26,7 @@ from jpixd.mail.transports.smtp import SmtpTransport
 from jpixd.metrics import Metrics
 from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeStatus, Subscriber
 from jpixd.store import Store
-from tests.awsproxy import forward
+from tests.awsproxy import forward, serve
 from tests.conftest import make_config
 from tests.smtpserver import PASSWORD, USER, SmtpPeer, smtp_server
 
@@ -247,17 +247,9 @@ class Proxy:
 @pytest.fixture
 async def proxy(moto_url: str) -> AsyncIterator[tuple[Proxy, str]]:
     p = Proxy(moto_url)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", p.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    async with aiohttp.ClientSession() as session:
+    async with serve(p.handle) as url, aiohttp.ClientSession() as session:
         p.session = session
-        yield p, f"http://{host}:{port}"
-    await runner.cleanup()
+        yield p, url
 
 
 async def test_throttling_loses_nothing_and_backs_off(ses_rig: Rig,
