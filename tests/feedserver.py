@@ -31,7 +31,6 @@ class FeedServer:
     base: str = ""
     pages: dict[str, Page] = field(default_factory=dict)
     hits: dict[str, list[dict[str, str]]] = field(default_factory=lambda: defaultdict(list))
-    served: asyncio.Event = field(default_factory=asyncio.Event)
     waiting: list[asyncio.Event] = field(default_factory=list)
     # Called once a 200 body has been written out in full (fault injection).
     after_body: Callable[[str], None] | None = None
@@ -64,7 +63,6 @@ class FeedServer:
         await resp.prepare(request)
         await resp.write(page.body)
         await resp.write_eof()
-        self.served.set()
         if self.after_body is not None:
             self.after_body(request.path)
         return resp

@@ -61,6 +61,18 @@ async def test_a_new_quota_does_not_undo_recent_throttling() -> None:
 
 
 async def test_unlimited() -> None:
-    bucket = TokenBucket(None)
+    clock = VirtualClock()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await clock.sleep(seconds)
+
+    bucket = TokenBucket(None, monotonic=clock.monotonic, sleep=sleep)
     for _ in range(10_000):
-        await bucket.acquire()  # returns at once: nothing to wait for
+        await bucket.acquire()
+    assert slept == []  # no rate: never a wait
+    bucket.set_rate(5.0)
+    for _ in range(bucket.burst + 1):
+        await bucket.acquire()
+    assert slept  # with a rate, the token after the burst waits

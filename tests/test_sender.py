@@ -15,7 +15,9 @@ from aiobotocore.session import get_session
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from jpixd.config import Secret, SendingConfig, SesConfig, SmtpConfig
+from jpixd.bounces.parse import parse
+from jpixd.bounces.rules import decide
+from jpixd.config import BouncesConfig, Secret, SendingConfig, SesConfig, SmtpConfig
 from jpixd.fanout import Policy, planner
 from jpixd.mail.bucket import TokenBucket
 from jpixd.mail.render import Renderer
@@ -28,6 +30,7 @@ from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeSt
 from jpixd.store import Store
 from tests.awsproxy import forward, serve
 from tests.conftest import make_config
+from tests.sesnotes import bounce, sns
 from tests.smtpserver import PASSWORD, USER, SmtpPeer, smtp_server
 
 T0 = datetime(2026, 11, 28, 15, 0, tzinfo=JST)
@@ -166,19 +169,41 @@ async def test_suppressed_and_paused_are_not_sent(rig: Rig, smtp: SmtpPeer) -> N
     try:
         await sender.run_once()
         assert (await rig.store.delivery_counts())[DeliveryState.PENDING] == 2
-        # Suppressed after the fan-out, before the send: re-checked at send time.
-        async with rig.store._tx() as db:  # the bounce consumer's job; written here by hand
-            await db.execute("INSERT INTO suppressions (email, reason, first_event_at, "
-                             "last_event_at, created_at) VALUES (?, 'bounce', ?, ?, ?)",
-                             ("bounced@isp.example.jp", "x", "x", "x"))
+        # Suppressed after the fan-out, before the send: a hard bounce recorded as the
+        # bounce consumer records it. The fan-out's rows for the address are marked at
+        # once; the sender must not send them either way.
+        [event], _ = parse(sns(bounce(["bounced@isp.example.jp"])))
+        await rig.store.record_events([event], T0, soft_window=timedelta(days=7),
+                                      decide=lambda e, n: decide(e, n, BouncesConfig()))
         await rig.store.set_sending(paused=False, reason=None, actor="admin", now=T0)
         await rig.drain(sender)
     finally:
         await transport.close()
     assert sorted(await rig.states()) == [
-        ("bounced@isp.example.jp", DeliveryState.SUPPRESSED, "address is suppressed"),
+        ("bounced@isp.example.jp", DeliveryState.SUPPRESSED,
+         "address suppressed: permanent bounce (Permanent/General)"),
         ("ok@isp.example.jp", DeliveryState.SENT, None)]
     assert [r.recipients for r in smtp.handler.received] == [["ok@isp.example.jp"]]
+
+
+async def test_a_suppression_the_outbox_missed_is_caught_at_claim(rig: Rig,
+                                                                  smtp: SmtpPeer) -> None:
+    """Defence in depth: a suppression written by a path that did not mark the outbox
+    (a person fixing the database by hand) still stops the send, because the claim reads
+    the suppression itself. Raw SQL on purpose: it is that foreign write."""
+    await rig.notice_for(Subscriber(email="raw@isp.example.jp", carriers=("west",)))
+    async with rig.store._tx() as db:
+        await db.execute("INSERT INTO suppressions (email, reason, first_event_at, "
+                         "last_event_at, created_at) VALUES (?, 'manual', ?, ?, ?)",
+                         ("raw@isp.example.jp", "x", "x", "x"))
+    transport = smtp_transport(smtp)
+    try:
+        await rig.drain(rig.sender(transport))
+    finally:
+        await transport.close()
+    assert await rig.states() == [
+        ("raw@isp.example.jp", DeliveryState.SUPPRESSED, "address is suppressed")]
+    assert smtp.handler.received == []
 
 
 # ---------------------------------------------------------------- SES (moto)

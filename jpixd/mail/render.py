@@ -18,7 +18,6 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
-from pathlib import Path
 from urllib.parse import urlencode
 
 import jinja2
@@ -116,13 +115,12 @@ def check_unsubscribe_token(key: bytes, token: str) -> int | None:
 
 
 class Renderer:
-    def __init__(self, cfg: MailConfig, unsubscribe_key: bytes,
-                 templates_dir: Path | None = None) -> None:
+    def __init__(self, cfg: MailConfig, unsubscribe_key: bytes) -> None:
         self.cfg = cfg
         self.unsubscribe_key = unsubscribe_key
         loaders: list[jinja2.BaseLoader] = []
-        if templates_dir or cfg.templates_dir:
-            loaders.append(jinja2.FileSystemLoader(str(templates_dir or cfg.templates_dir)))
+        if cfg.templates_dir:
+            loaders.append(jinja2.FileSystemLoader(str(cfg.templates_dir)))
         loaders.append(jinja2.PackageLoader("jpixd", "templates"))
         self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=False,
                                       keep_trailing_newline=False, undefined=jinja2.StrictUndefined)

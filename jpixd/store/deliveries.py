@@ -17,9 +17,9 @@ from jpixd.model import (
     Notice,
     Subscriber,
     SubscriberStatus,
+    notice_from_json,
 )
 from jpixd.store.base import SqliteBase, fetch_all, fetch_one, from_db, from_db_req, tlist, to_db
-from jpixd.store.notices import notice_from_json
 
 
 def _row_to_delivery(row: aiosqlite.Row) -> Delivery:
@@ -112,11 +112,7 @@ class DeliveryStore(SqliteBase):
 
     async def mark_sent(self, delivery_id: int, now: datetime, *, transport: str,
                         message_id: str, ses_message_id: str | None) -> None:
-        await self._write(
-            "UPDATE deliveries SET state = 'sent', sent_at = ?, transport = ?, "
-            "message_id = ?, ses_message_id = ?, last_error = NULL, reason = NULL, "
-            "updated_at = ? WHERE id = ?",
-            (to_db(now), transport, message_id, ses_message_id, to_db(now), delivery_id))
+        await self.mark_sent_many([(delivery_id, transport, message_id, ses_message_id)], now)
 
     async def mark_sent_many(self, sent: list[tuple[int, str, str, str | None]],
                              now: datetime) -> None:

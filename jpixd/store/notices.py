@@ -11,7 +11,6 @@ from typing import Any
 import aiosqlite
 
 from jpixd.model import (
-    JST,
     Change,
     FanoutPlan,
     Notice,
@@ -20,6 +19,7 @@ from jpixd.model import (
     Revision,
     StoredNotice,
     Subscriber,
+    notice_to_json,
 )
 from jpixd.store.base import (
     PREFECTURE_MATCH,
@@ -46,33 +46,6 @@ class RecordResult:
     reminders: int
     superseded: int
     reminders_cancelled: int
-
-
-def notice_to_json(n: Notice) -> dict[str, Any]:
-    return {
-        "source": n.source, "external_id": n.external_id, "carrier": n.carrier,
-        "kind": str(n.kind), "status": str(n.status), "title": n.title, "body": n.body,
-        # Shown in JST: that is how NTT writes them and how operators read them.
-        "starts_at": n.starts_at.astimezone(JST).isoformat() if n.starts_at else None,
-        "ends_at": n.ends_at.astimezone(JST).isoformat() if n.ends_at else None,
-        "prefectures": list(n.prefectures), "localities": list(n.localities),
-        "services": list(n.services), "url": n.url, "report_number": n.report_number,
-    }
-
-
-def notice_from_json(d: dict[str, Any]) -> Notice:
-    """The inverse of notice_to_json: a revision's content as a Notice."""
-    def when(key: str) -> datetime | None:
-        value = d.get(key)
-        return datetime.fromisoformat(value) if value else None
-    return Notice(
-        source=d["source"], external_id=d["external_id"], carrier=d["carrier"],
-        kind=NoticeKind(d["kind"]), status=NoticeStatus(d["status"]), title=d["title"],
-        body=d.get("body", ""), starts_at=when("starts_at"), ends_at=when("ends_at"),
-        prefectures=tuple(d.get("prefectures", ())), localities=tuple(d.get("localities", ())),
-        services=tuple(d.get("services", ())), url=d.get("url"),
-        report_number=d.get("report_number"),
-    )
 
 
 def _row_to_notice(row: aiosqlite.Row) -> StoredNotice:

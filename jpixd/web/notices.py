@@ -8,9 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from jpixd.feeds.poller import FeedPoller
-from jpixd.model import ALL_KINDS, NoticeStatus, StoredNotice
+from jpixd.model import ALL_KINDS, NoticeStatus, StoredNotice, notice_to_json
 from jpixd.prefectures import code_of
-from jpixd.store.notices import notice_to_json
 from jpixd.web.api import PAGE_QUERY, Api, ApiError, json_response, page_body, paging, path_id
 from jpixd.web.keys import RUNTIME
 
