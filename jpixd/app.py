@@ -21,6 +21,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from jpixd import __version__
+from jpixd.backlog.client import BacklogClient
+from jpixd.backlog.reconciler import Reconciler
 from jpixd.bounces.consumer import BounceConsumer
 from jpixd.config import Config, Secret, secrets
 from jpixd.fanout import Policy
@@ -151,6 +153,11 @@ class Daemon:
             loops.append(FeedPoller(cfg.sources, store, Fetcher(http), self.metrics,
                                     self.clock, Policy.from_config(cfg),
                                     baseline=self.baseline))
+        if cfg.backlog is not None:
+            client = BacklogClient(http, cfg.backlog.base_url, cfg.backlog.api_key.get(),
+                                   metrics=self.metrics,
+                                   timeout=cfg.backlog.timeout.total_seconds())
+            loops.append(Reconciler(client, cfg.backlog, store, self.metrics, self.clock))
         return loops + self.extra_loops
 
     async def run(self) -> int:

@@ -1,10 +1,17 @@
 """SES notifications in the shapes AWS documents (identity notifications and event
-publishing), and the SNS envelope around them, for the bounce tests."""
+publishing), and the SNS envelope around them, for the bounce tests; and mail "sent" to
+the addresses they are about."""
 
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import datetime
 from typing import Any
+
+from jpixd.fanout import Policy, planner
+from jpixd.model import JST, Change, Notice, NoticeKind, NoticeStatus, Subscriber
+from jpixd.store import Store
 
 
 def mail(message_id: str = "0101018f-ses-1", to: list[str] | None = None,
@@ -57,3 +64,18 @@ def sns(ses: dict[str, Any], message_id: str = "sns-1",
         "SigningCertURL": "https://sns.ap-northeast-1.amazonaws.com/cert.pem",
         "UnsubscribeURL": "https://sns.ap-northeast-1.amazonaws.com/?Action=Unsubscribe"},
         ensure_ascii=False)
+
+
+async def sent_to(store: Store, now: datetime, *emails: str, ses_ids: bool = True,
+                  title: str = "故障") -> None:
+    """Subscribers, a notice to them, and its deliveries sent with SES message ids
+    `ses-<address>`, so that a bounce can be correlated with its delivery."""
+    for e in emails:
+        await store.create_subscriber(Subscriber(email=e, carriers=("west",)), now)
+    n = Notice(source="w", external_id=str(uuid.uuid4()), carrier="west",
+               kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED, title=title)
+    await store.record_revision(n, revision="r", change=Change.NEW, now=now,
+                                planner=planner(n, Change.NEW, now, Policy(tz=JST)))
+    for d in (await store.list_deliveries(state="pending", limit=1000))[0]:
+        await store.mark_sent(d.id, now, transport="ses", message_id=f"<m{d.id}>",
+                              ses_message_id=f"ses-{d.email}" if ses_ids else None)

@@ -18,6 +18,7 @@ from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
 from jpixd.store.base import SqliteBase, fetch_one, from_db, to_db
 from jpixd.store.subscribers import bump_subscribers_version
+from jpixd.store.tickets import file_bounce, queue_lift_comment
 
 # (event, soft bounces of its address within the window, this one included) → Decision
 Decider = Callable[[MailEvent, int], Decision]
@@ -65,6 +66,10 @@ class EventStore(SqliteBase):
                          (int(decision.counted), event_id))
         if decision.suppress:
             await self._suppress(db, e, event_id, decision, now)
+        if e.type == "Bounce":
+            # The operator hears of every bounced address through Backlog: the case is
+            # recorded with the bounce, so the reconciler cannot miss it.
+            await file_bounce(db, e, event_id, delivery_id, now)
         return EventOutcome(e, new=True, delivery_id=delivery_id,
                             suppressed=decision.suppress, reason=decision.reason)
 
@@ -101,28 +106,6 @@ class EventStore(SqliteBase):
         by = {r["type"]: int(r["n"]) for r in rows}
         return (int(sent["n"]) if sent else 0, by.get("Bounce", 0), by.get("Complaint", 0))
 
-    async def request_guard_ticket(self, *, reason: str, paused_at: datetime,
-                                   now: datetime) -> bool:
-        """Ask for a High-priority Backlog issue about a guard pause: a `tickets` row in
-        state `intent` that the Backlog reconciler opens (its marker makes the create
-        idempotent). One per pause; False if this pause has one already."""
-        key = f"guard:{to_db(paused_at)}"
-        marker = "jpixd-guard-" + to_db(paused_at).replace(":", "").replace("+", "Z")[:26]
-        async with self._tx() as db:
-            cur = await db.execute(
-                "INSERT INTO tickets (case_key, kind, marker, state, summary, description, "
-                "priority, created_at, updated_at) VALUES (?, 'guard', ?, 'intent', ?, ?, "
-                "'high', ?, ?) ON CONFLICT (case_key) DO NOTHING",
-                (key, marker, "[jpixd] 送信を一時停止しました（バウンス率・苦情率）",
-                 f"{reason}\n\n再開: POST /admin/v1/sending/resume\n\n[{marker}]",
-                 to_db(now), to_db(now)))
-            return cur.rowcount > 0
-
-    async def tickets(self) -> list[dict[str, Any]]:
-        rows = await self._all("SELECT id, case_key, kind, email, state, issue_key, summary, "
-                               "priority, created_at, closed_at FROM tickets ORDER BY id")
-        return [dict(r) for r in rows]
-
     async def suppressed_count(self) -> int:
         row = await self._one("SELECT COUNT(*) AS n FROM suppressions WHERE lifted_at IS NULL")
         return int(row["n"]) if row else 0
@@ -147,18 +130,8 @@ class EventStore(SqliteBase):
             if changed.rowcount:
                 await bump_subscribers_version(db, now)
             # Said on the address's open Backlog issue too (the reconciler posts it).
-            await db.execute(
-                "INSERT INTO ticket_comments (ticket_id, content, created_at) "
-                "SELECT id, ?, ? FROM tickets WHERE email = ? AND kind = 'bounce' "
-                "AND state IN ('intent', 'open')",
-                (f"配信停止（サプレッション）が {by} によって解除されました。", to_db(now), email))
+            await queue_lift_comment(db, email, by, now)
         return True
-
-    async def pending_ticket_comments(self) -> list[dict[str, Any]]:
-        rows = await self._all("SELECT c.id, c.ticket_id, c.content, t.email FROM "
-                               "ticket_comments c JOIN tickets t ON t.id = c.ticket_id "
-                               "WHERE c.posted_at IS NULL ORDER BY c.id")
-        return [dict(r) for r in rows]
 
     async def list_events(self, *, type_: str | None = None, recipient: str | None = None,
                           limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:

@@ -9,9 +9,10 @@ from jpixd.store.deliveries import DeliveryStore
 from jpixd.store.events import EventStore
 from jpixd.store.feeds import FeedStore
 from jpixd.store.notices import NoticeStore
+from jpixd.store.tickets import TicketStore
 
 
-class Store(ControlStore, NoticeStore, DeliveryStore, FeedStore, EventStore):
+class Store(ControlStore, NoticeStore, DeliveryStore, FeedStore, EventStore, TicketStore):
     """Public methods speak the domain (aware datetimes, dataclasses), never rows, so a
     PostgreSQL store can stand beside this one."""
 

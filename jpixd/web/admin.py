@@ -6,7 +6,9 @@ import structlog
 from aiohttp import web
 
 from jpixd import __version__
+from jpixd.backlog.reconciler import Reconciler
 from jpixd.mail.sender import Sender
+from jpixd.runtime import Runtime
 from jpixd.web.api import Api, ApiError, json_body, json_response
 from jpixd.web.keys import API, RUNTIME
 
@@ -48,7 +50,19 @@ async def get_status(request: web.Request) -> web.Response:
         "sources": [s.name for s in rt.config.sources if s.enabled],
         "transport": rt.config.mail.transport,
         **_sender_status(rt.loops.get("sender")),
+        "backlog": await _backlog_status(rt),
     })
+
+
+async def _backlog_status(rt: Runtime) -> dict[str, object] | None:
+    """Backlog being down shows here (and in the logs), not in readiness: mail flows on
+    and the cases wait in the store."""
+    loop = rt.loops.get("backlog")
+    if not isinstance(loop, Reconciler):
+        return None
+    return {**loop.health.to_json(), "tickets": await rt.store.ticket_counts(),
+            "rate_limits": {k: {"remaining": v.remaining, "reset": v.reset}
+                            for k, v in loop.client.limits.items()}}
 
 
 def _sender_status(loop: object) -> dict[str, object]:

@@ -8,7 +8,7 @@ import structlog
 from aiohttp import web
 
 from jpixd.runtime import Runtime
-from jpixd.web import admin, bounces, deliveries, health, notices, subscribers
+from jpixd.web import admin, bounces, deliveries, health, notices, subscribers, tickets
 from jpixd.web.api import PREFIX, Api, ApiError, Handler
 from jpixd.web.keys import API, RUNTIME
 
@@ -47,7 +47,7 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
 def build_app(runtime: Runtime, apis: list[Api] | None = None) -> web.Application:
     app = web.Application(middlewares=[admin_middleware], client_max_size=8 * 1024 * 1024)
     merged = Api()
-    for part in [admin.api, subscribers.api, notices.api, deliveries.api, bounces.api,
+    for part in [admin.api, subscribers.api, notices.api, deliveries.api, bounces.api, tickets.api,
                  *(apis or [])]:
         merged.ops.extend(part.ops)
     app[RUNTIME] = runtime

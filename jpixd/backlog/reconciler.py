@@ -1,0 +1,273 @@
+"""The Backlog reconciler: brings Backlog in line with the cases in the store.
+
+Each round, one request at a time: notice issues closed or deleted by hand (and stop
+touching them), open the issues of new cases, post the comments owed, close the issues
+whose case is handled. Every step is recorded before its call and confirmed after it; a
+step whose call may have landed without being confirmed (a crash, a timeout, a 5xx) is
+looked up in Backlog by its marker before it is tried again, so nothing is created or
+said twice. While Backlog is down the cases wait in the store; the daemon stays ready.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from jpixd.backlog import cases
+from jpixd.backlog.client import BacklogClient, BacklogRejected, BacklogUnavailable, Issue
+from jpixd.backlog.project import BacklogConfigError, Project, resolve
+from jpixd.config import BacklogConfig
+from jpixd.loop import Loop
+from jpixd.metrics import Metrics
+from jpixd.model import Clock
+from jpixd.store import Store
+from jpixd.store.tickets import Ticket
+
+log = structlog.get_logger("jpixd.backlog")
+
+# After Backlog refused a call for one case (a 4xx): not every round, but not never.
+REFUSED_RETRY = timedelta(hours=1)
+# The longest wait between rounds while Backlog is down or refuses our settings.
+MAX_DOWN_DELAY = 900.0
+
+
+@dataclass
+class BacklogHealth:
+    """What /admin/v1/status shows: is Backlog being reached, since when, and why not."""
+
+    state: str = "starting"  # starting | ok | down | misconfigured
+    since: datetime | None = None
+    error: str | None = None
+    last_ok_at: datetime | None = None
+    failed_rounds: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {"state": self.state, "since": self.since.isoformat() if self.since else None,
+                "error": self.error,
+                "last_ok_at": self.last_ok_at.isoformat() if self.last_ok_at else None}
+
+
+class AuthRefused(Exception):
+    """The API key stopped working mid-round: stop, and resolve again next round."""
+
+
+class Reconciler(Loop):
+    name = "backlog"
+
+    def __init__(self, client: BacklogClient, cfg: BacklogConfig, store: Store,
+                 metrics: Metrics, clock: Clock) -> None:
+        super().__init__()
+        self.client = client
+        self.cfg = cfg
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.interval = cfg.reconcile_interval.total_seconds()
+        self.project: Project | None = None
+        self.health = BacklogHealth()
+
+    @property
+    def stale_after(self) -> float:
+        # A round may wait out a rate-limit window (≤ 2 min) between its heartbeats.
+        return max(3 * self.interval, 300.0)
+
+    def next_delay(self) -> float:
+        if self.health.failed_rounds == 0:
+            return self.interval
+        backoff = self.interval * 2.0 ** min(self.health.failed_rounds - 1, 10)
+        return float(min(backoff, max(MAX_DOWN_DELAY, self.interval)) * random.uniform(0.9, 1.1))
+
+    async def run_once(self) -> None:
+        try:
+            if self.project is None:
+                self.project = await resolve(self.client, self.cfg)
+                log.info("Backlog project resolved", project=self.project.key,
+                         project_id=self.project.id, issue_type_id=self.project.issue_type_id)
+            await self._sync(self.project)
+            await self._open(self.project)
+            await self._comment()
+            await self._close(self.project)
+        except (BacklogConfigError, AuthRefused) as exc:
+            self.project = None
+            self._failed("misconfigured", str(exc))
+        except BacklogUnavailable as exc:
+            self._failed("down", str(exc))
+        else:
+            self._ok()
+        finally:
+            counts = await self.store.ticket_counts()
+            self.metrics.backlog_open_tickets.set(counts["open"] + counts["closing"])
+
+    # -- the steps ------------------------------------------------------------------
+
+    async def _sync(self, project: Project) -> None:
+        """Issues closed or deleted by hand are ended here, and never touched again."""
+        tracked = await self.store.tickets_in("open", "closing")
+        for start in range(0, len(tracked), 100):
+            chunk = tracked[start:start + 100]
+            listed = {i.id: i for i in await self.client.issues_by_id(
+                project.id, [t.issue_id for t in chunk if t.issue_id is not None])}
+            self.progress()
+            for t in chunk:
+                issue = listed.get(t.issue_id) if t.issue_id is not None else None
+                if issue is None:
+                    issue = await self._look_up(t)
+                    if issue is None:
+                        continue
+                if issue.status_id == project.close_status_id:
+                    by_hand = t.state == "open"
+                    await self.store.ticket_ended(
+                        t.id, "closed", self.clock(),
+                        reason="Backlog 上で手動で完了にされました" if by_hand else None)
+                    log.info("Backlog issue closed by hand; jpixd lets it be" if by_hand
+                             else "Backlog issue closed", issue=t.issue_key, ticket=t.id)
+
+    async def _open(self, project: Project) -> None:
+        for t in await self.store.tickets_to_create(self.clock()):
+            if t.attempted_at is not None:
+                # A create may have landed before a crash or a lost answer: look first.
+                found = await self.client.find_issues(project.id, t.marker)
+                self.progress()
+                if found:
+                    issue = min(found, key=lambda i: i.id)
+                    await self.store.ticket_opened(t.id, issue.id, issue.key, self.clock())
+                    log.info("Backlog issue found by its marker; not created again",
+                             issue=issue.key, ticket=t.id, kind=t.kind)
+                    continue
+            await self.store.ticket_attempt(t.id, self.clock())
+            try:
+                issue = await self.client.create_issue(
+                    project_id=project.id, summary=t.summary,
+                    issue_type_id=project.issue_type_id,
+                    priority_id=(project.high_priority_id if t.priority == "high"
+                                 else project.priority_id),
+                    description=t.description, notified_user_ids=self.cfg.notified_user_ids)
+            except BacklogRejected as exc:
+                await self._refused(t, exc)
+                continue
+            finally:
+                self.progress()
+            await self.store.ticket_opened(t.id, issue.id, issue.key, self.clock())
+            log.info("Backlog issue opened", issue=issue.key, ticket=t.id, kind=t.kind,
+                     email=t.email)
+
+    async def _comment(self) -> None:
+        for c in await self.store.comments_to_post():
+            if c.attempted_at is not None and c.marker is not None:
+                try:
+                    posted = any(c.marker in text
+                                 for text in await self.client.recent_comments(c.issue_id))
+                except BacklogRejected as exc:
+                    await self._comment_refused(c.id, c.ticket_id, exc)
+                    continue
+                if posted:
+                    await self.store.comment_posted(c.id, self.clock())
+                    continue
+            marker = c.marker or cases.new_marker()
+            await self.store.comment_attempt(c.id, marker, self.clock())
+            try:
+                await self.client.add_comment(c.issue_id,
+                                              f"{c.content}\n\n{cases.marker_line(marker)}")
+            except BacklogRejected as exc:
+                await self._comment_refused(c.id, c.ticket_id, exc)
+                continue
+            finally:
+                self.progress()
+            await self.store.comment_posted(c.id, self.clock())
+
+    async def _close(self, project: Project) -> None:
+        now = self.clock()
+        sending = await self.store.sending_state()
+        for t, facts in await self.store.open_cases():
+            reason = cases.close_reason(facts, sending, now, self.cfg.auto_close_after)
+            if reason is not None:
+                await self.store.begin_close(t.id, reason, now)
+        for t in await self.store.tickets_in("closing"):
+            if t.attempted_at is not None:
+                issue = await self._look_up(t)
+                if issue is None:
+                    continue
+                if issue.status_id == project.close_status_id:
+                    await self.store.ticket_ended(t.id, "closed", self.clock())
+                    continue
+            await self.store.ticket_attempt(t.id, self.clock())
+            try:
+                await self.client.close_issue(t.issue_id or 0, status_id=project.close_status_id,
+                                              comment=t.close_reason or "")
+            except BacklogRejected as exc:
+                await self._refused(t, exc)
+                continue
+            finally:
+                self.progress()
+            await self.store.ticket_ended(t.id, "closed", self.clock())
+            log.info("Backlog issue closed", issue=t.issue_key, ticket=t.id,
+                     reason=t.close_reason)
+
+    # -- outcomes ---------------------------------------------------------------------
+
+    async def _look_up(self, t: Ticket) -> Issue | None:
+        """The issue as Backlog has it now; None (and the case ended) if it was deleted."""
+        try:
+            issue = await self.client.issue(t.issue_id or 0)
+        except BacklogRejected as exc:
+            if exc.auth:
+                raise AuthRefused(str(exc)) from None
+            if not exc.not_found:
+                raise
+            await self.store.ticket_ended(t.id, "gone", self.clock(),
+                                          reason="Backlog 上で削除されました")
+            log.warning("Backlog issue was deleted by hand; jpixd lets it be",
+                        issue=t.issue_key, ticket=t.id)
+            return None
+        finally:
+            self.progress()
+        return issue
+
+    async def _refused(self, t: Ticket, exc: BacklogRejected) -> None:
+        if exc.auth:
+            raise AuthRefused(str(exc)) from None
+        now = self.clock()
+        if exc.not_found and t.state == "closing":
+            await self.store.ticket_ended(t.id, "gone", now, reason="Backlog 上で削除されました")
+            return
+        await self.store.ticket_refused(t.id, str(exc), now + REFUSED_RETRY, now)
+        log.error("Backlog refused a call for a case; trying again later", ticket=t.id,
+                  kind=t.kind, email=t.email, error=str(exc),
+                  retry_in_seconds=REFUSED_RETRY.total_seconds())
+
+    async def _comment_refused(self, comment_id: int, ticket_id: int,
+                               exc: BacklogRejected) -> None:
+        if exc.auth:
+            raise AuthRefused(str(exc)) from None
+        if exc.not_found:  # the issue was deleted: the case ends with it
+            await self.store.ticket_ended(ticket_id, "gone", self.clock(),
+                                          reason="Backlog 上で削除されました")
+            return
+        await self.store.comment_dropped(comment_id, self.clock())
+        log.error("Backlog refused a comment; it is dropped", ticket=ticket_id,
+                  error=str(exc))
+
+    def _ok(self) -> None:
+        h = self.health
+        if h.state in ("down", "misconfigured"):
+            log.info("Backlog reachable again", was=h.state,
+                     since=h.since.isoformat() if h.since else None)
+        if h.state != "ok":
+            h.state, h.since, h.error = "ok", self.clock(), None
+        h.last_ok_at, h.failed_rounds = self.clock(), 0
+
+    def _failed(self, state: str, error: str) -> None:
+        h = self.health
+        if (h.state, h.error) != (state, error):
+            if state == "misconfigured":
+                log.error("Backlog settings do not match the Backlog space; cases wait in "
+                          "the store", error=error)
+            else:
+                log.warning("Backlog unavailable; cases wait in the store", error=error)
+        if h.state != state:
+            h.state, h.since = state, self.clock()
+        h.error = error
+        h.failed_rounds += 1

@@ -1,0 +1,250 @@
+"""Backlog cases: the `tickets` rows and the `ticket_comments` outbox.
+
+Every case is recorded here before Backlog is called, in the transaction of whatever
+caused it (a bounce, a guard pause, a lifted suppression), so no case is lost while
+Backlog is slow or down; the reconciler works through these rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from jpixd.backlog import cases
+from jpixd.bounces.parse import MailEvent
+from jpixd.store.base import SqliteBase, fetch_one, from_db, from_db_req, to_db
+
+OPEN_STATES = ("intent", "open", "closing")
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: int
+    kind: str  # "bounce" | "guard"
+    email: str | None
+    marker: str
+    state: str  # intent → open → closing → closed, or gone (deleted in Backlog)
+    issue_id: int | None
+    issue_key: str | None
+    summary: str
+    description: str
+    priority: str  # "normal" | "high"
+    close_reason: str | None
+    attempted_at: datetime | None
+    last_error: str | None
+    tries: int
+    next_try_at: datetime | None
+    last_event_at: datetime | None
+    created_at: datetime
+    opened_at: datetime | None
+    closed_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        def iso(t: datetime | None) -> str | None:
+            return t.isoformat() if t else None
+        return {"id": self.id, "kind": self.kind, "email": self.email, "state": self.state,
+                "issue_key": self.issue_key, "issue_id": self.issue_id,
+                "summary": self.summary, "priority": self.priority,
+                "close_reason": self.close_reason, "last_error": self.last_error,
+                "tries": self.tries, "next_try_at": iso(self.next_try_at),
+                "last_event_at": iso(self.last_event_at), "created_at": iso(self.created_at),
+                "opened_at": iso(self.opened_at), "closed_at": iso(self.closed_at)}
+
+
+def _ticket(r: aiosqlite.Row) -> Ticket:
+    return Ticket(id=r["id"], kind=r["kind"], email=r["email"], marker=r["marker"],
+                  state=r["state"], issue_id=r["issue_id"], issue_key=r["issue_key"],
+                  summary=r["summary"], description=r["description"], priority=r["priority"],
+                  close_reason=r["close_reason"], attempted_at=from_db(r["attempted_at"]),
+                  last_error=r["last_error"], tries=r["tries"],
+                  next_try_at=from_db(r["next_try_at"]),
+                  last_event_at=from_db(r["last_event_at"]),
+                  created_at=from_db_req(r["created_at"]), opened_at=from_db(r["opened_at"]),
+                  closed_at=from_db(r["closed_at"]))
+
+
+@dataclass(frozen=True)
+class TicketComment:
+    id: int
+    ticket_id: int
+    issue_id: int
+    content: str
+    marker: str | None  # set with attempted_at: the comment may be in Backlog already
+    attempted_at: datetime | None
+
+
+async def file_bounce(db: aiosqlite.Connection, e: MailEvent, event_id: int | None,
+                      delivery_id: int | None, now: datetime) -> None:
+    """Inside the bounce's own transaction: open a case for the address, or, when one is
+    open already, queue a comment on it."""
+    notice = await fetch_one(db, "SELECT n.id, n.title FROM deliveries d JOIN notices n "
+                                 "ON n.id = d.notice_id WHERE d.id = ?",
+                             (delivery_id,)) if delivery_id is not None else None
+    facts = cases.BounceFacts(
+        email=e.recipient, subtype=e.subtype, diagnostic=e.diagnostic,
+        occurred_at=e.occurred_at, ses_message_id=e.ses_message_id, delivery_id=delivery_id,
+        notice_id=notice["id"] if notice else None,
+        notice_title=notice["title"] if notice else None)
+    t, at = to_db(now), to_db(e.occurred_at)
+    current = await fetch_one(db, "SELECT id FROM tickets WHERE email = ? AND kind = 'bounce' "
+                                  "AND state IN ('intent', 'open')", (e.recipient,))
+    if current is not None:
+        await db.execute("INSERT INTO ticket_comments (ticket_id, content, created_at) "
+                         "VALUES (?, ?, ?)", (current["id"], cases.repeat_comment(facts), t))
+        await db.execute("UPDATE tickets SET last_event_at = MAX(COALESCE(last_event_at, ?), ?), "
+                         "updated_at = ? WHERE id = ?", (at, at, t, current["id"]))
+        return
+    marker = cases.new_marker()
+    await db.execute(
+        "INSERT INTO tickets (case_key, kind, email, marker, state, summary, description, "
+        "priority, event_id, last_event_at, created_at, updated_at) "
+        "VALUES (?, 'bounce', ?, ?, 'intent', ?, ?, 'normal', ?, ?, ?, ?)",
+        (f"bounce:{e.recipient}:{marker}", e.recipient, marker, cases.bounce_summary(facts),
+         cases.bounce_description(facts, marker), event_id, at, t, t))
+
+
+async def queue_lift_comment(db: aiosqlite.Connection, email: str, by: str,
+                             now: datetime) -> None:
+    """Inside the lift's transaction: say so on the address's open issue."""
+    await db.execute(
+        "INSERT INTO ticket_comments (ticket_id, content, created_at) SELECT id, ?, ? "
+        "FROM tickets WHERE email = ? AND kind = 'bounce' AND state IN ('intent', 'open')",
+        (cases.lifted_comment(by), to_db(now), email))
+
+
+class TicketStore(SqliteBase):
+    async def request_guard_ticket(self, *, reason: str, paused_at: datetime,
+                                   now: datetime) -> bool:
+        """Ask for a High-priority issue about a guard pause, opened by the reconciler and
+        closed by it on resume. One per pause; False if this pause has one already."""
+        marker = cases.new_marker()
+        async with self._tx() as db:
+            cur = await db.execute(
+                "INSERT INTO tickets (case_key, kind, marker, state, summary, description, "
+                "priority, last_event_at, created_at, updated_at) VALUES (?, 'guard', ?, "
+                "'intent', ?, ?, 'high', ?, ?, ?) ON CONFLICT (case_key) DO NOTHING",
+                (f"guard:{to_db(paused_at)}", marker, cases.guard_summary(),
+                 cases.guard_description(reason, paused_at, marker), to_db(paused_at),
+                 to_db(now), to_db(now)))
+            return cur.rowcount > 0
+
+    async def tickets_in(self, *states: str) -> list[Ticket]:
+        marks = ", ".join("?" for _ in states)
+        rows = await self._all(f"SELECT * FROM tickets WHERE state IN ({marks}) ORDER BY id",
+                               states)
+        return [_ticket(r) for r in rows]
+
+    async def tickets_to_create(self, now: datetime) -> list[Ticket]:
+        rows = await self._all("SELECT * FROM tickets WHERE state = 'intent' AND "
+                               "(next_try_at IS NULL OR next_try_at <= ?) ORDER BY id",
+                               (to_db(now),))
+        return [_ticket(r) for r in rows]
+
+    async def open_cases(self) -> list[tuple[Ticket, cases.CaseFacts]]:
+        """Open issues with what `cases.close_reason` needs to know about each."""
+        rows = await self._all(
+            "SELECT t.*, EXISTS (SELECT 1 FROM subscribers s WHERE s.email = t.email AND "
+            "s.deleted_at IS NULL) AS has_subscriber, sp.lifted_at AS lifted_at, "
+            "(sp.email IS NOT NULL AND sp.lifted_at IS NULL) AS suppressed "
+            "FROM tickets t LEFT JOIN suppressions sp ON sp.email = t.email "
+            "WHERE t.state = 'open' ORDER BY t.id")
+        out = []
+        for r in rows:
+            tk = _ticket(r)
+            out.append((tk, cases.CaseFacts(
+                kind=tk.kind, created_at=tk.created_at,
+                last_event_at=tk.last_event_at or tk.created_at,
+                has_subscriber=bool(r["has_subscriber"]), suppressed=bool(r["suppressed"]),
+                lifted_at=from_db(r["lifted_at"]))))
+        return out
+
+    async def ticket_attempt(self, ticket_id: int, now: datetime) -> None:
+        """Committed before a create or close call: after it, that call may have landed."""
+        await self._write("UPDATE tickets SET attempted_at = ?, updated_at = ? WHERE id = ?",
+                          (to_db(now), to_db(now), ticket_id))
+
+    async def ticket_opened(self, ticket_id: int, issue_id: int, issue_key: str,
+                            now: datetime) -> None:
+        await self._write(
+            "UPDATE tickets SET state = 'open', issue_id = ?, issue_key = ?, opened_at = ?, "
+            "attempted_at = NULL, last_error = NULL, tries = 0, next_try_at = NULL, "
+            "updated_at = ? WHERE id = ? AND state = 'intent'",
+            (issue_id, issue_key, to_db(now), to_db(now), ticket_id))
+
+    async def ticket_refused(self, ticket_id: int, error: str, retry_at: datetime,
+                             now: datetime) -> None:
+        """Backlog refused a call for this case (a 4xx): keep it, say why, try later. A
+        refused call was not applied, so the next one need not look for it first."""
+        await self._write("UPDATE tickets SET last_error = ?, tries = tries + 1, "
+                          "next_try_at = ?, attempted_at = NULL, updated_at = ? WHERE id = ?",
+                          (error, to_db(retry_at), to_db(now), ticket_id))
+
+    async def begin_close(self, ticket_id: int, reason: str, now: datetime) -> None:
+        """Fix why the case is closed (the closing comment) before the close call."""
+        await self._write("UPDATE tickets SET state = 'closing', close_reason = ?, "
+                          "attempted_at = NULL, updated_at = ? WHERE id = ? AND state = 'open'",
+                          (reason, to_db(now), ticket_id))
+
+    async def ticket_ended(self, ticket_id: int, state: str, now: datetime, *,
+                           reason: str | None = None, issue_id: int | None = None,
+                           issue_key: str | None = None) -> None:
+        """Closed (by us or by hand) or gone (deleted in Backlog): never touched again;
+        comments still owed to it are dropped."""
+        if state not in ("closed", "gone"):
+            raise ValueError(f"not an end state: {state}")
+        t = to_db(now)
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE tickets SET state = ?, closed_at = ?, "
+                "close_reason = COALESCE(?, close_reason), issue_id = COALESCE(?, issue_id), "
+                "issue_key = COALESCE(?, issue_key), updated_at = ? WHERE id = ?",
+                (state, t, reason, issue_id, issue_key, t, ticket_id))
+            await db.execute("UPDATE ticket_comments SET dropped_at = ? WHERE ticket_id = ? "
+                             "AND posted_at IS NULL AND dropped_at IS NULL", (t, ticket_id))
+
+    async def comments_to_post(self) -> list[TicketComment]:
+        rows = await self._all(
+            "SELECT c.id, c.ticket_id, t.issue_id, c.content, c.marker, c.attempted_at "
+            "FROM ticket_comments c JOIN tickets t ON t.id = c.ticket_id "
+            "WHERE c.posted_at IS NULL AND c.dropped_at IS NULL AND t.state = 'open' "
+            "ORDER BY c.id")
+        return [TicketComment(id=r["id"], ticket_id=r["ticket_id"], issue_id=r["issue_id"],
+                              content=r["content"], marker=r["marker"],
+                              attempted_at=from_db(r["attempted_at"])) for r in rows]
+
+    async def comment_attempt(self, comment_id: int, marker: str, now: datetime) -> None:
+        await self._write("UPDATE ticket_comments SET attempted_at = ?, marker = ? "
+                          "WHERE id = ?", (to_db(now), marker, comment_id))
+
+    async def comment_posted(self, comment_id: int, now: datetime) -> None:
+        await self._write("UPDATE ticket_comments SET posted_at = ? WHERE id = ?",
+                          (to_db(now), comment_id))
+
+    async def comment_dropped(self, comment_id: int, now: datetime) -> None:
+        await self._write("UPDATE ticket_comments SET dropped_at = ? WHERE id = ?",
+                          (to_db(now), comment_id))
+
+    async def ticket_counts(self) -> dict[str, int]:
+        rows = await self._all("SELECT state, COUNT(*) AS n FROM tickets GROUP BY state")
+        counts = {s: 0 for s in ("intent", "open", "closing", "closed", "gone")}
+        counts.update({r["state"]: int(r["n"]) for r in rows})
+        pending = await self._one("SELECT COUNT(*) AS n FROM ticket_comments c JOIN tickets t "
+                                  "ON t.id = c.ticket_id WHERE c.posted_at IS NULL AND "
+                                  "c.dropped_at IS NULL")
+        counts["comments_pending"] = int(pending["n"]) if pending else 0
+        return counts
+
+    async def list_tickets(self, *, state: str | None = None, kind: str | None = None,
+                           email: str | None = None, limit: int = 100,
+                           offset: int = 0) -> tuple[list[Ticket], int]:
+        where: list[str] = []
+        params: list[Any] = []
+        for col, value in (("state", state), ("kind", kind), ("email", email)):
+            if value:
+                where.append(f"{col} = ?")
+                params.append(value)
+        rows, total = await self._page("tickets", where, params, "id DESC", limit, offset)
+        return [_ticket(r) for r in rows], total

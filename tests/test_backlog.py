@@ -1,0 +1,417 @@
+"""The Backlog client and reconciler against a strict fake Backlog on 127.0.0.1.
+
+Time is a fake clock shared by the reconciler, the client's waits and the fake server's
+rate-limit windows, so hours of Backlog outage, rate-limit resets and `auto_close_after`
+pass without waiting; only the client's own timeout is real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+from prometheus_client import CollectorRegistry
+
+from jpixd.backlog.client import BacklogClient, BacklogRejected, BacklogUnavailable
+from jpixd.backlog.project import BacklogConfigError, resolve
+from jpixd.backlog.reconciler import Reconciler
+from jpixd.bounces.parse import parse
+from jpixd.bounces.rules import decide
+from jpixd.config import BacklogConfig, BouncesConfig, Secret
+from jpixd.metrics import Metrics
+from jpixd.store import Store
+from tests.backlogserver import API_KEY, FakeBacklog, Fault, backlog_server
+from tests.sesnotes import bounce, sns
+
+START = datetime(2026, 11, 29, 0, 0, 5, tzinfo=UTC)
+
+
+class FakeTime:
+    """A clock that moves only when told, or when someone sleeps on it."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def wall(self) -> float:
+        return self.now.timestamp()
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += timedelta(seconds=max(seconds, 0.0))
+        await asyncio.sleep(0)
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+def backlog_config(base_url: str, **kw: Any) -> BacklogConfig:
+    defaults: dict[str, Any] = {
+        "base_url": base_url, "api_key": Secret("test", API_KEY), "project_key": "NOC",
+        "issue_type": "バウンス", "priority": "Normal", "notified_user_ids": (7, 8),
+        "timeout": timedelta(seconds=1)}
+    defaults.update(kw)
+    return BacklogConfig(**defaults)
+
+
+@dataclass
+class Rig:
+    fake: FakeBacklog
+    client: BacklogClient
+    reconciler: Reconciler
+    store: Store
+    clock: FakeTime
+    registry: CollectorRegistry
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    async def bounce(self, *emails: str, sub: str = "General", btype: str = "Permanent") -> None:
+        """SES bounce notifications for these addresses, recorded as the consumer does."""
+        cfg = BouncesConfig()
+        for e in emails:
+            self.feedback += 1
+            body = sns(bounce([e], btype=btype, sub=sub, feedback=f"fb-{self.feedback}",
+                              message_id=f"ses-{e}",
+                              timestamp=self.clock.now.isoformat().replace("+00:00", "Z")),
+                       message_id=f"sns-{self.feedback}")
+            events, _ = parse(body)
+            await self.store.record_events(events, self.clock(),
+                                           decide=lambda ev, n: decide(ev, n, cfg),
+                                           soft_window=cfg.soft_bounce_window)
+
+    feedback: int = 0
+
+
+@asynccontextmanager
+async def rig(store: Store, *, limit: int = 600, **cfg: Any) -> AsyncIterator[Rig]:
+    clock = FakeTime()
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    async with backlog_server(clock.wall, limit=limit) as fake, \
+            aiohttp.ClientSession() as http:
+        config = backlog_config(fake.base, **cfg)
+        client = BacklogClient(http, fake.base, API_KEY, metrics=metrics, timeout=1.0,
+                               wall=clock.wall, monotonic=clock.wall, sleep=clock.sleep)
+        yield Rig(fake, client, Reconciler(client, config, store, metrics, clock), store,
+                  clock, registry)
+
+
+def addresses(n: int) -> list[str]:
+    return [f"user{i:02d}@isp{i % 3}.example.jp" for i in range(n)]
+
+
+async def subscribed(store: Store, emails: list[str]) -> None:
+    from tests.sesnotes import sent_to
+    await sent_to(store, START - timedelta(hours=1), *emails, title="【故障】東京都の一部")
+
+
+# -- the whole life of twenty cases --------------------------------------------------
+
+
+async def test_fifty_bounces_of_twenty_addresses_make_twenty_issues_and_thirty_comments(
+        store: Store) -> None:
+    emails = addresses(20)
+    await subscribed(store, emails)
+    async with rig(store) as r:
+        await r.bounce(*[emails[i % 20] for i in range(50)])
+        await r.reconciler.run_once()
+
+        assert len(r.fake.issues) == 20
+        by_email = {i.summary.split(": ")[1].split(" ")[0]: i for i in r.fake.issues.values()}
+        assert sorted(by_email) == sorted(emails)
+        for email, issue in by_email.items():
+            assert issue.summary == f"[jpixd] バウンス: {email} (Permanent/General)"
+            assert "smtp; 550 5.1.1 user unknown" in issue.description
+            assert "【故障】東京都の一部" in issue.description  # the notice
+            assert f"ses-{email}" in issue.description
+            assert "jpixd-marker: jpixd" in issue.description
+            assert (issue.issue_type_id, issue.priority_id, issue.notified) == (501, 3, [7, 8])
+        assert sum(len(i.comments) for i in r.fake.issues.values()) == 30
+        assert all("再びバウンス" in c for i in r.fake.issues.values() for c in i.comments)
+        # Ten addresses bounced three times, ten twice.
+        assert sorted(len(i.comments) for i in r.fake.issues.values()) == [1] * 10 + [2] * 10
+
+        # Nulab's rules: one request at a time, a second between updates.
+        gaps = [b - a for a, b in zip(r.fake.update_times, r.fake.update_times[1:],
+                                      strict=False)]
+        assert len(r.fake.update_times) == 50 and min(gaps) >= 1.0
+        assert r.metric("jpixd_backlog_requests_total", op="create_issue", status="201") == 20
+        assert r.metric("jpixd_backlog_requests_total", op="add_comment", status="201") == 30
+        assert r.metric("jpixd_backlog_open_tickets") == 20
+        assert (await store.list_tickets(state="open"))[1] == 20
+        assert r.reconciler.health.state == "ok"
+
+        # Not yet handled: nothing is closed before auto_close_after.
+        r.clock.advance(timedelta(hours=23))
+        await r.reconciler.run_once()
+        assert all(i.status_id == 1 for i in r.fake.issues.values())
+
+        r.clock.advance(timedelta(hours=1, minutes=5))
+        await r.reconciler.run_once()
+        assert all(i.status_id == 4 for i in r.fake.issues.values())
+        for issue in r.fake.issues.values():
+            assert "配信停止（サプレッション）済み" in issue.comments[-1]
+            assert "24 時間" in issue.comments[-1]
+        assert (await store.list_tickets(state="closed"))[1] == 20
+        assert r.metric("jpixd_backlog_open_tickets") == 0
+
+        # Settled: another round changes nothing in Backlog.
+        updates = len(r.fake.update_times)
+        await r.reconciler.run_once()
+        assert len(r.fake.update_times) == updates
+
+
+async def test_an_outage_of_several_minutes_creates_no_issue_twice(store: Store) -> None:
+    emails = addresses(20)
+    await subscribed(store, emails)
+    async with rig(store) as r:
+        await r.reconciler.run_once()  # resolves the project while Backlog is up
+        await r.bounce(*emails)
+        now = r.clock.wall()
+        r.fake.faults = [
+            # The worst kind: Backlog creates the issue but the answer is lost.
+            Fault(500, "POST", "/issues", times=1, applied=True),
+            Fault("disconnect", "POST", "/issues", times=1, applied=True),
+            Fault(503, until=now + 7 * 60),  # then down for seven minutes
+        ]
+        delays: list[float] = []
+        with structlog.testing.capture_logs() as logs:
+            for _ in range(40):
+                await r.reconciler.run_once()
+                if r.reconciler.health.state == "ok":
+                    break
+                assert r.reconciler.health.state == "down"
+                delays.append(r.reconciler.next_delay())
+                r.clock.advance(timedelta(seconds=delays[-1]))
+        assert r.reconciler.health.state == "ok"
+        assert r.clock.wall() >= now + 7 * 60
+        assert max(delays) > r.reconciler.interval  # it backed off while Backlog was down
+
+        assert len(r.fake.issues) == 20  # two of them were created "blind"
+        summaries = [i.summary for i in r.fake.issues.values()]
+        assert len(set(summaries)) == 20
+        # The two blind creates were looked for by marker before anything else was done.
+        blind = [t.marker for t in (await store.list_tickets())[0] if t.id in (1, 2)]
+        assert set(blind) <= set(r.fake.keywords)
+        assert any(e["event"] == "Backlog issue found by its marker; not created again"
+                   for e in logs)
+        assert API_KEY not in repr(logs)
+        assert (await store.list_tickets(state="open"))[1] == 20
+
+
+async def test_a_lost_answer_to_a_comment_or_a_close_is_not_repeated(store: Store) -> None:
+    await subscribed(store, ["a@isp.example.jp"])
+    async with rig(store) as r:
+        await r.bounce("a@isp.example.jp")
+        await r.reconciler.run_once()
+        await r.bounce("a@isp.example.jp")
+        r.fake.faults = [Fault("disconnect", "POST", "/issues/", times=1, applied=True)]
+        await r.reconciler.run_once()
+        assert r.reconciler.health.state == "down"
+        await r.reconciler.run_once()
+        [issue] = r.fake.issues.values()
+        assert len(issue.comments) == 1  # looked for by its marker, not posted again
+        assert (await store.ticket_counts())["comments_pending"] == 0
+
+        r.clock.advance(timedelta(hours=25))
+        r.fake.faults = [Fault(502, "PATCH", "/issues/", times=1, applied=True)]
+        await r.reconciler.run_once()
+        assert r.reconciler.health.state == "down"
+        await r.reconciler.run_once()
+        assert issue.status_id == 4 and len(issue.comments) == 2
+        assert r.fake.count("PATCH", "/issues/") == 1
+        assert (await store.list_tickets(state="closed"))[1] == 1
+
+
+# -- cases handled by people, the guard, lifted suppressions -------------------------
+
+
+async def test_issues_closed_or_deleted_by_hand_are_left_alone(store: Store) -> None:
+    emails = ["a@isp.example.jp", "b@isp.example.jp", "c@isp.example.jp"]
+    await subscribed(store, emails)
+    async with rig(store) as r:
+        await r.bounce(*emails)
+        await r.reconciler.run_once()
+        keys = {i.summary.split(" ")[2]: i.key for i in r.fake.issues.values()}
+        r.fake.close_by_hand(keys["a@isp.example.jp"])
+        r.fake.delete_by_hand(keys["b@isp.example.jp"])
+        await r.bounce("b@isp.example.jp")  # a comment owed to a deleted issue
+        await r.reconciler.run_once()
+        states = {t.email: (t.state, t.close_reason)
+                  for t in (await store.list_tickets())[0]}
+        assert states == {"a@isp.example.jp": ("closed", "Backlog 上で手動で完了にされました"),
+                          "b@isp.example.jp": ("gone", "Backlog 上で削除されました"),
+                          "c@isp.example.jp": ("open", None)}
+        assert (await store.ticket_counts())["comments_pending"] == 0
+
+        r.clock.advance(timedelta(days=2))
+        await r.reconciler.run_once()
+        assert r.fake.count("PATCH", "/issues/") == 1  # only c's issue is closed by jpixd
+        assert r.fake.by_key(keys["c@isp.example.jp"]).status_id == 4
+        assert r.fake.count("POST", f"/issues/{keys['b@isp.example.jp']}") == 0
+
+        await r.bounce("a@isp.example.jp")  # bounces again: a new case, a new issue
+        await r.reconciler.run_once()
+        assert len(r.fake.issues) == 3 + 1 - 1  # b's was deleted
+        assert (await store.list_tickets(email="a@isp.example.jp", state="open"))[1] == 1
+
+
+async def test_a_guard_pause_opens_a_high_priority_issue_and_a_resume_closes_it(
+        store: Store) -> None:
+    async with rig(store) as r:
+        paused = r.clock()
+        await store.set_sending(paused=True, reason="bounce rate 4.00% (8/200)",
+                                actor="guard", now=paused)
+        assert await store.request_guard_ticket(reason="bounce rate 4.00% (8/200)",
+                                                paused_at=paused, now=paused)
+        await r.reconciler.run_once()
+        [issue] = r.fake.issues.values()
+        assert issue.priority_id == 2 and "一時停止" in issue.summary
+        assert "bounce rate 4.00% (8/200)" in issue.description
+
+        r.clock.advance(timedelta(days=3))
+        await r.reconciler.run_once()  # still paused: still open, however long
+        assert issue.status_id == 1
+
+        await store.set_sending(paused=False, reason="resumed by admin", actor="admin",
+                                now=r.clock())
+        await r.reconciler.run_once()
+        assert issue.status_id == 4
+        assert issue.comments == ["送信が再開されたため（admin）、jpixd が自動的に完了にしました。"]
+
+
+async def test_a_lifted_suppression_or_a_removed_subscriber_closes_the_issue(
+        store: Store) -> None:
+    await subscribed(store, ["lift@isp.example.jp", "gone@isp.example.jp"])
+    async with rig(store) as r:
+        await r.bounce("lift@isp.example.jp", "gone@isp.example.jp")
+        await r.reconciler.run_once()
+        assert await store.lift_suppression("lift@isp.example.jp", by="admin", now=r.clock())
+        [sub], _ = await store.list_subscribers(email="gone@isp.example.jp")
+        assert sub.id is not None and await store.delete_subscriber(sub.id, r.clock())
+        await r.reconciler.run_once()
+        by = {i.summary.split(" ")[2]: i for i in r.fake.issues.values()}
+        lifted, gone = by["lift@isp.example.jp"], by["gone@isp.example.jp"]
+        assert lifted.status_id == gone.status_id == 4
+        assert "admin によって解除" in lifted.comments[0]
+        assert "解除されたため" in lifted.comments[1]
+        assert gone.comments == ["このアドレスの購読者がいなくなった（削除または変更された）"
+                                 "ため、jpixd が自動的に完了にしました。"]
+
+
+async def test_a_refused_create_is_kept_and_tried_again_later(store: Store) -> None:
+    await subscribed(store, ["a@isp.example.jp", "b@isp.example.jp"])
+    async with rig(store) as r:
+        await r.bounce("a@isp.example.jp", "b@isp.example.jp")
+        r.fake.faults = [Fault(400, "POST", "/issues", times=1)]
+        await r.reconciler.run_once()
+        assert len(r.fake.issues) == 1  # the other case went on
+        [refused], _ = await store.list_tickets(state="intent")
+        assert refused.last_error and "HTTP 400" in refused.last_error
+        # An hour after the refusal (the clock moved a second since, for the other create).
+        assert refused.next_try_at is not None
+        assert START + timedelta(hours=1) <= refused.next_try_at <= r.clock() + timedelta(hours=1)
+        await r.reconciler.run_once()
+        assert len(r.fake.issues) == 1  # not before its time
+        r.clock.advance(timedelta(hours=1))
+        await r.reconciler.run_once()
+        assert len(r.fake.issues) == 2
+        assert r.fake.keywords == []  # a 4xx created nothing: no marker search
+
+
+# -- the client's conventions ----------------------------------------------------------
+
+
+async def test_the_fake_is_strict_about_json_bodies_and_the_api_key(store: Store) -> None:
+    async with rig(store) as r, aiohttp.ClientSession() as http:
+        url = r.fake.base + "/api/v2/issues"
+        async with http.post(url, params={"apiKey": API_KEY},
+                             json={"projectId": 101, "summary": "s", "issueTypeId": 501,
+                                   "priorityId": 3}) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["errors"][0]["code"] == 7
+        async with http.get(url, params={"apiKey": "wrong"}) as resp:
+            assert resp.status == 401
+            assert (await resp.json())["errors"][0]["code"] == 11
+        assert r.fake.issues == {}
+
+
+async def test_rate_limits_are_honoured_before_and_after_a_429(store: Store) -> None:
+    async with rig(store, limit=5) as r, aiohttp.ClientSession() as http:
+        for _ in range(5):  # another program of the same user spends the window
+            async with http.get(r.fake.base + "/api/v2/priorities",
+                                params={"apiKey": API_KEY}):
+                pass
+        window_end = (int(r.clock.wall()) // 60 + 1) * 60
+        await r.client.priorities()  # 429, waits for Reset, then succeeds
+        assert r.clock.wall() >= window_end
+        assert r.fake.count("GET", "/priorities", 429) == 1
+        for _ in range(9):  # two windows' worth: the client waits, never hits 429 again
+            await r.client.priorities()
+        assert r.fake.count("GET", "/priorities", 429) == 1
+        assert r.fake.count("GET", "/priorities", 200) == 5 + 10
+        assert r.client.limits["read"].remaining >= 0
+
+
+async def test_reads_are_retried_writes_and_refusals_are_not(store: Store) -> None:
+    async with rig(store) as r:
+        r.fake.faults = [Fault(502, "GET", "/priorities", times=2)]
+        assert [p["id"] for p in await r.client.priorities()] == [2, 3, 4]
+        assert r.fake.count("GET", "/priorities") == 3
+
+        r.fake.faults = [Fault(500, "POST", "/issues", times=1)]
+        with pytest.raises(BacklogUnavailable) as down:
+            await r.client.create_issue(project_id=101, summary="s", issue_type_id=501,
+                                        priority_id=3, description="d")
+        assert r.fake.count("POST", "/issues") == 1
+
+        with pytest.raises(BacklogRejected) as refused:
+            await r.client.create_issue(project_id=101, summary="s", issue_type_id=999,
+                                        priority_id=3, description="d")
+        assert (refused.value.status, refused.value.code) == (400, 7)
+        assert r.fake.count("POST", "/issues") == 2
+
+        r.fake.faults = [Fault("hang", "POST", "/issues/", times=1)]
+        with pytest.raises(BacklogUnavailable) as hung:  # the real 1 s timeout
+            await r.client.add_comment("NOC-1", "x")
+        for exc in (down.value, refused.value, hung.value):
+            assert API_KEY not in str(exc)
+
+
+async def test_wrong_settings_are_reported_clearly_and_nothing_is_sent(store: Store) -> None:
+    async with rig(store) as r:
+        wrong_key = Secret("test", "wrong-key-123")
+        bad = [(backlog_config(r.fake.base, api_key=wrong_key), "backlog.api_key"),
+               (backlog_config(r.fake.base, project_key="NOPE"), "no project 'NOPE'"),
+               (backlog_config(r.fake.base, issue_type="障害"),
+                "'障害' is not a issue_type of project NOC (it has: バウンス (501), タスク (502))"),
+               (backlog_config(r.fake.base, close_status_id=9), "close_status_id")]
+        for cfg, message in bad:
+            client = r.client if cfg.api_key.get() == API_KEY else BacklogClient(
+                r.client._session, r.fake.base, cfg.api_key.get(), metrics=r.reconciler.metrics,
+                wall=r.clock.wall, monotonic=r.clock.wall, sleep=r.clock.sleep)
+            with pytest.raises(BacklogConfigError) as exc:
+                await resolve(client, cfg)
+            assert message in str(exc.value)
+        # The Japanese space's 中 is the config's "Normal"; ids work too.
+        assert (await resolve(r.client, backlog_config(r.fake.base, priority="中"))
+                ).priority_id == 3
+        assert (await resolve(r.client, backlog_config(r.fake.base, issue_type="502"))
+                ).issue_type_id == 502
+
+        await subscribed(store, ["a@isp.example.jp"])
+        await r.bounce("a@isp.example.jp")
+        wrong = Reconciler(r.client, backlog_config(r.fake.base, issue_type="障害"), store,
+                           r.reconciler.metrics, r.clock)
+        await wrong.run_once()
+        assert wrong.health.state == "misconfigured" and "障害" in (wrong.health.error or "")
+        assert r.fake.issues == {} and (await store.list_tickets(state="intent"))[1] == 1
