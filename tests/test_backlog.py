@@ -19,6 +19,7 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
+from jpixd.backlog import cases
 from jpixd.backlog.client import BacklogClient, BacklogRejected, BacklogUnavailable
 from jpixd.backlog.project import BacklogConfigError, resolve
 from jpixd.backlog.reconciler import Reconciler
@@ -26,6 +27,7 @@ from jpixd.bounces.parse import parse
 from jpixd.bounces.rules import decide
 from jpixd.config import BacklogConfig, BouncesConfig, Secret
 from jpixd.metrics import Metrics
+from jpixd.model import SendingState
 from jpixd.store import Store
 from tests.backlogserver import API_KEY, FakeBacklog, Fault, backlog_server
 from tests.sesnotes import bounce, sns
@@ -415,3 +417,36 @@ async def test_wrong_settings_are_reported_clearly_and_nothing_is_sent(store: St
         await wrong.run_once()
         assert wrong.health.state == "misconfigured" and "障害" in (wrong.health.error or "")
         assert r.fake.issues == {} and (await store.list_tickets(state="intent"))[1] == 1
+
+
+async def test_a_refused_listing_is_reported_and_does_not_crash_the_loop(store: Store) -> None:
+    await subscribed(store, ["a@isp.example.jp"])
+    async with rig(store) as r:
+        await r.bounce("a@isp.example.jp")
+        await r.reconciler.run_once()
+        r.fake.faults = [Fault(400, "GET", "/issues", times=1)]
+        await r.reconciler.run_once()  # a raise here would be a loop crash
+        assert r.reconciler.health.state == "misconfigured"
+        assert "list_issues: HTTP 400" in (r.reconciler.health.error or "")
+        await r.reconciler.run_once()  # resolves again, then carries on
+        assert r.reconciler.health.state == "ok"
+
+
+def test_close_rules_for_guard_takeovers_and_soft_bounces_that_stopped() -> None:
+    paused = START
+    guard = cases.CaseFacts(kind="guard", created_at=paused, last_event_at=paused,
+                            has_subscriber=True, suppressed=False, lifted_at=None)
+    still = SendingState(paused=True, actor="guard", since=paused)
+    assert cases.close_reason(guard, still, START + timedelta(days=9), timedelta(hours=24)) \
+        is None
+    by_admin = SendingState(paused=True, actor="admin", since=paused + timedelta(hours=1))
+    assert "admin に引き継がれた" in (cases.close_reason(guard, by_admin, START,
+                                                      timedelta(hours=24)) or "")
+
+    soft = cases.CaseFacts(kind="bounce", created_at=START, last_event_at=START,
+                           has_subscriber=True, suppressed=False, lifted_at=None)
+    running = SendingState(paused=False)
+    assert cases.close_reason(soft, running, START + timedelta(hours=23),
+                              timedelta(hours=24)) is None
+    assert cases.close_reason(soft, running, START + timedelta(days=7), timedelta(days=7)) == (
+        "最後のバウンスから 7 日 新たなバウンスがないため、jpixd が自動的に完了にしました。")

@@ -95,6 +95,11 @@ class Reconciler(Loop):
             self._failed("misconfigured", str(exc))
         except BacklogUnavailable as exc:
             self._failed("down", str(exc))
+        except BacklogRejected as exc:
+            # A refusal outside one case's call (listing, looking up): our requests do not
+            # fit this space (a project gone, a changed API). Resolve again next round.
+            self.project = None
+            self._failed("misconfigured", str(exc))
         else:
             self._ok()
         finally:
