@@ -3,6 +3,7 @@ when it must be, subjects per change, our headers, and no header injection."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime
 from email import message_from_bytes, policy
@@ -136,3 +137,44 @@ def test_wrap_counts_full_width_as_two_columns() -> None:
     line = "あ" * 50
     assert wrap(line).split("\n") == ["あ" * 35, "あ" * 15]
     assert wrap("https://example.jp/" + "a" * 200) == "https://example.jp/" + "a" * 200
+
+
+# -- rendering once per notice -------------------------------------------------------
+
+OVERRIDES = {
+    "plain": ("{{ subscriber.organization }}\n{{ subscriber.name }} 様\n{{ notice.title }}\n",
+              frozenset({"organization", "name"})),
+    "filtered": ("{{ subscriber.name | upper }} 様\n", None),
+    "branching": ("{% if subscriber.organization %}{{ subscriber.organization }}\n{% endif %}"
+                  "{{ subscriber.name }} 様\n", None),
+    "assigned": ("{% set s = subscriber %}{{ s.name }} 様\n", None),
+    "included": ("{% include 'subject.txt.j2' %}\n{{ subscriber.name }}\n", None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OVERRIDES))
+def test_each_recipient_gets_what_a_full_render_gives(tmp_path: Path, kind: str) -> None:
+    source, fields = OVERRIDES[kind]
+    tdir = tmp_path / "templates"
+    tdir.mkdir()
+    (tdir / "body.txt.j2").write_text(source, encoding="utf-8")
+    r = renderer(tmp_path, templates_dir=str(tdir))
+    assert r._body.fields == fields  # cached only when the subscriber is plain output
+    subs = [SUB, replace(SUB, id=8, organization="", name="髙橋"),
+            replace(SUB, id=9, name="a\x00b {{ x }}", organization="ＡＢＣ㈱")]
+    for change in (Change.NEW, Change.UPDATE):
+        for sub in subs * 2:  # the second time from the cache
+            fast = r.texts(FAILURE, change, sub)
+            full = r._body.template.render({**r._context(FAILURE, change), "subscriber": sub})
+            assert fast[1] == wrap(re.sub(r"\n{3,}", "\n\n", full).strip() + "\n")
+
+
+def test_the_bundled_body_is_rendered_once_per_notice(tmp_path: Path) -> None:
+    r = renderer(tmp_path)
+    assert r._body.fields == frozenset({"organization", "name"})
+    assert r._subject.fields == frozenset()
+    a = r.texts(FAILURE, Change.NEW, SUB)[1]
+    b = r.texts(FAILURE, Change.NEW, replace(SUB, organization="", name="髙橋"))[1]
+    assert a.startswith("株式会社例\n運用 太郎 様\n")
+    assert b.startswith("髙橋 様\n")  # the empty organisation line folds away as before
+    assert a.split("様\n", 1)[1] == b.split("様\n", 1)[1]

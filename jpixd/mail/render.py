@@ -18,16 +18,19 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
 
 from jpixd.config import MailConfig
+from jpixd.mail.templating import PerNotice
 from jpixd.model import JST, Change, Notice, NoticeStatus, Subscriber
 from jpixd.prefectures import NAME_BY_CODE
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
 _HALFWIDTH_KANA = re.compile(r"[\uff61-\uff9f]+")
+_BLANK_RUNS = re.compile(r"\n{3,}")
 WRAP_COLUMNS = 70  # display columns: about 35 full-width characters
 
 STATUS_LABELS = {
@@ -125,21 +128,27 @@ class Renderer:
         self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=False,
                                       keep_trailing_newline=False, undefined=jinja2.StrictUndefined)
         self.env.filters["jst"] = _jst
-        self._subject = self.env.get_template("subject.txt.j2")
-        self._body = self.env.get_template("body.txt.j2")
+        self._subject = PerNotice(self.env, "subject.txt.j2")
+        self._body = PerNotice(self.env, "body.txt.j2")
         self.domain = cfg.from_addr.rpartition("@")[2] or "localhost"
 
     def texts(self, notice: Notice, change: Change, sub: Subscriber) -> tuple[str, str]:
         """(subject, body) as text, before any encoding."""
-        ctx = {
-            "notice": notice, "change": str(change), "subscriber": sub,
+        key = (notice, change)
+        ctx = self._context(notice, change)
+        subject = header_text("".join(self._subject.render(key, ctx, sub).split("\n")))
+        body = _BLANK_RUNS.sub("\n\n", self._body.render(key, ctx, sub)).strip() + "\n"
+        return subject, wrap(body)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def _context(notice: Notice, change: Change) -> dict[str, Any]:
+        return {
+            "notice": notice, "change": str(change),
             "status_label": STATUS_LABELS.get(notice.status, str(notice.status)),
             "prefectures": "、".join(NAME_BY_CODE.get(c, c) for c in notice.prefectures),
             "carrier_label": "NTT東日本" if notice.carrier == "east" else "NTT西日本",
         }
-        subject = header_text("".join(self._subject.render(ctx).split("\n")))
-        body = re.sub(r"\n{3,}", "\n\n", self._body.render(ctx)).strip() + "\n"
-        return subject, wrap(body)
 
     def render(self, *, delivery_id: int, notice_id: int, notice: Notice, change: Change,
                sub: Subscriber, now: datetime) -> Rendered:
@@ -205,6 +214,9 @@ def _encoded(name: str, text: str, charset: str) -> str:
         return text
     codec = "iso2022_jp" if charset == "iso-2022-jp" else "utf-8"
     prefix, suffix = f"=?{charset}?b?", "?="
+    whole = prefix + base64.b64encode(text.encode(codec)).decode() + suffix
+    if len(whole) <= 75:  # one word (a display name, mostly): what the loop would make
+        return whole
     words: list[str] = []
     chunk = ""
     for ch in text:
