@@ -20,7 +20,7 @@ import structlog
 from jpixd.config import SendingConfig
 from jpixd.loop import Heartbeat, Loop
 from jpixd.mail.bucket import TokenBucket
-from jpixd.mail.render import Renderer
+from jpixd.mail.render import Rendered, Renderer
 from jpixd.mail.transports import Failure, SendError, Transport
 from jpixd.mail.transports.ses import Quota, SesTransport
 from jpixd.metrics import Metrics
@@ -31,10 +31,11 @@ log = structlog.get_logger("jpixd.sender")
 
 
 class SentRecorder:
-    """Group commit of "sent" outcomes: each finished send waits until its row is
-    written, but rows that finish together are written in one trip to the database.
-    The caller holds its concurrency slot while it waits, so mail that has gone out but
-    is not yet recorded never exceeds `sending.concurrency` (the crash-duplicate bound).
+    """Group commit of "sent" outcomes: rows that finish together are written in one trip
+    to the database. `submit` returns the row's future; a worker awaits it before its
+    next send (not before rendering its next mail, which overlaps the write), so mail
+    that has gone out but is not yet recorded never exceeds `sending.concurrency` (the
+    crash-duplicate bound). The write happens whether or not anyone still waits.
     """
 
     def __init__(self, store: Store, clock: Clock) -> None:
@@ -43,13 +44,13 @@ class SentRecorder:
         self._pending: list[tuple[tuple[int, str, str, str | None], asyncio.Future[None]]] = []
         self._flushing: asyncio.Task[None] | None = None
 
-    async def sent(self, delivery_id: int, transport: str, message_id: str,
-                   ses_message_id: str | None) -> None:
+    def submit(self, delivery_id: int, transport: str, message_id: str,
+               ses_message_id: str | None) -> asyncio.Future[None]:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append(((delivery_id, transport, message_id, ses_message_id), done))
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.create_task(self._flush(), name="record-sent")
-        await asyncio.shield(done)  # cancelled or not, the row gets written
+        return done
 
     async def _flush(self) -> None:
         while self._pending:
@@ -137,8 +138,13 @@ class Sender(Loop):
         queue = collections.deque(claimed)
 
         async def worker() -> None:
-            while queue:
-                await self._deliver(queue.popleft())
+            unrecorded: asyncio.Future[None] | None = None  # this worker's last sent mail
+            try:
+                while queue:
+                    unrecorded = await self._deliver(queue.popleft(), unrecorded)
+            finally:
+                if unrecorded is not None:
+                    await asyncio.shield(unrecorded)
 
         async with asyncio.TaskGroup() as tg:
             for i in range(min(self.cfg.concurrency, len(claimed))):
@@ -179,17 +185,27 @@ class Sender(Loop):
 
     # ------------------------------------------------------------------ one delivery
 
-    async def _deliver(self, c: Claimed) -> None:
+    async def _deliver(self, c: Claimed, unrecorded: asyncio.Future[None] | None
+                       ) -> asyncio.Future[None] | None:
+        """Send one claimed delivery; return the future of its "sent" row (or, when
+        nothing was sent, the previous one's, still to be awaited)."""
         d = c.delivery
         with structlog.contextvars.bound_contextvars(delivery_id=d.id, notice_id=d.notice_id):
             if await self._skip_if_unwanted(c):
-                return
+                return unrecorded
             if self._stopping.is_set() or await self._paused():
                 await self.store.release(d.id, self.clock())
-                return
+                return unrecorded
+            mail = self.renderer.render(delivery_id=d.id, notice_id=d.notice_id,
+                                        notice=c.notice, change=c.change, sub=c.subscriber,
+                                        now=self.clock())
+            if unrecorded is not None:
+                # The previous mail's row must be written before another mail goes out.
+                await asyncio.shield(unrecorded)
             await self.bucket.acquire()
-            await self._send(c)
+            recorded = await self._send(c, mail)
             self.progress()  # each send is progress, however slow the rate
+            return recorded
 
     async def _paused(self) -> bool:
         """The pause flag, read at most twice a second: an admin's or the guard's pause
@@ -212,28 +228,28 @@ class Sender(Loop):
             return True
         return False
 
-    async def _send(self, c: Claimed) -> None:
+    async def _send(self, c: Claimed, mail: Rendered) -> asyncio.Future[None] | None:
         d = c.delivery
-        mail = self.renderer.render(delivery_id=d.id, notice_id=d.notice_id, notice=c.notice,
-                                    change=c.change, sub=c.subscriber, now=self.clock())
         started = time.monotonic()
         try:
             provider_id = await self.transport.send(mail)
         except SendError as err:
             await self._failed(c, err)
-            return
+            return None
         except asyncio.CancelledError:
             # Shutdown ran out of time mid-send: whether it went is unknown, so it goes
             # again after the restart (at-least-once), as after a crash.
             raise
         duration = time.monotonic() - started
-        # Written even if shutdown cancels us now (the recorder shields the write).
-        await self.recorder.sent(d.id, self.transport.name, mail.message_id, provider_id)
+        # Written even if shutdown cancels us now (the write runs in its own task).
+        recorded = self.recorder.submit(d.id, self.transport.name, mail.message_id,
+                                        provider_id)
         self.sent_since_quota += 1
         self.metrics.emails_sent.labels(self.transport.name).inc()
         self.metrics.send_duration.labels(self.transport.name).observe(duration)
         log.info("mail sent", ses_message_id=provider_id, transport=self.transport.name,
                  attempt=d.attempts, charset=mail.charset, duration_s=round(duration, 4))
+        return recorded
 
     async def _failed(self, c: Claimed, err: SendError) -> None:
         d, now = c.delivery, self.clock()
