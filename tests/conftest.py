@@ -263,11 +263,16 @@ def _restore_logging() -> Iterator[None]:
 
     import structlog
 
+    from jpixd import logs
+
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
+    sink = logs.SINK.state()
     yield
     for handler in root.handlers:
         if handler not in saved[0]:
             handler.close()
     root.handlers[:], root.level = saved
+    # Loggers structlog cached during the test write through the sink: point it back.
+    logs.SINK.restore(sink)
     structlog.reset_defaults()

@@ -82,3 +82,26 @@ def test_logs_are_json_lines_with_ids_and_no_secrets(captured_logs: io.StringIO)
     assert "s3cr3t" not in captured_logs.getvalue()
     assert "abc.def.ghi" not in captured_logs.getvalue()
     assert "apiKey=***" in lines[1]["event"]
+
+
+def test_a_cached_logger_follows_a_new_stream_and_level() -> None:
+    """structlog caches a logger on first use; a later configure() must still decide
+    where its lines go and which are kept (the CLI, and every test, configures anew)."""
+    first, second = io.StringIO(), io.StringIO()
+    log = structlog.get_logger("jpixd.test.cached")
+    logs.configure("info", "json", stream=first)
+    log.info("one")
+    logs.configure("warning", "json", stream=second)
+    log.info("dropped: below the new level")
+    log.warning("two")
+    try:
+        raise ValueError("boom s3cr3t-in-a-traceback")
+    except ValueError:
+        logs.REDACTOR.add(["s3cr3t-in-a-traceback"])
+        log.exception("three")
+    assert [json.loads(x)["event"] for x in first.getvalue().splitlines()] == ["one"]
+    lines = [json.loads(x) for x in second.getvalue().splitlines()]
+    assert [x["event"] for x in lines] == ["two", "three"]
+    assert lines[1]["level"] == "error" and "ValueError: boom" in lines[1]["exception"]
+    assert "s3cr3t" not in second.getvalue()
+    assert lines[0]["logger"] == "jpixd.test.cached"
