@@ -452,3 +452,21 @@ def test_close_rules_for_guard_takeovers_and_soft_bounces_that_stopped() -> None
                               timedelta(hours=24)) is None
     assert cases.close_reason(soft, running, START + timedelta(days=7), timedelta(days=7)) == (
         "最後のバウンスから 7 日 新たなバウンスがないため、jpixd が自動的に完了にしました。")
+
+
+async def test_a_refused_close_waits_an_hour_before_it_is_tried_again(store: Store) -> None:
+    await subscribed(store, ["a@isp.example.jp"])
+    async with rig(store) as r:
+        await r.bounce("a@isp.example.jp")
+        await r.reconciler.run_once()
+        r.clock.advance(timedelta(hours=25))
+        r.fake.faults = [Fault(400, "PATCH", "/issues/", times=1)]
+        await r.reconciler.run_once()
+        [t], _ = await store.list_tickets()
+        assert t.state == "closing" and t.last_error and "HTTP 400" in t.last_error
+        await r.reconciler.run_once()
+        assert r.fake.count("PATCH", "/issues/") == 1  # not again within the hour
+        r.clock.advance(timedelta(hours=1))
+        await r.reconciler.run_once()
+        assert r.fake.count("PATCH", "/issues/") == 2
+        assert (await store.list_tickets(state="closed"))[1] == 1

@@ -191,6 +191,8 @@ class Reconciler(Loop):
             if reason is not None:
                 await self.store.begin_close(t.id, reason, now)
         for t in await self.store.tickets_in("closing"):
+            if t.next_try_at is not None and t.next_try_at > now:
+                continue  # Backlog refused this close lately (a 4xx): not every round
             if t.attempted_at is not None:
                 issue = await self._look_up(t)
                 if issue is None:
