@@ -148,7 +148,8 @@ class Daemon:
             loops.append(BounceConsumer(
                 sqs, cfg.bounces, store, self.metrics, self.clock,
                 wait_seconds=int(cfg.bounces.wait_time.total_seconds()),
-                visibility=max(int(cfg.bounces.visibility_timeout.total_seconds()), 1)))
+                visibility=max(int(cfg.bounces.visibility_timeout.total_seconds()), 1),
+                file_cases=cfg.backlog is not None))
         if any(s.enabled for s in cfg.sources):
             loops.append(FeedPoller(cfg.sources, store, Fetcher(http), self.metrics,
                                     self.clock, Policy.from_config(cfg),

@@ -68,12 +68,12 @@ def registry() -> CollectorRegistry:
 
 
 def consumer(q: Queue, store: Store, registry: CollectorRegistry,
-             cfg: BouncesConfig | None = None, now: list[datetime] | None = None
-             ) -> BounceConsumer:
+             cfg: BouncesConfig | None = None, now: list[datetime] | None = None,
+             file_cases: bool = True) -> BounceConsumer:
     clock = now or [NOW]
     cfg = cfg or BouncesConfig(queue_url=q.url)
     return BounceConsumer(q.sqs, cfg, store, Metrics(registry), lambda: clock[0],
-                          wait_seconds=1)
+                          wait_seconds=1, file_cases=file_cases)
 
 
 async def drain(c: BounceConsumer, q: Queue) -> None:
@@ -162,6 +162,15 @@ async def test_lifting_a_suppression_says_so_on_the_open_ticket(
     sub = (await store.list_subscribers(email="lift@isp.example.jp"))[0][0]
     assert sub.status == "active"
     assert await store.is_suppressed("lift@isp.example.jp") is False
+
+
+async def test_without_backlog_no_cases_are_recorded(
+        queue: Queue, store: Store, registry: CollectorRegistry) -> None:
+    await sent_to(store, NOW, "nb@isp.example.jp")
+    await queue.publish(bounce(["nb@isp.example.jp"], feedback="nb-1"))
+    await drain(consumer(queue, store, registry, file_cases=False), queue)
+    assert (await store.list_events())[1] == 1 and await store.is_suppressed("nb@isp.example.jp")
+    assert (await store.list_tickets())[1] == 0  # nothing piles up for a later [backlog]
 
 
 async def test_an_unexpected_topic_is_quarantined(queue: Queue, store: Store,

@@ -30,7 +30,8 @@ class BounceConsumer(Loop):
     interval = 0.0  # the long poll is the wait
 
     def __init__(self, sqs: Any, cfg: BouncesConfig, store: Store, metrics: Metrics,
-                 clock: Clock, *, wait_seconds: int = 20, visibility: int = 30) -> None:
+                 clock: Clock, *, wait_seconds: int = 20, visibility: int = 30,
+                 file_cases: bool = True) -> None:
         super().__init__()
         assert cfg.queue_url is not None
         self.sqs = sqs
@@ -41,6 +42,9 @@ class BounceConsumer(Loop):
         self.clock = clock
         self.wait_seconds = wait_seconds
         self.visibility = visibility
+        # Backlog cases are recorded only when a reconciler will file them: without
+        # [backlog], old cases would otherwise pile up and flood Backlog once it is set.
+        self.file_cases = file_cases
         self.failures = 0
         self.last_level = "ok"
 
@@ -93,7 +97,7 @@ class BounceConsumer(Loop):
                 return
             outcomes = await self.store.record_events(
                 events, self.clock(), decide=self._decide,
-                soft_window=self.cfg.soft_bounce_window)
+                soft_window=self.cfg.soft_bounce_window, file_cases=self.file_cases)
             new = [o for o in outcomes if o.new]
             self.metrics.sqs_messages.labels("processed" if new else "duplicate").inc()
             if not new:
@@ -143,8 +147,9 @@ class BounceConsumer(Loop):
             await self.store.set_sending(paused=True, reason=verdict.reason, actor="guard",
                                          now=now)
             self.metrics.sending_paused.set(1)
-            # The Backlog reconciler opens a High-priority issue for it (through the store).
-            await self.store.request_guard_ticket(reason=verdict.reason, paused_at=now, now=now)
+            if self.file_cases:  # the reconciler opens a High-priority issue for it
+                await self.store.request_guard_ticket(reason=verdict.reason, paused_at=now,
+                                                      now=now)
             log.error("sending paused by the bounce-rate guard", reason=verdict.reason)
         elif verdict.level == "warn" and self.last_level == "ok":
             log.warning("bounce or complaint rate high", reason=verdict.reason)

@@ -35,12 +35,17 @@ class EventOutcome:
 
 class EventStore(SqliteBase):
     async def record_events(self, events: Sequence[MailEvent], now: datetime, *,
-                            decide: Decider, soft_window: timedelta) -> list[EventOutcome]:
+                            decide: Decider, soft_window: timedelta,
+                            file_cases: bool = True) -> list[EventOutcome]:
+        """Record the events; with `file_cases`, each bounce also files (or comments on)
+        its address's Backlog case in the same transaction."""
         async with self._tx() as db:
-            return [await self._record(db, e, now, decide, soft_window) for e in events]
+            return [await self._record(db, e, now, decide, soft_window, file_cases)
+                    for e in events]
 
     async def _record(self, db: aiosqlite.Connection, e: MailEvent, now: datetime,
-                      decide: Decider, soft_window: timedelta) -> EventOutcome:
+                      decide: Decider, soft_window: timedelta,
+                      file_cases: bool) -> EventOutcome:
         row = await fetch_one(db, "SELECT id FROM deliveries WHERE ses_message_id = ? LIMIT 1",
                               (e.ses_message_id,)) if e.ses_message_id else None
         delivery_id = int(row["id"]) if row else None
@@ -66,7 +71,7 @@ class EventStore(SqliteBase):
                          (int(decision.counted), event_id))
         if decision.suppress:
             await self._suppress(db, e, event_id, decision, now)
-        if e.type == "Bounce":
+        if e.type == "Bounce" and file_cases:
             # The operator hears of every bounced address through Backlog: the case is
             # recorded with the bounce, so the reconciler cannot miss it.
             await file_bounce(db, e, event_id, delivery_id, now)
