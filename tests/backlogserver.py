@@ -89,6 +89,7 @@ class FakeBacklog:
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
         self.update_times: list[float] = []
         self.keywords: list[str] = []  # every keyword search, in order
+        self.inflight = self.max_inflight = 0  # Nulab: no concurrent requests
         self.windows: dict[str, tuple[float, int]] = defaultdict(lambda: (0.0, 0))
         self.hanging: list[asyncio.Event] = []
         # Called after a create has been applied, before it is answered (crash tests).
@@ -117,6 +118,17 @@ class FakeBacklog:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            # A turn of the event loop, so that a second request sent at the same time
+            # would be seen in flight here.
+            await asyncio.sleep(0)
+            return await self._answer(request, handler)
+        finally:
+            self.inflight -= 1
+
+    async def _answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
         path = request.path.removeprefix("/api/v2")
         if request.query.get("apiKey") != API_KEY:
             resp: web.StreamResponse = _error(401, 11, "Authentication failure.")

@@ -150,6 +150,7 @@ async def test_fifty_bounces_of_twenty_addresses_make_twenty_issues_and_thirty_c
         assert r.metric("jpixd_backlog_requests_total", op="add_comment", status="201") == 30
         assert r.metric("jpixd_backlog_open_tickets") == 20
         assert (await store.list_tickets(state="open"))[1] == 20
+        assert r.fake.max_inflight == 1
         assert r.reconciler.health.state == "ok"
 
         # Not yet handled: nothing is closed before auto_close_after.
@@ -170,6 +171,10 @@ async def test_fifty_bounces_of_twenty_addresses_make_twenty_issues_and_thirty_c
         updates = len(r.fake.update_times)
         await r.reconciler.run_once()
         assert len(r.fake.update_times) == updates
+        # The project, issue type and priority were looked up once, at the start.
+        lookups = [p for m, p, _ in r.fake.log if m == "GET" and not p.startswith("/issues")]
+        assert sorted(lookups) == ["/priorities", "/projects/NOC", "/projects/NOC/issueTypes",
+                                   "/projects/NOC/statuses"]
 
 
 async def test_an_outage_of_three_hours_creates_no_issue_twice(store: Store) -> None:
@@ -347,6 +352,13 @@ async def test_the_fake_is_strict_about_json_bodies_and_the_api_key(store: Store
             assert resp.status == 401
             assert (await resp.json())["errors"][0]["code"] == 11
         assert r.fake.issues == {}
+
+
+async def test_calls_made_at_the_same_time_go_one_at_a_time(store: Store) -> None:
+    async with rig(store) as r:
+        results = await asyncio.gather(*(r.client.priorities() for _ in range(5)),
+                                       r.client.project("NOC"), r.client.statuses("NOC"))
+        assert len(results) == 7 and r.fake.max_inflight == 1
 
 
 async def test_rate_limits_are_honoured_before_and_after_a_429(store: Store) -> None:
