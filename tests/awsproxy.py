@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import web
 
+from tests.loopback import serve_app
+
 _HOP_BY_HOP = ("content-length", "transfer-encoding", "content-encoding")
 
 
@@ -28,12 +30,5 @@ async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     """An aiohttp server on 127.0.0.1:0 answering every path with `handler`; its URL."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url

@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.loopback import serve_app
+
 API_KEY = "fake-backlog-api-key-0123456789abcdef"
 PROJECT = {"id": 101, "projectKey": "NOC", "name": "NOC 運用"}
 ISSUE_TYPES = [{"id": 501, "projectId": 101, "name": "バウンス", "color": "#e30000"},
@@ -309,16 +311,10 @@ class FakeBacklog:
 async def backlog_server(clock: Callable[[], float] = time.time,
                          limit: int = 600) -> AsyncIterator[FakeBacklog]:
     fake = FakeBacklog(clock, limit)
-    runner = web.AppRunner(fake.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    fake.base = f"http://{host}:{port}"
-    try:
-        yield fake
-    finally:
+
+    def release() -> None:
         for ev in fake.hanging:
             ev.set()
-        await runner.cleanup()
 
+    async with serve_app(fake.app(), release) as fake.base:
+        yield fake

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.loopback import serve_app
+
 LAST_MODIFIED = "Sat, 28 Nov 2026 05:30:00 GMT"
 
 
@@ -73,15 +75,10 @@ async def feed_server() -> AsyncIterator[FeedServer]:
     server = FeedServer()
     app = web.Application()
     app.router.add_route("GET", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    server.base = f"http://{host}:{port}"
-    try:
-        yield server
-    finally:
+
+    def release() -> None:
         for event in server.waiting:
-            event.set()  # let hung handlers finish so the runner can stop at once
-        await runner.cleanup()
+            event.set()  # let hung handlers finish so the server can stop at once
+
+    async with serve_app(app, release) as server.base:
+        yield server
