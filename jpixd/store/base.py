@@ -50,6 +50,13 @@ def tlist(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
+def where_equal(*pairs: tuple[str, Any]) -> tuple[list[str], list[Any]]:
+    """`column = ?` conditions (and their parameters) for the filters that were given:
+    a value of None or "" means "any"."""
+    given = [(col, value) for col, value in pairs if value is not None and value != ""]
+    return [f"{col} = ?" for col, _ in given], [value for _, value in given]
+
+
 # A row whose JSON list of prefectures holds this code, or is empty ("all prefectures"
 # for a subscriber, "area unknown, so everyone" for a notice).
 PREFECTURE_MATCH = ("(prefectures = '[]' OR EXISTS "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 from datetime import datetime
-from typing import Any
 
 import aiosqlite
 
@@ -19,7 +18,16 @@ from jpixd.model import (
     SubscriberStatus,
     notice_from_json,
 )
-from jpixd.store.base import SqliteBase, fetch_all, fetch_one, from_db, from_db_req, tlist, to_db
+from jpixd.store.base import (
+    SqliteBase,
+    fetch_all,
+    fetch_one,
+    from_db,
+    from_db_req,
+    tlist,
+    to_db,
+    where_equal,
+)
 
 
 def _row_to_delivery(row: aiosqlite.Row) -> Delivery:
@@ -38,13 +46,8 @@ class DeliveryStore(SqliteBase):
     async def list_deliveries(self, *, state: str | None = None, notice_id: int | None = None,
                               subscriber_id: int | None = None, limit: int = 100,
                               offset: int = 0) -> tuple[list[Delivery], int]:
-        where: list[str] = []
-        params: list[Any] = []
-        for col, value in (("state", state), ("notice_id", notice_id),
-                           ("subscriber_id", subscriber_id)):
-            if value is not None:
-                where.append(f"{col} = ?")
-                params.append(value)
+        where, params = where_equal(("state", state), ("notice_id", notice_id),
+                                    ("subscriber_id", subscriber_id))
         rows, total = await self._page("deliveries", where, params, "id", limit, offset)
         return [_row_to_delivery(r) for r in rows], total
 

@@ -16,7 +16,7 @@ import aiosqlite
 
 from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
-from jpixd.store.base import SqliteBase, fetch_one, from_db, to_db
+from jpixd.store.base import SqliteBase, fetch_one, from_db, to_db, where_equal
 from jpixd.store.subscribers import bump_subscribers_version
 from jpixd.store.tickets import file_bounce, queue_lift_comment
 
@@ -140,12 +140,7 @@ class EventStore(SqliteBase):
 
     async def list_events(self, *, type_: str | None = None, recipient: str | None = None,
                           limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        where: list[str] = []
-        params: list[Any] = []
-        for col, value in (("type", type_), ("recipient", recipient)):
-            if value:
-                where.append(f"{col} = ?")
-                params.append(value)
+        where, params = where_equal(("type", type_), ("recipient", recipient))
         rows, total = await self._page("mail_events", where, params, "occurred_at DESC, id DESC",
                                        limit, offset)
         return [{"id": r["id"], "type": r["type"], "subtype": r["subtype"],

@@ -6,7 +6,6 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import aiosqlite
 
@@ -30,6 +29,7 @@ from jpixd.store.base import (
     jlist,
     tlist,
     to_db,
+    where_equal,
 )
 from jpixd.store.subscribers import SubscriberStore
 
@@ -170,12 +170,7 @@ class NoticeStore(SubscriberStore, SqliteBase):
                            status: str | None = None, prefecture: str | None = None,
                            since: datetime | None = None, limit: int = 100,
                            offset: int = 0) -> tuple[list[StoredNotice], int]:
-        where: list[str] = []
-        params: list[Any] = []
-        for col, value in (("source", source), ("kind", kind), ("status", status)):
-            if value:
-                where.append(f"{col} = ?")
-                params.append(value)
+        where, params = where_equal(("source", source), ("kind", kind), ("status", status))
         if prefecture:
             where.append(PREFECTURE_MATCH)
             params.append(prefecture)

@@ -15,7 +15,7 @@ import aiosqlite
 
 from jpixd.backlog import cases
 from jpixd.bounces.parse import MailEvent
-from jpixd.store.base import SqliteBase, fetch_one, from_db, from_db_req, to_db
+from jpixd.store.base import SqliteBase, fetch_one, from_db, from_db_req, to_db, where_equal
 
 OPEN_STATES = ("intent", "open", "closing")
 
@@ -240,11 +240,6 @@ class TicketStore(SqliteBase):
     async def list_tickets(self, *, state: str | None = None, kind: str | None = None,
                            email: str | None = None, limit: int = 100,
                            offset: int = 0) -> tuple[list[Ticket], int]:
-        where: list[str] = []
-        params: list[Any] = []
-        for col, value in (("state", state), ("kind", kind), ("email", email)):
-            if value:
-                where.append(f"{col} = ?")
-                params.append(value)
+        where, params = where_equal(("state", state), ("kind", kind), ("email", email))
         rows, total = await self._page("tickets", where, params, "id DESC", limit, offset)
         return [_ticket(r) for r in rows], total
