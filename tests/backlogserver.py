@@ -18,10 +18,12 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from jpixd.model import JST
 from tests.loopback import serve_app
 
 API_KEY = "fake-backlog-api-key-0123456789abcdef"
@@ -65,6 +67,7 @@ class FakeIssue:
     status_id: int = 1
     notified: list[int] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
+    created: float = 0.0  # epoch seconds on the server's clock
 
     def to_json(self) -> dict[str, Any]:
         status = next(s for s in STATUSES if s["id"] == self.status_id)
@@ -73,7 +76,9 @@ class FakeIssue:
                 "description": self.description,
                 "issueType": next(t for t in ISSUE_TYPES if t["id"] == self.issue_type_id),
                 "priority": next(p for p in PRIORITIES if p["id"] == self.priority_id),
-                "status": status, "created": "2026-11-29T00:00:00Z"}
+                "status": status,
+                "created": datetime.fromtimestamp(int(self.created), UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ")}
 
 
 def _error(status: int, code: int, message: str) -> web.Response:
@@ -92,6 +97,9 @@ class FakeBacklog:
         self.update_times: list[float] = []
         self.keywords: list[str] = []  # every keyword search, in order
         self.inflight = self.max_inflight = 0  # Nulab: no concurrent requests
+        # A keyword search does not see issues younger than this (a search index that
+        # lags behind, as a full-text index may).
+        self.search_lag = 0.0
         self.windows: dict[str, tuple[float, int]] = defaultdict(lambda: (0.0, 0))
         self.hanging: list[asyncio.Event] = []
         # Called after a create has been applied, before it is answered (crash tests).
@@ -108,6 +116,18 @@ class FakeBacklog:
         issue = self.by_key(key)
         del self.issues[issue.id]
         self.deleted.add(issue.id)
+
+    def add_issue(self, summary: str, description: str = "", *, issue_type_id: int = 502,
+                  priority_id: int = 3, notified: list[int] | None = None) -> FakeIssue:
+        """A new issue, as a create (or a person in the web UI) makes it."""
+        self._next_id += 1
+        number = len(self.issues) + len(self.deleted) + 1
+        issue = FakeIssue(id=self._next_id, key=f"NOC-{number}", summary=summary,
+                          description=description, issue_type_id=issue_type_id,
+                          priority_id=priority_id, notified=notified or [],
+                          created=self.clock())
+        self.issues[issue.id] = issue
+        return issue
 
     def by_key(self, key: str) -> FakeIssue:
         return next(i for i in self.issues.values() if i.key == key)
@@ -217,14 +237,11 @@ class FakeBacklog:
             return _error(400, 7, "No issue type.")
         if int(str(form["priorityId"])) not in {p["id"] for p in PRIORITIES}:
             return _error(400, 7, "No priority.")
-        self._next_id += 1
-        number = len(self.issues) + len(self.deleted) + 1
-        issue = FakeIssue(id=self._next_id, key=f"NOC-{number}", summary=str(form["summary"]),
-                          description=str(form.get("description", "")),
-                          issue_type_id=int(str(form["issueTypeId"])),
-                          priority_id=int(str(form["priorityId"])),
-                          notified=[int(str(u)) for u in form.getall("notifiedUserId[]", [])])
-        self.issues[issue.id] = issue
+        issue = self.add_issue(str(form["summary"]), str(form.get("description", "")),
+                               issue_type_id=int(str(form["issueTypeId"])),
+                               priority_id=int(str(form["priorityId"])),
+                               notified=[int(str(u))
+                                         for u in form.getall("notifiedUserId[]", [])])
         if self.after_create is not None:
             self.after_create(issue)
         return web.json_response(issue.to_json(), status=201)
@@ -247,8 +264,14 @@ class FakeBacklog:
             found = [i for i in found if i.status_id in statuses]
         if kw := q.get("keyword"):
             self.keywords.append(kw)
-            found = [i for i in found if kw in i.summary or kw in i.description]
-        found.sort(key=lambda i: i.id, reverse=True)
+            indexed = self.clock() - self.search_lag
+            found = [i for i in found if (kw in i.summary or kw in i.description)
+                     and i.created <= indexed]
+        if since := q.get("createdSince"):  # a day in the space's time zone (JST here)
+            start = datetime.fromisoformat(since).replace(tzinfo=JST).timestamp()
+            found = [i for i in found if i.created >= start]
+        key = (lambda i: (i.created, i.id)) if q.get("sort") == "created" else (lambda i: i.id)
+        found.sort(key=key, reverse=q.get("order", "desc") == "desc")
         return web.json_response([i.to_json() for i in found[offset:offset + count]])
 
     def _issue(self, request: web.Request) -> FakeIssue | None:

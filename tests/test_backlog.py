@@ -217,6 +217,26 @@ async def test_an_outage_of_three_hours_creates_no_issue_twice(store: Store) -> 
         assert (await store.list_tickets(state="open"))[1] == 20
 
 
+async def test_a_lost_201_is_found_even_when_the_search_index_lags(store: Store) -> None:
+    await subscribed(store, ["lag@isp.example.jp"])
+    async with rig(store) as r:
+        await r.bounce("lag@isp.example.jp")
+        r.fake.search_lag = 3600.0  # the keyword search finds nothing newer than an hour
+        r.fake.faults = [Fault("disconnect", "POST", "/issues", times=1, applied=True)]
+        await r.reconciler.run_once()
+        assert r.reconciler.health.state == "down" and len(r.fake.issues) == 1
+        r.clock.advance(timedelta(minutes=2))
+        for n in range(130):  # other people's issues, newer than ours: more than a page
+            r.fake.add_issue(f"他の課題 {n}")
+        await r.reconciler.run_once()
+        assert r.reconciler.health.state == "ok"
+        assert len(r.fake.issues) == 131  # ours was found, not created again
+        [t], _ = await store.list_tickets()
+        assert (t.state, t.issue_key) == ("open", "NOC-1")
+        searches = [p for m, p, _ in r.fake.log if (m, p) == ("GET", "/issues")]
+        assert len(searches) == 3  # the keyword search, then two pages of recent issues
+
+
 async def test_a_lost_answer_to_a_comment_or_a_close_is_not_repeated(store: Store) -> None:
     await subscribed(store, ["a@isp.example.jp"])
     async with rig(store) as r:

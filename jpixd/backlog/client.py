@@ -18,8 +18,9 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -27,6 +28,7 @@ import aiohttp
 import structlog
 
 from jpixd.metrics import Metrics
+from jpixd.model import JST
 
 log = structlog.get_logger("jpixd.backlog")
 
@@ -72,12 +74,17 @@ class Issue:
     id: int
     key: str
     status_id: int
+    description: str = ""
+    created: datetime | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> Issue:
         try:
             return cls(id=int(data["id"]), key=str(data["issueKey"]),
-                       status_id=int(data["status"]["id"]))
+                       status_id=int(data["status"]["id"]),
+                       description=str(data.get("description") or ""),
+                       created=datetime.fromisoformat(data["created"])
+                       if data.get("created") else None)
         except (KeyError, TypeError, ValueError) as exc:
             raise BacklogUnavailable(f"Backlog sent an issue jpixd cannot read: {exc!r}") \
                 from None
@@ -152,6 +159,24 @@ class BacklogClient:
         data = await self._call("find_issues", "GET", "/issues", query=[
             ("projectId[]", str(project_id)), ("keyword", keyword), ("count", "100")])
         return [Issue.from_json(d) for d in _list(data)]
+
+    async def created_since(self, project_id: int, since: datetime) -> AsyncIterator[Issue]:
+        """The project's issues created since `since`, newest first, a page of 100 at a
+        time: what a search index that has not caught up yet would miss."""
+        day = (since.astimezone(JST) - timedelta(days=1)).date()  # the space's day, or so
+        offset = 0
+        while True:
+            data = await self._call("recent_issues", "GET", "/issues", query=[
+                ("projectId[]", str(project_id)), ("createdSince", day.isoformat()),
+                ("sort", "created"), ("order", "desc"), ("count", "100"),
+                ("offset", str(offset))])
+            page = [Issue.from_json(d) for d in _list(data)]
+            for issue in page:
+                yield issue
+            if len(page) < 100 or any(i.created is not None and i.created < since
+                                      for i in page):
+                return
+            offset += 100
 
     async def issues_by_id(self, project_id: int, ids: Sequence[int]) -> list[Issue]:
         """Up to 100 issues at once; a deleted one is simply missing."""

@@ -133,8 +133,15 @@ class Reconciler(Loop):
     async def _open(self, project: Project) -> None:
         for t in await self.store.tickets_to_create(self.clock()):
             if t.attempted_at is not None:
-                # A create may have landed before a crash or a lost answer: look first.
+                # A create may have landed before a crash or a lost answer: look first,
+                # by keyword, and among the issues created since (Backlog's search index
+                # may not have the newest issue yet).
                 found = await self.client.find_issues(project.id, t.marker)
+                if not found:
+                    line = cases.marker_line(t.marker)
+                    found = [i async for i in self.client.created_since(
+                        project.id, t.attempted_at - timedelta(minutes=5))
+                        if line in i.description]
                 self.progress()
                 if found:
                     issue = min(found, key=lambda i: i.id)
