@@ -89,6 +89,34 @@ async def test_an_outage_shows_in_status_not_in_readiness(tmp_path: Path) -> Non
             assert "jpixd_backlog_open_tickets 1.0" in text
 
 
+async def test_a_resume_closes_the_guard_issue_at_once(tmp_path: Path) -> None:
+    paused = datetime.now(UTC)
+    store = await Store.open(tmp_path / "state" / "jpixd.sqlite3")
+    await store.migrate(paused)
+    await store.set_sending(paused=True, reason="bounce rate 4.00% (8/200)", actor="guard",
+                            now=paused)
+    await store.request_guard_ticket(reason="bounce rate 4.00% (8/200)", paused_at=paused,
+                                     now=paused)
+    await store.close()
+    async with backlog_server() as fake:
+        section = {**backlog_section(tmp_path, fake.base), "reconcile_interval": "1h"}
+        cfg = make_config(tmp_path, backlog=section)
+        async with running_daemon(cfg) as d, \
+                aiohttp.ClientSession(headers=d.headers) as http:
+            assert d.daemon.runtime is not None
+            loop = d.daemon.runtime.loops["backlog"]
+            await asyncio.wait_for(loop.first_round.wait(), 20)
+            [issue] = fake.issues.values()
+            assert issue.priority_id == 2 and issue.status_id == 1
+            woken = asyncio.create_task(loop.next_round())
+            async with http.post(d.base_url + "/admin/v1/sending/resume") as resp:
+                assert resp.status == 200
+            await asyncio.wait_for(woken, 20)  # not an hour: the resume woke the loop
+            assert issue.status_id == 4
+            assert issue.comments == [
+                "送信が再開されたため（admin）、jpixd が自動的に完了にしました。"]
+
+
 async def test_kill_9_between_backlogs_201_and_the_commit(
         tmp_path: Path, daemon_process: Callable[..., DaemonProcess]) -> None:
     cfg = base_mapping(tmp_path)

@@ -93,6 +93,7 @@ async def _set_sending(request: web.Request, paused: bool) -> web.Response:
     log.info("sending resumed" if not paused else "sending paused", actor="admin",
              reason=state.reason)
     rt.wake("sender")
+    rt.wake("backlog")  # a guard pause's issue closes on resume, now rather than later
     return json_response(state.to_json())
 
 

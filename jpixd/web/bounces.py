@@ -38,6 +38,7 @@ async def lift_suppression(request: web.Request) -> web.Response:
     if not await rt.store.lift_suppression(email, by="admin", now=rt.clock()):
         raise ApiError(404, "not_found", f"{email} is not suppressed")
     log.warning("suppression lifted by admin", email=email)
+    rt.wake("backlog")  # say so on the address's issue, and close it
     return json_response({"lifted": True, "email": email})
 
 

@@ -131,6 +131,7 @@ async def patch_subscriber(request: web.Request) -> web.Response:
     if sub is None:
         raise ApiError(404, "not_found", f"no subscriber {sid}")
     log.info("subscriber changed", subscriber_id=sid, fields=sorted(changes))
+    rt.wake("backlog")  # a changed address closes the old one's bounce issue
     return json_response(to_json(sub))
 
 
@@ -144,4 +145,5 @@ async def delete_subscriber(request: web.Request) -> web.Response:
     if not await rt.store.delete_subscriber(sid, rt.clock()):
         raise ApiError(404, "not_found", f"no subscriber {sid}")
     log.info("subscriber deleted", subscriber_id=sid)
+    rt.wake("backlog")  # its address's bounce issue, if any, is closed
     return json_response({"deleted": True, "id": sid})
