@@ -89,6 +89,7 @@ def _error(status: int, code: int, message: str) -> web.Response:
 class FakeBacklog:
     def __init__(self, clock: Callable[[], float] = time.time, limit: int = 600) -> None:
         self.clock = clock
+        self.api_key = API_KEY  # a test may revoke it
         self.limit = limit  # requests per minute per category
         self.issues: dict[int, FakeIssue] = {}
         self.deleted: set[int] = set()
@@ -152,7 +153,7 @@ class FakeBacklog:
 
     async def _answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
         path = request.path.removeprefix("/api/v2")
-        if request.query.get("apiKey") != API_KEY:
+        if request.query.get("apiKey") != self.api_key:
             resp: web.StreamResponse = _error(401, 11, "Authentication failure.")
             self.log.append((request.method, path, 401))
             return resp

@@ -466,6 +466,24 @@ async def test_a_refused_listing_is_reported_and_does_not_crash_the_loop(store: 
         assert r.reconciler.health.state == "ok"
 
 
+async def test_a_key_revoked_mid_round_stops_the_round_and_blames_no_case(
+        store: Store) -> None:
+    await subscribed(store, ["a@isp.example.jp", "b@isp.example.jp"])
+    async with rig(store) as r:
+        await r.reconciler.run_once()  # resolved with the good key
+        await r.bounce("a@isp.example.jp", "b@isp.example.jp")
+        r.fake.api_key = "rotated-in-backlog"
+        await r.reconciler.run_once()
+        assert r.reconciler.health.state == "misconfigured"
+        assert "HTTP 401" in (r.reconciler.health.error or "")
+        cases_, _ = await store.list_tickets(state="intent")
+        assert len(cases_) == 2 and all(t.last_error is None for t in cases_)
+        assert r.fake.count("POST", "/issues") == 1  # stopped at the first refusal
+        r.fake.api_key = API_KEY
+        await r.reconciler.run_once()
+        assert r.reconciler.health.state == "ok" and len(r.fake.issues) == 2
+
+
 def test_close_rules_for_guard_takeovers_and_soft_bounces_that_stopped() -> None:
     paused = START
     guard = cases.CaseFacts(kind="guard", created_at=paused, last_event_at=paused,

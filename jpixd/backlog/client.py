@@ -58,9 +58,10 @@ class BacklogRejected(BacklogError):
     def not_found(self) -> bool:
         return self.status == 404
 
-    @property
-    def auth(self) -> bool:
-        return self.status in (401, 403) or self.code == 11
+
+class BacklogAuthRefused(BacklogError):
+    """Backlog refused the API key (401/403, code 11). Not a BacklogRejected: it is not
+    about one call or one case, so no per-case handler catches it; it stops the round."""
 
 
 @dataclass
@@ -247,6 +248,9 @@ class BacklogClient:
                     raise BacklogUnavailable(f"{op}: HTTP {status}: {self._clean(message)}")
                 if status >= 400:
                     code, message = _errors(body)
+                    if status in (401, 403) or code == 11:
+                        raise BacklogAuthRefused(f"{op}: HTTP {status}: "
+                                                 f"{self._clean(message)}")
                     raise BacklogRejected(op, status, code, self._clean(message))
                 try:
                     return json.loads(body) if body else None

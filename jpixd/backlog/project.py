@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jpixd.backlog.client import BacklogClient, BacklogRejected
+from jpixd.backlog.client import BacklogAuthRefused, BacklogClient, BacklogRejected
 from jpixd.config import BacklogConfig
 
 HIGH_PRIORITY_ID = 2
@@ -49,10 +49,10 @@ async def resolve(client: BacklogClient, cfg: BacklogConfig) -> Project:
     passes through (try again later)."""
     try:
         project = await client.project(cfg.project_key)
+    except BacklogAuthRefused as exc:
+        raise BacklogConfigError(f"backlog.api_key: Backlog refused the API key ({exc})") \
+            from None
     except BacklogRejected as exc:
-        if exc.auth:
-            raise BacklogConfigError(f"backlog.api_key: Backlog refused the API key ({exc})") \
-                from None
         if exc.not_found:
             raise BacklogConfigError(f"backlog.project_key: no project {cfg.project_key!r} "
                                      f"in {cfg.base_url} ({exc})") from None

@@ -17,7 +17,13 @@ from datetime import datetime, timedelta
 import structlog
 
 from jpixd.backlog import cases
-from jpixd.backlog.client import BacklogClient, BacklogRejected, BacklogUnavailable, Issue
+from jpixd.backlog.client import (
+    BacklogAuthRefused,
+    BacklogClient,
+    BacklogRejected,
+    BacklogUnavailable,
+    Issue,
+)
 from jpixd.backlog.project import BacklogConfigError, Project, resolve
 from jpixd.config import BacklogConfig
 from jpixd.loop import Loop
@@ -48,10 +54,6 @@ class BacklogHealth:
         return {"state": self.state, "since": self.since.isoformat() if self.since else None,
                 "error": self.error,
                 "last_ok_at": self.last_ok_at.isoformat() if self.last_ok_at else None}
-
-
-class AuthRefused(Exception):
-    """The API key stopped working mid-round: stop, and resolve again next round."""
 
 
 class Reconciler(Loop):
@@ -90,7 +92,9 @@ class Reconciler(Loop):
             await self._open(self.project)
             await self._comment()
             await self._close(self.project)
-        except (BacklogConfigError, AuthRefused) as exc:
+        except (BacklogConfigError, BacklogAuthRefused) as exc:
+            # Settings Backlog contradicts, or a key that stopped working mid-round:
+            # resolve again next round.
             self.project = None
             self._failed("misconfigured", str(exc))
         except BacklogUnavailable as exc:
@@ -227,25 +231,25 @@ class Reconciler(Loop):
         try:
             issue = await self.client.issue(t.issue_id or 0)
         except BacklogRejected as exc:
-            if exc.auth:
-                raise AuthRefused(str(exc)) from None
             if not exc.not_found:
                 raise
-            await self.store.ticket_ended(t.id, "gone", self.clock(),
-                                          reason="Backlog 上で削除されました")
-            log.warning("Backlog issue was deleted by hand; jpixd lets it be",
-                        issue=t.issue_key, ticket=t.id)
+            await self._deleted(t.id, t.issue_key)
             return None
         finally:
             self.progress()
         return issue
 
+    async def _deleted(self, ticket_id: int, issue_key: str | None) -> None:
+        """The issue was deleted in Backlog: the case ends with it (its comments too)."""
+        await self.store.ticket_ended(ticket_id, "gone", self.clock(),
+                                      reason="Backlog 上で削除されました")
+        log.warning("Backlog issue was deleted by hand; jpixd lets it be", issue=issue_key,
+                    ticket=ticket_id)
+
     async def _refused(self, t: Ticket, exc: BacklogRejected) -> None:
-        if exc.auth:
-            raise AuthRefused(str(exc)) from None
         now = self.clock()
         if exc.not_found and t.state == "closing":
-            await self.store.ticket_ended(t.id, "gone", now, reason="Backlog 上で削除されました")
+            await self._deleted(t.id, t.issue_key)
             return
         await self.store.ticket_refused(t.id, str(exc), now + REFUSED_RETRY, now)
         log.error("Backlog refused a call for a case; trying again later", ticket=t.id,
@@ -254,11 +258,8 @@ class Reconciler(Loop):
 
     async def _comment_refused(self, comment_id: int, ticket_id: int,
                                exc: BacklogRejected) -> None:
-        if exc.auth:
-            raise AuthRefused(str(exc)) from None
-        if exc.not_found:  # the issue was deleted: the case ends with it
-            await self.store.ticket_ended(ticket_id, "gone", self.clock(),
-                                          reason="Backlog 上で削除されました")
+        if exc.not_found:
+            await self._deleted(ticket_id, None)
             return
         await self.store.comment_dropped(comment_id, self.clock())
         log.error("Backlog refused a comment; it is dropped", ticket=ticket_id,
