@@ -150,13 +150,7 @@ def _recipients(kind: str, ses: dict[str, Any], mail: dict[str, Any]) -> list[Pa
         d = _obj(ses.get("deliveryDelay"), "deliveryDelay")
         when = parse_time(d.get("timestamp"), "deliveryDelay.timestamp")
         delay = d.get("delayType") if isinstance(d.get("delayType"), str) else None
-        out: list[Part] = []
-        for r in _list(d.get("delayedRecipients"), "deliveryDelay.delayedRecipients"):
-            r = _obj(r, "deliveryDelay.delayedRecipients[]")
-            diag = r.get("diagnosticCode") if isinstance(r.get("diagnosticCode"), str) else None
-            out.append((_address(r.get("emailAddress"), "delayedRecipients[].emailAddress"),
-                        delay, diag, when, None))
-        return out
+        return _diagnosed(d, "deliveryDelay", "delayedRecipients", delay, when, None)
     if kind not in KNOWN_TYPES:
         raise NotificationError(f"unknown notification type {kind!r}")
     # Send, Reject, Open, Click, …: the mail's own destination and time.
@@ -176,11 +170,18 @@ def _bounce(b: dict[str, Any]) -> list[Part]:
     subtype = f"{btype}/{bsub}" if isinstance(bsub, str) and bsub else btype
     when = parse_time(b.get("timestamp"), "bounce.timestamp")
     feedback = b.get("feedbackId") if isinstance(b.get("feedbackId"), str) else None
+    return _diagnosed(b, "bounce", "bouncedRecipients", subtype, when, feedback)
+
+
+def _diagnosed(obj: dict[str, Any], name: str, key: str, subtype: str | None,
+               when: datetime, feedback: str | None) -> list[Part]:
+    """One part per entry of `obj[key]` (objects with emailAddress and an optional
+    diagnosticCode), as bounces and delivery delays list their recipients."""
     out: list[Part] = []
-    for r in _list(b.get("bouncedRecipients"), "bounce.bouncedRecipients"):
-        r = _obj(r, "bounce.bouncedRecipients[]")
+    for r in _list(obj.get(key), f"{name}.{key}"):
+        r = _obj(r, f"{name}.{key}[]")
         diag = r.get("diagnosticCode") if isinstance(r.get("diagnosticCode"), str) else None
-        out.append((_address(r.get("emailAddress"), "bouncedRecipients[].emailAddress"),
+        out.append((_address(r.get("emailAddress"), f"{key}[].emailAddress"),
                     subtype, diag, when, feedback))
     return out
 
