@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -31,4 +32,20 @@ async def serve(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handler)
     async with serve_app(app) as url:
+        yield url
+
+
+class Forwarding(Protocol):
+    """A fault-injecting proxy: answers some calls itself, forwards the rest."""
+
+    session: aiohttp.ClientSession | None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse: ...
+
+
+@asynccontextmanager
+async def proxying(proxy: Forwarding) -> AsyncIterator[str]:
+    """Serve `proxy` on loopback with a client session to forward with; its URL."""
+    async with serve(proxy.handle) as url, aiohttp.ClientSession() as session:
+        proxy.session = session
         yield url

@@ -17,7 +17,7 @@ import pytest
 from aiobotocore.session import get_session
 from aiohttp import web
 
-from tests.awsproxy import forward, serve
+from tests.awsproxy import forward, proxying
 from tests.conftest import DaemonProcess, base_mapping, toml_dumps
 from tests.sesnotes import bounce, sns
 
@@ -46,8 +46,7 @@ class HoldingProxy:
 @pytest.fixture
 async def proxy(moto_url: str) -> AsyncIterator[tuple[HoldingProxy, str]]:
     p = HoldingProxy(moto_url)
-    async with serve(p.handle) as url, aiohttp.ClientSession() as session:
-        p.session = session
+    async with proxying(p) as url:
         yield p, url
         p.release.set()  # a held delete must not keep the server from stopping
 

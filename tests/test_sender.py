@@ -28,7 +28,7 @@ from jpixd.mail.transports.smtp import SmtpTransport
 from jpixd.metrics import Metrics
 from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeStatus, Subscriber
 from jpixd.store import Store
-from tests.awsproxy import forward, serve
+from tests.awsproxy import forward, proxying
 from tests.conftest import make_config
 from tests.sesnotes import bounce, sns
 from tests.smtpserver import PASSWORD, USER, SmtpPeer, smtp_server
@@ -272,8 +272,7 @@ class Proxy:
 @pytest.fixture
 async def proxy(moto_url: str) -> AsyncIterator[tuple[Proxy, str]]:
     p = Proxy(moto_url)
-    async with serve(p.handle) as url, aiohttp.ClientSession() as session:
-        p.session = session
+    async with proxying(p) as url:
         yield p, url
 
 
