@@ -9,6 +9,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from jpixd.bounces.parse import parse
+from jpixd.bounces.rules import decide
+from jpixd.config import BouncesConfig
 from jpixd.fanout import Policy, planner
 from jpixd.model import JST, Change, Notice, NoticeKind, NoticeStatus, Subscriber
 from jpixd.store import Store
@@ -79,3 +82,17 @@ async def sent_to(store: Store, now: datetime, *emails: str, ses_ids: bool = Tru
     for d in (await store.list_deliveries(state="pending", limit=1000))[0]:
         await store.mark_sent(d.id, now, transport="ses", message_id=f"<m{d.id}>",
                               ses_message_id=f"ses-{d.email}" if ses_ids else None)
+
+
+async def record_bounce(store: Store, email: str, at: datetime, *, n: int = 1,
+                        btype: str = "Permanent", sub: str = "General") -> None:
+    """An SES bounce of `email` at `at`, recorded as the SQS consumer records it (the
+    default rules; n makes its feedback and SNS ids unique)."""
+    cfg = BouncesConfig()
+    body = sns(bounce([email], btype=btype, sub=sub, feedback=f"fb-{n}",
+                      message_id=f"ses-{email}",
+                      timestamp=at.isoformat().replace("+00:00", "Z")),
+               message_id=f"sns-{n}")
+    events, _ = parse(body)
+    await store.record_events(events, at, soft_window=cfg.soft_bounce_window,
+                              decide=lambda ev, k: decide(ev, k, cfg))

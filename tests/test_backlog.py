@@ -23,14 +23,12 @@ from jpixd.backlog import cases
 from jpixd.backlog.client import BacklogClient, BacklogRejected, BacklogUnavailable
 from jpixd.backlog.project import BacklogConfigError, resolve
 from jpixd.backlog.reconciler import Reconciler
-from jpixd.bounces.parse import parse
-from jpixd.bounces.rules import decide
-from jpixd.config import BacklogConfig, BouncesConfig, Secret
+from jpixd.config import BacklogConfig, Secret
 from jpixd.metrics import Metrics
 from jpixd.model import SendingState
 from jpixd.store import Store
 from tests.backlogserver import API_KEY, FakeBacklog, Fault, backlog_server
-from tests.sesnotes import bounce, sns
+from tests.sesnotes import record_bounce, sent_to
 
 START = datetime(2026, 11, 29, 0, 0, 5, tzinfo=UTC)
 
@@ -72,25 +70,18 @@ class Rig:
     store: Store
     clock: FakeTime
     registry: CollectorRegistry
+    http: aiohttp.ClientSession
+    feedback: int = 0  # SES feedback ids handed out so far
 
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
 
     async def bounce(self, *emails: str, sub: str = "General", btype: str = "Permanent") -> None:
         """SES bounce notifications for these addresses, recorded as the consumer does."""
-        cfg = BouncesConfig()
         for e in emails:
             self.feedback += 1
-            body = sns(bounce([e], btype=btype, sub=sub, feedback=f"fb-{self.feedback}",
-                              message_id=f"ses-{e}",
-                              timestamp=self.clock.now.isoformat().replace("+00:00", "Z")),
-                       message_id=f"sns-{self.feedback}")
-            events, _ = parse(body)
-            await self.store.record_events(events, self.clock(),
-                                           decide=lambda ev, n: decide(ev, n, cfg),
-                                           soft_window=cfg.soft_bounce_window)
-
-    feedback: int = 0
+            await record_bounce(self.store, e, self.clock(), n=self.feedback, btype=btype,
+                                sub=sub)
 
 
 @asynccontextmanager
@@ -104,7 +95,7 @@ async def rig(store: Store, *, limit: int = 600, **cfg: Any) -> AsyncIterator[Ri
         client = BacklogClient(http, fake.base, API_KEY, metrics=metrics, timeout=1.0,
                                wall=clock.wall, monotonic=clock.wall, sleep=clock.sleep)
         yield Rig(fake, client, Reconciler(client, config, store, metrics, clock), store,
-                  clock, registry)
+                  clock, registry, http)
 
 
 def addresses(n: int) -> list[str]:
@@ -112,7 +103,6 @@ def addresses(n: int) -> list[str]:
 
 
 async def subscribed(store: Store, emails: list[str]) -> None:
-    from tests.sesnotes import sent_to
     await sent_to(store, START - timedelta(hours=1), *emails, title="【故障】東京都の一部")
 
 
@@ -433,7 +423,7 @@ async def test_wrong_settings_are_reported_clearly_and_nothing_is_sent(store: St
                (backlog_config(r.fake.base, close_status_id=9), "close_status_id")]
         for cfg, message in bad:
             client = r.client if cfg.api_key.get() == API_KEY else BacklogClient(
-                r.client._session, r.fake.base, cfg.api_key.get(), metrics=r.reconciler.metrics,
+                r.http, r.fake.base, cfg.api_key.get(), metrics=r.reconciler.metrics,
                 wall=r.clock.wall, monotonic=r.clock.wall, sleep=r.clock.sleep)
             with pytest.raises(BacklogConfigError) as exc:
                 await resolve(client, cfg)

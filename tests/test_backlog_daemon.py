@@ -13,14 +13,11 @@ from typing import Any
 
 import aiohttp
 
-from jpixd.bounces.parse import parse
-from jpixd.bounces.rules import decide
-from jpixd.config import BouncesConfig
 from jpixd.loop import Loop
 from jpixd.store import Store
 from tests.backlogserver import API_KEY, Fault, backlog_server
 from tests.conftest import DaemonProcess, base_mapping, make_config, running_daemon, toml_dumps
-from tests.sesnotes import bounce, sent_to, sns
+from tests.sesnotes import record_bounce, sent_to
 
 
 def backlog_section(tmp_path: Path, base_url: str) -> dict[str, Any]:
@@ -28,15 +25,6 @@ def backlog_section(tmp_path: Path, base_url: str) -> dict[str, Any]:
     key.write_text(API_KEY + "\n")
     return {"base_url": base_url, "api_key_file": str(key), "project_key": "NOC",
             "issue_type": "バウンス", "reconcile_interval": "1s", "timeout": "2s"}
-
-
-async def record_bounce(store: Store, email: str) -> None:
-    cfg = BouncesConfig()
-    now = datetime.now(UTC)
-    events, _ = parse(sns(bounce([email], message_id=f"ses-{email}",
-                                 timestamp=now.isoformat().replace("+00:00", "Z"))))
-    await store.record_events(events, now, soft_window=cfg.soft_bounce_window,
-                              decide=lambda ev, n: decide(ev, n, cfg))
 
 
 async def settle(loop: Loop) -> None:
@@ -57,7 +45,7 @@ async def test_an_outage_shows_in_status_not_in_readiness(tmp_path: Path) -> Non
             assert rt is not None
             loop = rt.loops["backlog"]
             await sent_to(rt.store, datetime.now(UTC), "down@isp.example.jp")
-            await record_bounce(rt.store, "down@isp.example.jp")
+            await record_bounce(rt.store, "down@isp.example.jp", datetime.now(UTC))
             await settle(loop)
             async with http.get(d.base_url + "/readyz") as resp:
                 assert resp.status == 200
@@ -123,7 +111,7 @@ async def test_kill_9_between_backlogs_201_and_the_commit(
     store = await Store.open(tmp_path / "state" / "jpixd.sqlite3")
     await store.migrate(datetime.now(UTC))
     await sent_to(store, datetime.now(UTC), "crash@isp.example.jp")
-    await record_bounce(store, "crash@isp.example.jp")
+    await record_bounce(store, "crash@isp.example.jp", datetime.now(UTC))
     await store.close()
 
     async with backlog_server() as fake:
