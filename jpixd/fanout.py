@@ -133,32 +133,46 @@ def reminder_slot(before: timedelta) -> str:
     return f"{int(before.total_seconds())}s"
 
 
+def reminder_starts(notice: Notice) -> list[tuple[str, datetime]]:
+    """(slot suffix, start) of each planned window: the first has no suffix (as before
+    windows existed); later nights are told apart by their start. Reserve days get no
+    reminder: they are used only if the planned night cannot be."""
+    planned = [w.start for w in notice.windows if not w.reserve]
+    if not planned:
+        return [("", notice.starts_at)] if notice.starts_at else []
+    return [("" if i == 0 else "@" + start.astimezone(UTC).strftime("%Y%m%dT%H%M"), start)
+            for i, start in enumerate(planned)]
+
+
 def plan_reminders(notice: Notice, change: Change, subscribers: Sequence[Subscriber],
                    suppressed: frozenset[str], now: datetime,
                    policy: Policy) -> list[tuple[str, PlannedDelivery]]:
-    """Reminders `reminder_before` the start of scheduled construction, as (slot, plan).
+    """Reminders `reminder_before` the start of each window of scheduled (or postponed,
+    with its new date) construction, as (slot, plan).
 
     None once the moment has passed, and none that the subscriber's windows would push
     to or past the start itself (the reminder would then say nothing new).
     """
-    if (notice.kind != NoticeKind.CONSTRUCTION or notice.status != NoticeStatus.SCHEDULED
-            or notice.starts_at is None or change == Change.SILENT):
+    if (notice.kind != NoticeKind.CONSTRUCTION
+            or notice.status not in (NoticeStatus.SCHEDULED, NoticeStatus.POSTPONED)
+            or change in (Change.SILENT, Change.WITHDRAW)):
         return []
-    starts = notice.starts_at
     recipients = _recipients(notice, subscribers, suppressed)
     out: list[tuple[str, PlannedDelivery]] = []
-    for before in policy.reminder_before:
-        at = starts - before
-        if at <= now:
-            continue
-        for s in recipients:
-            assert s.id is not None
-            when = next_open(at, s.windows, policy.tz) if respects_windows(
-                s, notice.kind, policy) else at
-            if when >= starts:
+    for suffix, starts in reminder_starts(notice):
+        for before in policy.reminder_before:
+            at = starts - before
+            if at <= now:
                 continue
-            out.append((reminder_slot(before),
-                        PlannedDelivery(s.id, s.email, "reminder", PRIORITY_REMINDER, when)))
+            for s in recipients:
+                assert s.id is not None
+                when = next_open(at, s.windows, policy.tz) if respects_windows(
+                    s, notice.kind, policy) else at
+                if when >= starts:
+                    continue
+                out.append((reminder_slot(before) + suffix,
+                            PlannedDelivery(s.id, s.email, "reminder", PRIORITY_REMINDER,
+                                            when)))
     return out
 
 

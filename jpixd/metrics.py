@@ -27,6 +27,12 @@ class Metrics:
                                        ["source"], registry=r)
         self.notices = Counter("jpixd_notices", "Notices and revisions recorded",
                                ["source", "kind", "change"], registry=r)
+        self.feed_status_unrecognised = Counter(
+            "jpixd_feed_status_unrecognised", "Items whose words about recovery or status "
+            "were not understood (the status was kept)", ["source"], registry=r)
+        self.feed_detail_failures = Counter(
+            "jpixd_feed_detail_failures", "Detail pages that could not be fetched or read",
+            ["source"], registry=r)
         # Outbox and sending.
         self.deliveries = Gauge("jpixd_deliveries", "Deliveries by state", ["state"], registry=r)
         for state in DeliveryState:  # every state visible from the first scrape, as 0

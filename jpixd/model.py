@@ -35,11 +35,20 @@ class NoticeKind(StrEnum):
 
 class NoticeStatus(StrEnum):
     SCHEDULED = "scheduled"
+    POSTPONED = "postponed"  # 延期: a new date may follow
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     OCCURRED = "occurred"
+    PARTIALLY_RECOVERED = "partially_recovered"  # 「北海道エリアは回復しました。その他…」
     RECOVERED = "recovered"
+    WITHDRAWN = "withdrawn"  # gone from its source without a word: never mailed as an end
+
+
+# Statuses in which a notice still expects news from its source.
+OPEN_STATUSES = frozenset({NoticeStatus.SCHEDULED, NoticeStatus.POSTPONED,
+                           NoticeStatus.IN_PROGRESS, NoticeStatus.OCCURRED,
+                           NoticeStatus.PARTIALLY_RECOVERED})
 
 
 class SubscriberStatus(StrEnum):
@@ -83,12 +92,14 @@ class Change(StrEnum):
     COMPLETE = "complete"  # 【完了】
     RECOVER = "recover"  # 【回復】
     REMINDER = "reminder"  # 【工事】 again, before the start
+    WITHDRAW = "withdraw"  # it left its source without a word: shown to operators, not mailed
+    RESTORE = "restore"  # a withdrawn notice is back as it was: reminders again, no mail
     SILENT = "silent"  # a revision that changes nothing a reader cares about
     BASELINE = "baseline"  # recorded at a first poll or cut-over, never mailed
 
     @property
     def mailed(self) -> bool:
-        return self not in (Change.SILENT, Change.BASELINE)
+        return self not in (Change.SILENT, Change.BASELINE, Change.WITHDRAW, Change.RESTORE)
 
 
 class Window(StrEnum):
@@ -102,6 +113,26 @@ class Window(StrEnum):
 ALL_CARRIERS: tuple[str, ...] = ("east", "west")
 ALL_KINDS: tuple[str, ...] = ("construction", "failure")
 ALL_WINDOWS: tuple[str, ...] = tuple(str(w) for w in Window)
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """One planned window of a notice (a night of multi-night work, or a reserve day)."""
+
+    start: datetime
+    end: datetime | None = None
+    reserve: bool = False  # 予備日: used only if the planned windows cannot be
+
+    def to_json(self) -> dict[str, Any]:
+        return {"start": self.start.astimezone(JST).isoformat(),
+                "end": self.end.astimezone(JST).isoformat() if self.end else None,
+                "reserve": self.reserve}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TimeWindow:
+        end = d.get("end")
+        return cls(datetime.fromisoformat(d["start"]),
+                   datetime.fromisoformat(end) if end else None, bool(d.get("reserve")))
 
 
 @dataclass(frozen=True)
@@ -122,6 +153,9 @@ class Notice:
     services: tuple[str, ...] = ()
     url: str | None = None
     report_number: int | None = None
+    # Every window when there is more than one (multi-night work, 各日, 予備日);
+    # starts_at/ends_at are the first planned one.
+    windows: tuple[TimeWindow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -209,6 +243,10 @@ class SourceState:
     last_error: str | None = None
     consecutive_failures: int = 0
     next_poll_at: datetime | None = None
+    last_result: str | None = None  # ok | not_modified | error | parse_error | layout_changed
+    last_items: int | None = None  # notices the last good poll yielded
+    layout_warning: str | None = None  # why the page looks redesigned, while it does
+    detail_error: str | None = None  # a detail page that keeps failing (NTT West)
 
 
 @dataclass(frozen=True)
@@ -243,6 +281,7 @@ def notice_to_json(n: Notice) -> dict[str, Any]:
         "ends_at": n.ends_at.astimezone(JST).isoformat() if n.ends_at else None,
         "prefectures": list(n.prefectures), "localities": list(n.localities),
         "services": list(n.services), "url": n.url, "report_number": n.report_number,
+        "windows": [w.to_json() for w in n.windows],
     }
 
 
@@ -258,4 +297,5 @@ def notice_from_json(d: dict[str, Any]) -> Notice:
         prefectures=tuple(d.get("prefectures", ())), localities=tuple(d.get("localities", ())),
         services=tuple(d.get("services", ())), url=d.get("url"),
         report_number=d.get("report_number"),
+        windows=tuple(TimeWindow.from_json(w) for w in d.get("windows") or ()),
     )

@@ -119,10 +119,11 @@ async def test_drop_return_reorder_and_whitespace_mail_nothing_new(h: Harness) -
     p = h.poller(source(h.server, send_on_first_poll=True))
     src = p.sources["feed"]
     assert (await p.poll(src)).counts == {"new": 3}
-    h.server.pages["/rss"] = Page(rss2([item(1), item(3)]))  # item 2 dropped
-    assert (await p.poll(src)).counts == {"unchanged": 2}
+    # Item 2 dropped without a recovery: withdrawn (shown to operators), never mailed.
+    h.server.pages["/rss"] = Page(rss2([item(1), item(3)]))
+    assert (await p.poll(src)).counts == {"unchanged": 2, "withdraw": 1}
     h.server.pages["/rss"] = Page(rss2([item(3), item(2), item(1)]))  # back, reordered
-    assert (await p.poll(src)).counts == {"unchanged": 3}
+    assert (await p.poll(src)).counts == {"unchanged": 2, "restore": 1}
     spaced = item(2)
     spaced.description = "  発生日時　2026年11月28日 12時00分頃  \n\n "
     spaced.title = f"  {spaced.title}  "
@@ -130,7 +131,10 @@ async def test_drop_return_reorder_and_whitespace_mail_nothing_new(h: Harness) -
     assert (await p.poll(src)).counts == {"unchanged": 3}
     assert await deliveries(h.store) == 3
     stored = await h.store.notice_by_key("feed", "https://www.example.jp/f/2.html")
-    assert stored is not None and len(await h.store.revisions(stored.id)) == 1
+    assert stored is not None and stored.notice.status == NoticeStatus.OCCURRED
+    revisions = await h.store.revisions(stored.id)
+    assert [(r.change, r.mailed) for r in revisions] == [
+        (Change.NEW, True), (Change.WITHDRAW, False), (Change.RESTORE, False)]
 
 
 async def test_a_second_report_supersedes_and_a_recovery_is_mailed(h: Harness) -> None:

@@ -22,15 +22,23 @@ import structlog
 
 from jpixd.config import SourceConfig
 from jpixd.fanout import Policy, planner
+from jpixd.feeds import identity, layout
 from jpixd.feeds.charset import decode
-from jpixd.feeds.errors import FeedError, ParseError
+from jpixd.feeds.errors import FeedError, LayoutChanged, ParseError
 from jpixd.feeds.fetch import Fetched, Fetcher
-from jpixd.feeds.normalise import Draft, ItemError, classify, normalise, revision_of
+from jpixd.feeds.normalise import (
+    Draft,
+    ItemError,
+    classify,
+    normalise_item,
+    revision_of,
+)
 from jpixd.feeds.parsers import ParseResult, json_feed, ntt_east, ntt_west, rss
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
-from jpixd.model import Change, Clock, SourceState
+from jpixd.model import Change, Clock, Notice, NoticeStatus, SourceState, StoredNotice
 from jpixd.store import Store
+from jpixd.store.notices import RecordResult
 
 log = structlog.get_logger("jpixd.feeds")
 
@@ -38,6 +46,10 @@ _PARSERS: dict[str, Callable[..., ParseResult]] = {
     "rss": rss.parse, "atom": rss.parse, "json": json_feed.parse,
     "ntt-east": ntt_east.parse, "ntt-west": ntt_west.parse,
 }
+DETAILS: dict[str, Callable[[str, Draft], Draft]] = {
+    "ntt-east": ntt_east.detail, "ntt-west": ntt_west.detail,
+}
+POLL_RESULTS = ("ok", "not_modified", "error", "parse_error", "layout_changed")
 MAX_BACKOFF = timedelta(hours=1)
 
 
@@ -49,9 +61,19 @@ async def _sleep(seconds: float) -> None:
 
 
 @dataclass
+class _Poll:
+    """What one poll learns as it goes: the notices it saw, the open ones it may link to."""
+
+    seen: set[int] = field(default_factory=set)
+    open: list[StoredNotice] | None = None
+    detail_error: str | None = None
+    layout: str | None = None  # a detail page in a layout we cannot read
+
+
+@dataclass
 class PollReport:
     source: str
-    result: str  # ok | not_modified | error | parse_error
+    result: str  # ok | not_modified | error | parse_error | layout_changed
     error: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     changes: list[dict[str, Any]] = field(default_factory=list)
@@ -86,6 +108,11 @@ class FeedPoller(Loop):
         self.baseline_pending = set(self.sources) if baseline else set()
         self.next_due: dict[str, datetime] = {}
         self.interval = min((s.interval.total_seconds() for s in sources), default=60.0)
+        for name in self.sources:  # every series from start-up, as 0 (SPEC §9)
+            for result in POLL_RESULTS:
+                metrics.feed_polls.labels(name, result)
+            metrics.feed_status_unrecognised.labels(name)
+            metrics.feed_detail_failures.labels(name)
 
     @property
     def stale_after(self) -> float:
@@ -145,55 +172,78 @@ class FeedPoller(Loop):
         try:
             text, _codec = decode(fetched.body, fetched.charset)
             parsed = _PARSERS[src.kind](text, url=fetched.final_url)
+        except LayoutChanged as exc:
+            return await self._layout_changed(src, state, now, str(exc))
         except ParseError as exc:
             return await self._failed(src, state, now, "parse_error", str(exc))
+        why = layout.verdict(src.kind, parsed, state.last_items)
+        if why is not None:
+            # The page is not what it was: read nothing from it, keep what we had.
+            return await self._layout_changed(src, state, now, why)
         report = PollReport(src.name, "ok")
-        await self._items(src, state, parsed, fetched.final_url, now, report)
+        poll = _Poll()
+        await self._items(src, state, parsed, fetched.final_url, now, report, poll)
+        if report.complete and not parsed.errors:
+            await self._withdraw(src, poll, now, report)
+        state = replace(state, detail_error=poll.detail_error,
+                        last_items=len(parsed.drafts) if report.complete else state.last_items)
         await self._succeeded(src, state, now, fetched, complete=report.complete)
+        if poll.layout is not None:
+            await self._layout_changed(src, await self.store.source_state(src.name), now,
+                                       poll.layout, next_at=self.next_due[src.name])
+            report.result, report.error = "layout_changed", poll.layout
         return report
 
     async def _items(self, src: SourceConfig, state: SourceState, parsed: ParseResult,
-                     base_url: str, now: datetime, report: PollReport) -> None:
+                     base_url: str, now: datetime, report: PollReport, poll: _Poll) -> None:
         baseline = src.name in self.baseline_pending or (
             not state.baseline_done and not src.send_on_first_poll)
         for err in parsed.errors:
             await self._quarantine(src, err, report)
-        known = await self.store.fingerprints(src.name) if src.kind == "ntt-west" else {}
+        known = await self.store.fingerprints(src.name) if any(
+            d.needs_detail for d in parsed.drafts) else {}
         details = 0
         for draft in parsed.drafts:
             try:
-                if src.kind == "ntt-west":
+                fp = None
+                if draft.needs_detail and src.kind in DETAILS:
                     fp = ntt_west.fingerprint(draft)
                     seen = known.get(draft.external_id)
                     if seen is not None and seen[1] == fp:
                         await self.store.touch_notice(seen[0], now)
+                        poll.seen.add(seen[0])
                         report.count("unchanged")
                         continue
                     if details and src.detail_delay.total_seconds() > 0:
                         await self.sleep(src.detail_delay.total_seconds())  # politeness
                     details += 1
-                    draft = await self._detail(src, draft)
+                    draft = await self._detail(src, draft, poll)
                     self.progress()
-                    await self._record(src, draft, base_url, now, baseline, report, fp)
-                else:
-                    await self._record(src, draft, base_url, now, baseline, report, None)
+                await self._record(src, draft, base_url, now, baseline, report, fp, poll)
             except ItemError as err:
                 await self._quarantine(src, err, report)
+            except LayoutChanged as exc:
+                report.complete = False
+                report.count("retry_later")
+                poll.layout = poll.detail_error = f"{draft.url}: {exc}"
+                self.metrics.feed_detail_failures.labels(src.name).inc()
             except FeedError as exc:
                 # The item is not lost: the validators are not saved, so the next poll
                 # sees it again.
                 report.complete = False
                 report.count("retry_later")
+                poll.detail_error = f"{draft.url}: {exc}"
+                self.metrics.feed_detail_failures.labels(src.name).inc()
                 log.warning("item not recorded; will retry", item=draft.external_id,
                             error=str(exc))
 
-    async def _detail(self, src: SourceConfig, draft: Draft) -> Draft:
+    async def _detail(self, src: SourceConfig, draft: Draft, poll: _Poll) -> Draft:
         assert draft.url is not None
         page = await self.fetcher.fetch(draft.url, limit_seconds=src.timeout.total_seconds(),
                                         max_bytes=src.max_body_bytes)
         text, _ = decode(page.body, page.charset)
         try:
-            return ntt_west.detail(text, draft)
+            return DETAILS[src.kind](text, draft)
         except ParseError as exc:
             # Kept verbatim for a person to look at, and retried on the next poll.
             await self.store.quarantine(origin="feed", ref=f"{src.name}:{draft.external_id}",
@@ -201,20 +251,49 @@ class FeedPoller(Loop):
             raise
 
     async def _record(self, src: SourceConfig, draft: Draft, base_url: str, now: datetime,
-                      baseline: bool, report: PollReport, fingerprint: str | None) -> None:
-        notice = normalise(draft, source=src.name, carrier=src.carrier, ref=now,
-                           base_url=base_url)
+                      baseline: bool, report: PollReport, fingerprint: str | None,
+                      poll: _Poll) -> None:
+        item = normalise_item(draft, source=src.name, carrier=src.carrier, ref=now,
+                              base_url=base_url)
+        notice, key = item.notice, item.notice.external_id
+        if item.unrecognised:
+            self.metrics.feed_status_unrecognised.labels(src.name).inc()
+            log.warning("status words not understood; status kept", item=key,
+                        phrases=list(item.unrecognised)[:5])
+        stored = await self.store.notice_by_key(src.name, key)
+        if stored is None:
+            if poll.open is None:
+                poll.open = await self.store.open_notices(src.name)
+            stored = identity.continued(poll.open, notice)
+            if stored is not None:
+                log.info("report linked to the notice it continues", item=key,
+                         notice_id=stored.id, report_number=notice.report_number)
+        if stored is not None:
+            poll.seen.add(stored.id)
+            notice = replace(notice, external_id=stored.notice.external_id)
+            if identity.older_report(stored.notice, notice):
+                await self.store.touch_notice(stored.id, now, fingerprint, source=src.name,
+                                              key=key, report_number=notice.report_number)
+                report.count("older_report")
+                return
+            if not item.status_stated and stored.notice.status != NoticeStatus.WITHDRAWN:
+                notice = replace(notice, status=stored.notice.status)  # when unsure, keep it
         rev = revision_of(notice)
-        stored = await self.store.notice_by_key(src.name, notice.external_id)
         if stored is not None and stored.revision == rev:
-            await self.store.touch_notice(stored.id, now, fingerprint)
+            await self.store.touch_notice(stored.id, now, fingerprint, source=src.name,
+                                          key=key, report_number=notice.report_number)
             report.count("unchanged")
             return
         change = Change.BASELINE if baseline else classify(
             stored.notice if stored else None, notice)
         result = await self.store.record_revision(
-            notice, revision=rev, change=change, now=now, fingerprint=fingerprint,
+            notice, revision=rev, change=change, now=now, fingerprint=fingerprint, key=key,
             planner=planner(notice, change, now, self.policy))
+        poll.seen.add(result.notice_id)
+        self._recorded(src, notice, change, result, report)
+
+    def _recorded(self, src: SourceConfig, notice: Notice, change: Change,
+                  result: RecordResult, report: PollReport) -> None:
         report.count(str(change))
         report.changes.append({"notice_id": result.notice_id,
                                "external_id": notice.external_id, "change": str(change),
@@ -224,6 +303,21 @@ class FeedPoller(Loop):
                  kind=str(notice.kind), status=str(notice.status),
                  deliveries=result.deliveries, reminders=result.reminders,
                  superseded=result.superseded)
+
+    async def _withdraw(self, src: SourceConfig, poll: _Poll, now: datetime,
+                        report: PollReport) -> None:
+        """Open notices this complete poll did not show: marked withdrawn, reminders held,
+        nothing mailed (a notice is never announced as ended unless its source says so)."""
+        gone = identity.withdrawn(await self.store.open_notices(src.name), poll.seen, now)
+        for stored in gone:
+            notice = replace(stored.notice, status=NoticeStatus.WITHDRAWN)
+            result = await self.store.record_revision(
+                notice, revision=revision_of(notice), change=Change.WITHDRAW, now=now,
+                planner=planner(notice, Change.WITHDRAW, now, self.policy))
+            log.warning("notice withdrawn: gone from its source without a word",
+                        notice_id=stored.id, kind=str(notice.kind),
+                        was=str(stored.notice.status), reminders_held=result.reminders_cancelled)
+            self._recorded(src, notice, Change.WITHDRAW, result, report)
 
     async def _quarantine(self, src: SourceConfig, err: ItemError, report: PollReport) -> None:
         new = await self.store.quarantine(origin="feed", ref=f"{src.name}:{err.ref}",
@@ -239,6 +333,8 @@ class FeedPoller(Loop):
         next_at = now + src.interval * jitter
         new = replace(
             state, last_success_at=now, consecutive_failures=0, next_poll_at=next_at,
+            last_error=None, layout_warning=None,
+            last_result="not_modified" if fetched.not_modified else "ok",
             # Validators only when every item is committed (see the module docstring).
             etag=fetched.etag if complete else None,
             last_modified=fetched.last_modified if complete else None,
@@ -258,8 +354,21 @@ class FeedPoller(Loop):
         next_at = now + backoff * self.rng.uniform(0.5, 1.0)
         await self.store.save_source_state(src.name, replace(
             state, last_error_at=now, last_error=error, consecutive_failures=failures,
-            next_poll_at=next_at))
+            next_poll_at=next_at, last_result=result))
         self.next_due[src.name] = next_at
         log.warning("feed poll failed", result=result, error=error, failures=failures,
                     retry_in_s=round((next_at - now).total_seconds(), 1))
         return PollReport(src.name, result, error=error)
+
+    async def _layout_changed(self, src: SourceConfig, state: SourceState, now: datetime,
+                              why: str, next_at: datetime | None = None) -> PollReport:
+        """The page no longer reads as it did: nothing recorded, withdrawn or mailed; the
+        source polls on at its interval (readiness untouched) and says why."""
+        next_at = next_at or now + src.interval * self.rng.uniform(0.9, 1.1)
+        await self.store.save_source_state(src.name, replace(
+            state, last_error_at=now, last_error=f"layout changed: {why}",
+            layout_warning=why, last_result="layout_changed", next_poll_at=next_at))
+        self.next_due[src.name] = next_at
+        log.error("feed layout changed: nothing read from this page", reason=why,
+                  last_items=state.last_items)
+        return PollReport(src.name, "layout_changed", error=why)

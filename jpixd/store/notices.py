@@ -10,6 +10,7 @@ from datetime import datetime
 import aiosqlite
 
 from jpixd.model import (
+    OPEN_STATUSES,
     Change,
     FanoutPlan,
     Notice,
@@ -18,6 +19,7 @@ from jpixd.model import (
     Revision,
     StoredNotice,
     Subscriber,
+    TimeWindow,
     notice_to_json,
 )
 from jpixd.store.base import (
@@ -55,6 +57,7 @@ def _row_to_notice(row: aiosqlite.Row) -> StoredNotice:
         body=row["body"], starts_at=from_db(row["starts_at"]), ends_at=from_db(row["ends_at"]),
         prefectures=tlist(row["prefectures"]), localities=tlist(row["localities"]),
         services=tlist(row["services"]), url=row["url"], report_number=row["report_number"],
+        windows=tuple(TimeWindow.from_json(w) for w in json.loads(row["windows"] or "[]")),
     )
     return StoredNotice(id=row["id"], notice=notice, revision=row["revision"],
                         first_seen=from_db_req(row["first_seen"]),
@@ -65,15 +68,16 @@ def _row_to_notice(row: aiosqlite.Row) -> StoredNotice:
 _UPSERT = """
 INSERT INTO notices (source, external_id, carrier, kind, status, title, body, starts_at,
                      ends_at, prefectures, localities, services, url, report_number, revision,
-                     first_seen, last_changed, last_seen)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     first_seen, last_changed, last_seen, windows)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (source, external_id) DO UPDATE SET
     carrier = excluded.carrier, kind = excluded.kind, status = excluded.status,
     title = excluded.title, body = excluded.body, starts_at = excluded.starts_at,
     ends_at = excluded.ends_at, prefectures = excluded.prefectures,
     localities = excluded.localities, services = excluded.services, url = excluded.url,
     report_number = excluded.report_number, revision = excluded.revision,
-    last_changed = excluded.last_changed, last_seen = excluded.last_seen
+    last_changed = excluded.last_changed, last_seen = excluded.last_seen,
+    windows = excluded.windows
 RETURNING id
 """
 
@@ -85,10 +89,26 @@ VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
 
 
 class NoticeStore(SubscriberStore, SqliteBase):
-    async def notice_by_key(self, source: str, external_id: str) -> StoredNotice | None:
-        row = await self._one("SELECT * FROM notices WHERE source = ? AND external_id = ?",
-                              (source, external_id))
+    async def notice_by_key(self, source: str, key: str) -> StoredNotice | None:
+        """The notice a source has shown under `key`: its own id or any later key (a
+        第N報 at a new URL) that was linked to it."""
+        row = await self._one("SELECT n.* FROM notice_keys k JOIN notices n "
+                              "ON n.id = k.notice_id WHERE k.source = ? AND k.key = ?",
+                              (source, key))
         return _row_to_notice(row) if row else None
+
+    async def open_notices(self, source: str) -> list[StoredNotice]:
+        """Notices of a source that still expect news (a report may continue one)."""
+        marks = ", ".join("?" for _ in OPEN_STATUSES)
+        rows = await self._all(f"SELECT * FROM notices WHERE source = ? AND status IN ({marks}) "
+                               "ORDER BY id", (source, *sorted(OPEN_STATUSES)))
+        return [_row_to_notice(r) for r in rows]
+
+    async def key_reports(self, source: str) -> dict[str, int | None]:
+        """key → the report number last read under it, for one source."""
+        rows = await self._all("SELECT key, report_number FROM notice_keys WHERE source = ?",
+                               (source,))
+        return {r["key"]: r["report_number"] for r in rows}
 
     async def get_notice(self, notice_id: int) -> StoredNotice | None:
         row = await self._one("SELECT * FROM notices WHERE id = ?", (notice_id,))
@@ -96,9 +116,11 @@ class NoticeStore(SubscriberStore, SqliteBase):
 
     async def record_revision(self, notice: Notice, *, revision: str, change: Change,
                               now: datetime, planner: Planner,
-                              fingerprint: str | None = None) -> RecordResult:
+                              fingerprint: str | None = None,
+                              key: str | None = None) -> RecordResult:
         """Store a new notice or a changed revision and, in the same transaction, retire
-        the deliveries it makes stale and create the ones it calls for."""
+        the deliveries it makes stale and create the ones it calls for. `key` is what the
+        source showed it under, when that is not the notice's own id (a linked report)."""
         n = notice
         t = to_db(now)
         async with self._tx() as db:
@@ -107,11 +129,14 @@ class NoticeStore(SubscriberStore, SqliteBase):
                 to_db(n.starts_at) if n.starts_at else None,
                 to_db(n.ends_at) if n.ends_at else None,
                 jlist(n.prefectures), jlist(n.localities), jlist(n.services), n.url,
-                n.report_number, revision, t, t, t))
+                n.report_number, revision, t, t, t,
+                json.dumps([w.to_json() for w in n.windows])))
             assert row is not None
             notice_id = int(row["id"])
             await db.execute("UPDATE notices SET fingerprint = ? WHERE id = ?",
                              (fingerprint, notice_id))
+            await self._remember_key(db, n.source, key or n.external_id, notice_id,
+                                     fingerprint, n.report_number)
             cur = await db.execute(
                 "INSERT INTO notice_revisions (notice_id, revision, change, content, mailed, "
                 "seen_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -152,19 +177,34 @@ class NoticeStore(SubscriberStore, SqliteBase):
         return RecordResult(notice_id, revision_id, len(plan.notices), len(plan.reminders),
                             superseded, cancelled)
 
+    @staticmethod
+    async def _remember_key(db: aiosqlite.Connection, source: str, key: str, notice_id: int,
+                            fingerprint: str | None, report_number: int | None) -> None:
+        await db.execute(
+            "INSERT INTO notice_keys (source, key, notice_id, fingerprint, report_number) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, key) DO UPDATE SET "
+            "notice_id = excluded.notice_id, "
+            "fingerprint = COALESCE(excluded.fingerprint, notice_keys.fingerprint), "
+            "report_number = COALESCE(excluded.report_number, notice_keys.report_number)",
+            (source, key, notice_id, fingerprint, report_number))
+
     async def touch_notice(self, notice_id: int, now: datetime,
-                           fingerprint: str | None = None) -> None:
-        """Seen again, unchanged."""
+                           fingerprint: str | None = None, *, source: str | None = None,
+                           key: str | None = None, report_number: int | None = None) -> None:
+        """Seen again, unchanged (under `key`, which is remembered as one of its keys)."""
         async with self._tx() as db:
             await db.execute("UPDATE notices SET last_seen = ?, "
                              "fingerprint = COALESCE(?, fingerprint) WHERE id = ?",
                              (to_db(now), fingerprint, notice_id))
+            if source is not None and key is not None:
+                await self._remember_key(db, source, key, notice_id, fingerprint,
+                                         report_number)
 
     async def fingerprints(self, source: str) -> dict[str, tuple[int, str | None]]:
-        """external_id → (notice id, list fingerprint) for one source."""
-        rows = await self._all("SELECT id, external_id, fingerprint FROM notices "
+        """key → (notice id, list fingerprint) for one source."""
+        rows = await self._all("SELECT key, notice_id, fingerprint FROM notice_keys "
                                "WHERE source = ?", (source,))
-        return {r["external_id"]: (r["id"], r["fingerprint"]) for r in rows}
+        return {r["key"]: (r["notice_id"], r["fingerprint"]) for r in rows}
 
     async def list_notices(self, *, source: str | None = None, kind: str | None = None,
                            status: str | None = None, prefecture: str | None = None,

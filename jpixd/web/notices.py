@@ -52,6 +52,8 @@ async def list_sources(request: web.Request) -> web.Response:
             "last_error_at": st.last_error_at.isoformat() if st.last_error_at else None,
             "last_error": st.last_error, "consecutive_failures": st.consecutive_failures,
             "next_poll_at": st.next_poll_at.isoformat() if st.next_poll_at else None,
+            "last_result": st.last_result, "last_items": st.last_items,
+            "layout_warning": st.layout_warning, "detail_error": st.detail_error,
         })
     return json_response({"items": items})
 

@@ -15,3 +15,7 @@ from jpixd.feeds.normalise import Draft, ItemError
 class ParseResult:
     drafts: list[Draft] = field(default_factory=list)
     errors: list[ItemError] = field(default_factory=list)
+    # Notice-like text that no part of the parser read (a section in an unknown layout).
+    warnings: list[str] = field(default_factory=list)
+    # The page says it has nothing (「故障情報はありません」) in a section of its own.
+    says_empty: bool = False

@@ -6,7 +6,7 @@ import calendar
 import hashlib
 import json
 import re
-from collections import Counter
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -46,11 +46,22 @@ def entries(text: str) -> list[Any]:
     return list(parsed.entries)
 
 
-def item_id(entry: Any, link_counts: Counter[str], base: str) -> str:
-    """The link (stable for NTT's detail pages, and not re-minted like some guids) when
-    it names this item alone; otherwise the guid; otherwise a hash of title and date."""
-    link = canonical_url(entry.get("link"), base)
-    if link and link_counts[link] == 1:
+def link_of(entry: Any, raw: str) -> str | None:
+    """The item's link as written: feedparser turns `file:///path` into `file://path`."""
+    link = entry.get("link")
+    if isinstance(link, str) and link.startswith("file://") and not link.startswith(
+            "file:///") and f"file:///{link[7:]}" in raw:
+        return f"file:///{link[7:]}"
+    return link if isinstance(link, str) else None
+
+
+def item_id(entry: Any, base: str, raw: str) -> str:
+    """The link (stable for NTT's detail pages, and not re-minted like some guids);
+    otherwise the guid; otherwise a hash of title and date. Items that share a link are
+    one notice (see `newest`), so the key never switches to the guid when a second item
+    with the same link appears: that would orphan the first notice."""
+    link = canonical_url(link_of(entry, raw), base)
+    if link:
         return link
     guid = (entry.get("id") or "").strip()
     if guid:
@@ -65,20 +76,41 @@ def payload(entry: Any) -> str:
                       ensure_ascii=False, default=str)
 
 
+_REPORT = re.compile(r"第\s*([0-9０-９]{1,6})\s*報")
+
+
+def _newness(d: Draft) -> tuple[int, float]:
+    m = _REPORT.search(d.title)
+    number = int(unicodedata.normalize("NFKC", m.group(1))) if m else 0
+    return number, d.published.timestamp() if d.published else 0.0
+
+
+def newest(drafts: list[Draft]) -> list[Draft]:
+    """Several items for one key (第1報 and 第2報 linking one detail page, or one id twice):
+    the newest report stands for the notice; the others are older news of it."""
+    best: dict[str, Draft] = {}
+    for d in drafts:
+        seen = best.get(d.external_id)
+        if seen is None or _newness(d) > _newness(seen):
+            best[d.external_id] = d
+    return [d for d in drafts if best[d.external_id] is d]
+
+
 def parse(text: str, *, url: str) -> ParseResult:
     items = entries(text)
-    counts = Counter(canonical_url(e.get("link"), url) or "" for e in items)
     result = ParseResult()
     for e in items:
         title = fragment_text(e.get("title", "") or "")
-        ident = item_id(e, counts, url)
+        ident = item_id(e, url, text)
         if not title.strip():
             result.errors.append(ItemError(ident, "item has no title", payload(e)))
             continue
+        link = link_of(e, text)
         result.drafts.append(Draft(
             external_id=ident, title=title, body=_body(e),
-            url=urljoin(url, e["link"]) if e.get("link") else None,
+            url=urljoin(url, link) if link else None,
             categories=tuple(t.get("term", "") for t in e.get("tags", []) if t.get("term")),
             published=_when(e),
         ))
+    result.drafts = newest(result.drafts)
     return result
