@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("check-config", help="validate the config and exit"))
     with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
     sub.add_parser("version", help="print the version")
+    parse = sub.add_parser("parse", help="show what a saved page or URL yields (no database)")
+    parse.add_argument("--kind", required=True, choices=("rss", "atom", "json", "ntt-east",
+                                                         "ntt-west"))
+    parse.add_argument("target", metavar="FILE|URL")
+    parse.add_argument("--now", metavar="ISO",
+                       help="the time to read year-less dates against (default: now)")
+    parse.add_argument("--json", action="store_true", help="print only the JSON")
     subs = sub.add_parser("subscribers", help="import or export subscribers as CSV")
     actions = subs.add_subparsers(dest="action", required=True)
     imp = with_config(actions.add_parser(
@@ -157,6 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(f"jpixd {__version__}")
         return EXIT_OK
+    if args.command == "parse":
+        from jpixd.parsecmd import run_parse
+
+        logs.configure("warning", "console", stream=sys.stderr)
+        return run_parse(args.kind, args.target, args.now, only_json=args.json)
     origin = str(args.config) if args.config else "<embedded default>"
     try:
         cfg = load_config(args.config)

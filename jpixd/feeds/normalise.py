@@ -56,7 +56,8 @@ class Draft:
     needs_detail: bool = False  # the fields are on the linked page (fetched by the poller)
 
 
-_FAILURE_WORDS = ("故障", "障害", "不具合", "ご利用しづらい", "つながりにくい", "利用できない")
+_FAILURE_WORDS = ("故障", "障害", "不具合", "ご利用しづらい", "つながりにくい", "利用できない",
+                  "ご利用いただけない", "への影響", "影響規模")
 _CONSTRUCTION_WORDS = ("工事", "メンテナンス", "保守作業", "作業のお知らせ")
 
 _STATUS_VALUES = {s.value for s in NoticeStatus} - {"withdrawn"}
@@ -198,7 +199,9 @@ def _service_names(text: str) -> tuple[str, ...]:
         if not part or _SUBHEAD.match(part):
             continue
         name = re.split(r"[:：]", part, maxsplit=1)[0].strip()
-        name = re.sub(r"^[・･\-‐]\s*|^うち\s*", "", name)
+        if re.match(r"^(?:うち|内訳|※)", name):
+            continue  # 「うち 沿岸部 :約3万回線」: a part of the line above, not a service
+        name = re.sub(r"^[・･\-‐]\s*", "", name)
         inner = re.findall(r"[(（]([^)）]{1,30})[)）]", name)
         head = re.sub(r"\s*[(（][^)）]*[)）]", "", name)
         for n in (head, *inner):
@@ -215,6 +218,7 @@ def find_localities(area_text: str) -> tuple[str, ...]:
     for pref, _code in prefectures.names_in_order():
         text = text.replace(pref + "の", "").replace(pref, " ")
     text = re.sub(r"(の各?一部(?:エリア|地域)?|全域|の一部地域|一部地域|など|等|周辺)", " ", text)
+    text = re.sub(r"[①-⑳]|\(\d{1,2}\)", " ", text)
     parts = [p.strip(" ・、,") for p in re.split(r"[、,・\s]+", text)]
     return tuple(dict.fromkeys(p for p in parts if p and len(p) <= 30
                                and p not in _NOT_LOCALITY))

@@ -25,6 +25,7 @@ from jpixd.fanout import Policy, planner
 from jpixd.feeds import identity, layout
 from jpixd.feeds.charset import decode
 from jpixd.feeds.errors import FeedError, LayoutChanged, ParseError
+from jpixd.feeds.extract import DETAILS, PARSERS
 from jpixd.feeds.fetch import Fetched, Fetcher
 from jpixd.feeds.normalise import (
     Draft,
@@ -33,7 +34,7 @@ from jpixd.feeds.normalise import (
     normalise_item,
     revision_of,
 )
-from jpixd.feeds.parsers import ParseResult, json_feed, ntt_east, ntt_west, rss
+from jpixd.feeds.parsers import ParseResult, ntt_west
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Change, Clock, Notice, NoticeStatus, SourceState, StoredNotice
@@ -42,13 +43,7 @@ from jpixd.store.notices import RecordResult
 
 log = structlog.get_logger("jpixd.feeds")
 
-_PARSERS: dict[str, Callable[..., ParseResult]] = {
-    "rss": rss.parse, "atom": rss.parse, "json": json_feed.parse,
-    "ntt-east": ntt_east.parse, "ntt-west": ntt_west.parse,
-}
-DETAILS: dict[str, Callable[[str, Draft], Draft]] = {
-    "ntt-east": ntt_east.detail, "ntt-west": ntt_west.detail,
-}
+_PARSERS = PARSERS
 POLL_RESULTS = ("ok", "not_modified", "error", "parse_error", "layout_changed")
 MAX_BACKOFF = timedelta(hours=1)
 

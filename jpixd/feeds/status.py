@@ -141,6 +141,7 @@ def judge(kind: NoticeKind, fields: Sequence[tuple[str, str]]) -> Judgement:
     """
     unrecognised: list[str] = []
     weak: Judgement | None = None
+    decided: Judgement | None = None
     for name, raw in fields:
         text = _norm(raw)
         if not text:
@@ -148,7 +149,15 @@ def judge(kind: NoticeKind, fields: Sequence[tuple[str, str]]) -> Judgement:
         if kind == NoticeKind.FAILURE:
             status, unplaced = _failure(text)
             unrecognised.extend(unplaced)
-            if status is not None:
+            if decided is not None:
+                # A more specific field said "not yet"; a later one (service lines
+                # 「→回復」) says some of it is back: partly, never wholly, recovered.
+                if status in (NoticeStatus.RECOVERED, NoticeStatus.PARTIALLY_RECOVERED):
+                    return Judgement(NoticeStatus.PARTIALLY_RECOVERED, name, ())
+                continue
+            if status == NoticeStatus.OCCURRED:
+                decided = Judgement(status, name, ())
+            elif status is not None:
                 return Judgement(status, name, tuple(unrecognised))
             continue
         found = _construction(text)
@@ -156,6 +165,8 @@ def judge(kind: NoticeKind, fields: Sequence[tuple[str, str]]) -> Judgement:
             return Judgement(found, name, ())
         if found is not None and weak is None:
             weak = Judgement(found, name, ())
+    if decided is not None:
+        return decided
     if weak is not None:
         return weak
     return Judgement(None, "", tuple(dict.fromkeys(unrecognised)))

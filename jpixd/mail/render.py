@@ -36,6 +36,8 @@ STATUS_LABELS = {
     NoticeStatus.SCHEDULED: "予定", NoticeStatus.IN_PROGRESS: "実施中",
     NoticeStatus.COMPLETED: "完了", NoticeStatus.CANCELLED: "中止",
     NoticeStatus.OCCURRED: "発生中", NoticeStatus.RECOVERED: "回復",
+    NoticeStatus.POSTPONED: "延期", NoticeStatus.PARTIALLY_RECOVERED: "一部回復（復旧作業中）",
+    NoticeStatus.WITHDRAWN: "掲載終了",
 }
 
 

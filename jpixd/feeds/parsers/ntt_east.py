@@ -31,7 +31,7 @@ from jpixd.feeds.errors import LayoutChanged, ParseError
 from jpixd.feeds.html import element_text, parse_document
 from jpixd.feeds.normalise import Draft, ItemError, canonical_url
 from jpixd.feeds.parsers import ParseResult, press
-from jpixd.feeds.parsers.tables import dl_fields, header_map
+from jpixd.feeds.parsers.tables import dl_fields, header_map, is_note_row, row_values
 
 _EMPTY = re.compile(r"ありません|ございません|予定はありません|情報はございません")
 _DATED = re.compile(r"\d{1,2}\s*月\s*\d{1,2}\s*日|\d{1,2}\s*[:：]\s*\d{2}|\d{1,2}\s*時")
@@ -118,12 +118,9 @@ class _Walker:
             return False  # a layout table: its cells are read as text
         mapping, rows = found
         for row in rows:
-            if not any(c.tag == "td" for c in row):
+            if not any(c.tag == "td" for c in row) or is_note_row(row):
                 continue
-            values: dict[str, str] = {}
-            for j, name in mapping.items():
-                if j < len(row) and name not in values:
-                    values[name] = element_text(row[j])
+            values = row_values(row, mapping)
             tr = row[-1].getparent()
             payload = lxml.html.tostring(tr if tr is not None else row[-1], encoding="unicode")
             links = [a.get("href") or "" for c in dict.fromkeys(row) for a in c.iter("a")
@@ -163,7 +160,7 @@ class _Walker:
         area = values.get("area", "")
         word = "工事" if kind == "construction" else "故障" if kind == "failure" else "お知らせ"
         self.result.drafts.append(Draft(
-            external_id=key, title=values.get("title") or f"{names}{area}における{word}".strip(),
+            external_id=key, title=values.get("title") or f"{names} {area}における{word}".strip(),
             body=values.get("body", ""), url=links[0] if links else None, kind=kind,
             status=values.get("status"), remarks=values.get("remarks", ""),
             measures=values.get("measures", ""),

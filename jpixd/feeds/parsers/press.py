@@ -18,7 +18,8 @@ from jpixd.feeds.parsers.tables import field_of
 
 # 「1.発生日時」, 「２．影響エリア」, 「(1) 発生日時」, 「1 発生日時：…」 at the start of a line.
 _HEADING = re.compile(
-    r"^\s*(?:\(?\d{1,2}\)?[.．、)]?|[①-⑳]|[■●◆□]) ?([^:：\n]{2,24}?)\s*(?:[:：]\s*(.*))?$")
+    r"^\s*(?:\d{1,2}[.．、)]|\(\d{1,2}\)|[①-⑳]|[■●◆□]) ?([^\d:：\n][^:：\n]{1,23}?)\s*"
+    r"(?:[:：]\s*(.*))?$")
 _NAV = re.compile(r"nav|menu|side|breadcrumb|footer|header|related|backnumber|archive", re.I)
 # Headings that carry fields; a report needs at least two of them.
 _WANTED = ("when", "area", "services", "measures", "recovered", "status", "body", "remarks")
@@ -53,15 +54,17 @@ def sections(text: str) -> dict[str, str]:
     lines: list[str] = []
 
     def close() -> None:
-        if current and current not in out:
+        if current and current not in out and any(lines):
             out[current] = "\n".join(ln for ln in lines if ln).strip()
 
     for raw in text.splitlines():
         line = unicodedata.normalize("NFKC", raw).strip()
-        m = _HEADING.match(line)
-        field = field_of(m.group(1)) if m and re.match(r"\s*(?:\(?\d|[①-⑳■●◆□])", line) else None
-        if m and field:
+        m = _HEADING.match(raw.strip()) or _HEADING.match(line)
+        if m and len(line) <= 40:
+            # Every numbered heading ends the section before it, known or not
+            # (「5.工事予定」 must not run into 影響サービス).
             close()
+            field = field_of(m.group(1))
             current, lines = field, [m.group(2) or ""]
             continue
         if current:

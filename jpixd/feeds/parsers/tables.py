@@ -89,18 +89,41 @@ def grid(table: etree._Element) -> list[list[etree._Element]]:
 
 
 def header_map(table: etree._Element) -> tuple[dict[int, str], list[list[etree._Element]]] | None:
-    """Column index → field for the first row made of <th>, and the data rows after it
-    (expanded); None if no header names at least two known fields."""
+    """Column index → field for the header (one row of <th>, or two when the first
+    groups columns with colspan: 「対象」 over 「市区町村」「地域」), and the data rows
+    after it (expanded); None if no header names at least two known fields. Columns that
+    share a field keep their text together."""
     rows = grid(table)
     for i, row in enumerate(rows[:3]):
-        mapping: dict[int, str] = {}
-        for j, c in enumerate(row):
-            f = field_of(element_text(c))
-            if f and f not in mapping.values():
-                mapping[j] = f
-        if len(set(mapping.values())) >= 2 and row and all(c.tag == "th" for c in row):
-            return mapping, rows[i + 1:]
+        if not row or not all(c.tag == "th" for c in row):
+            continue
+        mapping = {j: f for j, c in enumerate(row) if (f := field_of(element_text(c)))}
+        if len(set(mapping.values())) < 2:
+            continue
+        below = rows[i + 1] if i + 1 < len(rows) else []
+        if below and all(c.tag == "th" for c in below):
+            for j, c in enumerate(below):  # sub-headers refine a grouped column
+                if (f := field_of(element_text(c))) and j < len(row) and row[j] is not c:
+                    mapping.setdefault(j, f)
+            i += 1
+        return mapping, rows[i + 1:]
     return None
+
+
+def row_values(row: list[etree._Element], mapping: dict[int, str]) -> dict[str, str]:
+    """Field → text of one expanded row; a cell spanning several columns counts once."""
+    parts: dict[str, list[str]] = {}
+    used: set[int] = set()
+    for j, name in sorted(mapping.items()):
+        if j < len(row) and id(row[j]) not in used:
+            used.add(id(row[j]))
+            parts.setdefault(name, []).append(element_text(row[j]))
+    return {k: " ".join(p for p in v if p) for k, v in parts.items()}
+
+
+def is_note_row(row: list[etree._Element]) -> bool:
+    """A row that is one cell across the table (「※工事の時間帯は前後する場合があります。」)."""
+    return len(row) > 1 and len({id(c) for c in row}) == 1
 
 
 def key_values(root: etree._Element) -> dict[str, str]:

@@ -1,0 +1,61 @@
+"""The corpus of NTT-shaped pages (tests/corpus/): each page's extraction is checked in as
+a golden file, so that a parser change shows its diff. Regenerate after a deliberate
+change with `JPIXD_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_corpus.py`, then read the
+diff: a golden file is only as right as the person who looked at it."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from jpixd.feeds.charset import decode
+from jpixd.feeds.extract import Extraction, extract
+
+CORPUS = Path(__file__).parent / "corpus"
+CASES: list[dict[str, str]] = json.loads((CORPUS / "index.json").read_text())["cases"]
+# Statuses that end a failure or a piece of work: they must be stated plainly.
+ENDING = {"recovered", "completed", "cancelled"}
+
+
+async def load(url: str) -> str:
+    """Detail pages live beside the list in the corpus, under their own names."""
+    name = Path(urlsplit(url).path).name
+    return decode((CORPUS / name).read_bytes())[0]
+
+
+async def extraction(case: dict[str, str]) -> Extraction:
+    text, _ = decode((CORPUS / case["page"]).read_bytes())
+    url = f"https://corpus.example/{case['page']}"
+    return await extract(case["kind"], text, url=url, now=datetime.fromisoformat(case["now"]),
+                         load=load)
+
+
+def test_the_corpus_is_large_enough() -> None:
+    pages = [p for p in CORPUS.iterdir() if p.suffix in (".html", ".xml", ".json")
+             and p.name != "index.json"]
+    assert len(pages) >= 25
+    charsets = {b"Shift_JIS", b"EUC-JP", b"UTF-8"}
+    assert all(any(c in p.read_bytes()[:300] for p in pages) for c in charsets)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["page"] for c in CASES])
+async def test_golden(case: dict[str, str]) -> None:
+    got: dict[str, Any] = (await extraction(case)).to_json()
+    golden = CORPUS / "golden" / (case["page"] + ".json")
+    if os.environ.get("JPIXD_UPDATE_GOLDEN"):
+        golden.write_text(json.dumps(got, ensure_ascii=False, indent=1) + "\n")
+    assert got == json.loads(golden.read_text())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["page"] for c in CASES])
+async def test_no_page_ends_a_notice_it_does_not_plainly_end(case: dict[str, str]) -> None:
+    """Whatever a page says, an ending status comes with a plain statement of it."""
+    for n in (await extraction(case)).notices:
+        if n["status"] in ENDING:
+            assert n["status_stated"], n
