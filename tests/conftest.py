@@ -87,6 +87,10 @@ def toml_dumps(data: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The feed poller harness (`h`) for every feed test module.
+from tests.feedharness import h  # noqa: E402, F401
+
+
 @pytest.fixture
 def now() -> datetime:
     return datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -5,62 +5,17 @@ drop and bring back items without anyone getting mail twice."""
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import pytest
-from prometheus_client import CollectorRegistry
-
 from jpixd.config import SourceConfig
-from jpixd.fanout import Policy
-from jpixd.feeds.fetch import Fetcher
-from jpixd.feeds.poller import FeedPoller, PollReport
-from jpixd.metrics import Metrics
-from jpixd.model import JST, Change, DeliveryState, NoticeStatus, Subscriber
+from jpixd.feeds.poller import PollReport
+from jpixd.model import Change, DeliveryState, NoticeStatus
 from jpixd.store import Store
 from tests.feedfixtures import RssItem, rss2, west_failure_detail
-from tests.feedserver import FeedServer, Page, feed_server
-
-T0 = datetime(2026, 11, 28, 15, 0, tzinfo=JST)
-
-
-@dataclass
-class Harness:
-    store: Store
-    server: FeedServer
-    http: aiohttp.ClientSession
-    registry: CollectorRegistry
-    now: list[datetime] = field(default_factory=lambda: [T0])
-    slept: list[float] = field(default_factory=list)
-    metrics: Metrics | None = None
-
-    def poller(self, *sources: SourceConfig, baseline: bool = False) -> FeedPoller:
-        async def sleep(seconds: float) -> None:
-            self.slept.append(seconds)
-
-        if self.metrics is None:
-            self.metrics = Metrics(self.registry)
-        return FeedPoller(list(sources), self.store, Fetcher(self.http),
-                          self.metrics, lambda: self.now[0], Policy(tz=JST),
-                          baseline=baseline, rng=random.Random(4), sleep=sleep)
-
-    def advance(self, **kw: float) -> None:
-        self.now[0] += timedelta(**kw)
-
-    def metric(self, name: str, **labels: str) -> float:
-        return self.registry.get_sample_value(name, labels) or 0.0
-
-
-@pytest.fixture
-async def h(store: Store) -> AsyncIterator[Harness]:
-    async with feed_server() as server, aiohttp.ClientSession() as http:
-        await store.create_subscriber(Subscriber(email="noc@isp.example.jp"), T0)
-        yield Harness(store, server, http, CollectorRegistry())
+from tests.feedharness import T0, Harness
+from tests.feedserver import FeedServer, Page
 
 
 def source(server: FeedServer, path: str = "/rss", **kw: Any) -> SourceConfig:

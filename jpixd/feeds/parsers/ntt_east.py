@@ -22,6 +22,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
+from urllib.parse import urljoin
 
 import lxml.html
 from lxml import etree
@@ -123,8 +124,8 @@ class _Walker:
             values = row_values(row, mapping)
             tr = row[-1].getparent()
             payload = lxml.html.tostring(tr if tr is not None else row[-1], encoding="unicode")
-            links = [a.get("href") or "" for c in dict.fromkeys(row) for a in c.iter("a")
-                     if a.get("href")]
+            links = [urljoin(self.base, a.get("href") or "") for c in dict.fromkeys(row)
+                     for a in c.iter("a") if a.get("href")]
             self._add(values, links, payload)
         return True
 
@@ -132,7 +133,8 @@ class _Walker:
         values = dl_fields(dl)
         if len(values) < 2 or not ({"when", "area"} & set(values)):
             return False
-        links = [a.get("href") or "" for a in dl.iter("a") if a.get("href")]
+        links = [urljoin(self.base, a.get("href") or "") for a in dl.iter("a")
+                 if a.get("href")]
         self._add(values, links, lxml.html.tostring(dl, encoding="unicode"))
         return True
 
