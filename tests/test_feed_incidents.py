@@ -185,3 +185,33 @@ def test_no_not_yet_phrasing_is_ever_a_recovery(clauses: list[tuple[str, str]], 
         mixed = f"{place}{word}。{text}"
         got = judge(NoticeKind.FAILURE, [("措置状況", mixed)]).status
         assert got == NoticeStatus.PARTIALLY_RECOVERED
+
+
+async def test_construction_gone_before_its_start_is_withdrawn_and_its_reminders_held(
+        h: Harness) -> None:
+    from tests.feedfixtures import RssItem, rss2
+    work = RssItem("【工事】大阪府の一部地域における工事のお知らせ", "https://example.jp/c/1",
+                   "工事日時 2026年12月3日(木) 0:00～6:00")
+    h.server.pages["/rss"] = Page(rss2([work]))
+    p = h.poller(source(h.server, send_on_first_poll=True))
+    src = p.sources["feed"]
+    assert (await p.poll(src)).counts == {"new": 1}
+    reminders, _ = await h.store.list_deliveries(limit=10)
+    assert [d.purpose for d in reminders].count("reminder") == 1
+    h.server.pages["/rss"] = Page(rss2([]))
+    assert (await p.poll(src)).counts == {"withdraw": 1}
+    items, _ = await h.store.list_deliveries(limit=10)
+    held = [d for d in items if d.purpose == "reminder"]
+    assert [(str(d.state), d.reason) for d in held] == [("skipped", "notice withdrawn")]
+    [n], _ = await h.store.list_notices(status="withdrawn")
+    assert h.metric("jpixd_notices_total", source="feed", kind="construction",
+                    change="withdraw") == 1
+    assert [r.mailed for r in await h.store.revisions(n.id)] == [True, False]
+
+
+def test_a_file_link_keeps_its_three_slashes() -> None:
+    from jpixd.feeds.parsers import rss
+    from tests.feedfixtures import RssItem, rss2
+    text = rss2([RssItem("【故障】京都府の一部", "file:///srv/ntt/detail/1.html")]).decode()
+    [d] = rss.parse(text, url="file:///srv/ntt/rss.xml").drafts
+    assert d.url == "file:///srv/ntt/detail/1.html" and d.external_id == d.url
