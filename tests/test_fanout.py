@@ -262,3 +262,14 @@ def test_a_baseline_mails_nothing_now_but_keeps_future_reminders() -> None:
     assert plan_notice(construction(), Change.BASELINE, [s], frozenset(), now, POLICY) == []
     [(slot, r)] = plan_reminders(construction(), Change.BASELINE, [s], frozenset(), now, POLICY)
     assert slot == "86400s" and r.not_before == jst(2026, 12, 9, 0)
+
+
+def test_a_reminder_before_each_planned_night_and_none_for_the_reserve_day() -> None:
+    from jpixd.model import TimeWindow
+    nights = (TimeWindow(jst(2026, 12, 10, 0), jst(2026, 12, 10, 6)),
+              TimeWindow(jst(2026, 12, 11, 0), jst(2026, 12, 11, 6)),
+              TimeWindow(jst(2026, 12, 14, 0), jst(2026, 12, 14, 6), reserve=True))
+    work = construction(starts_at=nights[0].start, ends_at=nights[0].end, windows=nights)
+    out = plan_reminders(work, Change.NEW, [sub()], frozenset(), jst(2026, 12, 1, 12), POLICY)
+    assert [(slot, p.not_before) for slot, p in out] == [
+        ("86400s", jst(2026, 12, 9, 0)), ("86400s@20261210T1500", jst(2026, 12, 10, 0))]
