@@ -240,10 +240,14 @@ async def test_a_failed_detail_page_is_retried_and_nothing_is_lost(h: Harness) -
     assert report.counts == {"new": 1, "retry_later": 1} and not report.complete
     st = await h.store.source_state("feed")
     assert st.etag is None  # no 304 next time: the missing item will be seen again
+    # Shown to operators, not only logged: the sources API reads this state.
+    assert st.detail_error and "/detail/2.html" in st.detail_error and "503" in st.detail_error
+    assert h.metric("jpixd_feed_detail_failures_total", source="feed") == 1
     h.server.pages["/detail/2.html"] = west_detail(2, 1)
     again = await p.poll(src)
     assert again.result == "ok" and again.counts == {"unchanged": 1, "new": 1}
-    assert (await h.store.source_state("feed")).etag is not None
+    st = await h.store.source_state("feed")
+    assert st.etag is not None and st.detail_error is None
 
 
 async def test_a_failed_detail_page_during_the_first_poll_keeps_the_baseline(h: Harness) -> None:
