@@ -27,9 +27,12 @@ WORKS = {"id": "C1", "kind": "construction", "title": "大阪府の一部で工�
 async def test_poll_now_and_notice_history(tmp_path: Path) -> None:
     feed = tmp_path / "feed.json"
     write_feed(feed, [FAILURE, WORKS])
+    redesigned = Path(__file__).parent / "corpus" / "east-redesigned.html"
     cfg = make_config(tmp_path, sources=[{
         "name": "local", "kind": "json", "carrier": "east", "url": feed.as_uri(),
-        "interval": "1h", "send_on_first_poll": True}])
+        "interval": "1h", "send_on_first_poll": True}, {
+        "name": "east", "kind": "ntt-east", "carrier": "east", "url": redesigned.as_uri(),
+        "interval": "1h"}])
     async with running_daemon(cfg, registry=CollectorRegistry()) as d, \
             aiohttp.ClientSession(headers=d.headers) as http:
         base = d.base_url + "/admin/v1"
@@ -61,9 +64,15 @@ async def test_poll_now_and_notice_history(tmp_path: Path) -> None:
                             params={"since": "2099-01-01T00:00:00+09:00"}) as r:
             assert (await r.json())["total"] == 0
         async with http.get(base + "/sources") as r:
-            [src] = (await r.json())["items"]
+            src, east = (await r.json())["items"]
             assert src["name"] == "local" and src["baseline_done"] is True
             assert src["last_success_at"] and src["consecutive_failures"] == 0
+            assert src["last_result"] == "ok" and src["last_error"] is None
+            # A page in a layout jpixd cannot read: said so, within one poll.
+            assert east["last_result"] == "layout_changed" and "layout" in east["last_error"]
+            assert east["layout_warning"] and east["last_success_at"] is None
+        async with http.get(d.base_url + "/readyz") as r:
+            assert r.status == 200  # a redesigned page is news for operators, not unready
         for bad, field in (({"since": "yesterday"}, "since"), ({"kind": "outage"}, "kind"),
                            ({"since": "2026-01-01T00:00:00"}, "since"),
                            ({"prefecture": "Atlantis"}, "prefecture")):
@@ -76,4 +85,6 @@ async def test_poll_now_and_notice_history(tmp_path: Path) -> None:
         async with http.get(d.base_url + "/metrics") as r:
             text = await r.text()
             assert 'jpixd_feed_polls_total{result="ok",source="local"}' in text
+            assert 'jpixd_feed_polls_total{result="layout_changed",source="east"} 1.0' in text
+            assert 'jpixd_feed_polls_total{result="layout_changed",source="local"} 0.0' in text
             assert 'jpixd_notices_total{change="update",kind="failure",source="local"} 1.0' in text
