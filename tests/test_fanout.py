@@ -18,6 +18,7 @@ from jpixd.model import (
     NoticeStatus,
     Subscriber,
     SubscriberStatus,
+    TimeWindow,
 )
 from jpixd.store import Store
 
@@ -265,7 +266,6 @@ def test_a_baseline_mails_nothing_now_but_keeps_future_reminders() -> None:
 
 
 def test_a_reminder_before_each_planned_night_and_none_for_the_reserve_day() -> None:
-    from jpixd.model import TimeWindow
     nights = (TimeWindow(jst(2026, 12, 10, 0), jst(2026, 12, 10, 6)),
               TimeWindow(jst(2026, 12, 11, 0), jst(2026, 12, 11, 6)),
               TimeWindow(jst(2026, 12, 14, 0), jst(2026, 12, 14, 6), reserve=True))

@@ -12,10 +12,12 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from jpixd.feeds.parsers import rss
 from jpixd.feeds.status import judge
 from jpixd.mail.render import Renderer
 from jpixd.model import Change, NoticeKind, NoticeStatus, Subscriber, notice_from_json
 from tests.conftest import make_config
+from tests.feedfixtures import RssItem, rss2
 from tests.feedharness import T0, Harness
 from tests.feedserver import Page
 from tests.test_feed_poller import source
@@ -106,8 +108,8 @@ async def test_the_west_outage_recovers_once(h: Harness) -> None:
     src = p.sources["feed"]
     base = "https://www.info-construction.ntt-west.co.jp/info-report/detail/"
     for poll in (1, 2):
-        rss = (CORPUS / f"west-rss-20230403-poll{poll}.xml").read_bytes()
-        h.server.pages["/west"] = Page(rss.replace(base.encode(), h.server.url("/d/").encode()))
+        feed = (CORPUS / f"west-rss-20230403-poll{poll}.xml").read_bytes()
+        h.server.pages["/west"] = Page(feed.replace(base.encode(), h.server.url("/d/").encode()))
         await p.poll(src)
         h.advance(minutes=80)
     items, total = await h.store.list_notices()
@@ -189,7 +191,6 @@ def test_no_not_yet_phrasing_is_ever_a_recovery(clauses: list[tuple[str, str]], 
 
 async def test_construction_gone_before_its_start_is_withdrawn_and_its_reminders_held(
         h: Harness) -> None:
-    from tests.feedfixtures import RssItem, rss2
     work = RssItem("【工事】大阪府の一部地域における工事のお知らせ", "https://example.jp/c/1",
                    "工事日時 2026年12月3日(木) 0:00～6:00")
     h.server.pages["/rss"] = Page(rss2([work]))
@@ -210,8 +211,22 @@ async def test_construction_gone_before_its_start_is_withdrawn_and_its_reminders
 
 
 def test_a_file_link_keeps_its_three_slashes() -> None:
-    from jpixd.feeds.parsers import rss
-    from tests.feedfixtures import RssItem, rss2
     text = rss2([RssItem("【故障】京都府の一部", "file:///srv/ntt/detail/1.html")]).decode()
     [d] = rss.parse(text, url="file:///srv/ntt/rss.xml").drafts
     assert d.url == "file:///srv/ntt/detail/1.html" and d.external_id == d.url
+
+
+async def test_words_not_understood_keep_the_status_and_are_counted(h: Harness) -> None:
+    item = RssItem("【故障】北海道、東京都の一部でご利用しづらい状況について",
+                   "https://example.jp/f/1",
+                   "北海道エリアは回復しました。その他エリアは復旧作業中です。")
+    h.server.pages["/rss"] = Page(rss2([item]))
+    p = h.poller(source(h.server, send_on_first_poll=True))
+    src = p.sources["feed"]
+    await p.poll(src)
+    item.description = "復旧の状況は別途お知らせします。"
+    h.server.pages["/rss"] = Page(rss2([item]))
+    await p.poll(src)
+    [n], _ = await h.store.list_notices()
+    assert n.notice.status == NoticeStatus.PARTIALLY_RECOVERED
+    assert h.metric("jpixd_feed_status_unrecognised_total", source="feed") == 1
