@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     parse.add_argument("--now", metavar="ISO",
                        help="the time to read year-less dates against (default: now)")
     parse.add_argument("--json", action="store_true", help="print only the JSON")
+    parse.add_argument("--details", type=Path, metavar="DIR",
+                       help="read linked detail pages from DIR by file name (default: "
+                            "beside FILE when there; else fetched)")
     subs = sub.add_parser("subscribers", help="import or export subscribers as CSV")
     actions = subs.add_subparsers(dest="action", required=True)
     imp = with_config(actions.add_parser(
@@ -168,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jpixd.parsecmd import run_parse
 
         logs.configure("warning", "console", stream=sys.stderr)
-        return run_parse(args.kind, args.target, args.now, only_json=args.json)
+        return run_parse(args.kind, args.target, args.now, only_json=args.json,
+                         details=args.details)
     origin = str(args.config) if args.config else "<embedded default>"
     try:
         cfg = load_config(args.config)

@@ -1,6 +1,7 @@
 """`jpixd parse --kind KIND FILE|URL [--now ISO]`: what the parser and normaliser extract
 from a saved page, as a short table and as JSON. Detail pages (NTT West's, NTT East's
-report links) are read the same way as the page: beside a file, or over HTTP."""
+report links) are read from a file of the same name beside a saved page (or in
+`--details DIR`) when there is one, and fetched otherwise."""
 
 from __future__ import annotations
 
@@ -32,15 +33,17 @@ def _now(text: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=JST)
 
 
-def run_parse(kind: str, target: str, now_text: str | None, *, only_json: bool) -> int:
+def run_parse(kind: str, target: str, now_text: str | None, *, only_json: bool,
+              details: Path | None = None) -> int:
     now = _now(now_text)
     if now is None:
         print(f"jpixd parse: --now {now_text!r} is not an ISO 8601 time", file=sys.stderr)
         return 2
-    url = target if urlsplit(target).scheme in ("http", "https", "file") else \
-        Path(target).resolve().as_uri()
+    remote = urlsplit(target).scheme in ("http", "https", "file")
+    url = target if remote else Path(target).resolve().as_uri()
+    beside = details or (None if remote else Path(target).resolve().parent)
     try:
-        result = asyncio.run(_parse(kind, url, now))
+        result = asyncio.run(_parse(kind, url, now, beside))
     except FeedError as exc:
         print(f"jpixd parse: {exc}", file=sys.stderr)
         return 2
@@ -51,11 +54,14 @@ def run_parse(kind: str, target: str, now_text: str | None, *, only_json: bool) 
     return 1 if result.layout_warning else 0
 
 
-async def _parse(kind: str, url: str, now: datetime) -> Extraction:
+async def _parse(kind: str, url: str, now: datetime, beside: Path | None) -> Extraction:
     async with aiohttp.ClientSession() as session:
         fetcher = Fetcher(session)
 
         async def load(link: str) -> str:
+            name = Path(urlsplit(link).path).name
+            if beside is not None and name and (beside / name).is_file():
+                return decode((beside / name).read_bytes()[:MAX_BYTES])[0]
             page = await fetcher.fetch(link, limit_seconds=30, max_bytes=MAX_BYTES)
             return decode(page.body, page.charset)[0]
 

@@ -163,7 +163,7 @@ class _Walker:
         word = "工事" if kind == "construction" else "故障" if kind == "failure" else "お知らせ"
         self.result.drafts.append(Draft(
             external_id=key, title=values.get("title") or f"{names} {area}における{word}".strip(),
-            body=values.get("body", ""), url=links[0] if links else None, kind=kind,
+            body=_body(values), url=links[0] if links else None, kind=kind,
             status=values.get("status"), remarks=values.get("remarks", ""),
             measures=values.get("measures", ""),
             categories=(word, values.get("category", "")), when_text=values.get("when", ""),
@@ -184,6 +184,15 @@ class _Walker:
                     "report layout we know could read")
         self.result.drafts = merge(self.result.drafts)
         return self.result
+
+
+def _body(values: dict[str, str]) -> str:
+    """What a reader should see beside the fields: the row's text, and a status, 措置状況
+    or 備考 that says more than one word (「北海道エリアは回復しました。その他エリアは…」)."""
+    status = values.get("status", "")
+    parts = [values.get("body", ""), status if len(status) > 8 else "",
+             values.get("measures", ""), values.get("remarks", "")]
+    return "\n".join(p for p in parts if p)
 
 
 def merge(drafts: list[Draft]) -> list[Draft]:

@@ -71,8 +71,8 @@ def detail(text: str, draft: Draft) -> Draft:
     title = press.title_of(doc) or draft.title
     # 措置状況・復旧見込 is news worth reading; a one-word 状況 cell (予定) is not.
     status = fields.get("status", "")
-    body_parts = [fields.get("body", ""), fields.get("measures", ""),
-                  status if len(status) > 8 else ""]
+    body_parts = [fields.get("body", ""), status if len(status) > 8 else "",
+                  fields.get("measures", ""), fields.get("remarks", "")]
     return replace(
         draft,
         title=title,
