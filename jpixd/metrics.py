@@ -19,6 +19,12 @@ class Metrics:
                              ["loop"], registry=r)
         self.loop_restarts = Counter("jpixd_loop_restarts", "Loop crashes followed by a restart",
                                      ["loop"], registry=r)
+        self.unit_errors = Counter(
+            "jpixd_unit_errors", "Units of work (feed poll or item, SQS message, Backlog "
+            "case, delivery) stopped by the crash barrier and quarantined", ["unit"],
+            registry=r)
+        for unit in ("feed_poll", "feed_item", "sqs_message", "backlog_case", "delivery"):
+            self.unit_errors.labels(unit)
         # Feeds.
         self.feed_polls = Counter("jpixd_feed_polls", "Feed polls by outcome",
                                   ["source", "result"], registry=r)

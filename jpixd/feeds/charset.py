@@ -15,6 +15,7 @@ _ALIASES = {
     "euc-jp": "euc_jp", "euc_jp": "euc_jp", "x-euc-jp": "euc_jp", "eucjp": "euc_jp",
     "utf-8": "utf-8", "utf8": "utf-8", "iso-2022-jp": "iso2022_jp", "us-ascii": "utf-8",
 }
+_NEVER_JAPANESE = frozenset({"latin-1", "iso8859-1", "cp1252", "ascii"})
 _XML_DECL = re.compile(rb"<\?xml[^>]*encoding\s*=\s*[\"']([A-Za-z0-9_.:-]+)[\"']", re.I)
 _META = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.I)
 
@@ -26,9 +27,14 @@ def codec_for(name: str | None) -> str | None:
     if key in _ALIASES:
         return _ALIASES[key]
     try:
-        return codecs.lookup(key).name
-    except LookupError:
+        info = codecs.lookup(key)
+    except (LookupError, ValueError):
         return None
+    # Only text encodings: "base64" or "zlib" are codecs too, and a declared charset
+    # of ISO-8859-1 on a Japanese page decodes anything into mojibake.
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NEVER_JAPANESE:
+        return None
+    return info.name
 
 
 def declared(body: bytes) -> str | None:
@@ -57,8 +63,8 @@ def decode(body: bytes, header_charset: str | None = None) -> tuple[str, str]:
         if candidate:
             try:
                 return body.decode(candidate), candidate
-            except (UnicodeDecodeError, LookupError):
-                continue
+            except (UnicodeError, LookupError, ValueError):
+                continue  # "undefined", a codec that is no text codec, bytes that lie
     try:
         return body.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:

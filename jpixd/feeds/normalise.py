@@ -91,13 +91,27 @@ def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[\x00-\x1f\x7f\u2028\u2029]", " ", t)).strip()
 
 
+MAX_TITLE = 200  # characters; a longer title is cut with an ellipsis
+MAX_BODY = 20_000
+MAX_ID = 1000
+_BODY_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _clean_body(text: str) -> str:
+    """Lines without control characters (NUL, BEL, ESC never reach a mail), single
+    spaces, no runs of blank lines, at most MAX_BODY characters."""
+    text = _BODY_CONTROL.sub("", unicodedata.normalize("NFC", text[:MAX_BODY * 2]))
     lines = [re.sub(r"[ \t\u3000]+", " ", ln).strip() for ln in text.splitlines()]
     out: list[str] = []
     for ln in lines:
         if ln or (out and out[-1]):
             out.append(ln)
-    return "\n".join(out).strip()
+    body = "\n".join(out).strip()
+    return body if len(body) <= MAX_BODY else body[:MAX_BODY - 1] + "…"
+
+
+def _cap(title: str) -> str:
+    return title if len(title) <= MAX_TITLE else title[:MAX_TITLE - 1].rstrip() + "…"
 
 
 def canonical_url(url: str | None, base: str | None = None) -> str | None:
@@ -106,6 +120,8 @@ def canonical_url(url: str | None, base: str | None = None) -> str | None:
         return None
     absolute = urljoin(base or "", url.strip())
     parts = urlsplit(absolute)
+    if parts.scheme not in ("http", "https", "file"):
+        return None  # javascript:, data:, … never reach a mail
     query = sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                    if not _TRACKING.match(k))
     return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path, urlencode(query), ""))
@@ -287,9 +303,12 @@ def normalise_item(draft: Draft, *, source: str, carrier: str, ref: datetime,
     external_id = _clean(draft.external_id)
     if not external_id:
         raise ItemError(draft.title[:40] or "?", "no id, link or guid to identify the item")
-    title, _tags = split_title(draft.title)
+    if len(external_id) > MAX_ID:
+        raise ItemError(external_id[:80] + "…", f"id longer than {MAX_ID} characters")
+    title, _tags = split_title(draft.title[:MAX_TITLE * 5])
     if not title:
         raise ItemError(external_id, "no title")
+    title = _cap(title)
     kind = judge_kind(draft)
     judgement = judge_status(draft, kind)
     default = NoticeStatus.OCCURRED if kind == NoticeKind.FAILURE else NoticeStatus.SCHEDULED

@@ -11,6 +11,8 @@ next poll fetch and compare again instead of getting a 304 that hides unrecorded
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from jpixd.barrier import contain, describe
 from jpixd.config import SourceConfig
 from jpixd.fanout import Policy, planner
 from jpixd.feeds import identity, layout
@@ -44,6 +47,17 @@ from jpixd.store.notices import RecordResult
 log = structlog.get_logger("jpixd.feeds")
 
 _PARSERS = PARSERS
+MAX_PAYLOAD = 65536
+
+
+def _parse(kind: str, fetched: Fetched) -> ParseResult:
+    text, _codec = decode(fetched.body, fetched.charset)
+    return _PARSERS[kind](text, url=fetched.final_url)
+
+
+def draft_payload(draft: Draft) -> str:
+    """An item as the parser read it, for the quarantine (verbatim where we can)."""
+    return json.dumps(dataclasses.asdict(draft), ensure_ascii=False, default=str)[:MAX_PAYLOAD]
 POLL_RESULTS = ("ok", "not_modified", "error", "parse_error", "layout_changed")
 MAX_BACKOFF = timedelta(hours=1)
 
@@ -141,7 +155,10 @@ class FeedPoller(Loop):
         async with self.locks[src.name]:
             started = time.monotonic()
             with structlog.contextvars.bound_contextvars(source=src.name):
-                report = await self._poll(src)
+                try:
+                    report = await self._poll(src)
+                except Exception as exc:  # the crash barrier: one poll, not the loop
+                    report = await self._poll_crashed(src, exc)
                 log.info("feed polled", result=report.result, error=report.error,
                          complete=report.complete, **report.counts,
                          duration_s=round(time.monotonic() - started, 3))
@@ -165,12 +182,21 @@ class FeedPoller(Loop):
             await self._succeeded(src, state, now, fetched, complete=True)
             return PollReport(src.name, "not_modified")
         try:
-            text, _codec = decode(fetched.body, fetched.charset)
-            parsed = _PARSERS[src.kind](text, url=fetched.final_url)
+            # Parsing is CPU work on untrusted bytes: off the event loop, so that health
+            # checks, sending and the watchdog never wait for it.
+            parsed = await asyncio.to_thread(_parse, src.kind, fetched)
         except LayoutChanged as exc:
             return await self._layout_changed(src, state, now, str(exc))
         except ParseError as exc:
             return await self._failed(src, state, now, "parse_error", str(exc))
+        except Exception as exc:  # the crash barrier: a body our parser cannot survive
+            body = fetched.body[:MAX_PAYLOAD].decode("utf-8", "replace")
+            incident = await contain(self.store, self.metrics, exc, unit="feed_poll",
+                                     origin="feed", ref=f"{src.name}:(page)", payload=body,
+                                     now=now)
+            return await self._failed(src, state, now, "parse_error",
+                                      f"the page could not be read ({describe(exc)}; "
+                                      f"incident {incident})")
         why = layout.verdict(src.kind, parsed, state.last_items)
         if why is not None:
             # The page is not what it was: read nothing from it, keep what we had.
@@ -216,6 +242,8 @@ class FeedPoller(Loop):
                     self.progress()
                 await self._record(src, draft, base_url, now, baseline, report, fp, poll)
             except ItemError as err:
+                if not err.payload:
+                    err.payload = draft_payload(draft)
                 await self._quarantine(src, err, report)
             except LayoutChanged as exc:
                 report.complete = False
@@ -231,6 +259,11 @@ class FeedPoller(Loop):
                 self.metrics.feed_detail_failures.labels(src.name).inc()
                 log.warning("item not recorded; will retry", item=draft.external_id,
                             error=str(exc))
+            except Exception as exc:  # the crash barrier: this item, not the poll
+                await contain(self.store, self.metrics, exc, unit="feed_item", origin="feed",
+                              ref=f"{src.name}:{draft.external_id}",
+                              payload=draft_payload(draft), now=self.clock())
+                report.count("quarantined")
 
     async def _detail(self, src: SourceConfig, draft: Draft, poll: _Poll) -> Draft:
         assert draft.url is not None
@@ -238,7 +271,7 @@ class FeedPoller(Loop):
                                         max_bytes=src.max_body_bytes)
         text, _ = decode(page.body, page.charset)
         try:
-            return DETAILS[src.kind](text, draft)
+            return await asyncio.to_thread(DETAILS[src.kind], text, draft)
         except ParseError as exc:
             # Kept verbatim for a person to look at, and retried on the next poll.
             await self.store.quarantine(origin="feed", ref=f"{src.name}:{draft.external_id}",
@@ -354,6 +387,16 @@ class FeedPoller(Loop):
         log.warning("feed poll failed", result=result, error=error, failures=failures,
                     retry_in_s=round((next_at - now).total_seconds(), 1))
         return PollReport(src.name, result, error=error)
+
+    async def _poll_crashed(self, src: SourceConfig, exc: Exception) -> PollReport:
+        """A poll that failed outside any one item: counted, quarantined with what we
+        know, and retried later with backoff like any failed poll."""
+        now = self.clock()
+        incident = await contain(self.store, self.metrics, exc, unit="feed_poll",
+                                 origin="feed", ref=f"{src.name}:(poll)", payload="", now=now)
+        state = await self.store.source_state(src.name)
+        return await self._failed(src, state, now, "error",
+                                  f"poll failed: {describe(exc)} (incident {incident})")
 
     async def _layout_changed(self, src: SourceConfig, state: SourceState, now: datetime,
                               why: str, next_at: datetime | None = None) -> PollReport:

@@ -51,9 +51,23 @@ class Rendered:
     charset: str
 
 
-def header_text(text: str) -> str:
-    """One line, no control characters: safe in a header whatever a feed sent."""
-    return _CONTROL.sub(" ", text).strip()
+MAX_SUBJECT = 200  # characters: about 600 octets encoded, far below any MTA's limit
+# Control characters a body may not carry (NUL, BEL, ESC would switch a reader's JIS
+# decoder); tab and line feed stay.
+_BODY_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_LINE = 900  # octets, under SMTP's 998 with room for ISO-2022-JP's escapes
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+")
+
+
+def header_text(text: str, limit: int = MAX_SUBJECT) -> str:
+    """One line, no control characters, at most `limit` characters (with an ellipsis):
+    safe in a header whatever a feed sent."""
+    one = _CONTROL.sub(" ", text).strip()
+    return one if len(one) <= limit else one[:limit - 1].rstrip() + "…"
+
+
+def body_text(text: str) -> str:
+    return _BODY_CONTROL.sub("", text)
 
 
 # Text decoded from Shift_JIS through cp932 uses Microsoft's code points for a few JIS
@@ -98,15 +112,34 @@ def _width(ch: str) -> int:
 
 
 def wrap(text: str, columns: int = WRAP_COLUMNS) -> str:
-    """Break long lines at `columns` display columns (URLs are left whole)."""
+    """Break long lines at `columns` display columns. A URL is kept whole on a line of its
+    own (so that a mail client can follow it), unless it is itself longer than any line
+    may be."""
     return "\n".join(_wrap_line(line, columns) for line in text.split("\n"))
 
 
 @functools.lru_cache(maxsize=4096)
 def _wrap_line(line: str, columns: int) -> str:
     # Cached: a notice's lines are the same for every recipient.
-    if 2 * len(line) <= columns or "://" in line or sum(_width(c) for c in line) <= columns:
+    if 2 * len(line) <= columns or sum(_width(c) for c in line) <= columns:
         return line
+    if "://" in line:
+        pieces: list[str] = []
+        last = 0
+        for m in _URL.finditer(line):
+            pieces += [_wrap_line(line[last:m.start()].strip(), columns),
+                       *_chunks(m.group(0), MAX_LINE)]
+            last = m.end()
+        pieces.append(_wrap_line(line[last:].strip(), columns))
+        return "\n".join(p for p in pieces if p)
+    return _wrap_text(line, columns)
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _wrap_text(line: str, columns: int) -> str:
     out: list[str] = []
     current: list[str] = []
     used = 0
@@ -160,7 +193,8 @@ class Renderer:
         key = (notice, change)
         ctx = self._context(notice, change)
         subject = header_text("".join(self._subject.render(key, ctx, sub).split("\n")))
-        body = _BLANK_RUNS.sub("\n\n", self._body.render(key, ctx, sub)).strip() + "\n"
+        body = _BLANK_RUNS.sub("\n\n", body_text(self._body.render(key, ctx, sub))).strip()
+        body += "\n"
         return subject, wrap(body)
 
     @staticmethod

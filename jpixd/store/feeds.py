@@ -48,10 +48,16 @@ class FeedStore(SqliteBase):
                              f"ON CONFLICT (source) DO UPDATE SET {updates}", (source, *values))
 
     async def quarantine(self, *, origin: str, ref: str, reason: str, payload: str,
-                         now: datetime) -> bool:
+                         now: datetime, incident: str | None = None) -> bool:
         """Keep what could not be understood, verbatim. False if this exact thing is
-        already there (a feed that keeps showing a broken item)."""
-        digest = hashlib.sha256(f"{ref}\0{reason}\0{payload}".encode()).hexdigest()
+        already there (a feed that keeps showing a broken item). An incident id (the
+        crash barrier's, also in its log line) is kept with the reason but is not part of
+        what makes two entries the same."""
+        digest = hashlib.sha256(f"{ref}\0{reason}\0{payload}".encode("utf-8", "replace")
+                                ).hexdigest()
+        if incident:
+            reason = f"{reason} (incident {incident})"
+        payload = payload.encode("utf-8", "replace").decode("utf-8")  # lone surrogates
         async with self._tx() as db:
             cur = await db.execute(
                 "INSERT INTO quarantine (origin, ref, reason, payload, received_at, digest) "

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from jpixd.feeds.errors import ParseError
+from jpixd.feeds.jptime import MAX_YEAR, MIN_YEAR
 from jpixd.feeds.normalise import Draft, ItemError
 from jpixd.feeds.parsers import ParseResult
 from jpixd.model import JST
@@ -24,7 +25,14 @@ def _time(item: dict[str, Any], key: str, ref: str) -> datetime | None:
         dt = datetime.fromisoformat(value)
     except ValueError:
         raise ItemError(ref, f"{key}: {value!r} is not an ISO 8601 time") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=JST)  # the feed is Japanese: JST
+    if not MIN_YEAR <= dt.year <= MAX_YEAR:
+        raise ItemError(ref, f"{key}: year {dt.year} is out of range ({MIN_YEAR}–{MAX_YEAR})")
+    dt = dt if dt.tzinfo else dt.replace(tzinfo=JST)  # the feed is Japanese: JST
+    try:
+        dt.astimezone(JST)  # 9999-12-31T23:59-23:59 is past the last representable day
+    except OverflowError:
+        raise ItemError(ref, f"{key}: {value!r} is out of range") from None
+    return dt
 
 
 def _strings(item: dict[str, Any], key: str, ref: str) -> tuple[str, ...]:
@@ -38,8 +46,10 @@ def _draft(item: Any, index: int) -> Draft:
     if not isinstance(item, dict):
         raise ItemError(f"notices[{index}]", "is not an object")
     raw_id = item.get("id")
-    if raw_id in (None, "") or not isinstance(raw_id, str | int):
+    if raw_id in (None, "") or isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
         raise ItemError(f"notices[{index}]", "has no id")
+    if isinstance(raw_id, int) and not 0 <= raw_id < 2**63:
+        raise ItemError(f"notices[{index}]", "id is out of range")
     ref = str(raw_id)
     title = item.get("title")
     if not isinstance(title, str) or not title.strip():
@@ -63,8 +73,8 @@ def _draft(item: Any, index: int) -> Draft:
 def parse(text: str, *, url: str) -> ParseResult:
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # 4,300-digit integers, 100k-deep nesting
+        raise ParseError(f"not JSON we can read: {str(exc)[:200]}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("notices"), list):
         raise ParseError('not a notices document: {"notices": [...]} expected')
     result = ParseResult()
