@@ -66,6 +66,11 @@ async def resolve(client: BacklogClient, cfg: BacklogConfig) -> Project:
     high_id = _pick(priorities, str(HIGH_PRIORITY_ID), "priority", "this Backlog space")
     _pick(await client.statuses(cfg.project_key), str(cfg.close_status_id),
           "close_status_id", where)
-    return Project(id=int(project["id"]), key=str(project.get("projectKey", cfg.project_key)),
+    try:
+        project_id = int(project["id"])
+    except (KeyError, TypeError, ValueError):
+        raise BacklogConfigError(f"{where}: Backlog answered without a numeric project id "
+                                 f"({str(project.get('id'))[:40]!r})") from None
+    return Project(id=project_id, key=str(project.get("projectKey", cfg.project_key)),
                    issue_type_id=issue_type_id, priority_id=priority_id,
                    high_priority_id=high_id, close_status_id=cfg.close_status_id)

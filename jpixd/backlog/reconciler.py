@@ -10,6 +10,8 @@ said twice. While Backlog is down the cases wait in the store; the daemon stays 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,17 +27,20 @@ from jpixd.backlog.client import (
     Issue,
 )
 from jpixd.backlog.project import BacklogConfigError, Project, resolve
+from jpixd.barrier import contain, describe
 from jpixd.config import BacklogConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
 from jpixd.store import Store
-from jpixd.store.tickets import Ticket
+from jpixd.store.tickets import Ticket, TicketComment
 
 log = structlog.get_logger("jpixd.backlog")
 
 # After Backlog refused a call for one case (a 4xx): not every round, but not never.
 REFUSED_RETRY = timedelta(hours=1)
+# Errors that speak for the whole round (Backlog down, settings wrong), not for one case.
+_PASS_THROUGH = (BacklogUnavailable, BacklogConfigError, BacklogAuthRefused)
 # The longest wait between rounds while Backlog is down or refuses our settings.
 MAX_DOWN_DELAY = 900.0
 
@@ -104,6 +109,12 @@ class Reconciler(Loop):
             # fit this space (a project gone, a changed API). Resolve again next round.
             self.project = None
             self._failed("misconfigured", str(exc))
+        except Exception as exc:  # the crash barrier: an answer our code cannot survive
+            incident = await contain(self.store, self.metrics, exc, unit="backlog_case",
+                                     origin="backlog", ref="(round)", payload="",
+                                     now=self.clock())
+            self.project = None
+            self._failed("misconfigured", f"unexpected {describe(exc)} (incident {incident})")
         else:
             self._ok()
         finally:
@@ -136,63 +147,82 @@ class Reconciler(Loop):
 
     async def _open(self, project: Project) -> None:
         for t in await self.store.tickets_to_create(self.clock()):
-            if t.attempted_at is not None:
-                # A create may have landed before a crash or a lost answer: look first,
-                # by keyword, and among the issues created since (Backlog's search index
-                # may not have the newest issue yet).
-                found = await self.client.find_issues(project.id, t.marker)
-                if not found:
-                    line = cases.marker_line(t.marker)
-                    found = [i async for i in self.client.created_since(
-                        project.id, t.attempted_at - timedelta(minutes=5))
-                        if line in i.description]
-                self.progress()
-                if found:
-                    issue = min(found, key=lambda i: i.id)
-                    await self.store.ticket_opened(t.id, issue.id, issue.key, self.clock())
-                    log.info("Backlog issue found by its marker; not created again",
-                             issue=issue.key, ticket=t.id, kind=t.kind)
-                    continue
-            await self.store.ticket_attempt(t.id, self.clock())
             try:
-                issue = await self.client.create_issue(
-                    project_id=project.id, summary=t.summary,
-                    issue_type_id=project.issue_type_id,
-                    priority_id=(project.high_priority_id if t.priority == "high"
-                                 else project.priority_id),
-                    description=t.description, notified_user_ids=self.cfg.notified_user_ids)
-            except BacklogRejected as exc:
-                await self._refused(t, exc)
-                continue
-            finally:
-                self.progress()
-            await self.store.ticket_opened(t.id, issue.id, issue.key, self.clock())
-            log.info("Backlog issue opened", issue=issue.key, ticket=t.id, kind=t.kind,
-                     email=t.email)
+                await self._open_one(project, t)
+            except _PASS_THROUGH:
+                raise
+            except Exception as exc:  # the crash barrier: this case, not the round
+                await self._case_crashed(t, exc)
+
+    async def _open_one(self, project: Project, t: Ticket) -> None:
+        if t.attempted_at is not None:
+            # A create may have landed before a crash or a lost answer: look first,
+            # by keyword, and among the issues created since (Backlog's search index
+            # may not have the newest issue yet).
+            found = await self.client.find_issues(project.id, t.marker)
+            if not found:
+                line = cases.marker_line(t.marker)
+                found = [i async for i in self.client.created_since(
+                    project.id, t.attempted_at - timedelta(minutes=5))
+                    if line in i.description]
+            self.progress()
+            if found:
+                issue = min(found, key=lambda i: i.id)
+                await self.store.ticket_opened(t.id, issue.id, issue.key, self.clock())
+                log.info("Backlog issue found by its marker; not created again",
+                         issue=issue.key, ticket=t.id, kind=t.kind)
+                return
+        await self.store.ticket_attempt(t.id, self.clock())
+        try:
+            issue = await self.client.create_issue(
+                project_id=project.id, summary=t.summary,
+                issue_type_id=project.issue_type_id,
+                priority_id=(project.high_priority_id if t.priority == "high"
+                             else project.priority_id),
+                description=t.description, notified_user_ids=self.cfg.notified_user_ids)
+        except BacklogRejected as exc:
+            await self._refused(t, exc)
+            return
+        finally:
+            self.progress()
+        await self.store.ticket_opened(t.id, issue.id, issue.key, self.clock())
+        log.info("Backlog issue opened", issue=issue.key, ticket=t.id, kind=t.kind,
+                 email=t.email)
 
     async def _comment(self) -> None:
         for c in await self.store.comments_to_post():
-            if c.attempted_at is not None and c.marker is not None:
-                try:
-                    posted = any(c.marker in text
-                                 for text in await self.client.recent_comments(c.issue_id))
-                except BacklogRejected as exc:
-                    await self._comment_refused(c.id, c.ticket_id, exc)
-                    continue
-                if posted:
-                    await self.store.comment_posted(c.id, self.clock())
-                    continue
-            marker = c.marker or cases.new_marker()
-            await self.store.comment_attempt(c.id, marker, self.clock())
             try:
-                await self.client.add_comment(c.issue_id,
-                                              f"{c.content}\n\n{cases.marker_line(marker)}")
+                await self._comment_one(c)
+            except _PASS_THROUGH:
+                raise
+            except Exception as exc:  # the crash barrier: this comment, not the round
+                await contain(self.store, self.metrics, exc, unit="backlog_case",
+                              origin="backlog", ref=f"comment:{c.id}",
+                              payload=str(c.content), now=self.clock())
+                await self.store.comment_dropped(c.id, self.clock())
+
+    async def _comment_one(self, c: TicketComment) -> None:
+        if c.attempted_at is not None and c.marker is not None:
+            try:
+                posted = any(c.marker in text
+                             for text in await self.client.recent_comments(c.issue_id))
             except BacklogRejected as exc:
                 await self._comment_refused(c.id, c.ticket_id, exc)
-                continue
-            finally:
-                self.progress()
-            await self.store.comment_posted(c.id, self.clock())
+                return
+            if posted:
+                await self.store.comment_posted(c.id, self.clock())
+                return
+        marker = c.marker or cases.new_marker()
+        await self.store.comment_attempt(c.id, marker, self.clock())
+        try:
+            await self.client.add_comment(c.issue_id,
+                                          f"{c.content}\n\n{cases.marker_line(marker)}")
+        except BacklogRejected as exc:
+            await self._comment_refused(c.id, c.ticket_id, exc)
+            return
+        finally:
+            self.progress()
+        await self.store.comment_posted(c.id, self.clock())
 
     async def _close(self, project: Project) -> None:
         now = self.clock()
@@ -204,25 +234,33 @@ class Reconciler(Loop):
         for t in await self.store.tickets_in("closing"):
             if t.next_try_at is not None and t.next_try_at > now:
                 continue  # Backlog refused this close lately (a 4xx): not every round
-            if t.attempted_at is not None:
-                issue = await self._look_up(t)
-                if issue is None:
-                    continue
-                if issue.status_id == project.close_status_id:
-                    await self.store.ticket_ended(t.id, "closed", self.clock())
-                    continue
-            await self.store.ticket_attempt(t.id, self.clock())
             try:
-                await self.client.close_issue(t.issue_id or 0, status_id=project.close_status_id,
-                                              comment=t.close_reason or "")
-            except BacklogRejected as exc:
-                await self._refused(t, exc)
-                continue
-            finally:
-                self.progress()
-            await self.store.ticket_ended(t.id, "closed", self.clock())
-            log.info("Backlog issue closed", issue=t.issue_key, ticket=t.id,
-                     reason=t.close_reason)
+                await self._close_one(project, t)
+            except _PASS_THROUGH:
+                raise
+            except Exception as exc:  # the crash barrier: this case, not the round
+                await self._case_crashed(t, exc)
+
+    async def _close_one(self, project: Project, t: Ticket) -> None:
+        if t.attempted_at is not None:
+            issue = await self._look_up(t)
+            if issue is None:
+                return
+            if issue.status_id == project.close_status_id:
+                await self.store.ticket_ended(t.id, "closed", self.clock())
+                return
+        await self.store.ticket_attempt(t.id, self.clock())
+        try:
+            await self.client.close_issue(t.issue_id or 0, status_id=project.close_status_id,
+                                          comment=t.close_reason or "")
+        except BacklogRejected as exc:
+            await self._refused(t, exc)
+            return
+        finally:
+            self.progress()
+        await self.store.ticket_ended(t.id, "closed", self.clock())
+        log.info("Backlog issue closed", issue=t.issue_key, ticket=t.id,
+                 reason=t.close_reason)
 
     # -- outcomes ---------------------------------------------------------------------
 
@@ -255,6 +293,17 @@ class Reconciler(Loop):
         log.error("Backlog refused a call for a case; trying again later", ticket=t.id,
                   kind=t.kind, email=t.email, error=str(exc),
                   retry_in_seconds=REFUSED_RETRY.total_seconds())
+
+    async def _case_crashed(self, t: Ticket, exc: Exception) -> None:
+        """Something in this case made our code fail: quarantined, retried in an hour like
+        a refused call, and the other cases go on."""
+        now = self.clock()
+        incident = await contain(self.store, self.metrics, exc, unit="backlog_case",
+                                 origin="backlog", ref=f"ticket:{t.id}",
+                                 payload=json.dumps(dataclasses.asdict(t), default=str,
+                                                    ensure_ascii=False), now=now)
+        await self.store.ticket_refused(t.id, f"unexpected {describe(exc)} (incident "
+                                              f"{incident})", now + REFUSED_RETRY, now)
 
     async def _comment_refused(self, comment_id: int, ticket_id: int,
                                exc: BacklogRejected) -> None:

@@ -14,7 +14,8 @@ from typing import Any
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from jpixd.bounces.parse import MailEvent, NotificationError, parse
+from jpixd.barrier import contain
+from jpixd.bounces.parse import MailEvent, NotificationError, label, parse
 from jpixd.bounces.rules import Decision, decide, judge
 from jpixd.config import BouncesConfig
 from jpixd.loop import Loop
@@ -86,27 +87,36 @@ class BounceConsumer(Loop):
         body, sqs_id = m.get("Body", ""), m.get("MessageId", "?")
         with structlog.contextvars.bound_contextvars(sqs_message_id=sqs_id):
             try:
-                events, topic = parse(body)
-                if self.cfg.expected_topic_arns and topic not in self.cfg.expected_topic_arns:
-                    raise NotificationError(f"TopicArn {topic!r} is not one we expect")
-            except NotificationError as exc:
-                await self.store.quarantine(origin="sqs", ref=sqs_id, reason=str(exc),
-                                            payload=body, now=self.clock())
+                await self._record(body, sqs_id)
+            except Exception as exc:  # the crash barrier: this message, not the loop
+                await contain(self.store, self.metrics, exc, unit="sqs_message",
+                              origin="sqs", ref=str(sqs_id), payload=str(body),
+                              now=self.clock())
                 self.metrics.sqs_messages.labels("quarantined").inc()
-                log.warning("SQS message quarantined", reason=str(exc))
-                return
-            outcomes = await self.store.record_events(
-                events, self.clock(), decide=self._decide,
-                soft_window=self.cfg.soft_bounce_window, file_cases=self.file_cases)
-            new = [o for o in outcomes if o.new]
-            self.metrics.sqs_messages.labels("processed" if new else "duplicate").inc()
-            if not new:
-                log.info("SQS message already recorded (a redelivery)", events=len(outcomes))
-            for o in new:
-                self.metrics.mail_events.labels(o.event.type, o.event.subtype or "").inc()
-                log.info("mail event recorded", type=o.event.type, subtype=o.event.subtype,
-                         recipient=o.event.recipient, ses_message_id=o.event.ses_message_id,
-                         delivery_id=o.delivery_id, suppressed=o.suppressed, reason=o.reason)
+
+    async def _record(self, body: str, sqs_id: str) -> None:
+        try:
+            events, topic = parse(body)
+            if self.cfg.expected_topic_arns and topic not in self.cfg.expected_topic_arns:
+                raise NotificationError(f"TopicArn {topic!r} is not one we expect")
+        except NotificationError as exc:
+            await self.store.quarantine(origin="sqs", ref=sqs_id, reason=str(exc),
+                                        payload=body, now=self.clock())
+            self.metrics.sqs_messages.labels("quarantined").inc()
+            log.warning("SQS message quarantined", reason=str(exc))
+            return
+        outcomes = await self.store.record_events(
+            events, self.clock(), decide=self._decide,
+            soft_window=self.cfg.soft_bounce_window, file_cases=self.file_cases)
+        new = [o for o in outcomes if o.new]
+        self.metrics.sqs_messages.labels("processed" if new else "duplicate").inc()
+        if not new:
+            log.info("SQS message already recorded (a redelivery)", events=len(outcomes))
+        for o in new:
+            self.metrics.mail_events.labels(o.event.type, label(o.event.subtype)).inc()
+            log.info("mail event recorded", type=o.event.type, subtype=o.event.subtype,
+                     recipient=o.event.recipient, ses_message_id=o.event.ses_message_id,
+                     delivery_id=o.delivery_id, suppressed=o.suppressed, reason=o.reason)
 
     def _decide(self, event: MailEvent, soft: int) -> Decision:
         return decide(event, soft, self.cfg)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from jpixd.subscribers import normalise_email
@@ -59,6 +59,13 @@ def parse_time(value: Any, where: str) -> datetime:
         raise NotificationError(f"{where}: {value!r} is not a time") from None
     if dt.tzinfo is None:
         raise NotificationError(f"{where}: {value!r} has no time zone")
+    # Range-checked here, not by the database: year 1 or 9999 is no SES event.
+    try:
+        utc = dt.astimezone(UTC)
+    except OverflowError:
+        raise NotificationError(f"{where}: {value!r} is out of range") from None
+    if not 2000 <= utc.year <= 2100:
+        raise NotificationError(f"{where}: {value!r} is out of range (2000–2100)")
     return dt
 
 
@@ -81,16 +88,37 @@ def _address(value: Any, where: str) -> str:
     text = value.rsplit("<", 1)[-1].rstrip(">").strip()
     try:
         return normalise_email(text)
-    except ValueError:
-        return text.lower()
+    except ValueError as exc:
+        # Not an address we could ever have sent to: suppressing it would make a row
+        # nobody can lift. The message goes to the quarantine instead.
+        raise NotificationError(f"{where}: {exc}") from None
+
+
+# SES's documented bounce subtypes and complaint feedback types: a metric label takes
+# these values only, so a message cannot create series at will.
+_KNOWN_SUBTYPES = frozenset({
+    "Permanent", "Transient", "Undetermined", "General", "NoEmail", "Suppressed",
+    "OnAccountSuppressionList", "MailboxFull", "MessageTooLarge", "ContentRejected",
+    "AttachmentRejected", "abuse", "auth-failure", "fraud", "not-spam", "other", "virus",
+})
+
+
+def label(subtype: str | None) -> str:
+    """A bounded metric label for a subtype such as "Permanent/General"."""
+    if not subtype:
+        return ""
+    parts = subtype.split("/")
+    if all(p in _KNOWN_SUBTYPES for p in parts) and len(parts) <= 2:
+        return subtype
+    return "other"
 
 
 def unwrap(body: str) -> tuple[dict[str, Any], str | None, str | None]:
     """(SES notification, SNS MessageId, TopicArn) from an SQS body of either shape."""
     try:
         doc = json.loads(body)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise NotificationError(f"body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # also 4,300-digit integers
+        raise NotificationError(f"body is not JSON we can read: {str(exc)[:200]}") from None
     doc = _obj(doc, "body")
     if "Type" in doc and ("Message" in doc or doc.get("Type") != "Notification"):
         if doc.get("Type") != "Notification":
@@ -99,8 +127,9 @@ def unwrap(body: str) -> tuple[dict[str, Any], str | None, str | None]:
         if isinstance(message, str):
             try:
                 message = json.loads(message)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                raise NotificationError(f"SNS Message is not JSON: {exc}") from None
+            except (ValueError, RecursionError) as exc:
+                raise NotificationError(
+                    f"SNS Message is not JSON we can read: {str(exc)[:200]}") from None
         sns_id = doc.get("MessageId") if isinstance(doc.get("MessageId"), str) else None
         topic = doc.get("TopicArn") if isinstance(doc.get("TopicArn"), str) else None
         return _obj(message, "Message"), sns_id, topic

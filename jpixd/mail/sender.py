@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import random
 import time
 from datetime import datetime, timedelta
 
 import structlog
 
+from jpixd.barrier import contain, describe
 from jpixd.config import SendingConfig
 from jpixd.loop import Heartbeat, Loop
 from jpixd.mail.bucket import TokenBucket
@@ -24,7 +26,7 @@ from jpixd.mail.render import Rendered, Renderer
 from jpixd.mail.transports import Failure, SendError, Transport
 from jpixd.mail.transports.ses import Quota, SesTransport
 from jpixd.metrics import Metrics
-from jpixd.model import Claimed, Clock, DeliveryState, SubscriberStatus
+from jpixd.model import Claimed, Clock, DeliveryState, SubscriberStatus, notice_to_json
 from jpixd.store import Store
 
 log = structlog.get_logger("jpixd.sender")
@@ -141,7 +143,11 @@ class Sender(Loop):
             unrecorded: asyncio.Future[None] | None = None  # this worker's last sent mail
             try:
                 while queue:
-                    unrecorded = await self._deliver(queue.popleft(), unrecorded)
+                    claimed = queue.popleft()
+                    try:
+                        unrecorded = await self._deliver(claimed, unrecorded)
+                    except Exception as exc:  # the crash barrier: this mail, not the round
+                        await self._delivery_crashed(claimed, exc)
             finally:
                 if unrecorded is not None:
                     await asyncio.shield(unrecorded)
@@ -206,6 +212,18 @@ class Sender(Loop):
             recorded = await self._send(c, mail)
             self.progress()  # each send is progress, however slow the rate
             return recorded
+
+    async def _delivery_crashed(self, c: Claimed, exc: Exception) -> None:
+        """Our code failed on this delivery (a template, a transport's surprise): it is
+        quarantined and failed with the incident id, so that it is neither stranded in
+        `sending` nor retried in a tight loop; an operator can retry it once mended."""
+        d, now = c.delivery, self.clock()
+        incident = await contain(self.store, self.metrics, exc, unit="delivery",
+                                 origin="delivery", ref=f"delivery:{d.id}",
+                                 payload=json.dumps(notice_to_json(c.notice),
+                                                    ensure_ascii=False), now=now)
+        await self.store.mark_final(d.id, now, DeliveryState.FAILED,
+                                    f"internal error: {describe(exc)} (incident {incident})")
 
     async def _paused(self) -> bool:
         """The pause flag, read at most twice a second: an admin's or the guard's pause
