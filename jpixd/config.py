@@ -116,6 +116,9 @@ class SourceConfig:
     max_body_bytes: int = 5 * 1024 * 1024
     # Politeness for sources that follow links to detail pages (ntt-west).
     detail_delay: timedelta = timedelta(seconds=1)
+    # Hosts besides the source's own that detail links and redirects may go to.
+    detail_hosts: tuple[str, ...] = ()
+    redirect_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -523,6 +526,8 @@ def _source(s: _Section, names: set[str]) -> SourceConfig | None:
         send_on_first_poll=s.flag("send_on_first_poll", False),
         max_body_bytes=s.integer("max_body_bytes", 5 * 1024 * 1024, min_value=1024),
         detail_delay=s.duration("detail_delay", timedelta(seconds=1), positive=False),
+        detail_hosts=s.str_list("detail_hosts", ()),
+        redirect_hosts=s.str_list("redirect_hosts", ()),
     )
     s.finish()
     return src

@@ -236,6 +236,7 @@ class SourceState:
     etag: str | None = None
     last_modified: str | None = None
     permanent_url: str | None = None
+    permanent_for: str | None = None  # the configured URL the redirect was learnt from
     baseline_done: bool = False
     last_attempt_at: datetime | None = None
     last_success_at: datetime | None = None

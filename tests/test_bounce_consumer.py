@@ -270,3 +270,23 @@ async def test_admin_suppressions_and_bounces(queue: Queue, registry: CollectorR
             assert r.status == 400
         async with http.get(base + "/suppressions") as r:
             assert (await r.json())["total"] == 0
+
+
+async def test_poison_messages_are_quarantined_and_deleted_never_fatal(
+        queue: Queue, store: Store, registry: CollectorRegistry) -> None:
+    """Security probe H4: each of these killed the daemon on every restart."""
+    for stamp in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+09:00"):
+        await queue.publish(bounce(["a@isp.example.jp"], timestamp=stamp,
+                                   feedback=f"fb-{stamp[:4]}"))
+    await queue.send_raw('{"Type": "Notification", "x": ' + "1" * 5000 + "}")
+    await queue.publish(bounce(["victim@x.jp\r\nBcc: evil@x.jp"], feedback="fb-crlf"))
+    await queue.publish(bounce(["@@@"], feedback="fb-at"))
+    await queue.publish(bounce(["ok@isp.example.jp"], feedback="fb-ok",
+                               sub="ThisIsNoSubtype" + "x" * 50))
+    await drain(consumer(queue, store, registry), queue)
+    assert len(await store.quarantined("sqs")) == 5
+    assert metric(registry, "jpixd_sqs_messages_total", result="quarantined") == 5
+    # The good message beside them is processed; its odd subtype makes no new series.
+    assert [s["email"] for s in (await store.list_suppressions())[0]] == ["ok@isp.example.jp"]
+    assert metric(registry, "jpixd_mail_events_total", type="Bounce", subtype="other") == 1
+    assert await queue.depth() == 0

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
 
 from jpixd import __version__
 from jpixd.feeds.errors import FeedError
+from jpixd.feeds.policy import redirect_refusal
 
 USER_AGENT = f"jpixd/{__version__} (construction and outage notice mailer)"
 _PERMANENT = (301, 308)
@@ -34,19 +36,25 @@ class Fetcher:
         self.session = session
 
     async def fetch(self, url: str, *, limit_seconds: float, max_bytes: int,
-                    etag: str | None = None, last_modified: str | None = None) -> Fetched:
+                    etag: str | None = None, last_modified: str | None = None,
+                    source_url: str | None = None,
+                    redirect_hosts: tuple[str, ...] = ()) -> Fetched:
+        """`source_url` is the configured URL of the source this fetch is for: redirects
+        are checked against it (see `jpixd.feeds.policy`)."""
         if urlsplit(url).scheme == "file":
             return await asyncio.to_thread(_read_file, url, max_bytes, etag)
         try:
             async with asyncio.timeout(limit_seconds):
-                return await self._http(url, max_bytes, etag, last_modified)
+                return await self._http(url, max_bytes, etag, last_modified,
+                                        source_url or url, redirect_hosts)
         except TimeoutError:
             raise FeedError(f"no complete answer from {url} within {limit_seconds:g}s") from None
         except aiohttp.ClientError as exc:
             raise FeedError(f"{url}: {type(exc).__name__}: {exc}") from None
 
     async def _http(self, url: str, max_bytes: int, etag: str | None,
-                    last_modified: str | None) -> Fetched:
+                    last_modified: str | None, source_url: str,
+                    redirect_hosts: tuple[str, ...]) -> Fetched:
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
         if etag:
             headers["If-None-Match"] = etag
@@ -60,7 +68,11 @@ class Fetcher:
                     if not location:
                         raise FeedError(f"{current}: HTTP {r.status} without a Location")
                     all_permanent = all_permanent and r.status in _PERMANENT
-                    current = urljoin(current, location)
+                    target = urljoin(current, location)
+                    why = redirect_refusal(source_url, current, target, redirect_hosts)
+                    if why is not None:
+                        raise FeedError(f"{current}: HTTP {r.status} to {target}: {why}")
+                    current = target
                     continue
                 permanent = current if all_permanent and current != url else None
                 if r.status == 304:
@@ -96,12 +108,17 @@ def _read_file(url: str, max_bytes: int, etag: str | None) -> Fetched:
     path = Path(unquote(urlsplit(url).path))
     try:
         stat = path.stat()
+        if not S_ISREG(stat.st_mode):  # /dev/zero, a FIFO, a directory: never read
+            raise FeedError(f"{path}: not a regular file")
         validator = f"file:{stat.st_mtime_ns}:{stat.st_size}"
         if etag == validator:
             return Fetched(not_modified=True, final_url=url, etag=validator)
         if stat.st_size > max_bytes:
             raise FeedError(f"{path}: {stat.st_size} bytes is over the limit of {max_bytes}")
-        return Fetched(not_modified=False, body=path.read_bytes(), final_url=url,
-                       etag=validator)
+        with path.open("rb") as f:
+            body = f.read(max_bytes + 1)  # a file that grew since stat() is still bounded
+        if len(body) > max_bytes:
+            raise FeedError(f"{path}: over the limit of {max_bytes} bytes")
+        return Fetched(not_modified=False, body=body, final_url=url, etag=validator)
     except OSError as exc:
         raise FeedError(f"{path}: {exc.strerror or exc}") from None

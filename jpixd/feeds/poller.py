@@ -38,6 +38,7 @@ from jpixd.feeds.normalise import (
     revision_of,
 )
 from jpixd.feeds.parsers import ParseResult, ntt_west
+from jpixd.feeds.policy import detail_refusal
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Change, Clock, Notice, NoticeStatus, SourceState, StoredNotice
@@ -168,16 +169,24 @@ class FeedPoller(Loop):
     async def _poll(self, src: SourceConfig) -> PollReport:
         now = self.clock()
         state = replace(await self.store.source_state(src.name), last_attempt_at=now)
+        if state.permanent_url and state.permanent_for != src.url:
+            # The operator changed the URL since the redirect was learnt: theirs wins.
+            log.warning("remembered redirect dropped: the configured url changed",
+                        dropped=state.permanent_url)
+            state = replace(state, permanent_url=None, permanent_for=None, etag=None,
+                            last_modified=None)
         url = state.permanent_url or src.url
         try:
             fetched = await self.fetcher.fetch(
                 url, limit_seconds=src.timeout.total_seconds(), max_bytes=src.max_body_bytes,
-                etag=state.etag, last_modified=state.last_modified)
+                etag=state.etag, last_modified=state.last_modified, source_url=src.url,
+                redirect_hosts=src.redirect_hosts)
         except FeedError as exc:
             return await self._failed(src, state, now, "error", str(exc))
         if fetched.permanent_url and fetched.permanent_url != state.permanent_url:
-            log.info("source moved permanently", new_url=fetched.permanent_url)
-            state = replace(state, permanent_url=fetched.permanent_url)
+            log.warning("source moved permanently; polling the new url from now on",
+                        new_url=fetched.permanent_url, configured=src.url)
+            state = replace(state, permanent_url=fetched.permanent_url, permanent_for=src.url)
         if fetched.not_modified:
             await self._succeeded(src, state, now, fetched, complete=True)
             return PollReport(src.name, "not_modified")
@@ -224,8 +233,16 @@ class FeedPoller(Loop):
         known = await self.store.fingerprints(src.name) if any(
             d.needs_detail for d in parsed.drafts) else {}
         details = 0
+        ids: set[str] = set()
         for draft in parsed.drafts:
             try:
+                if draft.external_id in ids:
+                    # Two items with one id would overwrite each other on every poll and
+                    # mail an "update" each time: the first stands, the second is kept
+                    # for a person to look at.
+                    raise ItemError(draft.external_id, "a second item with the same id in "
+                                    "one feed (the first one is used)", draft_payload(draft))
+                ids.add(draft.external_id)
                 fp = None
                 if draft.needs_detail and src.kind in DETAILS:
                     fp = ntt_west.fingerprint(draft)
@@ -267,8 +284,13 @@ class FeedPoller(Loop):
 
     async def _detail(self, src: SourceConfig, draft: Draft, poll: _Poll) -> Draft:
         assert draft.url is not None
+        why = detail_refusal(src.url, draft.url, src.detail_hosts)
+        if why is not None:
+            raise ItemError(draft.external_id, f"detail link not followed: {why}",
+                            draft_payload(draft))
         page = await self.fetcher.fetch(draft.url, limit_seconds=src.timeout.total_seconds(),
-                                        max_bytes=src.max_body_bytes)
+                                        max_bytes=src.max_body_bytes, source_url=src.url,
+                                        redirect_hosts=src.redirect_hosts)
         text, _ = decode(page.body, page.charset)
         try:
             return await asyncio.to_thread(DETAILS[src.kind], text, draft)

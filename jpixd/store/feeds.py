@@ -11,7 +11,7 @@ from jpixd.store.base import SqliteBase, from_db, to_db
 _STATE_COLUMNS = ("etag", "last_modified", "permanent_url", "baseline_done",
                   "last_attempt_at", "last_success_at", "last_error_at", "last_error",
                   "consecutive_failures", "next_poll_at", "last_result", "last_items",
-                  "layout_warning", "detail_error")
+                  "layout_warning", "detail_error", "permanent_for")
 
 
 def _opt(dt: datetime | None) -> str | None:
@@ -33,13 +33,15 @@ class FeedStore(SqliteBase):
             next_poll_at=from_db(row["next_poll_at"]),
             last_result=row["last_result"], last_items=row["last_items"],
             layout_warning=row["layout_warning"], detail_error=row["detail_error"],
+            permanent_for=row["permanent_for"],
         )
 
     async def save_source_state(self, source: str, st: SourceState) -> None:
         values = (st.etag, st.last_modified, st.permanent_url, int(st.baseline_done),
                   _opt(st.last_attempt_at), _opt(st.last_success_at), _opt(st.last_error_at),
                   st.last_error, st.consecutive_failures, _opt(st.next_poll_at),
-                  st.last_result, st.last_items, st.layout_warning, st.detail_error)
+                  st.last_result, st.last_items, st.layout_warning, st.detail_error,
+                  st.permanent_for)
         cols = ", ".join(_STATE_COLUMNS)
         marks = ", ".join("?" for _ in _STATE_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS)

@@ -47,7 +47,8 @@ async def list_sources(request: web.Request) -> web.Response:
         items.append({
             "name": src.name, "kind": src.kind, "carrier": src.carrier, "url": src.url,
             "enabled": src.enabled, "interval_s": src.interval.total_seconds(),
-            "permanent_url": st.permanent_url, "baseline_done": st.baseline_done,
+            "permanent_url": st.permanent_url if st.permanent_for == src.url else None,
+            "baseline_done": st.baseline_done,
             "last_success_at": st.last_success_at.isoformat() if st.last_success_at else None,
             "last_error_at": st.last_error_at.isoformat() if st.last_error_at else None,
             "last_error": st.last_error, "consecutive_failures": st.consecutive_failures,
