@@ -20,7 +20,7 @@ from aiobotocore.session import get_session
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from jpixd import __version__
+from jpixd import __version__, statelock
 from jpixd.backlog.client import BacklogClient
 from jpixd.backlog.reconciler import Reconciler
 from jpixd.bounces.consumer import BounceConsumer
@@ -167,6 +167,7 @@ class Daemon:
         token = admin_token(cfg)
         REDACTOR.add([token])
         async with contextlib.AsyncExitStack() as stack:
+            stack.enter_context(statelock.hold(cfg.state_dir, self.clock()))
             store = await open_store(cfg, self.clock)
             stack.push_async_callback(store.close)
             await seed_sample_subscribers(cfg, store, self.clock)

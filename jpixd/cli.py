@@ -85,12 +85,16 @@ async def _check(cfg: Config) -> list[str]:
 
 def _run(cfg: Config, baseline: bool) -> int:
     from jpixd.app import Daemon
+    from jpixd.statelock import StateBusy
 
     logs.configure(cfg.logging.level, cfg.logging.format)
     try:
         return asyncio.run(Daemon(cfg, baseline=baseline).run())
     except ConfigError as err:
         _print_errors(err, cfg.origin)
+        return EXIT_CONFIG
+    except StateBusy as err:
+        print(f"jpixd: {err}", file=sys.stderr)
         return EXIT_CONFIG
 
 

@@ -118,3 +118,25 @@ def test_bad_config_stops_the_process_before_it_starts(tmp_path: Path,
     proc = daemon_process(["run", "--config", str(path)])
     assert proc.finish() == 2
     assert any("shutdown_timeout: 'forever' is not a duration" in ln for ln in proc.lines)
+
+
+def test_a_second_daemon_on_the_same_state_refuses_to_start(tmp_path: Path,
+                                                            daemon_process: Start) -> None:
+    cfg = config_file(tmp_path)  # port 0: the second would listen on a port of its own
+    first = daemon_process(["run", "--config", str(cfg)])
+    first.wait_for_event("jpixd ready")
+    second = daemon_process(["run", "--config", str(cfg)])
+    assert second.finish() == 2
+    said = "".join(second.lines)
+    assert "in use by another jpixd" in said and f"pid {first.proc.pid}" in said
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.finish() == 0
+
+
+def test_an_unwritable_state_dir_is_a_clear_error(tmp_path: Path,
+                                                  daemon_process: Start) -> None:
+    path = tmp_path / "jpixd.toml"
+    path.write_text(toml_dumps(base_mapping(tmp_path, state_dir="/proc/jpixd-state")))
+    proc = daemon_process(["run", "--config", str(path)])
+    assert proc.finish() == 2
+    assert "state_dir" in "".join(proc.lines) and "Traceback" not in "".join(proc.lines)
