@@ -347,3 +347,30 @@ async def test_a_slow_throttled_batch_keeps_the_sender_alive(rig: Rig, smtp: Smt
     assert clock[0] == pytest.approx(15.0)
     # … and the heartbeat beat with each send, not only when the round was over.
     assert sender.heartbeat.age() < 5.1
+
+
+@pytest.mark.parametrize("answer", [
+    "554 Message rejected: Email address is not verified. The following identities failed "
+    "the check in region AP-NORTHEAST-1: noc@example.jp",
+    "535 Authentication Credentials Invalid"])
+async def test_account_level_smtp_refusals_pause_instead_of_failing_mail(
+        rig: Rig, smtp: SmtpPeer, answer: str) -> None:
+    """Security probe M5: SES-SMTP's 'not verified' at MAIL FROM, or a login refused after
+    a password rotation, failed every delivery; they pause the sender instead."""
+    await rig.notice_for(Subscriber(email="a@isp.example.jp", carriers=("west",)),
+                         Subscriber(email="b@isp.example.jp", carriers=("west",)))
+    smtp.handler.mail_answers = [answer] * 5
+    cfg = SmtpConfig(host=smtp.host, port=smtp.port, starttls=True, username=USER,
+                     password=Secret("env:T", PASSWORD if answer.startswith("554") else "x"),
+                     pool_size=1)
+    transport = SmtpTransport(cfg, tls_context=smtp.client_tls)
+    try:
+        await rig.sender(transport).run_once()
+    finally:
+        await transport.close()
+    state = await rig.store.sending_state()
+    assert state.paused and state.actor == "smtp" and answer[:3] in (state.reason or "")
+    # Nothing failed: the mail waits for the resume (the one in hand was released).
+    states = [s for _, s, _ in await rig.states()]
+    assert len(states) == 2 and set(states) <= {DeliveryState.RETRY, DeliveryState.PENDING}
+    assert smtp.handler.received == []

@@ -274,12 +274,14 @@ class Sender(Loop):
         self.metrics.email_send_failures.labels(str(err.failure)).inc()
         if err.failure == Failure.PAUSED:
             # The account cannot send: stop everything, keep this one for after resume.
-            await self.store.set_sending(paused=True, reason=f"SES: {err.reason}",
-                                         actor="ses", now=now)
+            name = self.transport.name
+            await self.store.set_sending(paused=True, reason=f"{name.upper()}: {err.reason}",
+                                         actor="ses" if name == "ses" else name, now=now)
             self._pause_cached, self._pause_read_at = True, time.monotonic()
             self.metrics.sending_paused.set(1)
             await self.store.release(d.id, now)
-            log.error("sending paused: the SES account cannot send", reason=err.reason)
+            log.error("sending paused: the account or its settings cannot send; resume "
+                      "once mended", reason=err.reason, transport=name)
             return
         if err.failure == Failure.PERMANENT:
             await self.store.mark_final(d.id, now, DeliveryState.FAILED, err.reason)

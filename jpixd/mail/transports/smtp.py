@@ -4,6 +4,7 @@ reused across messages (also SES's SMTP interface, which answers 454 when thrott
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 
 import aiosmtplib
@@ -12,11 +13,24 @@ from jpixd.config import SmtpConfig
 from jpixd.mail.render import Rendered
 from jpixd.mail.transports import Failure, SendError
 
+# A 5xx that speaks of the sender or the account, not of this message: SES's SMTP
+# interface says "Email address is not verified", "Sending paused for this account", …
+_ACCOUNT = re.compile(r"not verified|sending paused|account.{0,40}(suspended|paused|disabled)"
+                      r"|MailFromDomainNotVerified|AccountSendingPaused", re.I)
+
 
 def classify(exc: Exception) -> SendError:
+    """What an SMTP error means for the sender. Errors about our login, our sender address
+    or the account pause sending (as SES's API errors do) instead of failing every mail
+    one after another; a refused recipient fails its own delivery only."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         r = exc.recipients[0]
         return _by_code(r.code, r.message)
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return SendError(Failure.PAUSED, f"SMTP login refused: {exc.code} {exc.message}")
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return SendError(Failure.PAUSED, f"SMTP refused our sender address {exc.sender}: "
+                                         f"{exc.code} {exc.message}")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return _by_code(exc.code, exc.message)
     return SendError(Failure.TRANSIENT, f"{type(exc).__name__}: {exc}")
@@ -26,10 +40,12 @@ def _by_code(code: int, message: str) -> SendError:
     text = f"SMTP {code} {message}".strip()
     if code == 454 or "throttl" in message.lower():
         return SendError(Failure.THROTTLED, text)
+    if code in (530, 535, 534, 538):  # authentication: our configuration, not the mail
+        return SendError(Failure.PAUSED, text)
     if 400 <= code < 500:
         return SendError(Failure.TRANSIENT, text)
-    if code in (530, 535, 534, 538):  # authentication: our configuration, not the mail
-        return SendError(Failure.TRANSIENT, text)
+    if _ACCOUNT.search(message):
+        return SendError(Failure.PAUSED, text)
     return SendError(Failure.PERMANENT, text)
 
 
