@@ -47,6 +47,7 @@ from jpixd.store import Store
 from jpixd.subscribers import parse_csv
 from jpixd.supervisor import Supervisor
 from jpixd.web.app import build_app
+from jpixd.web.shed import GuardedSite, Limits, Shedder
 
 log = structlog.get_logger("jpixd.app")
 
@@ -192,10 +193,14 @@ class Daemon:
             loops={lp.name: lp for lp in loops},
         )
         self.metrics.sending_paused.set(1 if (await store.sending_state()).paused else 0)
-        runner = web.AppRunner(build_app(rt), access_log=None, handle_signals=False)
+        h = cfg.http
+        shedder = Shedder(Limits(h.header_timeout.total_seconds(), h.body_timeout.total_seconds(),
+                                 h.max_connections), self.metrics, "admin")
+        runner = web.AppRunner(build_app(rt, shedder=shedder),
+                               access_log=None, handle_signals=False)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, cfg.http.listen.host, cfg.http.listen.port)
+            site = GuardedSite(runner, cfg.http.listen.host, cfg.http.listen.port, shedder)
             await site.start()
             self.bound = [_address(a) for a in runner.addresses]
             log.info("http listening", addresses=self.bound, version=__version__)

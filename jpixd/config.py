@@ -101,6 +101,11 @@ class HttpConfig:
     admin_token: Secret | None = None
     # Embedded default only: create a random token in state_dir if none is configured.
     generate_admin_token: bool = False
+    # Load shedding (jpixd.web.shed): a request head must arrive within header_timeout,
+    # its body within body_timeout; at most max_connections are open at once.
+    header_timeout: timedelta = timedelta(seconds=10)
+    body_timeout: timedelta = timedelta(seconds=30)
+    max_connections: int = 256
 
 
 @dataclass(frozen=True)
@@ -491,6 +496,9 @@ def _http(s: _Section) -> HttpConfig:
         listen=listen,
         admin_token=s.secret("admin_token", "JPIXD_ADMIN_TOKEN"),
         generate_admin_token=s.flag("generate_admin_token", False),
+        header_timeout=s.duration("header_timeout", timedelta(seconds=10)),
+        body_timeout=s.duration("body_timeout", timedelta(seconds=30)),
+        max_connections=s.integer("max_connections", 256, min_value=4),
     )
     # A refused token has been reported already; "no token" would say it twice.
     if cfg.admin_token is None and not cfg.generate_admin_token and len(s.errors) == before:

@@ -12,7 +12,8 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, MutableMapping
+import time
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -152,6 +153,36 @@ def _drop_color_message(_: WrappedLogger, __: str, event: MutableMapping[str, An
 _PROCESSORS: list[Processor] = []
 
 
+class FloodGate(logging.Filter):
+    """At most `burst` records per logger and message in each `period`, for the loggers
+    named; then one line saying how many were dropped (probe M6: 16 MB of tracebacks in
+    15 s at the file-descriptor limit)."""
+
+    def __init__(self, loggers: tuple[str, ...], burst: int = 5, period: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.loggers, self.burst, self.period, self.clock = loggers, burst, period, clock
+        self.windows: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.loggers):
+            return True
+        key = (record.name, str(record.msg)[:80])
+        now = self.clock()
+        start, count = self.windows.get(key, (now, 0))
+        if now - start > self.period:
+            if count > self.burst:
+                record.msg = f"{record.msg} ({count - self.burst} more like it were dropped)"
+            start, count = now, 0
+        if len(self.windows) > 1000:
+            self.windows.clear()
+        self.windows[key] = (start, count + 1)
+        return bool(count < self.burst)
+
+
+_FLOOD_GATE = FloodGate(("asyncio", "aiohttp.server", "aiohttp.web", "aiohttp.internal"))
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     pretty = fmt == "console" or (fmt == "auto" and (stream or sys.stdout).isatty())
     if pretty:
@@ -180,3 +211,6 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     # botocore at INFO narrates every credential lookup; keep it to warnings.
     for noisy in ("botocore", "aiobotocore", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # What strangers can provoke (accept() failing at the descriptor limit, malformed
+    # requests) is logged a few times a minute, not once per attempt.
+    handler.addFilter(_FLOOD_GATE)

@@ -25,6 +25,11 @@ class Metrics:
             registry=r)
         for unit in ("feed_poll", "feed_item", "sqs_message", "backlog_case", "delivery"):
             self.unit_errors.labels(unit)
+        self.http_shed = Counter(
+            "jpixd_http_shed", "Connections or requests the HTTP listener dropped",
+            ["listener", "reason"], registry=r)
+        for reason in ("connection_limit", "header_timeout", "body_timeout"):
+            self.http_shed.labels("admin", reason)
         # Feeds.
         self.feed_polls = Counter("jpixd_feed_polls", "Feed polls by outcome",
                                   ["source", "result"], registry=r)

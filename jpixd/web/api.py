@@ -63,17 +63,21 @@ def json_response(data: Any, status: int = 200,
 
 async def json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
     """The request's JSON object, or a 400 that says what is wrong with it."""
-    if not request.can_read_body:
+    # body_exists (from the headers), not can_read_body: the load shedder has already
+    # read the body into aiohttp's cache within its time limit.
+    raw = await request.read() if request.body_exists else b""
+    if not raw.strip():
         if optional:
             return {}
         raise ApiError(400, "invalid_body", "a JSON object is required")
-    raw = await request.read()
-    if not raw.strip() and optional:
-        return {}
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
+        # Lone surrogates ("\ud800") parse but can never be stored or mailed.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except (UnicodeError, ValueError, RecursionError) as exc:
+        # ValueError: also integers over 4,300 digits; RecursionError: 100k-deep nesting.
+        raise ApiError(400, "invalid_json",
+                       f"body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", "body must be a JSON object")
     return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -11,6 +12,7 @@ from jpixd.runtime import Runtime
 from jpixd.web import admin, bounces, deliveries, health, notices, subscribers, tickets
 from jpixd.web.api import PREFIX, Api, ApiError, Handler
 from jpixd.web.keys import API, RUNTIME
+from jpixd.web.shed import Shedder
 
 log = structlog.get_logger("jpixd.web")
 
@@ -39,13 +41,19 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed",
+        code = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
                 413: "body_too_large"}.get(exc.status, "http_error")
         return ApiError(exc.status, code, exc.reason).response()
 
 
-def build_app(runtime: Runtime, apis: list[Api] | None = None) -> web.Application:
-    app = web.Application(middlewares=[admin_middleware], client_max_size=8 * 1024 * 1024)
+def build_app(runtime: Runtime, apis: list[Api] | None = None,
+              shedder: Shedder | None = None) -> web.Application:
+    """With a shedder: its head timer outermost (it must see every request), its body
+    timeout innermost (so that a 408 or 413 still gets the API's error shape)."""
+    middlewares: list[Any] = [admin_middleware]
+    if shedder is not None:
+        middlewares = [shedder.heads, admin_middleware, shedder.bodies]
+    app = web.Application(middlewares=middlewares, client_max_size=8 * 1024 * 1024)
     merged = Api()
     for part in [admin.api, subscribers.api, notices.api, deliveries.api, bounces.api, tickets.api,
                  *(apis or [])]:
