@@ -55,10 +55,10 @@ async def test_connections_over_the_limit_are_closed_and_the_rest_are_served(
         reader, writer = await asyncio.open_connection(host, int(port))
         assert await closed_by_server(reader, within=2)  # the fifth: at once
         writer.close()
-        for r, _ in idle:  # the four idle ones: after header_timeout
-            assert await closed_by_server(r, within=10)
-        for _, w in idle:
-            w.close()
+        for idle_reader, _ in idle:  # the four idle ones: after header_timeout
+            assert await closed_by_server(idle_reader, within=10)
+        for _, idle_writer in idle:
+            idle_writer.close()
         async with aiohttp.ClientSession() as http, http.get(d.base_url + "/healthz") as r:
             assert r.status == 200
 

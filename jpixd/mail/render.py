@@ -167,10 +167,13 @@ def unsubscribe_token(key: bytes, subscriber_id: int) -> str:
 
 
 def check_unsubscribe_token(key: bytes, token: str) -> int | None:
+    """The subscriber id a token was made for, or None. Strangers send these: ASCII digits
+    only (「²」 and 「١」 are digits to str.isdigit), a bounded id, bytes compared."""
     sid, _, _mac = token.partition(".")
-    if not sid.isdigit():
+    if not (sid.isascii() and sid.isdigit() and len(sid) <= 18) or not token.isascii():
         return None
-    return int(sid) if hmac.compare_digest(unsubscribe_token(key, int(sid)), token) else None
+    return int(sid) if hmac.compare_digest(unsubscribe_token(key, int(sid)).encode(),
+                                           token.encode()) else None
 
 
 class Renderer:

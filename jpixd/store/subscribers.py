@@ -142,8 +142,11 @@ class SubscriberStore(SqliteBase):
             where.append(PREFECTURE_MATCH)
             params.append(prefecture)
         if query:
-            where.append("(email LIKE ? OR name LIKE ? OR organization LIKE ?)")
-            params.extend([f"%{query}%"] * 3)
+            # The words themselves: % and _ in a search are letters, not wildcards.
+            escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("(email LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\' "
+                         "OR organization LIKE ? ESCAPE '\\')")
+            params.extend([f"%{escaped}%"] * 3)
         rows, total = await self._page("subscribers", where, params, "id", limit, offset)
         return [_row_to_subscriber(r) for r in rows], total
 

@@ -86,6 +86,9 @@ async def _set_sending(request: web.Request, paused: bool) -> web.Response:
     if reason is not None and not isinstance(reason, str):
         raise ApiError(400, "invalid_field", "reason must be a string",
                        fields={"reason": "must be a string"})
+    if reason is not None and len(reason) > 500:  # it is stored, logged and shown
+        raise ApiError(400, "invalid_field", "reason is longer than 500 characters",
+                       fields={"reason": "is longer than 500 characters"})
     state = await rt.store.set_sending(
         paused=paused, reason=reason or ("paused by admin" if paused else "resumed by admin"),
         actor="admin", now=rt.clock())

@@ -156,19 +156,23 @@ def _error_response(description: str) -> dict[str, Any]:
         "schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+MAX_ID = 2**63 - 1
+
+
 def int_param(request: web.Request, name: str, default: int, *, low: int,
               high: int | None = None) -> int:
     """A whole-number query parameter within bounds, or a 400 naming it."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    high = MAX_ID if high is None else high  # the database's integers end at 2**63 - 1
+    # ASCII digits only: int() also takes 「１」 and 「١」, which no client means.
+    if not (raw.isascii() and raw.lstrip("-").isdigit() and len(raw) <= 20):
         raise ApiError(400, "invalid_parameter", f"{name} must be a whole number",
-                       fields={name: f"{raw!r} is not a whole number"}) from None
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+                       fields={name: f"{raw[:40]!r} is not a whole number"})
+    value = int(raw)
+    if value < low or value > high:
+        bound = f"between {low} and {high}"
         raise ApiError(400, "invalid_parameter", f"{name} must be {bound}",
                        fields={name: f"must be {bound}"})
     return value
@@ -182,8 +186,8 @@ def paging(request: web.Request) -> tuple[int, int]:
 def path_id(request: web.Request, name: str = "id") -> int:
     """A numeric id from the path; anything else cannot name a row, so it is a 404."""
     raw = request.match_info[name]
-    if not raw.isdigit():
-        raise ApiError(404, "not_found", f"no such {name}: {raw!r}")
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise ApiError(404, "not_found", f"no such {name}: {raw[:40]!r}")
     return int(raw)
 
 

@@ -22,8 +22,10 @@ def _authorised(request: web.Request, token: str) -> bool:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
         return False
-    # Constant-time: the token must not leak one byte at a time through timing.
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    # Constant-time: the token must not leak one byte at a time through timing. A header
+    # of raw bytes arrives as surrogate escapes: compared as bytes, never an error.
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"),
+                               token.encode())
 
 
 @web.middleware

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -85,6 +85,14 @@ def _since(request: web.Request) -> datetime | None:
     if dt.tzinfo is None:
         raise ApiError(400, "invalid_parameter", "since needs a time zone",
                        fields={"since": "add a zone, e.g. +09:00"})
+    try:
+        dt.astimezone(UTC)
+    except OverflowError:
+        dt = datetime.min.replace(tzinfo=UTC) if dt.year < 2 else datetime.max.replace(
+            tzinfo=UTC)
+    if not 1900 <= dt.year <= 2200:
+        raise ApiError(400, "invalid_parameter", "since must be between 1900 and 2200",
+                       fields={"since": "must be between 1900 and 2200"})
     return dt
 
 
