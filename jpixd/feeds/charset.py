@@ -43,7 +43,7 @@ def declared(body: bytes) -> str | None:
     return codec_for(m.group(1).decode("ascii")) if m else None
 
 
-def _score(text: str) -> int:
+def japanese_score(text: str) -> int:
     """How Japanese a decoding looks: kana and common kanji count, odd characters cost."""
     good = sum(1 for ch in text if "\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff")
     odd = sum(1 for ch in text if "\uff61" <= ch <= "\uff9f" or "\ue000" <= ch <= "\uf8ff"
@@ -75,7 +75,7 @@ def decode(body: bytes, header_charset: str | None = None) -> tuple[str, str]:
             text = body.decode(codec)
         except UnicodeDecodeError:
             continue
-        decodings.append((_score(text), codec, text))
+        decodings.append((japanese_score(text), codec, text))
     if not decodings:
         raise ParseError("the body is neither UTF-8, Shift_JIS nor EUC-JP")
     _, codec, text = max(decodings)
