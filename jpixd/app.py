@@ -24,7 +24,7 @@ from jpixd import __version__, statelock
 from jpixd.backlog.client import BacklogClient
 from jpixd.backlog.reconciler import Reconciler
 from jpixd.bounces.consumer import BounceConsumer
-from jpixd.config import Config, Secret, secrets
+from jpixd.config import Config, ConfigError, Secret, secrets
 from jpixd.fanout import Policy
 from jpixd.feeds.fetch import Fetcher
 from jpixd.feeds.poller import FeedPoller
@@ -52,10 +52,19 @@ from jpixd.web.shed import GuardedSite, Limits, Shedder
 log = structlog.get_logger("jpixd.app")
 
 
+MIN_TOKEN = 16
+
+
 def admin_token(cfg: Config) -> str:
-    """The configured admin token, or (embedded default only) one kept in state_dir."""
+    """The configured admin token, or (embedded default only) one kept in state_dir. A
+    short token is refused: it guards sending, subscribers and their addresses."""
     if cfg.http.admin_token is not None:
-        return cfg.http.admin_token.get()
+        token = cfg.http.admin_token.get()
+        if len(token) < MIN_TOKEN:
+            raise ConfigError([f"http.admin_token: the admin token has {len(token)} "
+                               f"characters; use at least {MIN_TOKEN} (e.g. the output of "
+                               "`openssl rand -hex 32`)"])
+        return token
     path = cfg.state_dir / "admin-token"
     if path.exists():
         return path.read_text(encoding="utf-8").strip()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,6 +89,9 @@ def _run(cfg: Config, baseline: bool) -> int:
     from jpixd.statelock import StateBusy
 
     logs.configure(cfg.logging.level, cfg.logging.format)
+    # The database and the outbox hold subscribers' addresses: never world-readable,
+    # whatever umask the shell had (systemd's unit sets 0027 too).
+    os.umask(os.umask(0o027) | 0o027)
     try:
         return asyncio.run(Daemon(cfg, baseline=baseline).run())
     except ConfigError as err:

@@ -22,8 +22,10 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 _SECRET_KEYS = re.compile(r"(api_?key|apikey|password|passwd|secret|token|authorization)",
                           re.IGNORECASE)
 # apiKey=… in Backlog URLs, Bearer tokens in echoed headers.
-_SECRET_IN_TEXT = re.compile(r"((?:apiKey|api_key|token|password)=)[^&\s'\"]+|(Bearer\s+)\S+",
-                             re.IGNORECASE)
+# `key=value` secrets, bearer tokens, and the password in a URL's userinfo
+# (http://user:password@host/…, a feed behind basic auth).
+_SECRET_IN_TEXT = re.compile(r"((?:apiKey|api_key|token|password)=)[^&\s'\"]+|(Bearer\s+)\S+"
+                             r"|(://[^/\s:@]+:)[^/\s@]+(?=@)", re.IGNORECASE)
 
 
 class Redactor:
@@ -38,8 +40,9 @@ class Redactor:
     def text(self, s: str) -> str:
         # The patterns need a '=' or a "Bearer": most text has neither, and the plain
         # test is far cheaper than the regex (this runs on every string of every line).
-        if "=" in s or "earer" in s.lower():
-            s = _SECRET_IN_TEXT.sub(lambda m: (m.group(1) or m.group(2)) + "***", s)
+        if "=" in s or "earer" in s.lower() or "@" in s:
+            s = _SECRET_IN_TEXT.sub(
+                lambda m: (m.group(1) or m.group(2) or m.group(3)) + "***", s)
         for v in self._values:
             if v in s:
                 s = s.replace(v, "***")

@@ -67,13 +67,14 @@ class Supervisor:
     def stop(self) -> None:
         self.stopping.set()
 
-    def healthy(self) -> tuple[bool, list[str]]:
-        """Every loop up and fresh; otherwise the reasons, one per loop."""
+    def healthy(self, detail: bool = True) -> tuple[bool, list[str]]:
+        """Every loop up and fresh; otherwise the reasons, one per loop (with the loop's
+        last error only when `detail`: it can quote feed or Backlog data)."""
         reasons = []
         for st in self.status.values():
             if not st.up:
                 reasons.append(f"loop {st.name} is down"
-                               + (f" ({st.last_error})" if st.last_error else ""))
+                               + (f" ({st.last_error})" if st.last_error and detail else ""))
             elif not st.fresh():
                 reasons.append(f"loop {st.name} has not made progress for "
                                f"{st.heartbeat.age():.0f}s")

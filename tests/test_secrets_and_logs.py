@@ -13,9 +13,13 @@ import structlog
 from aiobotocore.session import get_session
 
 from jpixd import logs
+from jpixd.app import admin_token
+from jpixd.backlog.client import BacklogClient
 from jpixd.config import ConfigError, load_mapping
+from jpixd.logs import REDACTOR
+from jpixd.metrics import Metrics
 from jpixd.secrets import resolve_ssm
-from tests.conftest import base_mapping
+from tests.conftest import base_mapping, make_config
 
 
 async def put_parameter(moto_url: str, name: str, value: str) -> None:
@@ -105,3 +109,24 @@ def test_a_cached_logger_follows_a_new_stream_and_level() -> None:
     assert lines[1]["level"] == "error" and "ValueError: boom" in lines[1]["exception"]
     assert "s3cr3t" not in second.getvalue()
     assert lines[0]["logger"] == "jpixd.test.cached"
+
+
+def test_passwords_in_urls_and_encoded_keys_are_masked() -> None:
+    """Security probe L7: a feed behind basic auth, a Backlog key a server echoes
+    URL-encoded."""
+    assert REDACTOR.text("GET http://feed:S3cretFeedPass@ntt.example/rss failed") == \
+        "GET http://feed:***@ntt.example/rss failed"
+    assert REDACTOR.text("mail to noc@example.jp") == "mail to noc@example.jp"
+    client = BacklogClient(None, "https://space.backlog.jp",  # type: ignore[arg-type]
+                           "SeCrEtKey+with/special=chars&x1", metrics=Metrics())
+    echoed = "error for /api/v2/issues?apiKey=SeCrEtKey%2Bwith%2Fspecial%3Dchars%26x1"
+    assert "SeCrEt" not in client._clean(echoed)
+    assert "SeCrEt" not in client._clean("key SeCrEtKey+with/special=chars&x1 refused")
+
+
+def test_a_short_admin_token_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "short").write_text("x\n")
+    cfg = make_config(tmp_path, http={"listen": "127.0.0.1:0",
+                                      "admin_token_file": str(tmp_path / "short")})
+    with pytest.raises(ConfigError, match="at least 16"):
+        admin_token(cfg)

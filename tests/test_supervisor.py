@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from jpixd.app import Daemon
 from jpixd.loop import Loop
-from tests.conftest import make_config, running_daemon
+from tests.conftest import ADMIN_TOKEN, make_config, running_daemon
 
 
 class CrashingLoop(Loop):
@@ -69,7 +69,13 @@ async def test_readyz_is_503_while_a_loop_is_down(tmp_path: Path) -> None:
                 body = await r.json()
                 assert r.status == 503
                 assert body["ready"] is False
-                assert "loop crashy is down (RuntimeError: bug number 1)" in body["reasons"]
+                # Unauthenticated: the state, not the error text (probe L7) …
+                assert "loop crashy is down" in body["reasons"]
+                assert "bug number 1" not in await r.text()
+            async with http.get(d.base_url + "/admin/v1/status",
+                                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as r:
+                # … which operators get from the admin API.
+                assert "bug number 1" in await r.text()
             async with http.get(d.base_url + "/healthz") as r:
                 assert r.status == 200  # alive, just not ready
 

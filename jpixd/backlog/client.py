@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import aiohttp
 import structlog
@@ -304,7 +305,15 @@ class BacklogClient:
         return float(self._backoff * 2.0 ** (failures - 1) * random.uniform(0.8, 1.2))
 
     def _clean(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key else text
+        """The key masked as sent and as a server may echo it (URL-encoded either way)."""
+        if not self._key:
+            return text
+        for form in {self._key, quote(self._key, safe=""), quote_plus(self._key)}:
+            text = text.replace(form, "***")
+        return _API_KEY.sub(r"\1***", text)
+
+
+_API_KEY = re.compile(r"(apiKey=)[^&\s'\"]+", re.IGNORECASE)
 
 
 def _list(data: Any) -> list[Any]:

@@ -23,16 +23,20 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         await asyncio.wait_for(rt.store.ping(), timeout=2.0)
     except (StoreError, TimeoutError) as exc:
-        reasons.append(f"database: {exc or 'no answer within 2s'}")
+        reasons.append("database: " + ("no answer within 2s" if isinstance(exc, TimeoutError)
+                                       else "error (see the logs)"))
     if rt.supervisor.stopping.is_set():
         reasons.append("shutting down")
-    _, loop_reasons = rt.supervisor.healthy()
+    # Unauthenticated: states only, no error text (it can quote feed or Backlog data);
+    # the admin API's status has the details.
+    _, loop_reasons = rt.supervisor.healthy(detail=False)
     reasons.extend(loop_reasons)
     sending = await rt.store.sending_state() if not reasons else None
     body = {
         "ready": not reasons,
         "reasons": reasons,
-        "loops": {name: st.to_json() for name, st in rt.supervisor.status.items()},
+        "loops": {name: {k: v for k, v in st.to_json().items() if k != "last_error"}
+                  for name, st in rt.supervisor.status.items()},
         # Paused sending is reported, but a paused daemon is still a working daemon.
         "sending_paused": sending.paused if sending else None,
     }

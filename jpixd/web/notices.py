@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from jpixd.feeds.poller import FeedPoller
+from jpixd.logs import REDACTOR
 from jpixd.model import ALL_KINDS, NoticeStatus, StoredNotice, notice_to_json
 from jpixd.prefectures import code_of
 from jpixd.web.api import PAGE_QUERY, Api, ApiError, json_response, page_body, paging, path_id
@@ -45,16 +46,20 @@ async def list_sources(request: web.Request) -> web.Response:
     for src in rt.config.sources:
         st = await rt.store.source_state(src.name)
         items.append({
-            "name": src.name, "kind": src.kind, "carrier": src.carrier, "url": src.url,
+            "name": src.name, "kind": src.kind, "carrier": src.carrier,
+            "url": REDACTOR.text(src.url),
             "enabled": src.enabled, "interval_s": src.interval.total_seconds(),
-            "permanent_url": st.permanent_url if st.permanent_for == src.url else None,
+            "permanent_url": REDACTOR.text(st.permanent_url)
+            if st.permanent_url and st.permanent_for == src.url else None,
             "baseline_done": st.baseline_done,
             "last_success_at": st.last_success_at.isoformat() if st.last_success_at else None,
             "last_error_at": st.last_error_at.isoformat() if st.last_error_at else None,
-            "last_error": st.last_error, "consecutive_failures": st.consecutive_failures,
+            "last_error": REDACTOR.text(st.last_error) if st.last_error else None,
+            "consecutive_failures": st.consecutive_failures,
             "next_poll_at": st.next_poll_at.isoformat() if st.next_poll_at else None,
             "last_result": st.last_result, "last_items": st.last_items,
-            "layout_warning": st.layout_warning, "detail_error": st.detail_error,
+            "layout_warning": st.layout_warning,
+            "detail_error": REDACTOR.text(st.detail_error) if st.detail_error else None,
         })
     return json_response({"items": items})
 

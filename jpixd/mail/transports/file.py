@@ -47,7 +47,8 @@ class FileTransport:
         # Atomic, not durable: the rename means no reader sees half a message; a crash
         # before the page cache is flushed loses a file of a delivery that the store
         # then still holds (the outbox directory is for development).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        # 0640: a mail holds a subscriber's name and address (the umask may narrow it).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
             view = memoryview(data)
             while view:  # a regular file takes it in one write; loop for the rule's sake
