@@ -221,6 +221,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig, supervisor)
+        # SIGHUP's default would kill the process without a drain, and systemd counts
+        # that as a clean exit: never let it (reloading the config is its own work).
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
         sup_task = asyncio.create_task(supervisor.run(), name="supervisor")
         watchdog: asyncio.Task[None] | None = None
         try:
@@ -259,6 +262,10 @@ class Daemon:
         if supervisor.failure:
             log.error("exiting after repeated loop crashes", reason=supervisor.failure)
         return supervisor.exit_code
+
+    def _on_hangup(self) -> None:
+        log.warning("SIGHUP received: reloading is not supported yet; nothing changed, "
+                    "the daemon runs on")
 
     def _on_signal(self, sig: signal.Signals, supervisor: Supervisor) -> None:
         log.info("signal received", signal=sig.name)

@@ -87,6 +87,7 @@ async def _check(cfg: Config) -> list[str]:
 def _run(cfg: Config, baseline: bool) -> int:
     from jpixd.app import Daemon
     from jpixd.statelock import StateBusy
+    from jpixd.store import StoreError
 
     logs.configure(cfg.logging.level, cfg.logging.format)
     # The database and the outbox hold subscribers' addresses: never world-readable,
@@ -100,6 +101,9 @@ def _run(cfg: Config, baseline: bool) -> int:
     except StateBusy as err:
         print(f"jpixd: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except StoreError as err:  # a damaged or unreadable database: said plainly
+        print(f"jpixd: {err}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 async def _migrate(cfg: Config) -> int:

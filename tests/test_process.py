@@ -140,3 +140,35 @@ def test_an_unwritable_state_dir_is_a_clear_error(tmp_path: Path,
     proc = daemon_process(["run", "--config", str(path)])
     assert proc.finish() == 2
     assert "state_dir" in "".join(proc.lines) and "Traceback" not in "".join(proc.lines)
+
+
+def test_sighup_does_not_kill_the_daemon(tmp_path: Path, daemon_process: Start) -> None:
+    proc = daemon_process(["run", "--config", str(config_file(tmp_path))])
+    proc.wait_for_event("jpixd ready")
+    proc.proc.send_signal(signal.SIGHUP)
+    proc.wait_for_event("SIGHUP received: reloading is not supported yet; nothing changed, "
+                        "the daemon runs on")
+    status, _ = http(f"http://{first_address(proc)}/healthz")
+    assert status == 200
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.finish() == 0
+
+
+def test_a_damaged_database_is_refused_before_ready(tmp_path: Path,
+                                                    daemon_process: Start) -> None:
+    cfg = config_file(tmp_path)
+    first = daemon_process(["run", "--config", str(cfg)])
+    first.wait_for_event("jpixd ready")
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.finish() == 0
+    db = tmp_path / "state" / "jpixd.sqlite3"
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big")  # the page size, from the file's header
+    for start in range(page, len(data), page):  # every b-tree page header but the first
+        data[start:start + 8] = b"\xff" * 8
+    db.write_bytes(bytes(data))
+    second = daemon_process(["run", "--config", str(cfg)])
+    assert second.finish() == 1
+    said = "".join(second.lines)
+    assert "damaged" in said or "malformed" in said or "not a database" in said
+    assert "Traceback" not in said

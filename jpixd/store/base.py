@@ -88,9 +88,17 @@ class SqliteBase:
             await db.execute("PRAGMA synchronous=NORMAL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=5000")
+            # A file damaged in the middle of a page opens and answers SELECT 1, then
+            # fails on the first write: find out now, before reporting ready.
+            async with db.execute("PRAGMA quick_check") as cur:
+                verdict = [str(r[0]) for r in await cur.fetchall()]
         except Exception as exc:
             await db.close()
             raise StoreError(f"cannot use database {path}: {exc}") from exc
+        if verdict != ["ok"]:
+            await db.close()
+            raise StoreError(f"database {path} is damaged ({'; '.join(verdict[:3])}): "
+                             "restore it from a backup")
         return db
 
     async def close(self) -> None:
