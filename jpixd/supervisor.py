@@ -63,6 +63,8 @@ class Supervisor:
         names = [lp.name for lp in loops]
         if len(set(names)) != len(names):
             raise ValueError(f"loop names must be unique: {names}")
+        for name in names:  # every series from start-up, as 0: alert rules see them
+            metrics.loop_restarts.labels(name)
 
     def stop(self) -> None:
         self.stopping.set()

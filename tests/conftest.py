@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -178,6 +178,24 @@ class DaemonProcess:
                     return obj
         raise AssertionError(f"no {event!r} log line within {timeout}s; output:\n"
                              + "".join(self.lines))
+
+    def wait_until(self, done: Callable[[list[dict[str, Any]]], bool],
+                   timeout: float = 60.0) -> None:
+        """Read log lines until `done(every JSON line so far)` holds."""
+        events = [json.loads(ln) for ln in self.lines if ln.startswith("{")]
+        end = time.monotonic() + timeout
+        while not done(events):
+            left = end - time.monotonic()
+            try:
+                line = self._queue.get(timeout=max(left, 0.001))
+            except queue.Empty:
+                line = None
+            if line is None:
+                raise AssertionError(f"condition not met within {timeout}s; output:\n"
+                                     + "".join(self.lines[-50:]))
+            self.lines.append(line)
+            with contextlib.suppress(json.JSONDecodeError):
+                events.append(json.loads(line))
 
     def finish(self, timeout: float = 20.0) -> int:
         rc = self.proc.wait(timeout=timeout)
