@@ -178,3 +178,30 @@ def test_the_bundled_body_is_rendered_once_per_notice(tmp_path: Path) -> None:
     assert a.startswith("株式会社例\n運用 太郎 様\n")
     assert b.startswith("髙橋 様\n")  # the empty organisation line folds away as before
     assert a.split("様\n", 1)[1] == b.split("様\n", 1)[1]
+
+
+HOSTILE_TEXT = ("本文\u0000NUL\u001b$B\u001b(Bescape\u0007bell\u0008bs\r\nBcc: evil@x.jp\u2028"
+                "\u0085詳細 https://example.jp/" + "a" * 3000 + " " + "長" * 3000)
+
+
+@pytest.mark.parametrize("charset", ["iso-2022-jp", "utf-8"])
+@pytest.mark.parametrize("change", [c for c in Change if c.mailed] + [Change.REMINDER])
+def test_hostile_feed_text_through_every_template(tmp_path: Path, charset: str,
+                                                  change: Change) -> None:
+    """Security probe M4: whatever a feed sent, the mail is one any MTA accepts."""
+    notice = replace(FAILURE, title="見出し\u0000\u001b" + "長" * 100_000, body=HOSTILE_TEXT,
+                     localities=("町\u0007",), services=("サービス\u001b",))
+    sub = replace(SUB, charset=charset)
+    data = renderer(tmp_path).render(delivery_id=1, notice_id=1, notice=notice,
+                                     change=change, sub=sub, now=NOW).data
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert len(head) < 8192  # the Subject is capped, not 428 KB of folded header
+    for line in data.split(b"\r\n"):
+        assert len(line) <= 998
+        assert not re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]", line), line[:80]
+    text = parse(data).get_content()
+    assert "\x1b" not in text and "\x00" not in text and "\x07" not in text
+    assert "https://example.jp/" + "a" * 800 in text  # the URL is kept, on a line of its own
+    msg = parse(data)
+    assert len(msg["Subject"]) <= 200 and msg["Subject"].endswith("…")
+    assert msg["Bcc"] is None
