@@ -9,6 +9,8 @@ process exits non-zero for systemd to restart it cleanly.
 from __future__ import annotations
 
 import asyncio
+import errno
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -44,6 +46,28 @@ class LoopStatus:
             "restarts": self.restarts,
             "last_error": self.last_error,
         }
+
+
+_EXHAUSTED_ERRNOS = {errno.ENOSPC: "disk space", errno.EDQUOT: "disk quota",
+                     errno.EMFILE: "file descriptors", errno.ENFILE: "file descriptors",
+                     errno.ENOMEM: "memory"}
+
+
+def exhaustion(exc: BaseException) -> str | None:
+    """Which resource the machine ran out of, if that is what `exc` says (also through
+    the exceptions it was raised from)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, OSError) and seen.errno in _EXHAUSTED_ERRNOS:
+            return _EXHAUSTED_ERRNOS[seen.errno]
+        if isinstance(seen, sqlite3.OperationalError) and "full" in str(seen):
+            return "disk space"  # "database or disk is full"
+        if isinstance(seen, MemoryError):
+            return "memory"
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class Supervisor:
@@ -98,7 +122,7 @@ class Supervisor:
             st.heartbeat.beat()
             st.up = True
             self.metrics.loop_up.labels(lp.name).set(1)
-            crashed = False
+            crashed, exhausted = False, None
             try:
                 await lp.run(st.heartbeat, self.stopping)
                 if self.stopping.is_set():
@@ -109,12 +133,25 @@ class Supervisor:
             except Exception as exc:
                 crashed = True
                 st.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("loop crashed", loop=lp.name)
+                exhausted = exhaustion(exc)
+                if exhausted:
+                    log.error("loop stopped: the machine is out of a resource; retrying "
+                              "until it is back", loop=lp.name, resource=exhausted,
+                              error=st.last_error)
+                else:
+                    log.exception("loop crashed", loop=lp.name)
             finally:
                 # Down before any backoff: readiness must be false while we wait.
                 st.up = False
                 self.metrics.loop_up.labels(lp.name).set(0)
-            if crashed:
+            if crashed and exhausted:
+                # A full disk is no bug and a restart cannot mend it: not counted towards
+                # giving up, so that jpixd recovers by itself once space is back (under
+                # systemd's StartLimitBurst a process exit would stay down for good).
+                st.restarts += 1
+                self.metrics.loop_restarts.labels(st.name).inc()
+                await self._backoff(10)
+            elif crashed:
                 if not self._note_crash(st):
                     return
                 await self._backoff(len(st.crashes))

@@ -4,6 +4,7 @@ the process with a non-zero code; readiness is false while a loop is down."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import aiohttp
@@ -121,4 +122,32 @@ async def test_a_wedged_loop_makes_the_daemon_unready(tmp_path: Path) -> None:
                 reasons = (await r.json())["reasons"]
                 assert reasons == [f"loop wedged has not made progress for "
                                    f"{loop.stale_after + 1:.0f}s"]
+    assert d.task.result() == 0
+
+
+class FullDiskLoop(CrashingLoop):
+    """Fails as SQLite does on a full disk, more often than max_restarts, then works."""
+
+    name = "writer"
+
+    async def run_once(self) -> None:
+        self.runs += 1
+        if self.runs <= self.crashes:
+            raise sqlite3.OperationalError("database or disk is full")
+        self.healthy.set()
+
+
+async def test_a_full_disk_is_waited_out_not_given_up_on(tmp_path: Path) -> None:
+    """Security probe L8: a full disk crash-looped the process to its exit, and systemd
+    gave up; the daemon now stays up, unready, and recovers once space is back."""
+    cfg = make_config(tmp_path, supervisor={"restart_backoff": "1ms",
+                                            "restart_backoff_max": "5ms", "max_restarts": 2})
+    registry = CollectorRegistry()
+    loop = FullDiskLoop(crashes=6)
+    async with running_daemon(cfg, [loop], registry=registry) as d:
+        await asyncio.wait_for(loop.healthy.wait(), timeout=10)
+        assert sample(registry, "jpixd_loop_restarts_total", loop="writer") == 6
+        assert not d.task.done()
+        async with aiohttp.ClientSession() as http, http.get(d.base_url + "/readyz") as r:
+            assert r.status == 200
     assert d.task.result() == 0
