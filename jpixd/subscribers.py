@@ -45,7 +45,7 @@ class Invalid(Exception):
 
 
 def normalise_email(text: str) -> str:
-    """Syntax-checked address with its domain lower-cased and IDNA-encoded."""
+    """Syntax-checked address, lower-cased, its domain IDNA-encoded."""
     value = unicodedata.normalize("NFC", text.strip())
     if len(value) > 254:
         raise ValueError("is longer than 254 characters")
@@ -63,7 +63,9 @@ def normalise_email(text: str) -> str:
         raise ValueError(f"{text!r} has an invalid domain")
     if labels[-1].isdigit():
         raise ValueError(f"{text!r} has an invalid domain (an IP address is not one)")
-    address = f"{local}@{ascii_domain}"
+    # Lower-cased whole: the RFC lets a local part be case-sensitive, but no provider
+    # we send to treats it so, and a bounce or an opt-out for NOC@ must reach noc@.
+    address = f"{local.lower()}@{ascii_domain}"
     if len(address) > 254:  # measured as sent: after IDNA, 「…」 labels grow
         raise ValueError("is longer than 254 characters once its domain is encoded")
     return address

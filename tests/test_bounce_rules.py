@@ -20,11 +20,12 @@ CFG = BouncesConfig()
 def test_sns_envelope_with_several_recipients() -> None:
     events, topic = parse(sns(bounce(["A@ISP.example.jp", "b@isp.example.jp"])))
     assert topic == "arn:aws:sns:ap-northeast-1:123456789012:ses-events"
-    assert [e.recipient for e in events] == ["A@isp.example.jp", "b@isp.example.jp"]
+    # Addresses as our deliveries hold them: lower-cased whole (README: security notes).
+    assert [e.recipient for e in events] == ["a@isp.example.jp", "b@isp.example.jp"]
     e = events[0]
     assert (e.type, e.subtype, e.bounce_type, e.bounce_subtype) == (
         "Bounce", "Permanent/General", "Permanent", "General")
-    assert e.key == "fb-1|A@isp.example.jp" and e.ses_message_id == "0101018f-ses-1"
+    assert e.key == "fb-1|a@isp.example.jp" and e.ses_message_id == "0101018f-ses-1"
     assert e.occurred_at == datetime(2026, 11, 28, 6, 0, 1, 123000, tzinfo=UTC)
     assert e.diagnostic == "smtp; 550 5.1.1 user unknown"
 

@@ -107,6 +107,12 @@ async def test_hostile_input_at_every_boundary(
         d = Daemon(proc, f"http://{listening['addresses'][0]}")
         await asyncio.to_thread(proc.wait_for_event, "jpixd ready")
 
+        def first_round(events: list[dict[str, Any]]) -> bool:  # the loop's own polls
+            return len({e.get("source") for e in events
+                        if e.get("event") == "feed polled"}) == len(pages)
+
+        await asyncio.to_thread(proc.wait_until, first_round, 60)
+
         async with aiohttp.ClientSession(headers=AUTH) as http:
             await d.ready(http)
             await fuzz_feeds(http, d, rng, feeds, pages)
@@ -149,7 +155,8 @@ async def fuzz_feeds(http: aiohttp.ClientSession, d: Daemon, rng: random.Random,
             if name == "json":  # a good feed beside the bad ones is read every time
                 (feeds / file).write_bytes(good_json(str(i)))
                 async with http.post(f"{d.base}/admin/v1/sources/{name}/poll") as r:
-                    assert (await r.json())["result"] == "ok"
+                    good = await r.json()
+                    assert good["result"] == "ok", (i, report, good, body[:300])
             await d.ready(http)
         (feeds / file).write_bytes(original)
     print("feed fuzz outcomes:", seen)  # noqa: T201  (shown with -s: what was exercised)

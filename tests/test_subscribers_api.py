@@ -39,7 +39,8 @@ async def test_create_get_patch_delete(api: tuple[aiohttp.ClientSession, str, St
         "carriers": ["west"], "prefectures": ["大阪府", "28", "京都"], "kinds": ["failure"],
         "windows": ["day", "night"]})
     assert status == 201, created
-    assert created["email"] == "Noc@example.jp"  # domain lower-cased (and NFKC'd by IDNA)
+    # Lower-cased whole (and the domain NFKC'd by IDNA): see the README's security notes.
+    assert created["email"] == "noc@example.jp"
     assert created["prefectures"] == ["26", "27", "28"]
     assert created["status"] == "active" and created["services"] == []
     sid = created["id"]

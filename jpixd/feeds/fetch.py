@@ -4,6 +4,7 @@ can remember them), a timeout, a maximum body size, and file:// URLs for local s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
@@ -103,22 +104,22 @@ async def _read_limited(r: aiohttp.ClientResponse, max_bytes: int, url: str) -> 
 
 
 def _read_file(url: str, max_bytes: int, etag: str | None) -> Fetched:
-    """A local file; its validator is the nanosecond mtime and size (a whole-second
-    Last-Modified would miss a rewrite within the same second as the last poll)."""
+    """A local file; its validator is a hash of its content (mtime and size miss a
+    rewrite of the same size within one tick of the file system's clock)."""
     path = Path(unquote(urlsplit(url).path))
     try:
         stat = path.stat()
         if not S_ISREG(stat.st_mode):  # /dev/zero, a FIFO, a directory: never read
             raise FeedError(f"{path}: not a regular file")
-        validator = f"file:{stat.st_mtime_ns}:{stat.st_size}"
-        if etag == validator:
-            return Fetched(not_modified=True, final_url=url, etag=validator)
         if stat.st_size > max_bytes:
             raise FeedError(f"{path}: {stat.st_size} bytes is over the limit of {max_bytes}")
         with path.open("rb") as f:
             body = f.read(max_bytes + 1)  # a file that grew since stat() is still bounded
         if len(body) > max_bytes:
             raise FeedError(f"{path}: over the limit of {max_bytes} bytes")
-        return Fetched(not_modified=False, body=body, final_url=url, etag=validator)
     except OSError as exc:
         raise FeedError(f"{path}: {exc.strerror or exc}") from None
+    validator = "sha256:" + hashlib.sha256(body).hexdigest()
+    if etag == validator:
+        return Fetched(not_modified=True, final_url=url, etag=validator)
+    return Fetched(not_modified=False, body=body, final_url=url, etag=validator)
