@@ -106,6 +106,7 @@ class FakeBacklog:
         # Called after a create has been applied, before it is answered (crash tests).
         self.after_create: Callable[[FakeIssue], None] | None = None
         self.base = ""
+        self.project_body: dict[str, Any] = dict(PROJECT)  # a test may make it odd
         self._next_id = 9001
 
     # -- what a person does in Backlog's web UI ----------------------------------------
@@ -221,7 +222,7 @@ class FakeBacklog:
             return web.json_response(STATUSES)
         if sub:
             raise web.HTTPNotFound()
-        return web.json_response(PROJECT)
+        return web.json_response(self.project_body)
 
     async def priorities(self, request: web.Request) -> web.Response:
         return web.json_response(PRIORITIES)

@@ -513,3 +513,12 @@ async def test_a_refused_close_waits_an_hour_before_it_is_tried_again(store: Sto
         await r.reconciler.run_once()
         assert r.fake.count("PATCH", "/issues/") == 2
         assert (await store.list_tickets(state="closed"))[1] == 1
+
+
+async def test_an_odd_project_id_is_a_settings_error_not_a_dead_daemon(store: Store) -> None:
+    """Security probe L9: {"id": "not-a-number"} killed the daemon."""
+    async with rig(store) as r:
+        r.fake.project_body = {**r.fake.project_body, "id": "not-a-number"}
+        await r.reconciler.run_once()
+        assert r.reconciler.health.state == "misconfigured"
+        assert "numeric project id" in (r.reconciler.health.error or "")

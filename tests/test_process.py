@@ -80,6 +80,10 @@ def test_systemd_notify_health_and_sigterm(tmp_path: Path, daemon_process: Start
     proc.proc.send_signal(signal.SIGTERM)
     assert "STOPPING=1" in receive_until(sock, "STOPPING=1")
     assert proc.finish(timeout=15) == 0
+    # Subscribers' addresses live in the database: not world-readable, whatever the
+    # umask of the shell that started jpixd (security probe L7).
+    for path in (tmp_path / "state").iterdir():
+        assert path.stat().st_mode & 0o007 == 0, path
     events = [json.loads(line).get("event") for line in proc.lines if line.startswith("{")]
     assert "signal received" in events and "shutting down" in events
 
