@@ -29,6 +29,19 @@ def corpus(name: str) -> Page:
     return Page((CORPUS / name).read_bytes(), content_type="text/html")
 
 
+async def east_polls(h: Harness, path: str, pages: str) -> list[dict[str, int]]:
+    """Three successive polls of one NTT East source, 80 minutes apart, each serving the
+    next corpus page; what each poll counted."""
+    p = h.poller(source(h.server, path, kind="ntt-east", carrier="east",
+                        send_on_first_poll=True))
+    counts = []
+    for poll in (1, 2, 3):
+        h.server.pages[path] = corpus(pages.format(poll))
+        counts.append((await p.poll(p.sources["feed"])).counts)
+        h.advance(minutes=80)
+    return counts
+
+
 async def subjects(h: Harness, tmp_path: Path, notice_id: int) -> list[str]:
     """The subject each mailed revision would carry, as a subscriber reads it."""
     cfg = make_config(tmp_path, mail={"from": "notice@example.jp"})
@@ -47,14 +60,7 @@ async def test_the_east_outage_as_changing_list_rows_is_one_notice(h: Harness,
     saitama = await h.store.create_subscriber(
         Subscriber(email="saitama@isp.example.jp", prefectures=("11",),
                    services=("フレッツ光",)), T0)
-    p = h.poller(source(h.server, "/east", kind="ntt-east", carrier="east",
-                        send_on_first_poll=True))
-    src = p.sources["feed"]
-    changes = []
-    for poll in (1, 2, 3):
-        h.server.pages["/east"] = corpus(f"east-failure-20230403-poll{poll}.html")
-        changes.append((await p.poll(src)).counts)
-        h.advance(minutes=80)
+    changes = await east_polls(h, "/east", "east-failure-20230403-poll{}.html")
     assert changes == [{"new": 1}, {"update": 1}, {"recover": 1}]
     items, total = await h.store.list_notices()
     assert total == 1
@@ -81,14 +87,7 @@ async def test_the_east_reports_at_new_urls_are_one_notice(h: Harness, tmp_path:
     for k in (1, 2, 3):  # the list links them relatively, as the corpus page does
         h.server.pages[f"/east-report-20230403-{k}.html"] = corpus(
             f"east-report-20230403-{k}.html")
-    p = h.poller(source(h.server, "/reports", kind="ntt-east", carrier="east",
-                        send_on_first_poll=True))
-    src = p.sources["feed"]
-    counts = []
-    for poll in (1, 2, 3):
-        h.server.pages["/reports"] = corpus(f"east-reports-20230403-poll{poll}.html")
-        counts.append((await p.poll(src)).counts)
-        h.advance(minutes=80)
+    counts = await east_polls(h, "/reports", "east-reports-20230403-poll{}.html")
     # 第2報 and 第3報 continue 第1報; the older reports still listed change nothing.
     assert counts == [{"new": 1}, {"update": 1, "unchanged": 1},
                       {"recover": 1, "unchanged": 2}]

@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -147,12 +149,7 @@ class Reconciler(Loop):
 
     async def _open(self, project: Project) -> None:
         for t in await self.store.tickets_to_create(self.clock()):
-            try:
-                await self._open_one(project, t)
-            except _PASS_THROUGH:
-                raise
-            except Exception as exc:  # the crash barrier: this case, not the round
-                await self._case_crashed(t, exc)
+            await self._guarded(t, self._open_one(project, t))
 
     async def _open_one(self, project: Project, t: Ticket) -> None:
         if t.attempted_at is not None:
@@ -234,12 +231,7 @@ class Reconciler(Loop):
         for t in await self.store.tickets_in("closing"):
             if t.next_try_at is not None and t.next_try_at > now:
                 continue  # Backlog refused this close lately (a 4xx): not every round
-            try:
-                await self._close_one(project, t)
-            except _PASS_THROUGH:
-                raise
-            except Exception as exc:  # the crash barrier: this case, not the round
-                await self._case_crashed(t, exc)
+            await self._guarded(t, self._close_one(project, t))
 
     async def _close_one(self, project: Project, t: Ticket) -> None:
         if t.attempted_at is not None:
@@ -293,6 +285,15 @@ class Reconciler(Loop):
         log.error("Backlog refused a call for a case; trying again later", ticket=t.id,
                   kind=t.kind, email=t.email, error=str(exc),
                   retry_in_seconds=REFUSED_RETRY.total_seconds())
+
+    async def _guarded(self, t: Ticket, step: Coroutine[Any, Any, None]) -> None:
+        """One case's step inside the crash barrier: this case, not the round."""
+        try:
+            await step
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            await self._case_crashed(t, exc)
 
     async def _case_crashed(self, t: Ticket, exc: Exception) -> None:
         """Something in this case made our code fail: quarantined, retried in an hour like
