@@ -19,6 +19,9 @@ from jpixd.fanout import Policy, planner
 from jpixd.model import Change, Notice, NoticeKind, NoticeStatus, Subscriber
 from jpixd.prefectures import CODES
 from jpixd.store import Store
+from jpixd.subscribers import FIELDS
+
+ALL_COLUMNS = frozenset(FIELDS)
 
 N = 100_000
 
@@ -48,7 +51,7 @@ async def measure() -> dict[str, float]:
         store = await Store.open(Path(tmp) / "bench.sqlite3")
         await store.migrate(now)
         t0 = time.perf_counter()
-        await store.import_subscribers(subscribers(N, rng), now)
+        await store.import_subscribers([(s, ALL_COLUMNS) for s in subscribers(N, rng)], now)
         load = time.perf_counter() - t0
         notice = Notice(source="east", external_id="F-BENCH", carrier="east",
                         kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED,

@@ -30,6 +30,7 @@ from jpixd.mail.transports.smtp import SmtpTransport
 from jpixd.metrics import Metrics
 from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeStatus, Subscriber
 from jpixd.store import Store
+from jpixd.subscribers import FIELDS
 
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 NOTICE = Notice(source="west", external_id="F1", carrier="west", kind=NoticeKind.FAILURE,
@@ -42,9 +43,10 @@ async def _drain(n: int, tmp: Path, transport: Transport) -> tuple[float, float]
     """(wall seconds, event-loop thread CPU seconds) to send n deliveries."""
     store = await Store.open(tmp / "b.sqlite3")
     await store.migrate(NOW)
-    await store.import_subscribers([Subscriber(email=f"u{i}@isp{i % 50}.example.jp",
-                                               name=f"担当{i}", organization="株式会社例",
-                                               carriers=("west",)) for i in range(n)], NOW)
+    await store.import_subscribers([(Subscriber(email=f"u{i}@isp{i % 50}.example.jp",
+                                                name=f"担当{i}", organization="株式会社例",
+                                                carriers=("west",)), frozenset(FIELDS))
+                                    for i in range(n)], NOW)
     await store.record_revision(NOTICE, revision="r", change=Change.NEW, now=NOW,
                                 planner=planner(NOTICE, Change.NEW, NOW, Policy(tz=JST)))
     cfg = load_mapping({"mail": {"from": "n@example.jp"}, "http": {"admin_token": "env:T"}},

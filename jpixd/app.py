@@ -127,7 +127,8 @@ async def seed_sample_subscribers(cfg: Config, store: Store, clock: Clock) -> No
     rows, errors = parse_csv(await asyncio.to_thread(cfg.sample_subscribers.read_bytes))
     if errors:
         raise RuntimeError(f"bundled sample subscribers are invalid: {errors}")
-    result = await store.import_subscribers([r.subscriber for r in rows], clock())
+    result = await store.import_subscribers([(r.subscriber, r.columns) for r in rows],
+                                            clock())
     log.info("sample subscribers imported", created=result.created,
              file=str(cfg.sample_subscribers))
 

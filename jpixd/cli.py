@@ -53,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     imp = with_config(actions.add_parser(
         "import", help="create or update subscribers from a CSV file (all rows or none)"))
     imp.add_argument("file", type=Path, help="CSV, UTF-8 or Shift_JIS; lists separated by ';'")
-    imp.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
+    imp.add_argument("--dry-run", action="store_true",
+                     help="check, count and show each change, write nothing")
+    imp.add_argument("--reactivate", action="store_true",
+                     help="let a status column make unsubscribed or suppressed subscribers "
+                          "active again (they opted out: only with their consent)")
     exp = with_config(actions.add_parser("export", help="write every subscriber as CSV"))
     exp.add_argument("--output", type=Path, metavar="FILE", help="default: standard output")
     return p
@@ -119,16 +123,17 @@ async def _migrate(cfg: Config) -> int:
     return EXIT_OK
 
 
-def _import(cfg: Config, path: Path, dry_run: bool) -> int:
+def _import(cfg: Config, path: Path, dry_run: bool, reactivate: bool = False) -> int:
     try:
         data = path.read_bytes()
     except OSError as exc:
         print(f"jpixd: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return asyncio.run(_import_rows(cfg, path, data, dry_run))
+    return asyncio.run(_import_rows(cfg, path, data, dry_run, reactivate))
 
 
-async def _import_rows(cfg: Config, path: Path, data: bytes, dry_run: bool) -> int:
+async def _import_rows(cfg: Config, path: Path, data: bytes, dry_run: bool,
+                       reactivate: bool) -> int:
     from jpixd.app import open_store
     from jpixd.model import utcnow
     from jpixd.subscribers import parse_csv
@@ -141,13 +146,19 @@ async def _import_rows(cfg: Config, path: Path, data: bytes, dry_run: bool) -> i
         return EXIT_CONFIG
     store = await open_store(cfg, utcnow)
     try:
-        result = await store.import_subscribers([r.subscriber for r in rows], utcnow(),
-                                                dry_run=dry_run)
+        result = await store.import_subscribers([(r.subscriber, r.columns) for r in rows],
+                                                utcnow(), dry_run=dry_run,
+                                                reactivate=reactivate)
     finally:
         await store.close()
+    if dry_run:
+        for line in result.diffs:
+            print(f"  {line}")
     note = " (dry run: nothing written)" if dry_run else ""
+    kept = (f", {result.kept} left unsubscribed or suppressed (--reactivate to change "
+            "that)") if result.kept else ""
     print(f"{path}: {len(rows)} rows: {result.created} created, {result.updated} updated, "
-          f"{result.unchanged} unchanged{note}")
+          f"{result.unchanged} unchanged{kept}{note}")
     return EXIT_OK
 
 
@@ -207,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "subscribers":
         logs.configure(cfg.logging.level, cfg.logging.format, stream=sys.stderr)
         if args.action == "import":
-            return _import(cfg, args.file, args.dry_run)
+            return _import(cfg, args.file, args.dry_run, args.reactivate)
         return _export(cfg, args.output)
     structlog.get_logger().error("unknown command", command=args.command)
     return EXIT_CONFIG

@@ -214,7 +214,8 @@ def _iso(dt: datetime | None) -> str | None:
 @dataclass(frozen=True)
 class CsvRow:
     line: int
-    subscriber: Subscriber
+    subscriber: Subscriber  # as a new subscriber would be (defaults where no column)
+    columns: frozenset[str] = frozenset(FIELDS)  # what the file says: all an update may change
 
 
 def decode_csv(data: bytes) -> str:
@@ -325,7 +326,7 @@ def _rows(reader: Any) -> tuple[list[CsvRow], list[str]]:
             errors.append(f"line {start}, column email: {email} repeats line {seen[email]}")
             continue
         seen[email] = start
-        rows.append(CsvRow(start, Subscriber(**changes)))
+        rows.append(CsvRow(start, Subscriber(**changes), frozenset(header)))
     return (rows if not errors else []), errors
 
 

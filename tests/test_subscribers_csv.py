@@ -148,3 +148,47 @@ def test_export_defuses_spreadsheet_formulas_and_import_takes_them_back() -> Non
     [row], errors = parse_csv(text.encode())
     assert errors == [] and row.subscriber.name == sub.name
     assert row.subscriber.organization == sub.organization
+
+
+def test_a_partial_import_never_brings_an_opt_out_back(
+        tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 13: re-importing email,name set unsubscribed subscribers active again and reset
+    their windows, kinds and carriers. Only the file's columns change now, and an opt-out
+    stays an opt-out unless --reactivate says otherwise."""
+    full = tmp_path / "full.csv"
+    full.write_text(HEADER + "".join(good_row(i) for i in range(3)).replace(
+        "user1@isp1.example.jp", "gone@isp1.example.jp"), encoding="utf-8")
+    assert run("subscribers", "import", str(full), "--config", str(config)) == 0
+    optout = tmp_path / "optout.csv"
+    optout.write_text("email,status\ngone@isp1.example.jp,unsubscribed\n", encoding="utf-8")
+    assert run("subscribers", "import", str(optout), "--config", str(config)) == 0
+    capsys.readouterr()
+
+    names = tmp_path / "names.csv"
+    names.write_text("email,name\ngone@isp1.example.jp,新しい名前\n"
+                     "user0@isp0.example.jp,担当0\n", encoding="utf-8")
+    assert run("subscribers", "import", str(names), "--config", str(config), "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "gone@isp1.example.jp: name '担当1' → '新しい名前'" in out
+    assert "1 updated, 1 unchanged (dry run" in out
+    assert run("subscribers", "import", str(names), "--config", str(config)) == 0
+    capsys.readouterr()
+    by_email = exported(config, capsys)
+    gone = by_email["gone@isp1.example.jp"]
+    assert gone["status"] == "unsubscribed" and gone["name"] == "新しい名前"
+    assert gone["windows"] == "day;night" and gone["prefectures"] == "13;27"  # untouched
+
+    back = tmp_path / "back.csv"
+    back.write_text("email,status\ngone@isp1.example.jp,active\n", encoding="utf-8")
+    assert run("subscribers", "import", str(back), "--config", str(config)) == 0
+    assert "1 left unsubscribed or suppressed" in capsys.readouterr().out
+    assert exported(config, capsys)["gone@isp1.example.jp"]["status"] == "unsubscribed"
+    assert run("subscribers", "import", str(back), "--config", str(config),
+               "--reactivate") == 0
+    capsys.readouterr()
+    assert exported(config, capsys)["gone@isp1.example.jp"]["status"] == "active"
+
+
+def exported(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, str]]:
+    assert run("subscribers", "export", "--config", str(config)) == 0
+    return {r["email"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,18 @@ class ImportResult:
     created: int
     updated: int
     unchanged: int
+    kept: int = 0  # unsubscribed or suppressed, left so (no --reactivate)
+    diffs: tuple[str, ...] = ()  # "email: field old → new", for a dry run to show
+
+
+# An opt-out is the subscriber's word (特定電子メール法): only an explicit --reactivate
+# turns these back to active.
+_OPTED_OUT = frozenset({SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.SUPPRESSED})
+
+
+def _diff(old: Subscriber, new: Subscriber) -> list[str]:
+    return [f"{old.email}: {c} {getattr(old, c)!r} → {getattr(new, c)!r}"
+            for c in _COLUMNS if getattr(old, c) != getattr(new, c)]
 
 
 _SKIP_PENDING = (
@@ -192,37 +204,49 @@ class SubscriberStore(SqliteBase):
             await db.execute(_SKIP_PENDING, ("subscriber deleted", to_db(now), subscriber_id))
         return True
 
-    async def import_subscribers(self, subs: Sequence[Subscriber], now: datetime, *,
-                                 dry_run: bool = False) -> ImportResult:
-        """Create or update by address, all in one transaction (rolled back on dry runs)."""
-        created = updated = unchanged = 0
+    async def import_subscribers(self, rows: Sequence[tuple[Subscriber, frozenset[str]]],
+                                 now: datetime, *, dry_run: bool = False,
+                                 reactivate: bool = False) -> ImportResult:
+        """Create or update by address, all in one transaction (rolled back on dry runs).
+
+        Each row is (subscriber, the columns its file has): an update changes only those
+        columns; `status` only when the file has it, and an unsubscribed or suppressed
+        subscriber is never made active again without `reactivate`."""
+        created = updated = unchanged = kept = 0
+        diffs: list[str] = []
         async with self._lock:
             db = self._db
             await db.execute("BEGIN IMMEDIATE")
             try:
                 existing = {r["email"]: _row_to_subscriber(r) for r in await fetch_all(
                     db, "SELECT * FROM subscribers WHERE deleted_at IS NULL")}
-                new = [s for s in subs if s.email not in existing]
+                new = [s for s, _ in rows if s.email not in existing]
                 await db.executemany(_INSERT, [[*_values(s), to_db(now), to_db(now)]
                                                for s in new])
                 created = len(new)
+                diffs += [f"{s.email}: new" for s in new]
                 await bump_subscribers_version(db, now)
-                for sub in subs:
+                for sub, columns in rows:
                     old = existing.get(sub.email)
                     if old is None:
                         continue
-                    if _same(old, sub):
+                    target = replace(old, **{c: getattr(sub, c) for c in columns
+                                             if c in _COLUMNS})
+                    if old.status in _OPTED_OUT and target.status != old.status \
+                            and not reactivate:
+                        target = replace(target, status=old.status)
+                        kept += 1
+                    if _same(old, target):
                         unchanged += 1
-                    else:
-                        await self._write_update(db, old, replace(
-                            old, **{f.name: getattr(sub, f.name) for f in fields(sub)
-                                    if f.name in _COLUMNS}), now)
-                        updated += 1
+                        continue
+                    diffs += _diff(old, target)
+                    await self._write_update(db, old, target, now)
+                    updated += 1
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
             await db.execute("ROLLBACK" if dry_run else "COMMIT")
-        return ImportResult(created, updated, unchanged)
+        return ImportResult(created, updated, unchanged, kept, tuple(diffs))
 
     async def all_subscribers(self) -> list[Subscriber]:
         rows = await self._all("SELECT * FROM subscribers WHERE deleted_at IS NULL ORDER BY id")
