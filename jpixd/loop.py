@@ -62,8 +62,14 @@ class Loop(ABC):
     def next_delay(self) -> float:
         return self.interval
 
+    def reset(self) -> None:  # noqa: B027  (a hook: most loops keep nothing between runs)
+        """Forget what the last run learnt (called as each run starts): a loop restarted
+        by the supervisor after a crash starts from fresh state, as after a process
+        start, instead of from whatever the crash left half-done."""
+
     async def run(self, heartbeat: Heartbeat, stopping: asyncio.Event) -> None:
         self.heartbeat = heartbeat
+        self.reset()
         while not stopping.is_set():
             await self.run_once()
             heartbeat.beat()

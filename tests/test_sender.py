@@ -4,10 +4,12 @@ fault-injecting proxy in front of SES that answers with throttling errors."""
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -374,3 +376,42 @@ async def test_account_level_smtp_refusals_pause_instead_of_failing_mail(
     states = [s for _, s, _ in await rig.states()]
     assert len(states) == 2 and set(states) <= {DeliveryState.RETRY, DeliveryState.PENDING}
     assert smtp.handler.received == []
+
+
+class FailingOnce:
+    """The store, but its first group commit of sent mail fails (a disk I/O error)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def mark_sent_many(self, rows: Any, now: datetime) -> None:
+        if not self.failed:
+            self.failed = True
+            raise sqlite3.OperationalError("disk I/O error")
+        await self._store.mark_sent_many(rows, now)
+
+
+async def test_a_crashed_round_strands_nothing(rig: Rig, smtp: SmtpPeer) -> None:
+    """Issue 13: a sender round that broke left its rows in `sending` until the process
+    restarted. Now they are due again at once and the next round sends them."""
+    await rig.notice_for(*(Subscriber(email=f"u{i}@isp.example.jp", carriers=("west",))
+                           for i in range(6)))
+    transport = smtp_transport(smtp)
+    sender = rig.sender(transport)
+    sender.store = cast(Store, FailingOnce(rig.store))
+    sender.recorder.store = sender.store
+    try:
+        with pytest.raises(ExceptionGroup):
+            await sender.run_once()
+        assert (await rig.store.delivery_counts())[DeliveryState.SENDING] == 0
+        await rig.drain(sender)
+    finally:
+        await transport.close()
+    states = [s for _, s, _ in await rig.states()]
+    assert states == [DeliveryState.SENT] * 6
+    # Sent once each, but for the mail whose record failed (at-least-once, bounded).
+    assert 6 <= len(smtp.handler.received) <= 6 + SENDING.concurrency

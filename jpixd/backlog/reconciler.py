@@ -89,6 +89,9 @@ class Reconciler(Loop):
         backoff = self.interval * 2.0 ** min(self.health.failed_rounds - 1, 10)
         return float(min(backoff, max(MAX_DOWN_DELAY, self.interval)) * random.uniform(0.9, 1.1))
 
+    def reset(self) -> None:
+        self.project = None  # resolved again: the crash may have been about it
+
     async def run_once(self) -> None:
         try:
             if self.project is None:

@@ -57,6 +57,9 @@ class BounceConsumer(Loop):
         # Errors back off (1 s doubling to 5 min); otherwise the next long poll at once.
         return 0.0 if not self.failures else min(2.0 ** (self.failures - 1), 300.0)
 
+    def reset(self) -> None:
+        self.failures = 0
+
     async def run_once(self) -> None:
         try:
             resp = await self.sqs.receive_message(

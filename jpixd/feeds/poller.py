@@ -124,6 +124,9 @@ class FeedPoller(Loop):
             metrics.feed_status_unrecognised.labels(name)
             metrics.feed_detail_failures.labels(name)
 
+    def reset(self) -> None:
+        self.next_due.clear()  # read again from the store: what was committed
+
     @property
     def stale_after(self) -> float:
         # A poll with many new NTT West items fetches their pages one at a time.

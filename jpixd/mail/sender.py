@@ -69,6 +69,11 @@ class SentRecorder:
                     fut.set_result(None)
 
 
+class RoundFailed(Exception):
+    """The round cannot go on: a mail that went out could not be recorded. Not any one
+    delivery's fault, so not for the crash barrier."""
+
+
 def retry_delay(attempts: int, cfg: SendingConfig, rng: random.Random) -> timedelta:
     """Exponential backoff with jitter: half to all of base × 2^(attempts-1), capped."""
     base = cfg.backoff.total_seconds() * 2 ** max(attempts - 1, 0)
@@ -113,6 +118,11 @@ class Sender(Loop):
         self._stopping = stopping
         await super().run(heartbeat, stopping)
 
+    def reset(self) -> None:
+        # Claimed rows are recovered again, the pause and the quota read afresh.
+        self._recovered, self._busy = False, False
+        self._pause_cached, self._pause_read_at, self._quota_at = False, -1e9, -1e9
+
     def next_delay(self) -> float:
         return 0.0 if self._busy else self.interval
 
@@ -146,15 +156,25 @@ class Sender(Loop):
                     claimed = queue.popleft()
                     try:
                         unrecorded = await self._deliver(claimed, unrecorded)
+                    except RoundFailed:
+                        raise
                     except Exception as exc:  # the crash barrier: this mail, not the round
                         await self._delivery_crashed(claimed, exc)
             finally:
                 if unrecorded is not None:
                     await asyncio.shield(unrecorded)
 
-        async with asyncio.TaskGroup() as tg:
-            for i in range(min(self.cfg.concurrency, len(claimed))):
-                tg.create_task(worker(), name=f"sender-worker-{i}")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for i in range(min(self.cfg.concurrency, len(claimed))):
+                    tg.create_task(worker(), name=f"sender-worker-{i}")
+        except Exception:
+            # The round broke (the store could not record a sent mail, …): the rows it
+            # claimed are due again now, sent by the next round of this process; mail
+            # that went out unrecorded goes twice, within the in-flight bound.
+            n = await self.store.recover_sending(self.clock())
+            log.error("sender round failed; its claimed mail is due again", requeued=n)
+            raise
 
     def _claim_size(self) -> int:
         # About two seconds of work at the current rate: a pause or shutdown then has
@@ -207,7 +227,10 @@ class Sender(Loop):
                                         now=self.clock())
             if unrecorded is not None:
                 # The previous mail's row must be written before another mail goes out.
-                await asyncio.shield(unrecorded)
+                try:
+                    await asyncio.shield(unrecorded)
+                except Exception as exc:  # that mail's failure, not this one's
+                    raise RoundFailed(f"a sent mail could not be recorded: {exc}") from exc
             await self.bucket.acquire()
             recorded = await self._send(c, mail)
             self.progress()  # each send is progress, however slow the rate
