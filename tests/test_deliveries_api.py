@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from jpixd.model import DeliveryState
+from jpixd.fanout import Policy, planner
+from jpixd.model import (
+    JST,
+    Change,
+    DeliveryState,
+    Notice,
+    NoticeKind,
+    NoticeStatus,
+    Subscriber,
+)
+from jpixd.store import Store
 from tests.conftest import make_config, running_daemon
 
 
@@ -80,3 +91,21 @@ async def test_deliveries_retry_preview_and_unsubscribe(tmp_path: Path) -> None:
         async with http.get(base + "/status") as r:
             status = await r.json()
             assert status["transport"] == "file" and status["deliveries"]["sent"] == 2
+
+
+async def test_retry_sends_waiting_mail_now(store: Store) -> None:
+    """Issue 13: a retry of mail waiting for its window answered 200 and did nothing."""
+    night = datetime(2026, 11, 28, 21, 0, tzinfo=JST)
+    sub = await store.create_subscriber(Subscriber(email="day@isp.example.jp",
+                                                   windows=("day",)), night)
+    works = Notice(source="s", external_id="C1", carrier="east",
+                   kind=NoticeKind.CONSTRUCTION, status=NoticeStatus.SCHEDULED,
+                   title="工事", starts_at=night + timedelta(days=5))
+    await store.record_revision(works, revision="r1", change=Change.NEW, now=night,
+                                planner=planner(works, Change.NEW, night, Policy(tz=JST)))
+    pending, _ = await store.list_deliveries(state="pending")
+    [waiting] = [d for d in pending if d.purpose == "notice"]
+    assert waiting.subscriber_id == sub.id and waiting.not_before > night  # 08:00 next day
+    retried = await store.retry_delivery(waiting.id, night)
+    assert retried is not None and retried.not_before == night
+    assert retried.state == DeliveryState.PENDING

@@ -169,6 +169,13 @@ class DeliveryStore(SqliteBase):
                     "UPDATE deliveries SET state = 'pending', not_before = ?, attempts = 0, "
                     "reason = 'retried by admin', updated_at = ? WHERE id = ?",
                     (to_db(now), to_db(now), delivery_id))
+            elif row["state"] == "pending":
+                # Waiting for the subscriber's delivery window (or a reminder's time):
+                # due now, as the admin asked.
+                await db.execute(
+                    "UPDATE deliveries SET not_before = MIN(not_before, ?), "
+                    "reason = 'sent now by admin', updated_at = ? WHERE id = ?",
+                    (to_db(now), to_db(now), delivery_id))
         return await self.get_delivery(delivery_id)
 
 
