@@ -15,10 +15,11 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
+from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
@@ -255,6 +256,12 @@ class Config:
 
     @property
     def database_path(self) -> Path:
+        """`database_url = "sqlite:///abs/path"` when given, else state_dir/jpixd.sqlite3."""
+        if self.database_url and self.database_url.startswith("sqlite:"):
+            raw = unquote(urlsplit(self.database_url).path)
+            if raw.startswith("/"):  # sqlite:///var/… (SPEC §3) and sqlite:////var/… alike
+                return Path("/" + raw.lstrip("/"))
+            return self.state_dir / raw
         return self.state_dir / "jpixd.sqlite3"
 
     @property
@@ -524,7 +531,8 @@ def _source(s: _Section, names: set[str]) -> SourceConfig | None:
     elif implied is not None and carrier != implied:
         s.error("carrier", f"{carrier!r} contradicts kind {kind!r}")
     interval = s.duration("interval", timedelta(seconds=60))
-    timeout = s.duration("timeout", timedelta(seconds=20))
+    # The default follows a short interval: `interval = "5s"` alone is a valid source.
+    timeout = s.duration("timeout", min(timedelta(seconds=20), interval))
     if timeout > interval:
         s.error("timeout", "must not be longer than interval")
     src = SourceConfig(
@@ -601,6 +609,23 @@ def _smtp(s: _Section) -> SmtpConfig:
     return cfg
 
 
+def _mailbox(s: _Section) -> tuple[str, str | None]:
+    """`from = "noc@example.jp"` with `from_name`, or the usual `from = "NOC <noc@…>"`."""
+    text = s.text("from", "jpixd@localhost", required=True) or "jpixd@localhost"
+    name = s.text("from_name", None)
+    display, address = parseaddr(text)
+    if display and address and address != text:
+        if name is not None and name != display:
+            s.error("from", f"{text!r} names the sender {display!r} and from_name says "
+                    f"{name!r}: give the name once")
+        name = name or display
+        text = address
+    if not _EMAIL.fullmatch(text):
+        s.error("from", f"{text!r} is not an email address (write it as "
+                "\"noc@example.jp\" or \"NOC <noc@example.jp>\"; from_name sets the name)")
+    return text, name
+
+
 def _mail(s: _Section) -> MailConfig:
     transport = s.text("transport", "file", choices=TRANSPORTS)
     ses = _ses(s.section("ses"))
@@ -611,9 +636,10 @@ def _mail(s: _Section) -> MailConfig:
     file_section.finish()
     if transport == "smtp" and smtp.host is None:
         smtp_section.error("host", "is required when mail.transport = \"smtp\"")
+    from_addr, from_name = _mailbox(s)
     cfg = MailConfig(
-        from_addr=s.email("from", "jpixd@localhost", required=True),
-        from_name=s.text("from_name", None),
+        from_addr=from_addr,
+        from_name=from_name,
         reply_to=s.email("reply_to", None),
         charset=s.text("charset", "iso-2022-jp", choices=CHARSETS),
         transport=transport,

@@ -10,7 +10,7 @@ import pytest
 
 from jpixd import cli
 from jpixd.config import ConfigError, load_default, load_mapping, load_path, parse_duration
-from tests.conftest import ROOT, base_mapping, toml_dumps
+from tests.conftest import ROOT, base_mapping, make_config, toml_dumps
 
 
 def errors_of(tmp_path: Path, env: dict[str, str] | None = None, **overrides: Any) -> list[str]:
@@ -181,3 +181,22 @@ def test_run_refuses_to_start_on_a_bad_config(tmp_path: Path,
     assert "sending.max_attempts: 'lots' is not an integer" in capsys.readouterr().err
     # Nothing was started: no database was created.
     assert not (tmp_path / "state" / "jpixd.sqlite3").exists()
+
+
+def test_config_that_means_what_it_says(tmp_path: Path) -> None:
+    """Issue 13: the usual way of writing a sender, a short interval alone, and a
+    database_url that is honoured instead of validated and ignored."""
+    cfg = make_config(tmp_path, mail={"from": "NOC 運用 <noc@example.jp>", "transport": "file"},
+                      sources=[{"name": "quick", "kind": "json", "carrier": "east",
+                                "url": "https://e.example/feed.json", "interval": "1s"}],
+                      database_url=f"sqlite:///{tmp_path}/elsewhere.sqlite3")
+    assert (cfg.mail.from_addr, cfg.mail.from_name) == ("noc@example.jp", "NOC 運用")
+    assert cfg.sources[0].timeout.total_seconds() == 1
+    assert cfg.database_path == tmp_path / "elsewhere.sqlite3"
+    with pytest.raises(ConfigError) as err:
+        make_config(tmp_path, mail={"from": "noc at example", "transport": "file"})
+    assert "from_name sets the name" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        make_config(tmp_path, mail={"from": "A <a@example.jp>", "from_name": "B",
+                                    "transport": "file"})
+    assert "give the name once" in str(err.value)
