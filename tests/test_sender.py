@@ -21,6 +21,7 @@ from jpixd.bounces.parse import parse
 from jpixd.bounces.rules import decide
 from jpixd.config import BouncesConfig, Secret, SendingConfig, SesConfig, SmtpConfig
 from jpixd.fanout import Policy, planner
+from jpixd.housekeeping import HousekeepingLoop
 from jpixd.mail.bucket import TokenBucket
 from jpixd.mail.render import Renderer
 from jpixd.mail.sender import Sender
@@ -53,12 +54,13 @@ class Rig:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
     def sender(self, transport: Transport, *, rate: float | None = None,
-               quota_from: SesTransport | None = None, auto: bool = False) -> Sender:
+               quota_from: SesTransport | None = None, auto: bool = False,
+               sending: SendingConfig = SENDING) -> Sender:
         cfg = make_config(self.tmp, mail={"from": "noc-notice@example.jp",
                                           "from_name": "工事・故障情報",
                                           "list_unsubscribe": "https://n.example.jp/u"})
         return Sender(self.store, transport, Renderer(cfg.mail, b"k" * 32),
-                      Metrics(self.registry), lambda: self.now[0], SENDING,
+                      Metrics(self.registry), lambda: self.now[0], sending,
                       TokenBucket(rate), quota_from=quota_from, auto_rate=auto,
                       rng=random.Random(1))
 
@@ -415,3 +417,28 @@ async def test_a_crashed_round_strands_nothing(rig: Rig, smtp: SmtpPeer) -> None
     assert states == [DeliveryState.SENT] * 6
     # Sent once each, but for the mail whose record failed (at-least-once, bounded).
     assert 6 <= len(smtp.handler.received) <= 6 + SENDING.concurrency
+
+
+async def test_mail_retrying_for_an_hour_looks_an_hour_old(rig: Rig, smtp: SmtpPeer) -> None:
+    """Issue 13: the stalled-mail gauge restarted at every retry."""
+    await rig.notice_for(Subscriber(email="slow@isp.example.jp", carriers=("west",)))
+    smtp.handler.answers = ["451 4.3.0 try again later"] * 100
+    transport = smtp_transport(smtp)
+    sender = rig.sender(transport, sending=SendingConfig(
+        concurrency=1, max_attempts=100, backoff=timedelta(seconds=10),
+        backoff_max=timedelta(minutes=5)))
+    metrics = Metrics(CollectorRegistry())
+    housekeeping = HousekeepingLoop(rig.store, metrics, lambda: rig.now[0])
+    try:
+        while rig.now[0] < T0 + timedelta(hours=1):
+            await sender.run_once()
+            nxt = await rig.store.next_due_at()
+            assert nxt is not None and nxt > rig.now[0]
+            rig.now[0] = nxt
+    finally:
+        await transport.close()
+    await housekeeping.run_once()
+    age = metrics.registry.get_sample_value("jpixd_outbox_oldest_pending_age_seconds")
+    assert age is not None and age >= 3600
+    [(_, state, _)] = await rig.states()
+    assert state == DeliveryState.RETRY

@@ -59,10 +59,11 @@ class DeliveryStore(SqliteBase):
         return counts
 
     async def oldest_due_since(self, now: datetime) -> datetime | None:
-        """When the oldest delivery that is due (pending/retry, not_before passed) became due."""
+        """When the oldest unsent delivery first became due: a mail retrying for an hour
+        is an hour old, however recent its last attempt (the stalled-mail monitor)."""
         row = await self._one(
-            "SELECT MIN(not_before) AS t FROM deliveries "
-            "WHERE state IN ('pending', 'retry', 'sending') AND not_before <= ?",
+            "SELECT MIN(first_due_at) AS t FROM deliveries "
+            "WHERE state IN ('pending', 'retry', 'sending') AND first_due_at <= ?",
             (to_db(now),),
         )
         return from_db(row["t"]) if row else None
@@ -167,15 +168,16 @@ class DeliveryStore(SqliteBase):
             if row["state"] in ("failed", "skipped", "retry", "suppressed"):
                 await db.execute(
                     "UPDATE deliveries SET state = 'pending', not_before = ?, attempts = 0, "
-                    "reason = 'retried by admin', updated_at = ? WHERE id = ?",
-                    (to_db(now), to_db(now), delivery_id))
+                    "first_due_at = ?, reason = 'retried by admin', updated_at = ? "
+                    "WHERE id = ?", (to_db(now), to_db(now), to_db(now), delivery_id))
             elif row["state"] == "pending":
                 # Waiting for the subscriber's delivery window (or a reminder's time):
                 # due now, as the admin asked.
                 await db.execute(
                     "UPDATE deliveries SET not_before = MIN(not_before, ?), "
+                    "first_due_at = MIN(first_due_at, ?), "
                     "reason = 'sent now by admin', updated_at = ? WHERE id = ?",
-                    (to_db(now), to_db(now), delivery_id))
+                    (to_db(now), to_db(now), to_db(now), delivery_id))
         return await self.get_delivery(delivery_id)
 
 

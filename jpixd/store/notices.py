@@ -83,8 +83,8 @@ RETURNING id
 
 _INSERT_DELIVERY = """
 INSERT INTO deliveries (revision_id, notice_id, subscriber_id, email, purpose, slot, priority,
-                        state, not_before, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)
+                        state, not_before, created_at, updated_at, first_due_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
 """
 
 
@@ -170,9 +170,11 @@ class NoticeStore(SubscriberStore, SqliteBase):
                 return times[dt]
 
             rows = [(revision_id, notice_id, p.subscriber_id, p.email, p.purpose, "",
-                     p.priority, enc(p.not_before), t, t) for p in plan.notices]
+                     p.priority, enc(p.not_before), t, t, enc(p.not_before))
+                    for p in plan.notices]
             rows += [(revision_id, notice_id, p.subscriber_id, p.email, p.purpose, slot,
-                      p.priority, enc(p.not_before), t, t) for slot, p in plan.reminders]
+                      p.priority, enc(p.not_before), t, t, enc(p.not_before))
+                     for slot, p in plan.reminders]
             await db.executemany(_INSERT_DELIVERY, rows)
         return RecordResult(notice_id, revision_id, len(plan.notices), len(plan.reminders),
                             superseded, cancelled)
