@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from jpixd import __version__, statelock
+from jpixd.awsclients import client_config
 from jpixd.backlog.client import BacklogClient
 from jpixd.backlog.reconciler import Reconciler
 from jpixd.bounces.consumer import BounceConsumer
@@ -187,9 +188,12 @@ class Daemon:
             stack.push_async_callback(transport.close)
             sqs = None
             if cfg.bounces.queue_url:
+                # A long poll answers within wait_time; 10 s more is a partition.
                 sqs = await stack.enter_async_context(get_session().create_client(
                     "sqs", region_name=cfg.bounces.region,
-                    endpoint_url=cfg.bounces.endpoint_url))
+                    endpoint_url=cfg.bounces.endpoint_url, config=client_config(
+                        read_timeout=cfg.bounces.wait_time.total_seconds() + 10,
+                        attempts=2)))
             return await self._run(cfg, store, token, http, transport, sqs)
         raise AssertionError("unreachable")  # AsyncExitStack does not swallow the return
 

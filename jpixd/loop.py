@@ -41,6 +41,9 @@ class Loop(ABC):
         # The supervisor's heartbeat while running; long units of work call progress()
         # so that a slow round (a throttled send batch) is not taken for a wedged loop.
         self.heartbeat: Heartbeat | None = None
+        # Why the loop is running but not doing its job (a peer unreachable), or None:
+        # shown in /readyz and the admin status; not unready, since waiting is its job.
+        self.degraded: str | None = None
 
     def progress(self) -> None:
         if self.heartbeat is not None:

@@ -12,6 +12,7 @@ from typing import Any
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jpixd.awsclients import client_config
 from jpixd.config import Config, ConfigError, Secret, secrets, with_resolved_secrets
 
 
@@ -23,7 +24,9 @@ async def resolve_ssm(cfg: Config) -> Config:
     errors: list[str] = []
     session = get_session()
     async with session.create_client("ssm", region_name=cfg.ssm.region,
-                                     endpoint_url=cfg.ssm.endpoint_url) as client:
+                                     endpoint_url=cfg.ssm.endpoint_url,
+                                     config=client_config(read_timeout=10.0, attempts=3)
+                                     ) as client:
         for path, secret in wanted:
             name = secret.origin[4:]
             try:

@@ -34,6 +34,7 @@ class LoopStatus:
     restarts: int = 0
     last_error: str | None = None
     crashes: deque[float] = field(default_factory=deque)
+    loop: Loop | None = None  # for what it says of itself (degraded)
 
     def fresh(self) -> bool:
         return self.up and self.heartbeat.age() <= self.stale_after
@@ -45,6 +46,7 @@ class LoopStatus:
             "heartbeat_age_seconds": round(self.heartbeat.age(), 3),
             "restarts": self.restarts,
             "last_error": self.last_error,
+            "degraded": self.loop.degraded if self.loop is not None else None,
         }
 
 
@@ -82,7 +84,8 @@ class Supervisor:
         self.exit_code = 0
         self.failure: str | None = None
         self.status: dict[str, LoopStatus] = {
-            lp.name: LoopStatus(lp.name, Heartbeat(monotonic), lp.stale_after) for lp in loops
+            lp.name: LoopStatus(lp.name, Heartbeat(monotonic), lp.stale_after, loop=lp)
+            for lp in loops
         }
         names = [lp.name for lp in loops]
         if len(set(names)) != len(names):

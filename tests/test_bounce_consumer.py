@@ -4,23 +4,28 @@ queue. Each leads to the right suppression and state, and the queue ends empty."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiobotocore.session import get_session
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from jpixd.awsclients import client_config
 from jpixd.bounces.consumer import BounceConsumer
 from jpixd.config import BouncesConfig
 from jpixd.metrics import Metrics
 from jpixd.model import DeliveryState
 from jpixd.store import Store
+from tests.awsproxy import forward, proxying
 from tests.sesnotes import bounce, complaint, delivery, sent_to
 
 NOW = datetime(2026, 11, 28, 6, 30, tzinfo=UTC)
@@ -290,3 +295,44 @@ async def test_poison_messages_are_quarantined_and_deleted_never_fatal(
     assert [s["email"] for s in (await store.list_suppressions())[0]] == ["ok@isp.example.jp"]
     assert metric(registry, "jpixd_mail_events_total", type="Bounce", subtype="other") == 1
     assert await queue.depth() == 0
+
+
+@dataclass
+class Partition:
+    """SQS behind a network partition: while `cut`, connections are accepted and never
+    answered; then calls pass to moto."""
+
+    target: str
+    cut: bool = True
+    session: aiohttp.ClientSession | None = None
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if self.cut:
+            await self.release.wait()  # no answer (released when the test ends)
+        assert self.session is not None
+        return await forward(self.session, self.target, request, body)
+
+
+async def test_a_partition_to_sqs_is_degraded_not_wedged(queue: Queue, store: Store,
+                                                         registry: CollectorRegistry,
+                                                         moto_url: str) -> None:
+    """Issue 13: botocore's 60 s timeouts outlasted the loop's staleness, so a partition
+    to AWS became a watchdog restart loop. A receive now gives up within its read
+    timeout; the loop says it is degraded, backs off inside its staleness, recovers."""
+    p = Partition(moto_url)
+    async with proxying(p) as url:
+        kw: dict[str, Any] = {"region_name": "ap-northeast-1", "endpoint_url": url,
+                              "config": client_config(read_timeout=2, attempts=1)}
+        async with get_session().create_client("sqs", **kw) as sqs:
+            c = BounceConsumer(sqs, BouncesConfig(queue_url=queue.url), store,
+                               Metrics(registry), lambda: NOW, wait_seconds=1)
+            await asyncio.wait_for(c.run_once(), timeout=10)  # returns, does not raise
+            assert c.degraded and c.failures == 1
+            assert c.next_delay() <= c.stale_after / 2
+            p.cut = False
+            await queue.publish(bounce(["back@isp.example.jp"], feedback="fb-back"))
+            await asyncio.wait_for(drain(c, queue), timeout=30)
+            assert c.degraded is None and c.failures == 0
+        p.release.set()

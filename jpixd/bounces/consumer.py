@@ -54,8 +54,12 @@ class BounceConsumer(Loop):
         return max(3.0 * self.wait_seconds, 60.0)
 
     def next_delay(self) -> float:
-        # Errors back off (1 s doubling to 5 min); otherwise the next long poll at once.
-        return 0.0 if not self.failures else min(2.0 ** (self.failures - 1), 300.0)
+        # Errors back off (1 s doubling), but never past half the staleness: a loop that
+        # waits out an SQS outage is degraded, not wedged, and must not look wedged to
+        # readiness or the watchdog.
+        if not self.failures:
+            return 0.0
+        return min(2.0 ** (self.failures - 1), self.stale_after / 2)
 
     def reset(self) -> None:
         self.failures = 0
@@ -67,10 +71,11 @@ class BounceConsumer(Loop):
                 WaitTimeSeconds=self.wait_seconds, VisibilityTimeout=self.visibility)
         except (ClientError, BotoCoreError, OSError, TimeoutError) as exc:
             self.failures += 1
+            self.degraded = f"SQS receive failing ({self.failures} in a row)"
             log.warning("SQS receive failed; backing off", error=str(exc),
                         failures=self.failures)
             return
-        self.failures = 0
+        self.failures, self.degraded = 0, None
         messages = resp.get("Messages", [])
         if not messages:
             return

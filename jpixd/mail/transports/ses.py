@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiobotocore.session import get_session
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jpixd.awsclients import client_config
 from jpixd.config import SesConfig
 from jpixd.mail.render import Rendered
 from jpixd.mail.transports import Failure, SendError
@@ -65,8 +65,7 @@ class SesTransport:
     async def start(self) -> None:
         session = get_session()
         # Our own retries (with the token bucket's backoff) replace botocore's.
-        boto = BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"},
-                          max_pool_connections=64)
+        boto = client_config(read_timeout=10.0, attempts=1, pool=64)
         self._v2 = await self._stack.enter_async_context(session.create_client(
             "sesv2", region_name=self.cfg.region, endpoint_url=self.cfg.endpoint_url,
             config=boto))
