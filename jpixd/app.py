@@ -155,7 +155,8 @@ class Daemon:
     def _loops(self, cfg: Config, store: Store, http: aiohttp.ClientSession,
                transport: Transport, token: str, sqs: Any) -> list[Loop]:
         loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock)]
-        loops.append(build_sender(cfg, store, transport, self.metrics, self.clock, token))
+        sender = build_sender(cfg, store, transport, self.metrics, self.clock, token)
+        loops.append(sender)
         if sqs is not None:
             loops.append(BounceConsumer(
                 sqs, cfg.bounces, store, self.metrics, self.clock,
@@ -165,7 +166,7 @@ class Daemon:
         if any(s.enabled for s in cfg.sources):
             loops.append(FeedPoller(cfg.sources, store, Fetcher(http), self.metrics,
                                     self.clock, Policy.from_config(cfg),
-                                    baseline=self.baseline))
+                                    baseline=self.baseline, on_deliveries=sender.wake.set))
         if cfg.backlog is not None:
             client = BacklogClient(http, cfg.backlog.base_url, cfg.backlog.api_key.get(),
                                    metrics=self.metrics,

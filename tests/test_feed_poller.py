@@ -288,3 +288,16 @@ async def test_changes_are_recorded_with_the_change_kind(h: Harness) -> None:
     report = await p.poll(p.sources["feed"])
     [change] = report.changes
     assert change["change"] == str(Change.NEW) and change["deliveries"] == 1
+
+
+async def test_recorded_mail_wakes_the_sender(h: Harness) -> None:
+    """Issue 13: a failure notice waited up to a sender interval after the poll."""
+    h.server.pages["/rss"] = Page(rss2([item(1)]))
+    woken = asyncio.Event()
+    p = h.poller(source(h.server))
+    p.on_deliveries = woken.set
+    await p.poll(p.sources["feed"])  # the first poll is a baseline: no mail, no wake
+    assert not woken.is_set()
+    h.server.pages["/rss"] = Page(rss2([item(1), item(2)]))
+    await p.poll(p.sources["feed"])
+    assert woken.is_set()

@@ -102,8 +102,12 @@ class FeedPoller(Loop):
 
     def __init__(self, sources: Sequence[SourceConfig], store: Store, fetcher: Fetcher,
                  metrics: Metrics, clock: Clock, policy: Policy, *, baseline: bool = False,
-                 rng: random.Random | None = None, sleep: Sleep = _sleep) -> None:
+                 rng: random.Random | None = None, sleep: Sleep = _sleep,
+                 on_deliveries: Callable[[], None] | None = None) -> None:
         super().__init__()
+        # Called when a recorded revision made deliveries: the sender looks at once
+        # instead of at its next interval (a failure notice must not wait).
+        self.on_deliveries = on_deliveries
         self.sources = {s.name: s for s in sources}
         self.store = store
         self.fetcher = fetcher
@@ -352,6 +356,8 @@ class FeedPoller(Loop):
                                "external_id": notice.external_id, "change": str(change),
                                "deliveries": result.deliveries})
         self.metrics.notices.labels(src.name, str(notice.kind), str(change)).inc()
+        if result.deliveries and self.on_deliveries is not None:
+            self.on_deliveries()
         log.info("notice recorded", notice_id=result.notice_id, change=str(change),
                  kind=str(notice.kind), status=str(notice.status),
                  deliveries=result.deliveries, reminders=result.reminders,
