@@ -95,3 +95,27 @@ async def test_search_words_are_words_not_wildcards(daemon: RunningDaemon) -> No
             async with http.get(daemon.base_url + "/admin/v1/subscribers",
                                 params={"q": q}) as r:
                 assert (await r.json())["total"] == want, q
+
+
+async def test_the_quarantine_is_listed_and_dropped_by_operators(daemon: RunningDaemon) -> None:
+    assert daemon.daemon.runtime is not None
+    store = daemon.daemon.runtime.store
+    await store.quarantine(origin="sqs", ref="m-1", reason="body is not JSON", payload="{x",
+                           now=utcnow())
+    await store.quarantine(origin="feed", ref="east:(page)", reason="unexpected X",
+                           payload="<html>", now=utcnow(), incident="abc123")
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with http.get(daemon.base_url + "/admin/v1/quarantine",
+                            params={"origin": "sqs"}) as r:
+            page = await r.json()
+        assert page["total"] == 1 and page["items"][0]["payload"] == "{x"
+        async with http.get(daemon.base_url + "/admin/v1/quarantine") as r:
+            [feed, sqs] = (await r.json())["items"]  # newest first
+        assert "incident abc123" in feed["reason"]
+        async with http.delete(f"{daemon.base_url}/admin/v1/quarantine/{sqs['id']}") as r:
+            assert r.status == 200
+        async with http.delete(f"{daemon.base_url}/admin/v1/quarantine/{sqs['id']}") as r:
+            assert r.status == 404
+        async with http.get(daemon.base_url + "/admin/v1/quarantine",
+                            params={"origin": "elsewhere"}) as r:
+            assert r.status == 400

@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime
 
 from jpixd.model import SourceState
-from jpixd.store.base import SqliteBase, from_db, to_db
+from jpixd.store.base import SqliteBase, from_db, to_db, where_equal
 
 _STATE_COLUMNS = ("etag", "last_modified", "permanent_url", "baseline_done",
                   "last_attempt_at", "last_success_at", "last_error_at", "last_error",
@@ -65,6 +65,21 @@ class FeedStore(SqliteBase):
                 "INSERT INTO quarantine (origin, ref, reason, payload, received_at, digest) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (origin, digest) DO NOTHING",
                 (origin, ref, reason, payload, to_db(now), digest))
+            return cur.rowcount > 0
+
+    async def list_quarantine(self, *, origin: str | None = None, limit: int = 100,
+                              offset: int = 0) -> tuple[list[dict[str, object]], int]:
+        """What could not be understood, newest first (for operators)."""
+        where, params = where_equal(("origin", origin))
+        rows, total = await self._page("quarantine", where, params, "id DESC", limit, offset)
+        return [{k: r[k] for k in ("id", "origin", "ref", "reason", "payload",
+                                   "received_at")} for r in rows], total
+
+    async def drop_quarantined(self, entry_id: int) -> bool:
+        """An operator has looked at it: gone (the source or the queue still has its own
+        copy, and a feed item still broken is quarantined again at its next poll)."""
+        async with self._tx() as db:
+            cur = await db.execute("DELETE FROM quarantine WHERE id = ?", (entry_id,))
             return cur.rowcount > 0
 
     async def quarantined(self, origin: str | None = None) -> list[dict[str, object]]:

@@ -9,7 +9,16 @@ import structlog
 from aiohttp import web
 
 from jpixd.runtime import Runtime
-from jpixd.web import admin, bounces, deliveries, health, notices, subscribers, tickets
+from jpixd.web import (
+    admin,
+    bounces,
+    deliveries,
+    health,
+    notices,
+    quarantine,
+    subscribers,
+    tickets,
+)
 from jpixd.web.api import PREFIX, Api, ApiError, Handler
 from jpixd.web.keys import API, RUNTIME
 from jpixd.web.shed import Shedder
@@ -58,7 +67,7 @@ def build_app(runtime: Runtime, apis: list[Api] | None = None,
     app = web.Application(middlewares=middlewares, client_max_size=8 * 1024 * 1024)
     merged = Api()
     for part in [admin.api, subscribers.api, notices.api, deliveries.api, bounces.api, tickets.api,
-                 *(apis or [])]:
+                 quarantine.api, *(apis or [])]:
         merged.ops.extend(part.ops)
     app[RUNTIME] = runtime
     app[API] = merged
