@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import os
 import secrets as pysecrets
 import signal
@@ -154,7 +155,10 @@ class Daemon:
 
     def _loops(self, cfg: Config, store: Store, http: aiohttp.ClientSession,
                transport: Transport, token: str, sqs: Any) -> list[Loop]:
-        loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock)]
+        loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock,
+                                              bounces=cfg.bounces)]
+        if transport.name != "ses":  # "no SES quota here", not "the quota is used up"
+            self.metrics.ses_quota_remaining.set(math.nan)
         sender = build_sender(cfg, store, transport, self.metrics, self.clock, token)
         loops.append(sender)
         if sqs is not None:

@@ -1,7 +1,11 @@
-"""Keeps the store-derived gauges current (outbox, pause) so a scrape never hits SQL."""
+"""Keeps the store-derived gauges current (outbox, pause, suppressions, the guard's rates)
+so a scrape never hits SQL, and so they are right from the first scrape after a restart
+and without a [bounces] queue (they used to be set only after a non-empty SQS batch)."""
 
 from __future__ import annotations
 
+from jpixd.bounces.rules import judge
+from jpixd.config import BouncesConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
@@ -12,8 +16,9 @@ class HousekeepingLoop(Loop):
     name = "housekeeping"
 
     def __init__(self, store: Store, metrics: Metrics, clock: Clock,
-                 interval: float = 15.0) -> None:
+                 interval: float = 15.0, bounces: BouncesConfig | None = None) -> None:
         super().__init__()
+        self.bounces = bounces or BouncesConfig()
         self.store = store
         self.metrics = metrics
         self.clock = clock
@@ -26,4 +31,13 @@ class HousekeepingLoop(Loop):
         oldest = await self.store.oldest_due_since(now)
         age = max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
         self.metrics.outbox_oldest_pending_age.set(age)
-        self.metrics.sending_paused.set(1 if (await self.store.sending_state()).paused else 0)
+        sending = await self.store.sending_state()
+        self.metrics.sending_paused.set(1 if sending.paused else 0)
+        # The guard's figures as the guard computes them (since the last resume at most).
+        since = now - self.bounces.guard_window
+        if sending.window_start is not None and sending.window_start > since:
+            since = sending.window_start
+        verdict = judge(*await self.store.guard_counts(since), self.bounces)
+        self.metrics.bounce_rate.set(verdict.bounce_rate)
+        self.metrics.complaint_rate.set(verdict.complaint_rate)
+        self.metrics.suppressed_addresses.set(await self.store.suppressed_count())

@@ -22,11 +22,12 @@ from prometheus_client import CollectorRegistry
 from jpixd.awsclients import client_config
 from jpixd.bounces.consumer import BounceConsumer
 from jpixd.config import BouncesConfig
+from jpixd.housekeeping import HousekeepingLoop
 from jpixd.metrics import Metrics
 from jpixd.model import DeliveryState
 from jpixd.store import Store
 from tests.awsproxy import forward, proxying
-from tests.sesnotes import bounce, complaint, delivery, sent_to
+from tests.sesnotes import bounce, complaint, delivery, record_bounce, sent_to
 
 NOW = datetime(2026, 11, 28, 6, 30, tzinfo=UTC)
 
@@ -336,3 +337,15 @@ async def test_a_partition_to_sqs_is_degraded_not_wedged(queue: Queue, store: St
             await asyncio.wait_for(drain(c, queue), timeout=30)
             assert c.degraded is None and c.failures == 0
         p.release.set()
+
+
+async def test_gauges_are_right_after_a_restart_without_any_sqs_message(
+        store: Store) -> None:
+    """Issue 13: suppressed_addresses and the rates were set only after a non-empty SQS
+    batch: 0 after a restart, and never decaying."""
+    await sent_to(store, NOW, *(f"u{i}@isp.example.jp" for i in range(4)))
+    await record_bounce(store, "u0@isp.example.jp", NOW)
+    registry = CollectorRegistry()  # a fresh process: nothing set yet
+    await HousekeepingLoop(store, Metrics(registry), lambda: NOW).run_once()
+    assert metric(registry, "jpixd_suppressed_addresses") == 1
+    assert metric(registry, "jpixd_bounce_rate") == 0.25

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import math
 import random
 import time
 from datetime import datetime, timedelta
@@ -69,6 +70,11 @@ class SentRecorder:
                     fut.set_result(None)
 
 
+def rate_gauge(rate: float | None) -> float:
+    """No limit is +Inf on the gauge, not 0 (which reads as "sending nothing")."""
+    return math.inf if rate is None else rate
+
+
 class RoundFailed(Exception):
     """The round cannot go on: a mail that went out could not be recorded. Not any one
     delivery's fault, so not for the crash barrier."""
@@ -112,7 +118,7 @@ class Sender(Loop):
         self._pause_cached = False
         self._pause_read_at = -1e9
         self.recorder = SentRecorder(store, clock)
-        metrics.send_rate_limit.set(bucket.rate or 0)
+        metrics.send_rate_limit.set(rate_gauge(bucket.rate))
 
     async def run(self, heartbeat: Heartbeat, stopping: asyncio.Event) -> None:
         self._stopping = stopping
@@ -205,7 +211,7 @@ class Sender(Loop):
         self.metrics.ses_quota_remaining.set(quota.remaining)
         if self.auto_rate:
             self.bucket.set_rate(quota.max_rate * self.rate_safety)
-            self.metrics.send_rate_limit.set(self.bucket.rate or 0)
+            self.metrics.send_rate_limit.set(rate_gauge(self.bucket.rate))
         log.info("SES quota read", max_rate=quota.max_rate, max_24h=quota.max_24h,
                  sent_24h=quota.sent_24h, rate=self.bucket.rate)
 
@@ -312,7 +318,7 @@ class Sender(Loop):
             return
         if err.failure == Failure.THROTTLED:
             self.bucket.penalize()
-            self.metrics.send_rate_limit.set(self.bucket.rate or 0)
+            self.metrics.send_rate_limit.set(rate_gauge(self.bucket.rate))
         if d.attempts >= self.cfg.max_attempts:
             reason = f"gave up after {d.attempts} attempts: {err.reason}"
             await self.store.mark_final(d.id, now, DeliveryState.FAILED, reason)
