@@ -21,7 +21,7 @@ from aiobotocore.session import get_session
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from jpixd import __version__, statelock
+from jpixd import __version__, logs, reload, statelock
 from jpixd.awsclients import client_config
 from jpixd.backlog.client import BacklogClient
 from jpixd.backlog.reconciler import Reconciler
@@ -108,10 +108,16 @@ def unsubscribe_key(token: str) -> bytes:
     return hashlib.sha256(b"jpixd-unsubscribe\0" + token.encode()).digest()
 
 
+def fixed_rate(cfg: Config) -> float | None:
+    """The configured rate, or None for "auto" (SES's quota) or no limit."""
+    rate = cfg.mail.ses.max_send_rate
+    return None if rate == "auto" else float(rate)
+
+
 def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metrics,
                  clock: Clock, token: str) -> Sender:
     ses = cfg.mail.ses
-    fixed = None if ses.max_send_rate == "auto" else float(ses.max_send_rate)
+    fixed = fixed_rate(cfg)
     auto = cfg.mail.transport == "ses" and ses.max_send_rate == "auto"
     # "auto" starts at SES's sandbox rate until the real quota has been read.
     bucket = TokenBucket(1.0 if auto else fixed, cfg.sending.burst)
@@ -141,8 +147,13 @@ class Daemon:
     def __init__(self, cfg: Config, *, baseline: bool = False,
                  extra_loops: Sequence[Loop] = (), registry: CollectorRegistry | None = None,
                  notifier: Notifier | None = None, clock: Clock = utcnow,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 reload_from: Callable[[], Config] | None = None) -> None:
         self.cfg = cfg
+        # How SIGHUP reads the configuration again (the file `jpixd run` was given).
+        self.reload_from = reload_from
+        self._reloading: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
         self.baseline = baseline
         self.extra_loops = list(extra_loops)
         self.metrics = Metrics(registry)
@@ -188,7 +199,7 @@ class Daemon:
             store = await open_store(cfg, self.clock)
             stack.push_async_callback(store.close)
             await seed_sample_subscribers(cfg, store, self.clock)
-            http = await stack.enter_async_context(aiohttp.ClientSession())
+            http = self._http = await stack.enter_async_context(aiohttp.ClientSession())
             transport = await build_transport(cfg)
             stack.push_async_callback(transport.close)
             sqs = None
@@ -274,8 +285,58 @@ class Daemon:
         return supervisor.exit_code
 
     def _on_hangup(self) -> None:
-        log.warning("SIGHUP received: reloading is not supported yet; nothing changed, "
-                    "the daemon runs on")
+        if self._reloading is not None and not self._reloading.done():
+            log.warning("SIGHUP received while a reload runs: ignored")
+            return
+        self._reloading = asyncio.create_task(self._reload(), name="reload")
+
+    async def _reload(self) -> None:
+        """SIGHUP: the configuration and its secrets read again; what can change live
+        does, what cannot is reported; a configuration with errors changes nothing."""
+        rt = self.runtime
+        if rt is None or self.reload_from is None:
+            log.warning("SIGHUP received: nothing to reload from")
+            return
+        self.notifier.reloading()
+        try:
+            new = await resolve_ssm(await asyncio.to_thread(self.reload_from))
+            token = admin_token(new)
+        except ConfigError as err:
+            log.error("configuration reload refused: the running configuration stays",
+                      errors=err.errors)
+            self.notifier.ready()
+            return
+        p = reload.plan(rt.config, new)
+        self._apply(rt, p.effective, p.live, token)
+        rt.config = p.effective
+        log.info("configuration reloaded", changed=list(p.live),
+                 needs_restart=list(p.restart))
+        self.notifier.ready()
+
+    def _apply(self, rt: Runtime, cfg: Config, live: Sequence[str], token: str) -> None:
+        loops = rt.loops
+        if "logging" in live:
+            logs.configure(cfg.logging.level, cfg.logging.format)
+        if "http.admin_token" in live:
+            REDACTOR.add([token])
+            rt.admin_token = token
+        if ("sources" in live or "timezone" in live) and isinstance(
+                poller := loops.get("feeds"), FeedPoller):
+            poller.reconfigure(cfg.sources, Policy.from_config(cfg))
+        if ("sending" in live or "mail" in live) and isinstance(
+                sender := loops.get("sender"), Sender):
+            sender.reconfigure(cfg.sending, Renderer(cfg.mail, sender.renderer.unsubscribe_key),
+                               fixed_rate(cfg))
+        if "bounces" in live:
+            if isinstance(consumer := loops.get("bounces"), BounceConsumer):
+                consumer.cfg = cfg.bounces
+            if isinstance(house := loops.get("housekeeping"), HousekeepingLoop):
+                house.bounces = cfg.bounces
+        if "backlog" in live and cfg.backlog is not None and self._http is not None and \
+                isinstance(rec := loops.get("backlog"), Reconciler):
+            rec.reconfigure(cfg.backlog, BacklogClient(
+                self._http, cfg.backlog.base_url, cfg.backlog.api_key.get(),
+                metrics=self.metrics, timeout=cfg.backlog.timeout.total_seconds()))
 
     def _on_signal(self, sig: signal.Signals, supervisor: Supervisor) -> None:
         log.info("signal received", signal=sig.name)

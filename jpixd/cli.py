@@ -88,7 +88,7 @@ async def _check(cfg: Config) -> list[str]:
     return problems
 
 
-def _run(cfg: Config, baseline: bool) -> int:
+def _run(cfg: Config, baseline: bool, path: Path | None = None) -> int:
     from jpixd.app import Daemon
     from jpixd.statelock import StateBusy
     from jpixd.store import StoreError
@@ -98,7 +98,8 @@ def _run(cfg: Config, baseline: bool) -> int:
     # whatever umask the shell had (systemd's unit sets 0027 too).
     os.umask(os.umask(0o027) | 0o027)
     try:
-        return asyncio.run(Daemon(cfg, baseline=baseline).run())
+        return asyncio.run(Daemon(cfg, baseline=baseline,
+                                  reload_from=lambda: load_config(path)).run())
     except ConfigError as err:
         _print_errors(err, cfg.origin)
         return EXIT_CONFIG
@@ -214,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(cfg.logging.level, cfg.logging.format)
         return asyncio.run(_migrate(cfg))
     if args.command == "run":
-        return _run(cfg, args.baseline)
+        return _run(cfg, args.baseline, args.config)
     if args.command == "subscribers":
         logs.configure(cfg.logging.level, cfg.logging.format, stream=sys.stderr)
         if args.action == "import":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Mapping
 
 import structlog
@@ -45,6 +46,10 @@ class Notifier:
 
     def ready(self) -> None:
         self.notify("READY=1")
+
+    def reloading(self) -> None:
+        # MONOTONIC_USEC lets systemd (Type=notify-reload) match this to its request.
+        self.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
 
     def watchdog(self) -> None:
         self.notify("WATCHDOG=1")

@@ -10,6 +10,7 @@ import pytest
 
 from jpixd import cli
 from jpixd.config import ConfigError, load_default, load_mapping, load_path, parse_duration
+from jpixd.reload import plan
 from tests.conftest import ROOT, base_mapping, make_config, toml_dumps
 
 
@@ -200,3 +201,15 @@ def test_config_that_means_what_it_says(tmp_path: Path) -> None:
         make_config(tmp_path, mail={"from": "A <a@example.jp>", "from_name": "B",
                                     "transport": "file"})
     assert "give the name once" in str(err.value)
+
+
+def test_a_reload_changes_what_it_can_and_names_what_needs_a_restart(tmp_path: Path) -> None:
+    old = make_config(tmp_path)
+    new = make_config(tmp_path, http={"listen": "127.0.0.1:9999",
+                                      "admin_token_file": str(tmp_path / "admin-token")},
+                      logging={"format": "json", "level": "debug"},
+                      sending={"concurrency": 2})
+    p = plan(old, new)
+    assert set(p.live) == {"logging", "sending"} and p.restart == ("http",)
+    assert p.effective.http.listen == old.http.listen  # kept as it runs
+    assert p.effective.logging.level == "debug"

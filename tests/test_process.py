@@ -149,9 +149,8 @@ def test_an_unwritable_state_dir_is_a_clear_error(tmp_path: Path,
 def test_sighup_does_not_kill_the_daemon(tmp_path: Path, daemon_process: Start) -> None:
     proc = daemon_process(["run", "--config", str(config_file(tmp_path))])
     proc.wait_for_event("jpixd ready")
-    proc.proc.send_signal(signal.SIGHUP)
-    proc.wait_for_event("SIGHUP received: reloading is not supported yet; nothing changed, "
-                        "the daemon runs on")
+    proc.proc.send_signal(signal.SIGHUP)  # the same file: a reload that changes nothing
+    assert proc.wait_for_event("configuration reloaded")["changed"] == []
     status, _ = http(f"http://{first_address(proc)}/healthz")
     assert status == 200
     proc.proc.send_signal(signal.SIGTERM)
@@ -176,3 +175,47 @@ def test_a_damaged_database_is_refused_before_ready(tmp_path: Path,
     said = "".join(second.lines)
     assert "damaged" in said or "malformed" in said or "not a database" in said
     assert "Traceback" not in said
+
+
+def test_sighup_reloads_sources_and_refuses_a_broken_config(
+        tmp_path: Path, daemon_process: Start) -> None:
+    """Issue 13: SIGHUP killed the daemon; now a source added and one removed take effect,
+    /readyz stays 200, and a broken config is refused while the daemon runs on."""
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    for name in ("a", "b"):
+        (feeds / f"{name}.json").write_text(json.dumps({"notices": [{
+            "id": f"{name}-1", "kind": "failure", "title": f"東京都で故障 {name}"}]}))
+
+    def write(*names: str, broken: bool = False) -> Path:
+        sources = [{"name": n, "kind": "json", "carrier": "east", "interval": "1h",
+                    "url": (feeds / f"{n}.json").as_uri()} for n in names]
+        mapping = base_mapping(tmp_path, sources=sources, logging={
+            "format": "json", "level": "info"})
+        if broken:
+            mapping["shutdown_timeout"] = "forever"
+        path = tmp_path / "jpixd.toml"
+        path.write_text(toml_dumps(mapping), encoding="utf-8")
+        return path
+
+    proc = daemon_process(["run", "--config", str(write("a"))])
+    proc.wait_for_event("jpixd ready")
+    base = f"http://{first_address(proc)}"
+    write("b")
+    proc.proc.send_signal(signal.SIGHUP)
+    line = proc.wait_for_event("configuration reloaded")
+    assert line["changed"] == ["sources"] and line["needs_restart"] == []
+    proc.wait_until(lambda events: any(e.get("event") == "feed polled" and
+                                       e.get("source") == "b" for e in events))
+    status, body = http(base + "/admin/v1/sources")
+    assert status == 200 and [s["name"] for s in body["items"]] == ["b"]
+    assert http(base + "/readyz")[0] == 200
+
+    write("b", broken=True)
+    proc.proc.send_signal(signal.SIGHUP)
+    refused = proc.wait_for_event("configuration reload refused: the running configuration "
+                                  "stays")
+    assert any("shutdown_timeout" in e for e in refused["errors"])
+    assert http(base + "/readyz")[0] == 200
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.finish() == 0

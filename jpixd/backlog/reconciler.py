@@ -92,6 +92,12 @@ class Reconciler(Loop):
     def reset(self) -> None:
         self.project = None  # resolved again: the crash may have been about it
 
+    def reconfigure(self, cfg: BacklogConfig, client: BacklogClient) -> None:
+        """A reload: new settings (the project is resolved again with them)."""
+        self.cfg, self.client, self.project = cfg, client, None
+        self.interval = cfg.reconcile_interval.total_seconds()
+        self.wake.set()
+
     async def run_once(self) -> None:
         try:
             if self.project is None:

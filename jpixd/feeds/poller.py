@@ -131,6 +131,25 @@ class FeedPoller(Loop):
     def reset(self) -> None:
         self.next_due.clear()  # read again from the store: what was committed
 
+    def reconfigure(self, sources: Sequence[SourceConfig], policy: Policy) -> None:
+        """A reload: sources added, removed or changed take effect at the next round (a
+        poll in flight finishes under the settings it started with)."""
+        new = {s.name: s for s in sources}
+        for name, src in new.items():
+            if name not in self.locks:
+                self.locks[name] = asyncio.Lock()
+                for result in POLL_RESULTS:
+                    self.metrics.feed_polls.labels(name, result)
+                self.metrics.feed_status_unrecognised.labels(name)
+                self.metrics.feed_detail_failures.labels(name)
+            if self.sources.get(name) != src:
+                self.next_due.pop(name, None)  # a new or changed source is due now
+        for name in set(self.sources) - set(new):
+            self.next_due.pop(name, None)
+        self.sources, self.policy = new, policy
+        self.interval = min((s.interval.total_seconds() for s in sources), default=60.0)
+        self.wake.set()
+
     @property
     def stale_after(self) -> float:
         # A poll with many new NTT West items fetches their pages one at a time.

@@ -124,6 +124,16 @@ class Sender(Loop):
         self._stopping = stopping
         await super().run(heartbeat, stopping)
 
+    def reconfigure(self, cfg: SendingConfig, renderer: Renderer,
+                    fixed_rate: float | None) -> None:
+        """A reload: new sending settings, templates and headers, and a fixed rate when one
+        is configured (an "auto" rate follows the SES quota as before)."""
+        self.cfg, self.renderer = cfg, renderer
+        if not self.auto_rate:
+            self.bucket.set_rate(fixed_rate)
+            self.metrics.send_rate_limit.set(rate_gauge(self.bucket.rate))
+        self.wake.set()
+
     def reset(self) -> None:
         # Claimed rows are recovered again, the pause and the quota read afresh.
         self._recovered, self._busy = False, False
