@@ -8,10 +8,12 @@ import contextlib
 import hashlib
 import math
 import os
+import re
 import secrets as pysecrets
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,25 @@ async def build_transport(cfg: Config) -> Transport:
     return FileTransport(cfg.mail.file.dir)
 
 
+async def build_quota_source(cfg: Config, transport: Transport) -> SesTransport | None:
+    """Where the SES sending quota is read: the SES transport itself, or, for SES's SMTP
+    interface (email-smtp.REGION.amazonaws.com), the SES API of that region (with the
+    host's credentials); None for any other transport."""
+    if isinstance(transport, SesTransport):
+        return transport
+    region = ses_smtp_region(cfg.mail.smtp.host) if cfg.mail.transport == "smtp" else None
+    if region is None:
+        return None
+    quota = SesTransport(replace(cfg.mail.ses, region=region))
+    await quota.start()
+    return quota
+
+
+def ses_smtp_region(host: str | None) -> str | None:
+    m = re.fullmatch(r"email-smtp(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com", host or "")
+    return m.group(1) if m else None
+
+
 def unsubscribe_key(token: str) -> bytes:
     """The key of List-Unsubscribe tokens, derived from the admin token (rotating that
     token invalidates old unsubscribe links, which then fall back to the reply address)."""
@@ -114,17 +135,23 @@ def fixed_rate(cfg: Config) -> float | None:
     return None if rate == "auto" else float(rate)
 
 
+# `max_send_rate = "auto"` with an SMTP server that is not SES: a rate any mail server
+# takes from one client, instead of no limit at all.
+DEFAULT_SMTP_RATE = 10.0
+
+
 def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metrics,
-                 clock: Clock, token: str) -> Sender:
+                 clock: Clock, token: str, quota_from: SesTransport | None = None) -> Sender:
     ses = cfg.mail.ses
     fixed = fixed_rate(cfg)
-    auto = cfg.mail.transport == "ses" and ses.max_send_rate == "auto"
+    auto = ses.max_send_rate == "auto" and quota_from is not None
+    if ses.max_send_rate == "auto" and quota_from is None and transport.name == "smtp":
+        fixed = DEFAULT_SMTP_RATE
     # "auto" starts at SES's sandbox rate until the real quota has been read.
     bucket = TokenBucket(1.0 if auto else fixed, cfg.sending.burst)
     renderer = Renderer(cfg.mail, unsubscribe_key(token))
     return Sender(store, transport, renderer, metrics, clock, cfg.sending, bucket,
-                  quota_from=transport if isinstance(transport, SesTransport) else None,
-                  rate_safety=ses.rate_safety, auto_rate=auto,
+                  quota_from=quota_from, rate_safety=ses.rate_safety, auto_rate=auto,
                   quota_refresh=ses.quota_refresh.total_seconds())
 
 
@@ -154,6 +181,7 @@ class Daemon:
         self.reload_from = reload_from
         self._reloading: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._quota: SesTransport | None = None
         self.baseline = baseline
         self.extra_loops = list(extra_loops)
         self.metrics = Metrics(registry)
@@ -170,7 +198,8 @@ class Daemon:
                                               bounces=cfg.bounces)]
         if transport.name != "ses":  # "no SES quota here", not "the quota is used up"
             self.metrics.ses_quota_remaining.set(math.nan)
-        sender = build_sender(cfg, store, transport, self.metrics, self.clock, token)
+        sender = build_sender(cfg, store, transport, self.metrics, self.clock, token,
+                              quota_from=self._quota)
         loops.append(sender)
         if sqs is not None:
             loops.append(BounceConsumer(
@@ -202,6 +231,9 @@ class Daemon:
             http = self._http = await stack.enter_async_context(aiohttp.ClientSession())
             transport = await build_transport(cfg)
             stack.push_async_callback(transport.close)
+            self._quota = await build_quota_source(cfg, transport)
+            if self._quota is not None and self._quota is not transport:
+                stack.push_async_callback(self._quota.close)
             sqs = None
             if cfg.bounces.queue_url:
                 # A long poll answers within wait_time; 10 s more is a partition.

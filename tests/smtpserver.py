@@ -59,16 +59,15 @@ class Handler:
         with self.lock:
             if session.ssl is not None:
                 self.tls_sessions += 1
-            if self.answers:
-                answer = self.answers.pop(0)
-                if not answer.startswith("250"):
-                    return answer
+            answer = self.answers.pop(0) if self.answers else "250 OK"
+            if not answer.startswith("250"):
+                return answer
             item = Received(envelope.mail_from, list(envelope.rcpt_tos),
                             bytes(envelope.original_content or envelope.content))
             self.received.append(item)
         if self.on_message is not None:
             self.on_message(item)
-        return "250 OK"
+        return answer  # "250 Ok <id>" as SES's SMTP interface answers, when told to
 
     def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
                      auth_data: Any) -> AuthResult:

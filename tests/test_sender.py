@@ -17,6 +17,7 @@ from aiobotocore.session import get_session
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from jpixd.app import DEFAULT_SMTP_RATE, build_sender, ses_smtp_region
 from jpixd.bounces.parse import parse
 from jpixd.bounces.rules import decide
 from jpixd.config import BouncesConfig, Secret, SendingConfig, SesConfig, SmtpConfig
@@ -442,3 +443,29 @@ async def test_mail_retrying_for_an_hour_looks_an_hour_old(rig: Rig, smtp: SmtpP
     assert age is not None and age >= 3600
     [(_, state, _)] = await rig.states()
     assert state == DeliveryState.RETRY
+
+
+async def test_ses_smtp_message_ids_are_recorded(rig: Rig, smtp: SmtpPeer) -> None:
+    """Issue 13: the id in SES-SMTP's "250 Ok <id>" was thrown away, so bounces could not
+    be tied to their delivery (Backlog issues said 配信: 不明)."""
+    await rig.notice_for(Subscriber(email="a@isp.example.jp", carriers=("west",)))
+    ses_id = "0101018f0000aaaa-11112222-3333-4444-5555-666677778888-000000"
+    smtp.handler.answers = [f"250 Ok {ses_id}"]
+    transport = smtp_transport(smtp)
+    try:
+        await rig.drain(rig.sender(transport))
+    finally:
+        await transport.close()
+    [d], _ = await rig.store.list_deliveries()
+    assert d.state == DeliveryState.SENT and d.ses_message_id == ses_id
+
+
+def test_one_rate_for_every_transport(tmp_path: Path) -> None:
+    """Issue 13: with "auto", SMTP (SES's SMTP interface too) was unlimited."""
+    assert ses_smtp_region("email-smtp.ap-northeast-1.amazonaws.com") == "ap-northeast-1"
+    assert ses_smtp_region("smtp.example.jp") is None
+    cfg = make_config(tmp_path, mail={"from": "n@example.jp", "transport": "smtp",
+                                      "smtp": {"host": "smtp.example.jp"}})
+    sender = build_sender(cfg, cast(Store, None), SmtpTransport(cfg.mail.smtp), Metrics(),
+                          lambda: T0, "t" * 32)
+    assert sender.bucket.rate == DEFAULT_SMTP_RATE and not sender.auto_rate

@@ -49,6 +49,16 @@ def _by_code(code: int, message: str) -> SendError:
     return SendError(Failure.PERMANENT, text)
 
 
+# SES's SMTP interface answers DATA with "250 Ok <SES message id>": the id its bounce and
+# complaint notifications carry, kept so that they can be tied to their delivery.
+_SES_REPLY = re.compile(r"^Ok ([0-9a-f]{16}-[0-9a-f-]{20,})$", re.I)
+
+
+def provider_id(reply: str) -> str | None:
+    m = _SES_REPLY.match(reply.strip())
+    return m.group(1) if m else None
+
+
 class SmtpTransport:
     name = "smtp"
 
@@ -81,13 +91,14 @@ class SmtpTransport:
             try:
                 if client is None:
                     client = await self._connect()
-                await client.sendmail(mail.sender, [mail.recipient], mail.data)
+                _refused, reply = await client.sendmail(mail.sender, [mail.recipient],
+                                                        mail.data)
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 if client is not None:
                     await _quietly_close(client)  # a broken connection is not reused
                 raise classify(exc) from None
             self._idle.put_nowait(client)
-            return None
+            return provider_id(reply)
 
     async def close(self) -> None:
         while not self._idle.empty():
