@@ -195,7 +195,7 @@ class Daemon:
     def _loops(self, cfg: Config, store: Store, http: aiohttp.ClientSession,
                transport: Transport, token: str, sqs: Any) -> list[Loop]:
         loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock,
-                                              bounces=cfg.bounces)]
+                                              bounces=cfg.bounces, retention=cfg.retention)]
         if transport.name != "ses":  # "no SES quota here", not "the quota is used up"
             self.metrics.ses_quota_remaining.set(math.nan)
         sender = build_sender(cfg, store, transport, self.metrics, self.clock, token,
@@ -359,11 +359,10 @@ class Daemon:
                 sender := loops.get("sender"), Sender):
             sender.reconfigure(cfg.sending, Renderer(cfg.mail, sender.renderer.unsubscribe_key),
                                fixed_rate(cfg))
-        if "bounces" in live:
-            if isinstance(consumer := loops.get("bounces"), BounceConsumer):
-                consumer.cfg = cfg.bounces
-            if isinstance(house := loops.get("housekeeping"), HousekeepingLoop):
-                house.bounces = cfg.bounces
+        if isinstance(consumer := loops.get("bounces"), BounceConsumer):
+            consumer.cfg = cfg.bounces
+        if isinstance(house := loops.get("housekeeping"), HousekeepingLoop):
+            house.bounces, house.retention = cfg.bounces, cfg.retention
         if "backlog" in live and cfg.backlog is not None and self._http is not None and \
                 isinstance(rec := loops.get("backlog"), Reconciler):
             rec.reconfigure(cfg.backlog, BacklogClient(

@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
@@ -213,6 +213,22 @@ class BacklogConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """How long history is kept (jpixd.store.retention): a year, and 90 days of the
+    quarantine, unless the operator says otherwise."""
+
+    deliveries: timedelta = timedelta(days=365)  # finished ones
+    events: timedelta = timedelta(days=365)  # raw SES notifications
+    revisions: timedelta = timedelta(days=365)  # superseded notice revisions
+    quarantine: timedelta = timedelta(days=90)
+    tickets: timedelta = timedelta(days=365)  # ended Backlog cases
+
+    def cutoffs(self, now: datetime) -> dict[str, datetime]:
+        return {name: now - getattr(self, name)
+                for name in ("deliveries", "events", "revisions", "quarantine", "tickets")}
+
+
+@dataclass(frozen=True)
 class SupervisorConfig:
     max_restarts: int = 5
     restart_window: timedelta = timedelta(minutes=5)
@@ -247,6 +263,7 @@ class Config:
     bounces: BouncesConfig = BouncesConfig()
     backlog: BacklogConfig | None = None
     supervisor: SupervisorConfig = SupervisorConfig()
+    retention: RetentionConfig = RetentionConfig()
     ssm: SsmConfig = SsmConfig()
     logging: LoggingConfig = LoggingConfig()
     # Embedded default only: subscribers imported into an empty database at start-up.
@@ -778,6 +795,14 @@ def _ssm_section(s: _Section) -> SsmConfig:
     return cfg
 
 
+def _retention(s: _Section) -> RetentionConfig:
+    d = RetentionConfig()
+    cfg = RetentionConfig(**{name: s.duration(name, getattr(d, name)) for name in (
+        "deliveries", "events", "revisions", "quarantine", "tickets")})
+    s.finish()
+    return cfg
+
+
 def _logging(s: _Section) -> LoggingConfig:
     cfg = LoggingConfig(
         level=s.text("level", "info", choices=("debug", "info", "warning", "error")),
@@ -816,6 +841,7 @@ def load_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None,
         bounces=_bounces(root.section("bounces")),
         backlog=_backlog(root.section("backlog")),
         supervisor=_supervisor(root.section("supervisor")),
+        retention=_retention(root.section("retention")),
         ssm=_ssm_section(root.section("ssm")),
         logging=_logging(root.section("logging")),
         sample_subscribers=root.path_value("sample_subscribers", None),

@@ -4,21 +4,32 @@ and without a [bounces] queue (they used to be set only after a non-empty SQS ba
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+import structlog
+
 from jpixd.bounces.rules import judge
-from jpixd.config import BouncesConfig
+from jpixd.config import BouncesConfig, RetentionConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
 from jpixd.store import Store
+
+log = structlog.get_logger("jpixd.housekeeping")
 
 
 class HousekeepingLoop(Loop):
     name = "housekeeping"
 
     def __init__(self, store: Store, metrics: Metrics, clock: Clock,
-                 interval: float = 15.0, bounces: BouncesConfig | None = None) -> None:
+                 interval: float = 15.0, bounces: BouncesConfig | None = None,
+                 retention: RetentionConfig | None = None,
+                 prune_every: timedelta = timedelta(hours=1)) -> None:
         super().__init__()
         self.bounces = bounces or BouncesConfig()
+        self.retention = retention or RetentionConfig()
+        self.prune_every = prune_every
+        self.pruned_at: datetime | None = None
         self.store = store
         self.metrics = metrics
         self.clock = clock
@@ -41,3 +52,14 @@ class HousekeepingLoop(Loop):
         self.metrics.bounce_rate.set(verdict.bounce_rate)
         self.metrics.complaint_rate.set(verdict.complaint_rate)
         self.metrics.suppressed_addresses.set(await self.store.suppressed_count())
+        if self.pruned_at is None or now - self.pruned_at >= self.prune_every:
+            await self.prune(now)
+
+    async def prune(self, now: datetime) -> dict[str, int]:
+        """History older than its retention, in small batches; what is left goes at the
+        next hour (a large backlog of history never holds the database for long)."""
+        self.pruned_at = now
+        pruned = (await self.store.prune(self.retention.cutoffs(now))).counts
+        if any(pruned.values()):
+            log.info("history pruned", **pruned)
+        return pruned

@@ -79,7 +79,8 @@ def plan(old: Config, new: Config) -> ReloadPlan:
     restart = _restart_fields(old, new)
     eff = _keep_running(old, new, restart)
     live = [name for name in ("sources", "logging", "sending", "mail", "bounces", "backlog",
-                              "timezone") if getattr(old, name) != getattr(eff, name)]
+                              "timezone", "retention")
+            if getattr(old, name) != getattr(eff, name)]
     if old.http.admin_token != eff.http.admin_token:
         live.append("http.admin_token")
     return ReloadPlan(eff, tuple(live), tuple(restart))

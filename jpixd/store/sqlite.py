@@ -9,10 +9,12 @@ from jpixd.store.deliveries import DeliveryStore
 from jpixd.store.events import EventStore
 from jpixd.store.feeds import FeedStore
 from jpixd.store.notices import NoticeStore
+from jpixd.store.retention import RetentionStore
 from jpixd.store.tickets import TicketStore
 
 
-class Store(ControlStore, NoticeStore, DeliveryStore, FeedStore, EventStore, TicketStore):
+class Store(ControlStore, NoticeStore, DeliveryStore, FeedStore, EventStore, TicketStore,
+            RetentionStore):
     """Public methods speak the domain (aware datetimes, dataclasses), never rows, so a
     PostgreSQL store can stand beside this one."""
 

@@ -1,0 +1,80 @@
+"""Pruning on purpose ([retention]): finished deliveries, SES events, superseded notice
+revisions, the quarantine and ended Backlog cases older than their retention are deleted
+in small batches (each its own short transaction, so sending never waits long for the
+database). What something still points at is kept: an event a suppression names, a
+revision a kept delivery belongs to, a notice's current revision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from jpixd.store.base import SqliteBase, to_db
+
+BATCH = 500
+
+# (what, the statement choosing up to ? ids older than ?, the statements deleting them).
+_RULES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # An event that a live suppression or an open Backlog case names stays; a lifted
+    # suppression or an ended case keeps its own text and lets go of the event.
+    "events": (
+        "SELECT id FROM mail_events e WHERE received_at < ? "
+        "AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.event_id = e.id "
+        "                AND s.lifted_at IS NULL) "
+        "AND NOT EXISTS (SELECT 1 FROM tickets t WHERE t.event_id = e.id "
+        "                AND t.state NOT IN ('closed', 'gone')) LIMIT ?",
+        ("UPDATE suppressions SET event_id = NULL WHERE event_id IN ({ids})",
+         "UPDATE tickets SET event_id = NULL WHERE event_id IN ({ids})",
+         "DELETE FROM mail_events WHERE id IN ({ids})")),
+    "deliveries": (
+        "SELECT id FROM deliveries d WHERE state IN ('sent', 'failed', 'suppressed', 'skipped') "
+        "AND updated_at < ? "
+        "AND NOT EXISTS (SELECT 1 FROM mail_events e WHERE e.delivery_id = d.id) LIMIT ?",
+        ("DELETE FROM deliveries WHERE id IN ({ids})",)),
+    "revisions": (
+        "SELECT r.id FROM notice_revisions r JOIN notices n ON n.id = r.notice_id "
+        "WHERE r.seen_at < ? AND r.revision <> n.revision "
+        "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.revision_id = r.id) LIMIT ?",
+        ("DELETE FROM notice_revisions WHERE id IN ({ids})",)),
+    "quarantine": (
+        "SELECT id FROM quarantine WHERE received_at < ? LIMIT ?",
+        ("DELETE FROM quarantine WHERE id IN ({ids})",)),
+    "tickets": (
+        "SELECT id FROM tickets WHERE state IN ('closed', 'gone') AND updated_at < ? LIMIT ?",
+        ("DELETE FROM ticket_comments WHERE ticket_id IN ({ids})",
+         "DELETE FROM tickets WHERE id IN ({ids})")),
+}
+# Events go before the deliveries they name; deliveries before their revisions.
+ORDER = ("events", "deliveries", "revisions", "quarantine", "tickets")
+
+
+@dataclass(frozen=True)
+class Pruned:
+    counts: dict[str, int]
+
+
+class RetentionStore(SqliteBase):
+    async def prune(self, cutoffs: dict[str, datetime], *, batch: int = BATCH,
+                    max_batches: int = 100) -> Pruned:
+        """Delete what is older than its cutoff, at most `batch` rows a transaction and
+        `max_batches` transactions a call (the rest goes at the next call)."""
+        counts = dict.fromkeys(ORDER, 0)
+        budget = max_batches
+        for what in ORDER:
+            if what not in cutoffs:
+                continue
+            choose, deletes = _RULES[what]
+            while budget > 0:
+                budget -= 1
+                async with self._tx() as db:
+                    async with db.execute(choose, (to_db(cutoffs[what]), batch)) as cur:
+                        ids = [int(r[0]) for r in await cur.fetchall()]
+                    if not ids:
+                        break
+                    marks = ", ".join("?" for _ in ids)
+                    for sql in deletes:
+                        await db.execute(sql.format(ids=marks), ids)
+                counts[what] += len(ids)
+                if len(ids) < batch:
+                    break
+        return Pruned(counts)
