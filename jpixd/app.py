@@ -149,7 +149,7 @@ def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metri
         fixed = DEFAULT_SMTP_RATE
     # "auto" starts at SES's sandbox rate until the real quota has been read.
     bucket = TokenBucket(1.0 if auto else fixed, cfg.sending.burst)
-    renderer = Renderer(cfg.mail, unsubscribe_key(token))
+    renderer = Renderer(cfg.mail, unsubscribe_key(token), cfg.tz)
     return Sender(store, transport, renderer, metrics, clock, cfg.sending, bucket,
                   quota_from=quota_from, rate_safety=ses.rate_safety, auto_rate=auto,
                   quota_refresh=ses.quota_refresh.total_seconds())
@@ -355,9 +355,10 @@ class Daemon:
         if ("sources" in live or "timezone" in live) and isinstance(
                 poller := loops.get("feeds"), FeedPoller):
             poller.reconfigure(cfg.sources, Policy.from_config(cfg))
-        if ("sending" in live or "mail" in live) and isinstance(
+        if ("sending" in live or "mail" in live or "timezone" in live) and isinstance(
                 sender := loops.get("sender"), Sender):
-            sender.reconfigure(cfg.sending, Renderer(cfg.mail, sender.renderer.unsubscribe_key),
+            sender.reconfigure(cfg.sending, Renderer(cfg.mail, sender.renderer.unsubscribe_key,
+                                                     cfg.tz),
                                fixed_rate(cfg))
         if isinstance(consumer := loops.get("bounces"), BounceConsumer):
             consumer.cfg = cfg.bounces

@@ -205,3 +205,17 @@ def test_hostile_feed_text_through_every_template(tmp_path: Path, charset: str,
     msg = parse(data)
     assert len(msg["Subject"]) <= 200 and msg["Subject"].endswith("…")
     assert msg["Bcc"] is None
+
+
+def test_times_are_shown_in_the_configured_timezone(tmp_path: Path) -> None:
+    """Issue 13: `timezone` drove only the delivery windows; mail hard-coded JST."""
+    cfg = make_config(tmp_path, mail={"from": "notice@example.jp"}, timezone="UTC")
+    r = Renderer(cfg.mail, b"key" * 11, cfg.tz)
+    mail = r.render(delivery_id=1, notice_id=1, notice=FAILURE, change=Change.NEW, sub=SUB,
+                    now=NOW)
+    msg = parse(mail.data)
+    assert msg["Date"].endswith("+0000")
+    assert "2026年11月28日(土) 05:05" in msg.get_content()  # 14:05 JST
+    jst = renderer(tmp_path).render(delivery_id=1, notice_id=1, notice=FAILURE,
+                                    change=Change.NEW, sub=SUB, now=NOW)
+    assert "2026年11月28日(土) 14:05" in parse(jst.data).get_content()

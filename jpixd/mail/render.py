@@ -15,7 +15,7 @@ import hmac
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -102,9 +102,9 @@ _fits_jis_cached = functools.lru_cache(maxsize=1024)(fits_jis)
 
 
 @functools.lru_cache(maxsize=8)
-def _date_header(second: datetime) -> str:
+def _date_header(second: datetime, tz: tzinfo = JST) -> str:
     """The Date header, once per second rather than once per mail."""
-    return format_datetime(second.astimezone(JST))
+    return format_datetime(second.astimezone(tz))
 
 
 def _width(ch: str) -> int:
@@ -177,7 +177,7 @@ def check_unsubscribe_token(key: bytes, token: str) -> int | None:
 
 
 class Renderer:
-    def __init__(self, cfg: MailConfig, unsubscribe_key: bytes) -> None:
+    def __init__(self, cfg: MailConfig, unsubscribe_key: bytes, tz: tzinfo = JST) -> None:
         self.cfg = cfg
         self.unsubscribe_key = unsubscribe_key
         loaders: list[jinja2.BaseLoader] = []
@@ -186,7 +186,8 @@ class Renderer:
         loaders.append(jinja2.PackageLoader("jpixd", "templates"))
         self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=False,
                                       keep_trailing_newline=False, undefined=jinja2.StrictUndefined)
-        self.env.filters["jst"] = _jst
+        self.tz = tz
+        self.env.filters["jst"] = functools.partial(local_time, tz=tz)
         self._subject = PerNotice(self.env, "subject.txt.j2")
         self._body = PerNotice(self.env, "body.txt.j2")
         self.domain = cfg.from_addr.rpartition("@")[2] or "localhost"
@@ -244,7 +245,7 @@ class Renderer:
         if self.cfg.reply_to:
             headers.append(("Reply-To", self.cfg.reply_to))
         headers += [
-            ("Date", _date_header(now.replace(microsecond=0))),
+            ("Date", _date_header(now.replace(microsecond=0), self.tz)),
             ("Message-ID", message_id),
             ("X-Jpixd-Delivery", str(delivery_id)),
             ("Auto-Submitted", "auto-generated"),
@@ -317,9 +318,10 @@ def _address(name: str, display: str, addr: str, charset: str) -> str:
     return f"{_encoded(name, display, charset)} <{addr}>"
 
 
-def _jst(value: datetime | None) -> str:
+def local_time(value: datetime | None, tz: tzinfo = JST) -> str:
+    """A time as a Japanese reader reads it, in the configured timezone (JST by default)."""
     if value is None:
         return ""
-    local = value.astimezone(JST)
+    local = value.astimezone(tz)
     weekday = "月火水木金土日"[local.weekday()]
     return f"{local.year}年{local.month}月{local.day}日({weekday}) {local:%H:%M}"
