@@ -522,3 +522,28 @@ async def test_an_odd_project_id_is_a_settings_error_not_a_dead_daemon(store: St
         await r.reconciler.run_once()
         assert r.reconciler.health.state == "misconfigured"
         assert "numeric project id" in (r.reconciler.health.error or "")
+
+
+async def test_a_case_our_code_cannot_record_is_quarantined_and_the_others_go_on(
+        store: Store) -> None:
+    """Issue 12's crash barrier: one case whose answer makes our code raise (an issue id
+    past what the database holds) waits an hour with its incident id; the other case is
+    filed in the same round."""
+    async with rig(store) as r:
+        def odd_id(issue: Any) -> None:
+            if "odd@" in issue.summary:
+                issue.id = 10**30
+
+        r.fake.after_create = odd_id
+        await subscribed(store, ["odd@isp.example.jp", "fine@isp.example.jp"])
+        await r.bounce("odd@isp.example.jp", "fine@isp.example.jp")
+        await r.reconciler.run_once()
+        assert r.reconciler.health.state == "ok"
+        by_email = {t.email: t for t in (await store.list_tickets())[0]}
+        assert by_email["fine@isp.example.jp"].state == "open"
+        odd = by_email["odd@isp.example.jp"]
+        assert odd.state != "open" and "incident" in (odd.last_error or "")
+        [q] = await store.quarantined("backlog")
+        assert "OverflowError" in str(q["reason"])
+        assert r.reconciler.metrics.registry.get_sample_value(
+            "jpixd_unit_errors_total", {"unit": "backlog_case"}) == 1

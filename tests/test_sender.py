@@ -469,3 +469,32 @@ def test_one_rate_for_every_transport(tmp_path: Path) -> None:
     sender = build_sender(cfg, cast(Store, None), SmtpTransport(cfg.mail.smtp), Metrics(),
                           lambda: T0, "t" * 32)
     assert sender.bucket.rate == DEFAULT_SMTP_RATE and not sender.auto_rate
+
+
+async def test_a_mail_our_code_cannot_render_is_failed_and_the_rest_are_sent(
+        rig: Rig, smtp: SmtpPeer) -> None:
+    """Issue 12's crash barrier: a delivery that makes rendering raise is failed with its
+    incident id and quarantined; the round and its other mail go on."""
+    templates = rig.tmp / "templates"
+    templates.mkdir()
+    (templates / "body.txt.j2").write_text(
+        "{% if subscriber.name == 'boom' %}{{ 1 // 0 }}{% endif %}{{ notice.title }}\n",
+        encoding="utf-8")
+    await rig.notice_for(Subscriber(email="boom@isp.example.jp", name="boom",
+                                    carriers=("west",)),
+                         Subscriber(email="fine@isp.example.jp", carriers=("west",)))
+    cfg = make_config(rig.tmp, mail={"from": "n@example.jp", "templates_dir": str(templates)})
+    transport = smtp_transport(smtp)
+    sender = rig.sender(transport)
+    sender.renderer = Renderer(cfg.mail, b"k" * 32)
+    try:
+        await rig.drain(sender)
+    finally:
+        await transport.close()
+    states = {email: (state, reason) for email, state, reason in await rig.states()}
+    assert states["fine@isp.example.jp"][0] == DeliveryState.SENT
+    state, reason = states["boom@isp.example.jp"]
+    assert state == DeliveryState.FAILED and "ZeroDivisionError" in (reason or "")
+    assert "incident" in (reason or "")
+    [q] = await rig.store.quarantined("delivery")
+    assert str(q["ref"]).startswith("delivery:")
