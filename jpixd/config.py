@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from importlib import resources
@@ -33,6 +33,21 @@ TRANSPORTS = ("ses", "smtp", "file")
 # SES starts reviewing an account at these rates; the guard must trip below them.
 SES_REVIEW_BOUNCE_RATE = 0.05
 SES_REVIEW_COMPLAINT_RATE = 0.001
+
+
+def defaults(cls: type) -> Callable[[str], Any]:
+    """A config dataclass's own default for each key: the loader takes it from there, so a
+    default is written once and cannot drift between the dataclass and the loader."""
+    by_name = {f.name: f for f in fields(cls)}
+
+    def default(name: str) -> Any:
+        f = by_name[name]
+        if f.default is not MISSING:
+            return f.default
+        if f.default_factory is not MISSING:
+            return f.default_factory()
+        raise KeyError(f"{cls.__name__}.{name} has no default")
+    return default
 
 
 class ConfigError(Exception):
@@ -514,15 +529,16 @@ def _listen(s: _Section) -> Listen:
 
 
 def _http(s: _Section) -> HttpConfig:
+    d = defaults(HttpConfig)
     listen = _listen(s)
     before = len(s.errors)
     cfg = HttpConfig(
         listen=listen,
         admin_token=s.secret("admin_token", "JPIXD_ADMIN_TOKEN"),
-        generate_admin_token=s.flag("generate_admin_token", False),
-        header_timeout=s.duration("header_timeout", timedelta(seconds=10)),
-        body_timeout=s.duration("body_timeout", timedelta(seconds=30)),
-        max_connections=s.integer("max_connections", 256, min_value=4),
+        generate_admin_token=s.flag("generate_admin_token", d("generate_admin_token")),
+        header_timeout=s.duration("header_timeout", d("header_timeout")),
+        body_timeout=s.duration("body_timeout", d("body_timeout")),
+        max_connections=s.integer("max_connections", d("max_connections"), min_value=4),
     )
     # A refused token has been reported already; "no token" would say it twice.
     if cfg.admin_token is None and not cfg.generate_admin_token and len(s.errors) == before:
@@ -533,6 +549,7 @@ def _http(s: _Section) -> HttpConfig:
 
 
 def _source(s: _Section, names: set[str]) -> SourceConfig | None:
+    d = defaults(SourceConfig)
     name = s.text("name", "", required=True)
     if name and not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", name):
         s.error("name", f"{name!r} must be lower-case letters, digits, '-' or '_'")
@@ -547,20 +564,20 @@ def _source(s: _Section, names: set[str]) -> SourceConfig | None:
         s.error("carrier", f"is required for kind {kind!r} (\"east\" or \"west\")")
     elif implied is not None and carrier != implied:
         s.error("carrier", f"{carrier!r} contradicts kind {kind!r}")
-    interval = s.duration("interval", timedelta(seconds=60))
+    interval = s.duration("interval", d("interval"))
     # The default follows a short interval: `interval = "5s"` alone is a valid source.
-    timeout = s.duration("timeout", min(timedelta(seconds=20), interval))
+    timeout = s.duration("timeout", min(d("timeout"), interval))
     if timeout > interval:
         s.error("timeout", "must not be longer than interval")
     src = SourceConfig(
         name=name, kind=kind or "rss", url=url or "", carrier=carrier or "east",
         interval=interval, timeout=timeout,
-        enabled=s.flag("enabled", True),
-        send_on_first_poll=s.flag("send_on_first_poll", False),
-        max_body_bytes=s.integer("max_body_bytes", 5 * 1024 * 1024, min_value=1024),
-        detail_delay=s.duration("detail_delay", timedelta(seconds=1), positive=False),
-        detail_hosts=s.str_list("detail_hosts", ()),
-        redirect_hosts=s.str_list("redirect_hosts", ()),
+        enabled=s.flag("enabled", d("enabled")),
+        send_on_first_poll=s.flag("send_on_first_poll", d("send_on_first_poll")),
+        max_body_bytes=s.integer("max_body_bytes", d("max_body_bytes"), min_value=1024),
+        detail_delay=s.duration("detail_delay", d("detail_delay"), positive=False),
+        detail_hosts=s.str_list("detail_hosts", d("detail_hosts")),
+        redirect_hosts=s.str_list("redirect_hosts", d("redirect_hosts")),
     )
     s.finish()
     return src
@@ -587,6 +604,7 @@ def _sources(root: _Section) -> tuple[SourceConfig, ...]:
 
 
 def _ses(s: _Section) -> SesConfig:
+    d = defaults(SesConfig)
     rate_raw = s.raw("max_send_rate")
     rate: float | Literal["auto"] = "auto"
     if rate_raw is not _MISSING and rate_raw != "auto":
@@ -595,27 +613,29 @@ def _ses(s: _Section) -> SesConfig:
         else:
             rate = float(rate_raw)
     cfg = SesConfig(
-        region=s.text("region", "ap-northeast-1"),
+        region=s.text("region", d("region")),
         endpoint_url=s.url("endpoint_url"),
         configuration_set=s.text("configuration_set", None),
         max_send_rate=rate,
-        rate_safety=s.number("rate_safety", 0.9, min_value=0.0, max_value=1.0, exclusive_min=True),
-        quota_refresh=s.duration("quota_refresh", timedelta(minutes=5)),
+        rate_safety=s.number("rate_safety", d("rate_safety"), min_value=0.0, max_value=1.0,
+                             exclusive_min=True),
+        quota_refresh=s.duration("quota_refresh", d("quota_refresh")),
     )
     s.finish()
     return cfg
 
 
 def _smtp(s: _Section) -> SmtpConfig:
+    d = defaults(SmtpConfig)
     cfg = SmtpConfig(
         host=s.text("host", None),
-        port=s.integer("port", 587, min_value=1, max_value=65535),
-        starttls=s.flag("starttls", True),
-        tls=s.flag("tls", False),
+        port=s.integer("port", d("port"), min_value=1, max_value=65535),
+        starttls=s.flag("starttls", d("starttls")),
+        tls=s.flag("tls", d("tls")),
         username=s.text("username", None),
         password=s.secret("password", "JPIXD_SMTP_PASSWORD"),
-        pool_size=s.integer("pool_size", 4, min_value=1, max_value=64),
-        timeout=s.duration("timeout", timedelta(seconds=30)),
+        pool_size=s.integer("pool_size", d("pool_size"), min_value=1, max_value=64),
+        timeout=s.duration("timeout", d("timeout")),
     )
     if cfg.tls and cfg.starttls and s.has("starttls"):
         s.error("starttls", "cannot be combined with tls = true (implicit TLS)")
@@ -644,7 +664,8 @@ def _mailbox(s: _Section) -> tuple[str, str | None]:
 
 
 def _mail(s: _Section) -> MailConfig:
-    transport = s.text("transport", "file", choices=TRANSPORTS)
+    d = defaults(MailConfig)
+    transport = s.text("transport", d("transport"), choices=TRANSPORTS)
     ses = _ses(s.section("ses"))
     smtp_section = s.section("smtp")
     smtp = _smtp(smtp_section)
@@ -658,7 +679,7 @@ def _mail(s: _Section) -> MailConfig:
         from_addr=from_addr,
         from_name=from_name,
         reply_to=s.email("reply_to", None),
-        charset=s.text("charset", "iso-2022-jp", choices=CHARSETS),
+        charset=s.text("charset", d("charset"), choices=CHARSETS),
         transport=transport,
         list_unsubscribe=s.url("list_unsubscribe", schemes=("https", "http", "mailto")),
         templates_dir=s.path_value("templates_dir", None),
@@ -671,19 +692,21 @@ def _mail(s: _Section) -> MailConfig:
 
 
 def _sending(s: _Section) -> SendingConfig:
-    raw_reminders = s.str_list("reminder_before", ("24h",))
+    d = defaults(SendingConfig)
+    raw_reminders = s.str_list("reminder_before", tuple(
+        f"{int(b.total_seconds())}s" for b in d("reminder_before")))
     reminders: list[timedelta] = []
     for i, text in enumerate(raw_reminders):
         try:
-            d = parse_duration(text)
+            before = parse_duration(text)
         except ValueError:
             s.error(f"reminder_before[{i}]", f"{text!r} is not a duration")
             continue
-        if d <= timedelta(0):
+        if before <= timedelta(0):
             s.error(f"reminder_before[{i}]", f"{text!r} must be longer than zero")
-        reminders.append(d)
-    backoff = s.duration("backoff", timedelta(seconds=30))
-    backoff_max = s.duration("backoff_max", timedelta(hours=1))
+        reminders.append(before)
+    backoff = s.duration("backoff", d("backoff"))
+    backoff_max = s.duration("backoff_max", d("backoff_max"))
     if backoff_max < backoff:
         s.error("backoff_max", "must not be shorter than backoff")
     burst_raw = s.raw("burst")
@@ -694,37 +717,41 @@ def _sending(s: _Section) -> SendingConfig:
         else:
             burst = burst_raw
     cfg = SendingConfig(
-        concurrency=s.integer("concurrency", 8, min_value=1, max_value=256),
-        max_attempts=s.integer("max_attempts", 8, min_value=1, max_value=100),
+        concurrency=s.integer("concurrency", d("concurrency"), min_value=1, max_value=256),
+        max_attempts=s.integer("max_attempts", d("max_attempts"), min_value=1, max_value=100),
         backoff=backoff,
         backoff_max=backoff_max,
         burst=burst,
         reminder_before=tuple(sorted(set(reminders), reverse=True)),
-        quiet_hours_respected_for=s.str_list("quiet_hours_respected_for", ("construction",),
+        quiet_hours_respected_for=s.str_list("quiet_hours_respected_for",
+                                             d("quiet_hours_respected_for"),
                                              choices=NOTICE_KINDS),
-        claim_batch=s.integer("claim_batch", 100, min_value=1, max_value=10_000),
+        claim_batch=s.integer("claim_batch", d("claim_batch"), min_value=1, max_value=10_000),
     )
     s.finish()
     return cfg
 
 
 def _bounces(s: _Section) -> BouncesConfig:
+    d = defaults(BouncesConfig)
     cfg = BouncesConfig(
         queue_url=s.url("queue_url"),
-        region=s.text("region", "ap-northeast-1"),
+        region=s.text("region", d("region")),
         endpoint_url=s.url("endpoint_url"),
-        expected_topic_arns=s.str_list("expected_topic_arns", ()),
-        wait_time=s.duration("wait_time", timedelta(seconds=20)),
-        visibility_timeout=s.duration("visibility_timeout", timedelta(seconds=30)),
-        soft_bounce_limit=s.integer("soft_bounce_limit", 3, min_value=1),
-        soft_bounce_window=s.duration("soft_bounce_window", timedelta(days=7)),
-        guard_window=s.duration("guard_window", timedelta(hours=24)),
-        guard_min_volume=s.integer("guard_min_volume", 200, min_value=1),
-        pause_bounce_rate=s.number("pause_bounce_rate", 0.04, min_value=0.0, exclusive_min=True),
-        warn_bounce_rate=s.number("warn_bounce_rate", 0.025, min_value=0.0, exclusive_min=True),
-        pause_complaint_rate=s.number("pause_complaint_rate", 0.0008, min_value=0.0,
-                                     exclusive_min=True),
-        warn_complaint_rate=s.number("warn_complaint_rate", 0.0005, min_value=0.0,
+        expected_topic_arns=s.str_list("expected_topic_arns", d("expected_topic_arns")),
+        wait_time=s.duration("wait_time", d("wait_time")),
+        visibility_timeout=s.duration("visibility_timeout", d("visibility_timeout")),
+        soft_bounce_limit=s.integer("soft_bounce_limit", d("soft_bounce_limit"), min_value=1),
+        soft_bounce_window=s.duration("soft_bounce_window", d("soft_bounce_window")),
+        guard_window=s.duration("guard_window", d("guard_window")),
+        guard_min_volume=s.integer("guard_min_volume", d("guard_min_volume"), min_value=1),
+        pause_bounce_rate=s.number("pause_bounce_rate", d("pause_bounce_rate"),
+                                   min_value=0.0, exclusive_min=True),
+        warn_bounce_rate=s.number("warn_bounce_rate", d("warn_bounce_rate"), min_value=0.0,
+                                  exclusive_min=True),
+        pause_complaint_rate=s.number("pause_complaint_rate", d("pause_complaint_rate"),
+                                      min_value=0.0, exclusive_min=True),
+        warn_complaint_rate=s.number("warn_complaint_rate", d("warn_complaint_rate"), min_value=0.0,
                                     exclusive_min=True),
     )
     if cfg.wait_time > timedelta(seconds=20):
@@ -744,6 +771,7 @@ def _bounces(s: _Section) -> BouncesConfig:
 
 
 def _backlog(s: _Section) -> BacklogConfig | None:
+    d = defaults(BacklogConfig)
     if not s.data:
         return None
     base_url = s.url("base_url", required=True)
@@ -767,29 +795,30 @@ def _backlog(s: _Section) -> BacklogConfig | None:
         project_key=s.text("project_key", "", required=True),
         issue_type=s.text("issue_type", "", required=True),
         priority=str(priority) if priority is not _MISSING else "Normal",
-        close_status_id=s.integer("close_status_id", 4, min_value=1),
-        auto_close_after=s.duration("auto_close_after", timedelta(hours=24)),
-        reconcile_interval=s.duration("reconcile_interval", timedelta(seconds=60)),
+        close_status_id=s.integer("close_status_id", d("close_status_id"), min_value=1),
+        auto_close_after=s.duration("auto_close_after", d("auto_close_after")),
+        reconcile_interval=s.duration("reconcile_interval", d("reconcile_interval")),
         notified_user_ids=ids,
-        timeout=s.duration("timeout", timedelta(seconds=30)),
+        timeout=s.duration("timeout", d("timeout")),
     )
     s.finish()
     return cfg
 
 
 def _supervisor(s: _Section) -> SupervisorConfig:
+    d = defaults(SupervisorConfig)
     cfg = SupervisorConfig(
-        max_restarts=s.integer("max_restarts", 5, min_value=0),
-        restart_window=s.duration("restart_window", timedelta(minutes=5)),
-        restart_backoff=s.duration("restart_backoff", timedelta(seconds=1)),
-        restart_backoff_max=s.duration("restart_backoff_max", timedelta(seconds=30)),
+        max_restarts=s.integer("max_restarts", d("max_restarts"), min_value=0),
+        restart_window=s.duration("restart_window", d("restart_window")),
+        restart_backoff=s.duration("restart_backoff", d("restart_backoff")),
+        restart_backoff_max=s.duration("restart_backoff_max", d("restart_backoff_max")),
     )
     s.finish()
     return cfg
 
 
 def _ssm_section(s: _Section) -> SsmConfig:
-    cfg = SsmConfig(region=s.text("region", "ap-northeast-1"),
+    cfg = SsmConfig(region=s.text("region", defaults(SsmConfig)("region")),
                     endpoint_url=s.url("endpoint_url"))
     s.finish()
     return cfg
@@ -804,9 +833,10 @@ def _retention(s: _Section) -> RetentionConfig:
 
 
 def _logging(s: _Section) -> LoggingConfig:
+    d = defaults(LoggingConfig)
     cfg = LoggingConfig(
-        level=s.text("level", "info", choices=("debug", "info", "warning", "error")),
-        format=s.text("format", "auto", choices=("auto", "json", "console")),
+        level=s.text("level", d("level"), choices=("debug", "info", "warning", "error")),
+        format=s.text("format", d("format"), choices=("auto", "json", "console")),
     )
     s.finish()
     return cfg

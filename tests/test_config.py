@@ -9,7 +9,20 @@ from typing import Any
 import pytest
 
 from jpixd import cli
-from jpixd.config import ConfigError, load_default, load_mapping, load_path, parse_duration
+from jpixd.config import (
+    BouncesConfig,
+    ConfigError,
+    RetentionConfig,
+    SendingConfig,
+    SesConfig,
+    SmtpConfig,
+    SourceConfig,
+    SupervisorConfig,
+    load_default,
+    load_mapping,
+    load_path,
+    parse_duration,
+)
 from jpixd.reload import plan
 from tests.conftest import ROOT, base_mapping, make_config, toml_dumps
 
@@ -213,3 +226,17 @@ def test_a_reload_changes_what_it_can_and_names_what_needs_a_restart(tmp_path: P
     assert set(p.live) == {"logging", "sending"} and p.restart == ("http",)
     assert p.effective.http.listen == old.http.listen  # kept as it runs
     assert p.effective.logging.level == "debug"
+
+
+def test_defaults_are_written_once() -> None:
+    """Issue 13: every default was written twice (dataclass and loader), free to drift.
+    The loader now takes them from the dataclasses; a config that says nothing is the
+    dataclasses' defaults, section by section."""
+    cfg = load_mapping({"mail": {"from": "n@example.jp"}, "sources": [
+        {"name": "s", "kind": "json", "carrier": "east", "url": "https://e.example/f"}]},
+        base_dir=Path("/tmp"), env={"JPIXD_ADMIN_TOKEN": "x" * 20})
+    assert cfg.sending == SendingConfig() and cfg.bounces == BouncesConfig()
+    assert cfg.supervisor == SupervisorConfig() and cfg.retention == RetentionConfig()
+    assert cfg.mail.ses == SesConfig() and cfg.mail.smtp == SmtpConfig()
+    assert cfg.sources == (SourceConfig(name="s", kind="json", url="https://e.example/f",
+                                        carrier="east"),)

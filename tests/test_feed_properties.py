@@ -58,6 +58,7 @@ def _check(data: bytes) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(junk)
 @example(b"\xef\xbb\xbf\x80")  # found by hypothesis: a BOM, then not UTF-8
+@example(b"<div id=nav></div>\x01")  # found by hypothesis: a control byte after a menu
 def test_no_bytes_make_a_parser_raise_anything_else(data: bytes) -> None:
     _check(data)
 

@@ -20,6 +20,7 @@ from jpixd.feeds.parsers.tables import field_of
 _HEADING = re.compile(
     r"^\s*(?:\d{1,2}[.．、)]|\(\d{1,2}\)|[①-⑳]|[■●◆□]) ?([^\d:：\n][^:：\n]{1,23}?)\s*"
     r"(?:[:：]\s*(.*))?$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NAV = re.compile(r"nav|menu|side|breadcrumb|footer|header|related|backnumber|archive", re.I)
 # Headings that carry fields; a report needs at least two of them.
 _WANTED = ("when", "area", "services", "measures", "recovered", "status", "body", "remarks")
@@ -36,7 +37,9 @@ def main_text(doc: etree._Element) -> str:
         if el.tag in ("nav", "aside", "footer", "header") or _NAV.search(marker):
             parent = el.getparent()
             if parent is not None:
-                tail = el.tail
+                # lxml parses control characters into text but refuses them when text is
+                # set: the kept tail goes without them.
+                tail = _CONTROL.sub("", el.tail or "")
                 parent.remove(el)
                 if tail:  # keep the text that followed the removed element
                     prev = el.getprevious()
