@@ -10,7 +10,7 @@ import pytest
 
 from jpixd.feeds.charset import decode
 from jpixd.feeds.errors import ParseError
-from jpixd.feeds.jptime import parse_span
+from jpixd.feeds.jptime import as_of, parse_span, parse_windows
 from jpixd.feeds.normalise import (
     Draft,
     ItemError,
@@ -60,6 +60,13 @@ def notices_of(drafts: list[Draft], source: str = "s", carrier: str = "west") ->
     ("1月5日(火) 1:00～3:00", jst(2027, 1, 5, 1), jst(2027, 1, 5, 3)),  # next year
     ("発生日時：2026年11月28日(土) 14時05分頃", jst(2026, 11, 28, 14, 5), None),
     ("第4報（16時30分現在） 2026年12月1日 1:00~2:00", jst(2026, 12, 1, 1), jst(2026, 12, 1, 2)),
+    # Issue 11: 午前/午後, a day-only end, 平成, 頃, 未定, 「16時30現在」 (no 分) as as-of.
+    ("9月11日午後11時～翌午前5時", jst(2026, 9, 11, 23), jst(2026, 9, 12, 5)),
+    ("9月11日午前7時", jst(2026, 9, 11, 7), None),
+    ("12月3日(木)23時00分～4日(金)5時00分", jst(2026, 12, 3, 23), jst(2026, 12, 4, 5)),
+    ("平成23年3月26日(土)午前0時より", jst(2011, 3, 26, 0), None),
+    ("12月3日 10時頃～未定", jst(2026, 12, 3, 10), None),
+    ("（16時30現在）12月3日 1:00～2:00", jst(2026, 12, 3, 1), jst(2026, 12, 3, 2)),
 ])
 def test_japanese_time_forms(text: str, start: datetime, end: datetime | None) -> None:
     span = parse_span(text, REF)
@@ -67,9 +74,22 @@ def test_japanese_time_forms(text: str, start: datetime, end: datetime | None) -
 
 
 @pytest.mark.parametrize("text", ["第4報（16時30分現在）", "約1.5万回線", "ひかり電話：約1万回線",
-                                  ""])
+                                  "", "地震発生当初より", "16時30現在", "0001年1月1日",
+                                  "9999年12月31日 24:00"])
 def test_no_time_where_there_is_none(text: str) -> None:
     assert parse_span(text, REF) is None
+
+
+def test_several_windows_each_night_and_a_reserve_day() -> None:
+    windows = parse_windows("12月3日(木)・4日(金)の0時00分～6時00分 予備日：12月7日(月) "
+                            "0:00～6:00", REF)
+    assert [(w.start, w.end, w.reserve) for w in windows] == [
+        (jst(2026, 12, 3, 0), jst(2026, 12, 3, 6), False),
+        (jst(2026, 12, 4, 0), jst(2026, 12, 4, 6), False),
+        (jst(2026, 12, 7, 0), jst(2026, 12, 7, 6), True)]
+    each = parse_windows("12月3日(木)～5日(土)の各日 0:00～6:00", REF)
+    assert [w.start.day for w in each] == [3, 4, 5]
+    assert as_of("第4報（16時30現在）", REF) == jst(2026, 11, 28, 16, 30)
 
 
 # ---------------------------------------------------------------- prefectures
