@@ -10,7 +10,7 @@ import sys
 
 from jpixd import logs
 
-ALL = ("fanout", "sender")
+ALL = ("fanout", "sender", "bounces")
 
 
 def main() -> None:
