@@ -26,7 +26,7 @@ from jpixd.config import BouncesConfig
 from jpixd.metrics import Metrics
 from jpixd.store import Store
 
-N = 20_000
+N = int(__import__("os").environ.get("BENCH_BOUNCES", "20000"))
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 
 
