@@ -324,3 +324,15 @@ def test_revision_ignores_whitespace_ordering_and_tracking() -> None:
 def test_canonical_url() -> None:
     assert canonical_url("/f/1?b=2&utm_medium=rss&a=1#top", "https://Example.jp/x") == \
         "https://example.jp/f/1?a=1&b=2"
+
+
+def test_a_withdrawn_notice_that_comes_back_recovered_is_a_recovery() -> None:
+    """Back on its page as it was is silent; back with a recovery is news."""
+    occurred = Notice(source="s", external_id="x", carrier="east", kind=NoticeKind.FAILURE,
+                      status=NoticeStatus.OCCURRED, title="東京都で故障")
+    withdrawn = replace(occurred, status=NoticeStatus.WITHDRAWN)
+    assert classify(withdrawn, occurred) == Change.RESTORE
+    assert classify(withdrawn, replace(occurred, status=NoticeStatus.RECOVERED)) == \
+        Change.RECOVER
+    assert classify(withdrawn, replace(occurred, status=NoticeStatus.PARTIALLY_RECOVERED)) \
+        == Change.UPDATE

@@ -359,6 +359,10 @@ def revision_of(n: Notice) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+_STILL_OPEN = frozenset({NoticeStatus.OCCURRED, NoticeStatus.SCHEDULED,
+                         NoticeStatus.IN_PROGRESS})
+
+
 def classify(old: Notice | None, new: Notice) -> Change:
     """What a new revision means to a reader."""
     if old is None:
@@ -367,9 +371,11 @@ def classify(old: Notice | None, new: Notice) -> Change:
         return Change.SILENT
     if new.status == NoticeStatus.WITHDRAWN:
         return Change.WITHDRAW
-    if old.status == NoticeStatus.WITHDRAWN and \
+    if old.status == NoticeStatus.WITHDRAWN and new.status in _STILL_OPEN and \
             _meaningful(replace(old, status=new.status)) == _meaningful(new):
-        return Change.RESTORE  # back on its page as it was: nothing for a reader
+        # Back on its page as it was, still open: nothing for a reader. Back with an end
+        # (回復, 完了, 中止) or a partial recovery is news, classified below.
+        return Change.RESTORE
     if new.status != old.status:
         transitions = {NoticeStatus.CANCELLED: Change.CANCEL,
                        NoticeStatus.COMPLETED: Change.COMPLETE,
