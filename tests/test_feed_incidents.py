@@ -229,3 +229,22 @@ async def test_words_not_understood_keep_the_status_and_are_counted(h: Harness) 
     [n], _ = await h.store.list_notices()
     assert n.notice.status == NoticeStatus.PARTIALLY_RECOVERED
     assert h.metric("jpixd_feed_status_unrecognised_total", source="feed") == 1
+
+
+async def test_a_report_after_the_page_went_empty_continues_the_incident(h: Harness) -> None:
+    """A list that showed nothing for a poll between 第1報 and 第2報 withdraws the notice;
+    the 第2報 still continues it (one incident, not an orphan and a new notice)."""
+    for k in (1, 2):
+        h.server.pages[f"/east-report-20230403-{k}.html"] = corpus(
+            f"east-report-20230403-{k}.html")
+    p = h.poller(source(h.server, "/reports", kind="ntt-east", carrier="east",
+                        send_on_first_poll=True))
+    src = p.sources["feed"]
+    h.server.pages["/reports"] = corpus("east-reports-20230403-poll1.html")
+    assert (await p.poll(src)).counts == {"new": 1}
+    h.server.pages["/reports"] = corpus("east-empty.html")
+    assert (await p.poll(src)).counts == {"withdraw": 1}
+    h.server.pages["/reports"] = corpus("east-reports-20230403-poll2.html")
+    assert (await p.poll(src)).counts == {"update": 1, "unchanged": 1}
+    items, total = await h.store.list_notices()
+    assert total == 1 and items[0].notice.status == NoticeStatus.PARTIALLY_RECOVERED

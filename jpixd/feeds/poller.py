@@ -339,7 +339,7 @@ class FeedPoller(Loop):
         stored = await self.store.notice_by_key(src.name, key)
         if stored is None:
             if poll.open is None:
-                poll.open = await self.store.open_notices(src.name)
+                poll.open = await self.store.open_notices(src.name, withdrawn=True)
             stored = identity.continued(poll.open, notice)
             if stored is not None:
                 log.info("report linked to the notice it continues", item=key,

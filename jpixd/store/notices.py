@@ -97,11 +97,14 @@ class NoticeStore(SubscriberStore, SqliteBase):
                               (source, key))
         return _row_to_notice(row) if row else None
 
-    async def open_notices(self, source: str) -> list[StoredNotice]:
-        """Notices of a source that still expect news (a report may continue one)."""
-        marks = ", ".join("?" for _ in OPEN_STATUSES)
+    async def open_notices(self, source: str, *,
+                           withdrawn: bool = False) -> list[StoredNotice]:
+        """Notices of a source that still expect news (a report may continue one); with
+        `withdrawn`, also those that left the page without a word (a 第2報 may yet come)."""
+        statuses = sorted(OPEN_STATUSES | ({NoticeStatus.WITHDRAWN} if withdrawn else set()))
+        marks = ", ".join("?" for _ in statuses)
         rows = await self._all(f"SELECT * FROM notices WHERE source = ? AND status IN ({marks}) "
-                               "ORDER BY id", (source, *sorted(OPEN_STATUSES)))
+                               "ORDER BY id", (source, *statuses))
         return [_row_to_notice(r) for r in rows]
 
     async def key_reports(self, source: str) -> dict[str, int | None]:
