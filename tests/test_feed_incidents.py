@@ -171,6 +171,7 @@ NOT_YET = st.sampled_from([
     "回復の目途は立っておりません", "復旧に向けて対応しております", "回復しておりません",
     "回復していません", "回復しましたらお知らせします", "引き続きご利用しづらい状況です",
     "復旧時期は18時頃の見込みです", "回復に時間を要しております", "回復予定は未定です",
+    "復旧完了見込みは18時頃です", "回復済みの見込みです", "その他のエリアでは引き続き作業中です",
 ])
 RECOVERED = st.sampled_from(["回復しました", "復旧いたしました", "→回復"])
 
@@ -186,6 +187,10 @@ def test_no_not_yet_phrasing_is_ever_a_recovery(clauses: list[tuple[str, str]], 
         mixed = f"{place}{word}。{text}"
         got = judge(NoticeKind.FAILURE, [("措置状況", mixed)]).status
         assert got == NoticeStatus.PARTIALLY_RECOVERED
+        # The same in one sentence: 「…回復しましたが、…復旧作業中です。」
+        one = f"{place}{word}が、{text}"
+        assert judge(NoticeKind.FAILURE, [("措置状況", one)]).status != \
+            NoticeStatus.RECOVERED
 
 
 async def test_construction_gone_before_its_start_is_withdrawn_and_its_reminders_held(

@@ -25,7 +25,8 @@ _RECOVERY_WORD = re.compile(r"回復|復旧")
 # Affirmative, finished recoveries. 「回復しましたら」 (when it has) and 「回復していない」
 # are excluded by the endings written out here.
 _AFFIRM = re.compile(
-    r"(?:回復|復旧)(?:(?:いた|致)?しました(?!ら)|して(?:おり|い)ます|済み?|完了"
+    r"(?:回復|復旧)(?:(?:いた|致)?しました(?!ら)|して(?:おり|い)ます"
+    r"|(?:済み?|完了)(?![みの]{0,2}(?:見込|予定|次第|時期|目途|めど|見通))"
     r"|を確認(?:しました|いたしました|済))"
     r"|→ ?(?:全て|すべて|全面)?(?:回復|復旧)(?!の?見|予定|作業|次第|に向|中)"
     r"|[【(\[](?:回復|復旧|全面回復|全面復旧)(?:済み?)?[】)\]]"
@@ -36,12 +37,15 @@ _NOT_YET = re.compile(
     r"|向け|にあたって|にあたり|あたって|対応|待ち|には|中|までに|まで|に時間|時間|にしばらく"
     r"|に数|していな|しておりませ|していませ)"
     r"|(?:回復|復旧)(?:いた|致)?(?:しましたら|しだい|した際|後に)"
+    r"|(?:回復|復旧)(?:完了|済み?)の?(?:見込|予定|時期|目途|めど|見通)"
     r"|未回復|未復旧|早期(?:の)?(?:回復|復旧)")
 _ONGOING = re.compile(
     r"発生中|発生して(?:おり|い)ます|(?:影響|状況|状態)が(?:継続|続いて)"
     r"|(?:しづらい|できない|いただけない|にくい)(?:状況|状態)(?:です|が続|となって(?:おり|い)ます"
     r"|にな(?:って)?(?:おり|い)ます)"
-    r"|(?:復旧|回復|故障|障害)(?:作業|対応)中")
+    r"|(?:復旧|回復|故障|障害)?(?:作業|対応)中"
+    # 「引き続きご利用いただけない」, not the polite 「引き続きよろしくお願いいたします」.
+    r"|引き続き(?:ご利用|作業|対応|調査|復旧|影響|故障|障害|発生)")
 # A sentence that recovers only a part.
 _PARTIAL_SCOPE = re.compile(
     r"一部|のみ|うち|については|エリアは|地域は|[都道府県市区町村]は|その他|以外|残り|順次")
@@ -81,7 +85,8 @@ def _failure(text: str) -> tuple[NoticeStatus | None, list[str]]:
     not_yet = [s for s in sentences if s not in affirmed and (_NOT_YET.search(s)
                                                               or _ONGOING.search(s))]
     if affirmed:
-        if not_yet or any(_limited(s) for s in affirmed) or _services_partly(sentences):
+        if not_yet or any(_limited(s) or _but(s) for s in affirmed) or \
+                _services_partly(sentences):
             return NoticeStatus.PARTIALLY_RECOVERED, []
         return NoticeStatus.RECOVERED, []
     if not_yet or _ONGOING.search(text):
@@ -101,6 +106,18 @@ def _limited(sentence: str) -> bool:
     assert m is not None
     clause = _CLAUSE.split(sentence[:m.start()])[-1]
     return bool(_PARTIAL_SCOPE.search(clause))
+
+
+def _but(sentence: str) -> bool:
+    """「回復しましたが、その他のエリアでは引き続き…」: the same sentence goes on to say
+    that something has not recovered."""
+    last = None
+    for last in _AFFIRM.finditer(sentence):
+        pass
+    assert last is not None
+    rest = sentence[last.end():]
+    return bool(_NOT_YET.search(rest) or _ONGOING.search(rest) or
+                re.search(r"一部|その他|残り|未だ|まだ", rest))
 
 
 def _services_partly(sentences: Sequence[str]) -> bool:
