@@ -111,11 +111,8 @@ def _limited(sentence: str) -> bool:
 def _but(sentence: str) -> bool:
     """「回復しましたが、その他のエリアでは引き続き…」: the same sentence goes on to say
     that something has not recovered."""
-    last = None
-    for last in _AFFIRM.finditer(sentence):
-        pass
-    assert last is not None
-    rest = sentence[last.end():]
+    ends = [m.end() for m in _AFFIRM.finditer(sentence)]
+    rest = sentence[max(ends, default=0):]
     return bool(_NOT_YET.search(rest) or _ONGOING.search(rest) or
                 re.search(r"一部|その他|残り|未だ|まだ", rest))
 
