@@ -336,3 +336,17 @@ def test_a_withdrawn_notice_that_comes_back_recovered_is_a_recovery() -> None:
         Change.RECOVER
     assert classify(withdrawn, replace(occurred, status=NoticeStatus.PARTIALLY_RECOVERED)) \
         == Change.UPDATE
+
+
+@pytest.mark.parametrize(("title", "kind"), [
+    ("工事に伴いフレッツ光がご利用できない時間帯について", NoticeKind.CONSTRUCTION),
+    ("通信設備の工事に伴うサービスへの影響について", NoticeKind.CONSTRUCTION),
+    ("フレッツ光がご利用しづらい状況について", NoticeKind.FAILURE),
+    ("障害発生に伴う緊急メンテナンスについて", NoticeKind.FAILURE),
+    ("台風15号の影響による通信サービスへの影響について", NoticeKind.FAILURE),
+])
+def test_a_construction_notice_that_describes_its_effect_is_still_construction(
+        title: str, kind: NoticeKind) -> None:
+    """A false 【故障】 for planned work misleads as much as a false 【回復】."""
+    draft = Draft(external_id="x", title=title)
+    assert normalise(draft, source="s", carrier="east", ref=REF).kind == kind

@@ -56,8 +56,12 @@ class Draft:
     needs_detail: bool = False  # the fields are on the linked page (fetched by the poller)
 
 
-_FAILURE_WORDS = ("故障", "障害", "不具合", "ご利用しづらい", "つながりにくい", "利用できない",
-                  "ご利用いただけない", "への影響", "影響規模")
+# Read in tiers: 故障/障害 say failure outright; 工事 says construction; the phrases that
+# describe an outage's effect (ご利用しづらい, への影響) say failure only when nothing says
+# 工事 ("工事に伴いご利用できない時間帯" is construction).
+_FAILURE_WORDS = ("故障", "障害", "不具合")
+_EFFECT_WORDS = ("ご利用しづらい", "つながりにくい", "利用できない", "ご利用いただけない",
+                 "への影響", "影響規模")
 _CONSTRUCTION_WORDS = ("工事", "メンテナンス", "保守作業", "作業のお知らせ")
 
 _STATUS_VALUES = {s.value for s in NoticeStatus} - {"withdrawn"}
@@ -133,16 +137,13 @@ def judge_kind(draft: Draft) -> NoticeKind:
             return NoticeKind(draft.kind.strip().lower())
         except ValueError:
             pass
-    text = normalise_text(" ".join([*draft.categories, draft.kind or "", draft.title]))
-    for words, kind in ((_FAILURE_WORDS, NoticeKind.FAILURE),
-                        (_CONSTRUCTION_WORDS, NoticeKind.CONSTRUCTION)):
-        if any(w in text for w in words):
-            return kind
-    body = normalise_text(draft.body[:500])
-    if any(w in body for w in _FAILURE_WORDS):
-        return NoticeKind.FAILURE
-    if any(w in body for w in _CONSTRUCTION_WORDS):
-        return NoticeKind.CONSTRUCTION
+    title = normalise_text(" ".join([*draft.categories, draft.kind or "", draft.title]))
+    for text in (title, normalise_text(draft.body[:500])):
+        for words, kind in ((_FAILURE_WORDS, NoticeKind.FAILURE),
+                            (_CONSTRUCTION_WORDS, NoticeKind.CONSTRUCTION),
+                            (_EFFECT_WORDS, NoticeKind.FAILURE)):
+            if any(w in text for w in words):
+                return kind
     raise ItemError(draft.external_id, "cannot tell whether it is construction (工事) or a "
                                        "failure (故障/障害): no kind and no telling word")
 
