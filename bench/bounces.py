@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import tempfile
 import time
 from collections import deque
@@ -26,7 +27,7 @@ from jpixd.config import BouncesConfig
 from jpixd.metrics import Metrics
 from jpixd.store import Store
 
-N = int(__import__("os").environ.get("BENCH_BOUNCES", "20000"))
+N = int(os.environ.get("BENCH_BOUNCES", "20000"))  # fewer for a quick look
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 
 
