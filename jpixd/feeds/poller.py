@@ -317,7 +317,8 @@ class FeedPoller(Loop):
         page = await self.fetcher.fetch(draft.url, limit_seconds=src.timeout.total_seconds(),
                                         max_bytes=src.max_body_bytes, source_url=src.url,
                                         redirect_hosts=src.redirect_hosts)
-        text, _ = decode(page.body, page.charset)
+        # Decoding may score a whole page character by character: off the loop too.
+        text, _ = await asyncio.to_thread(decode, page.body, page.charset)
         try:
             return await asyncio.to_thread(DETAILS[src.kind], text, draft)
         except ParseError as exc:
