@@ -15,19 +15,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import structlog
-from aiobotocore.session import get_session
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from jpixd import __version__, logs, reload, statelock
-from jpixd.awsclients import client_config
 from jpixd.backlog.client import BacklogClient
 from jpixd.backlog.reconciler import Reconciler
-from jpixd.bounces.consumer import BounceConsumer
 from jpixd.config import Config, ConfigError, Secret, secrets
 from jpixd.fanout import Policy
 from jpixd.feeds.fetch import Fetcher
@@ -40,7 +37,6 @@ from jpixd.mail.render import Renderer
 from jpixd.mail.sender import Sender
 from jpixd.mail.transports import Transport
 from jpixd.mail.transports.file import FileTransport
-from jpixd.mail.transports.ses import SesTransport
 from jpixd.mail.transports.smtp import SmtpTransport
 from jpixd.metrics import Metrics
 from jpixd.model import Clock, utcnow
@@ -52,6 +48,9 @@ from jpixd.subscribers import parse_csv
 from jpixd.supervisor import Supervisor
 from jpixd.web.app import build_app
 from jpixd.web.shed import GuardedSite, Limits, Shedder
+
+if TYPE_CHECKING:  # the AWS clients are imported only by a daemon configured to use them
+    from jpixd.mail.transports.ses import SesTransport
 
 log = structlog.get_logger("jpixd.app")
 
@@ -96,6 +95,8 @@ async def open_store(cfg: Config, clock: Clock) -> Store:
 
 async def build_transport(cfg: Config) -> Transport:
     if cfg.mail.transport == "ses":
+        from jpixd.mail.transports.ses import SesTransport
+
         ses = SesTransport(cfg.mail.ses)
         await ses.start()
         return ses
@@ -108,11 +109,13 @@ async def build_quota_source(cfg: Config, transport: Transport) -> SesTransport 
     """Where the SES sending quota is read: the SES transport itself, or, for SES's SMTP
     interface (email-smtp.REGION.amazonaws.com), the SES API of that region (with the
     host's credentials); None for any other transport."""
-    if isinstance(transport, SesTransport):
-        return transport
+    if transport.name == "ses":
+        return cast("SesTransport", transport)
     region = ses_smtp_region(cfg.mail.smtp.host) if cfg.mail.transport == "smtp" else None
     if region is None:
         return None
+    from jpixd.mail.transports.ses import SesTransport
+
     quota = SesTransport(replace(cfg.mail.ses, region=region))
     await quota.start()
     return quota
@@ -202,6 +205,8 @@ class Daemon:
                               quota_from=self._quota)
         loops.append(sender)
         if sqs is not None:
+            from jpixd.bounces.consumer import BounceConsumer
+
             loops.append(BounceConsumer(
                 sqs, cfg.bounces, store, self.metrics, self.clock,
                 wait_seconds=int(cfg.bounces.wait_time.total_seconds()),
@@ -237,6 +242,10 @@ class Daemon:
             sqs = None
             if cfg.bounces.queue_url:
                 # A long poll answers within wait_time; 10 s more is a partition.
+                from aiobotocore.session import get_session
+
+                from jpixd.awsclients import client_config
+
                 sqs = await stack.enter_async_context(get_session().create_client(
                     "sqs", region_name=cfg.bounces.region,
                     endpoint_url=cfg.bounces.endpoint_url, config=client_config(
@@ -360,8 +369,8 @@ class Daemon:
             sender.reconfigure(cfg.sending, Renderer(cfg.mail, sender.renderer.unsubscribe_key,
                                                      cfg.tz),
                                fixed_rate(cfg))
-        if isinstance(consumer := loops.get("bounces"), BounceConsumer):
-            consumer.cfg = cfg.bounces
+        if (consumer := loops.get("bounces")) is not None:
+            consumer.cfg = cfg.bounces  # type: ignore[attr-defined]  # the BounceConsumer
         if isinstance(house := loops.get("housekeeping"), HousekeepingLoop):
             house.bounces, house.retention = cfg.bounces, cfg.retention
         if "backlog" in live and cfg.backlog is not None and self._http is not None and \

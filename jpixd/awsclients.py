@@ -9,12 +9,17 @@ stays alive, and recovers by itself when AWS answers again.
 
 from __future__ import annotations
 
-from aiobotocore.config import AioConfig
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiobotocore.config import AioConfig
 
 CONNECT_TIMEOUT = 5.0
 
 
 def client_config(*, read_timeout: float, attempts: int, pool: int = 10) -> AioConfig:
+    from aiobotocore.config import AioConfig  # imported only by the code that uses AWS
+
     return AioConfig(connect_timeout=CONNECT_TIMEOUT, read_timeout=read_timeout,
                      retries={"total_max_attempts": attempts, "mode": "standard"},
                      max_pool_connections=pool)

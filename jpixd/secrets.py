@@ -9,10 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError
-
-from jpixd.awsclients import client_config
 from jpixd.config import Config, ConfigError, Secret, secrets, with_resolved_secrets
 
 
@@ -20,6 +16,12 @@ async def resolve_ssm(cfg: Config) -> Config:
     wanted = [(path, s) for path, s in secrets(cfg) if s.needs_ssm]
     if not wanted:
         return cfg
+    # The AWS libraries take about a tenth of a second to import: only when used.
+    from aiobotocore.session import get_session
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from jpixd.awsclients import client_config
+
     values: dict[str, str] = {}
     errors: list[str] = []
     session = get_session()

@@ -93,3 +93,14 @@ def test_dockerfile_runs_as_a_user_and_checks_health() -> None:
         if line.startswith("COPY "):
             for src in line.split()[1:-1]:
                 assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
+
+
+def test_the_aws_libraries_load_only_when_configured() -> None:
+    """Issue 13: `jpixd run` imported every client library even when unused (botocore
+    alone is a tenth of a second of start-up for a file or SMTP installation)."""
+    code = ("import sys, jpixd.app, jpixd.cli, jpixd.secrets; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('botocore', 'aiobotocore', 'boto3')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

@@ -16,6 +16,7 @@ import math
 import random
 import time
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -25,10 +26,12 @@ from jpixd.loop import Heartbeat, Loop
 from jpixd.mail.bucket import TokenBucket
 from jpixd.mail.render import Rendered, Renderer
 from jpixd.mail.transports import Failure, SendError, Transport
-from jpixd.mail.transports.ses import Quota, SesTransport
 from jpixd.metrics import Metrics
 from jpixd.model import Claimed, Clock, DeliveryState, SubscriberStatus, notice_to_json
 from jpixd.store import Store
+
+if TYPE_CHECKING:  # the SES client is imported only by a daemon that sends through SES
+    from jpixd.mail.transports.ses import Quota, SesTransport
 
 log = structlog.get_logger("jpixd.sender")
 
