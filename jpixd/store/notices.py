@@ -68,8 +68,8 @@ def _row_to_notice(row: aiosqlite.Row) -> StoredNotice:
 _UPSERT = """
 INSERT INTO notices (source, external_id, carrier, kind, status, title, body, starts_at,
                      ends_at, prefectures, localities, services, url, report_number, revision,
-                     first_seen, last_changed, last_seen, windows)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     first_seen, last_changed, last_seen, windows, fingerprint)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (source, external_id) DO UPDATE SET
     carrier = excluded.carrier, kind = excluded.kind, status = excluded.status,
     title = excluded.title, body = excluded.body, starts_at = excluded.starts_at,
@@ -77,8 +77,8 @@ ON CONFLICT (source, external_id) DO UPDATE SET
     localities = excluded.localities, services = excluded.services, url = excluded.url,
     report_number = excluded.report_number, revision = excluded.revision,
     last_changed = excluded.last_changed, last_seen = excluded.last_seen,
-    windows = excluded.windows
-RETURNING id
+    windows = excluded.windows, fingerprint = excluded.fingerprint
+RETURNING id, first_seen
 """
 
 _INSERT_DELIVERY = """
@@ -133,11 +133,9 @@ class NoticeStore(SubscriberStore, SqliteBase):
                 to_db(n.ends_at) if n.ends_at else None,
                 jlist(n.prefectures), jlist(n.localities), jlist(n.services), n.url,
                 n.report_number, revision, t, t, t,
-                json.dumps([w.to_json() for w in n.windows])))
+                json.dumps([w.to_json() for w in n.windows]), fingerprint))
             assert row is not None
             notice_id = int(row["id"])
-            await db.execute("UPDATE notices SET fingerprint = ? WHERE id = ?",
-                             (fingerprint, notice_id))
             await self._remember_key(db, n.source, key or n.external_id, notice_id,
                                      fingerprint, n.report_number)
             cur = await db.execute(
@@ -148,14 +146,17 @@ class NoticeStore(SubscriberStore, SqliteBase):
             assert cur.lastrowid is not None
             revision_id = cur.lastrowid
             superseded = cancelled = 0
-            if change.mailed:
+            # A notice seen for the first time has no deliveries to retire yet: two
+            # statements fewer per new item (a first poll of a long feed is all new).
+            fresh = change in (Change.NEW, Change.BASELINE) and row["first_seen"] == t
+            if change.mailed and not fresh:
                 # Nobody should get a stale mail just before the fresh one.
                 cur = await db.execute(
                     "UPDATE deliveries SET state = 'skipped', reason = 'superseded', "
                     "updated_at = ? WHERE notice_id = ? AND purpose = 'notice' "
                     "AND state IN ('pending', 'retry')", (t, notice_id))
                 superseded = cur.rowcount
-            if change != Change.SILENT:
+            if change != Change.SILENT and not fresh:
                 why = "replanned" if n.status == NoticeStatus.SCHEDULED else f"notice {n.status}"
                 cur = await db.execute(
                     "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
