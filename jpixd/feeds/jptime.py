@@ -89,7 +89,6 @@ class _Point:
     dayonly: int | None = None  # 「4日」 without a month
     clock: tuple[int, int] | None = None
     nextday: bool = False
-    approx: bool = False
 
 
 def _tokens(t: str) -> list[_Tok]:
@@ -259,7 +258,7 @@ class _Reader:
             after = end_pos = self.i
             for d in days:
                 self.i = after
-                self._range_from(replace_day(base_point, d), reserve)
+                self._range_from(_Point(day=d, clock=base_point.clock), reserve)
                 end_pos = max(end_pos, self.i)
             self.i = end_pos
             return True
@@ -346,10 +345,6 @@ class _Reader:
         if end <= start or end - start > timedelta(days=62):
             return None
         return end
-
-
-def replace_day(p: _Point, d: date) -> _Point:
-    return _Point(day=d, clock=p.clock, approx=p.approx)
 
 
 def _read(text: str, ref: datetime) -> _Reader:

@@ -37,7 +37,7 @@ from jpixd.feeds.normalise import (
     normalise_item,
     revision_of,
 )
-from jpixd.feeds.parsers import ParseResult, ntt_west
+from jpixd.feeds.parsers import ParseResult, list_fingerprint
 from jpixd.feeds.policy import detail_refusal
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
@@ -47,13 +47,12 @@ from jpixd.store.notices import RecordResult
 
 log = structlog.get_logger("jpixd.feeds")
 
-_PARSERS = PARSERS
 MAX_PAYLOAD = 65536
 
 
 def _parse(kind: str, fetched: Fetched) -> ParseResult:
     text, _codec = decode(fetched.body, fetched.charset)
-    return _PARSERS[kind](text, url=fetched.final_url)
+    return PARSERS[kind](text, url=fetched.final_url)
 
 
 def draft_payload(draft: Draft) -> str:
@@ -122,11 +121,15 @@ class FeedPoller(Loop):
         self.baseline_pending = set(self.sources) if baseline else set()
         self.next_due: dict[str, datetime] = {}
         self.interval = min((s.interval.total_seconds() for s in sources), default=60.0)
-        for name in self.sources:  # every series from start-up, as 0 (SPEC §9)
-            for result in POLL_RESULTS:
-                metrics.feed_polls.labels(name, result)
-            metrics.feed_status_unrecognised.labels(name)
-            metrics.feed_detail_failures.labels(name)
+        for name in self.sources:
+            self._series(name)
+
+    def _series(self, name: str) -> None:
+        """Every series of a source from its start, as 0 (SPEC §9: alert rules see them)."""
+        for result in POLL_RESULTS:
+            self.metrics.feed_polls.labels(name, result)
+        self.metrics.feed_status_unrecognised.labels(name)
+        self.metrics.feed_detail_failures.labels(name)
 
     def reset(self) -> None:
         self.next_due.clear()  # read again from the store: what was committed
@@ -138,10 +141,7 @@ class FeedPoller(Loop):
         for name, src in new.items():
             if name not in self.locks:
                 self.locks[name] = asyncio.Lock()
-                for result in POLL_RESULTS:
-                    self.metrics.feed_polls.labels(name, result)
-                self.metrics.feed_status_unrecognised.labels(name)
-                self.metrics.feed_detail_failures.labels(name)
+                self._series(name)
             if self.sources.get(name) != src:
                 self.next_due.pop(name, None)  # a new or changed source is due now
         for name in set(self.sources) - set(new):
@@ -271,7 +271,7 @@ class FeedPoller(Loop):
                 ids.add(draft.external_id)
                 fp = None
                 if draft.needs_detail and src.kind in DETAILS:
-                    fp = ntt_west.fingerprint(draft)
+                    fp = list_fingerprint(draft)
                     seen = known.get(draft.external_id)
                     if seen is not None and seen[1] == fp:
                         await self.store.touch_notice(seen[0], now)

@@ -107,12 +107,6 @@ class NoticeStore(SubscriberStore, SqliteBase):
                                "ORDER BY id", (source, *statuses))
         return [_row_to_notice(r) for r in rows]
 
-    async def key_reports(self, source: str) -> dict[str, int | None]:
-        """key → the report number last read under it, for one source."""
-        rows = await self._all("SELECT key, report_number FROM notice_keys WHERE source = ?",
-                               (source,))
-        return {r["key"]: r["report_number"] for r in rows}
-
     async def get_notice(self, notice_id: int) -> StoredNotice | None:
         row = await self._one("SELECT * FROM notices WHERE id = ?", (notice_id,))
         return _row_to_notice(row) if row else None

@@ -11,7 +11,6 @@ cards (`dl`), or a press-style report with numbered headings (assumed, as NTT Ea
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import replace
 
@@ -22,13 +21,6 @@ from jpixd.feeds.html import parse_document
 from jpixd.feeds.normalise import Draft, ItemError
 from jpixd.feeds.parsers import ParseResult, press, rss
 from jpixd.feeds.parsers.tables import key_values
-
-
-def fingerprint(draft: Draft) -> str:
-    """What the list says about an item: when it changes, the detail page is fetched."""
-    seed = "|".join([draft.title, draft.body, draft.url or "",
-                     draft.published.isoformat() if draft.published else ""])
-    return hashlib.sha256(seed.encode("utf-8")).hexdigest()
 
 
 def parse(text: str, *, url: str) -> ParseResult:
