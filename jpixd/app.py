@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import structlog
@@ -109,14 +109,14 @@ async def build_quota_source(cfg: Config, transport: Transport) -> SesTransport 
     """Where the SES sending quota is read: the SES transport itself, or, for SES's SMTP
     interface (email-smtp.REGION.amazonaws.com), the SES API of that region (with the
     host's credentials); None for any other transport."""
-    if transport.name == "ses":
-        return cast("SesTransport", transport)
     region = ses_smtp_region(cfg.mail.smtp.host) if cfg.mail.transport == "smtp" else None
-    if region is None:
-        return None
+    if transport.name != "ses" and region is None:
+        return None  # and the SES client is never imported
     from jpixd.mail.transports.ses import SesTransport
 
-    quota = SesTransport(replace(cfg.mail.ses, region=region))
+    if isinstance(transport, SesTransport):
+        return transport
+    quota = SesTransport(replace(cfg.mail.ses, region=region or cfg.mail.ses.region))
     await quota.start()
     return quota
 
@@ -369,8 +369,11 @@ class Daemon:
             sender.reconfigure(cfg.sending, Renderer(cfg.mail, sender.renderer.unsubscribe_key,
                                                      cfg.tz),
                                fixed_rate(cfg))
-        if (consumer := loops.get("bounces")) is not None:
-            consumer.cfg = cfg.bounces  # type: ignore[attr-defined]  # the BounceConsumer
+        if "bounces" in loops:  # imported only where there is a bounce queue
+            from jpixd.bounces.consumer import BounceConsumer
+
+            if isinstance(consumer := loops["bounces"], BounceConsumer):
+                consumer.cfg = cfg.bounces
         if isinstance(house := loops.get("housekeeping"), HousekeepingLoop):
             house.bounces, house.retention = cfg.bounces, cfg.retention
         if "backlog" in live and cfg.backlog is not None and self._http is not None and \

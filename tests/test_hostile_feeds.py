@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from jpixd.feeds.errors import FeedError
 from jpixd.feeds.fetch import Fetched, Fetcher
 from jpixd.feeds.policy import detail_refusal, redirect_refusal
 from jpixd.feeds.poller import FeedPoller
@@ -124,7 +125,7 @@ async def test_an_http_feed_cannot_make_jpixd_read_local_files(h: Harness,
 async def test_a_file_source_reads_regular_files_in_its_own_directory_only(
         h: Harness, tmp_path: Path) -> None:
     fetcher = Fetcher(h.http)
-    with pytest.raises(Exception, match="not a regular file"):
+    with pytest.raises(FeedError, match="not a regular file"):
         await fetcher.fetch("file:///dev/zero", limit_seconds=2, max_bytes=1024)
     feed = (tmp_path / "rss.xml").as_uri()
     assert detail_refusal(feed, (tmp_path / "d" / "1.html").as_uri()) is None
