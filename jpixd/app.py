@@ -83,6 +83,7 @@ def admin_token(cfg: Config) -> str:
 
 async def open_store(cfg: Config, clock: Clock) -> Store:
     store = await Store.open(cfg.database_path)
+    store.tz = cfg.tz
     try:
         applied = await store.migrate(clock())
     except BaseException:
@@ -361,6 +362,8 @@ class Daemon:
         if "http.admin_token" in live:
             REDACTOR.add([token])
             rt.admin_token = token
+        if "timezone" in live:
+            rt.store.tz = cfg.tz
         if ("sources" in live or "timezone" in live) and isinstance(
                 poller := loops.get("feeds"), FeedPoller):
             poller.reconfigure(cfg.sources, Policy.from_config(cfg))

@@ -308,6 +308,25 @@ async def test_a_guard_pause_opens_a_high_priority_issue_and_a_resume_closes_it(
         assert issue.comments == ["送信が再開されたため（admin）、jpixd が自動的に完了にしました。"]
 
 
+async def test_issue_texts_show_times_in_the_configured_timezone(store: Store) -> None:
+    """Issue 13: Backlog texts hard-coded JST whatever `timezone` said."""
+    await subscribed(store, ["jst@isp.example.jp", "utc@isp.example.jp"])
+    async with rig(store) as r:
+        await r.bounce("jst@isp.example.jp")  # the default: Asia/Tokyo
+        store.tz = UTC  # what `timezone = "UTC"` (or its reload) sets
+        await r.bounce("utc@isp.example.jp")
+        assert await store.request_guard_ticket(reason="bounce rate 4.00% (8/200)",
+                                                paused_at=r.clock(), now=r.clock())
+        await r.reconciler.run_once()
+        by_summary = {i.summary: i.description for i in r.fake.issues.values()}
+        jst = by_summary["[jpixd] バウンス: jst@isp.example.jp (Permanent/General)"]
+        utc = by_summary["[jpixd] バウンス: utc@isp.example.jp (Permanent/General)"]
+        [guard] = [d for s, d in by_summary.items() if "一時停止" in s]
+        assert "- 発生日時: 2026-11-29 09:00:05 JST" in jst  # START is 00:00:05 UTC
+        assert "- 発生日時: 2026-11-29 00:00:05 UTC" in utc
+        assert "- 停止日時: 2026-11-29 00:00:05 UTC" in guard
+
+
 async def test_a_lifted_suppression_or_a_removed_subscriber_closes_the_issue(
         store: Store) -> None:
     await subscribed(store, ["lift@isp.example.jp", "gone@isp.example.jp"])

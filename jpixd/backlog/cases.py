@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from jpixd.model import JST, SendingState
 
@@ -25,8 +25,10 @@ def marker_line(marker: str) -> str:
     return f"jpixd-marker: {marker}"
 
 
-def _jst(t: datetime) -> str:
-    return t.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S JST")
+def _local(t: datetime, tz: tzinfo) -> str:
+    """In the configured time zone, named ("2026-11-29 10:00:00 JST")."""
+    local = t.astimezone(tz)
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or local.strftime("%z"))
 
 
 def _duration(d: timedelta) -> str:
@@ -50,6 +52,7 @@ class BounceFacts:
     delivery_id: int | None
     notice_id: int | None
     notice_title: str | None
+    tz: tzinfo = JST  # `timezone` from the config
 
     def lines(self) -> list[str]:
         notice = (f"#{self.notice_id} {self.notice_title}" if self.notice_id is not None
@@ -60,7 +63,7 @@ class BounceFacts:
             f"- 診断コード: {self.diagnostic or '（なし）'}",
             f"- 通知: {notice}",
             f"- 配信: {'#' + str(self.delivery_id) if self.delivery_id is not None else '不明'}",
-            f"- 発生日時: {_jst(self.occurred_at)}",
+            f"- 発生日時: {_local(self.occurred_at, self.tz)}",
             f"- SES Message-ID: {self.ses_message_id or '不明'}",
         ]
 
@@ -82,10 +85,11 @@ def guard_summary() -> str:
     return "[jpixd] 送信を一時停止しました（バウンス率・苦情率）"
 
 
-def guard_description(reason: str, paused_at: datetime, marker: str) -> str:
+def guard_description(reason: str, paused_at: datetime, marker: str,
+                      tz: tzinfo = JST) -> str:
     return "\n".join([
         "バウンス率または苦情率が SES の審査基準に近づいたため、jpixd が送信を一時停止しました。",
-        "", f"- 理由: {reason}", f"- 停止日時: {_jst(paused_at)}", "",
+        "", f"- 理由: {reason}", f"- 停止日時: {_local(paused_at, tz)}", "",
         "原因を確認のうえ POST /admin/v1/sending/resume で再開してください。"
         "再開すると jpixd がこの課題を完了にします。", "", marker_line(marker)])
 

@@ -75,6 +75,10 @@ class _Poll:
 
     seen: set[int] = field(default_factory=set)
     open: list[StoredNotice] | None = None
+    # key → (notice id, list fingerprint) of every key the source has shown, read once
+    # per poll: a key not in it is a new item, with no per-item lookup (a first poll of
+    # a long feed is all new items).
+    known: dict[str, tuple[int, str | None]] = field(default_factory=dict)
     detail_error: str | None = None
     layout: str | None = None  # a detail page in a layout we cannot read
 
@@ -256,8 +260,7 @@ class FeedPoller(Loop):
             not state.baseline_done and not src.send_on_first_poll)
         for err in parsed.errors:
             await self._quarantine(src, err, report)
-        known = await self.store.fingerprints(src.name) if any(
-            d.needs_detail for d in parsed.drafts) else {}
+        known = poll.known = await self.store.fingerprints(src.name) if parsed.drafts else {}
         details = 0
         ids: set[str] = set()
         for draft in parsed.drafts:
@@ -337,7 +340,7 @@ class FeedPoller(Loop):
             self.metrics.feed_status_unrecognised.labels(src.name).inc()
             log.warning("status words not understood; status kept", item=key,
                         phrases=list(item.unrecognised)[:5])
-        stored = await self.store.notice_by_key(src.name, key)
+        stored = await self.store.notice_by_key(src.name, key) if key in poll.known else None
         if stored is None:
             if poll.open is None:
                 poll.open = await self.store.open_notices(src.name, withdrawn=True)
@@ -367,6 +370,7 @@ class FeedPoller(Loop):
             notice, revision=rev, change=change, now=now, fingerprint=fingerprint, key=key,
             planner=planner(notice, change, now, self.policy))
         poll.seen.add(result.notice_id)
+        poll.known[key] = (result.notice_id, fingerprint)
         self._recorded(src, notice, change, result, report)
 
     def _recorded(self, src: SourceConfig, notice: Notice, change: Change,

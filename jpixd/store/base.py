@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
+from jpixd.model import JST
 from jpixd.store import migrate
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -72,6 +76,8 @@ class SqliteBase:
         self._db = db
         self._lock = asyncio.Lock()
         self.path = path
+        # `timezone` from the config, for the texts the store composes (Backlog issues).
+        self.tz: tzinfo = JST
 
     @classmethod
     async def _connect(cls, path: Path) -> aiosqlite.Connection:
@@ -134,15 +140,40 @@ class SqliteBase:
                 raise
             await self._db.execute("COMMIT")
 
+    async def _tx_sync(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """A whole transaction as one trip to the database thread: `body` runs there,
+        between BEGIN IMMEDIATE and COMMIT (ROLLBACK if it raises). Each statement of an
+        async transaction is a trip of its own (about 150 µs here, the loop idle), and
+        the hot paths (a notice recorded, a batch claimed) have several. `body` must be
+        plain work on the connection: no awaiting, nothing slow but the SQL itself."""
+        conn = self._db._conn  # aiosqlite's own sqlite3 connection, used on its thread
+
+        def run() -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = body(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        async with self._lock:
+            # aiosqlite's queue to its thread (private, but the one way to run a function
+            # there; the version is pinned below 1 in pyproject).
+            result: T = await self._db._execute(run)  # type: ignore[no-untyped-call]
+            return result
+
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self._lock, self._db.execute(sql, params) as cur:
-            row: aiosqlite.Row | None = await cur.fetchone()
-            return row
+        async with self._lock:
+            return await fetch_one(self._db, sql, params)
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One statement, atomic on its own (autocommit): one trip to the database thread
-        instead of three. Returns the number of rows it changed."""
-        async with self._lock, self._db.execute(sql, params) as cur:
+        instead of two. Returns the number of rows it changed. (The cursor is left to be
+        collected rather than closed: a close is one more trip.)"""
+        async with self._lock:
+            cur = await self._db.execute(sql, params)
             return cur.rowcount
 
     async def _page(self, table: str, where: list[str], params: list[Any], order: str,
@@ -155,19 +186,19 @@ class SqliteBase:
         return rows, int(total["n"]) if total else 0
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._lock, self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        async with self._lock:
+            return await fetch_all(self._db, sql, params)
 
 
 async def fetch_one(db: aiosqlite.Connection, sql: str,
                     params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-    """A row inside a transaction that `_tx()` holds."""
-    async with db.execute(sql, params) as cur:
-        row: aiosqlite.Row | None = await cur.fetchone()
-        return row
+    """The first row (queries that use this return at most a few). One trip to the
+    database thread, where a cursor's execute, fetch and close are three: on a feed's
+    first poll those trips were most of the time."""
+    rows = await db.execute_fetchall(sql, params)
+    return next(iter(rows), None)
 
 
 async def fetch_all(db: aiosqlite.Connection, sql: str,
                     params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-    async with db.execute(sql, params) as cur:
-        return list(await cur.fetchall())
+    return list(await db.execute_fetchall(sql, params))

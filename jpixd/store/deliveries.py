@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from datetime import datetime
 
 import aiosqlite
@@ -20,7 +21,6 @@ from jpixd.model import (
 )
 from jpixd.store.base import (
     SqliteBase,
-    fetch_all,
     fetch_one,
     from_db,
     from_db_req,
@@ -82,18 +82,18 @@ class DeliveryStore(SqliteBase):
     async def claim(self, now: datetime, limit: int) -> list[Claimed]:
         """Due deliveries, failures first then oldest, marked `sending` in one transaction."""
         t = to_db(now)
-        async with self._tx() as db:
-            rows = await fetch_all(
-                db, "SELECT id FROM deliveries WHERE state IN ('pending', 'retry') "
-                    "AND not_before <= ? ORDER BY priority, not_before, id LIMIT ?", (t, limit))
-            ids = [r["id"] for r in rows]
+
+        def body(db: sqlite3.Connection) -> list[sqlite3.Row]:
+            ids = [r["id"] for r in db.execute(
+                "SELECT id FROM deliveries WHERE state IN ('pending', 'retry') "
+                "AND not_before <= ? ORDER BY priority, not_before, id LIMIT ?", (t, limit))]
             if not ids:
                 return []
             marks = ",".join("?" for _ in ids)
-            await db.execute(f"UPDATE deliveries SET state = 'sending', claimed_at = ?, "
-                             f"attempts = attempts + 1, updated_at = ? WHERE id IN ({marks})",
-                             (t, t, *ids))
-            joined = await fetch_all(db, f"""
+            db.execute(f"UPDATE deliveries SET state = 'sending', claimed_at = ?, "
+                       f"attempts = attempts + 1, updated_at = ? WHERE id IN ({marks})",
+                       (t, t, *ids))
+            return db.execute(f"""
                 SELECT d.*, r.content AS r_content, r.change AS r_change,
                        s.email AS s_email, s.name AS s_name, s.organization AS s_org,
                        s.charset AS s_charset, s.status AS s_status,
@@ -103,8 +103,10 @@ class DeliveryStore(SqliteBase):
                 FROM deliveries d
                 JOIN notice_revisions r ON r.id = d.revision_id
                 JOIN subscribers s ON s.id = d.subscriber_id
-                WHERE d.id IN ({marks}) ORDER BY d.priority, d.not_before, d.id""", ids)
-        return [_claimed(r) for r in joined]
+                WHERE d.id IN ({marks}) ORDER BY d.priority, d.not_before, d.id""",
+                ids).fetchall()
+
+        return [_claimed(r) for r in await self._tx_sync(body)]
 
     async def is_suppressed(self, email: str) -> bool:
         row = await self._one("SELECT 1 FROM suppressions WHERE email = ? AND lifted_at IS NULL",

@@ -74,7 +74,7 @@ class EventStore(SqliteBase):
         if e.type == "Bounce" and file_cases:
             # The operator hears of every bounced address through Backlog: the case is
             # recorded with the bounce, so the reconciler cannot miss it.
-            await file_bounce(db, e, event_id, delivery_id, now)
+            await file_bounce(db, e, event_id, delivery_id, now, self.tz)
         return EventOutcome(e, new=True, delivery_id=delivery_id,
                             suppressed=decision.suppress, reason=decision.reason)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +26,6 @@ from jpixd.model import (
 from jpixd.store.base import (
     PREFECTURE_MATCH,
     SqliteBase,
-    fetch_one,
     from_db,
     from_db_req,
     jlist,
@@ -88,6 +88,17 @@ VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
 """
 
 
+def _remember_key(db: sqlite3.Connection, source: str, key: str, notice_id: int,
+                  fingerprint: str | None, report_number: int | None) -> None:
+    db.execute(
+        "INSERT INTO notice_keys (source, key, notice_id, fingerprint, report_number) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, key) DO UPDATE SET "
+        "notice_id = excluded.notice_id, "
+        "fingerprint = COALESCE(excluded.fingerprint, notice_keys.fingerprint), "
+        "report_number = COALESCE(excluded.report_number, notice_keys.report_number)",
+        (source, key, notice_id, fingerprint, report_number))
+
+
 class NoticeStore(SubscriberStore, SqliteBase):
     async def notice_by_key(self, source: str, key: str) -> StoredNotice | None:
         """The notice a source has shown under `key`: its own id or any later key (a
@@ -120,19 +131,20 @@ class NoticeStore(SubscriberStore, SqliteBase):
         source showed it under, when that is not the notice's own id (a linked report)."""
         n = notice
         t = to_db(now)
-        async with self._tx() as db:
-            row = await fetch_one(db, _UPSERT, (
+
+        def body(db: sqlite3.Connection) -> RecordResult:
+            row = db.execute(_UPSERT, (
                 n.source, n.external_id, n.carrier, str(n.kind), str(n.status), n.title, n.body,
                 to_db(n.starts_at) if n.starts_at else None,
                 to_db(n.ends_at) if n.ends_at else None,
                 jlist(n.prefectures), jlist(n.localities), jlist(n.services), n.url,
                 n.report_number, revision, t, t, t,
-                json.dumps([w.to_json() for w in n.windows]), fingerprint))
+                json.dumps([w.to_json() for w in n.windows]), fingerprint)).fetchone()
             assert row is not None
             notice_id = int(row["id"])
-            await self._remember_key(db, n.source, key or n.external_id, notice_id,
-                                     fingerprint, n.report_number)
-            cur = await db.execute(
+            _remember_key(db, n.source, key or n.external_id, notice_id, fingerprint,
+                          n.report_number)
+            cur = db.execute(
                 "INSERT INTO notice_revisions (notice_id, revision, change, content, mailed, "
                 "seen_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (notice_id, revision, str(change),
@@ -145,19 +157,17 @@ class NoticeStore(SubscriberStore, SqliteBase):
             fresh = change in (Change.NEW, Change.BASELINE) and row["first_seen"] == t
             if change.mailed and not fresh:
                 # Nobody should get a stale mail just before the fresh one.
-                cur = await db.execute(
+                superseded = db.execute(
                     "UPDATE deliveries SET state = 'skipped', reason = 'superseded', "
                     "updated_at = ? WHERE notice_id = ? AND purpose = 'notice' "
-                    "AND state IN ('pending', 'retry')", (t, notice_id))
-                superseded = cur.rowcount
+                    "AND state IN ('pending', 'retry')", (t, notice_id)).rowcount
             if change != Change.SILENT and not fresh:
                 why = "replanned" if n.status == NoticeStatus.SCHEDULED else f"notice {n.status}"
-                cur = await db.execute(
+                cancelled = db.execute(
                     "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
                     "WHERE notice_id = ? AND purpose = 'reminder' "
-                    "AND state IN ('pending', 'retry')", (why, t, notice_id))
-                cancelled = cur.rowcount
-            subscribers, suppressed = await self._audience(db)
+                    "AND state IN ('pending', 'retry')", (why, t, notice_id)).rowcount
+            subscribers, suppressed = self._audience(db)
             plan = planner(subscribers, suppressed)
             # Most deliveries share a handful of not_before times: encode each once.
             times: dict[datetime, str] = {}
@@ -173,32 +183,26 @@ class NoticeStore(SubscriberStore, SqliteBase):
             rows += [(revision_id, notice_id, p.subscriber_id, p.email, p.purpose, slot,
                       p.priority, enc(p.not_before), t, t, enc(p.not_before))
                      for slot, p in plan.reminders]
-            await db.executemany(_INSERT_DELIVERY, rows)
-        return RecordResult(notice_id, revision_id, len(plan.notices), len(plan.reminders),
-                            superseded, cancelled)
+            db.executemany(_INSERT_DELIVERY, rows)
+            return RecordResult(notice_id, revision_id, len(plan.notices),
+                                len(plan.reminders), superseded, cancelled)
 
-    @staticmethod
-    async def _remember_key(db: aiosqlite.Connection, source: str, key: str, notice_id: int,
-                            fingerprint: str | None, report_number: int | None) -> None:
-        await db.execute(
-            "INSERT INTO notice_keys (source, key, notice_id, fingerprint, report_number) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, key) DO UPDATE SET "
-            "notice_id = excluded.notice_id, "
-            "fingerprint = COALESCE(excluded.fingerprint, notice_keys.fingerprint), "
-            "report_number = COALESCE(excluded.report_number, notice_keys.report_number)",
-            (source, key, notice_id, fingerprint, report_number))
+        # One trip for the whole transaction; the planner (pure, and the slow part of a
+        # large fan-out) runs there too, which keeps the event loop free meanwhile.
+        return await self._tx_sync(body)
 
     async def touch_notice(self, notice_id: int, now: datetime,
                            fingerprint: str | None = None, *, source: str | None = None,
                            key: str | None = None, report_number: int | None = None) -> None:
         """Seen again, unchanged (under `key`, which is remembered as one of its keys)."""
-        async with self._tx() as db:
-            await db.execute("UPDATE notices SET last_seen = ?, "
-                             "fingerprint = COALESCE(?, fingerprint) WHERE id = ?",
-                             (to_db(now), fingerprint, notice_id))
+        def body(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE notices SET last_seen = ?, "
+                       "fingerprint = COALESCE(?, fingerprint) WHERE id = ?",
+                       (to_db(now), fingerprint, notice_id))
             if source is not None and key is not None:
-                await self._remember_key(db, source, key, notice_id, fingerprint,
-                                         report_number)
+                _remember_key(db, source, key, notice_id, fingerprint, report_number)
+
+        await self._tx_sync(body)
 
     async def fingerprints(self, source: str) -> dict[str, tuple[int, str | None]]:
         """key → (notice id, list fingerprint) for one source."""

@@ -252,28 +252,28 @@ class SubscriberStore(SqliteBase):
         rows = await self._all("SELECT * FROM subscribers WHERE deleted_at IS NULL ORDER BY id")
         return [_row_to_subscriber(r) for r in rows]
 
-    async def _audience(self, db: aiosqlite.Connection
-                        ) -> tuple[list[Subscriber], frozenset[str]]:
+    def _audience(self, conn: sqlite3.Connection) -> tuple[list[Subscriber], frozenset[str]]:
         """Active subscribers (the fields matching needs) and suppressed addresses, read
-        inside the caller's transaction. The parsed subscribers are kept until the version
-        counter moves: a fan-out to 100k then costs one small query instead of 100k rows."""
-        row = await fetch_one(db, "SELECT value FROM control WHERE key = ?", (_VERSION_KEY,))
+        inside the caller's transaction (on the database thread). The parsed subscribers
+        are kept until the version counter moves: a fan-out to 100k then costs one small
+        query instead of 100k rows."""
+        row = conn.execute("SELECT value FROM control WHERE key = ?", (_VERSION_KEY,)).fetchone()
         version = int(row["value"]) if row else 0
         cached = self._audience_cache
         if cached is None or cached[0] != version:
-            cached = (version, await self._load_audience(db))
+            cached = (version, self._load_audience(conn))
             self._audience_cache = cached
-        suppressed = await fetch_all(db, "SELECT email FROM suppressions WHERE lifted_at IS NULL")
+        suppressed = conn.execute("SELECT email FROM suppressions WHERE lifted_at IS NULL")
         return cached[1], frozenset(r["email"] for r in suppressed)
 
     @staticmethod
-    async def _load_audience(db: aiosqlite.Connection) -> list[Subscriber]:
-        async with db.execute(
-                "SELECT id, email, carriers, prefectures, kinds, services, windows, "
-                "failure_respects_windows FROM subscribers "
-                "WHERE deleted_at IS NULL AND status = 'active'") as cur:
-            cur.row_factory = None  # plain tuples: 100k rows convert faster than Row
-            rows = await cur.fetchall()
+    def _load_audience(conn: sqlite3.Connection) -> list[Subscriber]:
+        cur = conn.execute(
+            "SELECT id, email, carriers, prefectures, kinds, services, windows, "
+            "failure_respects_windows FROM subscribers "
+            "WHERE deleted_at IS NULL AND status = 'active'")
+        cur.row_factory = None  # plain tuples: 100k rows convert faster than Row
+        rows = cur.fetchall()
         active = SubscriberStatus.ACTIVE
         return [
             Subscriber(id=r[0], email=r[1], carriers=tlist(r[2]), prefectures=tlist(r[3]),

@@ -8,7 +8,7 @@ Backlog is slow or down; the reconciler works through these rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import aiosqlite
@@ -77,7 +77,7 @@ class TicketComment:
 
 
 async def file_bounce(db: aiosqlite.Connection, e: MailEvent, event_id: int | None,
-                      delivery_id: int | None, now: datetime) -> None:
+                      delivery_id: int | None, now: datetime, tz: tzinfo) -> None:
     """Inside the bounce's own transaction: open a case for the address, or, when one is
     open already, queue a comment on it."""
     notice = await fetch_one(db, "SELECT n.id, n.title FROM deliveries d JOIN notices n "
@@ -87,7 +87,7 @@ async def file_bounce(db: aiosqlite.Connection, e: MailEvent, event_id: int | No
         email=e.recipient, subtype=e.subtype, diagnostic=e.diagnostic,
         occurred_at=e.occurred_at, ses_message_id=e.ses_message_id, delivery_id=delivery_id,
         notice_id=notice["id"] if notice else None,
-        notice_title=notice["title"] if notice else None)
+        notice_title=notice["title"] if notice else None, tz=tz)
     t, at = to_db(now), to_db(e.occurred_at)
     current = await fetch_one(db, "SELECT id FROM tickets WHERE email = ? AND kind = 'bounce' "
                                   "AND state IN ('intent', 'open')", (e.recipient,))
@@ -127,7 +127,7 @@ class TicketStore(SqliteBase):
                 "priority, last_event_at, created_at, updated_at) VALUES (?, 'guard', ?, "
                 "'intent', ?, ?, 'high', ?, ?, ?) ON CONFLICT (case_key) DO NOTHING",
                 (f"guard:{to_db(paused_at)}", marker, cases.guard_summary(),
-                 cases.guard_description(reason, paused_at, marker), to_db(paused_at),
+                 cases.guard_description(reason, paused_at, marker, self.tz), to_db(paused_at),
                  to_db(now), to_db(now)))
             return cur.rowcount > 0
 
