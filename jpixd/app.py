@@ -12,7 +12,7 @@ import re
 import secrets as pysecrets
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from jpixd import __version__, logs, reload, statelock
 from jpixd.backlog.client import BacklogClient
 from jpixd.backlog.reconciler import Reconciler
-from jpixd.config import Config, ConfigError, Secret, secrets
+from jpixd.config import MIN_WEB_KEY, Config, ConfigError, Secret, secrets, web_keys
 from jpixd.fanout import Policy
 from jpixd.feeds.fetch import Fetcher
 from jpixd.feeds.poller import FeedPoller
@@ -47,7 +47,12 @@ from jpixd.store import Store
 from jpixd.subscribers import parse_csv
 from jpixd.supervisor import Supervisor
 from jpixd.web.app import build_app
+from jpixd.web.context import PublicContext
+from jpixd.web.guard import Csrf, Proxies, RateLimit
+from jpixd.web.links import LinkBuilder, Signer
+from jpixd.web.public import build_public_app
 from jpixd.web.shed import GuardedSite, Limits, Shedder
+from jpixd.web.sysmail import SystemMail
 
 if TYPE_CHECKING:  # the AWS clients are imported only by a daemon configured to use them
     from jpixd.mail.transports.ses import SesTransport
@@ -79,6 +84,35 @@ def admin_token(cfg: Config) -> str:
         f.write(token + "\n")
     log.info("generated an admin token", token_file=str(path))
     return token
+
+
+def web_signing_keys(cfg: Config) -> list[str] | None:
+    """`[web] secret_keys` (first signs, all verify), or (embedded default only) one key
+    kept in state_dir; None when neither: no signed links, no public pages."""
+    if cfg.web.secret_keys is not None:
+        keys = web_keys(cfg.web.secret_keys)
+        short = [k for k in keys if len(k) < MIN_WEB_KEY]
+        if not keys or short:
+            raise ConfigError([f"web.secret_keys: every key needs at least {MIN_WEB_KEY} "
+                               "characters (e.g. the output of `openssl rand -hex 32`)"])
+        return keys
+    if not cfg.web.generate_secret_keys:
+        return None
+    path = cfg.state_dir / "web-keys"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(pysecrets.token_hex(32) + "\n")
+        log.info("generated a link signing key", key_file=str(path))
+    return [k for k in path.read_text(encoding="utf-8").split() if k]
+
+
+def build_links(cfg: Config, keys: list[str] | None) -> LinkBuilder | None:
+    if keys is None or cfg.web.base_url is None:
+        return None
+    return LinkBuilder(cfg.web.base_url, Signer(keys), confirm_ttl=cfg.web.confirm_ttl,
+                       manage_ttl=cfg.web.manage_ttl)
 
 
 async def open_store(cfg: Config, clock: Clock) -> Store:
@@ -145,7 +179,8 @@ DEFAULT_SMTP_RATE = 10.0
 
 
 def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metrics,
-                 clock: Clock, token: str, quota_from: SesTransport | None = None) -> Sender:
+                 clock: Clock, token: str, quota_from: SesTransport | None = None,
+                 links: LinkBuilder | None = None) -> Sender:
     ses = cfg.mail.ses
     fixed = fixed_rate(cfg)
     auto = ses.max_send_rate == "auto" and quota_from is not None
@@ -153,10 +188,22 @@ def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metri
         fixed = DEFAULT_SMTP_RATE
     # "auto" starts at SES's sandbox rate until the real quota has been read.
     bucket = TokenBucket(1.0 if auto else fixed, cfg.sending.burst)
-    renderer = Renderer(cfg.mail, unsubscribe_key(token), cfg.tz)
+    renderer = Renderer(cfg.mail, unsubscribe_key(token), cfg.tz, links)
     return Sender(store, transport, renderer, metrics, clock, cfg.sending, bucket,
                   quota_from=quota_from, rate_safety=ses.rate_safety, auto_rate=auto,
                   quota_refresh=ses.quota_refresh.total_seconds())
+
+
+def public_context(cfg: Config, rt: Runtime, sender: Sender,
+                   links: LinkBuilder) -> PublicContext:
+    proxies = Proxies(cfg.web.trusted_proxies)
+    return PublicContext(
+        signer=links.signer, links=links, proxies=proxies,
+        csrf=Csrf(links.signer, proxies),
+        per_client=RateLimit(cfg.web.posts_per_client_hour),
+        mail=SystemMail(rt.store, sender, links, rt.metrics, rt.clock,
+                        RateLimit(cfg.web.mails_per_address_hour)),
+        legacy_unsubscribe_key=sender.renderer.unsubscribe_key)
 
 
 async def seed_sample_subscribers(cfg: Config, store: Store, clock: Clock) -> None:
@@ -193,7 +240,10 @@ class Daemon:
         self.clock = clock
         self.monotonic = monotonic
         self.runtime: Runtime | None = None
+        self._links: LinkBuilder | None = None
+        self.public: PublicContext | None = None
         self.bound: list[str] = []
+        self.public_bound: list[str] = []
         self.ready = asyncio.Event()
 
     def _loops(self, cfg: Config, store: Store, http: aiohttp.ClientSession,
@@ -203,7 +253,7 @@ class Daemon:
         if transport.name != "ses":  # "no SES quota here", not "the quota is used up"
             self.metrics.ses_quota_remaining.set(math.nan)
         sender = build_sender(cfg, store, transport, self.metrics, self.clock, token,
-                              quota_from=self._quota)
+                              quota_from=self._quota, links=self._links)
         loops.append(sender)
         if sqs is not None:
             from jpixd.bounces.consumer import BounceConsumer
@@ -229,6 +279,12 @@ class Daemon:
         REDACTOR.add(s.value for _, s in secrets(cfg) if isinstance(s, Secret) and s.value)
         token = admin_token(cfg)
         REDACTOR.add([token])
+        keys = web_signing_keys(cfg)
+        REDACTOR.add(keys or [])
+        self._links = build_links(cfg, keys)
+        if cfg.http.public_listen is not None and self._links is None:
+            raise ConfigError(["web.base_url: the public pages need it (links in their "
+                               "mails are built on it)"])
         async with contextlib.AsyncExitStack() as stack:
             stack.enter_context(statelock.hold(cfg.state_dir, self.clock()))
             store = await open_store(cfg, self.clock)
@@ -276,7 +332,33 @@ class Daemon:
             await site.start()
             self.bound = [_address(a) for a in runner.addresses]
             log.info("http listening", addresses=self.bound, version=__version__)
-            return await self._supervise(supervisor, cfg)
+            async with self._public_pages(rt, cfg):
+                return await self._supervise(supervisor, cfg)
+        finally:
+            await asyncio.wait_for(runner.cleanup(), timeout=5.0)
+
+    @contextlib.asynccontextmanager
+    async def _public_pages(self, rt: Runtime, cfg: Config) -> AsyncIterator[None]:
+        """The public listener, when `public_listen` is set: its own app (no admin route
+        on it), its own connection limits."""
+        listen = cfg.http.public_listen
+        sender = rt.loops.get("sender")
+        if listen is None or self._links is None or not isinstance(sender, Sender):
+            yield
+            return
+        self.public = public_context(cfg, rt, sender, self._links)
+        h = cfg.http
+        shedder = Shedder(Limits(h.header_timeout.total_seconds(), h.body_timeout.total_seconds(),
+                                 h.max_connections), self.metrics, "public")
+        runner = web.AppRunner(build_public_app(rt, self.public, shedder),
+                               access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await GuardedSite(runner, listen.host, listen.port, shedder).start()
+            self.public_bound = [_address(a) for a in runner.addresses]
+            log.info("public pages listening", addresses=self.public_bound,
+                     base_url=cfg.web.base_url)
+            yield
         finally:
             await asyncio.wait_for(runner.cleanup(), timeout=5.0)
 
@@ -355,6 +437,26 @@ class Daemon:
                  needs_restart=list(p.restart))
         self.notifier.ready()
 
+    def _reload_web(self, cfg: Config, rt: Runtime) -> None:
+        """New link keys (a key put in front signs from now on; the others still verify),
+        base URL, limits. Without keys or base URL the links go (the pages stay up with
+        the last good keys: a reload cannot take the listener away)."""
+        keys = web_signing_keys(cfg)
+        REDACTOR.add(keys or [])
+        links = build_links(cfg, keys)
+        if links is None and self.public is not None:
+            log.error("web.base_url or web.secret_keys missing after reload: the public "
+                      "pages keep the previous keys")
+            return
+        self._links = links
+        sender = rt.loops.get("sender")
+        if self.public is not None and links is not None and isinstance(sender, Sender):
+            fresh = public_context(cfg, rt, sender, links)
+            p = self.public
+            p.signer, p.links, p.proxies, p.csrf = fresh.signer, links, fresh.proxies, fresh.csrf
+            p.per_client = fresh.per_client
+            p.mail.links, p.mail.per_address = links, fresh.mail.per_address
+
     def _apply(self, rt: Runtime, cfg: Config, live: Sequence[str], token: str) -> None:
         loops = rt.loops
         if "logging" in live:
@@ -367,10 +469,13 @@ class Daemon:
         if ("sources" in live or "timezone" in live) and isinstance(
                 poller := loops.get("feeds"), FeedPoller):
             poller.reconfigure(cfg.sources, Policy.from_config(cfg))
-        if ("sending" in live or "mail" in live or "timezone" in live) and isinstance(
+        if "web" in live:
+            self._reload_web(cfg, rt)
+        if ("sending" in live or "mail" in live or "timezone" in live or "web" in live) \
+                and isinstance(
                 sender := loops.get("sender"), Sender):
             sender.reconfigure(cfg.sending, Renderer(cfg.mail, sender.renderer.unsubscribe_key,
-                                                     cfg.tz),
+                                                     cfg.tz, self._links),
                                fixed_rate(cfg))
         if "bounces" in loops:  # imported only where there is a bounce queue
             from jpixd.bounces.consumer import BounceConsumer

@@ -9,6 +9,7 @@ code gets one immutable object.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -114,6 +115,9 @@ class Listen:
 @dataclass(frozen=True)
 class HttpConfig:
     listen: Listen = Listen("127.0.0.1", 8080)
+    # The public pages (self-service, one-click unsubscribe, notice board, feeds) and
+    # nothing else: the only listener that sits behind the ALB. None: no public pages.
+    public_listen: Listen | None = None
     admin_token: Secret | None = None
     # Embedded default only: create a random token in state_dir if none is configured.
     generate_admin_token: bool = False
@@ -122,6 +126,27 @@ class HttpConfig:
     header_timeout: timedelta = timedelta(seconds=10)
     body_timeout: timedelta = timedelta(seconds=30)
     max_connections: int = 256
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The public pages and the links in mail (jpixd.web.public, jpixd.web.links)."""
+
+    # Where subscribers reach the public listener ("https://notice.example.jp"): links in
+    # mail are built on it. None: no links (List-Unsubscribe falls back to mail).
+    base_url: str | None = None
+    # Keys that sign links, one per line (first signs, all verify): adding a key in front
+    # keeps every link already mailed working.
+    secret_keys: Secret | None = None
+    generate_secret_keys: bool = False  # embedded default only: kept in state_dir
+    # Proxies (the ALB's subnets) whose X-Forwarded-For / -Proto are believed.
+    trusted_proxies: tuple[str, ...] = ()
+    confirm_ttl: timedelta = timedelta(hours=48)
+    manage_ttl: timedelta = timedelta(days=90)
+    # Abuse limits: form posts per client address, and mails per address (sign-up
+    # confirmations and manage links), each per hour.
+    posts_per_client_hour: int = 30
+    mails_per_address_hour: int = 3
 
 
 @dataclass(frozen=True)
@@ -272,6 +297,7 @@ class Config:
     shutdown_timeout: timedelta = timedelta(seconds=30)
     database_url: str | None = None  # None: sqlite:///{state_dir}/jpixd.sqlite3
     http: HttpConfig = HttpConfig()
+    web: WebConfig = WebConfig()
     sources: tuple[SourceConfig, ...] = ()
     mail: MailConfig = MailConfig()
     sending: SendingConfig = SendingConfig()
@@ -515,25 +541,34 @@ _EMAIL = re.compile(r"[^@\s<>\"(),;:]+@[^@\s<>\"(),;:]+\.[^@\s<>\"(),;:.]+|[^@\s
 # --------------------------------------------------------------------------- sections
 
 
-def _listen(s: _Section) -> Listen:
-    text = s.text("listen", "127.0.0.1:8080")
+def _listen(s: _Section, key: str = "listen", default: str | None = "127.0.0.1:8080"
+            ) -> Listen | None:
+    text = s.text(key, default)
+    if text is None:
+        return None
     m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text or "")
     if not m:
-        s.error("listen", f"{text!r} is not host:port")
+        s.error(key, f"{text!r} is not host:port")
         return Listen("127.0.0.1", 8080)
     host = m.group(1) or m.group(3)
     port = int(m.group(2) or m.group(4))
     if port > 65535:
-        s.error("listen", f"port {port} is above 65535")
+        s.error(key, f"port {port} is above 65535")
     return Listen(host, port)
 
 
 def _http(s: _Section) -> HttpConfig:
     d = defaults(HttpConfig)
     listen = _listen(s)
+    assert listen is not None
+    public = _listen(s, "public_listen", None)
+    if public is not None and public == listen:
+        s.error("public_listen", "must differ from listen: the public pages and the "
+                "operator side are served apart")
     before = len(s.errors)
     cfg = HttpConfig(
         listen=listen,
+        public_listen=public,
         admin_token=s.secret("admin_token", "JPIXD_ADMIN_TOKEN"),
         generate_admin_token=s.flag("generate_admin_token", d("generate_admin_token")),
         header_timeout=s.duration("header_timeout", d("header_timeout")),
@@ -544,6 +579,52 @@ def _http(s: _Section) -> HttpConfig:
     if cfg.admin_token is None and not cfg.generate_admin_token and len(s.errors) == before:
         s.error("admin_token_file", "no admin token: set admin_token_file, "
                 "admin_token = \"ssm:/path\" or the environment variable JPIXD_ADMIN_TOKEN")
+    s.finish()
+    return cfg
+
+
+MIN_WEB_KEY = 32
+
+
+def web_keys(secret: Secret) -> list[str]:
+    """The keys in a `secret_keys` value: one per line (or separated by commas or
+    spaces), the first signs."""
+    return [k for k in re.split(r"[\s,]+", secret.get()) if k]
+
+
+def _web(s: _Section, http: HttpConfig) -> WebConfig:
+    d = defaults(WebConfig)
+    base_url = s.url("base_url")
+    if base_url is not None:
+        base_url = base_url.rstrip("/")
+        if urlsplit(base_url).query or urlsplit(base_url).fragment:
+            s.error("base_url", f"{base_url!r} must not have a query or fragment")
+    keys = s.secret("secret_keys", "JPIXD_WEB_SECRET_KEYS")
+    if keys is not None and keys.value is not None:
+        short = [i for i, k in enumerate(web_keys(keys)) if len(k) < MIN_WEB_KEY]
+        if short:
+            s.error("secret_keys", f"key {short[0] + 1} is shorter than {MIN_WEB_KEY} "
+                    "characters (make one with `openssl rand -hex 32`)")
+    generate = s.flag("generate_secret_keys", d("generate_secret_keys"))
+    proxies = s.str_list("trusted_proxies", d("trusted_proxies"))
+    for p in proxies:
+        try:
+            ipaddress.ip_network(p, strict=False)
+        except ValueError:
+            s.error("trusted_proxies", f"{p!r} is not an address or network (\"10.0.0.0/16\")")
+    if keys is None and not generate and (base_url or http.public_listen):
+        s.error("secret_keys", "links in mail and the public pages need keys: set "
+                "secret_keys_file, secret_keys = \"ssm:/path\" or JPIXD_WEB_SECRET_KEYS")
+    cfg = WebConfig(
+        base_url=base_url, secret_keys=keys, generate_secret_keys=generate,
+        trusted_proxies=proxies,
+        confirm_ttl=s.duration("confirm_ttl", d("confirm_ttl")),
+        manage_ttl=s.duration("manage_ttl", d("manage_ttl")),
+        posts_per_client_hour=s.integer("posts_per_client_hour", d("posts_per_client_hour"),
+                                        min_value=1),
+        mails_per_address_hour=s.integer("mails_per_address_hour",
+                                         d("mails_per_address_hour"), min_value=1),
+    )
     s.finish()
     return cfg
 
@@ -864,7 +945,8 @@ def load_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None,
         timezone=_timezone(root),
         shutdown_timeout=root.duration("shutdown_timeout", timedelta(seconds=30)),
         database_url=root.text("database_url", None),
-        http=_http(root.section("http")),
+        http=(http := _http(root.section("http"))),
+        web=_web(root.section("web"), http),
         sources=_sources(root),
         mail=_mail(root.section("mail")),
         sending=_sending(root.section("sending")),

@@ -28,8 +28,21 @@ class Metrics:
         self.http_shed = Counter(
             "jpixd_http_shed", "Connections or requests the HTTP listener dropped",
             ["listener", "reason"], registry=r)
-        for reason in ("connection_limit", "header_timeout", "body_timeout"):
-            self.http_shed.labels("admin", reason)
+        for listener in ("admin", "public"):
+            for reason in ("connection_limit", "header_timeout", "body_timeout"):
+                self.http_shed.labels(listener, reason)
+        # The public pages.
+        self.web_mails = Counter(
+            "jpixd_web_mails", "Self-service mails (sign-up confirmations, manage links) by "
+            "outcome", ["kind", "result"], registry=r)
+        for kind in ("confirm", "manage"):
+            for result in ("sent", "failed", "rate_limited", "suppressed", "paused", "dropped"):
+                self.web_mails.labels(kind, result)
+        self.web_refusals = Counter(
+            "jpixd_web_refusals", "Public page requests refused (bad or expired link, CSRF, "
+            "rate limit)", ["reason"], registry=r)
+        for reason in ("bad_link", "csrf", "rate_limited"):
+            self.web_refusals.labels(reason)
         # Feeds.
         self.feed_polls = Counter("jpixd_feed_polls", "Feed polls by outcome",
                                   ["source", "result"], registry=r)

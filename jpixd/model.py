@@ -171,6 +171,7 @@ class Subscriber:
     failure_respects_windows: bool = False
     charset: str | None = None  # None: the [mail] charset
     status: SubscriberStatus = SubscriberStatus.ACTIVE
+    paused: bool = False  # the subscriber's own pause (self-service): no mail meanwhile
     id: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None

@@ -25,6 +25,18 @@ PREFECTURES: tuple[tuple[str, str, str], ...] = (
     ("46", "鹿児島県", "west"), ("47", "沖縄県", "west"),
 )
 
+# The regions a sign-up form groups prefectures by (each with "select all").
+REGIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("北海道・東北", ("01", "02", "03", "04", "05", "06", "07")),
+    ("関東", ("08", "09", "10", "11", "12", "13", "14")),
+    ("北陸・甲信越", ("15", "16", "17", "18", "19", "20")),
+    ("東海", ("21", "22", "23", "24")),
+    ("近畿", ("25", "26", "27", "28", "29", "30")),
+    ("中国", ("31", "32", "33", "34", "35")),
+    ("四国", ("36", "37", "38", "39")),
+    ("九州・沖縄", ("40", "41", "42", "43", "44", "45", "46", "47")),
+)
+
 CODES: frozenset[str] = frozenset(code for code, _, _ in PREFECTURES)
 NAME_BY_CODE: dict[str, str] = {code: name for code, name, _ in PREFECTURES}
 CARRIER_BY_CODE: dict[str, str] = {code: carrier for code, _, carrier in PREFECTURES}

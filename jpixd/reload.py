@@ -3,10 +3,10 @@
 SIGHUP re-reads the configuration and its secrets (`systemctl reload jpixd`). What a
 running daemon can take on at once: sources (added, removed, changed), the log level,
 sending settings and rates, templates and mail headers, the guard's thresholds,
-Backlog settings, the admin token. What needs a restart is reported and left as it
-was: the listen address, `state_dir` and the database, the transport and its
-endpoint, the SQS queue, the supervisor, SSM, adding or removing a section that has a
-loop of its own. A configuration with errors is refused whole; the running one stays.
+Backlog settings, the admin token, `[web]` (link keys, base URL, limits). What needs
+a restart is reported and left as it was: the listen addresses, `state_dir` and the
+database, the transport and its endpoint, the SQS queue, the supervisor, SSM, adding or
+removing a section that has a loop of its own. A configuration with errors is refused whole; the running one stays.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ def _restart_fields(old: Config, new: Config) -> list[str]:
     for name in ("state_dir", "database_url", "supervisor", "ssm"):
         if getattr(old, name) != getattr(new, name):
             out.append(name)
-    if (old.http.listen, old.http.header_timeout, old.http.body_timeout,
-            old.http.max_connections) != (new.http.listen, new.http.header_timeout,
-                                          new.http.body_timeout, new.http.max_connections):
+    if (old.http.listen, old.http.public_listen, old.http.header_timeout,
+            old.http.body_timeout, old.http.max_connections) != (
+            new.http.listen, new.http.public_listen, new.http.header_timeout,
+            new.http.body_timeout, new.http.max_connections):
         out.append("http")
     om, nm = old.mail, new.mail
     if (om.transport, om.smtp, om.file, om.ses.region, om.ses.endpoint_url,
@@ -54,6 +55,7 @@ def _keep_running(old: Config, new: Config, restart: list[str]) -> Config:
     eff = replace(new, state_dir=old.state_dir, database_url=old.database_url,
                   supervisor=old.supervisor, ssm=old.ssm,
                   http=replace(new.http, listen=old.http.listen,
+                               public_listen=old.http.public_listen,
                                header_timeout=old.http.header_timeout,
                                body_timeout=old.http.body_timeout,
                                max_connections=old.http.max_connections))
@@ -79,7 +81,7 @@ def plan(old: Config, new: Config) -> ReloadPlan:
     restart = _restart_fields(old, new)
     eff = _keep_running(old, new, restart)
     live = [name for name in ("sources", "logging", "sending", "mail", "bounces", "backlog",
-                              "timezone", "retention")
+                              "timezone", "retention", "web")
             if getattr(old, name) != getattr(eff, name)]
     if old.http.admin_token != eff.http.admin_token:
         live.append("http.admin_token")

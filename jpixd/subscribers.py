@@ -161,6 +161,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "failure_respects_windows": _flag,
     "charset": _charset,
     "status": _status,
+    "paused": _flag,  # JSON only: not a CSV column
 }
 
 
@@ -199,6 +200,7 @@ def to_json(sub: Subscriber) -> dict[str, Any]:
         "failure_respects_windows": sub.failure_respects_windows,
         "charset": sub.charset,
         "status": str(sub.status),
+        "paused": sub.paused,
         "created_at": _iso(sub.created_at),
         "updated_at": _iso(sub.updated_at),
     }

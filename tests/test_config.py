@@ -22,6 +22,7 @@ from jpixd.config import (
     load_mapping,
     load_path,
     parse_duration,
+    web_keys,
 )
 from jpixd.reload import plan
 from tests.conftest import ROOT, base_mapping, make_config, toml_dumps
@@ -57,9 +58,13 @@ def test_embedded_default_is_valid(tmp_path: Path) -> None:
 
 
 def test_production_example_is_valid(tmp_path: Path) -> None:
-    env = {"JPIXD_ADMIN_TOKEN": "t" * 32, "JPIXD_BACKLOG_API_KEY": "k" * 32}
+    env = {"JPIXD_ADMIN_TOKEN": "t" * 32, "JPIXD_BACKLOG_API_KEY": "k" * 32,
+           "JPIXD_WEB_SECRET_KEYS": "n" * 32 + "\n" + "o" * 32}
     cfg = load_path(ROOT / "etc" / "jpixd.toml", env=env)
     assert cfg.mail.transport == "ses"
+    assert cfg.web.base_url == "https://notice.example.jp" and cfg.http.public_listen
+    assert cfg.web.secret_keys is not None and web_keys(cfg.web.secret_keys) == ["n" * 32,
+                                                                                  "o" * 32]
     assert cfg.backlog is not None and cfg.backlog.api_key.get() == "k" * 32
     assert cfg.bounces.pause_bounce_rate < 0.05
     assert {s.kind for s in cfg.sources} >= {"ntt-east", "ntt-west"}

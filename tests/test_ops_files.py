@@ -43,7 +43,8 @@ def test_stop_timeout_exceeds_the_production_shutdown_timeout() -> None:
     stop = next(ln.split("=", 1)[1] for ln in unit.splitlines()
                 if ln.startswith("TimeoutStopSec="))
     cfg = load_path(ROOT / "etc" / "jpixd.toml", env={"JPIXD_ADMIN_TOKEN": "x" * 20,
-                                                       "JPIXD_BACKLOG_API_KEY": "y" * 20})
+                                                       "JPIXD_BACKLOG_API_KEY": "y" * 20,
+                                                       "JPIXD_WEB_SECRET_KEYS": "z" * 32})
     assert parse_duration(stop) > cfg.shutdown_timeout
 
 

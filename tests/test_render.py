@@ -165,13 +165,15 @@ def test_each_recipient_gets_what_a_full_render_gives(tmp_path: Path, kind: str)
     for change in (Change.NEW, Change.UPDATE):
         for sub in subs * 2:  # the second time from the cache
             fast = r.texts(FAILURE, change, sub)
-            full = r._body.template.render({**r._context(FAILURE, change), "subscriber": sub})
+            full = r._body.template.render({**r._context(FAILURE, change, False),
+                                             "subscriber": r.recipient(sub)})
             assert fast[1] == wrap(re.sub(r"\n{3,}", "\n\n", body_text(full)).strip() + "\n")
 
 
 def test_the_bundled_body_is_rendered_once_per_notice(tmp_path: Path) -> None:
     r = renderer(tmp_path)
-    assert r._body.fields == frozenset({"organization", "name"})
+    assert r._body.fields == frozenset({"organization", "name", "manage_url",
+                                        "unsubscribe_url"})
     assert r._subject.fields == frozenset()
     a = r.texts(FAILURE, Change.NEW, SUB)[1]
     b = r.texts(FAILURE, Change.NEW, replace(SUB, organization="", name="髙橋"))[1]

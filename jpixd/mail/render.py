@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from email.utils import format_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import jinja2
@@ -26,6 +26,9 @@ from jpixd.config import MailConfig
 from jpixd.mail.templating import PerNotice
 from jpixd.model import JST, Change, Notice, NoticeStatus, Subscriber
 from jpixd.prefectures import NAME_BY_CODE
+
+if TYPE_CHECKING:
+    from jpixd.web.links import LinkBuilder
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
 _HALFWIDTH_KANA = re.compile(r"[\uff61-\uff9f]+")
@@ -176,10 +179,26 @@ def check_unsubscribe_token(key: bytes, token: str) -> int | None:
                                            token.encode()) else None
 
 
+class Recipient:
+    """A subscriber as the templates see it: its fields, and its own signed links (empty
+    when `[web] base_url` is not set)."""
+
+    def __init__(self, sub: Subscriber, manage_url: str = "", unsubscribe_url: str = "",
+                 calendar_url: str = "") -> None:
+        self._sub = sub
+        self.manage_url, self.unsubscribe_url = manage_url, unsubscribe_url
+        self.calendar_url = calendar_url
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sub, name)
+
+
 class Renderer:
-    def __init__(self, cfg: MailConfig, unsubscribe_key: bytes, tz: tzinfo = JST) -> None:
+    def __init__(self, cfg: MailConfig, unsubscribe_key: bytes, tz: tzinfo = JST,
+                 links: LinkBuilder | None = None) -> None:
         self.cfg = cfg
-        self.unsubscribe_key = unsubscribe_key
+        self.unsubscribe_key = unsubscribe_key  # of links mailed before [web] keys existed
+        self.links = links
         loaders: list[jinja2.BaseLoader] = []
         if cfg.templates_dir:
             loaders.append(jinja2.FileSystemLoader(str(cfg.templates_dir)))
@@ -192,20 +211,29 @@ class Renderer:
         self._body = PerNotice(self.env, "body.txt.j2")
         self.domain = cfg.from_addr.rpartition("@")[2] or "localhost"
 
-    def texts(self, notice: Notice, change: Change, sub: Subscriber) -> tuple[str, str]:
+    def texts(self, notice: Notice, change: Change, sub: Subscriber,
+              now: datetime | None = None) -> tuple[str, str]:
         """(subject, body) as text, before any encoding."""
         key = (notice, change)
-        ctx = self._context(notice, change)
-        subject = header_text("".join(self._subject.render(key, ctx, sub).split("\n")))
-        body = _BLANK_RUNS.sub("\n\n", body_text(self._body.render(key, ctx, sub))).strip()
+        ctx = self._context(notice, change, self.links is not None)
+        view = self.recipient(sub, now)
+        subject = header_text("".join(self._subject.render(key, ctx, view).split("\n")))
+        body = _BLANK_RUNS.sub("\n\n", body_text(self._body.render(key, ctx, view))).strip()
         body += "\n"
         return subject, wrap(body)
 
+    def recipient(self, sub: Subscriber, now: datetime | None = None) -> Recipient:
+        if self.links is None or sub.id is None:
+            return Recipient(sub)
+        at = now or datetime.now(self.tz)
+        return Recipient(sub, self.links.manage(sub.id, at), self.links.unsubscribe(sub.id),
+                         self.links.calendar(sub.id))
+
     @staticmethod
     @functools.lru_cache(maxsize=256)
-    def _context(notice: Notice, change: Change) -> dict[str, Any]:
+    def _context(notice: Notice, change: Change, links: bool) -> dict[str, Any]:
         return {
-            "notice": notice, "change": str(change),
+            "notice": notice, "change": str(change), "links": links,
             "status_label": STATUS_LABELS.get(notice.status, str(notice.status)),
             "prefectures": "、".join(NAME_BY_CODE.get(c, c) for c in notice.prefectures),
             "carrier_label": "NTT東日本" if notice.carrier == "east" else "NTT西日本",
@@ -213,7 +241,18 @@ class Renderer:
 
     def render(self, *, delivery_id: int, notice_id: int, notice: Notice, change: Change,
                sub: Subscriber, now: datetime) -> Rendered:
-        subject, body = self.texts(notice, change, sub)
+        subject, body = self.texts(notice, change, sub, now)
+        # The same delivery always has the same Message-ID: a resend after a crash can be
+        # recognised as the same mail by the receiving side.
+        return self.compose(sub, subject, body, now=now,
+                            message_id=f"<jpixd.{delivery_id}.{notice_id}@{self.domain}>",
+                            extra=[("X-Jpixd-Delivery", str(delivery_id)),
+                                   *self._unsubscribe_headers(sub)])
+
+    def compose(self, sub: Subscriber, subject: str, body: str, *, now: datetime,
+                message_id: str, extra: list[tuple[str, str]]) -> Rendered:
+        """A message to `sub`: encoded in its charset (ISO-2022-JP when everything fits),
+        headers sanitised. Notices and the self-service mails alike."""
         subject, body = _fullwidth_kana(subject), _fullwidth_kana(body)
         display = header_text(" ".join(x for x in (sub.organization, sub.name) if x))
         from_name = header_text(self.cfg.from_name or "")
@@ -231,9 +270,6 @@ class Renderer:
                 pass
         if charset == "utf-8":
             body_bytes = _body_bytes(body, "utf-8")
-        # The same delivery always has the same Message-ID: a resend after a crash can be
-        # recognised as the same mail by the receiving side.
-        message_id = f"<jpixd.{delivery_id}.{notice_id}@{self.domain}>"
         headers = [
             ("MIME-Version", "1.0"),
             ("Content-Type", f'text/plain; charset="{charset}"'),
@@ -247,9 +283,8 @@ class Renderer:
         headers += [
             ("Date", _date_header(now.replace(microsecond=0), self.tz)),
             ("Message-ID", message_id),
-            ("X-Jpixd-Delivery", str(delivery_id)),
+            *extra,
             ("Auto-Submitted", "auto-generated"),
-            *self._unsubscribe_headers(sub),
         ]
         head = "".join(f"{name}: {value}\r\n" for name, value in headers)
         data = head.encode("ascii") + b"\r\n" + body_bytes
@@ -259,6 +294,9 @@ class Renderer:
     def _unsubscribe_headers(self, sub: Subscriber) -> list[tuple[str, str]]:
         if sub.id is None:
             return []
+        if self.links is not None:  # RFC 8058: a signed HTTPS link and its one-click POST
+            return [("List-Unsubscribe", f"<{self.links.unsubscribe(sub.id)}>"),
+                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
         token = unsubscribe_token(self.unsubscribe_key, sub.id)
         base = self.cfg.list_unsubscribe
         if base and base.startswith("http"):

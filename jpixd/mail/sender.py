@@ -281,9 +281,11 @@ class Sender(Loop):
             await self.store.mark_final(d.id, now, DeliveryState.SUPPRESSED,
                                         "address is suppressed")
             return True
-        if not c.subscriber_live or c.subscriber.status != SubscriberStatus.ACTIVE:
+        if not c.subscriber_live or c.subscriber.status != SubscriberStatus.ACTIVE \
+                or c.subscriber.paused:
             why = "subscriber deleted" if not c.subscriber_live else \
-                f"subscriber {c.subscriber.status}"
+                f"subscriber {c.subscriber.status}" if c.subscriber.status != \
+                SubscriberStatus.ACTIVE else "subscriber paused"
             await self.store.mark_final(d.id, now, DeliveryState.SKIPPED, why)
             return True
         return False

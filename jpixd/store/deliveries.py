@@ -96,7 +96,7 @@ class DeliveryStore(SqliteBase):
             return db.execute(f"""
                 SELECT d.*, r.content AS r_content, r.change AS r_change,
                        s.email AS s_email, s.name AS s_name, s.organization AS s_org,
-                       s.charset AS s_charset, s.status AS s_status,
+                       s.charset AS s_charset, s.status AS s_status, s.paused AS s_paused,
                        s.deleted_at AS s_deleted, s.carriers AS s_carriers,
                        EXISTS (SELECT 1 FROM suppressions x WHERE x.email = d.email
                                AND x.lifted_at IS NULL) AS suppressed
@@ -188,7 +188,7 @@ def _claimed(r: aiosqlite.Row) -> Claimed:
     sub = Subscriber(
         id=r["subscriber_id"], email=r["email"], name=r["s_name"], organization=r["s_org"],
         carriers=tlist(r["s_carriers"]), charset=r["s_charset"],
-        status=SubscriberStatus(r["s_status"]))
+        status=SubscriberStatus(r["s_status"]), paused=bool(r["s_paused"]))
     change = Change.REMINDER if delivery.purpose == "reminder" else Change(r["r_change"])
     return Claimed(delivery=delivery, notice=_notice(r["r_content"]), change=change,
                    subscriber=sub, subscriber_live=r["s_deleted"] is None,

@@ -225,6 +225,22 @@ class NoticeStore(SubscriberStore, SqliteBase):
                                        limit, offset)
         return [_row_to_notice(r) for r in rows], total
 
+    async def board_notices(self, *, since: datetime, carrier: str | None = None,
+                            prefecture: str | None = None, kind: str | None = None,
+                            limit: int = 300) -> list[StoredNotice]:
+        """What the public board shows: every open notice, and those that ended or
+        changed since `since` (withdrawn ones are not shown: nobody said they ended)."""
+        marks = ", ".join("?" for _ in OPEN_STATUSES)
+        where, params = where_equal(("carrier", carrier), ("kind", kind))
+        where += [f"(status IN ({marks}) OR last_changed >= ?)", "status != 'withdrawn'"]
+        params += [*sorted(OPEN_STATUSES), to_db(since)]
+        if prefecture:
+            where.append(PREFECTURE_MATCH)
+            params.append(prefecture)
+        rows = await self._all(f"SELECT * FROM notices WHERE {' AND '.join(where)} "
+                               "ORDER BY last_changed DESC, id DESC LIMIT ?", [*params, limit])
+        return [_row_to_notice(r) for r in rows]
+
     async def revisions(self, notice_id: int) -> list[Revision]:
         rows = await self._all("SELECT * FROM notice_revisions WHERE notice_id = ? "
                                "ORDER BY id", (notice_id,))

@@ -24,13 +24,14 @@ from jpixd.store.base import (
     fetch_all,
     fetch_one,
     from_db,
+    from_db_req,
     jlist,
     tlist,
     to_db,
 )
 
 _COLUMNS = ("email", "name", "organization", "carriers", "prefectures", "kinds", "services",
-            "windows", "failure_respects_windows", "charset", "status")
+            "windows", "failure_respects_windows", "charset", "status", "paused")
 _LISTS = frozenset({"carriers", "prefectures", "kinds", "services", "windows"})
 
 
@@ -42,7 +43,8 @@ def _row_to_subscriber(row: aiosqlite.Row) -> Subscriber:
         windows=tlist(row["windows"]),
         failure_respects_windows=bool(row["failure_respects_windows"]),
         charset=row["charset"], status=SubscriberStatus(row["status"]),
-        created_at=from_db(row["created_at"]), updated_at=from_db(row["updated_at"]),
+        paused=bool(row["paused"]), created_at=from_db(row["created_at"]),
+        updated_at=from_db(row["updated_at"]),
     )
 
 
@@ -52,7 +54,7 @@ def _values(sub: Subscriber) -> list[Any]:
         v = getattr(sub, col)
         if col in _LISTS:
             out.append(jlist(v))
-        elif col == "failure_respects_windows":
+        elif col in ("failure_respects_windows", "paused"):
             out.append(1 if v else 0)
         elif col == "status":
             out.append(str(v))
@@ -102,6 +104,48 @@ async def bump_subscribers_version(db: aiosqlite.Connection, now: datetime) -> N
         "updated_at = excluded.updated_at", (_VERSION_KEY, to_db(now)))
 
 
+@dataclass(frozen=True)
+class SubscriberChange:
+    """One change to a subscriber, for operators: who, what, when."""
+
+    id: int
+    subscriber_id: int
+    at: datetime
+    actor: str  # admin | import | self-service | one-click | console | bounces
+    action: str  # created | updated | confirmed | paused | resumed | unsubscribed | deleted
+    detail: str
+
+
+async def log_change(db: aiosqlite.Connection, subscriber_id: int, actor: str, action: str,
+                     detail: str, now: datetime) -> None:
+    await db.execute("INSERT INTO subscriber_changes (subscriber_id, at, actor, action, "
+                     "detail) VALUES (?, ?, ?, ?, ?)",
+                     (subscriber_id, to_db(now), actor, action, detail[:2000]))
+
+
+def _what(old: Subscriber, new: Subscriber) -> tuple[str, str]:
+    """(action, detail) of an update: the fields changed, old → new."""
+    changed = [c for c in _COLUMNS if getattr(old, c) != getattr(new, c)]
+    if changed == ["paused"]:
+        return ("paused" if new.paused else "resumed"), ""
+    if "status" in changed and new.status == SubscriberStatus.UNSUBSCRIBED:
+        action = "unsubscribed"
+    elif "status" in changed and old.status == SubscriberStatus.PENDING \
+            and new.status == SubscriberStatus.ACTIVE:
+        action = "confirmed"
+    else:
+        action = "updated"
+    detail = "; ".join(f"{c}: {_shown(getattr(old, c))} → {_shown(getattr(new, c))}"
+                       for c in changed)
+    return action, detail
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value) or "(all)"
+    return str(value)
+
+
 def _same(a: Subscriber, b: Subscriber) -> bool:
     return all(getattr(a, c) == getattr(b, c) for c in _COLUMNS)
 
@@ -112,9 +156,11 @@ class SubscriberStore(SqliteBase):
         # (version, audience): see _audience.
         self._audience_cache: tuple[int, list[Subscriber]] | None = None
 
-    async def create_subscriber(self, sub: Subscriber, now: datetime) -> Subscriber:
+    async def create_subscriber(self, sub: Subscriber, now: datetime, *,
+                                actor: str = "admin") -> Subscriber:
         async with self._tx() as db:
             new_id = await self._insert_subscriber(db, sub, now)
+            await log_change(db, new_id, actor, "created", f"status: {sub.status}", now)
         created = await self.get_subscriber(new_id)
         assert created is not None
         return created
@@ -163,7 +209,7 @@ class SubscriberStore(SqliteBase):
         return [_row_to_subscriber(r) for r in rows], total
 
     async def update_subscriber(self, subscriber_id: int, changes: dict[str, Any],
-                                now: datetime) -> Subscriber | None:
+                                now: datetime, *, actor: str = "admin") -> Subscriber | None:
         """Apply validated changes; None if there is no such live subscriber."""
         async with self._tx() as db:
             row = await fetch_one(db, "SELECT * FROM subscribers WHERE id = ? AND "
@@ -172,12 +218,14 @@ class SubscriberStore(SqliteBase):
                 return None
             old = _row_to_subscriber(row)
             new = replace(old, **changes)
-            await self._write_update(db, old, new, now)
+            if not _same(old, new):
+                await self._write_update(db, old, new, now, actor)
         return await self.get_subscriber(subscriber_id)
 
     async def _write_update(self, db: aiosqlite.Connection, old: Subscriber, new: Subscriber,
-                            now: datetime) -> None:
+                            now: datetime, actor: str) -> None:
         assert old.id is not None
+        await log_change(db, old.id, actor, *_what(old, new), now)
         sets = ", ".join(f"{c} = ?" for c in _COLUMNS)
         try:
             await db.execute(f"UPDATE subscribers SET {sets}, updated_at = ? WHERE id = ?",
@@ -185,21 +233,25 @@ class SubscriberStore(SqliteBase):
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"a subscriber with address {new.email} already exists") from exc
         await bump_subscribers_version(db, now)
-        if new.status != SubscriberStatus.ACTIVE:
-            await db.execute(_SKIP_PENDING, (f"subscriber {new.status}", to_db(now), old.id))
+        if new.status != SubscriberStatus.ACTIVE or new.paused:
+            why = f"subscriber {new.status}" if new.status != SubscriberStatus.ACTIVE \
+                else "subscriber paused"
+            await db.execute(_SKIP_PENDING, (why, to_db(now), old.id))
         elif new.email != old.email:
             # Mail not yet sent goes to the address the subscriber has now.
             await db.execute(
                 "UPDATE deliveries SET email = ?, updated_at = ? WHERE subscriber_id = ? "
                 "AND state IN ('pending', 'retry')", (new.email, to_db(now), old.id))
 
-    async def delete_subscriber(self, subscriber_id: int, now: datetime) -> bool:
+    async def delete_subscriber(self, subscriber_id: int, now: datetime, *,
+                                actor: str = "admin") -> bool:
         async with self._tx() as db:
             cur = await db.execute("UPDATE subscribers SET deleted_at = ?, updated_at = ? "
                                    "WHERE id = ? AND deleted_at IS NULL",
                                    (to_db(now), to_db(now), subscriber_id))
             if cur.rowcount == 0:
                 return False
+            await log_change(db, subscriber_id, actor, "deleted", "", now)
             await bump_subscribers_version(db, now)
             await db.execute(_SKIP_PENDING, ("subscriber deleted", to_db(now), subscriber_id))
         return True
@@ -240,13 +292,43 @@ class SubscriberStore(SqliteBase):
                         unchanged += 1
                         continue
                     diffs += _diff(old, target)
-                    await self._write_update(db, old, target, now)
+                    await self._write_update(db, old, target, now, "import")
                     updated += 1
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
             await db.execute("ROLLBACK" if dry_run else "COMMIT")
         return ImportResult(created, updated, unchanged, kept, tuple(diffs))
+
+    async def signup(self, sub: Subscriber, now: datetime) -> tuple[Subscriber, bool]:
+        """A sign-up: a new `pending` subscriber, or (False) the live one the address
+        already has, unchanged: a stranger's form must not alter somebody's settings."""
+        async with self._tx() as db:
+            row = await fetch_one(db, "SELECT * FROM subscribers WHERE email = ? AND "
+                                      "deleted_at IS NULL", (sub.email,))
+            if row is not None:
+                return _row_to_subscriber(row), False
+            pending = replace(sub, status=SubscriberStatus.PENDING, paused=False)
+            new_id = await self._insert_subscriber(db, pending, now)
+            await log_change(db, new_id, "self-service", "created", "status: pending", now)
+        created = await self.get_subscriber(new_id)
+        assert created is not None
+        return created, True
+
+    async def subscriber_by_email(self, email: str) -> Subscriber | None:
+        row = await self._one("SELECT * FROM subscribers WHERE email = ? AND "
+                              "deleted_at IS NULL", (email,))
+        return _row_to_subscriber(row) if row else None
+
+    async def subscriber_changes(self, subscriber_id: int | None = None,
+                                 limit: int = 100) -> list[SubscriberChange]:
+        """The newest changes first, of one subscriber or of all."""
+        where = "WHERE subscriber_id = ?" if subscriber_id is not None else ""
+        params: list[Any] = [subscriber_id] if subscriber_id is not None else []
+        rows = await self._all(f"SELECT * FROM subscriber_changes {where} "
+                               "ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [SubscriberChange(r["id"], r["subscriber_id"], from_db_req(r["at"]),
+                                 r["actor"], r["action"], r["detail"]) for r in rows]
 
     async def all_subscribers(self) -> list[Subscriber]:
         rows = await self._all("SELECT * FROM subscribers WHERE deleted_at IS NULL ORDER BY id")
@@ -271,7 +353,7 @@ class SubscriberStore(SqliteBase):
         cur = conn.execute(
             "SELECT id, email, carriers, prefectures, kinds, services, windows, "
             "failure_respects_windows FROM subscribers "
-            "WHERE deleted_at IS NULL AND status = 'active'")
+            "WHERE deleted_at IS NULL AND status = 'active' AND paused = 0")
         cur.row_factory = None  # plain tuples: 100k rows convert faster than Row
         rows = cur.fetchall()
         active = SubscriberStatus.ACTIVE

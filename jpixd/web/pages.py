@@ -1,0 +1,66 @@
+"""Server-rendered HTML: one Jinja2 environment with autoescaping on for every page, and
+the static files (one stylesheet, one small script) that the CSP allows."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime, tzinfo
+from importlib import resources
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+from jpixd.mail.render import STATUS_LABELS, local_time
+from jpixd.model import NoticeStatus
+from jpixd.prefectures import NAME_BY_CODE
+
+KIND_LABELS = {"construction": "工事", "failure": "故障"}
+CARRIER_LABELS = {"east": "NTT東日本", "west": "NTT西日本"}
+WINDOW_LABELS = {"day": "昼間（8時〜19時）", "night": "夜間（19時〜23時）",
+                 "late_night": "深夜・早朝（23時〜8時）"}
+SUB_STATUS_LABELS = {"pending": "確認待ち", "active": "配信中", "suppressed": "配信停止（エラー）",
+                     "unsubscribed": "配信停止"}
+
+
+@functools.lru_cache(maxsize=4)
+def environment(tz: tzinfo) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("jpixd", "templates/web"),
+        # Every value a page shows came from a feed, a form or an operator: all escaped.
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+        lstrip_blocks=True)
+    env.filters["local"] = functools.partial(local_time, tz=tz)
+    env.filters["pref"] = lambda code: NAME_BY_CODE.get(code, code)
+    env.filters["iso"] = lambda dt: dt.isoformat() if isinstance(dt, datetime) else ""
+    env.globals.update(
+        KIND_LABELS=KIND_LABELS, CARRIER_LABELS=CARRIER_LABELS, WINDOW_LABELS=WINDOW_LABELS,
+        SUB_STATUS_LABELS=SUB_STATUS_LABELS,
+        STATUS_LABELS={str(k): v for k, v in STATUS_LABELS.items()},
+        FAILURE_OPEN=[str(NoticeStatus.OCCURRED), str(NoticeStatus.PARTIALLY_RECOVERED)])
+    return env
+
+
+def page(tz: tzinfo, name: str, status: int = 200, **context: Any) -> web.Response:
+    html = environment(tz).get_template(name).render(**context)
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+_STATIC = {"jpixd.css": "text/css", "jpixd.js": "text/javascript"}
+
+
+@functools.lru_cache(maxsize=4)
+def _static_body(name: str) -> bytes:
+    return resources.files("jpixd").joinpath("static", name).read_bytes()
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in _STATIC:
+        raise web.HTTPNotFound()
+    return web.Response(body=_static_body(name), content_type=_STATIC[name], charset="utf-8",
+                        headers={"Cache-Control": "public, max-age=3600"})
+
+
+def static_routes() -> list[web.RouteDef]:
+    return [web.get("/static/{name}", static)]

@@ -1,0 +1,41 @@
+"""The public listener (`[http] public_listen`): self-service, one-click unsubscribe, the
+notice board and its feeds, and nothing else — no admin API, console or metrics, so
+that this is all the ALB can ever expose."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from jpixd.runtime import Runtime
+from jpixd.web import board, selfservice
+from jpixd.web.context import PUBLIC, PublicContext
+from jpixd.web.guard import headers_middleware
+from jpixd.web.keys import RUNTIME
+from jpixd.web.pages import static_routes
+from jpixd.web.shed import Shedder
+
+
+def build_public_app(rt: Runtime, ctx: PublicContext,
+                     shedder: Shedder | None = None) -> web.Application:
+    middlewares: list[Any] = [headers_middleware]
+    if shedder is not None:
+        middlewares = [shedder.heads, headers_middleware, shedder.bodies]
+    # Forms are small: a megabyte is far more than any of ours.
+    app = web.Application(middlewares=middlewares, client_max_size=1024 * 1024)
+    app[RUNTIME] = rt
+    app[PUBLIC] = ctx
+    app.add_routes(static_routes())
+    app.add_routes(selfservice.routes())
+    app.add_routes(board.routes())
+
+    async def start_mail(_: web.Application) -> None:
+        ctx.mail.start()
+
+    async def stop_mail(_: web.Application) -> None:
+        await ctx.mail.stop()
+
+    app.on_startup.append(start_mail)
+    app.on_cleanup.append(stop_mail)
+    return app

@@ -1,0 +1,377 @@
+"""Subscriber self-service (`/s/…`) and one-click unsubscribe (`/unsubscribe`).
+
+Every form carries a CSRF token; every link a signed token (jpixd.web.links). A sign-up
+or a link request answers the same (a 303 to the same page) whether or not the address
+is known, and does the same store work either way: the pages must not tell a stranger
+who subscribes. `POST /unsubscribe` is RFC 8058's one-click: the token in the URL is the
+whole authority, no cookie, no confirmation, as a mail client sends it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import structlog
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from jpixd.mail.render import check_unsubscribe_token
+from jpixd.model import Subscriber, SubscriberStatus
+from jpixd.prefectures import NAME_BY_CODE, REGIONS
+from jpixd.runtime import Runtime
+from jpixd.subscribers import Invalid, normalise_email, validate_changes
+from jpixd.web.context import PUBLIC, PublicContext
+from jpixd.web.guard import CSRF_FIELD
+from jpixd.web.keys import RUNTIME
+from jpixd.web.links import Purpose
+from jpixd.web.pages import page
+
+log = structlog.get_logger("jpixd.web")
+
+
+def _ctx(request: web.Request) -> tuple[Runtime, PublicContext]:
+    return request.app[RUNTIME], request.app[PUBLIC]
+
+
+def _page(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+    """A page with a CSRF token for its forms (and the cookie it is made from)."""
+    rt, ctx = _ctx(request)
+    cookies: dict[str, str] = {}
+    csrf = ctx.csrf.token(request, cookies)
+    response = page(rt.config.tz, name, status, csrf=csrf, regions=REGIONS,
+                    names=NAME_BY_CODE, errors=context.pop("errors", {}), **context)
+    ctx.csrf.set_cookies(request, response, cookies)
+    return response
+
+
+def _message(request: web.Request, heading: str, *lines: str, status: int = 200,
+             link: tuple[str, str] | None = None) -> web.Response:
+    return _page(request, "message.html", status, heading=heading, lines=lines, link=link)
+
+
+def _refused(request: web.Request, reason: str) -> web.Response:
+    request.app[RUNTIME].metrics.web_refusals.labels(reason).inc()
+    if reason == "rate_limited":
+        return _message(request, "しばらくしてからお試しください",
+                        "短い時間に多くのお申し込みがありました。時間をおいてもう一度お試しください。",
+                        status=429)
+    if reason == "csrf":
+        return _message(request, "もう一度お試しください",
+                        "フォームの有効期限が切れたか、別のサイトから送信されました。"
+                        "ページを開き直してから送信してください。", status=403,
+                        link=(request.path, "ページを開き直す"))
+    return _message(request, "リンクが無効です",
+                    "リンクの有効期限が切れたか、正しくありません。",
+                    "登録内容の変更用リンクは、いつでも改めてお受け取りいただけます。",
+                    status=400, link=("/s/link", "変更用のリンクを受け取る"))
+
+
+async def _form(request: web.Request) -> MultiDictProxy[Any] | web.Response:
+    """The posted form, after the per-client rate limit and the CSRF check."""
+    _, ctx = _ctx(request)
+    if not ctx.per_client.allow(ctx.proxies.client(request)):
+        return _refused(request, "rate_limited")
+    form = await request.post()
+    token = form.get(CSRF_FIELD)
+    if not isinstance(token, str) or not ctx.csrf.valid(request, token):
+        return _refused(request, "csrf")
+    return form
+
+
+def _shown(sub: Subscriber | None = None) -> dict[str, Any]:
+    """Form values to show: a subscriber's, or a new form's defaults."""
+    s = sub or Subscriber(email="")
+    return {"email": s.email, "name": s.name, "organization": s.organization,
+            "carriers": list(s.carriers), "prefectures": list(s.prefectures),
+            "kinds": list(s.kinds), "services": "; ".join(s.services),
+            "windows": list(s.windows), "charset": s.charset or ""}
+
+
+def _posted(form: MultiDictProxy[Any]) -> dict[str, Any]:
+    """What was typed, to show again beside its errors."""
+    def strings(name: str) -> list[str]:
+        return [v for v in form.getall(name, []) if isinstance(v, str)]
+
+    def one(name: str) -> str:
+        value = form.get(name, "")
+        return value if isinstance(value, str) else ""
+
+    return {"email": one("email"), "name": one("name"), "organization": one("organization"),
+            "carriers": strings("carriers"), "prefectures": strings("prefectures"),
+            "kinds": strings("kinds"), "services": one("services"),
+            "windows": strings("windows"), "charset": one("charset")}
+
+
+def _settings(shown: dict[str, Any]) -> dict[str, Any]:
+    """Validated settings (jpixd.subscribers' rules, the API's); raises Invalid."""
+    return validate_changes({
+        "name": shown["name"], "organization": shown["organization"],
+        "carriers": shown["carriers"], "prefectures": shown["prefectures"],
+        "kinds": shown["kinds"],
+        "services": [s for s in re.split(r"[;；、,\n]", shown["services"]) if s.strip()],
+        "windows": shown["windows"], "charset": shown["charset"] or None,
+    }, creating=False)
+
+
+# --------------------------------------------------------------------------- sign-up
+
+
+async def signup_form(request: web.Request) -> web.Response:
+    return _page(request, "signup.html", form=_shown())
+
+
+async def signup(request: web.Request) -> web.Response:
+    rt, ctx = _ctx(request)
+    form = await _form(request)
+    if isinstance(form, web.Response):
+        return form
+    shown = _posted(form)
+    errors: dict[str, str] = {}
+    try:
+        changes = _settings(shown)
+    except Invalid as exc:
+        errors, changes = dict(exc.fields), {}
+    try:
+        email = normalise_email(shown["email"])
+    except ValueError as exc:
+        errors["email"] = "メールアドレスを正しく入力してください" if shown["email"] else \
+            "メールアドレスを入力してください"
+        log.info("sign-up refused", field="email", error=str(exc))
+    if errors:
+        return _page(request, "signup.html", 400, form=shown, errors=errors)
+    sub, created = await rt.store.signup(Subscriber(email=email, **changes), rt.clock())
+    if created or sub.status in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
+        # A new address, or one that has not confirmed (or left and comes back): its owner
+        # confirms by the link; nothing is mailed before that.
+        ctx.mail.request("confirm", sub)
+    elif sub.status == SubscriberStatus.ACTIVE:
+        ctx.mail.request("manage", sub)  # already subscribed: how to change the settings
+    log.info("sign-up", subscriber_id=sub.id, new=created, status=str(sub.status))
+    raise web.HTTPSeeOther("/s/sent")
+
+
+async def signup_sent(request: web.Request) -> web.Response:
+    return _message(request, "確認メールをお送りしました",
+                    "ご入力のメールアドレスに確認メールをお送りしました。",
+                    "メールに記載のリンクから登録を完了してください。届かない場合は、"
+                    "迷惑メールフォルダをご確認のうえ、時間をおいてもう一度お申し込みください。")
+
+
+# --------------------------------------------------------------------------- links
+
+
+async def _linked(request: web.Request, token: str | None,
+                  purpose: Purpose) -> Subscriber | None:
+    rt, ctx = _ctx(request)
+    if not token:
+        return None
+    link = ctx.signer.verify(token, purpose, rt.clock())
+    if link is None:
+        return None
+    return await rt.store.get_subscriber(link.subscriber_id)  # deleted: None
+
+
+def _token(request: web.Request, form: MultiDictProxy[Any] | None = None) -> str | None:
+    value = form.get("t") if form is not None else request.query.get("t")
+    return value if isinstance(value, str) else None
+
+
+async def confirm_page(request: web.Request) -> web.Response:
+    token = _token(request)
+    sub = await _linked(request, token, Purpose.CONFIRM)
+    if sub is None:
+        return _refused(request, "bad_link")
+    if sub.status == SubscriberStatus.ACTIVE:
+        return _confirmed(request, sub)
+    if sub.status == SubscriberStatus.SUPPRESSED:
+        return _message(request, "このアドレスには配信できません",
+                        "このメールアドレスへの配信でエラーが続いたため、配信を停止しています。"
+                        "担当窓口までご連絡ください。", status=409)
+    return _page(request, "confirm.html", sub=sub, token=token)
+
+
+async def confirm(request: web.Request) -> web.Response:
+    rt, _ = _ctx(request)
+    form = await _form(request)
+    if isinstance(form, web.Response):
+        return form
+    sub = await _linked(request, _token(request, form), Purpose.CONFIRM)
+    if sub is None or sub.id is None:
+        return _refused(request, "bad_link")
+    if sub.status in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
+        updated = await rt.store.update_subscriber(
+            sub.id, {"status": SubscriberStatus.ACTIVE}, rt.clock(), actor="self-service")
+        sub = updated or sub
+        log.info("subscriber confirmed", subscriber_id=sub.id)
+    if sub.status != SubscriberStatus.ACTIVE:
+        return _refused(request, "bad_link")
+    return _confirmed(request, sub)
+
+
+def _confirmed(request: web.Request, sub: Subscriber) -> web.Response:
+    rt, ctx = _ctx(request)
+    assert sub.id is not None
+    return _message(request, "登録が完了しました",
+                    f"{sub.email} 宛てに、ご指定の条件に合う工事・故障情報をお送りします。",
+                    "配信条件の変更・一時停止・停止は、お届けするメールのリンクからいつでもできます。",
+                    link=(ctx.links.manage(sub.id, rt.clock()), "配信条件を確認する"))
+
+
+# --------------------------------------------------------------------------- manage
+
+
+async def manage_page(request: web.Request) -> web.Response:
+    token = _token(request)
+    sub = await _linked(request, token, Purpose.MANAGE)
+    return await _manage(request, sub, token)
+
+
+async def _manage(request: web.Request, sub: Subscriber | None, token: str | None, *,
+                  flash: str | None = None, status: int = 200,
+                  form: dict[str, Any] | None = None,
+                  errors: dict[str, str] | None = None) -> web.Response:
+    _, ctx = _ctx(request)
+    if sub is None or sub.id is None:
+        return _refused(request, "bad_link")
+    if sub.status == SubscriberStatus.UNSUBSCRIBED:
+        return _message(request, "配信は停止されています",
+                        "このメールアドレスへの配信は停止されています。再開する場合は、"
+                        "改めてご登録ください。", link=("/s/", "配信の登録"))
+    if sub.status != SubscriberStatus.ACTIVE:
+        return _refused(request, "bad_link")
+    return _page(request, "manage.html", status, sub=sub, token=token, flash=flash,
+                 form=form or _shown(sub), errors=errors or {},
+                 calendar_url=ctx.links.calendar(sub.id))
+
+
+async def manage(request: web.Request) -> web.Response:
+    rt, _ = _ctx(request)
+    form = await _form(request)
+    if isinstance(form, web.Response):
+        return form
+    token = _token(request, form)
+    sub = await _linked(request, token, Purpose.MANAGE)
+    if sub is None or sub.id is None or sub.status != SubscriberStatus.ACTIVE:
+        return await _manage(request, sub, token)
+    action, now = form.get("action"), rt.clock()
+    if action == "unsubscribe":
+        await rt.store.update_subscriber(sub.id, {"status": SubscriberStatus.UNSUBSCRIBED},
+                                         now, actor="self-service")
+        log.info("subscriber unsubscribed", subscriber_id=sub.id, by="manage page")
+        return _message(request, "配信を停止しました",
+                        f"{sub.email} 宛ての工事・故障情報メールの配信を停止しました。",
+                        link=("/s/", "もう一度登録する"))
+    if action in ("pause", "resume"):
+        paused = action == "pause"
+        updated = await rt.store.update_subscriber(sub.id, {"paused": paused}, now,
+                                                   actor="self-service")
+        log.info("subscriber paused" if paused else "subscriber resumed", subscriber_id=sub.id)
+        return await _manage(request, updated, token, flash="配信を一時停止しました。" if paused
+                             else "配信を再開しました。")
+    shown = {**_posted(form), "email": sub.email}
+    try:
+        changes = _settings(shown)
+    except Invalid as exc:
+        return await _manage(request, sub, token, status=400, form=shown,
+                             errors=dict(exc.fields))
+    updated = await rt.store.update_subscriber(sub.id, changes, now, actor="self-service")
+    log.info("subscriber changed settings", subscriber_id=sub.id)
+    return await _manage(request, updated, token, flash="変更を保存しました。")
+
+
+# --------------------------------------------------------------------------- link request
+
+
+async def link_form(request: web.Request) -> web.Response:
+    return _page(request, "link.html", form={"email": ""})
+
+
+async def link_request(request: web.Request) -> web.Response:
+    rt, ctx = _ctx(request)
+    form = await _form(request)
+    if isinstance(form, web.Response):
+        return form
+    raw = form.get("email", "")
+    raw = raw if isinstance(raw, str) else ""
+    try:
+        email = normalise_email(raw)
+    except ValueError:
+        # Said for any malformed address, known or not: it tells nobody anything.
+        return _page(request, "link.html", 400, form={"email": raw},
+                     errors={"email": "メールアドレスを正しく入力してください"})
+    sub = await rt.store.subscriber_by_email(email)
+    if sub is not None and sub.status == SubscriberStatus.ACTIVE:
+        ctx.mail.request("manage", sub)
+    elif sub is not None and sub.status == SubscriberStatus.PENDING:
+        ctx.mail.request("confirm", sub)
+    raise web.HTTPSeeOther("/s/link-sent")
+
+
+async def link_sent(request: web.Request) -> web.Response:
+    return _message(request, "メールをお送りしました",
+                    "ご登録のあるメールアドレスでしたら、配信条件を変更するためのリンクを"
+                    "お送りしました。",
+                    "届かない場合は、迷惑メールフォルダをご確認のうえ、ご登録のアドレスを"
+                    "お確かめください。")
+
+
+# --------------------------------------------------------------------------- unsubscribe
+
+
+async def _unsubscribing(request: web.Request) -> tuple[Subscriber | None, str]:
+    """The subscriber a new-style (`t`) or an older (`token`) link is for."""
+    rt, ctx = _ctx(request)
+    token = request.query.get("t")
+    if token is not None:
+        return await _linked(request, token, Purpose.UNSUBSCRIBE), token
+    legacy = request.query.get("token", "")
+    sid = check_unsubscribe_token(ctx.legacy_unsubscribe_key, legacy) if legacy else None
+    return (await rt.store.get_subscriber(sid) if sid is not None else None), legacy
+
+
+async def unsubscribe_page(request: web.Request) -> web.Response:
+    sub, _ = await _unsubscribing(request)
+    if sub is None:
+        return _refused(request, "bad_link")
+    if sub.status == SubscriberStatus.UNSUBSCRIBED:
+        return _message(request, "配信は停止されています",
+                        f"{sub.email} 宛ての配信はすでに停止されています。")
+    # The button posts to this very URL (whichever kind of token it carries).
+    return _page(request, "unsubscribe.html", sub=sub, action=str(request.rel_url))
+
+
+async def one_click(request: web.Request) -> web.Response:
+    rt, _ = _ctx(request)
+    sub, _ = await _unsubscribing(request)
+    form = await request.post()
+    if form.get("List-Unsubscribe") != "One-Click":
+        return _message(request, "配信の停止", "このリクエストは RFC 8058 の形式ではありません。",
+                        status=400)
+    if sub is None or sub.id is None:
+        return _refused(request, "bad_link")
+    if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+        await rt.store.update_subscriber(sub.id, {"status": SubscriberStatus.UNSUBSCRIBED},
+                                         rt.clock(), actor="one-click")
+        log.info("subscriber unsubscribed", subscriber_id=sub.id, by="one-click")
+    return _message(request, "配信を停止しました",
+                    f"{sub.email} 宛ての工事・故障情報メールの配信を停止しました。",
+                    link=("/s/", "もう一度登録する"))
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/s/", signup_form), web.post("/s/", signup),
+        web.get("/s/sent", signup_sent),
+        web.get("/s/confirm", confirm_page), web.post("/s/confirm", confirm),
+        web.get("/s/manage", manage_page), web.post("/s/manage", manage),
+        web.get("/s/link", link_form), web.post("/s/link", link_request),
+        web.get("/s/link-sent", link_sent),
+        web.get("/unsubscribe", unsubscribe_page), web.post("/unsubscribe", one_click),
+        web.get("/s", _to_signup),
+    ]
+
+
+async def _to_signup(request: web.Request) -> web.Response:
+    raise web.HTTPMovedPermanently("/s/")
+
