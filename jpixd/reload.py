@@ -6,7 +6,8 @@ sending settings and rates, templates and mail headers, the guard's thresholds,
 Backlog settings, the admin token, `[web]` (link keys, base URL, limits). What needs
 a restart is reported and left as it was: the listen addresses, `state_dir` and the
 database, the transport and its endpoint, the SQS queue, the supervisor, SSM, adding or
-removing a section that has a loop of its own. A configuration with errors is refused whole; the running one stays.
+removing a section that has a loop of its own. A configuration with errors is refused
+whole; the running one stays.
 """
 
 from __future__ import annotations

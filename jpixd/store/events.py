@@ -111,6 +111,21 @@ class EventStore(SqliteBase):
         by = {r["type"]: int(r["n"]) for r in rows}
         return (int(sent["n"]) if sent else 0, by.get("Bounce", 0), by.get("Complaint", 0))
 
+    async def hourly_activity(self, since: datetime) -> dict[str, dict[str, int]]:
+        """Per UTC hour ("2026-11-29T12") since `since`: mails sent, bounces, complaints
+        (the console's chart)."""
+        s = to_db(since)
+        out: dict[str, dict[str, int]] = {}
+        for r in await self._all("SELECT substr(sent_at, 1, 13) AS h, COUNT(*) AS n FROM "
+                                 "deliveries WHERE state = 'sent' AND sent_at >= ? "
+                                 "GROUP BY h", (s,)):
+            out.setdefault(r["h"], {})["sent"] = int(r["n"])
+        for r in await self._all("SELECT substr(occurred_at, 1, 13) AS h, type, COUNT(*) AS n "
+                                 "FROM mail_events WHERE type IN ('Bounce', 'Complaint') "
+                                 "AND occurred_at >= ? GROUP BY h, type", (s,)):
+            out.setdefault(r["h"], {})[str(r["type"]).lower()] = int(r["n"])
+        return out
+
     async def suppressed_count(self) -> int:
         row = await self._one("SELECT COUNT(*) AS n FROM suppressions WHERE lifted_at IS NULL")
         return int(row["n"]) if row else 0

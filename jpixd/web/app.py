@@ -1,4 +1,5 @@
-"""Builds the aiohttp application from a Runtime and the API operations."""
+"""Builds the operator-side aiohttp application (health, metrics, the admin API and the
+console) from a Runtime and the API operations."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from jpixd.runtime import Runtime
 from jpixd.web import (
     admin,
     bounces,
+    console,
     deliveries,
     health,
     notices,
@@ -20,6 +22,7 @@ from jpixd.web import (
     tickets,
 )
 from jpixd.web.api import PREFIX, Api, ApiError, Handler
+from jpixd.web.guard import Proxies
 from jpixd.web.keys import API, RUNTIME
 from jpixd.web.shed import Shedder
 
@@ -61,9 +64,9 @@ def build_app(runtime: Runtime, apis: list[Api] | None = None,
               shedder: Shedder | None = None) -> web.Application:
     """With a shedder: its head timer outermost (it must see every request), its body
     timeout innermost (so that a 408 or 413 still gets the API's error shape)."""
-    middlewares: list[Any] = [admin_middleware]
+    middlewares: list[Any] = [*console.MIDDLEWARES, admin_middleware]
     if shedder is not None:
-        middlewares = [shedder.heads, admin_middleware, shedder.bodies]
+        middlewares = [shedder.heads, *console.MIDDLEWARES, admin_middleware, shedder.bodies]
     app = web.Application(middlewares=middlewares, client_max_size=8 * 1024 * 1024)
     merged = Api()
     for part in [admin.api, subscribers.api, notices.api, deliveries.api, bounces.api, tickets.api,
@@ -74,4 +77,5 @@ def build_app(runtime: Runtime, apis: list[Api] | None = None,
     app.add_routes(health.routes())
     app.add_routes(deliveries.public_routes())
     app.add_routes(merged.routes())
+    console.setup(app, Proxies(runtime.config.web.trusted_proxies))
     return app

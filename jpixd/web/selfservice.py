@@ -79,7 +79,7 @@ async def _form(request: web.Request) -> MultiDictProxy[Any] | web.Response:
     return form
 
 
-def _shown(sub: Subscriber | None = None) -> dict[str, Any]:
+def form_values(sub: Subscriber | None = None) -> dict[str, Any]:
     """Form values to show: a subscriber's, or a new form's defaults."""
     s = sub or Subscriber(email="")
     return {"email": s.email, "name": s.name, "organization": s.organization,
@@ -118,7 +118,7 @@ def _settings(shown: dict[str, Any]) -> dict[str, Any]:
 
 
 async def signup_form(request: web.Request) -> web.Response:
-    return _page(request, "signup.html", form=_shown())
+    return _page(request, "signup.html", form=form_values())
 
 
 async def signup(request: web.Request) -> web.Response:
@@ -241,7 +241,7 @@ async def _manage(request: web.Request, sub: Subscriber | None, token: str | Non
     if sub.status != SubscriberStatus.ACTIVE:
         return _refused(request, "bad_link")
     return _page(request, "manage.html", status, sub=sub, token=token, flash=flash,
-                 form=form or _shown(sub), errors=errors or {},
+                 form=form or form_values(sub), errors=errors or {},
                  calendar_url=ctx.links.calendar(sub.id))
 
 

@@ -1,0 +1,404 @@
+"""The operator console (`/console/` on the operator listener): what the admin API does,
+as pages, for a person.
+
+Login is with the admin token, into a session cookie (HttpOnly, SameSite=Strict, 12 h)
+signed with a key derived from that token: rotating the token ends every session. Every
+action is a POST with a CSRF token bound to the session. Logins are rate-limited per
+client address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import structlog
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from jpixd.bounces.rules import judge
+from jpixd.mail.sender import Sender
+from jpixd.model import DeliveryState, SubscriberStatus
+from jpixd.prefectures import NAME_BY_CODE, REGIONS
+from jpixd.runtime import Runtime
+from jpixd.subscribers import Invalid, parse_csv, validate_changes
+from jpixd.web import chart
+from jpixd.web.guard import CSRF_FIELD, Handler, Proxies, RateLimit, headers_middleware
+from jpixd.web.keys import RUNTIME
+from jpixd.web.links import Signer
+from jpixd.web.pages import page, static_routes
+from jpixd.web.selfservice import form_values
+
+log = structlog.get_logger("jpixd.console")
+
+COOKIE = "jpixd_console"
+SESSION = 12 * 3600
+PREFIX = "/console"
+LOGIN_LIMIT = web.AppKey("console_login_limit", RateLimit)
+PROXIES = web.AppKey("console_proxies", Proxies)
+
+
+def _signer(rt: Runtime) -> Signer:
+    return Signer([hashlib.sha256(b"jpixd-console\0" + rt.admin_token.encode()).hexdigest()])
+
+
+def _session(request: web.Request) -> str | None:
+    """The session cookie, if it is ours and not expired."""
+    value = request.cookies.get(COOKIE, "")
+    expires, _, mac = value.partition(".")
+    if not (expires.isascii() and expires.isdigit() and len(expires) < 12) or not mac:
+        return None
+    if int(expires) < time.time():
+        return None
+    return value if _signer(request.app[RUNTIME]).check_digest(f"session|{expires}", mac) \
+        else None
+
+
+def _csrf(request: web.Request, session: str) -> str:
+    return _signer(request.app[RUNTIME]).digest(f"console-csrf|{session}")
+
+
+@web.middleware
+async def console_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(PREFIX) or request.path in (f"{PREFIX}/login",):
+        return await handler(request)
+    session = _session(request)
+    if session is None:
+        raise web.HTTPSeeOther(f"{PREFIX}/login")
+    if request.method == "POST":
+        form = await request.post()
+        given = form.get(CSRF_FIELD)
+        if not isinstance(given, str) or not hmac.compare_digest(
+                given.encode("utf-8", "surrogateescape"), _csrf(request, session).encode()):
+            return _show(request, "console/message.html", 403, heading="操作を受け付けません",
+                         lines=["フォームの有効期限が切れたか、別のサイトから送信されました。"
+                                "ページを開き直してから操作してください。"])
+    request["session"] = session
+    return await handler(request)
+
+
+def _show(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+    rt = request.app[RUNTIME]
+    session = request.get("session") or _session(request)
+    return page(rt.config.tz, name, status, csrf=_csrf(request, session) if session else "",
+                logged_in=session is not None, path=request.path, **context)
+
+
+# --------------------------------------------------------------------------- login
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return _show(request, "console/login.html", error=None)
+
+
+async def login(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    client = request.app[PROXIES].client(request)
+    if not request.app[LOGIN_LIMIT].allow(client):
+        log.warning("console login refused: too many attempts", client=client)
+        return _show(request, "console/login.html", 429,
+                     error="試行回数が多すぎます。しばらくしてからお試しください。")
+    form = await request.post()
+    token = form.get("token")
+    if not isinstance(token, str) or not hmac.compare_digest(
+            token.strip().encode("utf-8", "surrogateescape"), rt.admin_token.encode()):
+        log.warning("console login failed", client=client)
+        return _show(request, "console/login.html", 401, error="トークンが正しくありません。")
+    expires = str(int(time.time()) + SESSION)
+    value = f"{expires}.{_signer(rt).digest(f'session|{expires}')}"
+    log.info("console login", client=client)
+    response = web.HTTPSeeOther(f"{PREFIX}/")
+    response.set_cookie(COOKIE, value, path=PREFIX, httponly=True, samesite="Strict",
+                        secure=request.app[PROXIES].secure(request), max_age=SESSION)
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    response = web.HTTPSeeOther(f"{PREFIX}/login")
+    response.del_cookie(COOKIE, path=PREFIX)
+    raise response
+
+
+# --------------------------------------------------------------------------- status
+
+
+async def status(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    now = rt.clock()
+    sending = await rt.store.sending_state()
+    counts = await rt.store.delivery_counts()
+    oldest = await rt.store.oldest_due_since(now)
+    since = now - rt.config.bounces.guard_window
+    if sending.window_start is not None and sending.window_start > since:
+        since = sending.window_start
+    verdict = judge(*await rt.store.guard_counts(since), rt.config.bounces)
+    sender = rt.loops.get("sender")
+    rate = quota = None
+    if isinstance(sender, Sender):
+        rate, quota = sender.bucket.rate, sender.quota
+    sources = []
+    for src in rt.config.sources:
+        sources.append((src, await rt.store.source_state(src.name)))
+    activity = await rt.store.hourly_activity(now - timedelta(days=7))
+    ready, reasons = rt.supervisor.healthy()
+    return _show(
+        request, "console/status.html", sending=sending, counts=counts, ready=ready,
+        reasons=reasons, oldest_age=max((now - oldest).total_seconds(), 0.0) if oldest else 0,
+        verdict=verdict, bounces=rt.config.bounces, rate=rate, quota=quota,
+        loops=rt.supervisor.status, sources=sources, transport=rt.config.mail.transport,
+        chart=chart.svg(activity, now, rt.config.tz), totals=chart.totals(activity),
+        suppressed=await rt.store.suppressed_count())
+
+
+async def set_sending(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    form = await request.post()
+    paused = form.get("action") == "pause"
+    reason = form.get("reason")
+    reason = reason.strip()[:500] if isinstance(reason, str) and reason.strip() else None
+    state = await rt.store.set_sending(
+        paused=paused, reason=reason or ("paused from the console" if paused
+                                         else "resumed from the console"),
+        actor="console", now=rt.clock())
+    rt.metrics.sending_paused.set(1 if state.paused else 0)
+    log.info("sending paused" if paused else "sending resumed", actor="console",
+             reason=state.reason)
+    rt.wake("sender")
+    rt.wake("backlog")
+    raise web.HTTPSeeOther(f"{PREFIX}/")
+
+
+# --------------------------------------------------------------------------- notices
+
+
+async def notices(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    q = request.query
+    status_filter = q.get("status") or None
+    kind = q.get("kind") if q.get("kind") in ("construction", "failure") else None
+    items, total = await rt.store.list_notices(status=status_filter, kind=kind, limit=100)
+    return _show(request, "console/notices.html", notices=items, total=total,
+                 status_filter=status_filter or "", kind=kind or "")
+
+
+async def notice(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    nid = _int(request.match_info["id"])
+    stored = await rt.store.get_notice(nid) if nid is not None else None
+    if stored is None:
+        return _show(request, "console/message.html", 404, heading="お知らせがありません",
+                     lines=[f"#{request.match_info['id']} はありません。"])
+    deliveries, dtotal = await rt.store.list_deliveries(notice_id=stored.id, limit=200)
+    return _show(request, "console/notice.html", s=stored,
+                 revisions=await rt.store.revisions(stored.id),
+                 counts=await rt.store.notice_delivery_counts(stored.id),
+                 deliveries=deliveries, dtotal=dtotal, names=NAME_BY_CODE)
+
+
+# --------------------------------------------------------------------------- deliveries
+
+
+async def deliveries(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    state = request.query.get("state") or "failed"
+    if state not in {str(s) for s in DeliveryState}:
+        state = "failed"
+    items, total = await rt.store.list_deliveries(state=state, limit=200)
+    return _show(request, "console/deliveries.html", deliveries=items, total=total,
+                 state=state, states=[str(s) for s in DeliveryState],
+                 counts=await rt.store.delivery_counts(), now=rt.clock())
+
+
+async def retry(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    did = _int(request.match_info["id"])
+    back = _back(await request.post(), f"{PREFIX}/deliveries")
+    if did is None or await rt.store.is_suppressed(
+            (await rt.store.get_delivery(did) or _NoDelivery).email):
+        raise web.HTTPSeeOther(back)
+    delivery = await rt.store.retry_delivery(did, rt.clock())
+    if delivery is not None:
+        log.info("delivery retried", delivery_id=did, actor="console")
+        rt.wake("sender")
+    raise web.HTTPSeeOther(back)
+
+
+class _NoDelivery:
+    email = ""
+
+
+# --------------------------------------------------------------------------- bounces
+
+
+async def bounces(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    suppressions, stotal = await rt.store.list_suppressions(limit=200)
+    events, _ = await rt.store.list_events(limit=100)
+    return _show(request, "console/bounces.html", suppressions=suppressions, stotal=stotal,
+                 events=[e for e in events if e["type"] in ("Bounce", "Complaint")])
+
+
+async def lift(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    form = await request.post()
+    email = form.get("email")
+    if isinstance(email, str) and await rt.store.lift_suppression(
+            email, by="console", now=rt.clock()):
+        log.info("suppression lifted", email=email, actor="console")
+        rt.wake("backlog")
+    raise web.HTTPSeeOther(f"{PREFIX}/bounces")
+
+
+# --------------------------------------------------------------------------- tickets
+
+
+async def tickets(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    items, total = await rt.store.list_tickets(limit=200)
+    base = rt.config.backlog.base_url.rstrip("/") if rt.config.backlog else None
+    return _show(request, "console/tickets.html", tickets=items, total=total,
+                 backlog_base=base, counts=await rt.store.ticket_counts())
+
+
+# --------------------------------------------------------------------------- subscribers
+
+
+async def subscribers(request: web.Request, *, flash: str | None = None,
+                      errors: list[str] | None = None, status: int = 200) -> web.Response:
+    rt = request.app[RUNTIME]
+    q = request.query.get("q", "").strip()[:200]
+    st = request.query.get("status") or None
+    if st not in {None, *(str(s) for s in SubscriberStatus)}:
+        st = None
+    items, total = await rt.store.list_subscribers(query=q or None, status=st, limit=200)
+    return _show(request, "console/subscribers.html", status, subscribers=items, total=total,
+                 q=q, status_filter=st or "", statuses=[str(s) for s in SubscriberStatus],
+                 flash=flash, errors=errors or [],
+                 changes=await rt.store.subscriber_changes(limit=30))
+
+
+async def subscriber(request: web.Request, *, flash: str | None = None,
+                     errors: dict[str, str] | None = None, status: int = 200) -> web.Response:
+    rt = request.app[RUNTIME]
+    sid = _int(request.match_info["id"])
+    sub = await rt.store.get_subscriber(sid) if sid is not None else None
+    if sub is None or sub.id is None:
+        return _show(request, "console/message.html", 404, heading="購読者がいません",
+                     lines=[f"#{request.match_info['id']} はいないか、削除されています。"])
+    return _show(request, "console/subscriber.html", status, sub=sub, flash=flash,
+                 form=form_values(sub),
+                 errors=errors or {}, regions=REGIONS, names=NAME_BY_CODE,
+                 statuses=[str(s) for s in SubscriberStatus],
+                 changes=await rt.store.subscriber_changes(sub.id))
+
+
+async def subscriber_save(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    sid = _int(request.match_info["id"])
+    form = await request.post()
+    data = {
+        "name": _one(form, "name"), "organization": _one(form, "organization"),
+        "carriers": _all(form, "carriers"), "prefectures": _all(form, "prefectures"),
+        "kinds": _all(form, "kinds"), "windows": _all(form, "windows"),
+        "services": [s.strip() for s in _one(form, "services").split(";") if s.strip()],
+        "charset": _one(form, "charset") or None, "status": _one(form, "status"),
+        "paused": form.get("paused") == "1",
+        "failure_respects_windows": form.get("failure_respects_windows") == "1",
+    }
+    try:
+        changes = validate_changes(data, creating=False)
+    except Invalid as exc:
+        return await subscriber(request, errors=dict(exc.fields), status=400)
+    if sid is None or await rt.store.update_subscriber(sid, changes, rt.clock(),
+                                                       actor="console") is None:
+        raise web.HTTPNotFound()
+    log.info("subscriber changed", subscriber_id=sid, actor="console")
+    return await subscriber(request, flash="保存しました。")
+
+
+async def subscribers_import(request: web.Request) -> web.Response:
+    """A CSV upload, checked whole (all rows or none, each bad row with its line), then
+    applied exactly as `jpixd subscribers import` would (opted-out addresses stay so)."""
+    rt = request.app[RUNTIME]
+    form = await request.post()
+    upload = form.get("file")
+    data = upload.file.read() if isinstance(upload, web.FileField) else b""
+    if not data:
+        return await subscribers(request, errors=["CSV ファイルを選んでください。"], status=400)
+    rows, problems = parse_csv(data)
+    if problems:
+        return await subscribers(request, errors=problems[:50], status=400)
+    dry = form.get("dry_run") == "1"
+    result = await rt.store.import_subscribers([(r.subscriber, r.columns) for r in rows],
+                                               rt.clock(), dry_run=dry)
+    log.info("subscribers imported", actor="console", dry_run=dry, created=result.created,
+             updated=result.updated, unchanged=result.unchanged, kept=result.kept)
+    what = "確認のみ（変更なし）" if dry else "取り込みました"
+    return await subscribers(
+        request, flash=f"{what}: 新規 {result.created} 件、更新 {result.updated} 件、"
+                       f"変更なし {result.unchanged} 件、配信停止のまま {result.kept} 件",
+        errors=list(result.diffs[:50]) if dry else None)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _int(raw: str) -> int | None:
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 12 else None
+
+
+def _one(form: MultiDictProxy[Any], name: str) -> str:
+    value = form.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+def _all(form: MultiDictProxy[Any], name: str) -> list[str]:
+    return [v for v in form.getall(name, []) if isinstance(v, str)]
+
+
+def _back(form: MultiDictProxy[Any], default: str) -> str:
+    """Where to go after an action: a console path only (never another site)."""
+    to = _one(form, "back")
+    return to if to.startswith(f"{PREFIX}/") and "//" not in to else default
+
+
+def query(**params: str) -> str:
+    return urlencode({k: v for k, v in params.items() if v})
+
+
+def routes() -> list[web.RouteDef]:
+    p = PREFIX
+    return [
+        web.get(f"{p}/login", login_form), web.post(f"{p}/login", login),
+        web.post(f"{p}/logout", logout),
+        web.get(f"{p}/", status), web.get(p, _to_status),
+        web.post(f"{p}/sending", set_sending),
+        web.get(f"{p}/notices", notices), web.get(f"{p}/notices/{{id}}", notice),
+        web.get(f"{p}/deliveries", deliveries),
+        web.post(f"{p}/deliveries/{{id}}/retry", retry),
+        web.get(f"{p}/bounces", bounces), web.post(f"{p}/suppressions/lift", lift),
+        web.get(f"{p}/tickets", tickets),
+        web.get(f"{p}/subscribers", subscribers),
+        web.post(f"{p}/subscribers/import", subscribers_import),
+        web.get(f"{p}/subscribers/{{id}}", subscriber),
+        web.post(f"{p}/subscribers/{{id}}", subscriber_save),
+    ]
+
+
+async def _to_status(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther(f"{PREFIX}/")
+
+
+def setup(app: web.Application, proxies: Proxies) -> None:
+    """The console on the operator app: its pages, the static files, its headers."""
+    app[LOGIN_LIMIT] = RateLimit(10, window=900.0)
+    app[PROXIES] = proxies
+    app.add_routes(routes())
+    app.add_routes(static_routes())
+
+
+MIDDLEWARES = (headers_middleware, console_auth)
