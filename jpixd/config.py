@@ -562,7 +562,7 @@ def _http(s: _Section) -> HttpConfig:
     listen = _listen(s)
     assert listen is not None
     public = _listen(s, "public_listen", None)
-    if public is not None and public == listen:
+    if public is not None and public == listen and public.port != 0:
         s.error("public_listen", "must differ from listen: the public pages and the "
                 "operator side are served apart")
     before = len(s.errors)

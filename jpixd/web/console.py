@@ -40,6 +40,7 @@ SESSION = 12 * 3600
 PREFIX = "/console"
 LOGIN_LIMIT = web.AppKey("console_login_limit", RateLimit)
 PROXIES = web.AppKey("console_proxies", Proxies)
+SESSION_KEY = web.RequestKey("console_session", str)
 
 
 def _signer(rt: Runtime) -> Signer:
@@ -77,13 +78,13 @@ async def console_auth(request: web.Request, handler: Handler) -> web.StreamResp
             return _show(request, "console/message.html", 403, heading="操作を受け付けません",
                          lines=["フォームの有効期限が切れたか、別のサイトから送信されました。"
                                 "ページを開き直してから操作してください。"])
-    request["session"] = session
+    request[SESSION_KEY] = session
     return await handler(request)
 
 
 def _show(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
     rt = request.app[RUNTIME]
-    session = request.get("session") or _session(request)
+    session = request.get(SESSION_KEY) or _session(request)
     return page(rt.config.tz, name, status, csrf=_csrf(request, session) if session else "",
                 logged_in=session is not None, path=request.path, **context)
 

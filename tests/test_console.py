@@ -1,0 +1,172 @@
+"""The operator console (issue 14): login, CSRF on every action, what it shows and does."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import aiohttp
+
+from jpixd.model import DeliveryState, Subscriber, SubscriberStatus
+from tests.conftest import ADMIN_TOKEN
+from tests.sesnotes import record_bounce
+from tests.webharness import CSRF, Site, site, write_feed
+
+
+async def login(s: Site, token: str = ADMIN_TOKEN) -> aiohttp.ClientSession:
+    op = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with op.post(s.d.base_url + "/console/login", data={"token": token}) as r:
+        assert r.status == 200, await r.text()
+    return op
+
+
+async def csrf_of(op: aiohttp.ClientSession, url: str) -> tuple[str, str]:
+    async with op.get(url) as r:
+        text = await r.text()
+        assert r.status == 200, url
+    m = CSRF.search(text)
+    assert m is not None
+    return text, m.group(1)
+
+
+async def test_login_is_required_and_a_wrong_token_refused(tmp_path: Path) -> None:
+    async with site(tmp_path) as s:
+        async with s.http.get(s.d.base_url + "/console/", allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == "/console/login"
+        async with s.http.post(s.d.base_url + "/console/login",
+                               data={"token": "wrong-token-0123456789"}) as r:
+            assert r.status == 401 and "正しくありません" in await r.text()
+        async with s.http.get(s.d.base_url + "/console/deliveries",
+                              allow_redirects=False) as r:
+            assert r.status == 303
+        async with s.http.get(s.d.base_url + "/console/",
+                              headers={"Cookie": "jpixd_console=99999999999.forged"},
+                              allow_redirects=False) as r:
+            assert r.status == 303
+        op = await login(s)
+        async with op:
+            async with op.get(s.d.base_url + "/console/") as r:
+                assert r.status == 200 and "送信中" in await r.text()
+            cookie = next(c for c in op.cookie_jar if c.key == "jpixd_console")
+            assert cookie["httponly"] and cookie["samesite"] == "Strict"
+            assert cookie["path"] == "/console"
+
+
+async def test_pause_and_resume_need_the_csrf_token(tmp_path: Path) -> None:
+    async with site(tmp_path) as s:
+        op = await login(s)
+        async with op:
+            _, csrf = await csrf_of(op, s.d.base_url + "/console/")
+            async with op.post(s.d.base_url + "/console/sending",
+                               data={"action": "pause"}) as r:
+                assert r.status == 403
+            assert not (await s.rt.store.sending_state()).paused
+            async with op.post(s.d.base_url + "/console/sending",
+                               data={"action": "pause", "reason": "メンテナンス",
+                                     "csrf": csrf}) as r:
+                text = await r.text()
+                assert r.status == 200 and 'id="sending-state">停止中' in text
+                assert "メンテナンス" in text
+            state = await s.rt.store.sending_state()
+            assert state.paused and state.actor == "console"
+            _, csrf = await csrf_of(op, s.d.base_url + "/console/")
+            async with op.post(s.d.base_url + "/console/sending",
+                               data={"action": "resume", "csrf": csrf}) as r:
+                assert 'id="sending-state">送信中' in await r.text()
+            assert not (await s.rt.store.sending_state()).paused
+
+
+async def test_status_shows_the_figures_an_operator_watches(tmp_path: Path) -> None:
+    async with site(tmp_path) as s:
+        await s.rt.store.create_subscriber(Subscriber(email="a@isp.example.jp"), s.rt.clock())
+        write_feed(tmp_path, [{"id": "F1", "kind": "failure", "title": "東京都の一部で故障",
+                               "prefectures": ["13"]}])
+        await s.poll()
+        await s.send_all()
+        op = await login(s)
+        async with op, op.get(s.d.base_url + "/console/") as r:
+            text = await r.text()
+        assert 'id="oldest">0 秒' in text
+        assert "バウンス率（停止 " in text and "苦情率（停止 " in text
+        assert "housekeeping" in text and "sender" in text and "feeds" in text
+        assert "local" in text  # the source with its last result
+        assert '<svg class="chart"' in text and "送信 1、バウンス 0、苦情 0" in text
+
+
+async def test_failed_mail_is_retried_and_a_suppression_lifted(tmp_path: Path) -> None:
+    async with site(tmp_path) as s:
+        sub = await s.rt.store.create_subscriber(Subscriber(email="a@isp.example.jp"),
+                                                 s.rt.clock())
+        write_feed(tmp_path, [{"id": "F1", "kind": "failure", "title": "故障",
+                               "prefectures": ["13"]}])
+        await s.poll()
+        [d], _ = await s.rt.store.list_deliveries()
+        await s.rt.store.mark_final(d.id, s.rt.clock(), DeliveryState.FAILED, "550 test")
+        op = await login(s)
+        async with op:
+            text, csrf = await csrf_of(op, s.d.base_url + "/console/deliveries?state=failed")
+            assert "550 test" in text
+            async with op.post(s.d.base_url + f"/console/deliveries/{d.id}/retry",
+                               data={"csrf": csrf, "back": "https://evil.example/"}) as r:
+                assert r.status == 200 and str(r.url).endswith("/console/deliveries")
+            await s.send_all()
+            again = await s.rt.store.get_delivery(d.id)
+            assert again is not None and again.state == DeliveryState.SENT  # was failed
+            # A suppression, lifted from the console.
+            await record_bounce(s.rt.store, "a@isp.example.jp", s.rt.clock())
+            assert await s.rt.store.is_suppressed("a@isp.example.jp")
+            text, csrf = await csrf_of(op, s.d.base_url + "/console/bounces")
+            assert "a@isp.example.jp" in text
+            async with op.post(s.d.base_url + "/console/suppressions/lift",
+                               data={"csrf": csrf, "email": "a@isp.example.jp"}) as r:
+                assert r.status == 200
+            assert not await s.rt.store.is_suppressed("a@isp.example.jp")
+            assert sub.id is not None
+
+
+async def test_subscribers_are_edited_and_imported_with_the_same_rules(
+        tmp_path: Path) -> None:
+    async with site(tmp_path) as s:
+        left = await s.rt.store.create_subscriber(
+            Subscriber(email="left@isp.example.jp", status=SubscriberStatus.UNSUBSCRIBED),
+            s.rt.clock())
+        op = await login(s)
+        async with op:
+            text, csrf = await csrf_of(op, s.d.base_url + "/console/subscribers")
+            bad = "email,name\nnot-an-address,x\nok@isp.example.jp,y\n"
+            form = aiohttp.FormData()
+            form.add_field("csrf", csrf)
+            form.add_field("file", bad.encode(), filename="s.csv", content_type="text/csv")
+            async with op.post(s.d.base_url + "/console/subscribers/import", data=form) as r:
+                text = await r.text()
+                assert r.status == 400 and "line 2" in text
+            assert await s.rt.store.subscriber_by_email("ok@isp.example.jp") is None
+            good = "email,name\nok@isp.example.jp,山田\nleft@isp.example.jp,戻らない\n"
+            form = aiohttp.FormData()
+            form.add_field("csrf", csrf)
+            form.add_field("file", good.encode(), filename="s.csv", content_type="text/csv")
+            async with op.post(s.d.base_url + "/console/subscribers/import", data=form) as r:
+                text = await r.text()
+                assert r.status == 200 and "新規 1 件、更新 1 件" in text
+            still = await s.rt.store.get_subscriber(left.id or 0)
+            assert still is not None and still.status == SubscriberStatus.UNSUBSCRIBED
+            # Edit one: a prefecture and a pause, logged as the console's.
+            ok = await s.rt.store.subscriber_by_email("ok@isp.example.jp")
+            assert ok is not None and ok.id is not None
+            text, csrf = await csrf_of(op, s.d.base_url + f"/console/subscribers/{ok.id}")
+            data = [("csrf", csrf), ("name", "山田"), ("carriers", "east"),
+                    ("prefectures", "13"), ("kinds", "failure"), ("windows", "day"),
+                    ("status", "active"), ("paused", "1"), ("services", ""), ("charset", "")]
+            async with op.post(s.d.base_url + f"/console/subscribers/{ok.id}",
+                               data=data) as r:
+                text = await r.text()
+                assert r.status == 200 and "保存しました" in text
+            ok = await s.rt.store.get_subscriber(ok.id)
+            assert ok is not None and ok.paused and ok.prefectures == ("13",)
+            changes = await s.rt.store.subscriber_changes(ok.id)
+            assert changes[0].actor == "console" and re.search(r"prefectures: .* → 13",
+                                                               changes[0].detail)
+            async with op.get(s.d.base_url + "/console/subscribers",
+                              params={"q": "山田"}) as r:
+                text = await r.text()
+                assert "ok@isp.example.jp" in text and "left@isp.example.jp" not in text
