@@ -26,8 +26,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# System tools some tests use (systemd-analyze, promtool); installed when missing and
-# possible, otherwise those tests say they are skipped and why.
+# System tools some tests use (systemd-analyze, promtool, chromium and chromedriver);
+# installed when missing and possible, otherwise those tests say they are skipped and why.
 tools:
 	@scripts/install-test-tools.sh
 

@@ -1,12 +1,18 @@
 #!/bin/sh
 # Installs the Debian tools that some tests use, when they are missing and we may:
 # systemd-analyze (package systemd) to verify the unit file, promtool (package
-# prometheus) to check the metrics text. Never fails the build: a test that needs a
-# missing tool is skipped with the reason.
+# prometheus) to check the metrics text, chromium and chromedriver (packages chromium,
+# chromium-driver) for the browser tests, driven by Selenium: Debian's browser, no
+# download at test time, and a Japanese font for their screenshots. Never fails the build: a test that needs a missing tool is
+# skipped with the reason.
 set -u
 need=""
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
+# A Japanese font, or the browser tests' screenshots show boxes instead of text.
+fc-list :lang=ja 2>/dev/null | grep -q . || need="$need fonts-ipafont-gothic"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "install-test-tools: missing:$need (not root or no apt-get); their tests will be skipped"

@@ -10,10 +10,14 @@ from pathlib import Path
 
 import aiohttp
 import feedparser
+from prometheus_client import CollectorRegistry
 
-from jpixd.model import SubscriberStatus
+from jpixd.config import Config, load_mapping
+from jpixd.mail.sender import Sender
+from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.web.links import Purpose, Signer
-from tests.webharness import KEY, Site, link_in, site, write_feed
+from tests.conftest import running_daemon
+from tests.webharness import KEY, Site, link_in, site, web_config, web_mapping, write_feed
 
 ATTACK = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -91,7 +95,12 @@ async def test_sign_up_confirm_manage_and_one_click(tmp_path: Path) -> None:
             assert r.status == 200 and "配信を停止しました" in await r.text()
         sub = await s.rt.store.get_subscriber(sid)
         assert sub is not None and sub.status == SubscriberStatus.UNSUBSCRIBED
-        assert (await s.rt.store.subscriber_changes(sid))[0].actor == "one-click"
+        async with s.http.get(s.d.base_url + f"/admin/v1/subscribers/{sid}/changes",
+                              headers=s.admin) as r:
+            log = (await r.json())["items"]
+        assert [(c["actor"], c["action"]) for c in log] == [
+            ("one-click", "unsubscribed"), ("self-service", "updated"),
+            ("self-service", "confirmed"), ("self-service", "created")]
 
 
 async def test_the_human_unsubscribe_page_changes_nothing_until_its_button(
@@ -330,3 +339,30 @@ async def test_confirmation_links_expire_and_pending_subscribers_get_nothing(
             year=2020))
         async with s.http.get(s.public + "/s/confirm", params={"t": expired}) as page:
             assert page.status == 400
+
+
+async def test_a_reload_takes_a_new_key_without_breaking_mailed_links(
+        tmp_path: Path) -> None:
+    cfg = web_config(tmp_path)
+    port = int((cfg.web.base_url or "").rsplit(":", 1)[1])
+
+    def rotated() -> Config:
+        return load_mapping(web_mapping(tmp_path, keys=("n" * 32, KEY), port=port),
+                            base_dir=tmp_path, env={})
+
+    async with running_daemon(cfg, registry=CollectorRegistry(),
+                              reload_from=rotated) as d, aiohttp.ClientSession() as http:
+        public, rt = d.daemon.public, d.daemon.runtime
+        assert public is not None and rt is not None
+        sub = await rt.store.create_subscriber(Subscriber(email="r@isp.example.jp"),
+                                               rt.clock())
+        assert sub.id is not None
+        mailed = public.links.unsubscribe(sub.id)
+        await d.daemon._reload()
+        fresh = public.links.unsubscribe(sub.id)
+        assert fresh != mailed  # the new key signs now
+        sender = rt.loops["sender"]
+        assert isinstance(sender, Sender) and sender.renderer.links is public.links
+        for url in (mailed, fresh):
+            async with http.get(url) as r:
+                assert r.status == 200, url

@@ -147,3 +147,18 @@ async def delete_subscriber(request: web.Request) -> web.Response:
     log.info("subscriber deleted", subscriber_id=sid)
     rt.wake("backlog")  # its address's bounce issue, if any, is closed
     return json_response({"deleted": True, "id": sid})
+
+
+@api.op("GET", "/subscribers/{id}/changes",
+        "Who changed the subscriber, what and when (admin, import, console, the subscriber "
+        "themselves on the self-service pages, one-click), newest first",
+        response={"type": "object", "properties": {"items": {"type": "array"}}})
+async def subscriber_changes(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    sid = path_id(request)
+    changes = await rt.store.subscriber_changes(sid, limit=500)
+    if not changes and await rt.store.get_subscriber(sid) is None:
+        raise ApiError(404, "not_found", f"no subscriber {sid}")
+    return json_response({"items": [{"at": c.at.isoformat(), "actor": c.actor,
+                                     "action": c.action, "detail": c.detail}
+                                    for c in changes]})

@@ -1,0 +1,319 @@
+"""The pages in a real browser (issue 14): Debian's headless Chromium driven by Selenium,
+against a real `jpixd run` child. The story a subscriber lives, then an operator's pause.
+
+Every page is saved as a screenshot under test-artifacts/screenshots/ (or
+$JPIXD_TEST_ARTIFACTS): look at them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import urllib.request
+from collections.abc import Callable, Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ADMIN_TOKEN, DaemonProcess, free_port, toml_dumps
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or DRIVER is None,
+    reason="chromium and chromedriver are not installed (scripts/install-test-tools.sh "
+           "installs them as root)")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = Path(os.environ.get("JPIXD_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "screenshots"
+EMAIL = "noc@isp.example.jp"
+
+
+class Browser:
+    def __init__(self, width: int = 1280, height: int = 1000, *, phone: bool = False) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = CHROMIUM or ""
+        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--disable-dev-shm-usage", f"--window-size={width},{height}",
+                    "--lang=ja-JP", "--no-first-run", "--disable-extensions"):
+            opts.add_argument(arg)
+        if phone:  # a window cannot be narrower than ~500 px: emulate the device instead
+            opts.add_experimental_option("mobileEmulation", {"deviceMetrics": {
+                "width": width, "height": height, "pixelRatio": 2.0}})
+        self.driver = webdriver.Chrome(service=Service(DRIVER or ""), options=opts)
+        self.driver.set_page_load_timeout(20)
+        # A click that submits a form returns before the next page is there: finding an
+        # element waits for it (up to 10 s) instead of failing on the old page.
+        self.driver.implicitly_wait(10)
+
+    def shot(self, name: str) -> None:
+        """A full-page screenshot (the window grown to the page's height)."""
+        d = self.driver
+        height = d.execute_script("return document.documentElement.scrollHeight")
+        d.set_window_size(d.get_window_size()["width"], min(max(int(height), 600), 6000))
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        assert d.save_screenshot(str(SHOTS / f"{name}.png"))
+
+    def css(self, selector: str) -> Any:
+        from selenium.webdriver.common.by import By
+        return self.driver.find_element(By.CSS_SELECTOR, selector)
+
+    def submit(self, selector: str) -> None:
+        """Click a button that loads another page, and wait until that page is there
+        (the old page's root gone stale), not just until the click is sent."""
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as ec
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        old = self.driver.find_element(By.TAG_NAME, "html")
+        self.css(selector).click()
+        WebDriverWait(self.driver, 15).until(ec.staleness_of(old))
+
+    def quit(self) -> None:
+        self.driver.quit()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_screenshots() -> None:
+    """This run's screenshots only: none left over from an earlier run to mislead."""
+    shutil.rmtree(SHOTS, ignore_errors=True)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    b = Browser()
+    try:
+        yield b
+    finally:
+        b.quit()
+
+
+def _feed(path: Path, notices: list[dict[str, Any]]) -> None:
+    path.write_text(json.dumps({"notices": notices}, ensure_ascii=False), encoding="utf-8")
+
+
+def _admin(base: str, method: str, path: str) -> Any:
+    req = urllib.request.Request(base + "/admin/v1" + path, method=method,
+                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _mails(outbox: Path) -> list[EmailMessage]:
+    out = []
+    for p in sorted(outbox.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns):
+        msg = message_from_bytes(p.read_bytes(), policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        if EMAIL in str(msg["To"]):
+            out.append(msg)
+    return out
+
+
+def _text(msg: EmailMessage) -> str:
+    part = msg.get_body(("plain",))
+    assert part is not None
+    text = part.get_content()
+    assert isinstance(text, str)
+    return text
+
+
+def _link(msg: EmailMessage, path: str) -> str:
+    m = re.search(rf"(http://\S+{re.escape(path)}\?t=\S+)", _text(msg))
+    assert m is not None, _text(msg)
+    return m.group(1)
+
+
+@pytest.fixture
+def running(tmp_path: Path,
+            daemon_process: Callable[..., DaemonProcess]) -> Iterator[dict[str, Any]]:
+    port = free_port()
+    (tmp_path / "token").write_text(ADMIN_TOKEN + "\n")
+    (tmp_path / "web-keys").write_text("w" * 40 + "\n")
+    feed = tmp_path / "feed.json"
+    _feed(feed, [])
+    config = tmp_path / "jpixd.toml"
+    config.write_text(toml_dumps({
+        "state_dir": str(tmp_path / "state"), "shutdown_timeout": "5s",
+        "http": {"listen": "127.0.0.1:0", "admin_token_file": str(tmp_path / "token"),
+                 "public_listen": f"127.0.0.1:{port}"},
+        "web": {"base_url": f"http://127.0.0.1:{port}",
+                "secret_keys_file": str(tmp_path / "web-keys")},
+        "mail": {"from": "notice@example.jp", "from_name": "工事・故障情報",
+                 "transport": "file", "file": {"dir": str(tmp_path / "outbox")}},
+        "logging": {"format": "json", "level": "info"},
+        "sources": [{"name": "local", "kind": "json", "carrier": "east",
+                     "url": feed.as_uri(), "interval": "1h", "send_on_first_poll": True}],
+    }), encoding="utf-8")
+    p = daemon_process(["run", "--config", str(config)])
+    listening = p.wait_for_event("http listening")
+    p.wait_for_event("jpixd ready")
+    yield {"proc": p, "admin": f"http://{listening['addresses'][0]}",
+           "public": f"http://127.0.0.1:{port}", "feed": feed, "outbox": tmp_path / "outbox"}
+
+
+def test_a_subscriber_signs_up_changes_settings_and_leaves(
+        browser: Browser, running: dict[str, Any]) -> None:
+    from selenium.webdriver.common.by import By
+
+    p: DaemonProcess = running["proc"]
+    public, admin, feed, outbox = (running["public"], running["admin"], running["feed"],
+                                   running["outbox"])
+    d = browser.driver
+
+    # The board, empty, and the sign-up form.
+    d.get(public + "/notices")
+    assert "現在、発生中の故障はありません" in d.page_source
+    browser.shot("01-board-empty")
+    d.get(public + "/s/")
+    browser.shot("02-signup")
+    browser.css("#email").send_keys(EMAIL)
+    browser.css("#name").send_keys("運用 太郎")
+    browser.css("#organization").send_keys("例ISP株式会社")
+    # Carriers: NTT East only. Region: all of Kanto, with the script's select-all box.
+    browser.css('input[name="carriers"][value="west"]').click()
+    kanto = browser.css('input[data-region-all="r2"]')
+    assert kanto.is_displayed()  # the script showed it
+    kanto.click()
+    ticked = [e.get_attribute("value") for e in d.find_elements(
+        By.CSS_SELECTOR, 'input[name="prefectures"]:checked')]
+    assert ticked == ["08", "09", "10", "11", "12", "13", "14"]
+    browser.shot("03-signup-filled")
+    browser.submit('form[action="/s/"] button[type="submit"]')
+    assert d.current_url == public + "/s/sent"
+    browser.shot("04-signup-sent")
+
+    # The confirmation mail lands in the file transport; its link confirms.
+    p.wait_for_event("self-service mail sent")
+    [confirmation] = _mails(outbox)
+    assert "登録の確認" in str(confirmation["Subject"])
+    d.get(_link(confirmation, "/s/confirm"))
+    browser.shot("05-confirm")
+    browser.submit("#confirm")
+    assert "登録が完了しました" in d.page_source
+    browser.shot("06-confirmed")
+    [sub] = _admin(admin, "GET", f"/subscribers?email={EMAIL}")["items"]
+    assert sub["status"] == "active" and sub["carriers"] == ["east"]
+
+    # A matching notice arrives.
+    _feed(feed, [{"id": "F1", "kind": "failure", "title": "東京都の一部で光回線の故障",
+                  "prefectures": ["13"], "services": ["フレッツ光ネクスト"]}])
+    report = _admin(admin, "POST", "/sources/local/poll")
+    assert report["changes"][0]["deliveries"] == 1
+    p.wait_for_event("mail sent")
+    notice = _mails(outbox)[-1]
+    assert "東京都の一部で光回線の故障" in str(notice["Subject"])
+    unsubscribe = str(notice["List-Unsubscribe"]).strip("<>")
+    assert notice["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    # The board shows it; its page shows its reports.
+    d.get(public + "/notices")
+    assert "東京都の一部で光回線の故障" in d.page_source
+    browser.shot("07-board")
+    browser.submit("#notice-1 a")
+    browser.shot("08-notice")
+
+    # The manage link from the mail: Tokyo dropped.
+    d.get(_link(notice, "/s/manage"))
+    browser.shot("09-manage")
+    browser.css('input[name="prefectures"][value="13"]').click()
+    browser.submit("#save")
+    assert browser.css("#flash").text == "変更を保存しました。"
+    browser.shot("10-manage-saved")
+    [sub] = _admin(admin, "GET", f"/subscribers?email={EMAIL}")["items"]
+    assert "13" not in sub["prefectures"] and "14" in sub["prefectures"]
+
+    # A notice for Tokyo does not arrive.
+    _feed(feed, [{"id": "F1", "kind": "failure", "title": "東京都の一部で光回線の故障",
+                  "prefectures": ["13"], "services": ["フレッツ光ネクスト"]},
+                 {"id": "F2", "kind": "failure", "title": "東京都の一部でひかり電話の故障",
+                  "prefectures": ["13"]}])
+    report = _admin(admin, "POST", "/sources/local/poll")
+    assert [c["deliveries"] for c in report["changes"]] == [0]
+    before = len(_mails(outbox))
+
+    # One-click, as a mail client sends it: a POST to the List-Unsubscribe URL.
+    req = urllib.request.Request(unsubscribe, data=b"List-Unsubscribe=One-Click",
+                                 method="POST", headers={
+                                     "Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+    [sub] = _admin(admin, "GET", f"/subscribers?email={EMAIL}")["items"]
+    assert sub["status"] == "unsubscribed"
+    d.get(unsubscribe)
+    browser.shot("11-unsubscribed")
+
+    # Nothing more, not even for a prefecture still ticked.
+    _feed(feed, [{"id": "F3", "kind": "failure", "title": "神奈川県の一部で故障",
+                  "prefectures": ["14"]}])
+    report = _admin(admin, "POST", "/sources/local/poll")
+    assert [c["deliveries"] for c in report["changes"]][-1] == 0
+    assert len(_mails(outbox)) == before
+
+    # The other public pages, for the record.
+    d.get(public + "/s/link")
+    browser.shot("12-link-request")
+    d.get(public + "/s/manage?t=m1.1.AAAAAAAAAAAAAAAAAAAAAA")
+    assert "リンクが無効です" in d.page_source
+    browser.shot("13-bad-link")
+
+
+def test_an_operator_pauses_and_resumes_from_the_console(
+        browser: Browser, running: dict[str, Any]) -> None:
+    admin, d = running["admin"], browser.driver
+    _feed(running["feed"], [{"id": "W1", "kind": "construction", "title": "千葉県の一部で設備工事",
+                             "prefectures": ["12"], "starts_at": "2026-12-10T01:00:00+09:00",
+                             "ends_at": "2026-12-10T05:00:00+09:00"}])
+    req = urllib.request.Request(admin + "/admin/v1/subscribers", method="POST",
+                                 data=json.dumps({"email": "ops@isp.example.jp",
+                                                  "name": "監視 花子"}).encode(),
+                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 201
+    _admin(admin, "POST", "/sources/local/poll")
+    d.get(admin + "/console/")
+    assert d.current_url == admin + "/console/login"
+    browser.shot("20-console-login")
+    browser.css("#token").send_keys("wrong-token-0123456789")
+    browser.submit("#login")
+    assert "トークンが正しくありません" in browser.css("#error").text
+    browser.css("#token").send_keys(ADMIN_TOKEN)
+    browser.submit("#login")
+    assert browser.css("#sending-state").text == "送信中"
+    browser.shot("21-console-status")
+    browser.css("#reason").send_keys("回線メンテナンスのため")
+    browser.submit("#pause")
+    assert browser.css("#sending-state").text == "停止中"
+    assert "回線メンテナンスのため" in d.page_source
+    browser.shot("22-console-paused")
+    assert _admin(admin, "GET", "/status")["sending"]["paused"] is True
+    browser.submit("#resume")
+    assert browser.css("#sending-state").text == "送信中"
+    assert _admin(admin, "GET", "/status")["sending"]["paused"] is False
+    for i, page in enumerate(["notices", "notices/1", "deliveries?state=sent", "bounces",
+                              "tickets", "subscribers", "subscribers/1"]):
+        d.get(f"{admin}/console/{page}")
+        assert "jpixd コンソール" in d.title
+        browser.shot(f"{23 + i}-console-{page.split('?')[0].replace('/', '-')}")
+
+
+def test_the_sign_up_page_on_a_phone(running: dict[str, Any]) -> None:
+    phone = Browser(width=390, height=844, phone=True)
+    try:
+        for path, name in (("/s/", "30-signup-phone"), ("/notices", "31-board-phone")):
+            phone.driver.get(running["public"] + path)
+            view, page = phone.driver.execute_script(
+                "return [document.documentElement.clientWidth, "
+                "document.documentElement.scrollWidth]")
+            assert int(view) == 390  # the phone's width, not a desktop window's
+            assert int(page) <= int(view), path  # nothing sideways: no horizontal scrolling
+            phone.shot(name)
+    finally:
+        phone.quit()
