@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from typing import Any
 import aiohttp
 from aiobotocore.session import get_session
 
-from tests.conftest import ADMIN_TOKEN, DaemonProcess, base_mapping, toml_dumps
+from tests.conftest import ADMIN_TOKEN, DaemonProcess, base_mapping, free_port, toml_dumps
 from tests.sesnotes import bounce, sns
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -100,6 +101,12 @@ async def test_hostile_input_at_every_boundary(
         cfg = base_mapping(tmp_path, sources=sources, bounces={
             "queue_url": queue, "region": "ap-northeast-1", "endpoint_url": moto_url,
             "wait_time": "1s", "visibility_timeout": "5s"})
+        public_port = free_port()
+        (tmp_path / "web-keys").write_text("f" * 40 + "\n")
+        cfg["http"] = {**cfg["http"], "public_listen": f"127.0.0.1:{public_port}"}
+        cfg["web"] = {"base_url": f"http://127.0.0.1:{public_port}",
+                      "secret_keys_file": str(tmp_path / "web-keys"),
+                      "posts_per_client_hour": 100000}
         path = tmp_path / "jpixd.toml"
         path.write_text(toml_dumps(cfg), encoding="utf-8")
         proc = daemon_process(["run", "--config", str(path)])
@@ -119,6 +126,7 @@ async def test_hostile_input_at_every_boundary(
             await fuzz_sqs(http, d, sqs, queue, rng)
             await fuzz_admin(http, d, rng)
             await fuzz_forms(http, d, rng)
+            await fuzz_pages(http, d, f"http://127.0.0.1:{public_port}", rng)
             fuzz_csv(tmp_path, path, rng)
             await d.ready(http)
             async with http.get(d.base + "/metrics") as r:
@@ -232,6 +240,46 @@ async def fuzz_forms(http: aiohttp.ClientSession, d: Daemon, rng: random.Random)
                 assert r.status < 500, (token, r.status)
             async with anonymous.post(d.base + "/unsubscribe", params={"token": token}) as r:
                 assert r.status < 500, (token, r.status)
+    await d.ready(http)
+
+
+async def fuzz_pages(http: aiohttp.ClientSession, d: Daemon, public: str,
+                     rng: random.Random) -> None:
+    """The public pages and the console's login, as strangers use them: with and without
+    a valid CSRF token, with hostile values, tokens and query strings."""
+    values = ["", "x" * 5000, "\u0000\r\nBcc: x@evil", "<script>", "ﾃｽﾄ", "١", "%00",
+              "a@b.c", "東京都", "99", "east", "construction", "day", "utf-8", "\ud800"]
+    fields = ["email", "name", "organization", "carriers", "prefectures", "kinds",
+              "services", "windows", "charset", "action", "t", "List-Unsubscribe"]
+    token_chars = "cmuk0123456789.-_ABCxyz%²١"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get(public + "/s/") as r:
+            text = await r.text()
+            assert r.status == 200
+        m = re.search(r'name="csrf" value="([^"]+)"', text)
+        assert m is not None
+        for i in range(120):
+            form = [(rng.choice(fields), rng.choice(values)) for _ in range(rng.randint(0, 8))]
+            if i % 2:
+                form.append(("csrf", m.group(1)))
+            token = "".join(rng.choice(token_chars) for _ in range(rng.randint(0, 60)))
+            path = rng.choice(["/s/", "/s/manage", "/s/confirm", "/s/link", "/unsubscribe"])
+            body = "&".join(f"{k}={v}" for k, v in form).encode("utf-8", "surrogatepass")
+            async with browser.post(public + path, params={"t": token}, data=body, headers={
+                    "Content-Type": "application/x-www-form-urlencoded"}) as r:
+                assert r.status < 500, (path, form, token, r.status)
+            printable = [v for v in values if v != "\ud800"]  # a URL cannot carry one
+            query = {rng.choice(["carrier", "prefecture", "kind", "t"]): rng.choice(printable)}
+            page = rng.choice(["/notices", "/notices.atom", "/notices.ics", "/s/manage",
+                               "/s/calendar.ics", f"/notices/{rng.choice(printable)}"])
+            async with browser.get(public + page, params=query) as r:
+                assert r.status < 500, (page, query, r.status)
+            login = f"token={rng.choice(values)}".encode("utf-8", "surrogatepass")
+            async with browser.post(d.base + "/console/login", data=login, headers={
+                    "Content-Type": "application/x-www-form-urlencoded"}) as r:
+                assert r.status in (400, 401, 429), r.status
+        async with browser.get(public + "/notices") as r:
+            assert r.status == 200
     await d.ready(http)
 
 

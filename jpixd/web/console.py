@@ -27,7 +27,7 @@ from jpixd.prefectures import NAME_BY_CODE, REGIONS
 from jpixd.runtime import Runtime
 from jpixd.subscribers import Invalid, parse_csv, validate_changes
 from jpixd.web import chart
-from jpixd.web.guard import CSRF_FIELD, Handler, Proxies, RateLimit, headers_middleware
+from jpixd.web.guard import CSRF_FIELD, Handler, Proxies, RateLimit, headers_middleware, read_form
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Signer
 from jpixd.web.pages import page, static_routes
@@ -71,7 +71,7 @@ async def console_auth(request: web.Request, handler: Handler) -> web.StreamResp
     if session is None:
         raise web.HTTPSeeOther(f"{PREFIX}/login")
     if request.method == "POST":
-        form = await request.post()
+        form = await read_form(request)
         given = form.get(CSRF_FIELD)
         if not isinstance(given, str) or not hmac.compare_digest(
                 given.encode("utf-8", "surrogateescape"), _csrf(request, session).encode()):
@@ -103,7 +103,7 @@ async def login(request: web.Request) -> web.Response:
         log.warning("console login refused: too many attempts", client=client)
         return _show(request, "console/login.html", 429,
                      error="試行回数が多すぎます。しばらくしてからお試しください。")
-    form = await request.post()
+    form = await read_form(request)
     token = form.get("token")
     if not isinstance(token, str) or not hmac.compare_digest(
             token.strip().encode("utf-8", "surrogateescape"), rt.admin_token.encode()):
@@ -157,7 +157,7 @@ async def status(request: web.Request) -> web.Response:
 
 async def set_sending(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    form = await request.post()
+    form = await read_form(request)
     paused = form.get("action") == "pause"
     reason = form.get("reason")
     reason = reason.strip()[:500] if isinstance(reason, str) and reason.strip() else None
@@ -217,7 +217,7 @@ async def deliveries(request: web.Request) -> web.Response:
 async def retry(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     did = _int(request.match_info["id"])
-    back = _back(await request.post(), f"{PREFIX}/deliveries")
+    back = _back(await read_form(request), f"{PREFIX}/deliveries")
     if did is None or await rt.store.is_suppressed(
             (await rt.store.get_delivery(did) or _NoDelivery).email):
         raise web.HTTPSeeOther(back)
@@ -245,7 +245,7 @@ async def bounces(request: web.Request) -> web.Response:
 
 async def lift(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    form = await request.post()
+    form = await read_form(request)
     email = form.get("email")
     if isinstance(email, str) and await rt.store.lift_suppression(
             email, by="console", now=rt.clock()):
@@ -300,7 +300,7 @@ async def subscriber(request: web.Request, *, flash: str | None = None,
 async def subscriber_save(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     sid = _int(request.match_info["id"])
-    form = await request.post()
+    form = await read_form(request)
     data = {
         "name": _one(form, "name"), "organization": _one(form, "organization"),
         "carriers": _all(form, "carriers"), "prefectures": _all(form, "prefectures"),
@@ -325,7 +325,7 @@ async def subscribers_import(request: web.Request) -> web.Response:
     """A CSV upload, checked whole (all rows or none, each bad row with its line), then
     applied exactly as `jpixd subscribers import` would (opted-out addresses stay so)."""
     rt = request.app[RUNTIME]
-    form = await request.post()
+    form = await read_form(request)
     upload = form.get("file")
     data = upload.file.read() if isinstance(upload, web.FileField) else b""
     if not data:

@@ -14,8 +14,10 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from jpixd.web.links import Signer
 
@@ -47,6 +49,15 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     security_headers(response)
     return response
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """The posted form; a body that is not what its Content-Type says (bytes that are not
+    UTF-8, a broken multipart) is the client's mistake, a 400, never a 500."""
+    try:
+        return await request.post()
+    except (UnicodeDecodeError, ValueError, AssertionError) as exc:
+        raise web.HTTPBadRequest(text=f"the form could not be read: {exc}"[:200]) from None
 
 
 class Proxies:

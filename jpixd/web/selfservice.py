@@ -22,7 +22,7 @@ from jpixd.prefectures import NAME_BY_CODE, REGIONS
 from jpixd.runtime import Runtime
 from jpixd.subscribers import Invalid, normalise_email, validate_changes
 from jpixd.web.context import PUBLIC, PublicContext
-from jpixd.web.guard import CSRF_FIELD
+from jpixd.web.guard import CSRF_FIELD, read_form
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Purpose
 from jpixd.web.pages import page
@@ -72,7 +72,7 @@ async def _form(request: web.Request) -> MultiDictProxy[Any] | web.Response:
     _, ctx = _ctx(request)
     if not ctx.per_client.allow(ctx.proxies.client(request)):
         return _refused(request, "rate_limited")
-    form = await request.post()
+    form = await read_form(request)
     token = form.get(CSRF_FIELD)
     if not isinstance(token, str) or not ctx.csrf.valid(request, token):
         return _refused(request, "csrf")
@@ -344,7 +344,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
 async def one_click(request: web.Request) -> web.Response:
     rt, _ = _ctx(request)
     sub, _ = await _unsubscribing(request)
-    form = await request.post()
+    form = await read_form(request)
     if form.get("List-Unsubscribe") != "One-Click":
         return _message(request, "配信の停止", "このリクエストは RFC 8058 の形式ではありません。",
                         status=400)
