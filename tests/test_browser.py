@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, DaemonProcess, free_port, toml_dumps
+from tests.webharness import link_in
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -116,20 +116,6 @@ def _mails(outbox: Path) -> list[EmailMessage]:
     return out
 
 
-def _text(msg: EmailMessage) -> str:
-    part = msg.get_body(("plain",))
-    assert part is not None
-    text = part.get_content()
-    assert isinstance(text, str)
-    return text
-
-
-def _link(msg: EmailMessage, path: str) -> str:
-    m = re.search(rf"(http://\S+{re.escape(path)}\?t=\S+)", _text(msg))
-    assert m is not None, _text(msg)
-    return m.group(1)
-
-
 @pytest.fixture
 def running(tmp_path: Path,
             daemon_process: Callable[..., DaemonProcess]) -> Iterator[dict[str, Any]]:
@@ -193,7 +179,7 @@ def test_a_subscriber_signs_up_changes_settings_and_leaves(
     p.wait_for_event("self-service mail sent")
     [confirmation] = _mails(outbox)
     assert "登録の確認" in str(confirmation["Subject"])
-    d.get(_link(confirmation, "/s/confirm"))
+    d.get(link_in(confirmation, "/s/confirm"))
     browser.shot("05-confirm")
     browser.submit("#confirm")
     assert "登録が完了しました" in d.page_source
@@ -220,7 +206,7 @@ def test_a_subscriber_signs_up_changes_settings_and_leaves(
     browser.shot("08-notice")
 
     # The manage link from the mail: Tokyo dropped.
-    d.get(_link(notice, "/s/manage"))
+    d.get(link_in(notice, "/s/manage"))
     browser.shot("09-manage")
     browser.css('input[name="prefectures"][value="13"]').click()
     browser.submit("#save")

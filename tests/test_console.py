@@ -133,19 +133,22 @@ async def test_subscribers_are_edited_and_imported_with_the_same_rules(
         op = await login(s)
         async with op:
             text, csrf = await csrf_of(op, s.d.base_url + "/console/subscribers")
+
+            def upload(csv: str) -> aiohttp.FormData:
+                form = aiohttp.FormData()
+                form.add_field("csrf", csrf)
+                form.add_field("file", csv.encode(), filename="s.csv", content_type="text/csv")
+                return form
+
             bad = "email,name\nnot-an-address,x\nok@isp.example.jp,y\n"
-            form = aiohttp.FormData()
-            form.add_field("csrf", csrf)
-            form.add_field("file", bad.encode(), filename="s.csv", content_type="text/csv")
-            async with op.post(s.d.base_url + "/console/subscribers/import", data=form) as r:
+            async with op.post(s.d.base_url + "/console/subscribers/import",
+                               data=upload(bad)) as r:
                 text = await r.text()
                 assert r.status == 400 and "line 2" in text
             assert await s.rt.store.subscriber_by_email("ok@isp.example.jp") is None
             good = "email,name\nok@isp.example.jp,山田\nleft@isp.example.jp,戻らない\n"
-            form = aiohttp.FormData()
-            form.add_field("csrf", csrf)
-            form.add_field("file", good.encode(), filename="s.csv", content_type="text/csv")
-            async with op.post(s.d.base_url + "/console/subscribers/import", data=form) as r:
+            async with op.post(s.d.base_url + "/console/subscribers/import",
+                               data=upload(good)) as r:
                 text = await r.text()
                 assert r.status == 200 and "新規 1 件、更新 1 件" in text
             still = await s.rt.store.get_subscriber(left.id or 0)

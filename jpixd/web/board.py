@@ -101,12 +101,17 @@ async def notice(request: web.Request) -> web.Response:
                 windows_of=syndication.windows_of)
 
 
-async def atom_feed(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
+def _feed_filters(request: web.Request) -> dict[str, str | None]:
+    """A feed's filters; a bad one is a plain 400 (a feed reader shows no page)."""
     try:
-        filters = _filters(request)
+        return _filters(request)
     except BadFilter as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+async def atom_feed(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    filters = _feed_filters(request)
     notices = (await _notices(rt, filters))[:_FEED_LIMIT]
     base = _base(request)
     body = syndication.atom(notices, base_url=base, title=_title(filters),
@@ -116,10 +121,7 @@ async def atom_feed(request: web.Request) -> web.Response:
 
 async def ics_feed(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
-    try:
-        filters = _filters(request)
-    except BadFilter as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
+    filters = _feed_filters(request)
     if filters["kind"] == "failure":
         raise web.HTTPBadRequest(text="the calendar holds construction windows only")
     notices = (await _notices(rt, {**filters, "kind": "construction"}))[:_FEED_LIMIT]
