@@ -120,6 +120,7 @@ async def open_store(cfg: Config, clock: Clock) -> Store:
     store.tz = cfg.tz
     try:
         applied = await store.migrate(clock())
+        await store.set_archiving(cfg.archive is not None)
     except BaseException:
         await store.close()
         raise
@@ -247,7 +248,7 @@ class Daemon:
         self.ready = asyncio.Event()
 
     def _loops(self, cfg: Config, store: Store, http: aiohttp.ClientSession,
-               transport: Transport, token: str, sqs: Any) -> list[Loop]:
+               transport: Transport, token: str, sqs: Any, firehose: Any = None) -> list[Loop]:
         loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock,
                                               bounces=cfg.bounces, retention=cfg.retention)]
         if transport.name != "ses":  # "no SES quota here", not "the quota is used up"
@@ -272,6 +273,11 @@ class Daemon:
                                    metrics=self.metrics,
                                    timeout=cfg.backlog.timeout.total_seconds())
             loops.append(Reconciler(client, cfg.backlog, store, self.metrics, self.clock))
+        if cfg.archive is not None:
+            from jpixd.archive import ArchiveLoop, sink_for
+
+            loops.append(ArchiveLoop(store, sink_for(cfg.archive, self.clock, firehose),
+                                     cfg.archive, self.metrics, self.clock))
         return loops + self.extra_loops
 
     async def run(self) -> int:
@@ -308,12 +314,23 @@ class Daemon:
                     endpoint_url=cfg.bounces.endpoint_url, config=client_config(
                         read_timeout=cfg.bounces.wait_time.total_seconds() + 10,
                         attempts=2)))
-            return await self._run(cfg, store, token, http, transport, sqs)
+            firehose = None
+            if cfg.archive is not None and cfg.archive.sink == "firehose":
+                from aiobotocore.session import get_session
+
+                from jpixd.awsclients import client_config
+
+                firehose = await stack.enter_async_context(get_session().create_client(
+                    "firehose", region_name=cfg.archive.region,
+                    endpoint_url=cfg.archive.endpoint_url,
+                    config=client_config(read_timeout=10, attempts=2)))
+            return await self._run(cfg, store, token, http, transport, sqs, firehose)
         raise AssertionError("unreachable")  # AsyncExitStack does not swallow the return
 
     async def _run(self, cfg: Config, store: Store, token: str,
-                   http: aiohttp.ClientSession, transport: Transport, sqs: Any) -> int:
-        loops = self._loops(cfg, store, http, transport, token, sqs)
+                   http: aiohttp.ClientSession, transport: Transport, sqs: Any,
+                   firehose: Any = None) -> int:
+        loops = self._loops(cfg, store, http, transport, token, sqs, firehose)
         supervisor = Supervisor(loops, self.metrics, cfg.supervisor, self.monotonic)
         rt = self.runtime = Runtime(
             config=cfg, store=store, metrics=self.metrics, supervisor=supervisor,

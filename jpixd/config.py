@@ -238,6 +238,25 @@ class BouncesConfig:
     warn_complaint_rate: float = 0.0005
 
 
+ARCHIVE_SINKS = ("firehose", "file")
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    """The event archive (jpixd/archive.py): every delivery state change, mail event,
+    suppression, pause/resume and Backlog action as a JSON line, in commit order."""
+
+    sink: str = "firehose"
+    stream_name: str | None = None  # firehose
+    region: str = "ap-northeast-1"
+    endpoint_url: str | None = None  # tests (moto)
+    dir: Path | None = None  # file: one file per UTC hour
+    interval: timedelta = timedelta(seconds=1)
+    batch_size: int = 500  # records per PutRecordBatch (Firehose's limit)
+    max_file_bytes: int = 64 * 1024 * 1024
+    keep_files: int = 24 * 14  # the file sink's rotated files kept
+
+
 @dataclass(frozen=True)
 class BacklogConfig:
     base_url: str
@@ -303,6 +322,7 @@ class Config:
     sending: SendingConfig = SendingConfig()
     bounces: BouncesConfig = BouncesConfig()
     backlog: BacklogConfig | None = None
+    archive: ArchiveConfig | None = None
     supervisor: SupervisorConfig = SupervisorConfig()
     retention: RetentionConfig = RetentionConfig()
     ssm: SsmConfig = SsmConfig()
@@ -851,6 +871,29 @@ def _bounces(s: _Section) -> BouncesConfig:
     return cfg
 
 
+def _archive(s: _Section) -> ArchiveConfig | None:
+    d = defaults(ArchiveConfig)
+    if not s.data:
+        return None
+    sink = s.text("sink", d("sink"), choices=ARCHIVE_SINKS)
+    stream = s.text("stream_name", None)
+    directory = s.path_value("dir", None)
+    if sink == "firehose" and not stream:
+        s.error("stream_name", "is required when sink = \"firehose\"")
+    if sink == "file" and directory is None:
+        s.error("dir", "is required when sink = \"file\"")
+    cfg = ArchiveConfig(
+        sink=sink, stream_name=stream, region=s.text("region", d("region")),
+        endpoint_url=s.url("endpoint_url"), dir=directory,
+        interval=s.duration("interval", d("interval")),
+        batch_size=s.integer("batch_size", d("batch_size"), min_value=1, max_value=500),
+        max_file_bytes=s.integer("max_file_bytes", d("max_file_bytes"), min_value=1024),
+        keep_files=s.integer("keep_files", d("keep_files"), min_value=1),
+    )
+    s.finish()
+    return cfg
+
+
 def _backlog(s: _Section) -> BacklogConfig | None:
     d = defaults(BacklogConfig)
     if not s.data:
@@ -952,6 +995,7 @@ def load_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None,
         sending=_sending(root.section("sending")),
         bounces=_bounces(root.section("bounces")),
         backlog=_backlog(root.section("backlog")),
+        archive=_archive(root.section("archive")),
         supervisor=_supervisor(root.section("supervisor")),
         retention=_retention(root.section("retention")),
         ssm=_ssm_section(root.section("ssm")),

@@ -31,6 +31,16 @@ class Metrics:
         for listener in ("admin", "public"):
             for reason in ("connection_limit", "header_timeout", "body_timeout"):
                 self.http_shed.labels(listener, reason)
+        # The event archive.
+        self.archive_pending = Gauge(
+            "jpixd_archive_pending", "Archive records written and not yet accepted by the "
+            "sink (Firehose or files)", registry=r)
+        self.archive_records = Counter(
+            "jpixd_archive_records", "Archive records by outcome: sent (accepted), failed "
+            "(the whole batch refused, kept), retried (refused one by one, kept)",
+            ["result"], registry=r)
+        for result in ("sent", "failed", "retried"):
+            self.archive_records.labels(result)
         # The public pages.
         self.web_mails = Counter(
             "jpixd_web_mails", "Self-service mails (sign-up confirmations, manage links) by "

@@ -43,6 +43,8 @@ def _restart_fields(old: Config, new: Config) -> list[str]:
     if (ob.queue_url, ob.region, ob.endpoint_url, ob.wait_time, ob.visibility_timeout) != \
             (nb.queue_url, nb.region, nb.endpoint_url, nb.wait_time, nb.visibility_timeout):
         out.append("bounces.queue")
+    if old.archive != new.archive:
+        out.append("archive")
     if (old.backlog is None) != (new.backlog is None):
         out.append("backlog (added or removed)")
     if bool([s for s in old.sources if s.enabled]) != bool([s for s in new.sources
@@ -71,6 +73,8 @@ def _keep_running(old: Config, new: Config, restart: list[str]) -> Config:
         eff = replace(eff, bounces=replace(new.bounces, queue_url=b.queue_url, region=b.region,
                                            endpoint_url=b.endpoint_url, wait_time=b.wait_time,
                                            visibility_timeout=b.visibility_timeout))
+    if "archive" in restart:
+        eff = replace(eff, archive=old.archive)
     if "backlog (added or removed)" in restart:
         eff = replace(eff, backlog=old.backlog)
     if "sources (the first or the last one)" in restart:

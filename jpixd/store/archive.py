@@ -1,0 +1,119 @@
+"""The event archive's outbox: triggers that write one JSON record per change in the
+same transaction as the change, and the reads and deletes the archive loop makes.
+
+Triggers, rather than a call in every store method: a change cannot reach the database
+without its record, whichever code path (a loop, the admin API, a CLI import) made it.
+They exist only while `[archive]` is configured (`set_archiving`), so a daemon without
+an archive pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from jpixd.store.base import SqliteBase, to_db
+
+
+def _delivery(prefix: str) -> str:
+    return (f"json_object('type', 'delivery', 'id', {prefix}.id, 'notice_id', "
+            f"{prefix}.notice_id, 'subscriber_id', {prefix}.subscriber_id, 'email', "
+            f"{prefix}.email, 'purpose', {prefix}.purpose, 'state', {prefix}.state, "
+            f"'reason', {prefix}.reason, 'attempts', {prefix}.attempts, 'transport', "
+            f"{prefix}.transport, 'ses_message_id', {prefix}.ses_message_id, 'at', "
+            f"{prefix}.updated_at)")
+
+
+_EVENT = ("json_object('type', 'mail_event', 'id', NEW.id, 'event', NEW.type, 'subtype', "
+          "NEW.subtype, 'recipient', NEW.recipient, 'ses_message_id', NEW.ses_message_id, "
+          "'delivery_id', NEW.delivery_id, 'diagnostic', NEW.diagnostic, 'at', "
+          "NEW.occurred_at, 'received_at', NEW.received_at)")
+_SUPPRESSION = ("json_object('type', 'suppression', 'email', NEW.email, 'reason', NEW.reason, "
+                "'lifted_at', NEW.lifted_at, 'lifted_by', NEW.lifted_by, 'at', "
+                "COALESCE(NEW.lifted_at, NEW.last_event_at))")
+_SENDING = ("json_object('type', 'sending', 'state', json(NEW.value), 'at', NEW.updated_at)")
+_TICKET = ("json_object('type', 'backlog', 'action', 'case_' || NEW.state, 'ticket_id', "
+           "NEW.id, 'kind', NEW.kind, 'email', NEW.email, 'issue_key', NEW.issue_key, "
+           "'close_reason', NEW.close_reason, 'at', NEW.updated_at)")
+_COMMENT = ("json_object('type', 'backlog', 'action', 'comment_posted', 'ticket_id', "
+            "NEW.ticket_id, 'comment_id', NEW.id, 'at', NEW.posted_at)")
+
+
+def _trigger(name: str, when: str, record: str, at: str) -> str:
+    return (f"CREATE TRIGGER IF NOT EXISTS archive_{name} {when} BEGIN "
+            f"INSERT INTO archive_outbox (record, created_at) VALUES ({record}, {at}); END")
+
+
+TRIGGERS: dict[str, str] = {
+    "delivery_new": _trigger("delivery_new", "AFTER INSERT ON deliveries FOR EACH ROW",
+                             _delivery("NEW"), "NEW.updated_at"),
+    "delivery_state": _trigger(
+        "delivery_state", "AFTER UPDATE OF state ON deliveries FOR EACH ROW "
+        "WHEN NEW.state IS NOT OLD.state", _delivery("NEW"), "NEW.updated_at"),
+    "mail_event": _trigger("mail_event", "AFTER INSERT ON mail_events FOR EACH ROW",
+                           _EVENT, "NEW.received_at"),
+    "suppression_new": _trigger("suppression_new",
+                                "AFTER INSERT ON suppressions FOR EACH ROW", _SUPPRESSION,
+                                "NEW.created_at"),
+    "suppression_change": _trigger(
+        "suppression_change", "AFTER UPDATE ON suppressions FOR EACH ROW WHEN "
+        "NEW.lifted_at IS NOT OLD.lifted_at OR NEW.reason IS NOT OLD.reason",
+        _SUPPRESSION, "COALESCE(NEW.lifted_at, NEW.last_event_at)"),
+    "sending_new": _trigger("sending_new", "AFTER INSERT ON control FOR EACH ROW "
+                            "WHEN NEW.key = 'sending'", _SENDING, "NEW.updated_at"),
+    "sending_change": _trigger("sending_change", "AFTER UPDATE ON control FOR EACH ROW "
+                               "WHEN NEW.key = 'sending'", _SENDING, "NEW.updated_at"),
+    "ticket_new": _trigger("ticket_new", "AFTER INSERT ON tickets FOR EACH ROW", _TICKET,
+                           "NEW.updated_at"),
+    "ticket_state": _trigger("ticket_state", "AFTER UPDATE OF state ON tickets FOR EACH ROW "
+                             "WHEN NEW.state IS NOT OLD.state", _TICKET, "NEW.updated_at"),
+    "comment_posted": _trigger(
+        "comment_posted", "AFTER UPDATE OF posted_at ON ticket_comments FOR EACH ROW "
+        "WHEN NEW.posted_at IS NOT NULL AND OLD.posted_at IS NULL", _COMMENT,
+        "NEW.posted_at"),
+}
+
+
+class ArchiveStore(SqliteBase):
+    async def set_archiving(self, on: bool) -> None:
+        """Install the archive's triggers, or remove them (and keep what is queued: an
+        archive switched off keeps its backlog until it is switched on again)."""
+        def body(db: sqlite3.Connection) -> None:
+            for name, sql in TRIGGERS.items():
+                db.execute(sql if on else f"DROP TRIGGER IF EXISTS archive_{name}")
+
+        await self._tx_sync(body)
+
+    async def archive_batch(self, limit: int, max_bytes: int) -> list[tuple[int, str]]:
+        """The oldest queued records, (sequence, JSON line), at most `limit` of them and
+        `max_bytes` in all (Firehose's batch limits)."""
+        rows = await self._all("SELECT id, record FROM archive_outbox ORDER BY id LIMIT ?",
+                               (limit,))
+        out: list[tuple[int, str]] = []
+        size = 0
+        for r in rows:
+            line = f'{{"seq":{r["id"]},{r["record"][1:]}\n'
+            size += len(line.encode())
+            if out and size > max_bytes:
+                break
+            out.append((int(r["id"]), line))
+        return out
+
+    async def archive_done(self, seqs: list[int]) -> None:
+        """Accepted by the sink: gone from the outbox."""
+        if not seqs:
+            return
+        marks = ",".join("?" for _ in seqs)
+        await self._write(f"DELETE FROM archive_outbox WHERE id IN ({marks})", seqs)
+
+    async def archive_pending(self) -> tuple[int, datetime | None]:
+        """(records queued, when the oldest was written)."""
+        row = await self._one("SELECT COUNT(*) AS n, MIN(created_at) AS t FROM archive_outbox")
+        if row is None or not row["n"]:
+            return 0, None
+        return int(row["n"]), datetime.fromisoformat(row["t"])
+
+    async def archive_marker(self, kind: str, now: datetime) -> None:
+        """A record of our own (the archive's start, a cut-over): same path, same order."""
+        await self._write("INSERT INTO archive_outbox (record, created_at) VALUES "
+                          "(json_object('type', ?, 'at', ?), ?)", (kind, to_db(now), to_db(now)))
