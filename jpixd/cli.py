@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--baseline", action="store_true",
                      help="record what every source publishes now without mailing it (cut-over)")
     with_config(sub.add_parser("check-config", help="validate the config and exit"))
+    test = with_config(sub.add_parser(
+        "send-test", help="send a sample notice through the configured transport"))
+    test.add_argument("--to", required=True, metavar="ADDRESS",
+                      help="e.g. success@simulator.amazonses.com (see the README)")
     with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
     sub.add_parser("version", help="print the version")
     parse = sub.add_parser("parse", help="show what a saved page or URL yields (no database)")
@@ -215,6 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jpixd: configuration {origin} is valid "
               f"({len(cfg.sources)} sources, transport {cfg.mail.transport})")
         return EXIT_OK
+    if args.command == "send-test":
+        from jpixd.sendtest import send_test
+
+        logs.configure("warning", cfg.logging.format, stream=sys.stderr)
+        return asyncio.run(send_test(cfg, args.to))
     if args.command == "migrate":
         logs.configure(cfg.logging.level, cfg.logging.format)
         return asyncio.run(_migrate(cfg))
