@@ -220,10 +220,14 @@ async def seed_sample_subscribers(cfg: Config, store: Store, clock: Clock) -> No
              file=str(cfg.sample_subscribers))
 
 
+class ModeRefused(Exception):
+    """The database is in a mode this run may not take over (shadow, not cut over)."""
+
+
 class Daemon:
     """One running jpixd: `await Daemon(cfg).run()` returns the process exit code."""
 
-    def __init__(self, cfg: Config, *, baseline: bool = False,
+    def __init__(self, cfg: Config, *, baseline: bool = False, shadow: bool = False,
                  extra_loops: Sequence[Loop] = (), registry: CollectorRegistry | None = None,
                  notifier: Notifier | None = None, clock: Clock = utcnow,
                  monotonic: Callable[[], float] = time.monotonic,
@@ -235,6 +239,7 @@ class Daemon:
         self._http: aiohttp.ClientSession | None = None
         self._quota: SesTransport | None = None
         self.baseline = baseline
+        self.shadow = shadow
         self.extra_loops = list(extra_loops)
         self.metrics = Metrics(registry)
         self.notifier = notifier or Notifier()
@@ -247,6 +252,17 @@ class Daemon:
         self.public_bound: list[str] = []
         self.ready = asyncio.Event()
 
+    async def _take_mode(self, store: Store) -> None:
+        if self.shadow:
+            await store.enter_shadow(self.clock())
+            log.warning("shadow mode: every mail is rendered and kept, none is sent "
+                        "(`jpixd shadow report` shows them; `jpixd cutover` ends it)")
+        elif (await store.mode()).get("shadow"):
+            raise ModeRefused(
+                "this database was run in shadow mode and not cut over: a plain run would "
+                "mail every notice the old system has announced. Run `jpixd cutover` "
+                "first (or `jpixd run --shadow` to go on shadowing)")
+
     def _loops(self, cfg: Config, store: Store, http: aiohttp.ClientSession,
                transport: Transport, token: str, sqs: Any, firehose: Any = None) -> list[Loop]:
         loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock,
@@ -255,6 +271,7 @@ class Daemon:
             self.metrics.ses_quota_remaining.set(math.nan)
         sender = build_sender(cfg, store, transport, self.metrics, self.clock, token,
                               quota_from=self._quota, links=self._links)
+        sender.shadow = self.shadow
         loops.append(sender)
         if sqs is not None:
             from jpixd.bounces.consumer import BounceConsumer
@@ -295,6 +312,7 @@ class Daemon:
             stack.enter_context(statelock.hold(cfg.state_dir, self.clock()))
             store = await open_store(cfg, self.clock)
             stack.push_async_callback(store.close)
+            await self._take_mode(store)
             await seed_sample_subscribers(cfg, store, self.clock)
             http = self._http = await stack.enter_async_context(aiohttp.ClientSession())
             transport = await build_transport(cfg)

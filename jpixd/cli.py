@@ -36,6 +36,20 @@ def _parser() -> argparse.ArgumentParser:
     run = with_config(sub.add_parser("run", help="run the daemon"))
     run.add_argument("--baseline", action="store_true",
                      help="record what every source publishes now without mailing it (cut-over)")
+    run.add_argument("--shadow", action="store_true",
+                     help="run everything but send nothing: every mail is rendered and kept "
+                          "(`jpixd shadow report`), until `jpixd cutover`")
+    shadow = sub.add_parser("shadow", help="what a shadow run would have sent")
+    shadow_actions = shadow.add_subparsers(dest="action", required=True)
+    report = with_config(shadow_actions.add_parser(
+        "report", help="per notice and recipient, the mail a shadow run kept"))
+    report.add_argument("--notice", type=int, metavar="ID", help="one notice only")
+    report.add_argument("--since", metavar="ISO", help="kept at or after this time")
+    report.add_argument("--full", action="store_true",
+                        help="print each mail's text as its recipient would read it")
+    cut = with_config(sub.add_parser(
+        "cutover", help="end shadow mode: everything seen so far counts as announced"))
+    cut.add_argument("--yes", action="store_true", help="do it (without: say what it would do)")
     with_config(sub.add_parser("check-config", help="validate the config and exit"))
     test = with_config(sub.add_parser(
         "send-test", help="send a sample notice through the configured transport"))
@@ -93,8 +107,9 @@ async def _check(cfg: Config) -> list[str]:
     return problems
 
 
-def _run(cfg: Config, baseline: bool, path: Path | None = None) -> int:
-    from jpixd.app import Daemon
+def _run(cfg: Config, baseline: bool, path: Path | None = None, *,
+         shadow: bool = False) -> int:
+    from jpixd.app import Daemon, ModeRefused
     from jpixd.statelock import StateBusy
     from jpixd.store import StoreError
 
@@ -106,8 +121,11 @@ def _run(cfg: Config, baseline: bool, path: Path | None = None) -> int:
     # collector's sight, so that its passes (frequent while a poll allocates) are short.
     gc.freeze()
     try:
-        return asyncio.run(Daemon(cfg, baseline=baseline,
+        return asyncio.run(Daemon(cfg, baseline=baseline, shadow=shadow,
                                   reload_from=lambda: load_config(path)).run())
+    except ModeRefused as err:
+        print(f"jpixd: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     except ConfigError as err:
         _print_errors(err, cfg.origin)
         return EXIT_CONFIG
@@ -228,7 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(cfg.logging.level, cfg.logging.format)
         return asyncio.run(_migrate(cfg))
     if args.command == "run":
-        return _run(cfg, args.baseline, args.config)
+        return _run(cfg, args.baseline, args.config, shadow=args.shadow)
+    if args.command in ("shadow", "cutover"):
+        from jpixd.shadowcmd import cutover, report
+
+        logs.configure("warning", cfg.logging.format, stream=sys.stderr)
+        if args.command == "cutover":
+            return asyncio.run(cutover(cfg, confirmed=args.yes))
+        return asyncio.run(report(cfg, notice=args.notice, since=args.since, full=args.full))
     if args.command == "subscribers":
         logs.configure(cfg.logging.level, cfg.logging.format, stream=sys.stderr)
         if args.action == "import":

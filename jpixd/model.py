@@ -26,6 +26,7 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
     SUPPRESSED = "suppressed"
     SKIPPED = "skipped"
+    SHADOW = "shadow"  # rendered and kept, not sent (`jpixd run --shadow`)
 
 
 class NoticeKind(StrEnum):

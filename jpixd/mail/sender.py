@@ -121,6 +121,8 @@ class Sender(Loop):
         self._pause_cached = False
         self._pause_read_at = -1e9
         self.recorder = SentRecorder(store, clock)
+        # `jpixd run --shadow`: every mail rendered and kept, none sent (the cut-over).
+        self.shadow = False
         metrics.send_rate_limit.set(rate_gauge(bucket.rate))
 
     async def run(self, heartbeat: Heartbeat, stopping: asyncio.Event) -> None:
@@ -250,6 +252,12 @@ class Sender(Loop):
                     await asyncio.shield(unrecorded)
                 except Exception as exc:  # that mail's failure, not this one's
                     raise RoundFailed(f"a sent mail could not be recorded: {exc}") from exc
+            if self.shadow:
+                await self.store.mark_shadow(d.id, self.clock(), subject=mail.subject,
+                                             message=mail.data, charset=mail.charset)
+                self.progress()
+                log.info("mail kept, not sent (shadow)", charset=mail.charset)
+                return unrecorded
             await self.bucket.acquire()
             recorded = await self._send(c, mail)
             self.progress()  # each send is progress, however slow the rate

@@ -38,6 +38,19 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+# A migration that rewrites stored schema text (widening a CHECK) must bump SQLite's
+# schema version so that every connection re-reads the schema; the number is only known
+# at run time, hence this directive in place of a literal PRAGMA schema_version = N.
+_BUMP = "PRAGMA JPIXD_BUMP_SCHEMA_VERSION"
+
+
+async def _bump_schema_version(db: aiosqlite.Connection) -> None:
+    async with db.execute("PRAGMA schema_version") as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    await db.execute(f"PRAGMA schema_version = {int(row[0]) + 1}")
+
+
 async def current_version(db: aiosqlite.Connection) -> int:
     await db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -64,7 +77,10 @@ async def apply(db: aiosqlite.Connection, migrations: list[Migration], now_iso: 
         await db.execute("BEGIN IMMEDIATE")
         try:
             for stmt in _statements(mig.sql):
-                await db.execute(stmt)
+                if stmt.upper() == _BUMP:
+                    await _bump_schema_version(db)
+                else:
+                    await db.execute(stmt)
             await db.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (mig.version, mig.name, now_iso),

@@ -93,6 +93,11 @@ class SystemMail:
     async def _send(self, req: _Request) -> None:
         sub, now = req.sub, self.clock()
         assert sub.id is not None
+        if self.sender.shadow:
+            self._count(req.kind, "shadow")
+            log.warning("self-service mail not sent: shadow mode", kind=req.kind,
+                        subscriber_id=sub.id)
+            return
         if (await self.store.sending_state()).paused:
             self._count(req.kind, "paused")
             log.warning("self-service mail not sent: sending is paused", kind=req.kind,

@@ -1,0 +1,128 @@
+"""Shadow mode and the cut-over (issue 15): mail rendered and kept instead of sent, what
+it would have been, and the switch to sending for real.
+
+The mode is kept in the database, not only on the command line: a database that was run
+in shadow holds deliveries for notices the old system has already announced, and a plain
+`jpixd run` on it would mail them all again. So a plain run refuses it until
+`jpixd cutover` has said which of them count as announced.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+
+from jpixd.store.base import SqliteBase, from_db, from_db_req, to_db
+
+_MODE_KEY = "mode"
+
+
+@dataclass(frozen=True)
+class ShadowMail:
+    delivery_id: int
+    notice_id: int
+    notice_title: str
+    change: str
+    purpose: str
+    email: str
+    subject: str
+    charset: str
+    rendered_at: datetime
+    message: bytes
+
+
+@dataclass(frozen=True)
+class CutoverResult:
+    skipped: int  # notice mail not yet due, now taken as announced by the old system
+    reminders_kept: int  # reminders still to come, sent for real
+    shadow: int  # mail that was rendered in shadow (kept, as the record of the run)
+
+
+class ShadowStore(SqliteBase):
+    async def mode(self) -> dict[str, object]:
+        """{"shadow": bool, "since": …, "cutover_at": …}; {} for a database never run in
+        shadow."""
+        row = await self._one("SELECT value FROM control WHERE key = ?", (_MODE_KEY,))
+        return dict(json.loads(row["value"])) if row else {}
+
+    async def enter_shadow(self, now: datetime) -> None:
+        mode = await self.mode()
+        if mode.get("shadow"):
+            return
+        value = json.dumps({"shadow": True, "since": to_db(now)})
+        await self._write("INSERT INTO control (key, value, updated_at) VALUES (?, ?, ?) "
+                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                          "updated_at = excluded.updated_at", (_MODE_KEY, value, to_db(now)))
+
+    async def mark_shadow(self, delivery_id: int, now: datetime, *, subject: str,
+                          message: bytes, charset: str) -> None:
+        """A claimed delivery rendered and kept, not sent: final, like `sent`."""
+        t = to_db(now)
+
+        def body(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE deliveries SET state = 'shadow', sent_at = NULL, "
+                       "transport = 'shadow', reason = 'shadow mode: rendered, not sent', "
+                       "updated_at = ? WHERE id = ? AND state = 'sending'", (t, delivery_id))
+            db.execute("INSERT OR REPLACE INTO shadow_mail (delivery_id, subject, message, "
+                       "charset, rendered_at) VALUES (?, ?, ?, ?, ?)",
+                       (delivery_id, subject, message, charset, t))
+
+        await self._tx_sync(body)
+
+    async def shadow_mail(self, *, since: datetime | None = None,
+                          notice_id: int | None = None) -> list[ShadowMail]:
+        where: list[str] = ["1 = 1"]
+        params: list[object] = []
+        if since is not None:
+            where.append("m.rendered_at >= ?")
+            params.append(to_db(since))
+        if notice_id is not None:
+            where.append("d.notice_id = ?")
+            params.append(notice_id)
+        rows = await self._all(f"""
+            SELECT m.*, d.notice_id, d.email, d.purpose, r.change, n.title
+            FROM shadow_mail m JOIN deliveries d ON d.id = m.delivery_id
+            JOIN notice_revisions r ON r.id = d.revision_id
+            JOIN notices n ON n.id = d.notice_id
+            WHERE {' AND '.join(where)} ORDER BY d.notice_id, m.rendered_at, d.email""",
+            params)
+        return [ShadowMail(r["delivery_id"], r["notice_id"], r["title"],
+                           "reminder" if r["purpose"] == "reminder" else r["change"],
+                           r["purpose"], r["email"], r["subject"], r["charset"],
+                           from_db_req(r["rendered_at"]), bytes(r["message"]))
+                for r in rows]
+
+    async def cutover(self, now: datetime) -> CutoverResult:
+        """Everything seen so far counts as announced by the old system: notice mail not
+        yet sent is closed (`skipped`, "cut-over"), reminders still ahead are kept, and
+        the database leaves shadow mode: the next `jpixd run` sends for real."""
+        t = to_db(now)
+
+        def body(db: sqlite3.Connection) -> CutoverResult:
+            skipped = db.execute(
+                "UPDATE deliveries SET state = 'skipped', reason = 'cut-over: announced by "
+                "the old system', updated_at = ? WHERE purpose = 'notice' "
+                "AND state IN ('pending', 'retry', 'sending')", (t,)).rowcount
+            kept = db.execute("SELECT COUNT(*) FROM deliveries WHERE purpose = 'reminder' "
+                              "AND state IN ('pending', 'retry')").fetchone()[0]
+            # A reminder taken in flight by a shadow round goes back to wait its turn.
+            db.execute("UPDATE deliveries SET state = 'retry', updated_at = ? "
+                       "WHERE purpose = 'reminder' AND state = 'sending'", (t,))
+            shadow = db.execute("SELECT COUNT(*) FROM deliveries WHERE state = 'shadow'"
+                                ).fetchone()[0]
+            row = db.execute("SELECT value FROM control WHERE key = ?", (_MODE_KEY,)).fetchone()
+            mode = json.loads(row["value"]) if row else {}
+            value = json.dumps({"shadow": False, "since": mode.get("since"), "cutover_at": t})
+            db.execute("INSERT INTO control (key, value, updated_at) VALUES (?, ?, ?) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                       "updated_at = excluded.updated_at", (_MODE_KEY, value, t))
+            return CutoverResult(skipped, int(kept), int(shadow))
+
+        return await self._tx_sync(body)
+
+
+def shadow_since(mode: dict[str, object]) -> datetime | None:
+    since = mode.get("since")
+    return from_db(since) if isinstance(since, str) else None

@@ -1,0 +1,98 @@
+"""Shadow mode and the cut-over (issue 15), with the real commands: a shadow run sends
+nothing and reports what it would have sent; a plain run refuses a database in shadow;
+after `jpixd cutover`, only new notices and new revisions are mailed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ADMIN_TOKEN, DaemonProcess, base_mapping, toml_dumps
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "jpixd", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def feed(path: Path, notices: list[dict[str, Any]]) -> None:
+    path.write_text(json.dumps({"notices": notices}, ensure_ascii=False), encoding="utf-8")
+
+
+def stop(p: DaemonProcess) -> None:
+    p.proc.send_signal(signal.SIGTERM)
+    assert p.finish() == 0
+
+
+def test_shadow_then_cutover_mails_only_what_is_new(
+        tmp_path: Path, daemon_process: Callable[..., DaemonProcess]) -> None:
+    start = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0).isoformat()
+    failure = {"id": "F1", "kind": "failure", "title": "東京都の一部で故障",
+               "prefectures": ["13"]}
+    works = {"id": "W1", "kind": "construction", "title": "東京都の一部で設備工事",
+             "prefectures": ["13"], "starts_at": start}
+    source = tmp_path / "feed.json"
+    feed(source, [failure, works])
+    subs = tmp_path / "subs.csv"
+    subs.write_text("email,name\na@isp.example.jp,甲\nb@isp.example.jp,乙\n", encoding="utf-8")
+    cfg = tmp_path / "jpixd.toml"
+    cfg.write_text(toml_dumps(base_mapping(
+        tmp_path, sample_subscribers=str(subs), sources=[{
+            "name": "local", "kind": "json", "carrier": "east", "url": source.as_uri(),
+            "interval": "1h", "send_on_first_poll": True}])), encoding="utf-8")
+    outbox = tmp_path / "outbox"
+
+    # Shadow: four mails rendered and kept (two notices, two subscribers), none sent.
+    shadow = daemon_process(["run", "--shadow", "--config", str(cfg)])
+    shadow.wait_until(lambda events: sum(e.get("event") == "mail kept, not sent (shadow)"
+                                         for e in events) == 4, 30)
+    stop(shadow)
+    assert not outbox.exists() or list(outbox.iterdir()) == []
+
+    # A plain run refuses the database until the cut-over.
+    refused = cli("run", "--config", str(cfg), cwd=tmp_path)
+    assert refused.returncode == 2 and "jpixd cutover" in refused.stderr
+
+    report = cli("shadow", "report", "--full", "--config", str(cfg), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert "4 mail(s) kept; the database is in shadow mode" in report.stdout
+    assert "東京都の一部で故障" in report.stdout and "東京都の一部で設備工事" in report.stdout
+    assert report.stdout.count("a@isp.example.jp") == 2
+    assert "| 甲 様" in report.stdout  # the mail's text, as its recipient reads it
+
+    dry = cli("cutover", "--config", str(cfg), cwd=tmp_path)
+    assert dry.returncode == 0 and "--yes" in dry.stdout
+    done = cli("cutover", "--yes", "--config", str(cfg), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 reminder(s) kept, 4 shadow mail(s)" in done.stdout
+    again = cli("cutover", "--yes", "--config", str(cfg), cwd=tmp_path)
+    assert again.returncode == 2 and "not in shadow mode" in again.stderr
+
+    # For real: the old notices stay quiet; a new one and a new report are mailed.
+    feed(source, [{**failure, "title": "東京都の一部で故障（第2報）", "status": "recovered"},
+                  works, {"id": "F2", "kind": "failure", "title": "神奈川県の一部で故障",
+                          "prefectures": ["14"]}])
+    real = daemon_process(["run", "--config", str(cfg)])
+    listening = real.wait_for_event("http listening")
+    real.wait_for_event("jpixd ready")
+    # The source was polled by the shadow run: its next poll is an interval away. Now.
+    request = urllib.request.Request(
+        f"http://{listening['addresses'][0]}/admin/v1/sources/local/poll", method="POST",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        changes = json.loads(r.read())["changes"]
+    assert sorted((c["external_id"], c["change"]) for c in changes) == [
+        ("F1", "recover"), ("F2", "new")]
+    real.wait_until(lambda events: sum(e.get("event") == "mail sent" for e in events) == 4, 30)
+    stop(real)
+    sent = [json.loads(line) for line in real.lines if '"mail sent"' in line]
+    assert sorted(e["notice_id"] for e in sent) == [1, 1, 3, 3]  # F1's recovery, F2
+    assert not any('"mail kept' in line for line in real.lines)
+    assert len(list(outbox.glob("*.eml"))) == 4
