@@ -17,6 +17,12 @@ class Metrics:
         # Loops and supervision.
         self.loop_up = Gauge("jpixd_loop_up", "1 while a supervised loop is running",
                              ["loop"], registry=r)
+        self.loop_heartbeat_age = Gauge(
+            "jpixd_loop_heartbeat_age_seconds", "Seconds since a loop last made progress "
+            "(stale past its stale_after: /readyz says so)", ["loop"], registry=r)
+        self.loop_degraded = Gauge(
+            "jpixd_loop_degraded", "1 while a running loop cannot do its job (a peer down: "
+            "SQS, Backlog, the archive sink)", ["loop"], registry=r)
         self.loop_restarts = Counter("jpixd_loop_restarts", "Loop crashes followed by a restart",
                                      ["loop"], registry=r)
         self.unit_errors = Counter(

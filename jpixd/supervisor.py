@@ -72,6 +72,10 @@ def exhaustion(exc: BaseException) -> str | None:
     return None
 
 
+def _degraded(lp: Loop) -> Callable[[], float]:
+    return lambda: 1.0 if lp.degraded else 0.0
+
+
 class Supervisor:
     def __init__(self, loops: Sequence[Loop], metrics: Metrics, config: SupervisorConfig,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -92,6 +96,10 @@ class Supervisor:
             raise ValueError(f"loop names must be unique: {names}")
         for name in names:  # every series from start-up, as 0: alert rules see them
             metrics.loop_restarts.labels(name)
+        for lp in loops:  # read at scrape time, so never out of date
+            st = self.status[lp.name]
+            metrics.loop_heartbeat_age.labels(lp.name).set_function(st.heartbeat.age)
+            metrics.loop_degraded.labels(lp.name).set_function(_degraded(lp))
 
     def stop(self) -> None:
         self.stopping.set()

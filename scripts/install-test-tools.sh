@@ -1,14 +1,16 @@
 #!/bin/sh
 # Installs the Debian tools that some tests use, when they are missing and we may:
-# systemd-analyze (package systemd) to verify the unit file, promtool (package
-# prometheus) to check the metrics text, chromium and chromedriver (packages chromium,
-# chromium-driver) for the browser tests, driven by Selenium: Debian's browser, no
-# download at test time, and a Japanese font for their screenshots. Never fails the build: a test that needs a missing tool is
+# systemd-analyze (package systemd) to verify the unit file; promtool (package
+# prometheus) to check the metrics text and the alert rules; shellcheck for the deploy
+# hooks; chromium and chromedriver (packages chromium, chromium-driver) for the browser
+# tests, driven by Selenium (Debian's browser, no download at test time), and a Japanese
+# font for their screenshots. Never fails the build: a test that needs a missing tool is
 # skipped with the reason.
 set -u
 need=""
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
+command -v shellcheck >/dev/null 2>&1 || need="$need shellcheck"
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
 # A Japanese font, or the browser tests' screenshots show boxes instead of text.
@@ -23,6 +25,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq >/dev/null 2>&1 || true
 # policy-rc.d 101: packages must not try to start services on a build/CI machine.
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+# shellcheck disable=SC2086  # $need is a list of package names: split on purpose
 apt-get install -y -qq --no-install-recommends $need >/dev/null 2>&1 \
   || echo "install-test-tools: could not install$need; their tests will be skipped"
 rm -f /usr/sbin/policy-rc.d

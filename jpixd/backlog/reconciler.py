@@ -332,9 +332,11 @@ class Reconciler(Loop):
         if h.state != "ok":
             h.state, h.since, h.error = "ok", self.clock(), None
         h.last_ok_at, h.failed_rounds = self.clock(), 0
+        self.degraded = None
 
     def _failed(self, state: str, error: str) -> None:
         h = self.health
+        self.degraded = f"Backlog {state}"
         if (h.state, h.error) != (state, error):
             if state == "misconfigured":
                 log.error("Backlog settings do not match the Backlog space; cases wait in "
