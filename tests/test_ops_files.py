@@ -23,13 +23,18 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     unit = (ROOT / "systemd" / "jpixd.service").read_text()
     # verify checks that ExecStart exists; point it at this checkout's entry point.
     jpixd_bin = Path(sys.executable).parent / "jpixd"
-    assert "/opt/jpixd/venv/bin/jpixd" in unit
+    assert "/opt/jpixd/current/bin/jpixd" in unit  # the release deploy/hooks switched to
     local = tmp_path / "jpixd.service"
-    local.write_text(unit.replace("/opt/jpixd/venv/bin/jpixd", str(jpixd_bin)))
+    local.write_text(unit.replace("/opt/jpixd/current/bin/jpixd", str(jpixd_bin)))
     result = subprocess.run(["systemd-analyze", "verify", str(local)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "jpixd.service" not in result.stderr, result.stderr
+    journal = tmp_path / "jpixd-journal.service"
+    journal.write_text((ROOT / "deploy" / "systemd" / "jpixd-journal.service").read_text())
+    result = subprocess.run(["systemd-analyze", "verify", str(journal)],
+                            capture_output=True, text=True, timeout=60)
+    assert "jpixd-journal.service" not in result.stderr, result.stderr
     for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=jpixd",
                  "StateDirectory=jpixd", "ProtectSystem=strict", "NoNewPrivileges=yes",
                  "PrivateTmp=yes"):
