@@ -82,7 +82,11 @@ def test_the_template_promises_what_the_issue_asks() -> None:
 
 def test_buildspec_and_appspec_parse_and_name_files_that_exist() -> None:
     build = yaml.safe_load((ROOT / "buildspec.yml").read_text())
-    assert build["version"] == 0.2 and "make test" in build["phases"]["build"]["commands"]
+    commands = build["phases"]["build"]["commands"]
+    assert build["version"] == 0.2 and commands[0] == "make test"
+    copied = [word for c in commands if c.startswith("cp ") for word in c.split()[1:-1]
+              if not word.startswith("-")]
+    assert copied and all((ROOT / word).exists() for word in copied), copied
     app = yaml.safe_load((ROOT / "appspec.yml").read_text())
     assert app["os"] == "linux"
     for hooks in app["hooks"].values():
