@@ -10,7 +10,7 @@ import sys
 
 from jpixd import logs
 
-ALL = ("fanout", "sender", "bounces", "versus")
+ALL = ("fanout", "fanout:archive", "sender", "bounces", "versus")
 
 
 def main() -> None:

@@ -44,12 +44,14 @@ def subscribers(n: int, rng: random.Random) -> list[Subscriber]:
     return out
 
 
-async def measure() -> dict[str, float]:
+async def measure(archive: bool = False) -> dict[str, float]:
     rng = random.Random(7)
     now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
     with tempfile.TemporaryDirectory() as tmp:
         store = await Store.open(Path(tmp) / "bench.sqlite3")
         await store.migrate(now)
+        # With [archive]: every new delivery also writes its archive record (a trigger).
+        await store.set_archiving(archive)
         t0 = time.perf_counter()
         await store.import_subscribers([(s, ALL_COLUMNS) for s in subscribers(N, rng)], now)
         load = time.perf_counter() - t0
@@ -78,5 +80,7 @@ async def measure() -> dict[str, float]:
 
 
 def run(parts: list[str]) -> None:
-    figures = asyncio.run(measure())
-    print("fanout:", " ".join(f"{k}={v}" for k, v in figures.items()))  # noqa: T201
+    archive = "archive" in parts
+    figures = asyncio.run(measure(archive))
+    label = "fanout[archive]" if archive else "fanout"
+    print(f"{label}:", " ".join(f"{k}={v}" for k, v in figures.items()))  # noqa: T201

@@ -77,8 +77,13 @@ async def test_every_change_is_one_line_in_commit_order(tmp_path: Path) -> None:
         records = [json.loads(line) for line in text.splitlines()]
         seqs = [r["seq"] for r in records]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        [created] = [r for r in records if r["type"] == "deliveries_created"]
+        assert created["count"] == 1 and created["state"] == "pending"
+        [[delivery_id, _sub, email, purpose, _slot, _due]] = created["deliveries"]
+        assert (email, purpose) == ("a@isp.example.jp", "notice")
         life = [r["state"] for r in records if r["type"] == "delivery"]
-        assert life == ["pending", "sending", "sent"]
+        assert life == ["sending", "sent"]
+        assert all(r["id"] == delivery_id for r in records if r["type"] == "delivery")
         kinds = [r["type"] for r in records]
         assert kinds.index("sending") < kinds.index("mail_event") < kinds.index("suppression")
         [pause] = [r for r in records if r["type"] == "sending"]
@@ -181,13 +186,14 @@ async def test_a_firehose_outage_loses_nothing_and_does_not_hold_mail(
             await asyncio.wait_for(rt.loops["sender"].next_round(), 10)
         assert (await rt.store.delivery_counts())[DeliveryState.SENT] == 15
         # …and none of that waited for the archive, which still holds every record.
-        assert (await rt.store.archive_pending())[0] >= 15 * 3
+        assert (await rt.store.archive_pending())[0] >= 15 * 2
         await settle(rt)  # Firehose back: the backlog drains
         assert proxy.refused  # the partial answer happened and its refusals were resent
         records = await landed(s3, bucket)
         seqs = sorted(r["seq"] for r in records)
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # each once, none missing
-        assert len([r for r in records if r["type"] == "delivery"]) == 15 * 3
+        assert sum(r["count"] for r in records if r["type"] == "deliveries_created") == 15
+        assert len([r for r in records if r["type"] == "delivery"]) == 15 * 2
         assert (rt.metrics.registry.get_sample_value(
             "jpixd_archive_records_total", {"result": "failed"}) or 0) > 0
         assert (rt.metrics.registry.get_sample_value(
@@ -225,7 +231,36 @@ async def test_kill_9_before_the_put_loses_nothing(
     records = await landed(s3, bucket)
     deliveries = [r for r in records if r["type"] == "delivery"]
     assert sorted((r["email"], r["state"]) for r in deliveries) == sorted(
-        (e, s) for e in ("a@isp.example.jp", "b@isp.example.jp")
-        for s in ("pending", "sending", "sent"))
+        (e, s) for e in ("a@isp.example.jp", "b@isp.example.jp") for s in ("sending", "sent"))
+    [created] = [r for r in records if r["type"] == "deliveries_created"]
+    assert sorted(d[2] for d in created["deliveries"]) == ["a@isp.example.jp",
+                                                           "b@isp.example.jp"]
     seqs = [r["seq"] for r in records]
     assert len(seqs) == len(set(seqs))
+
+
+async def test_a_large_fan_out_is_archived_in_chunks(store: Any, now: Any) -> None:
+    from zoneinfo import ZoneInfo
+
+    from jpixd.fanout import Policy, planner
+    from jpixd.model import Change, Notice, NoticeKind, NoticeStatus
+    from jpixd.subscribers import FIELDS
+
+    await store.set_archiving(True)
+    long = "x" * 60  # long local parts: the chunk must still fit Firehose's record limit
+    subs = [(Subscriber(email=f"{long}{i}@{'d' * 60}.isp.example.jp"), frozenset(FIELDS))
+            for i in range(12001)]
+    await store.import_subscribers(subs, now)
+    notice = Notice(source="east", external_id="F1", carrier="east", kind=NoticeKind.FAILURE,
+                    status=NoticeStatus.OCCURRED, title="故障", prefectures=("13",))
+    result = await store.record_revision(
+        notice, revision="r1", change=Change.NEW, now=now,
+        planner=planner(notice, Change.NEW, now, Policy(tz=ZoneInfo("Asia/Tokyo"))))
+    assert result.deliveries == 12001
+    batch = await store.archive_batch(500, 64 * 1024 * 1024)
+    created = [json.loads(line) for _, line in batch
+               if '"deliveries_created"' in line]
+    assert [c["count"] for c in created] == [2000] * 6 + [1]
+    ids = [d[0] for c in created for d in c["deliveries"]]
+    assert ids == sorted(ids) and len(set(ids)) == 12001
+    assert all(len(line.encode()) < 1000 * 1024 for _, line in batch)  # Firehose's limit

@@ -44,9 +44,25 @@ def _trigger(name: str, when: str, record: str, at: str) -> str:
             f"INSERT INTO archive_outbox (record, created_at) VALUES ({record}, {at}); END")
 
 
+# A fan-out creates tens of thousands of deliveries in one statement: their creation is
+# archived by the fan-out itself, one record per CREATED_CHUNK deliveries (see
+# `created_records`), not by a trigger per row, which doubled a 100k fan-out's time.
+# 2,000 deliveries with the longest addresses stay under Firehose's 1,000 KiB a record.
+CREATED_CHUNK = 2000
+CREATED_SQL = f"""
+INSERT INTO archive_outbox (record, created_at)
+SELECT json_object('type', 'deliveries_created', 'notice_id', MIN(notice_id),
+                   'revision_id', MIN(revision_id), 'state', 'pending', 'count', COUNT(*),
+                   'deliveries', json_group_array(json_array(id, subscriber_id, email,
+                                                             purpose, slot, not_before)),
+                   'at', MIN(created_at)),
+       MIN(created_at)
+FROM (SELECT * FROM deliveries WHERE revision_id = ? ORDER BY id)
+GROUP BY (id - (SELECT MIN(id) FROM deliveries WHERE revision_id = ?)) / {CREATED_CHUNK}
+ORDER BY MIN(id)
+"""
+
 TRIGGERS: dict[str, str] = {
-    "delivery_new": _trigger("delivery_new", "AFTER INSERT ON deliveries FOR EACH ROW",
-                             _delivery("NEW"), "NEW.updated_at"),
     "delivery_state": _trigger(
         "delivery_state", "AFTER UPDATE OF state ON deliveries FOR EACH ROW "
         "WHEN NEW.state IS NOT OLD.state", _delivery("NEW"), "NEW.updated_at"),
@@ -79,10 +95,12 @@ class ArchiveStore(SqliteBase):
         """Install the archive's triggers, or remove them (and keep what is queued: an
         archive switched off keeps its backlog until it is switched on again)."""
         def body(db: sqlite3.Connection) -> None:
+            db.execute("DROP TRIGGER IF EXISTS archive_delivery_new")  # an older design's
             for name, sql in TRIGGERS.items():
                 db.execute(sql if on else f"DROP TRIGGER IF EXISTS archive_{name}")
 
         await self._tx_sync(body)
+        self.archiving = on
 
     async def archive_batch(self, limit: int, max_bytes: int) -> list[tuple[int, str]]:
         """The oldest queued records, (sequence, JSON line), at most `limit` of them and

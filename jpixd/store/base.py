@@ -78,6 +78,8 @@ class SqliteBase:
         self.path = path
         # `timezone` from the config, for the texts the store composes (Backlog issues).
         self.tz: tzinfo = JST
+        # [archive] configured: a fan-out archives the deliveries it creates.
+        self.archiving = False
 
     @classmethod
     async def _connect(cls, path: Path) -> aiosqlite.Connection:

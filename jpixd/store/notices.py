@@ -23,6 +23,7 @@ from jpixd.model import (
     TimeWindow,
     notice_to_json,
 )
+from jpixd.store.archive import CREATED_SQL
 from jpixd.store.base import (
     PREFECTURE_MATCH,
     SqliteBase,
@@ -131,6 +132,7 @@ class NoticeStore(SubscriberStore, SqliteBase):
         source showed it under, when that is not the notice's own id (a linked report)."""
         n = notice
         t = to_db(now)
+        archiving = self.archiving
 
         def body(db: sqlite3.Connection) -> RecordResult:
             row = db.execute(_UPSERT, (
@@ -184,6 +186,8 @@ class NoticeStore(SubscriberStore, SqliteBase):
                       p.priority, enc(p.not_before), t, t, enc(p.not_before))
                      for slot, p in plan.reminders]
             db.executemany(_INSERT_DELIVERY, rows)
+            if archiving and rows:
+                db.execute(CREATED_SQL, (revision_id, revision_id))
             return RecordResult(notice_id, revision_id, len(plan.notices),
                                 len(plan.reminders), superseded, cancelled)
 
