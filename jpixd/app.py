@@ -89,7 +89,7 @@ def admin_token(cfg: Config) -> str:
 def web_signing_keys(cfg: Config) -> list[str] | None:
     """`[web] secret_keys` (first signs, all verify), or (embedded default only) one key
     kept in state_dir; None when neither: no signed links, no public pages."""
-    if cfg.web.secret_keys is not None:
+    if cfg.web.secret_keys:
         keys = web_keys(cfg.web.secret_keys)
         short = [k for k in keys if len(k) < MIN_WEB_KEY]
         if not keys or short:
@@ -333,7 +333,7 @@ class Daemon:
                         read_timeout=cfg.bounces.wait_time.total_seconds() + 10,
                         attempts=2)))
             firehose = None
-            if cfg.archive is not None and cfg.archive.sink == "firehose":
+            if cfg.archive is not None and cfg.archive.kind == "firehose":
                 from aiobotocore.session import get_session
 
                 from jpixd.awsclients import client_config

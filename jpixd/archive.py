@@ -171,9 +171,9 @@ class ArchiveLoop(Loop):
 
 
 def sink_for(cfg: ArchiveConfig, clock: Clock, client: Any = None) -> Sink:
-    if cfg.sink == "file":
+    if cfg.kind == "file":
         assert cfg.dir is not None
         return FileSink(cfg.dir, max_bytes=cfg.max_file_bytes, keep=cfg.keep_files,
                         clock=clock)
-    assert cfg.stream_name is not None and client is not None
-    return FirehoseSink(client, cfg.stream_name)
+    assert cfg.stream is not None and client is not None
+    return FirehoseSink(client, cfg.stream)

@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -135,9 +135,9 @@ class WebConfig:
     # Where subscribers reach the public listener ("https://notice.example.jp"): links in
     # mail are built on it. None: no links (List-Unsubscribe falls back to mail).
     base_url: str | None = None
-    # Keys that sign links, one per line (first signs, all verify): adding a key in front
-    # keeps every link already mailed working.
-    secret_keys: Secret | None = None
+    # Keys that sign links (first signs, all verify): adding a key in front keeps every
+    # link already mailed working. Each Secret may hold several keys, one per line.
+    secret_keys: tuple[Secret, ...] = ()
     generate_secret_keys: bool = False  # embedded default only: kept in state_dir
     # Proxies (the ALB's subnets) whose X-Forwarded-For / -Proto are believed.
     trusted_proxies: tuple[str, ...] = ()
@@ -246,8 +246,8 @@ class ArchiveConfig:
     """The event archive (jpixd/archive.py): every delivery state change, mail event,
     suppression, pause/resume and Backlog action as a JSON line, in commit order."""
 
-    sink: str = "firehose"
-    stream_name: str | None = None  # firehose
+    kind: str = "firehose"  # SPEC §3: kind = "firehose" | "file"
+    stream: str | None = None  # the Firehose delivery stream
     region: str = "ap-northeast-1"
     endpoint_url: str | None = None  # tests (moto)
     dir: Path | None = None  # file: one file per UTC hour
@@ -606,10 +606,36 @@ def _http(s: _Section) -> HttpConfig:
 MIN_WEB_KEY = 32
 
 
-def web_keys(secret: Secret) -> list[str]:
-    """The keys in a `secret_keys` value: one per line (or separated by commas or
-    spaces), the first signs."""
-    return [k for k in re.split(r"[\s,]+", secret.get()) if k]
+def web_keys(secrets: Sequence[Secret]) -> list[str]:
+    """The keys `secret_keys` names, in order (the first signs): each of its secrets
+    holds one key or several, one per line (or separated by commas or spaces)."""
+    return [k for secret in secrets for k in re.split(r"[\s,]+", secret.get()) if k]
+
+
+def _secret_list(s: _Section, name: str, env_var: str) -> tuple[Secret, ...]:
+    """`name` as a list of references (["ssm:/a", "env:B"]), or as one secret the usual
+    ways (`name_file`, "ssm:/path", "env:VAR", or `env_var`)."""
+    raw = s.data.get(name)
+    if not isinstance(raw, list):
+        one = s.secret(name, env_var)
+        return (one,) if one is not None else ()
+    s.raw(name)
+    out: list[Secret] = []
+    for i, item in enumerate(raw):
+        key = f"{name}[{i}]"
+        if isinstance(item, str) and item.startswith("ssm:"):
+            got = s._ssm(key, item)
+        elif isinstance(item, str) and item.startswith("env:"):
+            got = s._env(key, item[4:])
+        else:
+            s.error(key, "each key is a reference, \"ssm:/path\" or \"env:VAR\" (secrets "
+                    "are not written in the config file)")
+            got = None
+        if got is not None:
+            out.append(got)
+    if s.has(f"{name}_file"):
+        s.error(name, f"set either {name} or {name}_file, not both")
+    return tuple(out)
 
 
 def _web(s: _Section, http: HttpConfig) -> WebConfig:
@@ -619,8 +645,8 @@ def _web(s: _Section, http: HttpConfig) -> WebConfig:
         base_url = base_url.rstrip("/")
         if urlsplit(base_url).query or urlsplit(base_url).fragment:
             s.error("base_url", f"{base_url!r} must not have a query or fragment")
-    keys = s.secret("secret_keys", "JPIXD_WEB_SECRET_KEYS")
-    if keys is not None and keys.value is not None:
+    keys = _secret_list(s, "secret_keys", "JPIXD_WEB_SECRET_KEYS")
+    if keys and all(k.value is not None for k in keys):
         short = [i for i, k in enumerate(web_keys(keys)) if len(k) < MIN_WEB_KEY]
         if short:
             s.error("secret_keys", f"key {short[0] + 1} is shorter than {MIN_WEB_KEY} "
@@ -632,7 +658,7 @@ def _web(s: _Section, http: HttpConfig) -> WebConfig:
             ipaddress.ip_network(p, strict=False)
         except ValueError:
             s.error("trusted_proxies", f"{p!r} is not an address or network (\"10.0.0.0/16\")")
-    if keys is None and not generate and (base_url or http.public_listen):
+    if not keys and not generate and (base_url or http.public_listen):
         s.error("secret_keys", "links in mail and the public pages need keys: set "
                 "secret_keys_file, secret_keys = \"ssm:/path\" or JPIXD_WEB_SECRET_KEYS")
     cfg = WebConfig(
@@ -875,15 +901,15 @@ def _archive(s: _Section) -> ArchiveConfig | None:
     d = defaults(ArchiveConfig)
     if not s.data:
         return None
-    sink = s.text("sink", d("sink"), choices=ARCHIVE_SINKS)
-    stream = s.text("stream_name", None)
+    kind = s.text("kind", d("kind"), choices=ARCHIVE_SINKS)
+    stream = s.text("stream", None)
     directory = s.path_value("dir", None)
-    if sink == "firehose" and not stream:
-        s.error("stream_name", "is required when sink = \"firehose\"")
-    if sink == "file" and directory is None:
-        s.error("dir", "is required when sink = \"file\"")
+    if kind == "firehose" and not stream:
+        s.error("stream", "is required when kind = \"firehose\"")
+    if kind == "file" and directory is None:
+        s.error("dir", "is required when kind = \"file\"")
     cfg = ArchiveConfig(
-        sink=sink, stream_name=stream, region=s.text("region", d("region")),
+        kind=kind, stream=stream, region=s.text("region", d("region")),
         endpoint_url=s.url("endpoint_url"), dir=directory,
         interval=s.duration("interval", d("interval")),
         batch_size=s.integer("batch_size", d("batch_size"), min_value=1, max_value=500),

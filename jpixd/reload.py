@@ -99,6 +99,8 @@ def plan(old: Config, new: Config) -> ReloadPlan:
     # a change all the same.
     if _secret_changed(old.http.admin_token, eff.http.admin_token):
         live.append("http.admin_token")
-    if "web" not in live and _secret_changed(old.web.secret_keys, eff.web.secret_keys):
+    if "web" not in live and (len(old.web.secret_keys) != len(eff.web.secret_keys) or any(
+            _secret_changed(a, b) for a, b in zip(old.web.secret_keys, eff.web.secret_keys,
+                                                   strict=False))):
         live.append("web")
     return ReloadPlan(eff, tuple(live), tuple(restart))

@@ -60,7 +60,7 @@ async def test_every_change_is_one_line_in_commit_order(tmp_path: Path) -> None:
     write_feed(tmp_path, [])  # the notice comes once the subscriber is there
     archive = tmp_path / "archive"
     cfg = load_mapping(base_mapping(tmp_path, sources=source(tmp_path), archive={
-        "sink": "file", "dir": str(archive)}), base_dir=tmp_path, env={})
+        "kind": "file", "dir": str(archive)}), base_dir=tmp_path, env={})
     async with running_daemon(cfg, registry=CollectorRegistry()) as d:
         rt = d.daemon.runtime
         assert rt is not None
@@ -167,7 +167,7 @@ async def test_a_firehose_outage_loses_nothing_and_does_not_hold_mail(
     proxy.down, proxy.partial = 3, True
     write_feed(tmp_path, [])
     cfg = load_mapping(base_mapping(tmp_path, sources=source(tmp_path), archive={
-        "sink": "firehose", "stream_name": stream, "region": "ap-northeast-1",
+        "kind": "firehose", "stream": stream, "region": "ap-northeast-1",
         "endpoint_url": url, "interval": "1s"}), base_dir=tmp_path, env={})
     async with running_daemon(cfg, registry=CollectorRegistry()) as d:
         rt = d.daemon.runtime
@@ -211,7 +211,7 @@ async def test_kill_9_before_the_put_loses_nothing(
     subs = tmp_path / "subs.csv"
     subs.write_text("email\na@isp.example.jp\nb@isp.example.jp\n", encoding="utf-8")
     cfg = base_mapping(tmp_path, sources=source(tmp_path), sample_subscribers=str(subs),
-                       archive={"sink": "firehose", "stream_name": stream,
+                       archive={"kind": "firehose", "stream": stream,
                                 "region": "ap-northeast-1", "endpoint_url": url,
                                 "interval": "1s"})
     path = tmp_path / "jpixd.toml"

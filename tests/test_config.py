@@ -63,8 +63,7 @@ def test_production_example_is_valid(tmp_path: Path) -> None:
     cfg = load_path(ROOT / "etc" / "jpixd.toml", env=env)
     assert cfg.mail.transport == "ses"
     assert cfg.web.base_url == "https://notice.example.jp" and cfg.http.public_listen
-    assert cfg.web.secret_keys is not None and web_keys(cfg.web.secret_keys) == ["n" * 32,
-                                                                                  "o" * 32]
+    assert web_keys(cfg.web.secret_keys) == ["n" * 32, "o" * 32]
     assert cfg.backlog is not None and cfg.backlog.api_key.get() == "k" * 32
     assert cfg.bounces.pause_bounce_rate < 0.05
     assert {s.kind for s in cfg.sources} >= {"ntt-east", "ntt-west"}
@@ -245,3 +244,29 @@ def test_defaults_are_written_once() -> None:
     assert cfg.mail.ses == SesConfig() and cfg.mail.smtp == SmtpConfig()
     assert cfg.sources == (SourceConfig(name="s", kind="json", url="https://e.example/f",
                                         carrier="east"),)
+
+
+def test_web_keys_as_a_list_of_references(tmp_path: Path) -> None:
+    """SPEC §3: secret_keys is a list (first signs, all verify), each from ssm: or env."""
+    data = {"http": {"admin_token": "env:T", "public_listen": "127.0.0.1:8081"},
+            "mail": {"from": "noc@example.jp", "transport": "file"},
+            "web": {"base_url": "https://n.example.jp",
+                    "secret_keys": ["env:NEW", "env:OLD", "ssm:/jpixd/web-key-2024"]}}
+    cfg = load_mapping(data, base_dir=tmp_path, env={"T": "t" * 20, "NEW": "n" * 32,
+                                                      "OLD": "o" * 32})
+    assert [k.origin for k in cfg.web.secret_keys] == ["env:NEW", "env:OLD",
+                                                       "ssm:/jpixd/web-key-2024"]
+    assert web_keys(cfg.web.secret_keys[:2]) == ["n" * 32, "o" * 32]
+    with pytest.raises(ConfigError) as err:
+        load_mapping({**data, "web": {**data["web"], "secret_keys": ["a-literal-key" * 3]}},
+                     base_dir=tmp_path, env={"T": "t" * 20})
+    assert "web.secret_keys[0]: each key is a reference" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_mapping({**data, "web": {"base_url": "https://n.example.jp",
+                                      "secret_keys": ["env:SHORT"]}},
+                     base_dir=tmp_path, env={"T": "t" * 20, "SHORT": "s" * 10})
+    assert "web.secret_keys: key 1 is shorter than 32 characters" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_mapping({**data, "web": {"base_url": "https://n.example.jp"}},
+                     base_dir=tmp_path, env={"T": "t" * 20})
+    assert "web.secret_keys: links in mail and the public pages need keys" in str(err.value)
