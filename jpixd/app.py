@@ -192,7 +192,8 @@ def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metri
     renderer = Renderer(cfg.mail, unsubscribe_key(token), cfg.tz, links)
     return Sender(store, transport, renderer, metrics, clock, cfg.sending, bucket,
                   quota_from=quota_from, rate_safety=ses.rate_safety, auto_rate=auto,
-                  quota_refresh=ses.quota_refresh.total_seconds())
+                  quota_refresh=ses.quota_refresh.total_seconds(),
+                  lease=cfg.cluster.lease.total_seconds())
 
 
 def public_context(cfg: Config, rt: Runtime, sender: Sender,

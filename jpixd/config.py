@@ -238,6 +238,14 @@ class BouncesConfig:
     warn_complaint_rate: float = 0.0005
 
 
+@dataclass(frozen=True)
+class ClusterConfig:
+    """SPEC §3 `[cluster]`: how long a claimed delivery is its sender's (renewed every
+    third of it while the send runs); past it, any sender sends it again."""
+
+    lease: timedelta = timedelta(minutes=2)
+
+
 ARCHIVE_SINKS = ("firehose", "file")
 
 
@@ -323,6 +331,7 @@ class Config:
     bounces: BouncesConfig = BouncesConfig()
     backlog: BacklogConfig | None = None
     archive: ArchiveConfig | None = None
+    cluster: ClusterConfig = ClusterConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
     retention: RetentionConfig = RetentionConfig()
     ssm: SsmConfig = SsmConfig()
@@ -897,6 +906,15 @@ def _bounces(s: _Section) -> BouncesConfig:
     return cfg
 
 
+def _cluster(s: _Section) -> ClusterConfig:
+    d = defaults(ClusterConfig)
+    lease = s.duration("lease", d("lease"))
+    if lease < timedelta(seconds=10):
+        s.error("lease", "must be at least 10s (a send may take that long)")
+    s.finish()
+    return ClusterConfig(lease=lease)
+
+
 def _archive(s: _Section) -> ArchiveConfig | None:
     d = defaults(ArchiveConfig)
     if not s.data:
@@ -1022,6 +1040,7 @@ def load_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None,
         bounces=_bounces(root.section("bounces")),
         backlog=_backlog(root.section("backlog")),
         archive=_archive(root.section("archive")),
+        cluster=_cluster(root.section("cluster")),
         supervisor=_supervisor(root.section("supervisor")),
         retention=_retention(root.section("retention")),
         ssm=_ssm_section(root.section("ssm")),

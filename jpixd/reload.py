@@ -26,7 +26,7 @@ class ReloadPlan:
 
 def _restart_fields(old: Config, new: Config) -> list[str]:
     out = []
-    for name in ("state_dir", "database_url", "supervisor", "ssm"):
+    for name in ("state_dir", "database_url", "supervisor", "ssm", "cluster"):
         if getattr(old, name) != getattr(new, name):
             out.append(name)
     if (old.http.listen, old.http.public_listen, old.http.header_timeout,
@@ -56,7 +56,7 @@ def _restart_fields(old: Config, new: Config) -> list[str]:
 def _keep_running(old: Config, new: Config, restart: list[str]) -> Config:
     """`new`, but with every part that needs a restart as it runs now."""
     eff = replace(new, state_dir=old.state_dir, database_url=old.database_url,
-                  supervisor=old.supervisor, ssm=old.ssm,
+                  supervisor=old.supervisor, ssm=old.ssm, cluster=old.cluster,
                   http=replace(new.http, listen=old.http.listen,
                                public_listen=old.http.public_listen,
                                header_timeout=old.http.header_timeout,

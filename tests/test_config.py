@@ -248,17 +248,17 @@ def test_defaults_are_written_once() -> None:
 
 def test_web_keys_as_a_list_of_references(tmp_path: Path) -> None:
     """SPEC §3: secret_keys is a list (first signs, all verify), each from ssm: or env."""
-    data = {"http": {"admin_token": "env:T", "public_listen": "127.0.0.1:8081"},
-            "mail": {"from": "noc@example.jp", "transport": "file"},
-            "web": {"base_url": "https://n.example.jp",
-                    "secret_keys": ["env:NEW", "env:OLD", "ssm:/jpixd/web-key-2024"]}}
+    web: dict[str, Any] = {"base_url": "https://n.example.jp",
+                           "secret_keys": ["env:NEW", "env:OLD", "ssm:/jpixd/web-key-2024"]}
+    data: dict[str, Any] = {"http": {"admin_token": "env:T", "public_listen": "127.0.0.1:8081"},
+                            "mail": {"from": "noc@example.jp", "transport": "file"}, "web": web}
     cfg = load_mapping(data, base_dir=tmp_path, env={"T": "t" * 20, "NEW": "n" * 32,
                                                       "OLD": "o" * 32})
     assert [k.origin for k in cfg.web.secret_keys] == ["env:NEW", "env:OLD",
                                                        "ssm:/jpixd/web-key-2024"]
     assert web_keys(cfg.web.secret_keys[:2]) == ["n" * 32, "o" * 32]
     with pytest.raises(ConfigError) as err:
-        load_mapping({**data, "web": {**data["web"], "secret_keys": ["a-literal-key" * 3]}},
+        load_mapping({**data, "web": {**web, "secret_keys": ["a-literal-key" * 3]}},
                      base_dir=tmp_path, env={"T": "t" * 20})
     assert "web.secret_keys[0]: each key is a reference" in str(err.value)
     with pytest.raises(ConfigError) as err:

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import math
+import os
 import random
+import secrets
+import socket
 import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -98,7 +102,7 @@ class Sender(Loop):
                  metrics: Metrics, clock: Clock, cfg: SendingConfig, bucket: TokenBucket, *,
                  quota_from: SesTransport | None = None, rate_safety: float = 0.9,
                  auto_rate: bool = False, quota_refresh: float = 300.0,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, lease: float = 120.0) -> None:
         super().__init__()
         self.store = store
         self.transport = transport
@@ -123,6 +127,11 @@ class Sender(Loop):
         self.recorder = SentRecorder(store, clock)
         # `jpixd run --shadow`: every mail rendered and kept, none sent (the cut-over).
         self.shadow = False
+        # Claimed rows carry this sender's name and a lease, renewed every third of it
+        # while the round runs; a row whose lease expired is anyone's to send again.
+        self.lease = lease
+        self.claimer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.renewed = asyncio.Event()  # set after each renewal (tests wait on it)
         metrics.send_rate_limit.set(rate_gauge(bucket.rate))
 
     async def run(self, heartbeat: Heartbeat, stopping: asyncio.Event) -> None:
@@ -162,7 +171,11 @@ class Sender(Loop):
         if await self._paused() or self._quota_exhausted():
             return
         limit = self._claim_size()
-        claimed = await self.store.claim(now, limit)
+        claimed, taken_over = await self.store.claim(
+            now, limit, claimer=self.claimer, lease_until=now + timedelta(seconds=self.lease))
+        if taken_over:
+            log.warning("sending again mail whose sender's lease expired (it died mid-send)",
+                        count=taken_over)
         if not claimed:
             return
         self._busy = len(claimed) == limit
@@ -185,6 +198,7 @@ class Sender(Loop):
                 if unrecorded is not None:
                     await asyncio.shield(unrecorded)
 
+        renewer = asyncio.create_task(self._renew_leases(), name="lease-renewal")
         try:
             async with asyncio.TaskGroup() as tg:
                 for i in range(min(self.cfg.concurrency, len(claimed))):
@@ -193,9 +207,26 @@ class Sender(Loop):
             # The round broke (the store could not record a sent mail, …): the rows it
             # claimed are due again now, sent by the next round of this process; mail
             # that went out unrecorded goes twice, within the in-flight bound.
-            n = await self.store.recover_sending(self.clock())
+            n = await self.store.recover_sending(self.clock(), claimer=self.claimer)
             log.error("sender round failed; its claimed mail is due again", requeued=n)
             raise
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _renew_leases(self) -> None:
+        """While the round runs (a slow or throttled transport can take minutes), its
+        rows stay its own: nobody takes over mail that is still being sent."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            now = self.clock()
+            try:
+                await self.store.renew_leases(self.claimer, now + timedelta(seconds=self.lease))
+            except Exception as exc:  # the next renewal may work; the lease is long
+                log.warning("could not renew the sending lease", error=str(exc))
+                continue
+            self.renewed.set()
 
     def _claim_size(self) -> int:
         # About two seconds of work at the current rate: a pause or shutdown then has

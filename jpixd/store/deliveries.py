@@ -70,30 +70,41 @@ class DeliveryStore(SqliteBase):
 
     # ------------------------------------------------------------------ the sender
 
-    async def recover_sending(self, now: datetime) -> int:
-        """Rows a crashed process left in `sending` go out again (at-least-once)."""
+    async def recover_sending(self, now: datetime, claimer: str | None = None) -> int:
+        """Rows left in `sending` go out again (at-least-once): `claimer`'s own (its round
+        broke), or every one (at start-up, under the state directory's lock, so no other
+        process can be sending them)."""
+        who, params = ("AND claimed_by = ?", [claimer]) if claimer is not None else ("", [])
         async with self._tx() as db:
             cur = await db.execute(
                 "UPDATE deliveries SET state = 'retry', not_before = ?, updated_at = ?, "
-                "reason = 'recovered after a crash' WHERE state = 'sending'",
-                (to_db(now), to_db(now)))
+                "reason = 'recovered after a crash', claimed_by = NULL, lease_until = NULL "
+                f"WHERE state = 'sending' {who}", (to_db(now), to_db(now), *params))
             return cur.rowcount
 
-    async def claim(self, now: datetime, limit: int) -> list[Claimed]:
-        """Due deliveries, failures first then oldest, marked `sending` in one transaction."""
+    async def claim(self, now: datetime, limit: int, *, claimer: str = "local",
+                    lease_until: datetime | None = None) -> tuple[list[Claimed], int]:
+        """Due deliveries, failures first then oldest, and any whose lease has expired
+        (their sender died mid-send), marked `sending` under `claimer`'s lease in one
+        transaction. Returns them and how many were taken over from an expired lease."""
         t = to_db(now)
+        until = to_db(lease_until or now)
 
-        def body(db: sqlite3.Connection) -> list[sqlite3.Row]:
-            ids = [r["id"] for r in db.execute(
+        def body(db: sqlite3.Connection) -> tuple[list[sqlite3.Row], int]:
+            expired = [r["id"] for r in db.execute(
+                "SELECT id FROM deliveries WHERE state = 'sending' AND lease_until < ? "
+                "ORDER BY lease_until LIMIT ?", (t, limit))]
+            ids = expired + [r["id"] for r in db.execute(
                 "SELECT id FROM deliveries WHERE state IN ('pending', 'retry') "
-                "AND not_before <= ? ORDER BY priority, not_before, id LIMIT ?", (t, limit))]
+                "AND not_before <= ? ORDER BY priority, not_before, id LIMIT ?",
+                (t, limit - len(expired)))]
             if not ids:
-                return []
+                return [], 0
             marks = ",".join("?" for _ in ids)
             db.execute(f"UPDATE deliveries SET state = 'sending', claimed_at = ?, "
-                       f"attempts = attempts + 1, updated_at = ? WHERE id IN ({marks})",
-                       (t, t, *ids))
-            return db.execute(f"""
+                       f"claimed_by = ?, lease_until = ?, attempts = attempts + 1, "
+                       f"updated_at = ? WHERE id IN ({marks})", (t, claimer, until, t, *ids))
+            rows = db.execute(f"""
                 SELECT d.*, r.content AS r_content, r.change AS r_change,
                        s.email AS s_email, s.name AS s_name, s.organization AS s_org,
                        s.charset AS s_charset, s.status AS s_status, s.paused AS s_paused,
@@ -105,8 +116,16 @@ class DeliveryStore(SqliteBase):
                 JOIN subscribers s ON s.id = d.subscriber_id
                 WHERE d.id IN ({marks}) ORDER BY d.priority, d.not_before, d.id""",
                 ids).fetchall()
+            return rows, len(expired)
 
-        return [_claimed(r) for r in await self._tx_sync(body)]
+        rows, taken_over = await self._tx_sync(body)
+        return [_claimed(r) for r in rows], taken_over
+
+    async def renew_leases(self, claimer: str, until: datetime) -> int:
+        """Keep `claimer`'s rows in flight its own: one statement, however many."""
+        return await self._write(
+            "UPDATE deliveries SET lease_until = ? WHERE claimed_by = ? AND state = 'sending'",
+            (to_db(until), claimer))
 
     async def is_suppressed(self, email: str) -> bool:
         row = await self._one("SELECT 1 FROM suppressions WHERE email = ? AND lifted_at IS NULL",
