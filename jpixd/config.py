@@ -289,10 +289,14 @@ class RetentionConfig:
     revisions: timedelta = timedelta(days=365)  # superseded notice revisions
     quarantine: timedelta = timedelta(days=90)
     tickets: timedelta = timedelta(days=365)  # ended Backlog cases
+    pending_subscribers: timedelta = timedelta(days=7)  # sign-ups never confirmed
 
     def cutoffs(self, now: datetime) -> dict[str, datetime]:
-        return {name: now - getattr(self, name)
-                for name in ("deliveries", "events", "revisions", "quarantine", "tickets")}
+        return {name: now - getattr(self, name) for name in RETENTION_KEYS}
+
+
+RETENTION_KEYS = ("deliveries", "events", "revisions", "quarantine", "tickets",
+                  "pending_subscribers")
 
 
 @dataclass(frozen=True)
@@ -994,8 +998,8 @@ def _ssm_section(s: _Section) -> SsmConfig:
 
 def _retention(s: _Section) -> RetentionConfig:
     d = RetentionConfig()
-    cfg = RetentionConfig(**{name: s.duration(name, getattr(d, name)) for name in (
-        "deliveries", "events", "revisions", "quarantine", "tickets")})
+    cfg = RetentionConfig(**{name: s.duration(name, getattr(d, name))
+                             for name in RETENTION_KEYS})
     s.finish()
     return cfg
 

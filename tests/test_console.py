@@ -173,3 +173,17 @@ async def test_subscribers_are_edited_and_imported_with_the_same_rules(
                               params={"q": "山田"}) as r:
                 text = await r.text()
                 assert "ok@isp.example.jp" in text and "left@isp.example.jp" not in text
+
+
+async def test_shadow_mode_is_said_on_the_status_page_and_in_the_api(tmp_path: Path) -> None:
+    async with site(tmp_path) as s:
+        op = await login(s)
+        async with op:
+            async with op.get(s.d.base_url + "/console/") as r:
+                assert 'id="shadow-mode"' not in await r.text()
+            await s.rt.store.enter_shadow(s.rt.clock())
+            async with op.get(s.d.base_url + "/console/") as r:
+                assert 'id="shadow-mode"' in await r.text()
+        async with s.http.get(s.d.base_url + "/admin/v1/status", headers=s.admin) as r:
+            status = await r.json()
+        assert status["mode"]["shadow"] is True and status["archive"] is None

@@ -60,3 +60,27 @@ async def test_pruning_goes_in_small_batches(store: Store) -> None:
     assert first.counts["quarantine"] == 20  # two batches of ten, the rest next time
     second = await store.prune({"quarantine": NOW}, batch=10, max_batches=2)
     assert second.counts["quarantine"] == 5
+
+
+async def test_unconfirmed_sign_ups_and_shadow_mail_are_pruned(store: Store) -> None:
+    from jpixd.model import Subscriber, SubscriberStatus
+
+    stale, _ = await store.signup(Subscriber(email="typo@isp.example.jp"), OLD)
+    fresh, _ = await store.signup(Subscriber(email="new@isp.example.jp"), NOW)
+    active = await store.create_subscriber(
+        Subscriber(email="old@isp.example.jp", status=SubscriberStatus.ACTIVE), OLD)
+    # A shadow run's kept mail, old: pruned with its rendered message.
+    await sent_to(store, OLD, "shadowed@isp.example.jp")
+    [d] = [x for x in (await store.list_deliveries(state="sent"))[0]
+           if x.email == "shadowed@isp.example.jp"]
+    await store._write("UPDATE deliveries SET state = 'sending' WHERE id = ?", (d.id,))
+    await store.mark_shadow(d.id, OLD, subject="s", message=b"m", charset="utf-8")
+    house = HousekeepingLoop(store, Metrics(CollectorRegistry()), lambda: NOW,
+                             retention=RetentionConfig())
+    pruned = await house.prune(NOW)
+    assert pruned["pending_subscribers"] == 1 and pruned["deliveries"] >= 1
+    assert await store.subscriber_by_email("typo@isp.example.jp") is None
+    assert await store.subscriber_by_email("new@isp.example.jp") is not None  # within 7 days
+    assert await store.get_subscriber(active.id or 0) is not None  # confirmed: kept
+    assert await store.shadow_mail() == []  # the old shadow delivery and its message
+    assert stale.id != fresh.id

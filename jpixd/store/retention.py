@@ -1,5 +1,6 @@
 """Pruning on purpose ([retention]): finished deliveries, SES events, superseded notice
-revisions, the quarantine and ended Backlog cases older than their retention are deleted
+revisions, the quarantine, ended Backlog cases and never-confirmed sign-ups older than
+their retention are deleted
 in small batches (each its own short transaction, so sending never waits long for the
 database). What something still points at is kept: an event a suppression names, a
 revision a kept delivery belongs to, a notice's current revision."""
@@ -27,10 +28,11 @@ _RULES: dict[str, tuple[str, tuple[str, ...]]] = {
          "UPDATE tickets SET event_id = NULL WHERE event_id IN ({ids})",
          "DELETE FROM mail_events WHERE id IN ({ids})")),
     "deliveries": (
-        "SELECT id FROM deliveries d WHERE state IN ('sent', 'failed', 'suppressed', 'skipped') "
-        "AND updated_at < ? "
+        "SELECT id FROM deliveries d WHERE state IN ('sent', 'failed', 'suppressed', 'skipped', "
+        "'shadow') AND updated_at < ? "
         "AND NOT EXISTS (SELECT 1 FROM mail_events e WHERE e.delivery_id = d.id) LIMIT ?",
-        ("DELETE FROM deliveries WHERE id IN ({ids})",)),
+        ("DELETE FROM shadow_mail WHERE delivery_id IN ({ids})",
+         "DELETE FROM deliveries WHERE id IN ({ids})")),
     "revisions": (
         "SELECT r.id FROM notice_revisions r JOIN notices n ON n.id = r.notice_id "
         "WHERE r.seen_at < ? AND r.revision <> n.revision "
@@ -44,8 +46,16 @@ _RULES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("DELETE FROM ticket_comments WHERE ticket_id IN ({ids})",
          "DELETE FROM tickets WHERE id IN ({ids})")),
 }
+_RULES["pending_subscribers"] = (
+    # Sign-ups never confirmed (a typo, or a stranger's form): nothing was ever mailed
+    # to them but the confirmation, so nothing else points at them.
+    "SELECT id FROM subscribers s WHERE status = 'pending' AND deleted_at IS NULL "
+    "AND created_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
+    "                                   WHERE d.subscriber_id = s.id) LIMIT ?",
+    ("DELETE FROM subscriber_changes WHERE subscriber_id IN ({ids})",
+     "DELETE FROM subscribers WHERE id IN ({ids})"))
 # Events go before the deliveries they name; deliveries before their revisions.
-ORDER = ("events", "deliveries", "revisions", "quarantine", "tickets")
+ORDER = ("events", "deliveries", "revisions", "quarantine", "tickets", "pending_subscribers")
 
 
 @dataclass(frozen=True)

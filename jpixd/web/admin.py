@@ -51,7 +51,18 @@ async def get_status(request: web.Request) -> web.Response:
         "transport": rt.config.mail.transport,
         **_sender_status(rt.loops.get("sender")),
         "backlog": await _backlog_status(rt),
+        "mode": await rt.store.mode(),  # {"shadow": true, "since": …} during a cut-over
+        "archive": await _archive_status(rt),
     })
+
+
+async def _archive_status(rt: Runtime) -> dict[str, object] | None:
+    if rt.config.archive is None:
+        return None
+    pending, oldest = await rt.store.archive_pending()
+    return {"kind": rt.config.archive.kind, "pending": pending,
+            "oldest": oldest.isoformat() if oldest else None,
+            "degraded": getattr(rt.loops.get("archive"), "degraded", None)}
 
 
 async def _backlog_status(rt: Runtime) -> dict[str, object] | None:

@@ -152,7 +152,8 @@ async def status(request: web.Request) -> web.Response:
         verdict=verdict, bounces=rt.config.bounces, rate=rate, quota=quota,
         loops=rt.supervisor.status, sources=sources, transport=rt.config.mail.transport,
         chart=chart.svg(activity, now, rt.config.tz), totals=chart.totals(activity),
-        suppressed=await rt.store.suppressed_count())
+        suppressed=await rt.store.suppressed_count(), mode=await rt.store.mode(),
+        archive=(await rt.store.archive_pending()) if rt.config.archive else None)
 
 
 async def set_sending(request: web.Request) -> web.Response:
