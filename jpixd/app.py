@@ -198,7 +198,7 @@ def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metri
 
 def public_context(cfg: Config, rt: Runtime, sender: Sender,
                    links: LinkBuilder) -> PublicContext:
-    proxies = Proxies(cfg.web.trusted_proxies)
+    proxies = Proxies(cfg.web.trusted_proxies, https_site=links.base_url.startswith("https://"))
     return PublicContext(
         signer=links.signer, links=links, proxies=proxies,
         csrf=Csrf(links.signer, proxies),

@@ -100,3 +100,5 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies() -> None:
     assert p.secure(Req("10.0.1.5", "203.0.113.9", "https"))  # type: ignore[arg-type]
     assert p.client(Req("198.51.100.7", "1.2.3.4")) == "198.51.100.7"  # type: ignore[arg-type]
     assert not p.secure(Req("198.51.100.7", "", "https"))  # type: ignore[arg-type]
+    # A site whose links are https sets Secure cookies whatever the proxy says.
+    assert Proxies([], https_site=True).secure(Req("198.51.100.7", "", ""))  # type: ignore[arg-type]

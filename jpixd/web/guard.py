@@ -63,8 +63,11 @@ async def read_form(request: web.Request) -> MultiDictProxy[Any]:
 class Proxies:
     """Which peers' X-Forwarded-For / -Proto are believed (`[web] trusted_proxies`)."""
 
-    def __init__(self, networks: Sequence[str]) -> None:
+    def __init__(self, networks: Sequence[str], *, https_site: bool = False) -> None:
         self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+        # The site's own links are https (`[web] base_url`): its cookies are Secure even
+        # when the proxy in front was not named in trusted_proxies.
+        self.https_site = https_site
 
     def _trusted(self, addr: str | None) -> bool:
         if not addr or not self.networks:
@@ -93,7 +96,7 @@ class Proxies:
 
     def secure(self, request: web.Request) -> bool:
         """Whether the browser's side of the connection is HTTPS."""
-        if request.secure:
+        if request.secure or self.https_site:
             return True
         if self._trusted(request.remote):
             return request.headers.get("X-Forwarded-Proto", "").lower() == "https"
