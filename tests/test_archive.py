@@ -264,3 +264,25 @@ async def test_a_large_fan_out_is_archived_in_chunks(store: Any, now: Any) -> No
     ids = [d[0] for c in created for d in c["deliveries"]]
     assert ids == sorted(ids) and len(set(ids)) == 12001
     assert all(len(line.encode()) < 1000 * 1024 for _, line in batch)  # Firehose's limit
+
+
+async def test_the_file_sink_rotates_and_keeps_what_it_is_told(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from jpixd.archive import FileSink
+
+    now = [datetime(2026, 11, 29, 12, 0, tzinfo=UTC)]
+    sink = FileSink(tmp_path / "a", max_bytes=100, keep=3, clock=lambda: now[0])
+    line = '{"seq":1,"type":"x","pad":"' + "p" * 18 + '"}\n'  # 47 bytes: two to a part
+    for _ in range(4):  # 200 bytes this hour: parts of at most 100
+        assert await sink.put([line]) == [True]
+    now[0] = now[0].replace(hour=13)
+    assert await sink.put([line]) == [True]
+    files = sorted(p.name for p in (tmp_path / "a").iterdir())
+    # Hour 12 made two parts (000, 001), hour 13 one; three kept.
+    assert files == ["archive-20261129T12-000.jsonl", "archive-20261129T12-001.jsonl",
+                     "archive-20261129T13-000.jsonl"]
+    assert all(p.stat().st_size <= 100 for p in (tmp_path / "a").iterdir())
+    now[0] = now[0].replace(hour=14)
+    await sink.put([line])
+    assert "archive-20261129T12-000.jsonl" not in {p.name for p in (tmp_path / "a").iterdir()}
