@@ -22,7 +22,7 @@ from jpixd.config import ArchiveConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
-from jpixd.store import Store
+from jpixd.store.contract import ArchiveOutbox
 
 log = structlog.get_logger("jpixd.archive")
 
@@ -115,7 +115,7 @@ class FileSink:
 class ArchiveLoop(Loop):
     name = "archive"
 
-    def __init__(self, store: Store, sink: Sink, cfg: ArchiveConfig, metrics: Metrics,
+    def __init__(self, store: ArchiveOutbox, sink: Sink, cfg: ArchiveConfig, metrics: Metrics,
                  clock: Clock, rng: random.Random | None = None) -> None:
         super().__init__()
         self.store, self.sink, self.cfg, self.metrics, self.clock = (store, sink, cfg,

@@ -13,7 +13,7 @@ from jpixd.config import BouncesConfig, RetentionConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
-from jpixd.store import Store
+from jpixd.store.contract import HousekeepingStore
 
 log = structlog.get_logger("jpixd.housekeeping")
 
@@ -21,7 +21,7 @@ log = structlog.get_logger("jpixd.housekeeping")
 class HousekeepingLoop(Loop):
     name = "housekeeping"
 
-    def __init__(self, store: Store, metrics: Metrics, clock: Clock,
+    def __init__(self, store: HousekeepingStore, metrics: Metrics, clock: Clock,
                  interval: float = 15.0, bounces: BouncesConfig | None = None,
                  retention: RetentionConfig | None = None,
                  prune_every: timedelta = timedelta(hours=1)) -> None:

@@ -34,7 +34,7 @@ from jpixd.config import BacklogConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
-from jpixd.store import Store
+from jpixd.store.contract import ReconcilerStore
 from jpixd.store.tickets import Ticket, TicketComment
 
 log = structlog.get_logger("jpixd.backlog")
@@ -66,7 +66,7 @@ class BacklogHealth:
 class Reconciler(Loop):
     name = "backlog"
 
-    def __init__(self, client: BacklogClient, cfg: BacklogConfig, store: Store,
+    def __init__(self, client: BacklogClient, cfg: BacklogConfig, store: ReconcilerStore,
                  metrics: Metrics, clock: Clock) -> None:
         super().__init__()
         self.client = client

@@ -21,7 +21,7 @@ from jpixd.config import BouncesConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
-from jpixd.store import Store
+from jpixd.store.contract import ConsumerStore
 
 log = structlog.get_logger("jpixd.bounces")
 
@@ -30,7 +30,7 @@ class BounceConsumer(Loop):
     name = "bounces"
     interval = 0.0  # the long poll is the wait
 
-    def __init__(self, sqs: Any, cfg: BouncesConfig, store: Store, metrics: Metrics,
+    def __init__(self, sqs: Any, cfg: BouncesConfig, store: ConsumerStore, metrics: Metrics,
                  clock: Clock, *, wait_seconds: int = 20, visibility: int = 30,
                  file_cases: bool = True) -> None:
         super().__init__()

@@ -42,7 +42,7 @@ from jpixd.feeds.policy import detail_refusal
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Change, Clock, Notice, NoticeStatus, SourceState, StoredNotice
-from jpixd.store import Store
+from jpixd.store.contract import PollerStore
 from jpixd.store.notices import RecordResult
 
 log = structlog.get_logger("jpixd.feeds")
@@ -103,7 +103,7 @@ class PollReport:
 class FeedPoller(Loop):
     name = "feeds"
 
-    def __init__(self, sources: Sequence[SourceConfig], store: Store, fetcher: Fetcher,
+    def __init__(self, sources: Sequence[SourceConfig], store: PollerStore, fetcher: Fetcher,
                  metrics: Metrics, clock: Clock, policy: Policy, *, baseline: bool = False,
                  rng: random.Random | None = None, sleep: Sleep = _sleep,
                  on_deliveries: Callable[[], None] | None = None) -> None:

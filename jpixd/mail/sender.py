@@ -32,7 +32,7 @@ from jpixd.mail.render import Rendered, Renderer
 from jpixd.mail.transports import Failure, SendError, Transport
 from jpixd.metrics import Metrics
 from jpixd.model import Claimed, Clock, DeliveryState, SubscriberStatus, notice_to_json
-from jpixd.store import Store
+from jpixd.store.contract import SenderStore
 
 if TYPE_CHECKING:  # the SES client is imported only by a daemon that sends through SES
     from jpixd.mail.transports.ses import Quota, SesTransport
@@ -48,7 +48,7 @@ class SentRecorder:
     crash-duplicate bound). The write happens whether or not anyone still waits.
     """
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: SenderStore, clock: Clock) -> None:
         self.store = store
         self.clock = clock
         self._pending: list[tuple[tuple[int, str, str, str | None], asyncio.Future[None]]] = []
@@ -98,7 +98,7 @@ class Sender(Loop):
     name = "sender"
     interval = 1.0  # idle: look for due mail (and a pause) every second
 
-    def __init__(self, store: Store, transport: Transport, renderer: Renderer,
+    def __init__(self, store: SenderStore, transport: Transport, renderer: Renderer,
                  metrics: Metrics, clock: Clock, cfg: SendingConfig, bucket: TokenBucket, *,
                  quota_from: SesTransport | None = None, rate_safety: float = 0.9,
                  auto_rate: bool = False, quota_refresh: float = 300.0,
