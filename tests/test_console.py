@@ -122,6 +122,11 @@ async def test_failed_mail_is_retried_and_a_suppression_lifted(tmp_path: Path) -
                 assert r.status == 200
             assert not await s.rt.store.is_suppressed("a@isp.example.jp")
             assert sub.id is not None
+            # Both changes to the subscriber are on its record, with who made them.
+            changes = await s.rt.store.subscriber_changes(sub.id)
+            assert [(c.actor, c.action) for c in changes[:2]] == [
+                ("console", "updated"), ("bounces", "suppressed")]
+            assert "Permanent" in changes[1].detail
 
 
 async def test_subscribers_are_edited_and_imported_with_the_same_rules(

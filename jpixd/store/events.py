@@ -7,9 +7,10 @@ changes nothing twice.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import aiosqlite
@@ -17,7 +18,12 @@ import aiosqlite
 from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
 from jpixd.store.base import SqliteBase, fetch_one, from_db, to_db, where_equal
-from jpixd.store.subscribers import bump_subscribers_version
+from jpixd.store.subscribers import (
+    bump_subscribers_version,
+    bump_version_sync,
+    log_change,
+    log_change_sync,
+)
 from jpixd.store.tickets import file_bounce, queue_lift_comment
 
 # (event, soft bounces of its address within the window, this one included) → Decision
@@ -33,73 +39,83 @@ class EventOutcome:
     reason: str | None = None
 
 
+def _record(db: sqlite3.Connection, e: MailEvent, now: datetime, decide: Decider,
+            soft_window: timedelta, file_cases: bool, tz: tzinfo) -> EventOutcome:
+    row = db.execute("SELECT id FROM deliveries WHERE ses_message_id = ? LIMIT 1",
+                     (e.ses_message_id,)).fetchone() if e.ses_message_id else None
+    delivery_id = int(row["id"]) if row else None
+    cur = db.execute(
+        "INSERT INTO mail_events (event_key, type, subtype, recipient, ses_message_id, "
+        "delivery_id, diagnostic, occurred_at, received_at, raw) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
+        (e.key, e.type, e.subtype, e.recipient, e.ses_message_id, delivery_id,
+         e.diagnostic, to_db(e.occurred_at), to_db(now), e.raw))
+    if cur.rowcount == 0:
+        return EventOutcome(e, new=False)
+    event_id = cur.lastrowid
+    soft = 0
+    if is_soft_bounce(e):
+        counted = db.execute(
+            "SELECT COUNT(*) AS n FROM mail_events WHERE recipient = ? AND "
+            "type = 'Bounce' AND (subtype LIKE 'Transient%' OR subtype LIKE "
+            "'Undetermined%') AND occurred_at >= ?",
+            (e.recipient, to_db(e.occurred_at - soft_window))).fetchone()
+        soft = int(counted["n"]) if counted else 1
+    decision = decide(e, soft)
+    db.execute("UPDATE mail_events SET counted_in_rate = ? WHERE id = ?",
+               (int(decision.counted), event_id))
+    if decision.suppress:
+        _suppress(db, e, event_id, decision, now)
+    if e.type == "Bounce" and file_cases:
+        # The operator hears of every bounced address through Backlog: the case is
+        # recorded with the bounce, so the reconciler cannot miss it.
+        file_bounce(db, e, event_id, delivery_id, now, tz)
+    return EventOutcome(e, new=True, delivery_id=delivery_id,
+                        suppressed=decision.suppress, reason=decision.reason)
+
+
+def _suppress(db: sqlite3.Connection, e: MailEvent, event_id: int | None,
+              decision: Decision, now: datetime) -> None:
+    t, at = to_db(now), to_db(e.occurred_at)
+    db.execute(
+        "INSERT INTO suppressions (email, reason, first_event_at, last_event_at, event_id, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET "
+        "reason = excluded.reason, last_event_at = excluded.last_event_at, "
+        "event_id = excluded.event_id, lifted_at = NULL, lifted_by = NULL, "
+        "first_event_at = CASE WHEN suppressions.lifted_at IS NULL "
+        "THEN suppressions.first_event_at ELSE excluded.first_event_at END",
+        (e.recipient, decision.reason or e.type, at, at, event_id, t))
+    # Mail not yet sent to the address will not be: say so in the outbox now.
+    db.execute(
+        "UPDATE deliveries SET state = 'suppressed', reason = ?, updated_at = ? "
+        "WHERE email = ? AND state IN ('pending', 'retry')",
+        (f"address suppressed: {decision.reason}", t, e.recipient))
+    status = "unsubscribed" if decision.unsubscribe else "suppressed"
+    changed = [int(r["id"]) for r in db.execute(
+        "SELECT id FROM subscribers WHERE email = ? AND deleted_at IS NULL "
+        "AND status = 'active'", (e.recipient,))]
+    if changed:
+        db.execute("UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
+                   (status, t, changed[0]))
+        # Who changed the subscriber and why, as for every other change to one.
+        log_change_sync(db, changed[0], "bounces", status,
+                        f"{e.type} {e.subtype or ''}: {decision.reason or ''}".strip(), now)
+        bump_version_sync(db, now)
+
+
 class EventStore(SqliteBase):
     async def record_events(self, events: Sequence[MailEvent], now: datetime, *,
                             decide: Decider, soft_window: timedelta,
                             file_cases: bool = True) -> list[EventOutcome]:
         """Record the events; with `file_cases`, each bounce also files (or comments on)
-        its address's Backlog case in the same transaction."""
-        async with self._tx() as db:
-            return [await self._record(db, e, now, decide, soft_window, file_cases)
-                    for e in events]
+        its address's Backlog case in the same transaction: one trip to the database
+        thread for the whole message."""
+        tz = self.tz
 
-    async def _record(self, db: aiosqlite.Connection, e: MailEvent, now: datetime,
-                      decide: Decider, soft_window: timedelta,
-                      file_cases: bool) -> EventOutcome:
-        row = await fetch_one(db, "SELECT id FROM deliveries WHERE ses_message_id = ? LIMIT 1",
-                              (e.ses_message_id,)) if e.ses_message_id else None
-        delivery_id = int(row["id"]) if row else None
-        cur = await db.execute(
-            "INSERT INTO mail_events (event_key, type, subtype, recipient, ses_message_id, "
-            "delivery_id, diagnostic, occurred_at, received_at, raw) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
-            (e.key, e.type, e.subtype, e.recipient, e.ses_message_id, delivery_id,
-             e.diagnostic, to_db(e.occurred_at), to_db(now), e.raw))
-        if cur.rowcount == 0:
-            return EventOutcome(e, new=False)
-        event_id = cur.lastrowid
-        soft = 0
-        if is_soft_bounce(e):
-            counted = await fetch_one(
-                db, "SELECT COUNT(*) AS n FROM mail_events WHERE recipient = ? AND "
-                    "type = 'Bounce' AND (subtype LIKE 'Transient%' OR subtype LIKE "
-                    "'Undetermined%') AND occurred_at >= ?",
-                (e.recipient, to_db(e.occurred_at - soft_window)))
-            soft = int(counted["n"]) if counted else 1
-        decision = decide(e, soft)
-        await db.execute("UPDATE mail_events SET counted_in_rate = ? WHERE id = ?",
-                         (int(decision.counted), event_id))
-        if decision.suppress:
-            await self._suppress(db, e, event_id, decision, now)
-        if e.type == "Bounce" and file_cases:
-            # The operator hears of every bounced address through Backlog: the case is
-            # recorded with the bounce, so the reconciler cannot miss it.
-            await file_bounce(db, e, event_id, delivery_id, now, self.tz)
-        return EventOutcome(e, new=True, delivery_id=delivery_id,
-                            suppressed=decision.suppress, reason=decision.reason)
+        def body(db: sqlite3.Connection) -> list[EventOutcome]:
+            return [_record(db, e, now, decide, soft_window, file_cases, tz) for e in events]
 
-    async def _suppress(self, db: aiosqlite.Connection, e: MailEvent, event_id: int | None,
-                        decision: Decision, now: datetime) -> None:
-        t, at = to_db(now), to_db(e.occurred_at)
-        await db.execute(
-            "INSERT INTO suppressions (email, reason, first_event_at, last_event_at, event_id, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET "
-            "reason = excluded.reason, last_event_at = excluded.last_event_at, "
-            "event_id = excluded.event_id, lifted_at = NULL, lifted_by = NULL, "
-            "first_event_at = CASE WHEN suppressions.lifted_at IS NULL "
-            "THEN suppressions.first_event_at ELSE excluded.first_event_at END",
-            (e.recipient, decision.reason or e.type, at, at, event_id, t))
-        # Mail not yet sent to the address will not be: say so in the outbox now.
-        await db.execute(
-            "UPDATE deliveries SET state = 'suppressed', reason = ?, updated_at = ? "
-            "WHERE email = ? AND state IN ('pending', 'retry')",
-            (f"address suppressed: {decision.reason}", t, e.recipient))
-        status = "unsubscribed" if decision.unsubscribe else "suppressed"
-        cur = await db.execute(
-            "UPDATE subscribers SET status = ?, updated_at = ? WHERE email = ? AND "
-            "deleted_at IS NULL AND status = 'active'", (status, t, e.recipient))
-        if cur.rowcount:
-            await bump_subscribers_version(db, now)
+        return await self._tx_sync(body)
 
     async def guard_counts(self, since: datetime) -> tuple[int, int, int]:
         """(mails sent, counted hard bounces, counted complaints) since `since`."""
@@ -144,10 +160,13 @@ class EventStore(SqliteBase):
                                    (to_db(now), by, email))
             if cur.rowcount == 0:
                 return False
-            changed = await db.execute(
-                "UPDATE subscribers SET status = 'active', updated_at = ? WHERE email = ? AND "
-                "deleted_at IS NULL AND status = 'suppressed'", (to_db(now), email))
-            if changed.rowcount:
+            row = await fetch_one(db, "SELECT id FROM subscribers WHERE email = ? AND "
+                                      "deleted_at IS NULL AND status = 'suppressed'", (email,))
+            if row is not None:
+                await db.execute("UPDATE subscribers SET status = 'active', updated_at = ? "
+                                 "WHERE id = ?", (to_db(now), row["id"]))
+                await log_change(db, int(row["id"]), by, "updated",
+                                 "status: suppressed → active (suppression lifted)", now)
                 await bump_subscribers_version(db, now)
             # Said on the address's open Backlog issue too (the reconciler posts it).
             await queue_lift_comment(db, email, by, now)

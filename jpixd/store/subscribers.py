@@ -116,6 +116,20 @@ class SubscriberChange:
     detail: str
 
 
+def log_change_sync(db: sqlite3.Connection, subscriber_id: int, actor: str, action: str,
+                    detail: str, now: datetime) -> None:
+    db.execute("INSERT INTO subscriber_changes (subscriber_id, at, actor, action, detail) "
+               "VALUES (?, ?, ?, ?, ?)", (subscriber_id, to_db(now), actor, action,
+                                          detail[:2000]))
+
+
+def bump_version_sync(db: sqlite3.Connection, now: datetime) -> None:
+    """`bump_subscribers_version` for a transaction run on the database thread."""
+    db.execute("INSERT INTO control (key, value, updated_at) VALUES (?, '1', ?) "
+               "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, "
+               "updated_at = excluded.updated_at", (_VERSION_KEY, to_db(now)))
+
+
 async def log_change(db: aiosqlite.Connection, subscriber_id: int, actor: str, action: str,
                      detail: str, now: datetime) -> None:
     await db.execute("INSERT INTO subscriber_changes (subscriber_id, at, actor, action, "

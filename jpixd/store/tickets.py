@@ -7,6 +7,7 @@ Backlog is slow or down; the reconciler works through these rows.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
@@ -15,7 +16,7 @@ import aiosqlite
 
 from jpixd.backlog import cases
 from jpixd.bounces.parse import MailEvent
-from jpixd.store.base import SqliteBase, fetch_one, from_db, from_db_req, to_db, where_equal
+from jpixd.store.base import SqliteBase, from_db, from_db_req, to_db, where_equal
 
 OPEN_STATES = ("intent", "open", "closing")
 
@@ -76,29 +77,29 @@ class TicketComment:
     attempted_at: datetime | None
 
 
-async def file_bounce(db: aiosqlite.Connection, e: MailEvent, event_id: int | None,
-                      delivery_id: int | None, now: datetime, tz: tzinfo) -> None:
-    """Inside the bounce's own transaction: open a case for the address, or, when one is
-    open already, queue a comment on it."""
-    notice = await fetch_one(db, "SELECT n.id, n.title FROM deliveries d JOIN notices n "
-                                 "ON n.id = d.notice_id WHERE d.id = ?",
-                             (delivery_id,)) if delivery_id is not None else None
+def file_bounce(db: sqlite3.Connection, e: MailEvent, event_id: int | None,
+                delivery_id: int | None, now: datetime, tz: tzinfo) -> None:
+    """Inside the bounce's own transaction (on the database thread): open a case for the
+    address, or, when one is open already, queue a comment on it."""
+    notice = db.execute("SELECT n.id, n.title FROM deliveries d JOIN notices n "
+                        "ON n.id = d.notice_id WHERE d.id = ?",
+                        (delivery_id,)).fetchone() if delivery_id is not None else None
     facts = cases.BounceFacts(
         email=e.recipient, subtype=e.subtype, diagnostic=e.diagnostic,
         occurred_at=e.occurred_at, ses_message_id=e.ses_message_id, delivery_id=delivery_id,
         notice_id=notice["id"] if notice else None,
         notice_title=notice["title"] if notice else None, tz=tz)
     t, at = to_db(now), to_db(e.occurred_at)
-    current = await fetch_one(db, "SELECT id FROM tickets WHERE email = ? AND kind = 'bounce' "
-                                  "AND state IN ('intent', 'open')", (e.recipient,))
+    current = db.execute("SELECT id FROM tickets WHERE email = ? AND kind = 'bounce' "
+                         "AND state IN ('intent', 'open')", (e.recipient,)).fetchone()
     if current is not None:
-        await db.execute("INSERT INTO ticket_comments (ticket_id, content, created_at) "
-                         "VALUES (?, ?, ?)", (current["id"], cases.repeat_comment(facts), t))
-        await db.execute("UPDATE tickets SET last_event_at = MAX(COALESCE(last_event_at, ?), ?), "
-                         "updated_at = ? WHERE id = ?", (at, at, t, current["id"]))
+        db.execute("INSERT INTO ticket_comments (ticket_id, content, created_at) "
+                   "VALUES (?, ?, ?)", (current["id"], cases.repeat_comment(facts), t))
+        db.execute("UPDATE tickets SET last_event_at = MAX(COALESCE(last_event_at, ?), ?), "
+                   "updated_at = ? WHERE id = ?", (at, at, t, current["id"]))
         return
     marker = cases.new_marker()
-    await db.execute(
+    db.execute(
         "INSERT INTO tickets (case_key, kind, email, marker, state, summary, description, "
         "priority, event_id, last_event_at, created_at, updated_at) "
         "VALUES (?, 'bounce', ?, ?, 'intent', ?, ?, 'normal', ?, ?, ?, ?)",
