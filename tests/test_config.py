@@ -63,6 +63,8 @@ def test_production_example_is_valid(tmp_path: Path) -> None:
     cfg = load_path(ROOT / "etc" / "jpixd.toml", env=env)
     assert cfg.mail.transport == "ses"
     assert cfg.web.base_url == "https://notice.example.jp" and cfg.http.public_listen
+    # The ALB health-checks /readyz on the operator port (deploy/cloudformation).
+    assert (cfg.http.listen.host, cfg.http.listen.port) == ("0.0.0.0", 8080)
     assert web_keys(cfg.web.secret_keys) == ["n" * 32, "o" * 32]
     assert cfg.backlog is not None and cfg.backlog.api_key.get() == "k" * 32
     assert cfg.bounces.pause_bounce_rate < 0.05
