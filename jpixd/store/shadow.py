@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from jpixd.store.base import SqliteBase, from_db, from_db_req, to_db
+from jpixd.store.base import SqliteBase, from_db_req, to_db
 
 _MODE_KEY = "mode"
 
@@ -121,8 +121,3 @@ class ShadowStore(SqliteBase):
             return CutoverResult(skipped, int(kept), int(shadow))
 
         return await self._tx_sync(body)
-
-
-def shadow_since(mode: dict[str, object]) -> datetime | None:
-    since = mode.get("since")
-    return from_db(since) if isinstance(since, str) else None

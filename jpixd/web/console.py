@@ -14,7 +14,6 @@ import hmac
 import time
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
@@ -366,10 +365,6 @@ def _back(form: MultiDictProxy[Any], default: str) -> str:
     """Where to go after an action: a console path only (never another site)."""
     to = _one(form, "back")
     return to if to.startswith(f"{PREFIX}/") and "//" not in to else default
-
-
-def query(**params: str) -> str:
-    return urlencode({k: v for k, v in params.items() if v})
 
 
 def routes() -> list[web.RouteDef]:

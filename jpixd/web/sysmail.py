@@ -31,7 +31,6 @@ from jpixd.web.links import LinkBuilder
 log = structlog.get_logger("jpixd.web")
 
 Kind = Literal["confirm", "manage"]
-KINDS: tuple[Kind, ...] = ("confirm", "manage")
 _SUBJECTS = {"confirm": "【工事・故障情報メール】登録の確認",
              "manage": "【工事・故障情報メール】配信条件の変更"}
 _TEMPLATES = {"confirm": "confirm.txt.j2", "manage": "manage-link.txt.j2"}
