@@ -239,18 +239,6 @@ async def test_markup_in_titles_and_names_is_escaped_everywhere(tmp_path: Path) 
                 assert "alert" in text, path  # the text is there, as text
         # The calendar is plain text (RFC 5545), where markup is harmless but a line break
         # would start a property of its own: the title cannot add or end an event.
-        # What jpixd writes, jpixd reads back (`jpixd parse --kind atom` on its own feed):
-        # kind, status, area and times survive the trip.
-        async with s.http.get(s.public + "/notices.atom") as r:
-            extracted = await extract("atom", await r.text(), url=s.public + "/notices.atom",
-                                      now=s.rt.clock())
-        by_title = {n["title"]: n for n in extracted.notices}
-        works = by_title["東京都の一部で設備工事"]
-        assert (works["kind"], works["status"], works["prefectures"]) == (
-            "construction", "scheduled", ["13"])
-        assert works["starts_at"] == "2026-12-24T01:00:00+09:00"
-        assert works["ends_at"] == "2026-12-24T05:00:00+09:00"
-        assert by_title["北海道の一部で故障"]["status"] == "occurred"
         async with s.http.get(s.public + "/notices.ics") as r:
             ics = await r.text()
             lines = ics.replace("\r\n ", "").split("\r\n")  # unfolded
@@ -304,6 +292,18 @@ async def test_board_atom_and_calendar(tmp_path: Path) -> None:
             feed = feedparser.parse(await r.read())
             assert r.headers["Content-Type"].startswith("application/atom+xml")
             assert [e.title for e in feed.entries] == ["【故障・発生中】北海道の一部で故障"]
+        # What jpixd writes, jpixd reads back (`jpixd parse --kind atom` on its own feed):
+        # kind, status, area and times survive the trip.
+        async with s.http.get(s.public + "/notices.atom") as r:
+            extracted = await extract("atom", await r.text(), url=s.public + "/notices.atom",
+                                      now=s.rt.clock())
+        by_title = {n["title"]: n for n in extracted.notices}
+        works = by_title["東京都の一部で設備工事"]
+        assert (works["kind"], works["status"], works["prefectures"]) == (
+            "construction", "scheduled", ["13"])
+        assert works["starts_at"] == "2026-12-24T01:00:00+09:00"
+        assert works["ends_at"] == "2026-12-24T05:00:00+09:00"
+        assert by_title["北海道の一部で故障"]["status"] == "occurred"
         # What jpixd writes, jpixd reads back (`jpixd parse --kind atom` on its own feed):
         # kind, status, area and times survive the trip.
         async with s.http.get(s.public + "/notices.atom") as r:
