@@ -47,15 +47,14 @@ from jpixd.store import Store
 from jpixd.subscribers import parse_csv
 from jpixd.supervisor import Supervisor
 from jpixd.web.app import build_app
-from jpixd.web.context import PublicContext
-from jpixd.web.guard import Csrf, Proxies, RateLimit
 from jpixd.web.links import LinkBuilder, Signer
-from jpixd.web.public import build_public_app
 from jpixd.web.shed import GuardedSite, Limits, Shedder
-from jpixd.web.sysmail import SystemMail
 
 if TYPE_CHECKING:  # the AWS clients are imported only by a daemon configured to use them
     from jpixd.mail.transports.ses import SesTransport
+
+    # …and the public pages only by one that serves them.
+    from jpixd.web.context import PublicContext
 
 log = structlog.get_logger("jpixd.app")
 
@@ -198,6 +197,10 @@ def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metri
 
 def public_context(cfg: Config, rt: Runtime, sender: Sender,
                    links: LinkBuilder) -> PublicContext:
+    from jpixd.web.context import PublicContext
+    from jpixd.web.guard import Csrf, Proxies, RateLimit
+    from jpixd.web.sysmail import SystemMail
+
     proxies = Proxies(cfg.web.trusted_proxies, https_site=links.base_url.startswith("https://"))
     return PublicContext(
         signer=links.signer, links=links, proxies=proxies,
@@ -386,6 +389,8 @@ class Daemon:
         h = cfg.http
         shedder = Shedder(Limits(h.header_timeout.total_seconds(), h.body_timeout.total_seconds(),
                                  h.max_connections), self.metrics, "public")
+        from jpixd.web.public import build_public_app
+
         runner = web.AppRunner(build_public_app(rt, self.public, shedder),
                                access_log=None, handle_signals=False)
         await runner.setup()

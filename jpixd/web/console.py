@@ -29,8 +29,7 @@ from jpixd.web import chart
 from jpixd.web.guard import CSRF_FIELD, Handler, Proxies, RateLimit, headers_middleware, read_form
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Signer
-from jpixd.web.pages import page, static_routes
-from jpixd.web.selfservice import form_values
+from jpixd.web.pages import form_values, page, static_routes
 
 log = structlog.get_logger("jpixd.console")
 

@@ -12,7 +12,7 @@ import jinja2
 from aiohttp import web
 
 from jpixd.mail.render import STATUS_LABELS, local_time
-from jpixd.model import NoticeStatus
+from jpixd.model import NoticeStatus, Subscriber
 from jpixd.prefectures import NAME_BY_CODE
 
 KIND_LABELS = {"construction": "工事", "failure": "故障"}
@@ -44,6 +44,16 @@ def environment(tz: tzinfo) -> jinja2.Environment:
 def page(tz: tzinfo, name: str, status: int = 200, **context: Any) -> web.Response:
     html = environment(tz).get_template(name).render(**context)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def form_values(sub: Subscriber | None = None) -> dict[str, Any]:
+    """A subscriber's settings as the forms show them (self-service and console), or a
+    new form's defaults."""
+    s = sub or Subscriber(email="")
+    return {"email": s.email, "name": s.name, "organization": s.organization,
+            "carriers": list(s.carriers), "prefectures": list(s.prefectures),
+            "kinds": list(s.kinds), "services": "; ".join(s.services),
+            "windows": list(s.windows), "charset": s.charset or ""}
 
 
 _STATIC = {"jpixd.css": "text/css", "jpixd.js": "text/javascript"}

@@ -25,7 +25,7 @@ from jpixd.web.context import PUBLIC, PublicContext
 from jpixd.web.guard import CSRF_FIELD, read_form
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Purpose
-from jpixd.web.pages import page
+from jpixd.web.pages import form_values, page
 
 log = structlog.get_logger("jpixd.web")
 
@@ -77,15 +77,6 @@ async def _form(request: web.Request) -> MultiDictProxy[Any] | web.Response:
     if not isinstance(token, str) or not ctx.csrf.valid(request, token):
         return _refused(request, "csrf")
     return form
-
-
-def form_values(sub: Subscriber | None = None) -> dict[str, Any]:
-    """Form values to show: a subscriber's, or a new form's defaults."""
-    s = sub or Subscriber(email="")
-    return {"email": s.email, "name": s.name, "organization": s.organization,
-            "carriers": list(s.carriers), "prefectures": list(s.prefectures),
-            "kinds": list(s.kinds), "services": "; ".join(s.services),
-            "windows": list(s.windows), "charset": s.charset or ""}
 
 
 def _posted(form: MultiDictProxy[Any]) -> dict[str, Any]:
