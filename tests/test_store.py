@@ -104,3 +104,33 @@ async def test_naive_datetimes_are_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="naive"):
         await store.set_sending(paused=True, reason=None, actor="admin",
                                 now=datetime(2026, 1, 1))
+
+
+async def test_an_upgraded_database_with_mail_takes_the_shadow_state(
+        tmp_path: Path, now: datetime) -> None:
+    """Migration 0010 widens a CHECK by rewriting the stored schema (SQLite's documented
+    way): a database from before it, with deliveries in it, takes `shadow` afterwards,
+    keeps every row, and still refuses a state nobody defined."""
+    from jpixd.fanout import Policy, planner
+    from jpixd.model import JST, Change, Notice, NoticeKind, NoticeStatus, Subscriber
+
+    store = await Store.open(tmp_path / "old.sqlite3")
+    try:
+        bundled = migrations.bundled()
+        before = [m for m in bundled if m.version < 10]
+        await store.migrate(now, before)
+        await store.create_subscriber(Subscriber(email="a@isp.example.jp"), now)
+        notice = Notice(source="east", external_id="F1", carrier="east",
+                        kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED, title="故障")
+        await store.record_revision(notice, revision="r1", change=Change.NEW, now=now,
+                                    planner=planner(notice, Change.NEW, now, Policy(tz=JST)))
+        assert await store.migrate(now) == [m.version for m in bundled if m.version >= 10]
+        [claimed], _ = await store.claim(now, 10)
+        await store.mark_shadow(claimed.delivery.id, now, subject="s", message=b"m",
+                                charset="utf-8")
+        [d], _ = await store.list_deliveries()
+        assert str(d.state) == "shadow"
+        with pytest.raises(Exception, match="CHECK constraint failed"):
+            await store._write("UPDATE deliveries SET state = 'nonsense'")
+    finally:
+        await store.close()
