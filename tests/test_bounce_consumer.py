@@ -349,3 +349,32 @@ async def test_gauges_are_right_after_a_restart_without_any_sqs_message(
     await HousekeepingLoop(store, Metrics(registry), lambda: NOW).run_once()
     assert metric(registry, "jpixd_suppressed_addresses") == 1
     assert metric(registry, "jpixd_bounce_rate") == 0.25
+
+
+async def test_one_message_that_cannot_be_recorded_is_rolled_back_alone(
+        store: Store) -> None:
+    """A receive's messages share one transaction, a savepoint each: the one whose
+    recording raises leaves nothing behind, the others are committed."""
+    from jpixd.bounces.parse import parse
+    from jpixd.bounces.rules import decide
+    from jpixd.config import BouncesConfig
+    from tests.sesnotes import bounce, sns
+
+    cfg = BouncesConfig()
+    batches = [parse(sns(bounce([e], feedback=f"fb-{e}"), message_id=f"sns-{e}"))[0]
+               for e in ("ok1@isp.example.jp", "bad@isp.example.jp", "ok2@isp.example.jp")]
+
+    def deciding(event: Any, soft: int) -> Any:
+        if event.recipient == "bad@isp.example.jp":
+            raise RuntimeError("a rule our code got wrong")
+        return decide(event, soft, cfg)
+
+    results = await store.record_event_batches(batches, NOW, decide=deciding,
+                                               soft_window=cfg.soft_bounce_window)
+    assert isinstance(results[1], RuntimeError)
+    assert all(isinstance(r, list) and r[0].new for r in (results[0], results[2]))
+    events, total = await store.list_events()
+    assert total == 2 and {e["recipient"] for e in events} == {"ok1@isp.example.jp",
+                                                                "ok2@isp.example.jp"}
+    assert not await store.is_suppressed("bad@isp.example.jp")
+    assert await store.is_suppressed("ok2@isp.example.jp")

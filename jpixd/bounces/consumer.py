@@ -22,6 +22,7 @@ from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
 from jpixd.store.contract import ConsumerStore
+from jpixd.store.events import EventOutcome
 
 log = structlog.get_logger("jpixd.bounces")
 
@@ -80,42 +81,63 @@ class BounceConsumer(Loop):
         if not messages:
             return
         received = time.monotonic()
+        # Ten at a time: one transaction for the receive, a savepoint per message, so a
+        # message our code cannot take is rolled back alone and quarantined.
         done: list[dict[str, str]] = []
-        for i, m in enumerate(messages):
+        for start in range(0, len(messages), 10):
             if time.monotonic() - received > self.visibility / 2:
-                await self._extend(messages[i:])
+                await self._extend(messages[start:])
                 received = time.monotonic()
-            await self._handle(m)
-            done.append({"Id": str(len(done)), "ReceiptHandle": m["ReceiptHandle"]})
+            chunk = messages[start:start + 10]
+            await self._handle_batch(chunk)
+            done += [{"Id": str(len(done) + i), "ReceiptHandle": m["ReceiptHandle"]}
+                     for i, m in enumerate(chunk)]
             self.progress()
         await self._delete(done)
         await self.check_guard(self.clock())
 
     async def _handle(self, m: dict[str, Any]) -> None:
-        body, sqs_id = m.get("Body", ""), m.get("MessageId", "?")
-        with structlog.contextvars.bound_contextvars(sqs_message_id=sqs_id):
-            try:
-                await self._record(body, sqs_id)
-            except Exception as exc:  # the crash barrier: this message, not the loop
-                await contain(self.store, self.metrics, exc, unit="sqs_message",
-                              origin="sqs", ref=str(sqs_id), payload=str(body),
-                              now=self.clock())
-                self.metrics.sqs_messages.labels("quarantined").inc()
+        await self._handle_batch([m])
 
-    async def _record(self, body: str, sqs_id: str) -> None:
-        try:
-            events, topic = parse(body)
-            if self.cfg.expected_topic_arns and topic not in self.cfg.expected_topic_arns:
-                raise NotificationError(f"TopicArn {topic!r} is not one we expect")
-        except NotificationError as exc:
-            await self.store.quarantine(origin="sqs", ref=sqs_id, reason=str(exc),
-                                        payload=body, now=self.clock())
-            self.metrics.sqs_messages.labels("quarantined").inc()
-            log.warning("SQS message quarantined", reason=str(exc))
+    async def _handle_batch(self, messages: list[dict[str, Any]]) -> None:
+        """Parse each message (a bad one is quarantined as it is), record the good ones'
+        events together, then log and count each message's outcome."""
+        parsed: list[tuple[str, str, list[MailEvent]]] = []
+        for m in messages:
+            body, sqs_id = m.get("Body", ""), m.get("MessageId", "?")
+            try:
+                events, topic = parse(body)
+                if self.cfg.expected_topic_arns and topic not in self.cfg.expected_topic_arns:
+                    raise NotificationError(f"TopicArn {topic!r} is not one we expect")
+            except NotificationError as exc:
+                await self.store.quarantine(origin="sqs", ref=sqs_id, reason=str(exc),
+                                            payload=body, now=self.clock())
+                self.metrics.sqs_messages.labels("quarantined").inc()
+                log.warning("SQS message quarantined", reason=str(exc), sqs_message_id=sqs_id)
+                continue
+            except Exception as exc:  # the crash barrier: this message, not the loop
+                await self._contained(sqs_id, body, exc)
+                continue
+            parsed.append((sqs_id, body, events))
+        if not parsed:
             return
-        outcomes = await self.store.record_events(
-            events, self.clock(), decide=self._decide,
+        results = await self.store.record_event_batches(
+            [events for _, _, events in parsed], self.clock(), decide=self._decide,
             soft_window=self.cfg.soft_bounce_window, file_cases=self.file_cases)
+        for (sqs_id, body, _), result in zip(parsed, results, strict=True):
+            if isinstance(result, Exception):
+                await self._contained(sqs_id, body, result)
+                continue
+            with structlog.contextvars.bound_contextvars(sqs_message_id=sqs_id):
+                self._recorded(result)
+
+    async def _contained(self, sqs_id: str, body: str, exc: Exception) -> None:
+        with structlog.contextvars.bound_contextvars(sqs_message_id=sqs_id):
+            await contain(self.store, self.metrics, exc, unit="sqs_message", origin="sqs",
+                          ref=str(sqs_id), payload=str(body), now=self.clock())
+        self.metrics.sqs_messages.labels("quarantined").inc()
+
+    def _recorded(self, outcomes: list[EventOutcome]) -> None:
         new = [o for o in outcomes if o.new]
         self.metrics.sqs_messages.labels("processed" if new else "duplicate").inc()
         if not new:

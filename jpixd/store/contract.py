@@ -69,6 +69,10 @@ class PollerStore(Protocol):
 
 
 class ConsumerStore(Protocol):
+    async def record_event_batches(
+            self, batches: Sequence[Sequence[MailEvent]], now: datetime, *, decide: Decider,
+            soft_window: timedelta, file_cases: bool = True
+    ) -> list[list[EventOutcome] | Exception]: ...
     async def guard_counts(self, since: datetime) -> tuple[int, int, int]: ...
     async def quarantine(self, *, origin: str, ref: str, reason: str, payload: str,
                          now: datetime, incident: str | None = None) -> bool: ...

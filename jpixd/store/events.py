@@ -117,6 +117,30 @@ class EventStore(SqliteBase):
 
         return await self._tx_sync(body)
 
+    async def record_event_batches(
+            self, batches: Sequence[Sequence[MailEvent]], now: datetime, *, decide: Decider,
+            soft_window: timedelta, file_cases: bool = True
+    ) -> list[list[EventOutcome] | Exception]:
+        """Several SQS messages' events in one transaction, each message under a
+        savepoint: a message whose recording raises is rolled back alone and its
+        exception returned in its place (the caller quarantines it); the others commit."""
+        tz = self.tz
+
+        def body(db: sqlite3.Connection) -> list[list[EventOutcome] | Exception]:
+            out: list[list[EventOutcome] | Exception] = []
+            for i, events in enumerate(batches):
+                db.execute(f"SAVEPOINT message_{i}")
+                try:
+                    out.append([_record(db, e, now, decide, soft_window, file_cases, tz)
+                                for e in events])
+                except Exception as exc:  # this message, not the receive
+                    db.execute(f"ROLLBACK TO message_{i}")
+                    out.append(exc)
+                db.execute(f"RELEASE message_{i}")
+            return out
+
+        return await self._tx_sync(body)
+
     async def guard_counts(self, since: datetime) -> tuple[int, int, int]:
         """(mails sent, counted hard bounces, counted complaints) since `since`."""
         s = to_db(since)
