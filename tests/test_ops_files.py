@@ -84,7 +84,10 @@ def test_the_installed_package_carries_its_data_files(tmp_path: Path) -> None:
                    "jpixd/defaults/samples/west/f-20261128-01.html",
                    "jpixd/defaults/samples/subscribers.csv",
                    "jpixd/templates/subject.txt.j2", "jpixd/templates/body.txt.j2",
-                   "jpixd/py.typed"):
+                   "jpixd/templates/confirm.txt.j2", "jpixd/templates/web/signup.html",
+                   "jpixd/templates/web/console/status.html", "jpixd/static/jpixd.css",
+                   "jpixd/static/jpixd.js", "jpixd/store/migrations/0011_leases.sql",
+                   "jpixd/store/pg/migrations/0001_baseline.sql", "jpixd/py.typed"):
         assert needed in names, f"{needed} missing from the wheel"
     assert not any(n.startswith("tests/") for n in names)
 
