@@ -327,6 +327,8 @@ class Config:
     timezone: str = "Asia/Tokyo"
     shutdown_timeout: timedelta = timedelta(seconds=30)
     database_url: str | None = None  # None: sqlite:///{state_dir}/jpixd.sqlite3
+    # PostgreSQL's password, when the URL has none (file, env or ssm:).
+    database_password: Secret | None = None
     http: HttpConfig = HttpConfig()
     web: WebConfig = WebConfig()
     sources: tuple[SourceConfig, ...] = ()
@@ -344,6 +346,12 @@ class Config:
     sample_subscribers: Path | None = None
     # Where this config came from (for relative paths and messages).
     origin: str = "<embedded default>"
+
+    @property
+    def postgres(self) -> bool:
+        """`database_url = "postgresql://…"`: the several-hosts backend (issue 16)."""
+        return bool(self.database_url) and str(self.database_url).startswith(
+            ("postgresql://", "postgres://"))
 
     @property
     def database_path(self) -> Path:
@@ -1036,6 +1044,7 @@ def load_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None,
         timezone=_timezone(root),
         shutdown_timeout=root.duration("shutdown_timeout", timedelta(seconds=30)),
         database_url=root.text("database_url", None),
+        database_password=root.secret("database_password", "JPIXD_DATABASE_PASSWORD"),
         http=(http := _http(root.section("http"))),
         web=_web(root.section("web"), http),
         sources=_sources(root),
@@ -1052,8 +1061,14 @@ def load_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None,
         sample_subscribers=root.path_value("sample_subscribers", None),
         origin=origin,
     )
-    if cfg.database_url is not None and not cfg.database_url.startswith("sqlite:"):
-        root.error("database_url", f"{cfg.database_url!r}: only sqlite: is supported so far")
+    if cfg.database_url is not None and not cfg.database_url.startswith(
+            ("sqlite:", "postgresql://", "postgres://")):
+        root.error("database_url", f"{cfg.database_url!r}: use sqlite:///path or "
+                   "postgresql://user@host/db")
+    elif cfg.database_url and urlsplit(cfg.database_url).password:
+        root.error("database_url", "has a password in it: secrets are not written in the "
+                   "config file; use database_password_file, database_password = "
+                   "\"ssm:/path\" or JPIXD_DATABASE_PASSWORD")
     root.finish()
     if errors:
         raise ConfigError(errors)

@@ -2,15 +2,20 @@
 # Installs the Debian tools that some tests use, when they are missing and we may:
 # systemd-analyze (package systemd) to verify the unit file; promtool (package
 # prometheus) to check the metrics text and the alert rules; shellcheck for the deploy
-# hooks; chromium and chromedriver (packages chromium, chromium-driver) for the browser
-# tests, driven by Selenium (Debian's browser, no download at test time), and a Japanese
-# font for their screenshots. Never fails the build: a test that needs a missing tool is
-# skipped with the reason.
+# hooks; postgresql (initdb, pg_ctl: the tests start a server of their own); chromium
+# and chromedriver (packages chromium, chromium-driver) for the browser tests, driven by
+# Selenium (Debian's browser, no download at test time), and a Japanese font for their
+# screenshots. Never fails the build: a test that needs a missing tool is skipped with
+# the reason.
 set -u
 need=""
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 command -v shellcheck >/dev/null 2>&1 || need="$need shellcheck"
+# PostgreSQL's server binaries (initdb, pg_ctl): the tests start their own server.
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    need="$need postgresql"
+fi
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
 # A Japanese font, or the browser tests' screenshots show boxes instead of text.

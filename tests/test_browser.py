@@ -68,13 +68,25 @@ class Browser:
     def submit(self, selector: str) -> None:
         """Click a button that loads another page, and wait until that page is there
         (the old page's root gone stale), not just until the click is sent."""
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.common.by import By
-        from selenium.webdriver.support import expected_conditions as ec
         from selenium.webdriver.support.ui import WebDriverWait
 
         old = self.driver.find_element(By.TAG_NAME, "html")
         self.css(selector).click()
-        WebDriverWait(self.driver, 15).until(ec.staleness_of(old))
+
+        def gone(_: Any) -> bool:
+            # A stale element, or (chromedriver, mid-navigation) "node does not belong to
+            # the document": either way the old page is no longer there.
+            try:
+                old.tag_name  # noqa: B018
+            except WebDriverException:
+                return True
+            return False
+
+        WebDriverWait(self.driver, 15).until(gone)
+        WebDriverWait(self.driver, 15).until(
+            lambda d: d.execute_script("return document.readyState") == "complete")
 
     def quit(self) -> None:
         self.driver.quit()
