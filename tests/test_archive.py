@@ -240,6 +240,7 @@ async def test_kill_9_before_the_put_loses_nothing(
 
 
 async def test_a_large_fan_out_is_archived_in_chunks(store: Any, now: Any) -> None:
+    from dataclasses import replace
     from zoneinfo import ZoneInfo
 
     from jpixd.fanout import Policy, planner
@@ -264,6 +265,17 @@ async def test_a_large_fan_out_is_archived_in_chunks(store: Any, now: Any) -> No
     ids = [d[0] for c in created for d in c["deliveries"]]
     assert ids == sorted(ids) and len(set(ids)) == 12001
     assert all(len(line.encode()) < 1000 * 1024 for _, line in batch)  # Firehose's limit
+    await store.archive_done([seq for seq, _ in batch])
+    # The 第2報: its 12,001 new deliveries supersede the first's, archived as one record
+    # of their ids (not 12,001 of one row each).
+    updated = replace(notice, title="故障（第2報）")
+    await store.record_revision(
+        updated, revision="r2", change=Change.UPDATE, now=now,
+        planner=planner(updated, Change.UPDATE, now, Policy(tz=ZoneInfo("Asia/Tokyo"))))
+    records = [json.loads(line) for _, line in await store.archive_batch(500, 64 << 20)]
+    assert [r["type"] for r in records].count("delivery") == 0
+    [superseded] = [r for r in records if r["type"] == "deliveries_superseded"]
+    assert superseded["count"] == 12001 and sorted(superseded["ids"]) == sorted(ids)
 
 
 async def test_the_file_sink_rotates_and_keeps_what_it_is_told(tmp_path: Path) -> None:

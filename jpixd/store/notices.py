@@ -23,7 +23,7 @@ from jpixd.model import (
     TimeWindow,
     notice_to_json,
 )
-from jpixd.store.archive import CREATED_SQL
+from jpixd.store.archive import CREATED_SQL, SUPERSEDED_SQL
 from jpixd.store.base import (
     PREFECTURE_MATCH,
     SqliteBase,
@@ -163,6 +163,8 @@ class NoticeStore(SubscriberStore, SqliteBase):
                     "UPDATE deliveries SET state = 'skipped', reason = 'superseded', "
                     "updated_at = ? WHERE notice_id = ? AND purpose = 'notice' "
                     "AND state IN ('pending', 'retry')", (t, notice_id)).rowcount
+                if archiving and superseded:
+                    db.execute(SUPERSEDED_SQL, (notice_id, t))
             if change != Change.SILENT and not fresh:
                 why = "replanned" if n.status == NoticeStatus.SCHEDULED else f"notice {n.status}"
                 cancelled = db.execute(
