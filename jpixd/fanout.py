@@ -185,3 +185,16 @@ def planner(notice: Notice, change: Change, now: datetime,
             reminders=plan_reminders(notice, change, subscribers, suppressed, now, policy),
         )
     return plan
+
+
+def retires(change: Change, status: NoticeStatus, *, first_seen: bool) -> tuple[bool, str | None]:
+    """What a newly recorded revision does to the mail its notice already has waiting:
+    (whether unsent notice mail is superseded, the reason reminders still to come are
+    cancelled, or None). A notice seen for the first time has nothing waiting."""
+    if first_seen:
+        return False, None
+    supersede = change.mailed  # nobody gets a stale mail just before the fresh one
+    if change == Change.SILENT:
+        return supersede, None
+    return supersede, ("replanned" if status == NoticeStatus.SCHEDULED else f"notice {status}")
+

@@ -353,3 +353,17 @@ def to_csv(subscribers: Sequence[Subscriber]) -> str:
             "true" if s.failure_respects_windows else "false", s.charset or "", str(s.status),
         ])
     return out.getvalue()
+
+
+def unsent_mail_after(old: Subscriber, new: Subscriber) -> tuple[str, str | None] | None:
+    """What a change to a subscriber does to their mail not yet sent: ("skip", why) when
+    they no longer receive mail (left, suppressed, paused), ("readdress", None) when
+    their address changed (the mail goes to the new one), None when it stands."""
+    if new.status != SubscriberStatus.ACTIVE:
+        return "skip", f"subscriber {new.status}"
+    if new.paused:
+        return "skip", "subscriber paused"
+    if new.email != old.email:
+        return "readdress", None
+    return None
+

@@ -19,6 +19,7 @@ from jpixd.model import (
     SubscriberStatus,
     notice_from_json,
 )
+from jpixd.outbox import Retry, retry_action
 from jpixd.store.base import (
     SqliteBase,
     fetch_one,
@@ -186,12 +187,13 @@ class DeliveryStore(SqliteBase):
                                   (delivery_id,))
             if row is None:
                 return None
-            if row["state"] in ("failed", "skipped", "retry", "suppressed"):
+            action = retry_action(DeliveryState(row["state"]))
+            if action == Retry.RESEND:
                 await db.execute(
                     "UPDATE deliveries SET state = 'pending', not_before = ?, attempts = 0, "
                     "first_due_at = ?, reason = 'retried by admin', updated_at = ? "
                     "WHERE id = ?", (to_db(now), to_db(now), to_db(now), delivery_id))
-            elif row["state"] == "pending":
+            elif action == Retry.HURRY:
                 # Waiting for the subscriber's delivery window (or a reminder's time):
                 # due now, as the admin asked.
                 await db.execute(

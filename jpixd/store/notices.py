@@ -10,6 +10,7 @@ from datetime import datetime
 
 import aiosqlite
 
+from jpixd.fanout import retires
 from jpixd.model import (
     OPEN_STATUSES,
     Change,
@@ -157,16 +158,15 @@ class NoticeStore(SubscriberStore, SqliteBase):
             # A notice seen for the first time has no deliveries to retire yet: two
             # statements fewer per new item (a first poll of a long feed is all new).
             fresh = change in (Change.NEW, Change.BASELINE) and row["first_seen"] == t
-            if change.mailed and not fresh:
-                # Nobody should get a stale mail just before the fresh one.
+            supersede, why = retires(change, n.status, first_seen=fresh)
+            if supersede:
                 superseded = db.execute(
                     "UPDATE deliveries SET state = 'skipped', reason = 'superseded', "
                     "updated_at = ? WHERE notice_id = ? AND purpose = 'notice' "
                     "AND state IN ('pending', 'retry')", (t, notice_id)).rowcount
                 if archiving and superseded:
                     db.execute(SUPERSEDED_SQL, (notice_id, t))
-            if change != Change.SILENT and not fresh:
-                why = "replanned" if n.status == NoticeStatus.SCHEDULED else f"notice {n.status}"
+            if why is not None:
                 cancelled = db.execute(
                     "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
                     "WHERE notice_id = ? AND purpose = 'reminder' "

@@ -29,6 +29,7 @@ from jpixd.store.base import (
     tlist,
     to_db,
 )
+from jpixd.subscribers import unsent_mail_after
 
 _COLUMNS = ("email", "name", "organization", "carriers", "prefectures", "kinds", "services",
             "windows", "failure_respects_windows", "charset", "status", "paused")
@@ -247,12 +248,10 @@ class SubscriberStore(SqliteBase):
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"a subscriber with address {new.email} already exists") from exc
         await bump_subscribers_version(db, now)
-        if new.status != SubscriberStatus.ACTIVE or new.paused:
-            why = f"subscriber {new.status}" if new.status != SubscriberStatus.ACTIVE \
-                else "subscriber paused"
-            await db.execute(_SKIP_PENDING, (why, to_db(now), old.id))
-        elif new.email != old.email:
-            # Mail not yet sent goes to the address the subscriber has now.
+        effect = unsent_mail_after(old, new)
+        if effect is not None and effect[0] == "skip":
+            await db.execute(_SKIP_PENDING, (effect[1], to_db(now), old.id))
+        elif effect is not None:  # readdress: mail not yet sent goes to the new address
             await db.execute(
                 "UPDATE deliveries SET email = ?, updated_at = ? WHERE subscriber_id = ? "
                 "AND state IN ('pending', 'retry')", (new.email, to_db(now), old.id))

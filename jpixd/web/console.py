@@ -22,6 +22,7 @@ from multidict import MultiDictProxy
 from jpixd.bounces.rules import judge
 from jpixd.mail.sender import Sender
 from jpixd.model import DeliveryState, SubscriberStatus
+from jpixd.outbox import retry_action
 from jpixd.prefectures import NAME_BY_CODE, REGIONS
 from jpixd.runtime import Runtime
 from jpixd.subscribers import Invalid, parse_csv, validate_changes
@@ -210,6 +211,7 @@ async def deliveries(request: web.Request) -> web.Response:
     items, total = await rt.store.list_deliveries(state=state, limit=200)
     return _show(request, "console/deliveries.html", deliveries=items, total=total,
                  state=state, states=[str(s) for s in DeliveryState],
+                 retryable=retry_action(DeliveryState(state)) is not None,
                  counts=await rt.store.delivery_counts(), now=rt.clock())
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from jpixd.mail.render import check_unsubscribe_token
 from jpixd.mail.sender import Sender
 from jpixd.model import Change, Delivery, DeliveryState, SubscriberStatus
+from jpixd.outbox import retry_action
 from jpixd.web.api import (
     PAGE_QUERY,
     Api,
@@ -73,7 +74,7 @@ async def retry_delivery(request: web.Request) -> web.Response:
     current = await rt.store.get_delivery(did)
     if current is None:
         raise ApiError(404, "not_found", f"no delivery {did}")
-    if current.state in (DeliveryState.SENT, DeliveryState.SENDING):
+    if retry_action(current.state) is None:
         raise ApiError(409, "not_retryable", f"delivery {did} is {current.state}")
     if await rt.store.is_suppressed(current.email):
         raise ApiError(409, "suppressed", f"{current.email} is suppressed; lift the "
