@@ -125,7 +125,8 @@ async def test_an_upgraded_database_with_mail_takes_the_shadow_state(
         await store.record_revision(notice, revision="r1", change=Change.NEW, now=now,
                                     planner=planner(notice, Change.NEW, now, Policy(tz=JST)))
         assert await store.migrate(now) == [m.version for m in bundled if m.version >= 10]
-        [claimed], _ = await store.claim(now, 10)
+        [claimed], _ = await store.claim(now, 10, claimer="test",
+                                         lease_until=now + timedelta(minutes=2))
         await store.mark_shadow(claimed.delivery.id, now, subject="s", message=b"m",
                                 charset="utf-8")
         [d], _ = await store.list_deliveries()

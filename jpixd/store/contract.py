@@ -30,8 +30,8 @@ from jpixd.store.tickets import Ticket, TicketComment
 
 
 class SenderStore(Protocol):
-    async def claim(self, now: datetime, limit: int, *, claimer: str = "local",
-                    lease_until: datetime | None = None) -> tuple[list[Claimed], int]: ...
+    async def claim(self, now: datetime, limit: int, *, claimer: str,
+                    lease_until: datetime) -> tuple[list[Claimed], int]: ...
     async def mark_final(self, delivery_id: int, now: datetime, state: DeliveryState,
                          reason: str) -> None: ...
     async def mark_retry(self, delivery_id: int, now: datetime, next_at: datetime,

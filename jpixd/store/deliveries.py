@@ -83,13 +83,13 @@ class DeliveryStore(SqliteBase):
                 f"WHERE state = 'sending' {who}", (to_db(now), to_db(now), *params))
             return cur.rowcount
 
-    async def claim(self, now: datetime, limit: int, *, claimer: str = "local",
-                    lease_until: datetime | None = None) -> tuple[list[Claimed], int]:
+    async def claim(self, now: datetime, limit: int, *, claimer: str,
+                    lease_until: datetime) -> tuple[list[Claimed], int]:
         """Due deliveries, failures first then oldest, and any whose lease has expired
         (their sender died mid-send), marked `sending` under `claimer`'s lease in one
         transaction. Returns them and how many were taken over from an expired lease."""
         t = to_db(now)
-        until = to_db(lease_until or now)
+        until = to_db(lease_until)
 
         def body(db: sqlite3.Connection) -> tuple[list[sqlite3.Row], int]:
             expired = [r["id"] for r in db.execute(
