@@ -96,13 +96,19 @@ _SKIP_PENDING = (
 _VERSION_KEY = "subscribers_version"
 
 
+# Each is run two ways: awaited inside an aiosqlite transaction, or called on the
+# database thread inside `_tx_sync` (the `_sync` functions). One statement either way.
+_BUMP_VERSION = ("INSERT INTO control (key, value, updated_at) VALUES (?, '1', ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, "
+                 "updated_at = excluded.updated_at")
+_LOG_CHANGE = ("INSERT INTO subscriber_changes (subscriber_id, at, actor, action, detail) "
+               "VALUES (?, ?, ?, ?, ?)")
+
+
 async def bump_subscribers_version(db: aiosqlite.Connection, now: datetime) -> None:
     """Count a change to the subscribers, in the same transaction, so that every process
     (the daemon, a CLI import) knows its cached audience is stale."""
-    await db.execute(
-        "INSERT INTO control (key, value, updated_at) VALUES (?, '1', ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, "
-        "updated_at = excluded.updated_at", (_VERSION_KEY, to_db(now)))
+    await db.execute(_BUMP_VERSION, (_VERSION_KEY, to_db(now)))
 
 
 @dataclass(frozen=True)
@@ -117,25 +123,23 @@ class SubscriberChange:
     detail: str
 
 
+def _change_row(subscriber_id: int, actor: str, action: str, detail: str,
+                now: datetime) -> tuple[int, str, str, str, str]:
+    return subscriber_id, to_db(now), actor, action, detail[:2000]
+
+
 def log_change_sync(db: sqlite3.Connection, subscriber_id: int, actor: str, action: str,
                     detail: str, now: datetime) -> None:
-    db.execute("INSERT INTO subscriber_changes (subscriber_id, at, actor, action, detail) "
-               "VALUES (?, ?, ?, ?, ?)", (subscriber_id, to_db(now), actor, action,
-                                          detail[:2000]))
+    db.execute(_LOG_CHANGE, _change_row(subscriber_id, actor, action, detail, now))
 
 
 def bump_version_sync(db: sqlite3.Connection, now: datetime) -> None:
-    """`bump_subscribers_version` for a transaction run on the database thread."""
-    db.execute("INSERT INTO control (key, value, updated_at) VALUES (?, '1', ?) "
-               "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, "
-               "updated_at = excluded.updated_at", (_VERSION_KEY, to_db(now)))
+    db.execute(_BUMP_VERSION, (_VERSION_KEY, to_db(now)))
 
 
 async def log_change(db: aiosqlite.Connection, subscriber_id: int, actor: str, action: str,
                      detail: str, now: datetime) -> None:
-    await db.execute("INSERT INTO subscriber_changes (subscriber_id, at, actor, action, "
-                     "detail) VALUES (?, ?, ?, ?, ?)",
-                     (subscriber_id, to_db(now), actor, action, detail[:2000]))
+    await db.execute(_LOG_CHANGE, _change_row(subscriber_id, actor, action, detail, now))
 
 
 def _what(old: Subscriber, new: Subscriber) -> tuple[str, str]:
