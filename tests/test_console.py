@@ -112,6 +112,10 @@ async def test_failed_mail_is_retried_and_a_suppression_lifted(tmp_path: Path) -
             await s.send_all()
             again = await s.rt.store.get_delivery(d.id)
             assert again is not None and again.state == DeliveryState.SENT  # was failed
+            # Sent mail is not sent again: said, not a silent redirect.
+            async with op.post(s.d.base_url + f"/console/deliveries/{d.id}/retry",
+                               data={"csrf": csrf}) as r:
+                assert r.status == 409 and f"delivery {d.id} is sent" in await r.text()
             # A suppression, lifted from the console.
             await record_bounce(s.rt.store, "a@isp.example.jp", s.rt.clock())
             assert await s.rt.store.is_suppressed("a@isp.example.jp")

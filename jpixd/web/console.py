@@ -25,12 +25,19 @@ from jpixd.model import DeliveryState, SubscriberStatus
 from jpixd.outbox import retry_action
 from jpixd.prefectures import NAME_BY_CODE, REGIONS
 from jpixd.runtime import Runtime
-from jpixd.subscribers import Invalid, parse_csv, validate_changes
+from jpixd.subscribers import Invalid, parse_csv
 from jpixd.web import chart
+from jpixd.web.deliveries import Refusal, send_now
 from jpixd.web.guard import CSRF_FIELD, Handler, Proxies, RateLimit, headers_middleware, read_form
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Signer
-from jpixd.web.pages import form_values, page, static_routes
+from jpixd.web.pages import (
+    form_values,
+    page,
+    posted_settings,
+    settings_changes,
+    static_routes,
+)
 
 log = structlog.get_logger("jpixd.console")
 
@@ -219,18 +226,11 @@ async def retry(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     did = _int(request.match_info["id"])
     back = _back(await read_form(request), f"{PREFIX}/deliveries")
-    if did is None or await rt.store.is_suppressed(
-            (await rt.store.get_delivery(did) or _NoDelivery).email):
-        raise web.HTTPSeeOther(back)
-    delivery = await rt.store.retry_delivery(did, rt.clock())
-    if delivery is not None:
-        log.info("delivery retried", delivery_id=did, actor="console")
-        rt.wake("sender")
+    result = await send_now(rt, did, actor="console") if did is not None else None
+    if result is None or isinstance(result, Refusal):
+        return _show(request, "console/message.html", 409, heading="送れません",
+                     lines=[result.message if result else "配信番号が正しくありません。"])
     raise web.HTTPSeeOther(back)
-
-
-class _NoDelivery:
-    email = ""
 
 
 # --------------------------------------------------------------------------- bounces
@@ -284,6 +284,7 @@ async def subscribers(request: web.Request, *, flash: str | None = None,
 
 
 async def subscriber(request: web.Request, *, flash: str | None = None,
+                     form: dict[str, Any] | None = None,
                      errors: dict[str, str] | None = None, status: int = 200) -> web.Response:
     rt = request.app[RUNTIME]
     sid = _int(request.match_info["id"])
@@ -292,7 +293,7 @@ async def subscriber(request: web.Request, *, flash: str | None = None,
         return _show(request, "console/message.html", 404, heading="購読者がいません",
                      lines=[f"#{request.match_info['id']} はいないか、削除されています。"])
     return _show(request, "console/subscriber.html", status, sub=sub, flash=flash,
-                 form=form_values(sub),
+                 form=form or form_values(sub),
                  errors=errors or {}, regions=REGIONS, names=NAME_BY_CODE,
                  statuses=[str(s) for s in SubscriberStatus],
                  changes=await rt.store.subscriber_changes(sub.id))
@@ -302,19 +303,13 @@ async def subscriber_save(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     sid = _int(request.match_info["id"])
     form = await read_form(request)
-    data = {
-        "name": _one(form, "name"), "organization": _one(form, "organization"),
-        "carriers": _all(form, "carriers"), "prefectures": _all(form, "prefectures"),
-        "kinds": _all(form, "kinds"), "windows": _all(form, "windows"),
-        "services": [s.strip() for s in _one(form, "services").split(";") if s.strip()],
-        "charset": _one(form, "charset") or None, "status": _one(form, "status"),
-        "paused": form.get("paused") == "1",
-        "failure_respects_windows": form.get("failure_respects_windows") == "1",
-    }
+    shown = posted_settings(form)  # the same fields, parsed as the self-service pages do
     try:
-        changes = validate_changes(data, creating=False)
+        changes = settings_changes(
+            shown, status=_one(form, "status"), paused=form.get("paused") == "1",
+            failure_respects_windows=form.get("failure_respects_windows") == "1")
     except Invalid as exc:
-        return await subscriber(request, errors=dict(exc.fields), status=400)
+        return await subscriber(request, form=shown, errors=dict(exc.fields), status=400)
     if sid is None or await rt.store.update_subscriber(sid, changes, rt.clock(),
                                                        actor="console") is None:
         raise web.HTTPNotFound()
@@ -356,10 +351,6 @@ def _int(raw: str) -> int | None:
 def _one(form: MultiDictProxy[Any], name: str) -> str:
     value = form.get(name, "")
     return value if isinstance(value, str) else ""
-
-
-def _all(form: MultiDictProxy[Any], name: str) -> list[str]:
-    return [v for v in form.getall(name, []) if isinstance(v, str)]
 
 
 def _back(form: MultiDictProxy[Any], default: str) -> str:

@@ -3,6 +3,7 @@ one-click unsubscribe that List-Unsubscribe-Post points at (RFC 8058)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -12,6 +13,7 @@ from jpixd.mail.render import check_unsubscribe_token
 from jpixd.mail.sender import Sender
 from jpixd.model import Change, Delivery, DeliveryState, SubscriberStatus
 from jpixd.outbox import retry_action
+from jpixd.runtime import Runtime
 from jpixd.web.api import (
     PAGE_QUERY,
     Api,
@@ -71,19 +73,35 @@ async def list_deliveries(request: web.Request) -> web.Response:
 async def retry_delivery(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     did = path_id(request)
+    result = await send_now(rt, did, actor="admin")
+    if isinstance(result, Refusal):
+        raise ApiError(404 if result.code == "not_found" else 409, result.code,
+                       result.message)
+    return json_response(delivery_json(result))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str  # not_found | not_retryable | suppressed
+    message: str
+
+
+async def send_now(rt: Runtime, did: int, *, actor: str) -> Delivery | Refusal:
+    """An operator's "send it now" (admin API and console alike): the delivery, due now,
+    or why it may not be sent again."""
     current = await rt.store.get_delivery(did)
     if current is None:
-        raise ApiError(404, "not_found", f"no delivery {did}")
+        return Refusal("not_found", f"no delivery {did}")
     if retry_action(current.state) is None:
-        raise ApiError(409, "not_retryable", f"delivery {did} is {current.state}")
+        return Refusal("not_retryable", f"delivery {did} is {current.state}")
     if await rt.store.is_suppressed(current.email):
-        raise ApiError(409, "suppressed", f"{current.email} is suppressed; lift the "
-                                          "suppression first (DELETE suppressions/{email})")
+        return Refusal("suppressed", f"{current.email} is suppressed; lift the suppression "
+                                     "first (DELETE suppressions/{email})")
     updated = await rt.store.retry_delivery(did, rt.clock())
     assert updated is not None
-    log.info("delivery retried by admin", delivery_id=did)
+    log.info("delivery sent again on request", delivery_id=did, actor=actor)
     rt.wake("sender")
-    return json_response(delivery_json(updated))
+    return updated
 
 
 @api.op("GET", "/preview", "The exact MIME message a subscriber would get for a notice",

@@ -4,16 +4,19 @@ the static files (one stylesheet, one small script) that the CSP allows."""
 from __future__ import annotations
 
 import functools
+import re
 from datetime import datetime, tzinfo
 from importlib import resources
 from typing import Any
 
 import jinja2
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from jpixd.mail.render import STATUS_LABELS, local_time
 from jpixd.model import NoticeStatus, Subscriber
 from jpixd.prefectures import NAME_BY_CODE
+from jpixd.subscribers import validate_changes
 
 KIND_LABELS = {"construction": "工事", "failure": "故障"}
 CARRIER_LABELS = {"east": "NTT東日本", "west": "NTT西日本"}
@@ -54,6 +57,34 @@ def form_values(sub: Subscriber | None = None) -> dict[str, Any]:
             "carriers": list(s.carriers), "prefectures": list(s.prefectures),
             "kinds": list(s.kinds), "services": "; ".join(s.services),
             "windows": list(s.windows), "charset": s.charset or ""}
+
+
+def posted_settings(form: MultiDictProxy[Any]) -> dict[str, Any]:
+    """What was typed, to show again beside its errors."""
+    def strings(name: str) -> list[str]:
+        return [v for v in form.getall(name, []) if isinstance(v, str)]
+
+    def one(name: str) -> str:
+        value = form.get(name, "")
+        return value if isinstance(value, str) else ""
+
+    return {"email": one("email"), "name": one("name"), "organization": one("organization"),
+            "carriers": strings("carriers"), "prefectures": strings("prefectures"),
+            "kinds": strings("kinds"), "services": one("services"),
+            "windows": strings("windows"), "charset": one("charset")}
+
+
+def settings_changes(shown: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Validated settings (jpixd.subscribers' rules, the API's), with `extra` fields the
+    form has besides (the console's status and flags); raises Invalid. Services may be
+    separated by ";", "；", "、", "," or line breaks."""
+    return validate_changes({
+        "name": shown["name"], "organization": shown["organization"],
+        "carriers": shown["carriers"], "prefectures": shown["prefectures"],
+        "kinds": shown["kinds"],
+        "services": [s for s in re.split(r"[;；、,\n]", shown["services"]) if s.strip()],
+        "windows": shown["windows"], "charset": shown["charset"] or None, **extra,
+    }, creating=False)
 
 
 _STATIC = {"jpixd.css": "text/css", "jpixd.js": "text/javascript"}

@@ -9,7 +9,6 @@ whole authority, no cookie, no confirmation, as a mail client sends it.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import structlog
@@ -20,12 +19,12 @@ from jpixd.mail.render import check_unsubscribe_token
 from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.prefectures import NAME_BY_CODE, REGIONS
 from jpixd.runtime import Runtime
-from jpixd.subscribers import Invalid, normalise_email, validate_changes
+from jpixd.subscribers import Invalid, normalise_email
 from jpixd.web.context import PUBLIC, PublicContext
 from jpixd.web.guard import CSRF_FIELD, read_form
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Purpose
-from jpixd.web.pages import form_values, page
+from jpixd.web.pages import form_values, page, posted_settings, settings_changes
 
 log = structlog.get_logger("jpixd.web")
 
@@ -79,32 +78,6 @@ async def _form(request: web.Request) -> MultiDictProxy[Any] | web.Response:
     return form
 
 
-def _posted(form: MultiDictProxy[Any]) -> dict[str, Any]:
-    """What was typed, to show again beside its errors."""
-    def strings(name: str) -> list[str]:
-        return [v for v in form.getall(name, []) if isinstance(v, str)]
-
-    def one(name: str) -> str:
-        value = form.get(name, "")
-        return value if isinstance(value, str) else ""
-
-    return {"email": one("email"), "name": one("name"), "organization": one("organization"),
-            "carriers": strings("carriers"), "prefectures": strings("prefectures"),
-            "kinds": strings("kinds"), "services": one("services"),
-            "windows": strings("windows"), "charset": one("charset")}
-
-
-def _settings(shown: dict[str, Any]) -> dict[str, Any]:
-    """Validated settings (jpixd.subscribers' rules, the API's); raises Invalid."""
-    return validate_changes({
-        "name": shown["name"], "organization": shown["organization"],
-        "carriers": shown["carriers"], "prefectures": shown["prefectures"],
-        "kinds": shown["kinds"],
-        "services": [s for s in re.split(r"[;；、,\n]", shown["services"]) if s.strip()],
-        "windows": shown["windows"], "charset": shown["charset"] or None,
-    }, creating=False)
-
-
 # --------------------------------------------------------------------------- sign-up
 
 
@@ -117,10 +90,10 @@ async def signup(request: web.Request) -> web.Response:
     form = await _form(request)
     if isinstance(form, web.Response):
         return form
-    shown = _posted(form)
+    shown = posted_settings(form)
     errors: dict[str, str] = {}
     try:
-        changes = _settings(shown)
+        changes = settings_changes(shown)
     except Invalid as exc:
         errors, changes = dict(exc.fields), {}
     try:
@@ -157,7 +130,7 @@ async def _linked(request: web.Request, token: str | None,
     rt, ctx = _ctx(request)
     if not token:
         return None
-    link = ctx.signer.verify(token, purpose, rt.clock())
+    link = ctx.links.signer.verify(token, purpose, rt.clock())
     if link is None:
         return None
     return await rt.store.get_subscriber(link.subscriber_id)  # deleted: None
@@ -260,9 +233,9 @@ async def manage(request: web.Request) -> web.Response:
         log.info("subscriber paused" if paused else "subscriber resumed", subscriber_id=sub.id)
         return await _manage(request, updated, token, flash="配信を一時停止しました。" if paused
                              else "配信を再開しました。")
-    shown = {**_posted(form), "email": sub.email}
+    shown = {**posted_settings(form), "email": sub.email}
     try:
-        changes = _settings(shown)
+        changes = settings_changes(shown)
     except Invalid as exc:
         return await _manage(request, sub, token, status=400, form=shown,
                              errors=dict(exc.fields))
