@@ -198,17 +198,12 @@ def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metri
 def public_context(cfg: Config, rt: Runtime, sender: Sender,
                    links: LinkBuilder) -> PublicContext:
     from jpixd.web.context import PublicContext
-    from jpixd.web.guard import Csrf, Proxies, RateLimit
+    from jpixd.web.guard import RateLimit
     from jpixd.web.sysmail import SystemMail
 
-    proxies = Proxies(cfg.web.trusted_proxies, https_site=links.base_url.startswith("https://"))
-    return PublicContext(
-        signer=links.signer, links=links, proxies=proxies,
-        csrf=Csrf(links.signer, proxies),
-        per_client=RateLimit(cfg.web.posts_per_client_hour),
-        mail=SystemMail(rt.store, sender, links, rt.metrics, rt.clock,
-                        RateLimit(cfg.web.mails_per_address_hour)),
-        legacy_unsubscribe_key=sender.renderer.unsubscribe_key)
+    mail = SystemMail(rt.store, sender, links, rt.metrics, rt.clock,
+                      RateLimit(cfg.web.mails_per_address_hour))
+    return PublicContext(cfg.web, links, mail, sender.renderer.unsubscribe_key)
 
 
 async def seed_sample_subscribers(cfg: Config, store: Store, clock: Clock) -> None:
@@ -490,13 +485,8 @@ class Daemon:
                       "pages keep the previous keys")
             return
         self._links = links
-        sender = rt.loops.get("sender")
-        if self.public is not None and links is not None and isinstance(sender, Sender):
-            fresh = public_context(cfg, rt, sender, links)
-            p = self.public
-            p.signer, p.links, p.proxies, p.csrf = fresh.signer, links, fresh.proxies, fresh.csrf
-            p.per_client = fresh.per_client
-            p.mail.links, p.mail.per_address = links, fresh.mail.per_address
+        if self.public is not None and links is not None:
+            self.public.configure(cfg.web, links)
 
     def _apply(self, rt: Runtime, cfg: Config, live: Sequence[str], token: str) -> None:
         loops = rt.loops

@@ -132,7 +132,7 @@ async def subscriber_ics(request: web.Request) -> web.Response:
     """One subscriber's calendar: the construction their settings match, at a signed URL
     that never expires while they exist (a calendar app polls it for years)."""
     rt, ctx = request.app[RUNTIME], request.app[PUBLIC]
-    link = ctx.signer.verify(request.query.get("t", ""), Purpose.CALENDAR, rt.clock())
+    link = ctx.links.signer.verify(request.query.get("t", ""), Purpose.CALENDAR, rt.clock())
     sub = await rt.store.get_subscriber(link.subscriber_id) if link is not None else None
     if sub is None:
         rt.metrics.web_refusals.labels("bad_link").inc()

@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from aiohttp import web
 
+from jpixd.config import WebConfig
 from jpixd.web.guard import Csrf, Proxies, RateLimit
-from jpixd.web.links import LinkBuilder, Signer
+from jpixd.web.links import LinkBuilder
 from jpixd.web.sysmail import SystemMail
 
 
-@dataclass
 class PublicContext:
-    signer: Signer
-    links: LinkBuilder
-    proxies: Proxies
-    csrf: Csrf
-    per_client: RateLimit  # form posts per client address
-    mail: SystemMail
-    legacy_unsubscribe_key: bytes  # links mailed before [web] keys: still honoured
+    """The public pages' keys (through `links` and its signer), trusted proxies, CSRF,
+    limits and mailer. `configure` sets what `[web]` decides, at start and on reload."""
+
+    def __init__(self, cfg: WebConfig, links: LinkBuilder, mail: SystemMail,
+                 legacy_unsubscribe_key: bytes) -> None:
+        self.mail = mail
+        self.legacy_unsubscribe_key = legacy_unsubscribe_key  # links mailed before [web]
+        self.configure(cfg, links)
+
+    def configure(self, cfg: WebConfig, links: LinkBuilder) -> None:
+        self.links = self.mail.links = links
+        self.proxies = Proxies(cfg.trusted_proxies,
+                               https_site=links.base_url.startswith("https://"))
+        self.csrf = Csrf(links.signer, self.proxies)
+        self.per_client = RateLimit(cfg.posts_per_client_hour)  # form posts per client
+        self.mail.per_address = RateLimit(cfg.mails_per_address_hour)
 
 
 PUBLIC = web.AppKey("public", PublicContext)
