@@ -79,8 +79,9 @@ async def test_unconfirmed_sign_ups_and_shadow_mail_are_pruned(store: Store) -> 
                              retention=RetentionConfig())
     pruned = await house.prune(NOW)
     assert pruned["pending_subscribers"] == 1 and pruned["deliveries"] >= 1
-    assert await store.subscriber_by_email("typo@isp.example.jp") is None
+    assert await store.get_subscriber(stale.id or 0) is None
+    assert await store.subscriber_changes(stale.id or 0) == []  # its record went with it
     assert await store.subscriber_by_email("new@isp.example.jp") is not None  # within 7 days
     assert await store.get_subscriber(active.id or 0) is not None  # confirmed: kept
     assert await store.shadow_mail() == []  # the old shadow delivery and its message
-    assert stale.id != fresh.id
+    assert fresh.id is not None and await store.subscriber_changes(fresh.id)
