@@ -72,17 +72,21 @@ def admin_token(cfg: Config) -> str:
                                f"characters; use at least {MIN_TOKEN} (e.g. the output of "
                                "`openssl rand -hex 32`)"])
         return token
-    path = cfg.state_dir / "admin-token"
+    return _kept_secret(cfg.state_dir / "admin-token", pysecrets.token_urlsafe(32),
+                        "an admin token")
+
+
+def _kept_secret(path: Path, fresh: str, what: str) -> str:
+    """The secret kept at `path` (the embedded default's), made from `fresh` the first
+    time: created 0600 from the start, never world-readable even for a moment."""
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
     path.parent.mkdir(parents=True, exist_ok=True)
-    token = pysecrets.token_urlsafe(32)
-    # Created 0600 from the start: the token is never world-readable, even for a moment.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(token + "\n")
-    log.info("generated an admin token", token_file=str(path))
-    return token
+        f.write(fresh + "\n")
+    log.info("secret generated", what=what, file=str(path))
+    return fresh
 
 
 def web_signing_keys(cfg: Config) -> list[str] | None:
@@ -97,14 +101,9 @@ def web_signing_keys(cfg: Config) -> list[str] | None:
         return keys
     if not cfg.web.generate_secret_keys:
         return None
-    path = cfg.state_dir / "web-keys"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(pysecrets.token_hex(32) + "\n")
-        log.info("generated a link signing key", key_file=str(path))
-    return [k for k in path.read_text(encoding="utf-8").split() if k]
+    kept = _kept_secret(cfg.state_dir / "web-keys", pysecrets.token_hex(32),
+                        "a link signing key")
+    return [k for k in kept.split() if k]
 
 
 def build_links(cfg: Config, keys: list[str] | None) -> LinkBuilder | None:
