@@ -35,6 +35,8 @@ _HALFWIDTH_KANA = re.compile(r"[\uff61-\uff9f]+")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 WRAP_COLUMNS = 70  # display columns: about 35 full-width characters
 
+KIND_LABELS = {"construction": "工事", "failure": "故障"}
+CARRIER_LABELS = {"east": "NTT東日本", "west": "NTT西日本"}
 STATUS_LABELS = {
     NoticeStatus.SCHEDULED: "予定", NoticeStatus.IN_PROGRESS: "実施中",
     NoticeStatus.COMPLETED: "完了", NoticeStatus.CANCELLED: "中止",
@@ -236,7 +238,7 @@ class Renderer:
             "notice": notice, "change": str(change), "links": links,
             "status_label": STATUS_LABELS.get(notice.status, str(notice.status)),
             "prefectures": "、".join(NAME_BY_CODE.get(c, c) for c in notice.prefectures),
-            "carrier_label": "NTT東日本" if notice.carrier == "east" else "NTT西日本",
+            "carrier_label": CARRIER_LABELS.get(notice.carrier, notice.carrier),
         }
 
     def render(self, *, delivery_id: int, notice_id: int, notice: Notice, change: Change,

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from jpixd.fanout import matches
+from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS
 from jpixd.model import NoticeKind, NoticeStatus, StoredNotice
 from jpixd.prefectures import NAME_BY_CODE, PREFECTURES, code_of
 from jpixd.runtime import Runtime
@@ -18,7 +19,7 @@ from jpixd.web import syndication
 from jpixd.web.context import PUBLIC
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Purpose
-from jpixd.web.pages import CARRIER_LABELS, KIND_LABELS, page
+from jpixd.web.pages import page
 
 RECENT = timedelta(days=7)  # ended notices stay on the board this long
 _FEED_LIMIT = 200

@@ -13,13 +13,11 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from jpixd.mail.render import STATUS_LABELS, local_time
+from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS, STATUS_LABELS, local_time
 from jpixd.model import NoticeStatus, Subscriber
 from jpixd.prefectures import NAME_BY_CODE
 from jpixd.subscribers import validate_changes
 
-KIND_LABELS = {"construction": "工事", "failure": "故障"}
-CARRIER_LABELS = {"east": "NTT東日本", "west": "NTT西日本"}
 WINDOW_LABELS = {"day": "昼間（8時〜19時）", "night": "夜間（19時〜23時）",
                  "late_night": "深夜・早朝（23時〜8時）"}
 SUB_STATUS_LABELS = {"pending": "確認待ち", "active": "配信中", "suppressed": "配信停止（エラー）",

@@ -15,12 +15,11 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
-from jpixd.mail.render import STATUS_LABELS, local_time
+from jpixd.mail.render import KIND_LABELS, STATUS_LABELS, local_time
 from jpixd.model import NoticeKind, NoticeStatus, StoredNotice, TimeWindow
 from jpixd.prefectures import NAME_BY_CODE
 
 ATOM = "http://www.w3.org/2005/Atom"
-_KIND = {NoticeKind.CONSTRUCTION: "工事", NoticeKind.FAILURE: "故障"}
 # XML 1.0 cannot carry these at all (escaping does not help): dropped.
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -32,7 +31,7 @@ def _x(text: str) -> str:
 def headline(s: StoredNotice) -> str:
     n = s.notice
     label = STATUS_LABELS.get(n.status, str(n.status))
-    return f"【{_KIND.get(n.kind, '')}・{label}】{n.title}"
+    return f"【{KIND_LABELS.get(n.kind, '')}・{label}】{n.title}"
 
 
 def summary(s: StoredNotice) -> str:
