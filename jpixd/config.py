@@ -85,10 +85,12 @@ def parse_duration(text: str) -> timedelta:
 
 @dataclass(frozen=True)
 class Secret:
-    """A secret and where it came from. `repr` never shows the value."""
+    """A secret and where it came from. `repr` never shows the value; equality does
+    compare it, so that a new token or key behind the same file or parameter is a change
+    (what a reload has to see)."""
 
     origin: str  # "file:/path", "env:NAME", "ssm:/path" or "generated:/path"
-    value: str | None = field(default=None, repr=False, compare=False)
+    value: str | None = field(default=None, repr=False)
 
     @property
     def needs_ssm(self) -> bool:

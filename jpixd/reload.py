@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from jpixd.config import Config, Secret
+from jpixd.config import Config
 
 
 @dataclass(frozen=True)
@@ -82,25 +82,12 @@ def _keep_running(old: Config, new: Config, restart: list[str]) -> Config:
     return eff
 
 
-def _secret_changed(old: Secret | None, new: Secret | None) -> bool:
-    return (old is None) != (new is None) or (
-        old is not None and new is not None and (old.origin, old.value) != (new.origin,
-                                                                           new.value))
-
-
 def plan(old: Config, new: Config) -> ReloadPlan:
     restart = _restart_fields(old, new)
     eff = _keep_running(old, new, restart)
     live = [name for name in ("sources", "logging", "sending", "mail", "bounces", "backlog",
                               "timezone", "retention", "web")
             if getattr(old, name) != getattr(eff, name)]
-    # A Secret compares by where it comes from, not by its value (so that a config never
-    # prints or compares secrets by accident): a new token or key in the same file is
-    # a change all the same.
-    if _secret_changed(old.http.admin_token, eff.http.admin_token):
+    if old.http.admin_token != eff.http.admin_token:  # a Secret's value counts
         live.append("http.admin_token")
-    if "web" not in live and (len(old.web.secret_keys) != len(eff.web.secret_keys) or any(
-            _secret_changed(a, b) for a, b in zip(old.web.secret_keys, eff.web.secret_keys,
-                                                   strict=False))):
-        live.append("web")
     return ReloadPlan(eff, tuple(live), tuple(restart))

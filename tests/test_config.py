@@ -272,3 +272,21 @@ def test_web_keys_as_a_list_of_references(tmp_path: Path) -> None:
         load_mapping({**data, "web": {"base_url": "https://n.example.jp"}},
                      base_dir=tmp_path, env={"T": "t" * 20})
     assert "web.secret_keys: links in mail and the public pages need keys" in str(err.value)
+
+
+def test_a_secret_rotated_behind_the_same_file_is_a_change_for_reload(tmp_path: Path) -> None:
+    """The file or parameter stays, its content changes: a reload must see it (the
+    Backlog key and the admin token as much as the link keys)."""
+    key = tmp_path / "backlog-key"
+    backlog = {"base_url": "https://s.backlog.jp", "api_key_file": str(key),
+               "project_key": "NOC", "issue_type": "障害", "priority": "中"}
+    key.write_text("k" * 32)
+    old = make_config(tmp_path, backlog=backlog)
+    key.write_text("n" * 32)
+    data = base_mapping(tmp_path, backlog=backlog)  # (writes the old admin token)
+    (tmp_path / "admin-token").write_text("rotated-admin-token-0123456789\n")
+    new = load_mapping(data, base_dir=tmp_path, env={})
+    p = plan(old, new)
+    assert {"backlog", "http.admin_token"} <= set(p.live)
+    assert p.effective.backlog is not None and p.effective.backlog.api_key.get() == "n" * 32
+    assert "k" * 32 not in repr(old)  # compared, never shown
