@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +19,16 @@ from jpixd.mail.sender import Sender
 from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.web.links import Purpose, Signer
 from tests.conftest import running_daemon
-from tests.webharness import KEY, Site, link_in, site, web_config, web_mapping, write_feed
+from tests.webharness import (
+    KEY,
+    Site,
+    body_of,
+    link_in,
+    site,
+    web_config,
+    web_mapping,
+    write_feed,
+)
 
 ATTACK = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -42,6 +52,9 @@ async def confirmed(s: Site, email: str, **fields: str | list[str]) -> int:
     await s.mail_settled()
     [mail] = s.mails_to(email)
     assert "登録の確認" in str(mail["Subject"])
+    # Wrapped as the notices are: no line wider than 70 columns but the link's own.
+    assert all(sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line) <= 70
+               for line in body_of(mail).splitlines() if "://" not in line)
     url = link_in(mail, "/s/confirm")
     async with s.http.get(url) as page:
         text = await page.text()

@@ -220,9 +220,12 @@ class Renderer:
         ctx = self._context(notice, change, self.links is not None)
         view = self.recipient(sub, now)
         subject = header_text("".join(self._subject.render(key, ctx, view).split("\n")))
-        body = _BLANK_RUNS.sub("\n\n", body_text(self._body.render(key, ctx, view))).strip()
-        body += "\n"
-        return subject, wrap(body)
+        return subject, _finished(self._body.render(key, ctx, view))
+
+    def page_text(self, template: str, **context: Any) -> str:
+        """A mail body from one of the templates (the self-service mails) as the notice
+        bodies are made: control characters out, blank runs folded, lines wrapped."""
+        return _finished(self.env.get_template(template).render(**context))
 
     def recipient(self, sub: Subscriber, now: datetime | None = None) -> Recipient:
         if self.links is None or sub.id is None:
@@ -308,6 +311,11 @@ class Renderer:
         target = base[7:] if base and base.startswith("mailto:") else (
             self.cfg.reply_to or self.cfg.from_addr)
         return [("List-Unsubscribe", f"<mailto:{target}?subject=unsubscribe%20{token}>")]
+
+
+def _finished(text: str) -> str:
+    body = _BLANK_RUNS.sub("\n\n", body_text(text)).strip() + "\n"
+    return wrap(body)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -19,7 +19,7 @@ from typing import Literal
 
 import structlog
 
-from jpixd.mail.render import body_text, header_text, local_time
+from jpixd.mail.render import header_text, local_time
 from jpixd.mail.sender import Sender
 from jpixd.mail.transports import SendError
 from jpixd.metrics import Metrics
@@ -112,10 +112,10 @@ class SystemMail:
         else:
             url, expires = self.links.manage(sub.id, now), now + self.links.manage_ttl
         renderer = self.sender.renderer
-        body = renderer.env.get_template(_TEMPLATES[req.kind]).render(
-            subscriber=sub, url=url, expires=local_time(expires, renderer.tz))
+        body = renderer.page_text(_TEMPLATES[req.kind], subscriber=sub, url=url,
+                                  expires=local_time(expires, renderer.tz))
         mail = renderer.compose(
-            sub, header_text(_SUBJECTS[req.kind]), body_text(body).strip() + "\n", now=now,
+            sub, header_text(_SUBJECTS[req.kind]), body, now=now,
             message_id=f"<jpixd.s.{req.kind}.{sub.id}.{secrets.token_hex(6)}@"
                        f"{renderer.domain}>", extra=[])
         await self.sender.bucket.acquire()
