@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from jpixd.bounces.rules import judge
+from jpixd.bounces.rules import guard_since, judge
 from jpixd.config import BouncesConfig, RetentionConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
@@ -45,10 +45,8 @@ class HousekeepingLoop(Loop):
         sending = await self.store.sending_state()
         self.metrics.sending_paused.set(1 if sending.paused else 0)
         # The guard's figures as the guard computes them (since the last resume at most).
-        since = now - self.bounces.guard_window
-        if sending.window_start is not None and sending.window_start > since:
-            since = sending.window_start
-        verdict = judge(*await self.store.guard_counts(since), self.bounces)
+        verdict = judge(*await self.store.guard_counts(guard_since(now, self.bounces, sending)),
+                        self.bounces)
         self.metrics.bounce_rate.set(verdict.bounce_rate)
         self.metrics.complaint_rate.set(verdict.complaint_rate)
         self.metrics.suppressed_addresses.set(await self.store.suppressed_count())

@@ -172,3 +172,20 @@ def test_soft_bounce_window_is_configurable() -> None:
     [e], _ = parse(sns(bounce(["r@isp.example.jp"], "Transient", "MailboxFull")))
     d = decide(e, 2, cfg)
     assert d.suppress and d.reason == "2 soft bounces within 1 days (Transient/MailboxFull)"
+
+
+def test_the_guard_window_starts_at_the_last_resume_when_that_is_later() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from jpixd.bounces.rules import guard_since
+    from jpixd.config import BouncesConfig
+    from jpixd.model import SendingState
+
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    cfg = BouncesConfig(guard_window=timedelta(hours=24))
+    assert guard_since(now, cfg, SendingState(paused=False)) == now - timedelta(hours=24)
+    resumed = now - timedelta(hours=2)
+    assert guard_since(now, cfg, SendingState(paused=False, window_start=resumed)) == resumed
+    old = now - timedelta(days=3)
+    assert guard_since(now, cfg, SendingState(paused=False, window_start=old)) == \
+        now - timedelta(hours=24)

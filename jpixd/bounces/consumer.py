@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from jpixd.barrier import contain
 from jpixd.bounces.parse import MailEvent, NotificationError, label, parse
-from jpixd.bounces.rules import Decision, decide, judge
+from jpixd.bounces.rules import Decision, decide, guard_since, judge
 from jpixd.config import BouncesConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
@@ -175,10 +175,8 @@ class BounceConsumer(Loop):
     async def check_guard(self, now: datetime) -> None:
         """Rates over the guard window (since the last resume at the earliest)."""
         state = await self.store.sending_state()
-        since = now - self.cfg.guard_window
-        if state.window_start is not None and state.window_start > since:
-            since = state.window_start
-        sent, bounces, complaints = await self.store.guard_counts(since)
+        sent, bounces, complaints = await self.store.guard_counts(
+            guard_since(now, self.cfg, state))
         verdict = judge(sent, bounces, complaints, self.cfg)
         self.metrics.bounce_rate.set(verdict.bounce_rate)
         self.metrics.complaint_rate.set(verdict.complaint_rate)

@@ -11,9 +11,11 @@ list does not count, as SES does not count it either.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from jpixd.bounces.parse import MailEvent
 from jpixd.config import BouncesConfig
+from jpixd.model import SendingState
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,15 @@ class Verdict:
     complaint_rate: float
     sent: int
     reason: str
+
+
+def guard_since(now: datetime, cfg: BouncesConfig, sending: SendingState) -> datetime:
+    """Where the guard's window starts: `guard_window` ago, or the last resume when that
+    is later (a resume starts the count afresh)."""
+    since = now - cfg.guard_window
+    if sending.window_start is not None and sending.window_start > since:
+        return sending.window_start
+    return since
 
 
 def judge(sent: int, bounces: int, complaints: int, cfg: BouncesConfig) -> Verdict:

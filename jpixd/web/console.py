@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from jpixd.bounces.rules import judge
+from jpixd.bounces.rules import guard_since, judge
 from jpixd.mail.sender import Sender
 from jpixd.model import DeliveryState, SubscriberStatus
 from jpixd.outbox import retry_action
@@ -139,10 +139,8 @@ async def status(request: web.Request) -> web.Response:
     sending = await rt.store.sending_state()
     counts = await rt.store.delivery_counts()
     oldest = await rt.store.oldest_due_since(now)
-    since = now - rt.config.bounces.guard_window
-    if sending.window_start is not None and sending.window_start > since:
-        since = sending.window_start
-    verdict = judge(*await rt.store.guard_counts(since), rt.config.bounces)
+    verdict = judge(*await rt.store.guard_counts(guard_since(now, rt.config.bounces, sending)),
+                    rt.config.bounces)
     sender = rt.loops.get("sender")
     rate = quota = None
     if isinstance(sender, Sender):
