@@ -39,9 +39,7 @@ class HousekeepingLoop(Loop):
         now = self.clock()
         for state, n in (await self.store.delivery_counts()).items():
             self.metrics.deliveries.labels(str(state)).set(n)
-        oldest = await self.store.oldest_due_since(now)
-        age = max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
-        self.metrics.outbox_oldest_pending_age.set(age)
+        self.metrics.outbox_oldest_pending_age.set(await self.store.oldest_pending_age(now))
         sending = await self.store.sending_state()
         self.metrics.sending_paused.set(1 if sending.paused else 0)
         # The guard's figures as the guard computes them (since the last resume at most).

@@ -59,15 +59,17 @@ class DeliveryStore(SqliteBase):
             counts[DeliveryState(row["state"])] = int(row["n"])
         return counts
 
-    async def oldest_due_since(self, now: datetime) -> datetime | None:
-        """When the oldest unsent delivery first became due: a mail retrying for an hour
-        is an hour old, however recent its last attempt (the stalled-mail monitor)."""
+    async def oldest_pending_age(self, now: datetime) -> float:
+        """Seconds since the oldest unsent delivery first became due (0 when none is):
+        a mail retrying for an hour is an hour old, however recent its last attempt (the
+        stalled-mail monitor: the metric, the admin status and the console show this)."""
         row = await self._one(
             "SELECT MIN(first_due_at) AS t FROM deliveries "
             "WHERE state IN ('pending', 'retry', 'sending') AND first_due_at <= ?",
             (to_db(now),),
         )
-        return from_db(row["t"]) if row else None
+        oldest = from_db(row["t"]) if row else None
+        return max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
 
     # ------------------------------------------------------------------ the sender
 

@@ -34,7 +34,6 @@ async def get_status(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     now = rt.clock()
     counts = await rt.store.delivery_counts()
-    oldest = await rt.store.oldest_due_since(now)
     ready, reasons = rt.supervisor.healthy()
     return json_response({
         "version": __version__,
@@ -45,8 +44,7 @@ async def get_status(request: web.Request) -> web.Response:
         "sending": (await rt.store.sending_state()).to_json(),
         "loops": {name: st.to_json() for name, st in rt.supervisor.status.items()},
         "deliveries": {str(state): n for state, n in counts.items()},
-        "outbox_oldest_pending_age_seconds":
-            max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
+        "outbox_oldest_pending_age_seconds": await rt.store.oldest_pending_age(now),
         "sources": [s.name for s in rt.config.sources if s.enabled],
         "transport": rt.config.mail.transport,
         **_sender_status(rt.loops.get("sender")),

@@ -138,7 +138,6 @@ async def status(request: web.Request) -> web.Response:
     now = rt.clock()
     sending = await rt.store.sending_state()
     counts = await rt.store.delivery_counts()
-    oldest = await rt.store.oldest_due_since(now)
     verdict = judge(*await rt.store.guard_counts(guard_since(now, rt.config.bounces, sending)),
                     rt.config.bounces)
     sender = rt.loops.get("sender")
@@ -152,7 +151,7 @@ async def status(request: web.Request) -> web.Response:
     ready, reasons = rt.supervisor.healthy()
     return _show(
         request, "console/status.html", sending=sending, counts=counts, ready=ready,
-        reasons=reasons, oldest_age=max((now - oldest).total_seconds(), 0.0) if oldest else 0,
+        reasons=reasons, oldest_age=await rt.store.oldest_pending_age(now),
         verdict=verdict, bounces=rt.config.bounces, rate=rate, quota=quota,
         loops=rt.supervisor.status, sources=sources, transport=rt.config.mail.transport,
         chart=chart.svg(activity, now, rt.config.tz), totals=chart.totals(activity),
