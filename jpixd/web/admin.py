@@ -8,6 +8,7 @@ from aiohttp import web
 from jpixd import __version__
 from jpixd.backlog.reconciler import Reconciler
 from jpixd.mail.sender import Sender
+from jpixd.model import SendingState
 from jpixd.runtime import Runtime
 from jpixd.web.api import Api, ApiError, json_body, json_response
 from jpixd.web.keys import API, RUNTIME
@@ -98,15 +99,23 @@ async def _set_sending(request: web.Request, paused: bool) -> web.Response:
     if reason is not None and len(reason) > 500:  # it is stored, logged and shown
         raise ApiError(400, "invalid_field", "reason is longer than 500 characters",
                        fields={"reason": "is longer than 500 characters"})
+    state = await set_sending(rt, paused=paused, reason=reason, actor="admin")
+    return json_response(state.to_json())
+
+
+async def set_sending(rt: Runtime, *, paused: bool, reason: str | None,
+                      actor: str) -> SendingState:
+    """An operator's pause or resume (admin API and console alike): persisted, shown in
+    the metric, logged, and seen by the sender and the reconciler at once."""
     state = await rt.store.set_sending(
-        paused=paused, reason=reason or ("paused by admin" if paused else "resumed by admin"),
-        actor="admin", now=rt.clock())
+        paused=paused, reason=reason or f"{'paused' if paused else 'resumed'} by {actor}",
+        actor=actor, now=rt.clock())
     rt.metrics.sending_paused.set(1 if state.paused else 0)
-    log.info("sending resumed" if not paused else "sending paused", actor="admin",
+    log.info("sending paused" if paused else "sending resumed", actor=actor,
              reason=state.reason)
     rt.wake("sender")
     rt.wake("backlog")  # a guard pause's issue closes on resume, now rather than later
-    return json_response(state.to_json())
+    return state
 
 
 @api.op("POST", "/sending/pause", "Stop claiming new deliveries (persisted)",

@@ -26,7 +26,7 @@ from jpixd.outbox import retry_action
 from jpixd.prefectures import NAME_BY_CODE, REGIONS
 from jpixd.runtime import Runtime
 from jpixd.subscribers import Invalid, parse_csv
-from jpixd.web import chart
+from jpixd.web import admin, chart
 from jpixd.web.deliveries import Refusal, send_now
 from jpixd.web.guard import CSRF_FIELD, Handler, Proxies, RateLimit, headers_middleware, read_form
 from jpixd.web.keys import RUNTIME
@@ -165,15 +165,7 @@ async def set_sending(request: web.Request) -> web.Response:
     paused = form.get("action") == "pause"
     reason = form.get("reason")
     reason = reason.strip()[:500] if isinstance(reason, str) and reason.strip() else None
-    state = await rt.store.set_sending(
-        paused=paused, reason=reason or ("paused from the console" if paused
-                                         else "resumed from the console"),
-        actor="console", now=rt.clock())
-    rt.metrics.sending_paused.set(1 if state.paused else 0)
-    log.info("sending paused" if paused else "sending resumed", actor="console",
-             reason=state.reason)
-    rt.wake("sender")
-    rt.wake("backlog")
+    await admin.set_sending(rt, paused=paused, reason=reason, actor="console")
     raise web.HTTPSeeOther(f"{PREFIX}/")
 
 
