@@ -114,6 +114,11 @@ def build_links(cfg: Config, keys: list[str] | None) -> LinkBuilder | None:
 
 
 async def open_store(cfg: Config, clock: Clock) -> Store:
+    if cfg.postgres:  # every command that needs the store says so, from here
+        raise ConfigError([
+            "database_url: names PostgreSQL: `jpixd migrate` prepares it, but the daemon's "
+            "PostgreSQL store (several hosts, issue 16) is not built yet; use sqlite:///path "
+            "(or no database_url) until it is"])
     store = await Store.open(cfg.database_path)
     store.tz = cfg.tz
     try:

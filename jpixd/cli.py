@@ -164,10 +164,6 @@ async def _migrate_postgres(cfg: Config) -> int:
     return EXIT_OK
 
 
-# What needs the store itself: on PostgreSQL only `migrate` is built so far (issue 16).
-_NEEDS_SQLITE = ("run", "subscribers", "shadow", "cutover")
-
-
 async def _migrate(cfg: Config) -> int:
     from jpixd.app import open_store
     from jpixd.model import utcnow
@@ -276,11 +272,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         _print_errors(err, origin)
         return EXIT_CONFIG
-    if cfg.postgres and args.command in _NEEDS_SQLITE:
-        print("jpixd: database_url names PostgreSQL: `jpixd migrate` prepares it, but the "
-              "daemon's PostgreSQL store (several hosts, issue 16) is not built yet; use "
-              "sqlite:///path (or no database_url) until it is", file=sys.stderr)
+    try:
+        return _command(args, cfg, origin)
+    except ConfigError as err:  # a configuration the command cannot run with
+        _print_errors(err, origin)
         return EXIT_CONFIG
+
+
+def _command(args: argparse.Namespace, cfg: Config, origin: str) -> int:
     if args.command == "check-config":
         return _check_config(cfg, origin)
     if args.command == "send-test":

@@ -74,8 +74,10 @@ async def test_a_newer_database_is_refused_and_the_daemon_says_it_waits(
         await conn.close()
     newer = await _jpixd("migrate", "--config", str(cfg), cwd=tmp_path)
     assert newer.returncode == 2 and "newer than this program" in newer.stderr
-    run = await _jpixd("run", "--config", str(cfg), cwd=tmp_path)
-    assert run.returncode == 2 and "not built yet" in run.stderr
+    # Every command that needs the store says so, the same way (exit 2, the reason).
+    for command in (["run"], ["subscribers", "export"], ["shadow", "report"]):
+        out = await _jpixd(*command, "--config", str(cfg), cwd=tmp_path)
+        assert out.returncode == 2 and "not built yet" in out.stderr, (command, out.stderr)
 
 
 def test_a_password_in_the_url_is_refused(tmp_path: Path) -> None:
