@@ -96,8 +96,60 @@ def now() -> datetime:
     return datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
+# PostgreSQL for the tests that use a store (issue 16), started once per session.
+from tests.pgserver import (  # noqa: E402, F401
+    INITDB,
+    postgres_db,
+    postgres_server,
+    postgres_template,
+)
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.skipif(
+    INITDB is None, reason="PostgreSQL's binaries are not installed"))]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which store the test runs on: every test that takes `store` runs on both."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def store(tmp_path: Path, now: datetime) -> AsyncIterator[Store]:
+def backend_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    return str(request.getfixturevalue("postgres_db")) if backend == "postgres" else None
+
+
+@pytest.fixture
+async def store(tmp_path: Path, now: datetime, backend_url: str | None
+                ) -> AsyncIterator[Store]:
+    if backend_url is not None:
+        from jpixd.store.pg.store import PgStore
+
+        # Typed as the SQLite Store, whose public methods it has, signature for
+        # signature (tests/test_store_contract.py).
+        s: Store = await PgStore.open(backend_url, pool_size=4)  # type: ignore[assignment]
+    else:
+        s = await Store.open(tmp_path / "db" / "jpixd.sqlite3")
+    await s.migrate(now)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def reopen(store: Store) -> Store:
+    """A second connection to the same database, as a restarted daemon would open."""
+    url = getattr(store, "url", None)
+    if url is not None:
+        from jpixd.store.pg.store import PgStore
+
+        return await PgStore.open(url, pool_size=2)  # type: ignore[return-value]
+    return await Store.open(store.path)
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path, now: datetime) -> AsyncIterator[Store]:
+    """For what only SQLite has (its file, its pragmas, its migrations)."""
     s = await Store.open(tmp_path / "db" / "jpixd.sqlite3")
     await s.migrate(now)
     try:

@@ -26,6 +26,7 @@ from jpixd.housekeeping import HousekeepingLoop
 from jpixd.metrics import Metrics
 from jpixd.model import DeliveryState
 from jpixd.store import Store
+from tests.conftest import reopen
 from tests.awsproxy import forward, proxying
 from tests.sesnotes import bounce, complaint, delivery, record_bounce, sent_to
 
@@ -230,7 +231,7 @@ async def test_the_guard_trips_stays_tripped_and_resume_starts_afresh(
     assert (await store.list_tickets(kind="guard"))[1] == 1
 
     # Survives a restart: a new connection sees the pause.
-    again = await Store.open(store.path)
+    again = await reopen(store)
     try:
         assert (await again.sending_state()).paused
     finally:

@@ -67,8 +67,8 @@ async def test_a_newer_database_is_refused(tmp_path: Path, now: datetime) -> Non
         await s.close()
 
 
-async def test_the_database_is_in_wal_mode(store: Store) -> None:
-    async with aiosqlite.connect(str(store.path)) as db, db.execute(
+async def test_the_database_is_in_wal_mode(sqlite_store: Store) -> None:
+    async with aiosqlite.connect(str(sqlite_store.path)) as db, db.execute(
             "PRAGMA journal_mode") as cur:
         row = await cur.fetchone()
     assert row is not None and row[0] == "wal"

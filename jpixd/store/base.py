@@ -35,12 +35,15 @@ def to_db(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def from_db(text: str | None) -> datetime | None:
+def from_db(text: str | datetime | None) -> datetime | None:
+    """A stored time: SQLite's text, or PostgreSQL's timestamptz as it arrives."""
+    if isinstance(text, datetime):
+        return text
     return datetime.fromisoformat(text) if text else None
 
 
-def from_db_req(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+def from_db_req(text: str | datetime) -> datetime:
+    return text if isinstance(text, datetime) else datetime.fromisoformat(text)
 
 
 def jlist(values: Sequence[str]) -> str:

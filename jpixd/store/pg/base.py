@@ -1,0 +1,116 @@
+"""The PostgreSQL pool, transactions and statement text that every part of the
+PostgreSQL store shares (issue 16: several hosts on one database).
+
+The parts mirror the SQLite store's, method for method, and return the same domain
+objects: rows are turned into them by the same converters (`jpixd.store.base` accepts a
+stored time as text or as a datetime), and JSON columns come back as text, as SQLite's
+do, because asyncpg returns `jsonb` as text unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, tzinfo
+from typing import Any
+
+import asyncpg
+
+from jpixd.model import JST
+from jpixd.store.base import StoreError
+from jpixd.store.pg import migrate
+
+Conn = asyncpg.Connection  # type: ignore[type-arg]
+
+
+@functools.lru_cache(maxsize=1024)
+def q(sql: str) -> str:
+    """`?` placeholders, as the SQLite store writes them, numbered as PostgreSQL wants
+    (`$1`, `$2`, …). Our statements never hold a `?` inside a string literal; jsonb's
+    own `?` operator is not used (`@>` says the same)."""
+    count = iter(range(1, 10_000))
+    return re.sub(r"\?", lambda _m: f"${next(count)}", sql)
+
+
+# A row whose JSON list of prefectures holds this code, or is empty.
+PREFECTURE_MATCH = "(prefectures = '[]'::jsonb OR prefectures @> jsonb_build_array(?::text))"
+
+
+def contains(column: str) -> str:
+    return f"{column} @> jsonb_build_array(?::text)"
+
+
+class PgBase:
+    """A pool of connections: statements of different tasks run at once on different
+    connections (PostgreSQL keeps them apart), where SQLite's single connection takes
+    them one at a time."""
+
+    def __init__(self, pool: asyncpg.Pool, url: str) -> None:  # type: ignore[type-arg]
+        self._pool = pool
+        self.url = url
+        self.tz: tzinfo = JST
+        self.archiving = False
+
+    @classmethod
+    async def _connect(cls, url: str, password: str | None, *, min_size: int = 2,
+                       max_size: int = 10) -> asyncpg.Pool:  # type: ignore[type-arg]
+        try:
+            pool = await asyncpg.create_pool(dsn=url, password=password, min_size=min_size,
+                                             max_size=max_size, timeout=15,
+                                             command_timeout=60)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise StoreError(f"cannot connect to the database: {exc}") from exc
+        assert pool is not None
+        return pool
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def migrate(self, now: datetime,
+                      migrations: list[migrate.Migration] | None = None) -> list[int]:
+        async with self._pool.acquire() as conn:
+            return await migrate.apply(conn, now, migrations)
+
+    async def schema_version(self) -> int:
+        async with self._pool.acquire() as conn:
+            return await migrate.current_version(conn)
+
+    async def ping(self) -> None:
+        try:
+            await self._pool.fetchval("SELECT 1")
+        except Exception as exc:
+            raise StoreError(f"database does not answer: {exc}") from exc
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Conn]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> asyncpg.Record | None:
+        return await self._pool.fetchrow(q(sql), *params)
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
+        return list(await self._pool.fetch(q(sql), *params))
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return rowcount(await self._pool.execute(q(sql), *params))
+
+    async def _page(self, table: str, where: list[str], params: list[Any], order: str,
+                    limit: int, offset: int) -> tuple[list[asyncpg.Record], int]:
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        total = await self._one(f"SELECT COUNT(*) AS n FROM {table} {clause}", params)
+        rows = await self._all(f"SELECT * FROM {table} {clause} ORDER BY {order} "
+                               f"LIMIT ? OFFSET ?", [*params, limit, offset])
+        return rows, int(total["n"]) if total else 0
+
+
+def rowcount(status: str) -> int:
+    """The rows a statement changed, from its status ("UPDATE 3", "INSERT 0 1")."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+async def execute(conn: Conn, sql: str, *params: Any) -> int:
+    return rowcount(await conn.execute(q(sql), *params))

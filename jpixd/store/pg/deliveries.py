@@ -1,0 +1,158 @@
+"""PostgreSQL: the outbox. Claims take rows with FOR UPDATE SKIP LOCKED, so senders on
+several hosts never claim the same delivery, and none waits for another's claim."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from jpixd.model import Claimed, Delivery, DeliveryState
+from jpixd.outbox import Retry, retry_action
+from jpixd.store.base import where_equal
+from jpixd.store.deliveries import _claimed, _row_to_delivery
+from jpixd.store.pg.base import PgBase, q
+
+_CLAIMED = """
+    SELECT d.*, r.content::text AS r_content, r.change AS r_change,
+           s.email AS s_email, s.name AS s_name, s.organization AS s_org,
+           s.charset AS s_charset, s.status AS s_status, s.paused AS s_paused,
+           s.deleted_at AS s_deleted, s.carriers::text AS s_carriers,
+           EXISTS (SELECT 1 FROM suppressions x WHERE x.email = d.email
+                   AND x.lifted_at IS NULL) AS suppressed
+    FROM deliveries d
+    JOIN notice_revisions r ON r.id = d.revision_id
+    JOIN subscribers s ON s.id = d.subscriber_id
+    WHERE d.id = ANY($1::bigint[]) ORDER BY d.priority, d.not_before, d.id"""
+
+
+class PgDeliveryStore(PgBase):
+    async def list_deliveries(self, *, state: str | None = None, notice_id: int | None = None,
+                              subscriber_id: int | None = None, limit: int = 100,
+                              offset: int = 0) -> tuple[list[Delivery], int]:
+        where, params = where_equal(("state", state), ("notice_id", notice_id),
+                                    ("subscriber_id", subscriber_id))
+        rows, total = await self._page("deliveries", where, params, "id", limit, offset)
+        return [_row_to_delivery(r) for r in rows], total
+
+    async def delivery_counts(self) -> dict[DeliveryState, int]:
+        rows = await self._all("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
+        counts = dict.fromkeys(DeliveryState, 0)
+        for row in rows:
+            counts[DeliveryState(row["state"])] = int(row["n"])
+        return counts
+
+    async def oldest_pending_age(self, now: datetime) -> float:
+        row = await self._one(
+            "SELECT MIN(first_due_at) AS t FROM deliveries "
+            "WHERE state IN ('pending', 'retry', 'sending') AND first_due_at <= ?", (now,))
+        oldest = row["t"] if row else None
+        return max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
+
+    async def recover_sending(self, now: datetime, claimer: str | None = None) -> int:
+        """`claimer`'s rows left in `sending` go out again. Without a claimer (a start-up
+        on SQLite, where one process owns the file) every row would: on a database that
+        several hosts share, another host's rows are in flight, so only expired leases
+        are taken, as any claim takes them."""
+        if claimer is not None:
+            return await self._write(
+                "UPDATE deliveries SET state = 'retry', not_before = ?, updated_at = ?, "
+                "reason = 'recovered after a crash', claimed_by = NULL, lease_until = NULL "
+                "WHERE state = 'sending' AND claimed_by = ?", (now, now, claimer))
+        return await self._write(
+            "UPDATE deliveries SET state = 'retry', not_before = ?, updated_at = ?, "
+            "reason = 'recovered after a crash', claimed_by = NULL, lease_until = NULL "
+            "WHERE state = 'sending' AND (lease_until IS NULL OR lease_until < ?)",
+            (now, now, now))
+
+    async def claim(self, now: datetime, limit: int, *, claimer: str,
+                    lease_until: datetime) -> tuple[list[Claimed], int]:
+        async with self._tx() as conn:
+            expired = [r[0] for r in await conn.fetch(q(
+                "SELECT id FROM deliveries WHERE state = 'sending' AND lease_until < ? "
+                "ORDER BY lease_until LIMIT ? FOR UPDATE SKIP LOCKED"), now, limit)]
+            ids = expired + [r[0] for r in await conn.fetch(q(
+                "SELECT id FROM deliveries WHERE state IN ('pending', 'retry') "
+                "AND not_before <= ? ORDER BY priority, not_before, id LIMIT ? "
+                "FOR UPDATE SKIP LOCKED"), now, limit - len(expired))] \
+                if len(expired) < limit else expired
+            if not ids:
+                return [], 0
+            await conn.execute(q(
+                "UPDATE deliveries SET state = 'sending', claimed_at = ?, claimed_by = ?, "
+                "lease_until = ?, attempts = attempts + 1, updated_at = ? "
+                "WHERE id = ANY(?::bigint[])"), now, claimer, lease_until, now, ids)
+            rows = await conn.fetch(_CLAIMED, ids)
+        return [_claimed(r) for r in rows], len(expired)
+
+    async def renew_leases(self, claimer: str, until: datetime) -> int:
+        return await self._write(
+            "UPDATE deliveries SET lease_until = ? WHERE claimed_by = ? AND state = 'sending'",
+            (until, claimer))
+
+    async def is_suppressed(self, email: str) -> bool:
+        row = await self._one("SELECT 1 FROM suppressions WHERE email = ? AND lifted_at IS NULL",
+                              (email,))
+        return row is not None
+
+    async def mark_sent(self, delivery_id: int, now: datetime, *, transport: str,
+                        message_id: str, ses_message_id: str | None) -> None:
+        await self.mark_sent_many([(delivery_id, transport, message_id, ses_message_id)], now)
+
+    async def mark_sent_many(self, sent: list[tuple[int, str, str, str | None]],
+                             now: datetime) -> None:
+        """One statement for the lot (unnest), one round trip to the database."""
+        if not sent:
+            return
+        await self._write(
+            "UPDATE deliveries d SET state = 'sent', sent_at = ?, transport = v.tr, "
+            "message_id = v.mid, ses_message_id = v.ses, last_error = NULL, reason = NULL, "
+            "updated_at = ? FROM unnest(?::bigint[], ?::text[], ?::text[], ?::text[]) "
+            "AS v(id, tr, mid, ses) WHERE d.id = v.id",
+            (now, now, [s[0] for s in sent], [s[1] for s in sent], [s[2] for s in sent],
+             [s[3] for s in sent]))
+
+    async def mark_retry(self, delivery_id: int, now: datetime, next_at: datetime,
+                         error: str) -> None:
+        await self._write(
+            "UPDATE deliveries SET state = 'retry', not_before = ?, last_error = ?, "
+            "updated_at = ? WHERE id = ?", (next_at, error, now, delivery_id))
+
+    async def mark_final(self, delivery_id: int, now: datetime, state: DeliveryState,
+                         reason: str) -> None:
+        await self._write(
+            "UPDATE deliveries SET state = ?::text, reason = ?, last_error = CASE WHEN "
+            "?::text = 'failed' THEN ? ELSE last_error END, updated_at = ? WHERE id = ?",
+            (str(state), reason, str(state), reason, now, delivery_id))
+
+    async def release(self, delivery_id: int, now: datetime) -> None:
+        await self._write(
+            "UPDATE deliveries SET state = 'retry', attempts = GREATEST(attempts - 1, 0), "
+            "updated_at = ? WHERE id = ? AND state = 'sending'", (now, delivery_id))
+
+    async def next_due_at(self) -> datetime | None:
+        row = await self._one("SELECT MIN(not_before) AS t FROM deliveries "
+                              "WHERE state IN ('pending', 'retry')")
+        return row["t"] if row else None
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+        row = await self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+        return _row_to_delivery(row) if row else None
+
+    async def retry_delivery(self, delivery_id: int, now: datetime) -> Delivery | None:
+        async with self._tx() as conn:
+            state = await conn.fetchval(q("SELECT state FROM deliveries WHERE id = ? "
+                                          "FOR UPDATE"), delivery_id)
+            if state is None:
+                return None
+            action = retry_action(DeliveryState(state))
+            if action == Retry.RESEND:
+                await conn.execute(q(
+                    "UPDATE deliveries SET state = 'pending', not_before = ?, attempts = 0, "
+                    "first_due_at = ?, reason = 'retried by admin', updated_at = ? "
+                    "WHERE id = ?"), now, now, now, delivery_id)
+            elif action == Retry.HURRY:
+                await conn.execute(q(
+                    "UPDATE deliveries SET not_before = LEAST(not_before, ?), "
+                    "first_due_at = LEAST(first_due_at, ?), "
+                    "reason = 'sent now by admin', updated_at = ? WHERE id = ?"),
+                    now, now, now, delivery_id)
+        return await self.get_delivery(delivery_id)

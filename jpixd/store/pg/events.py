@@ -1,0 +1,173 @@
+"""PostgreSQL: SES events, suppressions and the guard's counts. The same decisions as
+on SQLite (`jpixd.bounces.rules`); a message's events are one transaction, and events
+of one batch each a savepoint."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from jpixd.bounces.parse import MailEvent
+from jpixd.bounces.rules import Decision, is_soft_bounce
+from jpixd.store.base import to_db, where_equal
+from jpixd.store.events import Decider, EventOutcome, _suppression
+from jpixd.store.pg.base import Conn, PgBase, execute, q
+from jpixd.store.pg.control import bump_subscribers_version, log_change
+from jpixd.store.pg.tickets import file_bounce, queue_lift_comment
+
+
+async def _record(conn: Conn, e: MailEvent, now: datetime, decide: Decider,
+                  soft_window: timedelta, file_cases: bool, tz: tzinfo) -> EventOutcome:
+    delivery_id = await conn.fetchval(q(
+        "SELECT id FROM deliveries WHERE ses_message_id = ? LIMIT 1"),
+        e.ses_message_id) if e.ses_message_id else None
+    event_id = await conn.fetchval(q(
+        "INSERT INTO mail_events (event_key, type, subtype, recipient, ses_message_id, "
+        "delivery_id, diagnostic, occurred_at, received_at, raw) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING "
+        "RETURNING id"),
+        e.key, e.type, e.subtype, e.recipient, e.ses_message_id, delivery_id,
+        _text(e.diagnostic), e.occurred_at, now, _text(e.raw))
+    if event_id is None:
+        return EventOutcome(e, new=False)
+    soft = 0
+    if is_soft_bounce(e):
+        soft = int(await conn.fetchval(q(
+            "SELECT COUNT(*) FROM mail_events WHERE recipient = ? AND type = 'Bounce' "
+            "AND (subtype LIKE 'Transient%' OR subtype LIKE 'Undetermined%') "
+            "AND occurred_at >= ?"), e.recipient, e.occurred_at - soft_window))
+    decision = decide(e, soft)
+    await conn.execute(q("UPDATE mail_events SET counted_in_rate = ? WHERE id = ?"),
+                       decision.counted, event_id)
+    if decision.suppress:
+        await _suppress(conn, e, event_id, decision, now)
+    if e.type == "Bounce" and file_cases:
+        await file_bounce(conn, e, event_id, delivery_id, now, tz)
+    return EventOutcome(e, new=True, delivery_id=delivery_id, suppressed=decision.suppress,
+                        reason=decision.reason)
+
+
+def _text(value: str | None) -> str | None:
+    """PostgreSQL's text holds no NUL; SQLite's does. A hostile diagnostic keeps its
+    place, visibly."""
+    return value.replace("\0", "\\x00") if value else value
+
+
+async def _suppress(conn: Conn, e: MailEvent, event_id: int, decision: Decision,
+                    now: datetime) -> None:
+    await conn.execute(q(
+        "INSERT INTO suppressions (email, reason, first_event_at, last_event_at, event_id, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET "
+        "reason = excluded.reason, last_event_at = excluded.last_event_at, "
+        "event_id = excluded.event_id, lifted_at = NULL, lifted_by = NULL, "
+        "first_event_at = CASE WHEN suppressions.lifted_at IS NULL "
+        "THEN suppressions.first_event_at ELSE excluded.first_event_at END"),
+        e.recipient, decision.reason or e.type, e.occurred_at, e.occurred_at, event_id, now)
+    await conn.execute(q(
+        "UPDATE deliveries SET state = 'suppressed', reason = ?, updated_at = ? "
+        "WHERE email = ? AND state IN ('pending', 'retry')"),
+        f"address suppressed: {decision.reason}", now, e.recipient)
+    status = "unsubscribed" if decision.unsubscribe else "suppressed"
+    changed = await conn.fetchval(q(
+        "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = (SELECT id FROM "
+        "subscribers WHERE email = ? AND deleted_at IS NULL AND status = 'active' LIMIT 1) "
+        "RETURNING id"), status, now, e.recipient)
+    if changed is not None:
+        await log_change(conn, int(changed), "bounces", status,
+                         f"{e.type} {e.subtype or ''}: {decision.reason or ''}".strip(), now)
+        await bump_subscribers_version(conn, now)
+
+
+class PgEventStore(PgBase):
+    async def record_events(self, events: Sequence[MailEvent], now: datetime, *,
+                            decide: Decider, soft_window: timedelta,
+                            file_cases: bool = True) -> list[EventOutcome]:
+        async with self._tx() as conn:
+            return [await _record(conn, e, now, decide, soft_window, file_cases, self.tz)
+                    for e in events]
+
+    async def record_event_batches(
+            self, batches: Sequence[Sequence[MailEvent]], now: datetime, *, decide: Decider,
+            soft_window: timedelta, file_cases: bool = True
+    ) -> list[list[EventOutcome] | Exception]:
+        out: list[list[EventOutcome] | Exception] = []
+        async with self._tx() as conn:
+            for events in batches:
+                try:
+                    async with conn.transaction():  # a savepoint per message
+                        out.append([await _record(conn, e, now, decide, soft_window,
+                                                  file_cases, self.tz) for e in events])
+                except Exception as exc:  # this message, not the receive
+                    out.append(exc)
+        return out
+
+    async def guard_counts(self, since: datetime) -> tuple[int, int, int]:
+        sent = await self._one("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'sent' "
+                               "AND sent_at >= ?", (since,))
+        rows = await self._all("SELECT type, COUNT(*) AS n FROM mail_events WHERE "
+                               "counted_in_rate AND occurred_at >= ? GROUP BY type", (since,))
+        by = {r["type"]: int(r["n"]) for r in rows}
+        return (int(sent["n"]) if sent else 0, by.get("Bounce", 0), by.get("Complaint", 0))
+
+    async def hourly_activity(self, since: datetime) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        hour = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')"
+        for r in await self._all(f"SELECT {hour.format('sent_at')} AS h, COUNT(*) AS n FROM "
+                                 "deliveries WHERE state = 'sent' AND sent_at >= ? "
+                                 "GROUP BY h", (since,)):
+            out.setdefault(r["h"], {})["sent"] = int(r["n"])
+        for r in await self._all(f"SELECT {hour.format('occurred_at')} AS h, type, "
+                                 "COUNT(*) AS n FROM mail_events WHERE type IN ('Bounce', "
+                                 "'Complaint') AND occurred_at >= ? GROUP BY h, type", (since,)):
+            out.setdefault(r["h"], {})[str(r["type"]).lower()] = int(r["n"])
+        return out
+
+    async def suppressed_count(self) -> int:
+        row = await self._one("SELECT COUNT(*) AS n FROM suppressions WHERE lifted_at IS NULL")
+        return int(row["n"]) if row else 0
+
+    async def list_suppressions(self, *, limit: int = 100,
+                                offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        rows, total = await self._page("suppressions", ["lifted_at IS NULL"], [],
+                                       "last_event_at DESC", limit, offset)
+        return [_iso_created(_suppression(r)) for r in rows], total
+
+    async def lift_suppression(self, email: str, *, by: str, now: datetime) -> bool:
+        async with self._tx() as conn:
+            if await execute(conn, "UPDATE suppressions SET lifted_at = ?, lifted_by = ? "
+                             "WHERE email = ? AND lifted_at IS NULL", now, by, email) == 0:
+                return False
+            sub_id = await conn.fetchval(q(
+                "UPDATE subscribers SET status = 'active', updated_at = ? WHERE id = (SELECT "
+                "id FROM subscribers WHERE email = ? AND deleted_at IS NULL AND "
+                "status = 'suppressed' LIMIT 1) RETURNING id"), now, email)
+            if sub_id is not None:
+                await log_change(conn, int(sub_id), by, "updated",
+                                 "status: suppressed → active (suppression lifted)", now)
+                await bump_subscribers_version(conn, now)
+            await queue_lift_comment(conn, email, by, now)
+        return True
+
+    async def list_events(self, *, type_: str | None = None, recipient: str | None = None,
+                          limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        where, params = where_equal(("type", type_), ("recipient", recipient))
+        rows, total = await self._page("mail_events", where, params, "occurred_at DESC, id DESC",
+                                       limit, offset)
+        return [{"id": r["id"], "type": r["type"], "subtype": r["subtype"],
+                 "recipient": r["recipient"], "ses_message_id": r["ses_message_id"],
+                 "delivery_id": r["delivery_id"], "counted_in_rate": bool(r["counted_in_rate"]),
+                 "diagnostic": r["diagnostic"], "occurred_at": _iso(r["occurred_at"]),
+                 "received_at": _iso(r["received_at"])} for r in rows], total
+
+
+def _iso(t: datetime) -> str:
+    """Times in the shape SQLite's rows give them: the API's answers do not depend on
+    the backend."""
+    return to_db(t)
+
+
+def _iso_created(d: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(d.get("created_at"), datetime):
+        d["created_at"] = _iso(d["created_at"])
+    return d

@@ -1,0 +1,24 @@
+"""The Store on PostgreSQL: every part's methods on one pool (issue 16)."""
+
+from __future__ import annotations
+
+from jpixd.store.pg.archive import PgArchiveStore
+from jpixd.store.pg.control import PgControlStore
+from jpixd.store.pg.deliveries import PgDeliveryStore
+from jpixd.store.pg.events import PgEventStore
+from jpixd.store.pg.feeds import PgFeedStore
+from jpixd.store.pg.notices import PgNoticeStore
+from jpixd.store.pg.retention import PgRetentionStore
+from jpixd.store.pg.shadow import PgShadowStore
+from jpixd.store.pg.tickets import PgTicketStore
+
+
+class PgStore(PgControlStore, PgNoticeStore, PgDeliveryStore, PgFeedStore, PgEventStore,
+              PgTicketStore, PgRetentionStore, PgArchiveStore, PgShadowStore):
+    """The same public methods as `jpixd.store.sqlite.Store`, with the same signatures
+    (a test compares them), for hosts sharing one PostgreSQL database."""
+
+    @classmethod
+    async def open(cls, url: str, password: str | None = None, *,
+                   pool_size: int = 10) -> PgStore:
+        return cls(await cls._connect(url, password, max_size=pool_size), url)

@@ -1,0 +1,246 @@
+"""PostgreSQL: subscribers (the same rules as `jpixd.store.subscribers`, whose pure
+helpers decide what an update is and does) and the audience a fan-out reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from jpixd.model import Subscriber, SubscriberStatus
+from jpixd.store.base import Conflict, jlist, tlist
+from jpixd.store.pg.base import PREFECTURE_MATCH, Conn, PgBase, contains, q
+from jpixd.store.pg.control import VERSION_KEY, bump_subscribers_version, log_change
+from jpixd.store.subscribers import (
+    _COLUMNS,
+    _LISTS,
+    _OPTED_OUT,
+    ImportResult,
+    SubscriberChange,
+    _diff,
+    _row_to_subscriber,
+    _same,
+    _what,
+)
+from jpixd.subscribers import unsent_mail_after
+
+
+def _values(sub: Subscriber) -> list[Any]:
+    out: list[Any] = []
+    for col in _COLUMNS:
+        v = getattr(sub, col)
+        if col in _LISTS:
+            out.append(jlist(v))
+        elif col in ("failure_respects_windows", "paused"):
+            out.append(bool(v))
+        elif col == "status":
+            out.append(str(v))
+        else:
+            out.append(v)
+    return out
+
+
+_INSERT = (f"INSERT INTO subscribers ({', '.join(_COLUMNS)}, created_at, updated_at) "
+           f"VALUES ({', '.join('?::jsonb' if c in _LISTS else '?' for c in _COLUMNS)}, ?, ?) "
+           "RETURNING id")
+_SKIP_PENDING = ("UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
+                 "WHERE subscriber_id = ? AND state IN ('pending', 'retry')")
+
+
+class PgSubscriberStore(PgBase):
+    _audience_cache: tuple[int, list[Subscriber]] | None = None
+
+    async def create_subscriber(self, sub: Subscriber, now: datetime, *,
+                                actor: str = "admin") -> Subscriber:
+        async with self._tx() as conn:
+            new_id = await self._insert_subscriber(conn, sub, now)
+            await log_change(conn, new_id, actor, "created", f"status: {sub.status}", now)
+        created = await self.get_subscriber(new_id)
+        assert created is not None
+        return created
+
+    async def _insert_subscriber(self, conn: Conn, sub: Subscriber, now: datetime) -> int:
+        try:
+            # A savepoint: a duplicate address fails this insert, not the caller's
+            # transaction (PostgreSQL aborts a whole transaction on an error).
+            async with conn.transaction():
+                new_id = await conn.fetchval(q(_INSERT), *_values(sub), now, now)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"a subscriber with address {sub.email} already exists") from exc
+        await bump_subscribers_version(conn, now)
+        return int(new_id)
+
+    async def get_subscriber(self, subscriber_id: int) -> Subscriber | None:
+        row = await self._one("SELECT * FROM subscribers WHERE id = ? AND deleted_at IS NULL",
+                              (subscriber_id,))
+        return _row_to_subscriber(row) if row else None
+
+    async def list_subscribers(self, *, email: str | None = None, status: str | None = None,
+                               carrier: str | None = None, prefecture: str | None = None,
+                               kind: str | None = None, query: str | None = None,
+                               limit: int = 100, offset: int = 0) -> tuple[list[Subscriber], int]:
+        where = ["deleted_at IS NULL"]
+        params: list[Any] = []
+        if email:
+            where.append("email = ?")
+            params.append(email)
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        for col, value in (("carriers", carrier), ("kinds", kind)):
+            if value:
+                where.append(contains(col))
+                params.append(value)
+        if prefecture:
+            where.append(PREFECTURE_MATCH)
+            params.append(prefecture)
+        if query:
+            escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("(email LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\' "
+                         "OR organization LIKE ? ESCAPE '\\')")
+            params.extend([f"%{escaped}%"] * 3)
+        rows, total = await self._page("subscribers", where, params, "id", limit, offset)
+        return [_row_to_subscriber(r) for r in rows], total
+
+    async def update_subscriber(self, subscriber_id: int, changes: dict[str, Any],
+                                now: datetime, *, actor: str = "admin") -> Subscriber | None:
+        async with self._tx() as conn:
+            row = await conn.fetchrow(q("SELECT * FROM subscribers WHERE id = ? AND "
+                                        "deleted_at IS NULL FOR UPDATE"), subscriber_id)
+            if row is None:
+                return None
+            old = _row_to_subscriber(row)
+            new = replace(old, **changes)
+            if not _same(old, new):
+                await self._write_update(conn, old, new, now, actor)
+        return await self.get_subscriber(subscriber_id)
+
+    async def _write_update(self, conn: Conn, old: Subscriber, new: Subscriber,
+                            now: datetime, actor: str) -> None:
+        assert old.id is not None
+        await log_change(conn, old.id, actor, *_what(old, new), now)
+        sets = ", ".join(f"{c} = ?::jsonb" if c in _LISTS else f"{c} = ?" for c in _COLUMNS)
+        try:
+            async with conn.transaction():
+                await conn.execute(q(f"UPDATE subscribers SET {sets}, updated_at = ? "
+                                     "WHERE id = ?"), *_values(new), now, old.id)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"a subscriber with address {new.email} already exists") from exc
+        await bump_subscribers_version(conn, now)
+        effect = unsent_mail_after(old, new)
+        if effect is not None and effect[0] == "skip":
+            await conn.execute(q(_SKIP_PENDING), effect[1], now, old.id)
+        elif effect is not None:
+            await conn.execute(q("UPDATE deliveries SET email = ?, updated_at = ? "
+                                 "WHERE subscriber_id = ? AND state IN ('pending', 'retry')"),
+                               new.email, now, old.id)
+
+    async def delete_subscriber(self, subscriber_id: int, now: datetime, *,
+                                actor: str = "admin") -> bool:
+        async with self._tx() as conn:
+            status = await conn.execute(q("UPDATE subscribers SET deleted_at = ?, "
+                                          "updated_at = ? WHERE id = ? AND deleted_at IS NULL"),
+                                        now, now, subscriber_id)
+            if status.endswith(" 0"):
+                return False
+            await log_change(conn, subscriber_id, actor, "deleted", "", now)
+            await bump_subscribers_version(conn, now)
+            await conn.execute(q(_SKIP_PENDING), "subscriber deleted", now, subscriber_id)
+        return True
+
+    async def import_subscribers(self, rows: Sequence[tuple[Subscriber, frozenset[str]]],
+                                 now: datetime, *, dry_run: bool = False,
+                                 reactivate: bool = False) -> ImportResult:
+        """As on SQLite: one transaction, rolled back on a dry run."""
+        created = updated = unchanged = kept = 0
+        diffs: list[str] = []
+        async with self._pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                # One import at a time across hosts, like SQLite's BEGIN IMMEDIATE.
+                await conn.execute("LOCK TABLE subscribers IN SHARE ROW EXCLUSIVE MODE")
+                existing = {r["email"]: _row_to_subscriber(r) for r in await conn.fetch(
+                    "SELECT * FROM subscribers WHERE deleted_at IS NULL")}
+                new = [s for s, _ in rows if s.email not in existing]
+                if new:
+                    await conn.executemany(q(_INSERT), [[*_values(s), now, now] for s in new])
+                created = len(new)
+                diffs += [f"{s.email}: new" for s in new]
+                await bump_subscribers_version(conn, now)
+                for sub, columns in rows:
+                    old = existing.get(sub.email)
+                    if old is None:
+                        continue
+                    target = replace(old, **{c: getattr(sub, c) for c in columns
+                                             if c in _COLUMNS})
+                    if old.status in _OPTED_OUT and target.status != old.status \
+                            and not reactivate:
+                        target = replace(target, status=old.status)
+                        kept += 1
+                    if _same(old, target):
+                        unchanged += 1
+                        continue
+                    diffs += _diff(old, target)
+                    await self._write_update(conn, old, target, now, "import")
+                    updated += 1
+            except BaseException:
+                await tx.rollback()
+                raise
+            await (tx.rollback() if dry_run else tx.commit())
+        return ImportResult(created, updated, unchanged, kept, tuple(diffs))
+
+    async def signup(self, sub: Subscriber, now: datetime) -> tuple[Subscriber, bool]:
+        async with self._tx() as conn:
+            row = await conn.fetchrow(q("SELECT * FROM subscribers WHERE email = ? AND "
+                                        "deleted_at IS NULL"), sub.email)
+            if row is not None:
+                return _row_to_subscriber(row), False
+            pending = replace(sub, status=SubscriberStatus.PENDING, paused=False)
+            new_id = await self._insert_subscriber(conn, pending, now)
+            await log_change(conn, new_id, "self-service", "created", "status: pending", now)
+        created = await self.get_subscriber(new_id)
+        assert created is not None
+        return created, True
+
+    async def subscriber_by_email(self, email: str) -> Subscriber | None:
+        row = await self._one("SELECT * FROM subscribers WHERE email = ? AND "
+                              "deleted_at IS NULL", (email,))
+        return _row_to_subscriber(row) if row else None
+
+    async def subscriber_changes(self, subscriber_id: int | None = None,
+                                 limit: int = 100) -> list[SubscriberChange]:
+        where = "WHERE subscriber_id = ?" if subscriber_id is not None else ""
+        params: list[Any] = [subscriber_id] if subscriber_id is not None else []
+        rows = await self._all(f"SELECT * FROM subscriber_changes {where} "
+                               "ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [SubscriberChange(r["id"], r["subscriber_id"], r["at"], r["actor"],
+                                 r["action"], r["detail"]) for r in rows]
+
+    async def all_subscribers(self) -> list[Subscriber]:
+        rows = await self._all("SELECT * FROM subscribers WHERE deleted_at IS NULL ORDER BY id")
+        return [_row_to_subscriber(r) for r in rows]
+
+    async def _audience(self, conn: Conn) -> tuple[list[Subscriber], frozenset[str]]:
+        """Active subscribers and suppressed addresses, read in the caller's transaction,
+        the parsed subscribers kept until the version counter moves (on any host)."""
+        raw = await conn.fetchval(q("SELECT value #>> '{}' FROM control WHERE key = ?"),
+                                  VERSION_KEY)
+        version = int(raw) if raw else 0
+        cached = self._audience_cache
+        if cached is None or cached[0] != version:
+            rows = await conn.fetch(
+                "SELECT id, email, carriers::text, prefectures::text, kinds::text, "
+                "services::text, windows::text, failure_respects_windows FROM subscribers "
+                "WHERE deleted_at IS NULL AND status = 'active' AND NOT paused")
+            active = SubscriberStatus.ACTIVE
+            cached = (version, [
+                Subscriber(id=r[0], email=r[1], carriers=tlist(r[2]), prefectures=tlist(r[3]),
+                           kinds=tlist(r[4]), services=tlist(r[5]), windows=tlist(r[6]),
+                           failure_respects_windows=r[7], status=active) for r in rows])
+            self._audience_cache = cached
+        suppressed = await conn.fetch("SELECT email FROM suppressions WHERE lifted_at IS NULL")
+        return cached[1], frozenset(r[0] for r in suppressed)
