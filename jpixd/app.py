@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -31,10 +32,10 @@ from jpixd.feeds.fetch import Fetcher
 from jpixd.feeds.poller import FeedPoller
 from jpixd.housekeeping import HousekeepingLoop
 from jpixd.logs import REDACTOR
-from jpixd.loop import Loop
+from jpixd.loop import LEADER_ROLES, Loop
 from jpixd.mail.bucket import TokenBucket
 from jpixd.mail.render import Renderer
-from jpixd.mail.sender import Sender
+from jpixd.mail.sender import Sender, rate_gauge
 from jpixd.mail.transports import Transport
 from jpixd.mail.transports.file import FileTransport
 from jpixd.mail.transports.smtp import SmtpTransport
@@ -51,6 +52,7 @@ from jpixd.web.links import LinkBuilder, Signer
 from jpixd.web.shed import GuardedSite, Limits, Shedder
 
 if TYPE_CHECKING:  # the AWS clients are imported only by a daemon configured to use them
+    from jpixd.cluster import Cluster
     from jpixd.mail.transports.ses import SesTransport
 
     # …and the public pages only by one that serves them.
@@ -114,12 +116,27 @@ def build_links(cfg: Config, keys: list[str] | None) -> LinkBuilder | None:
 
 
 async def open_store(cfg: Config, clock: Clock) -> Store:
-    if cfg.postgres:  # every command that needs the store says so, from here
-        raise ConfigError([
-            "database_url: names PostgreSQL: `jpixd migrate` prepares it, but the daemon's "
-            "PostgreSQL store (several hosts, issue 16) is not built yet; use sqlite:///path "
-            "(or no database_url) until it is"])
-    store = await Store.open(cfg.database_path)
+    """The configured database, migrated."""
+    store, _ = await open_migrated(cfg, clock)
+    return store
+
+
+async def open_migrated(cfg: Config, clock: Clock) -> tuple[Store, list[int]]:
+    """The configured database, migrated, and the migrations applied now: SQLite's file,
+    or PostgreSQL's pool (the password resolved first: it may be an ssm: reference)."""
+    if cfg.postgres:
+        from jpixd.store.pg.store import PgStore
+
+        cfg = await resolve_ssm(cfg)
+        password = cfg.database_password.get() if cfg.database_password else None
+        # Typed as the SQLite Store, whose public methods PgStore has, signature for
+        # signature (tests/test_store_contract.py checks them).
+        store: Store = await PgStore.open(  # type: ignore[assignment]
+            str(cfg.database_url), password)
+        where = _without_password(str(cfg.database_url))
+    else:
+        store = await Store.open(cfg.database_path)
+        where = str(cfg.database_path)
     store.tz = cfg.tz
     try:
         applied = await store.migrate(clock())
@@ -128,8 +145,13 @@ async def open_store(cfg: Config, clock: Clock) -> Store:
         await store.close()
         raise
     if applied:
-        log.info("database migrated", path=str(cfg.database_path), applied=applied)
-    return store
+        log.info("database migrated", database=where, applied=applied)
+    return store, applied
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
 
 
 async def build_transport(cfg: Config) -> Transport:
@@ -254,6 +276,47 @@ class Daemon:
         self.bound: list[str] = []
         self.public_bound: list[str] = []
         self.ready = asyncio.Event()
+        self.cluster: Cluster | None = None
+
+    async def _join(self, cfg: Config) -> Cluster:
+        """Several hosts: take part in leadership and the shared send rate."""
+        from jpixd.cluster import Cluster
+
+        password = cfg.database_password.get() if cfg.database_password else None
+        cluster = Cluster(str(cfg.database_url), password,
+                          leader_timeout=cfg.cluster.leader_timeout, metrics=self.metrics,
+                          clock=self.clock)
+        await cluster.start()
+        return cluster
+
+    def _share(self, cluster: Cluster, loops: list[Loop]) -> None:
+        """The loops ask the cluster whether this host leads their role; a role taken
+        over starts its loop at once; the sender takes its part of the rate and passes
+        on a throttle."""
+        for lp in loops:
+            lp.leads = cluster.leads
+
+        def gained(roles: set[str]) -> None:
+            for lp in loops:
+                if lp.role in roles or (lp.name == "housekeeping" and "housekeeping" in roles):
+                    lp.wake.set()
+
+        cluster.on_gain(gained)
+        sender = next((lp for lp in loops if isinstance(lp, Sender)), None)
+        if sender is None:
+            return
+
+        def hosts(n: int) -> None:
+            sender.bucket.set_hosts(n)
+            self.metrics.send_rate_limit.set(rate_gauge(sender.bucket.rate))
+
+        def throttled() -> None:
+            sender.bucket.penalize()
+            self.metrics.send_rate_limit.set(rate_gauge(sender.bucket.rate))
+
+        cluster.on_hosts(hosts)
+        cluster.on_throttle(throttled)
+        sender.throttled = cluster.report_throttle
 
     async def _take_mode(self, store: Store) -> None:
         if self.shadow:
@@ -315,6 +378,12 @@ class Daemon:
             stack.enter_context(statelock.hold(cfg.state_dir, self.clock()))
             store = await open_store(cfg, self.clock)
             stack.push_async_callback(store.close)
+            if cfg.postgres:
+                self.cluster = await self._join(cfg)
+                stack.push_async_callback(self.cluster.close)
+            else:  # the one host runs every singleton loop
+                for role in LEADER_ROLES:
+                    self.metrics.leader.labels(role).set(1)
             await self._take_mode(store)
             await seed_sample_subscribers(cfg, store, self.clock)
             http = self._http = await stack.enter_async_context(aiohttp.ClientSession())
@@ -352,11 +421,13 @@ class Daemon:
                    http: aiohttp.ClientSession, transport: Transport, sqs: Any,
                    firehose: Any = None) -> int:
         loops = self._loops(cfg, store, http, transport, token, sqs, firehose)
+        if self.cluster is not None:
+            self._share(self.cluster, loops)
         supervisor = Supervisor(loops, self.metrics, cfg.supervisor, self.monotonic)
         rt = self.runtime = Runtime(
             config=cfg, store=store, metrics=self.metrics, supervisor=supervisor,
             clock=self.clock, admin_token=token, started_at=self.clock(),
-            loops={lp.name: lp for lp in loops},
+            loops={lp.name: lp for lp in loops}, cluster=self.cluster,
         )
         self.metrics.sending_paused.set(1 if (await store.sending_state()).paused else 0)
         h = cfg.http

@@ -114,6 +114,7 @@ class FileSink:
 
 class ArchiveLoop(Loop):
     name = "archive"
+    role = "archive"  # one host at a time (several hosts)
 
     def __init__(self, store: ArchiveOutbox, sink: Sink, cfg: ArchiveConfig, metrics: Metrics,
                  clock: Clock, rng: random.Random | None = None) -> None:

@@ -112,6 +112,7 @@ def _run(cfg: Config, baseline: bool, path: Path | None = None, *,
     from jpixd.app import Daemon, ModeRefused
     from jpixd.statelock import StateBusy
     from jpixd.store import StoreError
+    from jpixd.store.migrate import SchemaTooNew
 
     logs.configure(cfg.logging.level, cfg.logging.format)
     # The database and the outbox hold subscribers' addresses: never world-readable,
@@ -132,51 +133,28 @@ def _run(cfg: Config, baseline: bool, path: Path | None = None, *,
     except StateBusy as err:
         print(f"jpixd: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except SchemaTooNew as err:  # waits for the newer jpixd; a restart changes nothing
+        print(f"jpixd: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     except StoreError as err:  # a damaged or unreadable database: said plainly
         print(f"jpixd: {err}", file=sys.stderr)
         return EXIT_FAILED
 
 
-async def _migrate_postgres(cfg: Config) -> int:
-    import asyncpg
-
-    from jpixd.model import utcnow
-    from jpixd.secrets import resolve_ssm
-    from jpixd.store.pg import migrate as pg_migrate
-
-    cfg = await resolve_ssm(cfg)
-    password = cfg.database_password.get() if cfg.database_password else None
-    try:
-        conn = await asyncpg.connect(dsn=cfg.database_url, password=password, timeout=15)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        print(f"jpixd: cannot connect to the database: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    try:
-        applied = await pg_migrate.apply(conn, utcnow())
-        version = await pg_migrate.current_version(conn)
-    except RuntimeError as exc:  # a database newer than this program
-        print(f"jpixd: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    finally:
-        await conn.close()
-    print(f"PostgreSQL database is at schema version {version}"
-          + (f" (applied {applied})" if applied else ""))
-    return EXIT_OK
-
-
 async def _migrate(cfg: Config) -> int:
-    from jpixd.app import open_store
+    from jpixd.app import open_migrated
     from jpixd.model import utcnow
 
-    if cfg.postgres:
-        return await _migrate_postgres(cfg)
-
-    store = await open_store(cfg, utcnow)
+    # Both backends migrate as the store opens; PostgreSQL under an advisory lock, so
+    # that hosts starting together apply each migration once.
+    store, applied = await open_migrated(cfg, utcnow)
     try:
         version = await store.schema_version()
     finally:
         await store.close()
-    print(f"database {cfg.database_path} is at schema version {version}")
+    where = "PostgreSQL database" if cfg.postgres else f"database {cfg.database_path}"
+    print(f"{where} is at schema version {version}"
+          + (f" (applied {applied})" if applied else ""))
     return EXIT_OK
 
 
@@ -272,11 +250,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         _print_errors(err, origin)
         return EXIT_CONFIG
+    from jpixd.store import StoreError
+    from jpixd.store.migrate import SchemaTooNew
+
     try:
         return _command(args, cfg, origin)
     except ConfigError as err:  # a configuration the command cannot run with
         _print_errors(err, origin)
         return EXIT_CONFIG
+    except SchemaTooNew as err:  # a newer jpixd's database: nothing was changed
+        print(f"jpixd: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as err:  # the database cannot be opened or reached
+        print(f"jpixd: {err}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _command(args: argparse.Namespace, cfg: Config, origin: str) -> int:

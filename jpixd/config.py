@@ -246,6 +246,8 @@ class ClusterConfig:
     third of it while the send runs); past it, any sender sends it again."""
 
     lease: timedelta = timedelta(minutes=2)
+    # PostgreSQL only: a leader silent this long has lost its roles to another host.
+    leader_timeout: timedelta = timedelta(seconds=30)
 
 
 ARCHIVE_SINKS = ("firehose", "file")
@@ -925,8 +927,11 @@ def _cluster(s: _Section) -> ClusterConfig:
     lease = s.duration("lease", d("lease"))
     if lease < timedelta(seconds=10):
         s.error("lease", "must be at least 10s (a send may take that long)")
+    leader_timeout = s.duration("leader_timeout", d("leader_timeout"))
+    if leader_timeout < timedelta(seconds=3):
+        s.error("leader_timeout", "must be at least 3s (a heartbeat every third of it)")
     s.finish()
-    return ClusterConfig(lease=lease)
+    return ClusterConfig(lease=lease, leader_timeout=leader_timeout)
 
 
 def _archive(s: _Section) -> ArchiveConfig | None:

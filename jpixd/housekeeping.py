@@ -48,7 +48,9 @@ class HousekeepingLoop(Loop):
         self.metrics.bounce_rate.set(verdict.bounce_rate)
         self.metrics.complaint_rate.set(verdict.complaint_rate)
         self.metrics.suppressed_addresses.set(await self.store.suppressed_count())
-        if self.pruned_at is None or now - self.pruned_at >= self.prune_every:
+        # The gauges above on every host (each is scraped); pruning on one.
+        if self.leads("housekeeping") and (
+                self.pruned_at is None or now - self.pruned_at >= self.prune_every):
             await self.prune(now)
 
     async def prune(self, now: datetime) -> dict[str, int]:

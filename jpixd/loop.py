@@ -12,6 +12,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+# The loops (and parts of loops) that run on one host at a time when several hosts share
+# a PostgreSQL database (jpixd.cluster); `jpixd_leader{loop}` has a series for each.
+LEADER_ROLES = ("feeds", "backlog", "guard", "housekeeping", "archive")
+
+
+def _always(role: str) -> bool:
+    return True
+
 
 class Heartbeat:
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -30,6 +38,8 @@ class Loop(ABC):
 
     name: str = "loop"
     interval: float = 60.0
+    # A loop that must run on one host at a time names its role (LEADER_ROLES).
+    role: str | None = None
 
     def __init__(self) -> None:
         # Set by the admin API ("poll now") or by another component through the store's
@@ -44,6 +54,14 @@ class Loop(ABC):
         # Why the loop is running but not doing its job (a peer unreachable), or None:
         # shown in /readyz and the admin status; not unready, since waiting is its job.
         self.degraded: str | None = None
+        # Whether this host holds a role now: always on one host (SQLite); on several,
+        # the cluster's answer. A loop with a role waits while another host holds it.
+        self.leads: Callable[[str], bool] = _always
+
+    @property
+    def standby(self) -> bool:
+        """Another host runs this loop now."""
+        return self.role is not None and not self.leads(self.role)
 
     def progress(self) -> None:
         if self.heartbeat is not None:
@@ -74,7 +92,8 @@ class Loop(ABC):
         self.heartbeat = heartbeat
         self.reset()
         while not stopping.is_set():
-            await self.run_once()
+            if not self.standby:
+                await self.run_once()
             heartbeat.beat()
             self.first_round.set()
             done, self._round = self._round, asyncio.Event()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from jpixd.loop import LEADER_ROLES
 from jpixd.model import DeliveryState
 
 
@@ -23,6 +24,12 @@ class Metrics:
         self.loop_degraded = Gauge(
             "jpixd_loop_degraded", "1 while a running loop cannot do its job (a peer down: "
             "SQS, Backlog, the archive sink)", ["loop"], registry=r)
+        self.leader = Gauge(
+            "jpixd_leader", "1 while this host runs a singleton loop (on SQLite, the one "
+            "host runs them all; on PostgreSQL, one host each, by advisory lock)", ["loop"],
+            registry=r)
+        for role in LEADER_ROLES:
+            self.leader.labels(role)
         self.loop_restarts = Counter("jpixd_loop_restarts", "Loop crashes followed by a restart",
                                      ["loop"], registry=r)
         self.unit_errors = Counter(

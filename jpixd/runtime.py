@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from jpixd.cluster import Cluster
 from jpixd.config import Config
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
@@ -23,6 +24,8 @@ class Runtime:
     admin_token: str
     started_at: datetime
     loops: dict[str, Loop] = field(default_factory=dict)
+    # Several hosts on PostgreSQL: who leads what (None on SQLite: this host runs all).
+    cluster: Cluster | None = None
 
     def wake(self, name: str) -> None:
         """Cut a loop's wait short (e.g. the sender after a resume)."""

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 
-
 def _bin(name: str) -> str | None:
     found = shutil.which(name) or next(iter(sorted(glob.glob(
         f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)

@@ -26,8 +26,8 @@ from jpixd.housekeeping import HousekeepingLoop
 from jpixd.metrics import Metrics
 from jpixd.model import DeliveryState
 from jpixd.store import Store
-from tests.conftest import reopen
 from tests.awsproxy import forward, proxying
+from tests.conftest import reopen
 from tests.sesnotes import bounce, complaint, delivery, record_bounce, sent_to
 
 NOW = datetime(2026, 11, 28, 6, 30, tzinfo=UTC)

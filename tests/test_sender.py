@@ -32,6 +32,7 @@ from jpixd.mail.transports.smtp import SmtpTransport
 from jpixd.metrics import Metrics
 from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeStatus, Subscriber
 from jpixd.store import Store
+from jpixd.store.base import to_db
 from tests.awsproxy import forward, proxying
 from tests.conftest import make_config
 from tests.sesnotes import bounce, sns
@@ -197,10 +198,11 @@ async def test_a_suppression_the_outbox_missed_is_caught_at_claim(rig: Rig,
     (a person fixing the database by hand) still stops the send, because the claim reads
     the suppression itself. Raw SQL on purpose: it is that foreign write."""
     await rig.notice_for(Subscriber(email="raw@isp.example.jp", carriers=("west",)))
-    async with rig.store._tx() as db:
-        await db.execute("INSERT INTO suppressions (email, reason, first_event_at, "
-                         "last_event_at, created_at) VALUES (?, 'manual', ?, ?, ?)",
-                         ("raw@isp.example.jp", "x", "x", "x"))
+    # Times as each database keeps them: SQLite's text, PostgreSQL's timestamptz.
+    at: object = T0 if getattr(rig.store, "url", None) else to_db(T0)
+    await rig.store._write("INSERT INTO suppressions (email, reason, first_event_at, "
+                           "last_event_at, created_at) VALUES (?, 'manual', ?, ?, ?)",
+                           ("raw@isp.example.jp", at, at, at))
     transport = smtp_transport(smtp)
     try:
         await rig.drain(rig.sender(transport))

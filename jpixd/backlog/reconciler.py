@@ -65,6 +65,7 @@ class BacklogHealth:
 
 class Reconciler(Loop):
     name = "backlog"
+    role = "backlog"  # one host at a time (several hosts)
 
     def __init__(self, client: BacklogClient, cfg: BacklogConfig, store: ReconcilerStore,
                  metrics: Metrics, clock: Clock) -> None:

@@ -173,7 +173,11 @@ class BounceConsumer(Loop):
             log.warning("could not extend SQS visibility", error=str(exc))
 
     async def check_guard(self, now: datetime) -> None:
-        """Rates over the guard window (since the last resume at the earliest)."""
+        """Rates over the guard window (since the last resume at the earliest). With
+        several hosts, one of them judges (the `guard` role): every host's consumer
+        records events, one pauses."""
+        if not self.leads("guard"):
+            return
         state = await self.store.sending_state()
         sent, bounces, complaints = await self.store.guard_counts(
             guard_since(now, self.cfg, state))

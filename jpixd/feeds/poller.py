@@ -102,6 +102,7 @@ class PollReport:
 
 class FeedPoller(Loop):
     name = "feeds"
+    role = "feeds"  # one host at a time (several hosts)
 
     def __init__(self, sources: Sequence[SourceConfig], store: PollerStore, fetcher: Fetcher,
                  metrics: Metrics, clock: Clock, policy: Policy, *, baseline: bool = False,

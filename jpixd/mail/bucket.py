@@ -25,7 +25,11 @@ class TokenBucket:
         self._monotonic = monotonic
         self._sleep = sleep
         self._lock = asyncio.Lock()
-        self.target: float | None = rate  # what the config or SES allows
+        # What the config or SES allows the account, and how many hosts share it
+        # (several hosts on PostgreSQL: each takes its part, see jpixd.cluster).
+        self.account: float | None = rate
+        self.hosts = 1
+        self.target: float | None = rate  # this host's part of the account's rate
         self.rate: float | None = rate  # what we use now (lower after throttling)
         self._burst_setting = burst
         self.burst = self._burst_for(rate)
@@ -40,8 +44,19 @@ class TokenBucket:
         return max(2, int((rate or 0) / 10))
 
     def set_rate(self, rate: float | None) -> None:
-        """A new allowed rate (config, or a fresh SES quota). Within a minute of being
-        throttled we stay at the lower of the two."""
+        """A new allowed rate for the account (config, or a fresh SES quota)."""
+        self.account = rate
+        self._apply()
+
+    def set_hosts(self, hosts: int) -> None:
+        """How many hosts share the account's rate now."""
+        self.hosts = max(hosts, 1)
+        self._apply()
+
+    def _apply(self) -> None:
+        """This host's part of the account's rate. Within a minute of being throttled
+        we stay at the lower of the old and the new."""
+        rate = None if self.account is None else self.account / self.hosts
         self._refill()
         self.target = rate
         recently_throttled = self._monotonic() - self.last_penalty < 60

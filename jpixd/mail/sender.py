@@ -19,6 +19,7 @@ import random
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -132,6 +133,8 @@ class Sender(Loop):
         self.lease = lease
         self.claimer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.renewed = asyncio.Event()  # set after each renewal (tests wait on it)
+        # Several hosts: tells the others of a throttle (they share the account's rate).
+        self.throttled: Callable[[], Awaitable[None]] | None = None
         metrics.send_rate_limit.set(rate_gauge(bucket.rate))
 
     async def run(self, heartbeat: Heartbeat, stopping: asyncio.Event) -> None:
@@ -373,6 +376,8 @@ class Sender(Loop):
         if err.failure == Failure.THROTTLED:
             self.bucket.penalize()
             self.metrics.send_rate_limit.set(rate_gauge(self.bucket.rate))
+            if self.throttled is not None:
+                await self.throttled()
         if d.attempts >= self.cfg.max_attempts:
             reason = f"gave up after {d.attempts} attempts: {err.reason}"
             await self.store.mark_final(d.id, now, DeliveryState.FAILED, reason)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
@@ -18,6 +18,13 @@ from jpixd.model import JST
 from jpixd.store import migrate
 
 T = TypeVar("T")
+
+
+class Row(Protocol):
+    """A row by column name: SQLite's rows and PostgreSQL's records alike, so that both
+    stores turn rows into domain objects with the same functions."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
 class StoreError(Exception):

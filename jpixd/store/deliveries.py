@@ -7,8 +7,6 @@ import json
 import sqlite3
 from datetime import datetime
 
-import aiosqlite
-
 from jpixd.model import (
     Change,
     Claimed,
@@ -21,6 +19,7 @@ from jpixd.model import (
 )
 from jpixd.outbox import Retry, retry_action
 from jpixd.store.base import (
+    Row,
     SqliteBase,
     fetch_one,
     from_db,
@@ -31,7 +30,7 @@ from jpixd.store.base import (
 )
 
 
-def _row_to_delivery(row: aiosqlite.Row) -> Delivery:
+def _row_to_delivery(row: Row) -> Delivery:
     return Delivery(
         id=row["id"], revision_id=row["revision_id"], notice_id=row["notice_id"],
         subscriber_id=row["subscriber_id"], email=row["email"], purpose=row["purpose"],
@@ -206,7 +205,7 @@ class DeliveryStore(SqliteBase):
         return await self.get_delivery(delivery_id)
 
 
-def _claimed(r: aiosqlite.Row) -> Claimed:
+def _claimed(r: Row) -> Claimed:
     delivery = _row_to_delivery(r)
     sub = Subscriber(
         id=r["subscriber_id"], email=r["email"], name=r["s_name"], organization=r["s_org"],

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-import aiosqlite
-
 from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
-from jpixd.store.base import SqliteBase, fetch_one, from_db, to_db, where_equal
+from jpixd.store.base import Row, SqliteBase, fetch_one, from_db, to_db, where_equal
 from jpixd.store.subscribers import (
     bump_subscribers_version,
     bump_version_sync,
@@ -208,7 +206,7 @@ class EventStore(SqliteBase):
                  "received_at": r["received_at"]} for r in rows], total
 
 
-def _suppression(r: aiosqlite.Row) -> dict[str, Any]:
+def _suppression(r: Row) -> dict[str, Any]:
     first, last = from_db(r["first_event_at"]), from_db(r["last_event_at"])
     return {"email": r["email"], "reason": r["reason"],
             "first_event_at": first.isoformat() if first else None,

@@ -61,12 +61,17 @@ async def current_version(db: aiosqlite.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer jpixd: an older one must not run on it
+    (either backend)."""
+
+
 async def apply(db: aiosqlite.Connection, migrations: list[Migration], now_iso: str) -> list[int]:
     """Apply those not yet applied; return their versions. `db` must be in autocommit mode."""
     have = await current_version(db)
     latest = migrations[-1].version if migrations else 0
     if have > latest:
-        raise RuntimeError(
+        raise SchemaTooNew(
             f"the database is at schema version {have}, newer than this program knows "
             f"({latest}): refusing to run an older jpixd on it"
         )

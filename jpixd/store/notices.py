@@ -8,8 +8,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
 from jpixd.fanout import retires
 from jpixd.model import (
     OPEN_STATUSES,
@@ -27,6 +25,7 @@ from jpixd.model import (
 from jpixd.store.archive import CREATED_SQL, SUPERSEDED_SQL
 from jpixd.store.base import (
     PREFECTURE_MATCH,
+    Row,
     SqliteBase,
     from_db,
     from_db_req,
@@ -52,7 +51,7 @@ class RecordResult:
     reminders_cancelled: int
 
 
-def _row_to_notice(row: aiosqlite.Row) -> StoredNotice:
+def _row_to_notice(row: Row) -> StoredNotice:
     notice = Notice(
         source=row["source"], external_id=row["external_id"], carrier=row["carrier"],
         kind=NoticeKind(row["kind"]), status=NoticeStatus(row["status"]), title=row["title"],

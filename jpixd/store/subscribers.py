@@ -20,6 +20,7 @@ from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.store.base import (
     PREFECTURE_MATCH,
     Conflict,
+    Row,
     SqliteBase,
     fetch_all,
     fetch_one,
@@ -36,7 +37,7 @@ _COLUMNS = ("email", "name", "organization", "carriers", "prefectures", "kinds",
 _LISTS = frozenset({"carriers", "prefectures", "kinds", "services", "windows"})
 
 
-def _row_to_subscriber(row: aiosqlite.Row) -> Subscriber:
+def _row_to_subscriber(row: Row) -> Subscriber:
     return Subscriber(
         id=row["id"], email=row["email"], name=row["name"], organization=row["organization"],
         carriers=tlist(row["carriers"]), prefectures=tlist(row["prefectures"]),

@@ -16,7 +16,7 @@ import aiosqlite
 
 from jpixd.backlog import cases
 from jpixd.bounces.parse import MailEvent
-from jpixd.store.base import SqliteBase, from_db, from_db_req, to_db, where_equal
+from jpixd.store.base import Row, SqliteBase, from_db, from_db_req, to_db, where_equal
 
 OPEN_STATES = ("intent", "open", "closing")
 
@@ -55,7 +55,7 @@ class Ticket:
                 "opened_at": iso(self.opened_at), "closed_at": iso(self.closed_at)}
 
 
-def _ticket(r: aiosqlite.Row) -> Ticket:
+def _ticket(r: Row) -> Ticket:
     return Ticket(id=r["id"], kind=r["kind"], email=r["email"], marker=r["marker"],
                   state=r["state"], issue_id=r["issue_id"], issue_key=r["issue_key"],
                   summary=r["summary"], description=r["description"], priority=r["priority"],

@@ -52,7 +52,22 @@ async def get_status(request: web.Request) -> web.Response:
         "backlog": await _backlog_status(rt),
         "mode": await rt.store.mode(),  # {"shadow": true, "since": …} during a cut-over
         "archive": await _archive_status(rt),
+        "cluster": _cluster_status(rt),
     })
+
+
+def _cluster_status(rt: Runtime) -> dict[str, object]:
+    """Which host leads which singleton loop: this one all of them on SQLite."""
+    from jpixd.loop import LEADER_ROLES
+
+    cluster = rt.cluster
+    if cluster is None:
+        return {"backend": "sqlite", "host": None, "leads": list(LEADER_ROLES),
+                "hosts": []}
+    view = cluster.view
+    return {"backend": "postgresql", "host": view.host, "leads": view.leads,
+            "connected": view.connected, "sharing_send_rate": cluster.sharing,
+            "hosts": view.hosts}
 
 
 async def _archive_status(rt: Runtime) -> dict[str, object] | None:

@@ -14,15 +14,17 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from jpixd.model import JST
 from jpixd.store.base import StoreError
 from jpixd.store.pg import migrate
 
-Conn = asyncpg.Connection  # type: ignore[type-arg]
+# Every connection here is the pool's (a string: the class is not subscriptable at run time).
+Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -47,7 +49,7 @@ class PgBase:
     connections (PostgreSQL keeps them apart), where SQLite's single connection takes
     them one at a time."""
 
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:  # type: ignore[type-arg]
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str) -> None:
         self._pool = pool
         self.url = url
         self.tz: tzinfo = JST
@@ -55,7 +57,7 @@ class PgBase:
 
     @classmethod
     async def _connect(cls, url: str, password: str | None, *, min_size: int = 2,
-                       max_size: int = 10) -> asyncpg.Pool:  # type: ignore[type-arg]
+                       max_size: int = 10) -> asyncpg.Pool[asyncpg.Record]:
         try:
             pool = await asyncpg.create_pool(dsn=url, password=password, min_size=min_size,
                                              max_size=max_size, timeout=15,

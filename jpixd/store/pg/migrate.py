@@ -42,8 +42,9 @@ async def apply(conn: Any, now: datetime, migrations: list[Migration] | None = N
                            "PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)")
         have = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
         if have > latest:
-            raise RuntimeError(f"the database is at schema version {have}, newer than this "
-                               f"program knows ({latest}): refusing to run an older jpixd")
+            raise sqlite_migrate.SchemaTooNew(
+                f"the database is at schema version {have}, newer than this "
+                f"program knows ({latest}): refusing to run an older jpixd")
         for mig in chosen:
             if mig.version <= have:
                 continue

@@ -75,6 +75,19 @@ class PgNoticeStore(PgSubscriberStore, PgBase):
         row (the upsert locks it), so one revision follows the other."""
         n = notice
         async with self._tx() as conn:
+            # One host records a notice at a time (its key's lock, held to the commit).
+            # A revision another host has just recorded is not recorded again: a poll
+            # that overlapped a change of leader must not mail a notice twice.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                               f"{n.source}\x1f{n.external_id}")
+            same = await conn.fetchrow(q(
+                "SELECT r.notice_id, r.id FROM notices n JOIN notice_revisions r "
+                "ON r.notice_id = n.id WHERE n.source = ? AND n.external_id = ? "
+                "AND n.revision = ? AND r.revision = ? AND r.change = ? "
+                "ORDER BY r.id DESC LIMIT 1"),
+                n.source, n.external_id, revision, revision, str(change))
+            if same is not None:
+                return RecordResult(int(same[0]), int(same[1]), 0, 0, 0, 0)
             row = await conn.fetchrow(q(_UPSERT),
                 n.source, n.external_id, n.carrier, str(n.kind), str(n.status), n.title,
                 n.body, n.starts_at, n.ends_at, jlist(n.prefectures), jlist(n.localities),
