@@ -3,12 +3,13 @@ which hosts are alive, and this host's share of the account's send rate.
 
 Leadership is a PostgreSQL session-level advisory lock per role, held on a connection of
 its own (not the pool's: a lock belongs to the session that took it). The connection
-beats every third of `leader_timeout`; the server ends it after `leader_timeout` without
-a word (`idle_session_timeout`), which frees its locks, so a host that hangs or loses
-the network loses its roles within `leader_timeout`, and a host that dies loses them at
-once (its connection closes). This host stops acting as leader on its own when its last
-good beat is older than 0.8 × `leader_timeout`: before the server can have freed the
-lock, so two hosts never both believe they lead.
+beats every quarter of `leader_timeout` (T); the server ends it after T without a word
+(`idle_session_timeout`), which frees its locks, and a host that dies frees them at once
+(its connection closes). Two rules keep two hosts from acting as leader at once, even
+when a lock is freed the moment after a beat (a connection cut): a host acts as leader
+only while its last good beat is younger than T/2, and a host that has just taken a
+lock waits T/2 (less a little for timer jitter) before acting on it, by which time the
+old holder has stopped. So a role moves within 3T/4 of its leader's death.
 
 The send rate is shared by the hosts alive (a beat within `leader_timeout`): each takes
 `rate / hosts`. A host that joins counts itself at once, and the others see it at their
@@ -74,15 +75,19 @@ class Cluster:
         self.clock = clock
         self.monotonic = monotonic
         self.host = host or host_name()
-        self.held: set[str] = set()
+        self.held: set[str] = set()  # locks this host holds
+        self.since: dict[str, float] = {}  # when it took each
+        self.acting: set[str] = set()  # roles it acts on (held past the grace)
         self.last_ok = -1e9
         self.hosts_now = self.hosts_before = 1
         # The last throttle another host reported that this host has acted on; the
         # first beat only learns where things stand.
         self._throttle_seen: str | None = None
+        self._throttle_known = False
         self._on_throttle: list[Callable[[], None]] = []
         self.view = ClusterView(self.host)
         self.changed = asyncio.Event()  # set when this host's roles change (tests wait)
+        self.beaten = asyncio.Event()  # set after every beat, good or bad (tests wait)
         self._conn: asyncpg.Connection[asyncpg.Record] | None = None
         self._task: asyncio.Task[None] | None = None
         self._on_hosts: list[Callable[[int], None]] = []
@@ -92,8 +97,22 @@ class Cluster:
 
     # ------------------------------------------------------------------ asked by loops
 
+    @property
+    def beat_every(self) -> float:
+        return self.timeout / 4
+
+    @property
+    def trust(self) -> float:
+        """How long after its last good beat a host still acts as leader."""
+        return self.timeout / 2
+
+    @property
+    def grace(self) -> float:
+        """How long a host that took a lock waits before acting on it."""
+        return 0.45 * self.timeout
+
     def leads(self, role: str) -> bool:
-        return role in self.held and self.monotonic() - self.last_ok < 0.8 * self.timeout
+        return role in self.acting and self.monotonic() - self.last_ok < self.trust
 
     @property
     def sharing(self) -> int:
@@ -135,7 +154,7 @@ class Cluster:
         """Join: one beat, then a beat interval for the other hosts to see this one
         (their shares shrink before this host takes its own), then another beat."""
         await self._beat()
-        await asyncio.sleep(0.4 * self.timeout)
+        await asyncio.sleep(self.beat_every * 1.5)
         await self._beat()
         self._task = asyncio.create_task(self._run(), name="cluster")
 
@@ -155,26 +174,31 @@ class Cluster:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.timeout / 3)
+            await asyncio.sleep(self.beat_every)
             await self._beat()
 
     async def _beat(self) -> None:
         try:
             if self._conn is None or self._conn.is_closed():
+                # A session that ended took its locks with it: whatever this host held
+                # is gone, even if nothing has failed yet on this side.
+                await self._drop()
                 await self._connect()
             assert self._conn is not None
-            await asyncio.wait_for(self._round(self._conn), timeout=self.timeout / 3)
+            await asyncio.wait_for(self._round(self._conn), timeout=self.beat_every)
             self.last_ok = self.monotonic()
             self.view.connected = True
         except Exception as exc:  # the database or the network: try again next beat
             log.warning("cluster heartbeat failed; leading nothing until it works",
                         error=str(exc) or type(exc).__name__)
             await self._drop()
+        finally:
+            self.beaten.set()
 
     async def _connect(self) -> None:
         ms = int(self.timeout * 1000)
         self._conn = await asyncpg.connect(
-            dsn=self.url, password=self.password, timeout=self.timeout / 3,
+            dsn=self.url, password=self.password, timeout=self.beat_every,
             server_settings={"idle_session_timeout": str(ms),
                              "application_name": f"jpixd-cluster {self.host}"[:63]})
 
@@ -190,17 +214,19 @@ class Cluster:
         self.hosts_before, self.hosts_now = self.hosts_now, max(len(alive), 1)
         raw = await conn.fetchval("SELECT value::text FROM control WHERE key = 'throttle'")
         throttle = json.loads(raw) if raw else {}
-        if throttle.get("at") != self._throttle_seen:
-            if self._throttle_seen is not None and throttle.get("host") != self.host:
-                for callback in self._on_throttle:
-                    callback()
-            self._throttle_seen = throttle.get("at")
-        gained = []
+        if self._throttle_known and throttle.get("at") != self._throttle_seen \
+                and throttle.get("host") != self.host:
+            for callback in self._on_throttle:
+                callback()
+        self._throttle_seen, self._throttle_known = throttle.get("at"), True
         for role in ROLES:
             if role not in self.held and await conn.fetchval(
                     "SELECT pg_try_advisory_lock($1)", lock_key(role)):
                 self.held.add(role)
-                gained.append(role)
+                self.since[role] = self.monotonic()
+        gained = sorted(r for r in self.held - self.acting
+                        if self.monotonic() - self.since[r] >= self.grace)
+        self.acting.update(gained)
         holders = await conn.fetch(
             "SELECT l.objid::bigint | (l.classid::bigint << 32) AS key, a.application_name "
             "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
@@ -211,9 +237,9 @@ class Cluster:
                             "leads": [role for role in ROLES
                                       if by_key.get(lock_key(role), "").endswith(
                                           " " + str(r["name"]))]} for r in alive]
-        self.view.leads = sorted(self.held)
+        self.view.leads = sorted(self.acting)
         for role in ROLES:
-            self.metrics.leader.labels(role).set(1 if role in self.held else 0)
+            self.metrics.leader.labels(role).set(1 if role in self.acting else 0)
         if gained:
             log.info("leading", roles=gained, host=self.host)
             self.changed.set()
@@ -226,10 +252,12 @@ class Cluster:
 
     async def _drop(self) -> None:
         """Lead nothing: the session (and with it every lock) is closed."""
-        if self.held:
-            log.warning("no longer leading", roles=sorted(self.held), host=self.host)
+        if self.acting:
+            log.warning("no longer leading", roles=sorted(self.acting), host=self.host)
             self.changed.set()
         self.held.clear()
+        self.acting.clear()
+        self.since.clear()
         self.view.leads, self.view.connected = [], False
         for role in ROLES:
             self.metrics.leader.labels(role).set(0)

@@ -1,0 +1,126 @@
+"""Several hosts on one PostgreSQL (issue 16), in one process: leadership by advisory
+lock moves when its holder dies or is cut off, never two leaders at once, the hosts
+share the send rate, and a throttle seen by one slows the others."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from jpixd.cluster import ROLES, Cluster
+from jpixd.metrics import Metrics
+from tests.pgserver import needs_postgres
+
+pytestmark = needs_postgres
+
+TIMEOUT = timedelta(seconds=2)
+
+
+def _clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+async def hosts(postgres_db: str) -> AsyncIterator[list[Cluster]]:
+    made = [Cluster(postgres_db, None, leader_timeout=TIMEOUT, clock=_clock,
+                    metrics=Metrics(CollectorRegistry()), host=f"host-{i}")
+            for i in range(3)]
+    await asyncio.gather(*(c.start() for c in made))
+    try:
+        yield made
+    finally:
+        await asyncio.gather(*(c.close() for c in made))
+
+
+async def _until(hosts: list[Cluster], check: Callable[[], bool], within: float) -> None:
+    """Wait until `check()` holds, looking after each host's beat (where leadership and
+    host counts change), for at most `within` seconds."""
+    end = time.monotonic() + within
+    while not check():
+        left = end - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"not within {within}s")
+        for h in hosts:
+            h.beaten.clear()
+        waits = [asyncio.create_task(h.beaten.wait()) for h in hosts]
+        await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+
+
+def _leaders(hosts: list[Cluster], role: str) -> list[str]:
+    return [h.host for h in hosts if h.leads(role)]
+
+
+async def test_each_role_has_one_leader_and_moves_when_it_dies(hosts: list[Cluster]) -> None:
+    t = TIMEOUT.total_seconds()
+    await _until(hosts, lambda: all(len(_leaders(hosts, r)) == 1 for r in ROLES),
+                 within=2 * t)
+    assert all(h.sharing == 3 for h in hosts)
+    [leader] = [h for h in hosts if h.leads("feeds")]
+    others = [h for h in hosts if h is not leader]
+
+    # The leader's process dies: its connection closes, and with it its locks. Its
+    # tasks stop at once (cancelled), as a killed process's would.
+    assert leader._task is not None and leader._conn is not None
+    leader._task.cancel()
+    leader._conn.terminate()
+    died = time.monotonic()
+    checks: list[int] = []
+
+    def moved() -> bool:
+        # Never two acting at once, at any moment we look.
+        for role in ROLES:
+            checks.append(len([h for h in others if h.leads(role)]))
+        return all(len(_leaders(others, r)) == 1 for r in ROLES)
+
+    await _until(others, moved, within=2 * t)
+    took = time.monotonic() - died
+    assert took <= t, f"roles moved after {took:.2f}s (leader_timeout {t}s)"
+    assert max(checks) <= 1
+    # The dead host stops counting for the send rate once its beat is leader_timeout old.
+    await _until(others, lambda: all(h.sharing == 2 for h in others), within=4 * t)
+
+
+async def test_a_leader_cut_off_stops_before_another_starts(hosts: list[Cluster],
+                                                             postgres_db: str) -> None:
+    """The server ends the leader's session (a network cut, a failover): the leader
+    cannot know until its next beat fails, so the next leader waits out its trust."""
+    t = TIMEOUT.total_seconds()
+    await _until(hosts, lambda: all(len(_leaders(hosts, r)) == 1 for r in ROLES),
+                 within=2 * t)
+    [leader] = [h for h in hosts if h.leads("backlog")]
+    admin = await asyncpg.connect(postgres_db)
+    try:
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE application_name = $1", f"jpixd-cluster {leader.host}")
+    finally:
+        await admin.close()
+    overlap: list[int] = []
+
+    def settled() -> bool:
+        overlap.append(len(_leaders(hosts, "backlog")))
+        now = _leaders(hosts, "backlog")
+        return len(now) == 1 and now != [leader.host]
+
+    await _until(hosts, settled, within=2 * t)
+    assert max(overlap) <= 1, "two hosts acted as the backlog leader at once"
+    # The cut-off host comes back (a new session) and leads nothing it has lost.
+    await _until(hosts, lambda: leader.view.connected, within=2 * t)
+    assert not leader.leads("backlog")
+
+
+async def test_a_throttle_on_one_host_slows_the_others(hosts: list[Cluster]) -> None:
+    seen = [asyncio.Event() for _ in hosts]
+    for h, ev in zip(hosts, seen, strict=True):
+        h.on_throttle(ev.set)
+    await hosts[0].report_throttle()
+    await asyncio.wait_for(asyncio.gather(seen[1].wait(), seen[2].wait()),
+                           timeout=TIMEOUT.total_seconds())
+    assert not seen[0].is_set()  # the host that was throttled has slowed already
