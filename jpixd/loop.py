@@ -92,8 +92,11 @@ class Loop(ABC):
         self.heartbeat = heartbeat
         self.reset()
         while not stopping.is_set():
-            if not self.standby:
-                await self.run_once()
+            if self.standby:  # alive and waiting its turn: not a round of work
+                heartbeat.beat()
+                await self._pause(self.next_delay(), stopping)
+                continue
+            await self.run_once()
             heartbeat.beat()
             self.first_round.set()
             done, self._round = self._round, asyncio.Event()

@@ -58,6 +58,14 @@ def base_mapping(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     return data
 
 
+def on_backend(url: str | None) -> dict[str, Any]:
+    """Config settings that put a daemon on the test's database: SQLite's file in the
+    state folder (None), or a PostgreSQL database, with a short leader_timeout so that a
+    daemon leads its singleton loops soon after start."""
+    return {} if url is None else {"database_url": url,
+                                   "cluster": {"leader_timeout": "3s"}}
+
+
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
     return load_mapping(base_mapping(tmp_path, **overrides), base_dir=tmp_path, env={})
 

@@ -10,12 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from jpixd.web.app import build_app
-from tests.conftest import RunningDaemon, make_config, running_daemon
+from tests.conftest import RunningDaemon, make_config, on_backend, running_daemon
 
 
 @pytest.fixture
-async def daemon(tmp_path: Path) -> AsyncIterator[RunningDaemon]:
-    async with running_daemon(make_config(tmp_path), registry=CollectorRegistry()) as d:
+async def daemon(tmp_path: Path, backend_url: str | None) -> AsyncIterator[RunningDaemon]:
+    async with running_daemon(make_config(tmp_path, **on_backend(backend_url)),
+                              registry=CollectorRegistry()) as d:
         yield d
 
 

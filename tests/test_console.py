@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 
 from jpixd.model import DeliveryState, Subscriber, SubscriberStatus
-from tests.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN, on_backend
 from tests.sesnotes import record_bounce
 from tests.webharness import CSRF, Site, site, write_feed
 
@@ -29,8 +29,9 @@ async def csrf_of(op: aiohttp.ClientSession, url: str) -> tuple[str, str]:
     return text, m.group(1)
 
 
-async def test_login_is_required_and_a_wrong_token_refused(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_login_is_required_and_a_wrong_token_refused(tmp_path: Path,
+                                                           backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         async with s.http.get(s.d.base_url + "/console/", allow_redirects=False) as r:
             assert r.status == 303 and r.headers["Location"] == "/console/login"
         async with s.http.post(s.d.base_url + "/console/login",
@@ -52,8 +53,9 @@ async def test_login_is_required_and_a_wrong_token_refused(tmp_path: Path) -> No
             assert cookie["path"] == "/console"
 
 
-async def test_pause_and_resume_need_the_csrf_token(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_pause_and_resume_need_the_csrf_token(tmp_path: Path,
+                                                    backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         op = await login(s)
         async with op:
             _, csrf = await csrf_of(op, s.d.base_url + "/console/")
@@ -76,8 +78,9 @@ async def test_pause_and_resume_need_the_csrf_token(tmp_path: Path) -> None:
             assert not (await s.rt.store.sending_state()).paused
 
 
-async def test_status_shows_the_figures_an_operator_watches(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_status_shows_the_figures_an_operator_watches(tmp_path: Path,
+                                                            backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         await s.rt.store.create_subscriber(Subscriber(email="a@isp.example.jp"), s.rt.clock())
         write_feed(tmp_path, [{"id": "F1", "kind": "failure", "title": "東京都の一部で故障",
                                "prefectures": ["13"]}])
@@ -93,15 +96,22 @@ async def test_status_shows_the_figures_an_operator_watches(tmp_path: Path) -> N
         assert '<svg class="chart"' in text and "送信 1、バウンス 0、苦情 0" in text
 
 
-async def test_failed_mail_is_retried_and_a_suppression_lifted(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_failed_mail_is_retried_and_a_suppression_lifted(tmp_path: Path,
+                                                               backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         sub = await s.rt.store.create_subscriber(Subscriber(email="a@isp.example.jp"),
                                                  s.rt.clock())
         write_feed(tmp_path, [{"id": "F1", "kind": "failure", "title": "故障",
                                "prefectures": ["13"]}])
+        # Paused while the mail is made to fail, so that the running sender cannot
+        # send it first.
+        await s.rt.store.set_sending(paused=True, reason="test", actor="test",
+                                     now=s.rt.clock())
         await s.poll()
         [d], _ = await s.rt.store.list_deliveries()
         await s.rt.store.mark_final(d.id, s.rt.clock(), DeliveryState.FAILED, "550 test")
+        await s.rt.store.set_sending(paused=False, reason=None, actor="test",
+                                     now=s.rt.clock())
         op = await login(s)
         async with op:
             text, csrf = await csrf_of(op, s.d.base_url + "/console/deliveries?state=failed")
@@ -134,8 +144,8 @@ async def test_failed_mail_is_retried_and_a_suppression_lifted(tmp_path: Path) -
 
 
 async def test_subscribers_are_edited_and_imported_with_the_same_rules(
-        tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+        tmp_path: Path, backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         left = await s.rt.store.create_subscriber(
             Subscriber(email="left@isp.example.jp", status=SubscriberStatus.UNSUBSCRIBED),
             s.rt.clock())
@@ -184,8 +194,9 @@ async def test_subscribers_are_edited_and_imported_with_the_same_rules(
                 assert "ok@isp.example.jp" in text and "left@isp.example.jp" not in text
 
 
-async def test_shadow_mode_is_said_on_the_status_page_and_in_the_api(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_shadow_mode_is_said_on_the_status_page_and_in_the_api(
+        tmp_path: Path, backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         op = await login(s)
         async with op:
             async with op.get(s.d.base_url + "/console/") as r:

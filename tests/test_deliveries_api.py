@@ -23,10 +23,11 @@ from jpixd.model import (
     Subscriber,
 )
 from jpixd.store import Store
-from tests.conftest import make_config, running_daemon
+from tests.conftest import make_config, on_backend, running_daemon
 
 
-async def test_deliveries_retry_preview_and_unsubscribe(tmp_path: Path) -> None:
+async def test_deliveries_retry_preview_and_unsubscribe(tmp_path: Path,
+                                                        backend_url: str | None) -> None:
     subs = tmp_path / "subs.csv"
     subs.write_text("email,name,carriers\na@isp.example.jp,阿部,west\nb@isp.example.jp,,west\n",
                     encoding="utf-8")
@@ -39,7 +40,8 @@ async def test_deliveries_retry_preview_and_unsubscribe(tmp_path: Path) -> None:
         "name": "local", "kind": "json", "carrier": "west", "url": feed.as_uri(),
         "interval": "1h", "send_on_first_poll": True}],
         mail={"from": "notice@example.jp", "transport": "file", "file": {"dir": str(outbox)},
-              "list_unsubscribe": "https://notice.example.jp/unsubscribe"})
+              "list_unsubscribe": "https://notice.example.jp/unsubscribe"},
+        **on_backend(backend_url))
     async with running_daemon(cfg, registry=CollectorRegistry()) as d, \
             aiohttp.ClientSession(headers=d.headers) as http:
         rt = d.daemon.runtime

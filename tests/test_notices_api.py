@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import CollectorRegistry
 
-from tests.conftest import make_config, running_daemon
+from tests.conftest import make_config, on_backend, running_daemon
 
 
 def write_feed(path: Path, notices: list[dict[str, Any]]) -> None:
@@ -24,7 +24,7 @@ WORKS = {"id": "C1", "kind": "construction", "title": "大阪府の一部で工�
          "prefectures": ["27"]}
 
 
-async def test_poll_now_and_notice_history(tmp_path: Path) -> None:
+async def test_poll_now_and_notice_history(tmp_path: Path, backend_url: str | None) -> None:
     feed = tmp_path / "feed.json"
     write_feed(feed, [FAILURE, WORKS])
     redesigned = Path(__file__).parent / "corpus" / "east-redesigned.html"
@@ -32,7 +32,7 @@ async def test_poll_now_and_notice_history(tmp_path: Path) -> None:
         "name": "local", "kind": "json", "carrier": "east", "url": feed.as_uri(),
         "interval": "1h", "send_on_first_poll": True}, {
         "name": "east", "kind": "ntt-east", "carrier": "east", "url": redesigned.as_uri(),
-        "interval": "1h"}])
+        "interval": "1h"}], **on_backend(backend_url))
     async with running_daemon(cfg, registry=CollectorRegistry()) as d, \
             aiohttp.ClientSession(headers=d.headers) as http:
         base = d.base_url + "/admin/v1"

@@ -18,7 +18,7 @@ from jpixd.feeds.extract import extract
 from jpixd.mail.sender import Sender
 from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.web.links import Purpose, Signer
-from tests.conftest import running_daemon
+from tests.conftest import on_backend, running_daemon
 from tests.webharness import (
     KEY,
     Site,
@@ -70,8 +70,9 @@ async def confirmed(s: Site, email: str, **fields: str | list[str]) -> int:
     return sub.id
 
 
-async def test_sign_up_confirm_manage_and_one_click(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_sign_up_confirm_manage_and_one_click(tmp_path: Path,
+                                                    backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         sid = await confirmed(s, "noc@isp.example.jp", prefectures=["13", "14"])
         sub = await s.rt.store.get_subscriber(sid)
         assert sub is not None and sub.prefectures == ("13", "14") and sub.name == "運用 太郎"
@@ -118,8 +119,8 @@ async def test_sign_up_confirm_manage_and_one_click(tmp_path: Path) -> None:
 
 
 async def test_the_human_unsubscribe_page_changes_nothing_until_its_button(
-        tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+        tmp_path: Path, backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         sid = await confirmed(s, "a@isp.example.jp")
         url = s.d.daemon.public.links.unsubscribe(sid)  # type: ignore[union-attr]
         async with s.http.get(url) as r:  # what a link scanner does
@@ -135,8 +136,8 @@ async def test_the_human_unsubscribe_page_changes_nothing_until_its_button(
 
 
 async def test_sign_up_and_link_requests_say_nothing_about_who_subscribes(
-        tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+        tmp_path: Path, backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         await confirmed(s, "known@isp.example.jp")
 
         async def answer(email: str) -> tuple[int, str, str, float]:
@@ -165,8 +166,9 @@ async def test_sign_up_and_link_requests_say_nothing_about_who_subscribes(
         assert s.mails_to("nobody@isp.example.jp") == []
 
 
-async def test_forged_expired_and_borrowed_links_are_refused(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_forged_expired_and_borrowed_links_are_refused(tmp_path: Path,
+                                                             backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         a = await confirmed(s, "a@isp.example.jp")
         b = await confirmed(s, "b@isp.example.jp")
         signer = Signer([KEY])
@@ -202,8 +204,9 @@ async def test_forged_expired_and_borrowed_links_are_refused(tmp_path: Path) -> 
             assert r.status == 200
 
 
-async def test_forms_without_their_csrf_token_change_nothing(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_forms_without_their_csrf_token_change_nothing(tmp_path: Path,
+                                                             backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         await s.form("/s/")  # the browser has its cookie, the attacker's form no token
         r = await s.http.post(s.public + "/s/", data={"email": "x@isp.example.jp",
                                                       "carriers": "east"})
@@ -219,22 +222,23 @@ async def test_forms_without_their_csrf_token_change_nothing(tmp_path: Path) -> 
         assert await s.rt.store.subscriber_by_email("x@isp.example.jp") is None
 
 
-async def test_posts_per_client_are_limited(tmp_path: Path) -> None:
-    async with site(tmp_path, web={"posts_per_client_hour": 3}) as s:
+async def test_posts_per_client_are_limited(tmp_path: Path, backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url), web={"posts_per_client_hour": 3}) as s:
         statuses = [(await sign_up(s, f"u{i}@isp.example.jp")).status for i in range(5)]
         assert statuses == [303, 303, 303, 429, 429]
 
 
-async def test_mail_per_address_is_limited(tmp_path: Path) -> None:
-    async with site(tmp_path, web={"mails_per_address_hour": 2}) as s:
+async def test_mail_per_address_is_limited(tmp_path: Path, backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url), web={"mails_per_address_hour": 2}) as s:
         for _ in range(4):
             assert (await sign_up(s, "bomb@isp.example.jp")).status == 303
         await s.mail_settled()
         assert len(s.mails_to("bomb@isp.example.jp")) == 2
 
 
-async def test_markup_in_titles_and_names_is_escaped_everywhere(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_markup_in_titles_and_names_is_escaped_everywhere(tmp_path: Path,
+                                                                backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         sid = await confirmed(s, "evil@isp.example.jp", name=ATTACK, organization=ATTACK)
         write_feed(tmp_path, [{"id": "W1", "kind": "construction",
                                "title": f"工事 {ATTACK}\r\nEND:VEVENT\r\nBEGIN:VEVENT",
@@ -270,8 +274,9 @@ async def test_markup_in_titles_and_names_is_escaped_everywhere(tmp_path: Path) 
                     assert "<img src=x" not in text, path
 
 
-async def test_the_public_listener_serves_no_admin_or_console_route(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_the_public_listener_serves_no_admin_or_console_route(
+        tmp_path: Path, backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         for path in ["/admin/v1/status", "/admin/v1/openapi.json", "/console/",
                      "/console/login", "/metrics", "/readyz"]:
             async with s.http.get(s.public + path, headers=s.admin) as r:
@@ -287,8 +292,8 @@ async def test_the_public_listener_serves_no_admin_or_console_route(tmp_path: Pa
             assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
 
 
-async def test_board_atom_and_calendar(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_board_atom_and_calendar(tmp_path: Path, backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         write_feed(tmp_path, [
             {"id": "W1", "kind": "construction", "title": "東京都の一部で設備工事",
              "prefectures": ["13"], "starts_at": "2026-12-24T01:00:00+09:00",
@@ -332,24 +337,25 @@ async def test_board_atom_and_calendar(tmp_path: Path) -> None:
             assert r.status == 404
 
 
-async def test_a_key_put_in_front_keeps_mailed_links_working(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_a_key_put_in_front_keeps_mailed_links_working(tmp_path: Path,
+                                                             backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         sid = await confirmed(s, "rot@isp.example.jp")
         old_unsubscribe = s.d.daemon.public.links.unsubscribe(sid)  # type: ignore[union-attr]
         port = s.public.rsplit(":", 1)[1]
-    async with site(tmp_path, keys=("n" * 32, KEY), port=int(port)) as s:
+    async with site(tmp_path, **on_backend(backend_url), keys=("n" * 32, KEY), port=int(port)) as s:
         new = s.d.daemon.public.links.unsubscribe(sid)  # type: ignore[union-attr]
         assert new != old_unsubscribe  # the new key signs
         async with s.http.get(old_unsubscribe) as r:
             assert r.status == 200 and "配信を停止する" in await r.text()
-    async with site(tmp_path, keys=("n" * 32,), port=int(port)) as s:
+    async with site(tmp_path, **on_backend(backend_url), keys=("n" * 32,), port=int(port)) as s:
         async with s.http.get(old_unsubscribe) as r:  # the old key removed: retired
             assert r.status == 400
 
 
 async def test_confirmation_links_expire_and_pending_subscribers_get_nothing(
-        tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+        tmp_path: Path, backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         r = await sign_up(s, "late@isp.example.jp")
         assert r.status == 303
         await s.mail_settled()

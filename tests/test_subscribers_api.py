@@ -16,12 +16,14 @@ from prometheus_client import CollectorRegistry
 from jpixd.fanout import Policy, planner
 from jpixd.model import Change, DeliveryState, Notice, NoticeKind, NoticeStatus
 from jpixd.store import Store
-from tests.conftest import RunningDaemon, make_config, running_daemon
+from tests.conftest import RunningDaemon, make_config, on_backend, running_daemon
 
 
 @pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[tuple[aiohttp.ClientSession, str, Store]]:
-    async with running_daemon(make_config(tmp_path), registry=CollectorRegistry()) as d:
+async def api(tmp_path: Path, backend_url: str | None
+              ) -> AsyncIterator[tuple[aiohttp.ClientSession, str, Store]]:
+    async with running_daemon(make_config(tmp_path, **on_backend(backend_url)),
+                              registry=CollectorRegistry()) as d:
         assert d.daemon.runtime is not None
         async with aiohttp.ClientSession(headers=d.headers) as http:
             yield http, d.base_url + "/admin/v1/subscribers", d.daemon.runtime.store
