@@ -306,6 +306,18 @@ class Daemon:
         if sender is None:
             return
 
+        def heard(what: str) -> None:
+            """A change another host committed (LISTEN/NOTIFY): acted on now."""
+            if what == "deliveries":
+                sender.wake.set()
+            elif what == "sending":
+                sender.sending_changed()
+                for lp in loops:
+                    if lp.name in ("backlog", "housekeeping"):  # the issue, the gauge
+                        lp.wake.set()
+
+        cluster.on_notice(heard)
+
         def hosts(n: int) -> None:
             sender.bucket.set_hosts(n)
             self.metrics.send_rate_limit.set(rate_gauge(sender.bucket.rate))

@@ -38,6 +38,7 @@ import structlog
 
 from jpixd.loop import LEADER_ROLES
 from jpixd.metrics import Metrics
+from jpixd.store.pg.base import CHANNEL
 
 log = structlog.get_logger("jpixd.cluster")
 
@@ -92,6 +93,7 @@ class Cluster:
         self._task: asyncio.Task[None] | None = None
         self._on_hosts: list[Callable[[int], None]] = []
         self._on_gain: list[Callable[[set[str]], None]] = []
+        self._on_notice: list[Callable[[str], None]] = []
         for role in ROLES:
             metrics.leader.labels(role).set(0)
 
@@ -129,6 +131,16 @@ class Cluster:
     def on_gain(self, callback: Callable[[set[str]], None]) -> None:
         """`callback(roles)` runs when this host takes roles over (to start at once)."""
         self._on_gain.append(callback)
+
+    def on_notice(self, callback: Callable[[str], None]) -> None:
+        """`callback(what)` runs when any host (this one too) commits a change the
+        others act on at once: "deliveries" (new mail due) or "sending" (a pause or a
+        resume). Heard on the beat's connection (LISTEN), between beats."""
+        self._on_notice.append(callback)
+
+    def _heard(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        for callback in self._on_notice:
+            callback(str(payload))
 
     def on_throttle(self, callback: Callable[[], None]) -> None:
         """`callback` runs when another host was throttled by SES (at this host's beat)."""
@@ -201,6 +213,7 @@ class Cluster:
             dsn=self.url, password=self.password, timeout=self.beat_every,
             server_settings={"idle_session_timeout": str(ms),
                              "application_name": f"jpixd-cluster {self.host}"[:63]})
+        await self._conn.add_listener(CHANNEL, self._heard)
 
     async def _round(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
         now = self.clock()

@@ -124,3 +124,40 @@ async def test_a_throttle_on_one_host_slows_the_others(hosts: list[Cluster]) -> 
     await asyncio.wait_for(asyncio.gather(seen[1].wait(), seen[2].wait()),
                            timeout=TIMEOUT.total_seconds())
     assert not seen[0].is_set()  # the host that was throttled has slowed already
+
+
+async def test_new_mail_and_a_pause_reach_every_host_at_once(hosts: list[Cluster],
+                                                             postgres_db: str) -> None:
+    """LISTEN/NOTIFY: a commit on one host is heard by the others between their beats."""
+    from jpixd.fanout import Policy, planner
+    from jpixd.model import JST, Change, Notice, NoticeKind, NoticeStatus, Subscriber
+    from jpixd.store.pg.store import PgStore
+
+    heard: list[tuple[str, str]] = []
+    got = {what: asyncio.Event() for what in ("deliveries", "sending")}
+
+    def listener(host: str) -> Callable[[str], None]:
+        def on(what: str) -> None:
+            heard.append((host, what))
+            if {h for h, w in heard if w == what} == {c.host for c in hosts}:
+                got[what].set()
+        return on
+
+    for h in hosts:
+        h.on_notice(listener(h.host))
+    store = await PgStore.open(postgres_db, pool_size=2)
+    try:
+        now = _clock()
+        await store.create_subscriber(Subscriber(email="a@isp.example.jp"), now)
+        notice = Notice(source="s", external_id="F1", carrier="east", kind=NoticeKind.FAILURE,
+                        status=NoticeStatus.IN_PROGRESS, title="故障")
+        waited = time.monotonic()
+        await store.record_revision(notice, revision="r1", change=Change.NEW, now=now,
+                                    planner=planner(notice, Change.NEW, now, Policy(tz=JST)))
+        await asyncio.wait_for(got["deliveries"].wait(), timeout=TIMEOUT.total_seconds())
+        await store.set_sending(paused=True, reason="test", actor="admin", now=now)
+        await asyncio.wait_for(got["sending"].wait(), timeout=TIMEOUT.total_seconds())
+        # Well inside a beat interval: heard, not found at the next beat.
+        assert time.monotonic() - waited < hosts[0].beat_every
+    finally:
+        await store.close()

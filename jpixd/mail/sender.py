@@ -309,6 +309,11 @@ class Sender(Loop):
         await self.store.mark_final(d.id, now, DeliveryState.FAILED,
                                     f"internal error: {describe(exc)} (incident {incident})")
 
+    def sending_changed(self) -> None:
+        """Another host paused or resumed sending: read the flag afresh, now."""
+        self._pause_read_at = -1e9
+        self.wake.set()
+
     async def _paused(self) -> bool:
         """The pause flag, read at most twice a second: an admin's or the guard's pause
         stops new sends within a second without a database read per mail."""

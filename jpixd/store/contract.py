@@ -1,16 +1,16 @@
 """What each loop needs of the store: one typed contract per consumer.
 
-`Store` (SQLite) satisfies every one of them, checked by mypy wherever a loop is built
-with it; a PostgreSQL store for several hosts (issue 16) must satisfy the same ones, and
-each loop can be tested against any store that does. The web layer still takes the whole
-`Store`.
+`Store` (SQLite) and `PgStore` (PostgreSQL, several hosts) satisfy every one of them,
+checked by mypy below; each loop's tests run against both. The web layer takes the whole
+`Store`, whose public methods `PgStore` has with the same signatures
+(tests/test_store_contract.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from jpixd.backlog.cases import CaseFacts
 from jpixd.bounces.parse import MailEvent
@@ -124,3 +124,17 @@ class ArchiveOutbox(Protocol):
     async def archive_batch(self, limit: int, max_bytes: int) -> list[tuple[int, str]]: ...
     async def archive_done(self, seqs: list[int]) -> None: ...
     async def archive_pending(self) -> tuple[int, datetime | None]: ...
+
+
+if TYPE_CHECKING:  # mypy checks that both stores satisfy every loop's contract
+    from jpixd.store.pg.store import PgStore
+    from jpixd.store.sqlite import Store
+
+    def _both(sqlite: Store, pg: PgStore) -> None:
+        for s in (sqlite, pg):
+            _sender: SenderStore = s
+            _poller: PollerStore = s
+            _consumer: ConsumerStore = s
+            _reconciler: ReconcilerStore = s
+            _house: HousekeepingStore = s
+            _archive: ArchiveOutbox = s

@@ -108,6 +108,17 @@ class PgBase:
         return rows, int(total["n"]) if total else 0
 
 
+# LISTEN/NOTIFY: what one host changed that the others should act on at once (new mail
+# due, a pause or a resume). Sent inside the change's transaction: heard at its commit.
+CHANNEL = "jpixd"
+DELIVERIES = "deliveries"
+SENDING = "sending"
+
+
+async def notify(conn: Conn, what: str) -> None:
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, what)
+
+
 def rowcount(status: str) -> int:
     """The rows a statement changed, from its status ("UPDATE 3", "INSERT 0 1")."""
     tail = status.rsplit(" ", 1)[-1]

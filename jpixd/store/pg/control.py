@@ -8,7 +8,7 @@ from datetime import datetime
 
 from jpixd.model import SendingState
 from jpixd.store.base import from_db, to_db
-from jpixd.store.pg.base import Conn, PgBase, q
+from jpixd.store.pg.base import SENDING, Conn, PgBase, notify, q
 
 SENDING_KEY = "sending"
 MODE_KEY = "mode"
@@ -59,4 +59,5 @@ class PgControlStore(PgBase):
             value = {"paused": paused, "reason": reason, "actor": actor, "since": to_db(now),
                      "window_start": window_start}
             await conn.execute(q(PUT), SENDING_KEY, json.dumps(value), now)
+            await notify(conn, SENDING)  # every host stops or starts at once
         return await self.sending_state()

@@ -9,7 +9,7 @@ from jpixd.model import Claimed, Delivery, DeliveryState
 from jpixd.outbox import Retry, retry_action
 from jpixd.store.base import where_equal
 from jpixd.store.deliveries import _claimed, _row_to_delivery
-from jpixd.store.pg.base import PgBase, q
+from jpixd.store.pg.base import DELIVERIES, PgBase, notify, q
 
 _CLAIMED = """
     SELECT d.*, r.content::text AS r_content, r.change AS r_change,
@@ -155,4 +155,6 @@ class PgDeliveryStore(PgBase):
                     "first_due_at = LEAST(first_due_at, ?), "
                     "reason = 'sent now by admin', updated_at = ? WHERE id = ?"),
                     now, now, now, delivery_id)
+            if action in (Retry.RESEND, Retry.HURRY):
+                await notify(conn, DELIVERIES)
         return await self.get_delivery(delivery_id)

@@ -12,7 +12,15 @@ from jpixd.model import OPEN_STATUSES, Change, Notice, Revision, StoredNotice, n
 from jpixd.store.base import jlist, where_equal
 from jpixd.store.notices import Planner, RecordResult, _row_to_notice
 from jpixd.store.pg.archive import created_records, superseded_records
-from jpixd.store.pg.base import PREFECTURE_MATCH, Conn, PgBase, execute, q
+from jpixd.store.pg.base import (
+    DELIVERIES,
+    PREFECTURE_MATCH,
+    Conn,
+    PgBase,
+    execute,
+    notify,
+    q,
+)
 from jpixd.store.pg.subscribers import PgSubscriberStore
 
 _UPSERT = """
@@ -129,6 +137,7 @@ class PgNoticeStore(PgSubscriberStore, PgBase):
             if rows:
                 await conn.copy_records_to_table("deliveries", records=rows,
                                                  columns=_DELIVERY_COLUMNS)
+                await notify(conn, DELIVERIES)  # every host's sender, at the commit
                 if self.archiving:
                     await created_records(conn, revision_id)
             return RecordResult(notice_id, revision_id, len(plan.notices),
