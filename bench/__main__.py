@@ -10,7 +10,7 @@ import sys
 
 from jpixd import logs
 
-ALL = ("fanout", "fanout:archive", "sender", "bounces", "versus")
+ALL = ("fanout", "fanout:archive", "sender", "bounces", "versus", "postgres")
 
 
 def main() -> None:

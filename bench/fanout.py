@@ -44,11 +44,17 @@ def subscribers(n: int, rng: random.Random) -> list[Subscriber]:
     return out
 
 
-async def measure(archive: bool = False) -> dict[str, float]:
+async def measure(archive: bool = False, postgres: str | None = None) -> dict[str, float]:
+    """On SQLite in a temporary folder, or on the (empty) PostgreSQL database given."""
     rng = random.Random(7)
     now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
     with tempfile.TemporaryDirectory() as tmp:
-        store = await Store.open(Path(tmp) / "bench.sqlite3")
+        if postgres is not None:
+            from jpixd.store.pg.store import PgStore
+
+            store: Store = await PgStore.open(postgres)  # type: ignore[assignment]
+        else:
+            store = await Store.open(Path(tmp) / "bench.sqlite3")
         await store.migrate(now)
         # With [archive]: every new delivery also writes its archive record (a trigger).
         await store.set_archiving(archive)

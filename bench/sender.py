@@ -39,9 +39,8 @@ NOTICE = Notice(source="west", external_id="F1", carrier="west", kind=NoticeKind
                 body="原因を調査中です。復旧見込は未定です。" * 3, services=("フレッツ光ネクスト",))
 
 
-async def _drain(n: int, tmp: Path, transport: Transport) -> tuple[float, float]:
-    """(wall seconds, event-loop thread CPU seconds) to send n deliveries."""
-    store = await Store.open(tmp / "b.sqlite3")
+async def prepare(store: Store, n: int) -> None:
+    """n subscribers and one notice to all of them: n deliveries due."""
     await store.migrate(NOW)
     await store.import_subscribers([(Subscriber(email=f"u{i}@isp{i % 50}.example.jp",
                                                 name=f"担当{i}", organization="株式会社例",
@@ -49,12 +48,23 @@ async def _drain(n: int, tmp: Path, transport: Transport) -> tuple[float, float]
                                     for i in range(n)], NOW)
     await store.record_revision(NOTICE, revision="r", change=Change.NEW, now=NOW,
                                 planner=planner(NOTICE, Change.NEW, NOW, Policy(tz=JST)))
+
+
+def bench_sender(store: Store, transport: Transport) -> Sender:
+    """No rate limit, concurrency 8, claims of 400."""
     cfg = load_mapping({"mail": {"from": "n@example.jp"}, "http": {"admin_token": "env:T"}},
                        env={"T": "x" * 16})
+    return Sender(store, transport, Renderer(cfg.mail, b"k" * 32), Metrics(), lambda: NOW,
+                  SendingConfig(concurrency=8, claim_batch=400), TokenBucket(None),
+                  rng=random.Random(1))
+
+
+async def _drain(n: int, tmp: Path, transport: Transport) -> tuple[float, float]:
+    """(wall seconds, event-loop thread CPU seconds) to send n deliveries."""
+    store = await Store.open(tmp / "b.sqlite3")
+    await prepare(store, n)
     t = transport
-    sender = Sender(store, t, Renderer(cfg.mail, b"k" * 32), Metrics(), lambda: NOW,
-                    SendingConfig(concurrency=8, claim_batch=400), TokenBucket(None),
-                    rng=random.Random(1))
+    sender = bench_sender(store, t)
     started, cpu = time.perf_counter(), time.thread_time()
     while (await store.delivery_counts())[DeliveryState.PENDING]:
         await sender.run_once()

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,11 +34,27 @@ def _as_owner(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A running server; its base URL (`postgresql://jpixd@127.0.0.1:PORT`)."""
+DATA_DIRS: dict[str, Path] = {}  # a running server's URL → its data folder
+
+
+def restart_postgres(url: str) -> None:
+    """Stop the server (every session ends, as in a failover) and start it again."""
+    data = DATA_DIRS[url]
+    assert PG_CTL is not None
+    # Its log to the file again (a restart forgets -l), and no pipe of ours held open by
+    # the new server, which would keep this call waiting for the pipe to close.
+    subprocess.run(_as_owner([PG_CTL, "-D", str(data), "-l", str(data.parent / "log"),
+                              "-m", "fast", "-w", "-t", "60", "restart"]),
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=120)
+
+
+@contextmanager
+def running_postgres() -> Iterator[str]:
+    """Start a server; its base URL (`postgresql://jpixd@127.0.0.1:PORT`) until the block
+    ends, then stop it and remove its folder (also used by `python -m bench postgres`)."""
     if INITDB is None or PG_CTL is None:
-        pytest.skip("PostgreSQL's binaries are not installed")
+        raise RuntimeError("PostgreSQL's binaries are not installed")
     # Not under pytest's temporary folder: that is root's alone, and the server runs as
     # `postgres` when the tests run as root.
     root = Path(tempfile.mkdtemp(prefix="jpixd-pg-"))
@@ -55,12 +72,24 @@ def postgres_server() -> Iterator[str]:
     subprocess.run(_as_owner([PG_CTL, "-D", str(data), "-l", str(root / "log"), "-o", options,
                               "-w", "-t", "60", "start"]),
                    check=True, capture_output=True, timeout=120)
+    url = f"postgresql://jpixd@127.0.0.1:{port}"
+    DATA_DIRS[url] = data
     try:
-        yield f"postgresql://jpixd@127.0.0.1:{port}"
+        yield url
     finally:
+        DATA_DIRS.pop(url, None)
         subprocess.run(_as_owner([PG_CTL, "-D", str(data), "-m", "fast", "-w", "stop"]),
                        capture_output=True, timeout=120, check=False)
         shutil.rmtree(root, ignore_errors=True)  # nothing left behind
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A running server for the session; its base URL."""
+    if INITDB is None or PG_CTL is None:
+        pytest.skip("PostgreSQL's binaries are not installed")
+    with running_postgres() as url:
+        yield url
 
 
 @pytest.fixture

@@ -1,0 +1,105 @@
+"""The PostgreSQL figures beside SQLite's (issue 16), on a server this benchmark starts
+itself (Debian's binaries, as the tests do; fsync off, so these are the code's and the
+server's figures, not a disk's).
+
+fanout:  one failure notice to 100,000 subscribers, as `bench fanout` measures on SQLite.
+sender:  the sender pipeline (claim → render → file transport → record, no rate limit,
+         10,000 deliveries) with one host, then with three hosts: three processes, each a
+         sender of its own on the same database, claiming with FOR UPDATE SKIP LOCKED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncpg
+
+from bench import fanout
+from bench.sender import bench_sender, prepare
+from jpixd.mail.transports.file import FileTransport
+from jpixd.model import DeliveryState
+from jpixd.store import Store
+from jpixd.store.pg.store import PgStore
+from tests.pgserver import running_postgres
+
+N = 10_000
+
+
+async def _database(server: str) -> str:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return f"{server}/{name}"
+
+
+async def _open(url: str) -> Store:
+    return await PgStore.open(url, pool_size=4)  # type: ignore[return-value]
+
+
+async def _send_until_done(url: str, outbox: str) -> int:
+    """One host's sender: rounds until nothing is due or in flight anywhere."""
+    store = await _open(url)
+    sender = bench_sender(store, FileTransport(Path(outbox)))
+    sender.claimer = f"bench-{os.getpid()}"
+    sent = 0
+    try:
+        while True:
+            before = (await store.delivery_counts())[DeliveryState.SENT]
+            await sender.run_once()
+            counts = await store.delivery_counts()
+            sent += counts[DeliveryState.SENT] - before
+            if counts[DeliveryState.PENDING] == 0 and counts[DeliveryState.SENDING] == 0:
+                return sent
+    finally:
+        await sender.transport.close()
+        await store.close()
+
+
+def _host(url: str, outbox: str, go: Callable[[], object]) -> None:
+    go()  # every host starts at the same moment
+    asyncio.run(_send_until_done(url, outbox))
+
+
+async def _pipeline(server: str, hosts: int) -> tuple[float, int]:
+    url = await _database(server)
+    store = await _open(url)
+    await prepare(store, N)
+    await store.close()
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as out:
+        ctx = multiprocessing.get_context("spawn")
+        barrier = ctx.Barrier(hosts + 1)
+        procs = [ctx.Process(target=_host, args=(url, out, barrier.wait)) for _ in range(hosts)]
+        for p in procs:
+            p.start()
+        await asyncio.to_thread(barrier.wait)
+        started = time.perf_counter()
+        for p in procs:
+            await asyncio.to_thread(p.join)
+        elapsed = time.perf_counter() - started
+        files = len(os.listdir(out))
+    return elapsed, files
+
+
+def run(parts: list[str]) -> None:
+    with running_postgres() as server:
+        if not parts or "fanout" in parts:
+            url = asyncio.run(_database(server))
+            figures = asyncio.run(fanout.measure(postgres=url))
+            print("postgres fanout:",  # noqa: T201
+                  " ".join(f"{k}={v}" for k, v in figures.items()))
+        if not parts or "sender" in parts:
+            for hosts in (1, 3):
+                elapsed, files = asyncio.run(_pipeline(server, hosts))
+                print(f"postgres sender[{hosts} host{'s' if hosts > 1 else ''}]: "  # noqa: T201
+                      f"deliveries={N} files={files} seconds={elapsed:.2f} "
+                      f"deliveries_per_s={N / elapsed:.0f}")
