@@ -8,8 +8,10 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
+from jpixd.bounces.rules import Decision
 from jpixd.store import Store
 from jpixd.store import migrate as migrations
+from jpixd.store.base import to_db
 
 
 async def _schema(path: Path) -> set[tuple[str, str]]:
@@ -133,5 +135,40 @@ async def test_an_upgraded_database_with_mail_takes_the_shadow_state(
         assert str(d.state) == "shadow"
         with pytest.raises(Exception, match="CHECK constraint failed"):
             await store._write("UPDATE deliveries SET state = 'nonsense'")
+    finally:
+        await store.close()
+
+
+async def test_soft_bounces_recorded_before_migration_12_still_count(
+        tmp_path: Path, now: datetime) -> None:
+    """Migration 0012 flags soft bounces already recorded (the rule moved from a SQL
+    pattern to jpixd.bounces.rules): an address's earlier Transient bounce still counts
+    towards its window after the upgrade."""
+    from jpixd.bounces.parse import parse
+    from jpixd.config import BouncesConfig
+    from tests.sesnotes import bounce, sns
+
+    store = await Store.open(tmp_path / "old.sqlite3")
+    try:
+        bundled = migrations.bundled()
+        await store.migrate(now, [m for m in bundled if m.version < 12])
+        await store._write(
+            "INSERT INTO mail_events (event_key, type, subtype, recipient, occurred_at, "
+            "received_at, raw) VALUES ('old', 'Bounce', 'Transient/MailboxFull', "
+            "'a@isp.example.jp', ?, ?, '{}')", (to_db(now), to_db(now)))
+        assert await store.migrate(now) == [m.version for m in bundled if m.version >= 12]
+        body = sns(bounce(["a@isp.example.jp"], btype="Transient", sub="MailboxFull",
+                          feedback="fb-new", timestamp=now.isoformat().replace("+00:00", "Z")),
+                   message_id="sns-new")
+        events, _ = parse(body)
+        counts: list[int] = []
+
+        def decide(_e: object, soft: int) -> Decision:
+            counts.append(soft)
+            return Decision()
+
+        await store.record_events(events, now, decide=decide,
+                                  soft_window=BouncesConfig().soft_bounce_window)
+        assert counts == [2]  # the old one and this one
     finally:
         await store.close()

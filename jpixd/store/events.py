@@ -42,21 +42,21 @@ def _record(db: sqlite3.Connection, e: MailEvent, now: datetime, decide: Decider
     row = db.execute("SELECT id FROM deliveries WHERE ses_message_id = ? LIMIT 1",
                      (e.ses_message_id,)).fetchone() if e.ses_message_id else None
     delivery_id = int(row["id"]) if row else None
+    soft_bounce = is_soft_bounce(e)
     cur = db.execute(
         "INSERT INTO mail_events (event_key, type, subtype, recipient, ses_message_id, "
-        "delivery_id, diagnostic, occurred_at, received_at, raw) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
+        "delivery_id, diagnostic, occurred_at, received_at, raw, soft) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
         (e.key, e.type, e.subtype, e.recipient, e.ses_message_id, delivery_id,
-         e.diagnostic, to_db(e.occurred_at), to_db(now), e.raw))
+         e.diagnostic, to_db(e.occurred_at), to_db(now), e.raw, int(soft_bounce)))
     if cur.rowcount == 0:
         return EventOutcome(e, new=False)
     event_id = cur.lastrowid
     soft = 0
-    if is_soft_bounce(e):
+    if soft_bounce:
         counted = db.execute(
-            "SELECT COUNT(*) AS n FROM mail_events WHERE recipient = ? AND "
-            "type = 'Bounce' AND (subtype LIKE 'Transient%' OR subtype LIKE "
-            "'Undetermined%') AND occurred_at >= ?",
+            "SELECT COUNT(*) AS n FROM mail_events WHERE recipient = ? AND soft = 1 "
+            "AND occurred_at >= ?",
             (e.recipient, to_db(e.occurred_at - soft_window))).fetchone()
         soft = int(counted["n"]) if counted else 1
     decision = decide(e, soft)

@@ -22,20 +22,20 @@ async def _record(conn: Conn, e: MailEvent, now: datetime, decide: Decider,
     delivery_id = await conn.fetchval(q(
         "SELECT id FROM deliveries WHERE ses_message_id = ? LIMIT 1"),
         e.ses_message_id) if e.ses_message_id else None
+    soft_bounce = is_soft_bounce(e)
     event_id = await conn.fetchval(q(
         "INSERT INTO mail_events (event_key, type, subtype, recipient, ses_message_id, "
-        "delivery_id, diagnostic, occurred_at, received_at, raw) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING "
+        "delivery_id, diagnostic, occurred_at, received_at, raw, soft) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING "
         "RETURNING id"),
         e.key, e.type, e.subtype, e.recipient, e.ses_message_id, delivery_id,
-        _text(e.diagnostic), e.occurred_at, now, _text(e.raw))
+        _text(e.diagnostic), e.occurred_at, now, _text(e.raw), soft_bounce)
     if event_id is None:
         return EventOutcome(e, new=False)
     soft = 0
-    if is_soft_bounce(e):
+    if soft_bounce:
         soft = int(await conn.fetchval(q(
-            "SELECT COUNT(*) FROM mail_events WHERE recipient = ? AND type = 'Bounce' "
-            "AND (subtype LIKE 'Transient%' OR subtype LIKE 'Undetermined%') "
+            "SELECT COUNT(*) FROM mail_events WHERE recipient = ? AND soft "
             "AND occurred_at >= ?"), e.recipient, e.occurred_at - soft_window))
     decision = decide(e, soft)
     await conn.execute(q("UPDATE mail_events SET counted_in_rate = ? WHERE id = ?"),
