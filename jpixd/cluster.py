@@ -171,18 +171,23 @@ class Cluster:
         self._task = asyncio.create_task(self._run(), name="cluster")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._drop()
+        """Leave: stop beating, end the session (its locks go with it) and take this
+        host out of the hosts table. Bounded in time: a shutdown never waits on it."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=self.beat_every * 2)
+        self._drop_now()
         # Gone from the hosts table: the others take its share at their next beat.
         with contextlib.suppress(Exception):
-            conn = await asyncpg.connect(dsn=self.url, password=self.password, timeout=5)
-            try:
-                await conn.execute("DELETE FROM hosts WHERE name = $1", self.host)
-            finally:
-                await conn.close()
+            await asyncio.wait_for(self._forget(), timeout=5)
+
+    async def _forget(self) -> None:
+        conn = await asyncpg.connect(dsn=self.url, password=self.password, timeout=5)
+        try:
+            await conn.execute("DELETE FROM hosts WHERE name = $1", self.host)
+        finally:
+            conn.terminate()
 
     async def _run(self) -> None:
         while True:
@@ -194,7 +199,7 @@ class Cluster:
             if self._conn is None or self._conn.is_closed():
                 # A session that ended took its locks with it: whatever this host held
                 # is gone, even if nothing has failed yet on this side.
-                await self._drop()
+                self._drop_now()
                 await self._connect()
             assert self._conn is not None
             await asyncio.wait_for(self._round(self._conn), timeout=self.beat_every)
@@ -203,7 +208,7 @@ class Cluster:
         except Exception as exc:  # the database or the network: try again next beat
             log.warning("cluster heartbeat failed; leading nothing until it works",
                         error=str(exc) or type(exc).__name__)
-            await self._drop()
+            self._drop_now()
         finally:
             self.beaten.set()
 
@@ -263,8 +268,9 @@ class Cluster:
             for told in self._on_hosts:
                 told(self.sharing)
 
-    async def _drop(self) -> None:
-        """Lead nothing: the session (and with it every lock) is closed."""
+    def _drop_now(self) -> None:
+        """Lead nothing: the session (and with it every lock) is ended at once. Not a
+        polite close: that waits on the server, and a host in trouble must not."""
         if self.acting:
             log.warning("no longer leading", roles=sorted(self.acting), host=self.host)
             self.changed.set()
@@ -275,8 +281,5 @@ class Cluster:
         for role in ROLES:
             self.metrics.leader.labels(role).set(0)
         conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), timeout=2)
-            if not conn.is_closed():
-                conn.terminate()
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
