@@ -66,8 +66,12 @@ async def _send_until_done(url: str, outbox: str) -> int:
 
 
 def _host(url: str, outbox: str, go: Callable[[], object]) -> None:
-    go()  # every host starts at the same moment
-    asyncio.run(_send_until_done(url, outbox))
+    from jpixd import logs
+
+    with open(os.devnull, "w") as sink:  # as `python -m bench` does: counted, not shown
+        logs.configure(os.environ.get("BENCH_LOG_LEVEL", "info"), "json", stream=sink)
+        go()  # every host starts at the same moment
+        asyncio.run(_send_until_done(url, outbox))
 
 
 async def _pipeline(server: str, hosts: int) -> tuple[float, int]:
