@@ -255,6 +255,9 @@ class Cluster:
                             "leads": [role for role in ROLES
                                       if by_key.get(lock_key(role), "").endswith(
                                           " " + str(r["name"]))]} for r in alive]
+        if "housekeeping" in self.acting:  # hosts gone for an hour: out of the table
+            await conn.execute("DELETE FROM hosts WHERE seen_at < $1",
+                               now - timedelta(hours=1))
         self.view.leads = sorted(self.acting)
         for role in ROLES:
             self.metrics.leader.labels(role).set(1 if role in self.acting else 0)

@@ -10,9 +10,10 @@ an archive pays nothing for it.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import datetime
 
-from jpixd.store.base import SqliteBase, to_db
+from jpixd.store.base import Row, SqliteBase, to_db
 
 
 def _delivery(prefix: str) -> str:
@@ -106,6 +107,20 @@ TRIGGERS: dict[str, str] = {
 }
 
 
+def batch_lines(rows: Sequence[Row], max_bytes: int) -> list[tuple[int, str]]:
+    """(sequence, JSON line) for each record, its sequence put first, until `max_bytes`
+    (at least one, whatever its size: the sink says if it is too large)."""
+    out: list[tuple[int, str]] = []
+    size = 0
+    for r in rows:
+        line = f'{{"seq":{r["id"]},{r["record"][1:]}\n'
+        size += len(line.encode())
+        if out and size > max_bytes:
+            break
+        out.append((int(r["id"]), line))
+    return out
+
+
 class ArchiveStore(SqliteBase):
     async def set_archiving(self, on: bool) -> None:
         """Install the archive's triggers, or remove them (and keep what is queued: an
@@ -125,15 +140,7 @@ class ArchiveStore(SqliteBase):
         `max_bytes` in all (Firehose's batch limits)."""
         rows = await self._all("SELECT id, record FROM archive_outbox ORDER BY id LIMIT ?",
                                (limit,))
-        out: list[tuple[int, str]] = []
-        size = 0
-        for r in rows:
-            line = f'{{"seq":{r["id"]},{r["record"][1:]}\n'
-            size += len(line.encode())
-            if out and size > max_bytes:
-                break
-            out.append((int(r["id"]), line))
-        return out
+        return batch_lines(rows, max_bytes)
 
     async def archive_done(self, seqs: list[int]) -> None:
         """Accepted by the sink: gone from the outbox."""

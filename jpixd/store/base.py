@@ -53,6 +53,12 @@ def from_db_req(text: str | datetime) -> datetime:
     return text if isinstance(text, datetime) else datetime.fromisoformat(text)
 
 
+def as_text(value: str | datetime | None) -> str | None:
+    """A stored time as SQLite keeps it (PostgreSQL's datetime turned into that text), so
+    that an API's answers do not depend on the backend."""
+    return to_db(value) if isinstance(value, datetime) else value
+
+
 def jlist(values: Sequence[str]) -> str:
     return json.dumps(list(values), ensure_ascii=False)
 

@@ -11,19 +11,20 @@ from jpixd.store.base import SqliteBase, fetch_one, from_db, to_db
 _SENDING_KEY = "sending"
 
 
+def sending_from(value: str | None) -> SendingState:
+    """The stored pause (JSON, both stores), or "sending" when none was ever stored."""
+    if value is None:
+        return SendingState(paused=False)
+    data = json.loads(value)
+    return SendingState(paused=bool(data.get("paused")), reason=data.get("reason"),
+                        actor=data.get("actor"), since=from_db(data.get("since")),
+                        window_start=from_db(data.get("window_start")))
+
+
 class ControlStore(SqliteBase):
     async def sending_state(self) -> SendingState:
         row = await self._one("SELECT value FROM control WHERE key = ?", (_SENDING_KEY,))
-        if row is None:
-            return SendingState(paused=False)
-        data = json.loads(row["value"])
-        return SendingState(
-            paused=bool(data.get("paused")),
-            reason=data.get("reason"),
-            actor=data.get("actor"),
-            since=from_db(data.get("since")),
-            window_start=from_db(data.get("window_start")),
-        )
+        return sending_from(row["value"] if row else None)
 
     async def set_sending(self, *, paused: bool, reason: str | None, actor: str,
                           now: datetime) -> SendingState:

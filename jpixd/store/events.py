@@ -15,7 +15,15 @@ from typing import Any
 
 from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
-from jpixd.store.base import Row, SqliteBase, fetch_one, from_db, to_db, where_equal
+from jpixd.store.base import (
+    Row,
+    SqliteBase,
+    as_text,
+    fetch_one,
+    from_db,
+    to_db,
+    where_equal,
+)
 from jpixd.store.subscribers import (
     bump_subscribers_version,
     bump_version_sync,
@@ -199,11 +207,15 @@ class EventStore(SqliteBase):
         where, params = where_equal(("type", type_), ("recipient", recipient))
         rows, total = await self._page("mail_events", where, params, "occurred_at DESC, id DESC",
                                        limit, offset)
-        return [{"id": r["id"], "type": r["type"], "subtype": r["subtype"],
-                 "recipient": r["recipient"], "ses_message_id": r["ses_message_id"],
-                 "delivery_id": r["delivery_id"], "counted_in_rate": bool(r["counted_in_rate"]),
-                 "diagnostic": r["diagnostic"], "occurred_at": r["occurred_at"],
-                 "received_at": r["received_at"]} for r in rows], total
+        return [event_json(r) for r in rows], total
+
+
+def event_json(r: Row) -> dict[str, Any]:
+    return {"id": r["id"], "type": r["type"], "subtype": r["subtype"],
+            "recipient": r["recipient"], "ses_message_id": r["ses_message_id"],
+            "delivery_id": r["delivery_id"], "counted_in_rate": bool(r["counted_in_rate"]),
+            "diagnostic": r["diagnostic"], "occurred_at": as_text(r["occurred_at"]),
+            "received_at": as_text(r["received_at"])}
 
 
 def _suppression(r: Row) -> dict[str, Any]:
@@ -211,4 +223,4 @@ def _suppression(r: Row) -> dict[str, Any]:
     return {"email": r["email"], "reason": r["reason"],
             "first_event_at": first.isoformat() if first else None,
             "last_event_at": last.isoformat() if last else None,
-            "created_at": r["created_at"]}
+            "created_at": as_text(r["created_at"])}

@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from jpixd.store.base import SqliteBase, from_db_req, to_db
+from jpixd.store.base import Row, SqliteBase, from_db_req, to_db
 
 _MODE_KEY = "mode"
 
@@ -38,6 +38,22 @@ class CutoverResult:
     skipped: int  # notice mail not yet due, now taken as announced by the old system
     reminders_kept: int  # reminders still to come, sent for real
     shadow: int  # mail that was rendered in shadow (kept, as the record of the run)
+
+
+# Kept mail with its notice, for `shadow report` (both stores; `{where}` is filled in).
+SHADOW_MAIL = """
+    SELECT m.*, d.notice_id, d.email, d.purpose, r.change, n.title
+    FROM shadow_mail m JOIN deliveries d ON d.id = m.delivery_id
+    JOIN notice_revisions r ON r.id = d.revision_id
+    JOIN notices n ON n.id = d.notice_id
+    WHERE {where} ORDER BY d.notice_id, m.rendered_at, d.email"""
+
+
+def shadow_mail_from(r: Row) -> ShadowMail:
+    return ShadowMail(r["delivery_id"], r["notice_id"], r["title"],
+                      "reminder" if r["purpose"] == "reminder" else r["change"],
+                      r["purpose"], r["email"], r["subject"], r["charset"],
+                      from_db_req(r["rendered_at"]), bytes(r["message"]))
 
 
 class ShadowStore(SqliteBase):
@@ -81,18 +97,8 @@ class ShadowStore(SqliteBase):
         if notice_id is not None:
             where.append("d.notice_id = ?")
             params.append(notice_id)
-        rows = await self._all(f"""
-            SELECT m.*, d.notice_id, d.email, d.purpose, r.change, n.title
-            FROM shadow_mail m JOIN deliveries d ON d.id = m.delivery_id
-            JOIN notice_revisions r ON r.id = d.revision_id
-            JOIN notices n ON n.id = d.notice_id
-            WHERE {' AND '.join(where)} ORDER BY d.notice_id, m.rendered_at, d.email""",
-            params)
-        return [ShadowMail(r["delivery_id"], r["notice_id"], r["title"],
-                           "reminder" if r["purpose"] == "reminder" else r["change"],
-                           r["purpose"], r["email"], r["subject"], r["charset"],
-                           from_db_req(r["rendered_at"]), bytes(r["message"]))
-                for r in rows]
+        rows = await self._all(SHADOW_MAIL.format(where=" AND ".join(where)), params)
+        return [shadow_mail_from(r) for r in rows]
 
     async def cutover(self, now: datetime) -> CutoverResult:
         """Everything seen so far counts as announced by the old system: notice mail not

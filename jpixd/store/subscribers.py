@@ -170,6 +170,48 @@ def _same(a: Subscriber, b: Subscriber) -> bool:
     return all(getattr(a, c) == getattr(b, c) for c in _COLUMNS)
 
 
+@dataclass(frozen=True)
+class ImportPlan:
+    """What an import does, decided before any write (the same for both stores)."""
+
+    new: list[Subscriber]
+    updates: list[tuple[Subscriber, Subscriber]]  # (as it is, as it becomes)
+    unchanged: int
+    kept: int
+    diffs: list[str]
+
+    def result(self) -> ImportResult:
+        return ImportResult(len(self.new), len(self.updates), self.unchanged, self.kept,
+                            tuple(self.diffs))
+
+
+def plan_import(existing: dict[str, Subscriber],
+                rows: Sequence[tuple[Subscriber, frozenset[str]]],
+                reactivate: bool) -> ImportPlan:
+    """Each row is (subscriber, the columns its file has): a new address is created; an
+    update changes only those columns, `status` only when the file has it, and an
+    unsubscribed or suppressed subscriber is never made active again without
+    `reactivate`."""
+    new = [s for s, _ in rows if s.email not in existing]
+    diffs = [f"{s.email}: new" for s in new]
+    updates: list[tuple[Subscriber, Subscriber]] = []
+    unchanged = kept = 0
+    for sub, columns in rows:
+        old = existing.get(sub.email)
+        if old is None:
+            continue
+        target = replace(old, **{c: getattr(sub, c) for c in columns if c in _COLUMNS})
+        if old.status in _OPTED_OUT and target.status != old.status and not reactivate:
+            target = replace(target, status=old.status)
+            kept += 1
+        if _same(old, target):
+            unchanged += 1
+            continue
+        diffs += _diff(old, target)
+        updates.append((old, target))
+    return ImportPlan(new, updates, unchanged, kept, diffs)
+
+
 class SubscriberStore(SqliteBase):
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         super().__init__(db, path)
@@ -282,41 +324,23 @@ class SubscriberStore(SqliteBase):
         Each row is (subscriber, the columns its file has): an update changes only those
         columns; `status` only when the file has it, and an unsubscribed or suppressed
         subscriber is never made active again without `reactivate`."""
-        created = updated = unchanged = kept = 0
-        diffs: list[str] = []
         async with self._lock:
             db = self._db
             await db.execute("BEGIN IMMEDIATE")
             try:
                 existing = {r["email"]: _row_to_subscriber(r) for r in await fetch_all(
                     db, "SELECT * FROM subscribers WHERE deleted_at IS NULL")}
-                new = [s for s, _ in rows if s.email not in existing]
+                plan = plan_import(existing, rows, reactivate)
                 await db.executemany(_INSERT, [[*_values(s), to_db(now), to_db(now)]
-                                               for s in new])
-                created = len(new)
-                diffs += [f"{s.email}: new" for s in new]
+                                               for s in plan.new])
                 await bump_subscribers_version(db, now)
-                for sub, columns in rows:
-                    old = existing.get(sub.email)
-                    if old is None:
-                        continue
-                    target = replace(old, **{c: getattr(sub, c) for c in columns
-                                             if c in _COLUMNS})
-                    if old.status in _OPTED_OUT and target.status != old.status \
-                            and not reactivate:
-                        target = replace(target, status=old.status)
-                        kept += 1
-                    if _same(old, target):
-                        unchanged += 1
-                        continue
-                    diffs += _diff(old, target)
+                for old, target in plan.updates:
                     await self._write_update(db, old, target, now, "import")
-                    updated += 1
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise
             await db.execute("ROLLBACK" if dry_run else "COMMIT")
-        return ImportResult(created, updated, unchanged, kept, tuple(diffs))
+        return plan.result()
 
     async def signup(self, sub: Subscriber, now: datetime) -> tuple[Subscriber, bool]:
         """A sign-up: a new `pending` subscriber, or (False) the live one the address

@@ -67,6 +67,24 @@ def _ticket(r: Row) -> Ticket:
                   closed_at=from_db(r["closed_at"]))
 
 
+# The query both stores use for open_cases: the case with what its close rule needs.
+OPEN_CASES = (
+    "SELECT t.*, EXISTS (SELECT 1 FROM subscribers s WHERE s.email = t.email AND "
+    "s.deleted_at IS NULL) AS has_subscriber, sp.lifted_at AS lifted_at, "
+    "(sp.email IS NOT NULL AND sp.lifted_at IS NULL) AS suppressed "
+    "FROM tickets t LEFT JOIN suppressions sp ON sp.email = t.email "
+    "WHERE t.state = 'open' ORDER BY t.id")
+
+
+def open_case(r: Row) -> tuple[Ticket, cases.CaseFacts]:
+    tk = _ticket(r)
+    return tk, cases.CaseFacts(
+        kind=tk.kind, created_at=tk.created_at,
+        last_event_at=tk.last_event_at or tk.created_at,
+        has_subscriber=bool(r["has_subscriber"]), suppressed=bool(r["suppressed"]),
+        lifted_at=from_db(r["lifted_at"]))
+
+
 @dataclass(frozen=True)
 class TicketComment:
     id: int
@@ -146,21 +164,8 @@ class TicketStore(SqliteBase):
 
     async def open_cases(self) -> list[tuple[Ticket, cases.CaseFacts]]:
         """Open issues with what `cases.close_reason` needs to know about each."""
-        rows = await self._all(
-            "SELECT t.*, EXISTS (SELECT 1 FROM subscribers s WHERE s.email = t.email AND "
-            "s.deleted_at IS NULL) AS has_subscriber, sp.lifted_at AS lifted_at, "
-            "(sp.email IS NOT NULL AND sp.lifted_at IS NULL) AS suppressed "
-            "FROM tickets t LEFT JOIN suppressions sp ON sp.email = t.email "
-            "WHERE t.state = 'open' ORDER BY t.id")
-        out = []
-        for r in rows:
-            tk = _ticket(r)
-            out.append((tk, cases.CaseFacts(
-                kind=tk.kind, created_at=tk.created_at,
-                last_event_at=tk.last_event_at or tk.created_at,
-                has_subscriber=bool(r["has_subscriber"]), suppressed=bool(r["suppressed"]),
-                lifted_at=from_db(r["lifted_at"]))))
-        return out
+        rows = await self._all(OPEN_CASES)
+        return [open_case(r) for r in rows]
 
     async def ticket_attempt(self, ticket_id: int, now: datetime) -> None:
         """Committed before a create or close call: after it, that call may have landed."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from jpixd.store.archive import CREATED_CHUNK, SUPERSEDED_CHUNK
+from jpixd.store.archive import CREATED_CHUNK, SUPERSEDED_CHUNK, batch_lines
 from jpixd.store.base import to_db
 from jpixd.store.pg.base import Conn, PgBase
 
@@ -102,15 +102,7 @@ class PgArchiveStore(PgBase):
     async def archive_batch(self, limit: int, max_bytes: int) -> list[tuple[int, str]]:
         rows = await self._all("SELECT id, record::text AS record FROM archive_outbox "
                                "ORDER BY id LIMIT ?", (limit,))
-        out: list[tuple[int, str]] = []
-        size = 0
-        for r in rows:
-            line = f'{{"seq":{r["id"]},{r["record"][1:]}\n'
-            size += len(line.encode())
-            if out and size > max_bytes:
-                break
-            out.append((int(r["id"]), line))
-        return out
+        return batch_lines(rows, max_bytes)
 
     async def archive_done(self, seqs: list[int]) -> None:
         if seqs:

@@ -7,7 +7,8 @@ import json
 from datetime import datetime
 
 from jpixd.model import SendingState
-from jpixd.store.base import from_db, to_db
+from jpixd.store.base import to_db
+from jpixd.store.control import sending_from
 from jpixd.store.pg.base import SENDING, Conn, PgBase, notify, q
 
 SENDING_KEY = "sending"
@@ -38,12 +39,7 @@ async def log_change(conn: Conn, subscriber_id: int, actor: str, action: str, de
 class PgControlStore(PgBase):
     async def sending_state(self) -> SendingState:
         row = await self._one("SELECT value FROM control WHERE key = ?", (SENDING_KEY,))
-        if row is None:
-            return SendingState(paused=False)
-        data = json.loads(row["value"])
-        return SendingState(paused=bool(data.get("paused")), reason=data.get("reason"),
-                            actor=data.get("actor"), since=from_db(data.get("since")),
-                            window_start=from_db(data.get("window_start")))
+        return sending_from(row["value"] if row else None)
 
     async def set_sending(self, *, paused: bool, reason: str | None, actor: str,
                           now: datetime) -> SendingState:

@@ -10,8 +10,8 @@ from typing import Any
 
 from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
-from jpixd.store.base import to_db, where_equal
-from jpixd.store.events import Decider, EventOutcome, _suppression
+from jpixd.store.base import where_equal
+from jpixd.store.events import Decider, EventOutcome, _suppression, event_json
 from jpixd.store.pg.base import Conn, PgBase, execute, q
 from jpixd.store.pg.control import bump_subscribers_version, log_change
 from jpixd.store.pg.tickets import file_bounce, queue_lift_comment
@@ -131,7 +131,7 @@ class PgEventStore(PgBase):
                                 offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         rows, total = await self._page("suppressions", ["lifted_at IS NULL"], [],
                                        "last_event_at DESC", limit, offset)
-        return [_iso_created(_suppression(r)) for r in rows], total
+        return [_suppression(r) for r in rows], total
 
     async def lift_suppression(self, email: str, *, by: str, now: datetime) -> bool:
         async with self._tx() as conn:
@@ -154,20 +154,4 @@ class PgEventStore(PgBase):
         where, params = where_equal(("type", type_), ("recipient", recipient))
         rows, total = await self._page("mail_events", where, params, "occurred_at DESC, id DESC",
                                        limit, offset)
-        return [{"id": r["id"], "type": r["type"], "subtype": r["subtype"],
-                 "recipient": r["recipient"], "ses_message_id": r["ses_message_id"],
-                 "delivery_id": r["delivery_id"], "counted_in_rate": bool(r["counted_in_rate"]),
-                 "diagnostic": r["diagnostic"], "occurred_at": _iso(r["occurred_at"]),
-                 "received_at": _iso(r["received_at"])} for r in rows], total
-
-
-def _iso(t: datetime) -> str:
-    """Times in the shape SQLite's rows give them: the API's answers do not depend on
-    the backend."""
-    return to_db(t)
-
-
-def _iso_created(d: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(d.get("created_at"), datetime):
-        d["created_at"] = _iso(d["created_at"])
-    return d
+        return [event_json(r) for r in rows], total

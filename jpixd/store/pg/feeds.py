@@ -6,28 +6,15 @@ import hashlib
 from datetime import datetime
 
 from jpixd.model import SourceState
-from jpixd.store.base import from_db, to_db, where_equal
-from jpixd.store.feeds import _STATE_COLUMNS
+from jpixd.store.base import to_db, where_equal
+from jpixd.store.feeds import _STATE_COLUMNS, source_state_from
 from jpixd.store.pg.base import PgBase
 
 
 class PgFeedStore(PgBase):
     async def source_state(self, source: str) -> SourceState:
         row = await self._one("SELECT * FROM source_state WHERE source = ?", (source,))
-        if row is None:
-            return SourceState()
-        return SourceState(
-            etag=row["etag"], last_modified=row["last_modified"],
-            permanent_url=row["permanent_url"], baseline_done=bool(row["baseline_done"]),
-            last_attempt_at=from_db(row["last_attempt_at"]),
-            last_success_at=from_db(row["last_success_at"]),
-            last_error_at=from_db(row["last_error_at"]), last_error=row["last_error"],
-            consecutive_failures=row["consecutive_failures"],
-            next_poll_at=from_db(row["next_poll_at"]),
-            last_result=row["last_result"], last_items=row["last_items"],
-            layout_warning=row["layout_warning"], detail_error=row["detail_error"],
-            permanent_for=row["permanent_for"],
-        )
+        return source_state_from(row)
 
     async def save_source_state(self, source: str, st: SourceState) -> None:
         values = (st.etag, st.last_modified, st.permanent_url, st.baseline_done,

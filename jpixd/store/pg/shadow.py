@@ -8,7 +8,7 @@ from datetime import datetime
 from jpixd.store.base import to_db
 from jpixd.store.pg.base import PgBase, execute, q
 from jpixd.store.pg.control import MODE_KEY, PUT
-from jpixd.store.shadow import CutoverResult, ShadowMail
+from jpixd.store.shadow import SHADOW_MAIL, CutoverResult, ShadowMail, shadow_mail_from
 
 
 class PgShadowStore(PgBase):
@@ -47,17 +47,8 @@ class PgShadowStore(PgBase):
         if notice_id is not None:
             where.append("d.notice_id = ?")
             params.append(notice_id)
-        rows = await self._all(f"""
-            SELECT m.*, d.notice_id, d.email, d.purpose, r.change, n.title
-            FROM shadow_mail m JOIN deliveries d ON d.id = m.delivery_id
-            JOIN notice_revisions r ON r.id = d.revision_id
-            JOIN notices n ON n.id = d.notice_id
-            WHERE {' AND '.join(where)} ORDER BY d.notice_id, m.rendered_at, d.email""",
-            params)
-        return [ShadowMail(r["delivery_id"], r["notice_id"], r["title"],
-                           "reminder" if r["purpose"] == "reminder" else r["change"],
-                           r["purpose"], r["email"], r["subject"], r["charset"],
-                           r["rendered_at"], bytes(r["message"])) for r in rows]
+        rows = await self._all(SHADOW_MAIL.format(where=" AND ".join(where)), params)
+        return [shadow_mail_from(r) for r in rows]
 
     async def cutover(self, now: datetime) -> CutoverResult:
         t = to_db(now)

@@ -17,13 +17,12 @@ from jpixd.store.pg.control import VERSION_KEY, bump_subscribers_version, log_ch
 from jpixd.store.subscribers import (
     _COLUMNS,
     _LISTS,
-    _OPTED_OUT,
     ImportResult,
     SubscriberChange,
-    _diff,
     _row_to_subscriber,
     _same,
     _what,
+    plan_import,
 )
 from jpixd.subscribers import unsent_mail_after
 
@@ -155,8 +154,6 @@ class PgSubscriberStore(PgBase):
                                  now: datetime, *, dry_run: bool = False,
                                  reactivate: bool = False) -> ImportResult:
         """As on SQLite: one transaction, rolled back on a dry run."""
-        created = updated = unchanged = kept = 0
-        diffs: list[str] = []
         async with self._pool.acquire() as conn:
             tx = conn.transaction()
             await tx.start()
@@ -165,33 +162,18 @@ class PgSubscriberStore(PgBase):
                 await conn.execute("LOCK TABLE subscribers IN SHARE ROW EXCLUSIVE MODE")
                 existing = {r["email"]: _row_to_subscriber(r) for r in await conn.fetch(
                     "SELECT * FROM subscribers WHERE deleted_at IS NULL")}
-                new = [s for s, _ in rows if s.email not in existing]
-                if new:
-                    await conn.executemany(q(_INSERT), [[*_values(s), now, now] for s in new])
-                created = len(new)
-                diffs += [f"{s.email}: new" for s in new]
+                plan = plan_import(existing, rows, reactivate)
+                if plan.new:
+                    await conn.executemany(q(_INSERT), [[*_values(s), now, now]
+                                                        for s in plan.new])
                 await bump_subscribers_version(conn, now)
-                for sub, columns in rows:
-                    old = existing.get(sub.email)
-                    if old is None:
-                        continue
-                    target = replace(old, **{c: getattr(sub, c) for c in columns
-                                             if c in _COLUMNS})
-                    if old.status in _OPTED_OUT and target.status != old.status \
-                            and not reactivate:
-                        target = replace(target, status=old.status)
-                        kept += 1
-                    if _same(old, target):
-                        unchanged += 1
-                        continue
-                    diffs += _diff(old, target)
+                for old, target in plan.updates:
                     await self._write_update(conn, old, target, now, "import")
-                    updated += 1
             except BaseException:
                 await tx.rollback()
                 raise
             await (tx.rollback() if dry_run else tx.commit())
-        return ImportResult(created, updated, unchanged, kept, tuple(diffs))
+        return plan.result()
 
     async def signup(self, sub: Subscriber, now: datetime) -> tuple[Subscriber, bool]:
         async with self._tx() as conn:

@@ -10,7 +10,7 @@ from jpixd.backlog import cases
 from jpixd.bounces.parse import MailEvent
 from jpixd.store.base import to_db, where_equal
 from jpixd.store.pg.base import Conn, PgBase, q
-from jpixd.store.tickets import Ticket, TicketComment, _ticket
+from jpixd.store.tickets import OPEN_CASES, Ticket, TicketComment, _ticket, open_case
 
 
 async def file_bounce(conn: Conn, e: MailEvent, event_id: int | None,
@@ -79,21 +79,7 @@ class PgTicketStore(PgBase):
         return [_ticket(r) for r in rows]
 
     async def open_cases(self) -> list[tuple[Ticket, cases.CaseFacts]]:
-        rows = await self._all(
-            "SELECT t.*, EXISTS (SELECT 1 FROM subscribers s WHERE s.email = t.email AND "
-            "s.deleted_at IS NULL) AS has_subscriber, sp.lifted_at AS lifted_at, "
-            "(sp.email IS NOT NULL AND sp.lifted_at IS NULL) AS suppressed "
-            "FROM tickets t LEFT JOIN suppressions sp ON sp.email = t.email "
-            "WHERE t.state = 'open' ORDER BY t.id")
-        out = []
-        for r in rows:
-            tk = _ticket(r)
-            out.append((tk, cases.CaseFacts(
-                kind=tk.kind, created_at=tk.created_at,
-                last_event_at=tk.last_event_at or tk.created_at,
-                has_subscriber=bool(r["has_subscriber"]), suppressed=bool(r["suppressed"]),
-                lifted_at=r["lifted_at"])))
-        return out
+        return [open_case(r) for r in await self._all(OPEN_CASES)]
 
     async def ticket_attempt(self, ticket_id: int, now: datetime) -> None:
         await self._write("UPDATE tickets SET attempted_at = ?, updated_at = ? WHERE id = ?",
