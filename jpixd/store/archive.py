@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
-from jpixd.store.base import Row, SqliteBase, to_db
+from jpixd.store.base import Queries, Row, SqliteBase, from_db, marks, to_db
 
 
 def _delivery(prefix: str) -> str:
@@ -121,7 +121,32 @@ def batch_lines(rows: Sequence[Row], max_bytes: int) -> list[tuple[int, str]]:
     return out
 
 
-class ArchiveStore(SqliteBase):
+class ArchiveQueries(Queries):
+    """The archive loop's reads and deletes, the same SQL on both databases."""
+
+    async def archive_batch(self, limit: int, max_bytes: int) -> list[tuple[int, str]]:
+        """The oldest queued records, (sequence, JSON line), at most `limit` of them and
+        `max_bytes` in all (Firehose's batch limits)."""
+        # The record as text on both databases (jsonb's own text on PostgreSQL).
+        rows = await self._all("SELECT id, CAST(record AS TEXT) AS record FROM archive_outbox "
+                               "ORDER BY id LIMIT ?", (limit,))
+        return batch_lines(rows, max_bytes)
+
+    async def archive_done(self, seqs: list[int]) -> None:
+        """Accepted by the sink: gone from the outbox."""
+        if not seqs:
+            return
+        await self._write(f"DELETE FROM archive_outbox WHERE id IN ({marks(seqs)})", seqs)
+
+    async def archive_pending(self) -> tuple[int, datetime | None]:
+        """(records queued, when the oldest was written)."""
+        row = await self._one("SELECT COUNT(*) AS n, MIN(created_at) AS t FROM archive_outbox")
+        if row is None or not row["n"]:
+            return 0, None
+        return int(row["n"]), from_db(row["t"])
+
+
+class ArchiveStore(ArchiveQueries, SqliteBase):
     async def set_archiving(self, on: bool) -> None:
         """Install the archive's triggers, or remove them (and keep what is queued: an
         archive switched off keeps its backlog until it is switched on again)."""
@@ -134,27 +159,6 @@ class ArchiveStore(SqliteBase):
 
         await self._tx_sync(body)
         self.archiving = on
-
-    async def archive_batch(self, limit: int, max_bytes: int) -> list[tuple[int, str]]:
-        """The oldest queued records, (sequence, JSON line), at most `limit` of them and
-        `max_bytes` in all (Firehose's batch limits)."""
-        rows = await self._all("SELECT id, record FROM archive_outbox ORDER BY id LIMIT ?",
-                               (limit,))
-        return batch_lines(rows, max_bytes)
-
-    async def archive_done(self, seqs: list[int]) -> None:
-        """Accepted by the sink: gone from the outbox."""
-        if not seqs:
-            return
-        marks = ",".join("?" for _ in seqs)
-        await self._write(f"DELETE FROM archive_outbox WHERE id IN ({marks})", seqs)
-
-    async def archive_pending(self) -> tuple[int, datetime | None]:
-        """(records queued, when the oldest was written)."""
-        row = await self._one("SELECT COUNT(*) AS n, MIN(created_at) AS t FROM archive_outbox")
-        if row is None or not row["n"]:
-            return 0, None
-        return int(row["n"]), datetime.fromisoformat(row["t"])
 
     async def archive_marker(self, kind: str, now: datetime) -> None:
         """A record of our own (the archive's start, a cut-over): same path, same order."""

@@ -83,10 +83,65 @@ PREFECTURE_MATCH = ("(prefectures = '[]' OR EXISTS "
                     "(SELECT 1 FROM json_each(prefectures) WHERE value = ?))")
 
 
-class SqliteBase:
+class Queries:
+    """What both stores' connections offer the methods they share: statements written
+    once, with `?` placeholders, datetimes and booleans as parameters (SQLite's side
+    turns a datetime into its stored text; PostgreSQL's numbers the placeholders), rows
+    read by column name (times come back as text or as datetimes: `from_db` takes both).
+    The parts of each area written in SQL that both databases read alike live in a
+    mixin on this class; what differs lives in each store's own part."""
+
+    tz: tzinfo
+    archiving: bool
+    # A row whose JSON list of prefectures holds the code given, or is empty.
+    prefecture_match: str
+
+    def contains(self, column: str) -> str:
+        """A row whose JSON list in `column` holds the value given."""
+        raise NotImplementedError
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        raise NotImplementedError
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]:
+        raise NotImplementedError
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        raise NotImplementedError
+
+    async def _page(self, table: str, where: list[str], params: list[Any], order: str,
+                    limit: int, offset: int) -> tuple[Sequence[Row], int]:
+        """One page of a listing and the total it is a page of."""
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        total = await self._one(f"SELECT COUNT(*) AS n FROM {table} {clause}", params)
+        rows = await self._all(f"SELECT * FROM {table} {clause} ORDER BY {order} "
+                               f"LIMIT ? OFFSET ?", [*params, limit, offset])
+        return rows, int(total["n"]) if total else 0
+
+
+def marks(values: Sequence[Any]) -> str:
+    """`?, ?, ?` for an IN list (both databases read it)."""
+    return ", ".join("?" for _ in values)
+
+
+def _arg(value: Any) -> Any:
+    return to_db(value) if isinstance(value, datetime) else value
+
+
+def sqlite_args(params: Sequence[Any]) -> list[Any]:
+    """Shared statements pass datetimes; SQLite keeps them as fixed-width UTC text."""
+    return [_arg(v) for v in params]
+
+
+class SqliteBase(Queries):
     """One connection shared by every loop; `_tx()` serialises transactions on it with a
     lock, because aiosqlite would otherwise interleave two tasks' statements inside one
     BEGIN … COMMIT."""
+
+    prefecture_match = PREFECTURE_MATCH
+
+    def contains(self, column: str) -> str:
+        return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE value = ?)"
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
@@ -184,14 +239,14 @@ class SqliteBase:
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         async with self._lock:
-            return await fetch_one(self._db, sql, params)
+            return await fetch_one(self._db, sql, sqlite_args(params))
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One statement, atomic on its own (autocommit): one trip to the database thread
         instead of two. Returns the number of rows it changed. (The cursor is left to be
         collected rather than closed: a close is one more trip.)"""
         async with self._lock:
-            cur = await self._db.execute(sql, params)
+            cur = await self._db.execute(sql, sqlite_args(params))
             return cur.rowcount
 
     async def _page(self, table: str, where: list[str], params: list[Any], order: str,
@@ -205,7 +260,7 @@ class SqliteBase:
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         async with self._lock:
-            return await fetch_all(self._db, sql, params)
+            return await fetch_all(self._db, sql, sqlite_args(params))
 
 
 async def fetch_one(db: aiosqlite.Connection, sql: str,

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 
 from jpixd.model import SendingState
-from jpixd.store.base import SqliteBase, fetch_one, from_db, to_db
+from jpixd.store.base import Queries, SqliteBase, fetch_one, from_db, to_db
 
 _SENDING_KEY = "sending"
 
@@ -21,11 +21,13 @@ def sending_from(value: str | None) -> SendingState:
                         window_start=from_db(data.get("window_start")))
 
 
-class ControlStore(SqliteBase):
+class ControlQueries(Queries):
     async def sending_state(self) -> SendingState:
         row = await self._one("SELECT value FROM control WHERE key = ?", (_SENDING_KEY,))
         return sending_from(row["value"] if row else None)
 
+
+class ControlStore(ControlQueries, SqliteBase):
     async def set_sending(self, *, paused: bool, reason: str | None, actor: str,
                           now: datetime) -> SendingState:
         """Pause or resume sending. A resume restarts the guard's window at `now`."""

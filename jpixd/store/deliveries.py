@@ -19,6 +19,7 @@ from jpixd.model import (
 )
 from jpixd.outbox import Retry, retry_action
 from jpixd.store.base import (
+    Queries,
     Row,
     SqliteBase,
     fetch_one,
@@ -42,7 +43,9 @@ def _row_to_delivery(row: Row) -> Delivery:
     )
 
 
-class DeliveryStore(SqliteBase):
+class DeliveryQueries(Queries):
+    """The outbox's reads and single-row outcomes, the same SQL on both databases."""
+
     async def list_deliveries(self, *, state: str | None = None, notice_id: int | None = None,
                               subscriber_id: int | None = None, limit: int = 100,
                               offset: int = 0) -> tuple[list[Delivery], int]:
@@ -65,11 +68,47 @@ class DeliveryStore(SqliteBase):
         row = await self._one(
             "SELECT MIN(first_due_at) AS t FROM deliveries "
             "WHERE state IN ('pending', 'retry', 'sending') AND first_due_at <= ?",
-            (to_db(now),),
+            (now,),
         )
         oldest = from_db(row["t"]) if row else None
         return max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
 
+    async def renew_leases(self, claimer: str, until: datetime) -> int:
+        """Keep `claimer`'s rows in flight its own: one statement, however many."""
+        return await self._write(
+            "UPDATE deliveries SET lease_until = ? WHERE claimed_by = ? AND state = 'sending'",
+            (until, claimer))
+
+    async def is_suppressed(self, email: str) -> bool:
+        row = await self._one("SELECT 1 FROM suppressions WHERE email = ? AND lifted_at IS NULL",
+                              (email,))
+        return row is not None
+
+    async def mark_retry(self, delivery_id: int, now: datetime, next_at: datetime,
+                         error: str) -> None:
+        await self._write(
+            "UPDATE deliveries SET state = 'retry', not_before = ?, last_error = ?, "
+            "updated_at = ? WHERE id = ?", (next_at, error, now, delivery_id))
+
+    async def mark_final(self, delivery_id: int, now: datetime, state: DeliveryState,
+                         reason: str) -> None:
+        """failed / suppressed / skipped, with the reason."""
+        await self._write(
+            "UPDATE deliveries SET state = ?, reason = ?, last_error = CASE WHEN "
+            "CAST(? AS TEXT) = 'failed' THEN ? ELSE last_error END, updated_at = ? "
+            "WHERE id = ?", (str(state), reason, str(state), reason, now, delivery_id))
+
+    async def next_due_at(self) -> datetime | None:
+        row = await self._one("SELECT MIN(not_before) AS t FROM deliveries "
+                              "WHERE state IN ('pending', 'retry')")
+        return from_db(row["t"]) if row else None
+
+    async def get_delivery(self, delivery_id: int) -> Delivery | None:
+        row = await self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
+        return _row_to_delivery(row) if row else None
+
+
+class DeliveryStore(DeliveryQueries, SqliteBase):
     # ------------------------------------------------------------------ the sender
 
     async def recover_sending(self, now: datetime, claimer: str | None = None) -> int:
@@ -123,17 +162,6 @@ class DeliveryStore(SqliteBase):
         rows, taken_over = await self._tx_sync(body)
         return [_claimed(r) for r in rows], taken_over
 
-    async def renew_leases(self, claimer: str, until: datetime) -> int:
-        """Keep `claimer`'s rows in flight its own: one statement, however many."""
-        return await self._write(
-            "UPDATE deliveries SET lease_until = ? WHERE claimed_by = ? AND state = 'sending'",
-            (to_db(until), claimer))
-
-    async def is_suppressed(self, email: str) -> bool:
-        row = await self._one("SELECT 1 FROM suppressions WHERE email = ? AND lifted_at IS NULL",
-                              (email,))
-        return row is not None
-
     # Outcomes are single statements: each is atomic by itself, and one trip to the
     # database thread per mail is what lets the sender pass 2,000 mails a second.
 
@@ -152,34 +180,11 @@ class DeliveryStore(SqliteBase):
                 "updated_at = ? WHERE id = ?",
                 [(t, tr, mid, ses, t, did) for did, tr, mid, ses in sent])
 
-    async def mark_retry(self, delivery_id: int, now: datetime, next_at: datetime,
-                         error: str) -> None:
-        await self._write(
-            "UPDATE deliveries SET state = 'retry', not_before = ?, last_error = ?, "
-            "updated_at = ? WHERE id = ?", (to_db(next_at), error, to_db(now), delivery_id))
-
-    async def mark_final(self, delivery_id: int, now: datetime, state: DeliveryState,
-                         reason: str) -> None:
-        """failed / suppressed / skipped, with the reason."""
-        await self._write(
-            "UPDATE deliveries SET state = ?, reason = ?, last_error = CASE WHEN ? = "
-            "'failed' THEN ? ELSE last_error END, updated_at = ? WHERE id = ?",
-            (str(state), reason, str(state), reason, to_db(now), delivery_id))
-
     async def release(self, delivery_id: int, now: datetime) -> None:
         """Put a claimed, unsent delivery back as it was (pause, shutdown)."""
         await self._write(
             "UPDATE deliveries SET state = 'retry', attempts = MAX(attempts - 1, 0), "
             "updated_at = ? WHERE id = ? AND state = 'sending'", (to_db(now), delivery_id))
-
-    async def next_due_at(self) -> datetime | None:
-        row = await self._one("SELECT MIN(not_before) AS t FROM deliveries "
-                              "WHERE state IN ('pending', 'retry')")
-        return from_db(row["t"]) if row else None
-
-    async def get_delivery(self, delivery_id: int) -> Delivery | None:
-        row = await self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
-        return _row_to_delivery(row) if row else None
 
     async def retry_delivery(self, delivery_id: int, now: datetime) -> Delivery | None:
         """An admin's retry: failed, skipped or retry rows become due now."""

@@ -16,6 +16,7 @@ from typing import Any
 from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
 from jpixd.store.base import (
+    Queries,
     Row,
     SqliteBase,
     as_text,
@@ -109,7 +110,39 @@ def _suppress(db: sqlite3.Connection, e: MailEvent, event_id: int | None,
         bump_version_sync(db, now)
 
 
-class EventStore(SqliteBase):
+class EventQueries(Queries):
+    """The guard's counts and the events' and suppressions' reads, the same SQL on both
+    databases."""
+
+    async def guard_counts(self, since: datetime) -> tuple[int, int, int]:
+        """(mails sent, counted hard bounces, counted complaints) since `since`."""
+        sent = await self._one("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'sent' "
+                               "AND sent_at >= ?", (since,))
+        # A flag: 1/0 on SQLite, a boolean on PostgreSQL, true or false on both.
+        rows = await self._all("SELECT type, COUNT(*) AS n FROM mail_events WHERE "
+                               "counted_in_rate AND occurred_at >= ? GROUP BY type", (since,))
+        by = {r["type"]: int(r["n"]) for r in rows}
+        return (int(sent["n"]) if sent else 0, by.get("Bounce", 0), by.get("Complaint", 0))
+
+    async def suppressed_count(self) -> int:
+        row = await self._one("SELECT COUNT(*) AS n FROM suppressions WHERE lifted_at IS NULL")
+        return int(row["n"]) if row else 0
+
+    async def list_suppressions(self, *, limit: int = 100,
+                                offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        rows, total = await self._page("suppressions", ["lifted_at IS NULL"], [],
+                                       "last_event_at DESC", limit, offset)
+        return [_suppression(r) for r in rows], total
+
+    async def list_events(self, *, type_: str | None = None, recipient: str | None = None,
+                          limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        where, params = where_equal(("type", type_), ("recipient", recipient))
+        rows, total = await self._page("mail_events", where, params, "occurred_at DESC, id DESC",
+                                       limit, offset)
+        return [event_json(r) for r in rows], total
+
+
+class EventStore(EventQueries, SqliteBase):
     async def record_events(self, events: Sequence[MailEvent], now: datetime, *,
                             decide: Decider, soft_window: timedelta,
                             file_cases: bool = True) -> list[EventOutcome]:
@@ -147,16 +180,6 @@ class EventStore(SqliteBase):
 
         return await self._tx_sync(body)
 
-    async def guard_counts(self, since: datetime) -> tuple[int, int, int]:
-        """(mails sent, counted hard bounces, counted complaints) since `since`."""
-        s = to_db(since)
-        sent = await self._one("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'sent' "
-                               "AND sent_at >= ?", (s,))
-        rows = await self._all("SELECT type, COUNT(*) AS n FROM mail_events WHERE "
-                               "counted_in_rate = 1 AND occurred_at >= ? GROUP BY type", (s,))
-        by = {r["type"]: int(r["n"]) for r in rows}
-        return (int(sent["n"]) if sent else 0, by.get("Bounce", 0), by.get("Complaint", 0))
-
     async def hourly_activity(self, since: datetime) -> dict[str, dict[str, int]]:
         """Per UTC hour ("2026-11-29T12") since `since`: mails sent, bounces, complaints
         (the console's chart)."""
@@ -171,16 +194,6 @@ class EventStore(SqliteBase):
                                  "AND occurred_at >= ? GROUP BY h, type", (s,)):
             out.setdefault(r["h"], {})[str(r["type"]).lower()] = int(r["n"])
         return out
-
-    async def suppressed_count(self) -> int:
-        row = await self._one("SELECT COUNT(*) AS n FROM suppressions WHERE lifted_at IS NULL")
-        return int(row["n"]) if row else 0
-
-    async def list_suppressions(self, *, limit: int = 100,
-                                offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        rows, total = await self._page("suppressions", ["lifted_at IS NULL"], [],
-                                       "last_event_at DESC", limit, offset)
-        return [_suppression(r) for r in rows], total
 
     async def lift_suppression(self, email: str, *, by: str, now: datetime) -> bool:
         """Lift it (the history stays); a suppressed subscriber becomes active again."""
@@ -202,12 +215,6 @@ class EventStore(SqliteBase):
             await queue_lift_comment(db, email, by, now)
         return True
 
-    async def list_events(self, *, type_: str | None = None, recipient: str | None = None,
-                          limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        where, params = where_equal(("type", type_), ("recipient", recipient))
-        rows, total = await self._page("mail_events", where, params, "occurred_at DESC, id DESC",
-                                       limit, offset)
-        return [event_json(r) for r in rows], total
 
 
 def event_json(r: Row) -> dict[str, Any]:

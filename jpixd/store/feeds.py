@@ -6,16 +6,12 @@ import hashlib
 from datetime import datetime
 
 from jpixd.model import SourceState
-from jpixd.store.base import Row, SqliteBase, from_db, to_db, where_equal
+from jpixd.store.base import Queries, Row, SqliteBase, as_text, from_db, to_db, where_equal
 
 _STATE_COLUMNS = ("etag", "last_modified", "permanent_url", "baseline_done",
                   "last_attempt_at", "last_success_at", "last_error_at", "last_error",
                   "consecutive_failures", "next_poll_at", "last_result", "last_items",
                   "layout_warning", "detail_error", "permanent_for")
-
-
-def _opt(dt: datetime | None) -> str | None:
-    return to_db(dt) if dt else None
 
 
 def source_state_from(row: Row | None) -> SourceState:
@@ -36,24 +32,50 @@ def source_state_from(row: Row | None) -> SourceState:
     )
 
 
-class FeedStore(SqliteBase):
+def quarantined_entry(r: Row) -> dict[str, object]:
+    entry: dict[str, object] = {k: r[k] for k in ("id", "origin", "ref", "reason", "payload")}
+    entry["received_at"] = as_text(r["received_at"])
+    return entry
+
+
+class FeedQueries(Queries):
+    """Poll state and the quarantine's reads, the same SQL on both databases."""
+
     async def source_state(self, source: str) -> SourceState:
         row = await self._one("SELECT * FROM source_state WHERE source = ?", (source,))
         return source_state_from(row)
 
     async def save_source_state(self, source: str, st: SourceState) -> None:
-        values = (st.etag, st.last_modified, st.permanent_url, int(st.baseline_done),
-                  _opt(st.last_attempt_at), _opt(st.last_success_at), _opt(st.last_error_at),
-                  st.last_error, st.consecutive_failures, _opt(st.next_poll_at),
-                  st.last_result, st.last_items, st.layout_warning, st.detail_error,
-                  st.permanent_for)
+        values = (st.etag, st.last_modified, st.permanent_url, st.baseline_done,
+                  st.last_attempt_at, st.last_success_at, st.last_error_at, st.last_error,
+                  st.consecutive_failures, st.next_poll_at, st.last_result, st.last_items,
+                  st.layout_warning, st.detail_error, st.permanent_for)
         cols = ", ".join(_STATE_COLUMNS)
         marks = ", ".join("?" for _ in _STATE_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS)
-        async with self._tx() as db:
-            await db.execute(f"INSERT INTO source_state (source, {cols}) VALUES (?, {marks}) "
-                             f"ON CONFLICT (source) DO UPDATE SET {updates}", (source, *values))
+        await self._write(f"INSERT INTO source_state (source, {cols}) VALUES (?, {marks}) "
+                          f"ON CONFLICT (source) DO UPDATE SET {updates}", (source, *values))
 
+    async def list_quarantine(self, *, origin: str | None = None, limit: int = 100,
+                              offset: int = 0) -> tuple[list[dict[str, object]], int]:
+        """What could not be understood, newest first (for operators)."""
+        where, params = where_equal(("origin", origin))
+        rows, total = await self._page("quarantine", where, params, "id DESC", limit, offset)
+        return [quarantined_entry(r) for r in rows], total
+
+    async def drop_quarantined(self, entry_id: int) -> bool:
+        """An operator has looked at it: gone (the source or the queue still has its own
+        copy, and a feed item still broken is quarantined again at its next poll)."""
+        return await self._write("DELETE FROM quarantine WHERE id = ?", (entry_id,)) > 0
+
+    async def quarantined(self, origin: str | None = None) -> list[dict[str, object]]:
+        sql = "SELECT id, origin, ref, reason, payload, received_at FROM quarantine"
+        rows = await (self._all(sql + " WHERE origin = ? ORDER BY id", (origin,)) if origin
+                      else self._all(sql + " ORDER BY id"))
+        return [quarantined_entry(r) for r in rows]
+
+
+class FeedStore(FeedQueries, SqliteBase):
     async def quarantine(self, *, origin: str, ref: str, reason: str, payload: str,
                          now: datetime, incident: str | None = None) -> bool:
         """Keep what could not be understood, verbatim. False if this exact thing is
@@ -72,23 +94,3 @@ class FeedStore(SqliteBase):
                 (origin, ref, reason, payload, to_db(now), digest))
             return cur.rowcount > 0
 
-    async def list_quarantine(self, *, origin: str | None = None, limit: int = 100,
-                              offset: int = 0) -> tuple[list[dict[str, object]], int]:
-        """What could not be understood, newest first (for operators)."""
-        where, params = where_equal(("origin", origin))
-        rows, total = await self._page("quarantine", where, params, "id DESC", limit, offset)
-        return [{k: r[k] for k in ("id", "origin", "ref", "reason", "payload",
-                                   "received_at")} for r in rows], total
-
-    async def drop_quarantined(self, entry_id: int) -> bool:
-        """An operator has looked at it: gone (the source or the queue still has its own
-        copy, and a feed item still broken is quarantined again at its next poll)."""
-        async with self._tx() as db:
-            cur = await db.execute("DELETE FROM quarantine WHERE id = ?", (entry_id,))
-            return cur.rowcount > 0
-
-    async def quarantined(self, origin: str | None = None) -> list[dict[str, object]]:
-        sql = "SELECT id, origin, ref, reason, payload, received_at FROM quarantine"
-        rows = await (self._all(sql + " WHERE origin = ? ORDER BY id", (origin,)) if origin
-                      else self._all(sql + " ORDER BY id"))
-        return [dict(r) for r in rows]

@@ -24,7 +24,7 @@ from jpixd.model import (
 )
 from jpixd.store.archive import CREATED_SQL, SUPERSEDED_SQL
 from jpixd.store.base import (
-    PREFECTURE_MATCH,
+    Queries,
     Row,
     SqliteBase,
     from_db,
@@ -66,7 +66,7 @@ def _row_to_notice(row: Row) -> StoredNotice:
                         last_seen=from_db_req(row["last_seen"]))
 
 
-_UPSERT = """
+UPSERT = """
 INSERT INTO notices (source, external_id, carrier, kind, status, title, body, starts_at,
                      ends_at, prefectures, localities, services, url, report_number, revision,
                      first_seen, last_changed, last_seen, windows, fingerprint)
@@ -89,18 +89,23 @@ VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)
 """
 
 
+# A key a source showed a notice under (its own id, or a later report's) → the notice.
+REMEMBER_KEY = (
+    "INSERT INTO notice_keys (source, key, notice_id, fingerprint, report_number) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, key) DO UPDATE SET "
+    "notice_id = excluded.notice_id, "
+    "fingerprint = COALESCE(excluded.fingerprint, notice_keys.fingerprint), "
+    "report_number = COALESCE(excluded.report_number, notice_keys.report_number)")
+
+
 def _remember_key(db: sqlite3.Connection, source: str, key: str, notice_id: int,
                   fingerprint: str | None, report_number: int | None) -> None:
-    db.execute(
-        "INSERT INTO notice_keys (source, key, notice_id, fingerprint, report_number) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, key) DO UPDATE SET "
-        "notice_id = excluded.notice_id, "
-        "fingerprint = COALESCE(excluded.fingerprint, notice_keys.fingerprint), "
-        "report_number = COALESCE(excluded.report_number, notice_keys.report_number)",
-        (source, key, notice_id, fingerprint, report_number))
+    db.execute(REMEMBER_KEY, (source, key, notice_id, fingerprint, report_number))
 
 
-class NoticeStore(SubscriberStore, SqliteBase):
+class NoticeQueries(Queries):
+    """Notices' and revisions' reads, the same SQL on both databases."""
+
     async def notice_by_key(self, source: str, key: str) -> StoredNotice | None:
         """The notice a source has shown under `key`: its own id or any later key (a
         第N報 at a new URL) that was linked to it."""
@@ -123,6 +128,57 @@ class NoticeStore(SubscriberStore, SqliteBase):
         row = await self._one("SELECT * FROM notices WHERE id = ?", (notice_id,))
         return _row_to_notice(row) if row else None
 
+    async def fingerprints(self, source: str) -> dict[str, tuple[int, str | None]]:
+        """key → (notice id, list fingerprint) for one source."""
+        rows = await self._all("SELECT key, notice_id, fingerprint FROM notice_keys "
+                               "WHERE source = ?", (source,))
+        return {r["key"]: (r["notice_id"], r["fingerprint"]) for r in rows}
+
+    async def list_notices(self, *, source: str | None = None, kind: str | None = None,
+                           status: str | None = None, prefecture: str | None = None,
+                           since: datetime | None = None, limit: int = 100,
+                           offset: int = 0) -> tuple[list[StoredNotice], int]:
+        where, params = where_equal(("source", source), ("kind", kind), ("status", status))
+        if prefecture:
+            where.append(self.prefecture_match)
+            params.append(prefecture)
+        if since:
+            where.append("last_changed >= ?")
+            params.append(since)
+        rows, total = await self._page("notices", where, params, "last_changed DESC, id DESC",
+                                       limit, offset)
+        return [_row_to_notice(r) for r in rows], total
+
+    async def board_notices(self, *, since: datetime, carrier: str | None = None,
+                            prefecture: str | None = None, kind: str | None = None,
+                            limit: int = 300) -> list[StoredNotice]:
+        """What the public board shows: every open notice, and those that ended or
+        changed since `since` (withdrawn ones are not shown: nobody said they ended)."""
+        marks = ", ".join("?" for _ in OPEN_STATUSES)
+        where, params = where_equal(("carrier", carrier), ("kind", kind))
+        where += [f"(status IN ({marks}) OR last_changed >= ?)", "status != 'withdrawn'"]
+        params += [*sorted(OPEN_STATUSES), since]
+        if prefecture:
+            where.append(self.prefecture_match)
+            params.append(prefecture)
+        rows = await self._all(f"SELECT * FROM notices WHERE {' AND '.join(where)} "
+                               "ORDER BY last_changed DESC, id DESC LIMIT ?", [*params, limit])
+        return [_row_to_notice(r) for r in rows]
+
+    async def revisions(self, notice_id: int) -> list[Revision]:
+        rows = await self._all("SELECT * FROM notice_revisions WHERE notice_id = ? "
+                               "ORDER BY id", (notice_id,))
+        return [Revision(id=r["id"], revision=r["revision"], change=Change(r["change"]),
+                         content=json.loads(r["content"]), mailed=bool(r["mailed"]),
+                         seen_at=from_db_req(r["seen_at"])) for r in rows]
+
+    async def notice_delivery_counts(self, notice_id: int) -> dict[str, int]:
+        rows = await self._all("SELECT state, COUNT(*) AS n FROM deliveries WHERE notice_id = ? "
+                               "GROUP BY state", (notice_id,))
+        return {r["state"]: int(r["n"]) for r in rows}
+
+
+class NoticeStore(NoticeQueries, SubscriberStore, SqliteBase):
     async def record_revision(self, notice: Notice, *, revision: str, change: Change,
                               now: datetime, planner: Planner,
                               fingerprint: str | None = None,
@@ -135,7 +191,7 @@ class NoticeStore(SubscriberStore, SqliteBase):
         archiving = self.archiving
 
         def body(db: sqlite3.Connection) -> RecordResult:
-            row = db.execute(_UPSERT, (
+            row = db.execute(UPSERT, (
                 n.source, n.external_id, n.carrier, str(n.kind), str(n.status), n.title, n.body,
                 to_db(n.starts_at) if n.starts_at else None,
                 to_db(n.ends_at) if n.ends_at else None,
@@ -209,51 +265,3 @@ class NoticeStore(SubscriberStore, SqliteBase):
 
         await self._tx_sync(body)
 
-    async def fingerprints(self, source: str) -> dict[str, tuple[int, str | None]]:
-        """key → (notice id, list fingerprint) for one source."""
-        rows = await self._all("SELECT key, notice_id, fingerprint FROM notice_keys "
-                               "WHERE source = ?", (source,))
-        return {r["key"]: (r["notice_id"], r["fingerprint"]) for r in rows}
-
-    async def list_notices(self, *, source: str | None = None, kind: str | None = None,
-                           status: str | None = None, prefecture: str | None = None,
-                           since: datetime | None = None, limit: int = 100,
-                           offset: int = 0) -> tuple[list[StoredNotice], int]:
-        where, params = where_equal(("source", source), ("kind", kind), ("status", status))
-        if prefecture:
-            where.append(PREFECTURE_MATCH)
-            params.append(prefecture)
-        if since:
-            where.append("last_changed >= ?")
-            params.append(to_db(since))
-        rows, total = await self._page("notices", where, params, "last_changed DESC, id DESC",
-                                       limit, offset)
-        return [_row_to_notice(r) for r in rows], total
-
-    async def board_notices(self, *, since: datetime, carrier: str | None = None,
-                            prefecture: str | None = None, kind: str | None = None,
-                            limit: int = 300) -> list[StoredNotice]:
-        """What the public board shows: every open notice, and those that ended or
-        changed since `since` (withdrawn ones are not shown: nobody said they ended)."""
-        marks = ", ".join("?" for _ in OPEN_STATUSES)
-        where, params = where_equal(("carrier", carrier), ("kind", kind))
-        where += [f"(status IN ({marks}) OR last_changed >= ?)", "status != 'withdrawn'"]
-        params += [*sorted(OPEN_STATUSES), to_db(since)]
-        if prefecture:
-            where.append(PREFECTURE_MATCH)
-            params.append(prefecture)
-        rows = await self._all(f"SELECT * FROM notices WHERE {' AND '.join(where)} "
-                               "ORDER BY last_changed DESC, id DESC LIMIT ?", [*params, limit])
-        return [_row_to_notice(r) for r in rows]
-
-    async def revisions(self, notice_id: int) -> list[Revision]:
-        rows = await self._all("SELECT * FROM notice_revisions WHERE notice_id = ? "
-                               "ORDER BY id", (notice_id,))
-        return [Revision(id=r["id"], revision=r["revision"], change=Change(r["change"]),
-                         content=json.loads(r["content"]), mailed=bool(r["mailed"]),
-                         seen_at=from_db_req(r["seen_at"])) for r in rows]
-
-    async def notice_delivery_counts(self, notice_id: int) -> dict[str, int]:
-        rows = await self._all("SELECT state, COUNT(*) AS n FROM deliveries WHERE notice_id = ? "
-                               "GROUP BY state", (notice_id,))
-        return {r["state"]: int(r["n"]) for r in rows}

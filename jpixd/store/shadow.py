@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from jpixd.store.base import Row, SqliteBase, from_db_req, to_db
+from jpixd.store.base import Queries, Row, SqliteBase, from_db_req, to_db
 
 _MODE_KEY = "mode"
 
@@ -56,7 +56,9 @@ def shadow_mail_from(r: Row) -> ShadowMail:
                       from_db_req(r["rendered_at"]), bytes(r["message"]))
 
 
-class ShadowStore(SqliteBase):
+class ShadowQueries(Queries):
+    """The mode and the kept mail, the same SQL on both databases."""
+
     async def mode(self) -> dict[str, object]:
         """{"shadow": bool, "since": …, "cutover_at": …}; {} for a database never run in
         shadow."""
@@ -70,8 +72,23 @@ class ShadowStore(SqliteBase):
         value = json.dumps({"shadow": True, "since": to_db(now)})
         await self._write("INSERT INTO control (key, value, updated_at) VALUES (?, ?, ?) "
                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                          "updated_at = excluded.updated_at", (_MODE_KEY, value, to_db(now)))
+                          "updated_at = excluded.updated_at", (_MODE_KEY, value, now))
 
+    async def shadow_mail(self, *, since: datetime | None = None,
+                          notice_id: int | None = None) -> list[ShadowMail]:
+        where: list[str] = ["1 = 1"]
+        params: list[object] = []
+        if since is not None:
+            where.append("m.rendered_at >= ?")
+            params.append(since)
+        if notice_id is not None:
+            where.append("d.notice_id = ?")
+            params.append(notice_id)
+        rows = await self._all(SHADOW_MAIL.format(where=" AND ".join(where)), params)
+        return [shadow_mail_from(r) for r in rows]
+
+
+class ShadowStore(ShadowQueries, SqliteBase):
     async def mark_shadow(self, delivery_id: int, now: datetime, *, subject: str,
                           message: bytes, charset: str) -> None:
         """A claimed delivery rendered and kept, not sent: final, like `sent`."""
@@ -86,19 +103,6 @@ class ShadowStore(SqliteBase):
                        (delivery_id, subject, message, charset, t))
 
         await self._tx_sync(body)
-
-    async def shadow_mail(self, *, since: datetime | None = None,
-                          notice_id: int | None = None) -> list[ShadowMail]:
-        where: list[str] = ["1 = 1"]
-        params: list[object] = []
-        if since is not None:
-            where.append("m.rendered_at >= ?")
-            params.append(to_db(since))
-        if notice_id is not None:
-            where.append("d.notice_id = ?")
-            params.append(notice_id)
-        rows = await self._all(SHADOW_MAIL.format(where=" AND ".join(where)), params)
-        return [shadow_mail_from(r) for r in rows]
 
     async def cutover(self, now: datetime) -> CutoverResult:
         """Everything seen so far counts as announced by the old system: notice mail not

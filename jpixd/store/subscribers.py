@@ -18,8 +18,8 @@ import aiosqlite
 
 from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.store.base import (
-    PREFECTURE_MATCH,
     Conflict,
+    Queries,
     Row,
     SqliteBase,
     fetch_all,
@@ -50,14 +50,14 @@ def _row_to_subscriber(row: Row) -> Subscriber:
     )
 
 
-def _values(sub: Subscriber) -> list[Any]:
+def values_of(sub: Subscriber) -> list[Any]:
     out: list[Any] = []
     for col in _COLUMNS:
         v = getattr(sub, col)
         if col in _LISTS:
             out.append(jlist(v))
         elif col in ("failure_respects_windows", "paused"):
-            out.append(1 if v else 0)
+            out.append(bool(v))  # SQLite keeps 1/0, PostgreSQL a boolean
         elif col == "status":
             out.append(str(v))
         else:
@@ -67,6 +67,10 @@ def _values(sub: Subscriber) -> list[Any]:
 
 _INSERT = (f"INSERT INTO subscribers ({', '.join(_COLUMNS)}, created_at, updated_at) "
            f"VALUES ({', '.join('?' for _ in _COLUMNS)}, ?, ?)")
+# The same statement, telling the new row's id (PostgreSQL has no lastrowid).
+INSERT_RETURNING = _INSERT + " RETURNING id"
+# A subscriber's fields as they are written (both databases: lists as JSON text).
+UPDATE_SETS = ", ".join(f"{c} = ?" for c in _COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ def _diff(old: Subscriber, new: Subscriber) -> list[str]:
             for c in _COLUMNS if getattr(old, c) != getattr(new, c)]
 
 
-_SKIP_PENDING = (
+SKIP_PENDING = (
     "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
     "WHERE subscriber_id = ? AND state IN ('pending', 'retry')"
 )
@@ -212,30 +216,8 @@ def plan_import(existing: dict[str, Subscriber],
     return ImportPlan(new, updates, unchanged, kept, diffs)
 
 
-class SubscriberStore(SqliteBase):
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        super().__init__(db, path)
-        # (version, audience): see _audience.
-        self._audience_cache: tuple[int, list[Subscriber]] | None = None
-
-    async def create_subscriber(self, sub: Subscriber, now: datetime, *,
-                                actor: str = "admin") -> Subscriber:
-        async with self._tx() as db:
-            new_id = await self._insert_subscriber(db, sub, now)
-            await log_change(db, new_id, actor, "created", f"status: {sub.status}", now)
-        created = await self.get_subscriber(new_id)
-        assert created is not None
-        return created
-
-    async def _insert_subscriber(self, db: aiosqlite.Connection, sub: Subscriber,
-                                 now: datetime) -> int:
-        try:
-            cur = await db.execute(_INSERT, [*_values(sub), to_db(now), to_db(now)])
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"a subscriber with address {sub.email} already exists") from exc
-        await bump_subscribers_version(db, now)
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+class SubscriberQueries(Queries):
+    """Subscribers' reads, the same SQL on both databases."""
 
     async def get_subscriber(self, subscriber_id: int) -> Subscriber | None:
         row = await self._one("SELECT * FROM subscribers WHERE id = ? AND deleted_at IS NULL",
@@ -256,10 +238,10 @@ class SubscriberStore(SqliteBase):
             params.append(status)
         for col, value in (("carriers", carrier), ("kinds", kind)):
             if value:
-                where.append(f"EXISTS (SELECT 1 FROM json_each({col}) WHERE value = ?)")
+                where.append(self.contains(col))
                 params.append(value)
         if prefecture:
-            where.append(PREFECTURE_MATCH)
+            where.append(self.prefecture_match)
             params.append(prefecture)
         if query:
             # The words themselves: % and _ in a search are letters, not wildcards.
@@ -269,6 +251,51 @@ class SubscriberStore(SqliteBase):
             params.extend([f"%{escaped}%"] * 3)
         rows, total = await self._page("subscribers", where, params, "id", limit, offset)
         return [_row_to_subscriber(r) for r in rows], total
+
+    async def subscriber_by_email(self, email: str) -> Subscriber | None:
+        row = await self._one("SELECT * FROM subscribers WHERE email = ? AND "
+                              "deleted_at IS NULL", (email,))
+        return _row_to_subscriber(row) if row else None
+
+    async def subscriber_changes(self, subscriber_id: int | None = None,
+                                 limit: int = 100) -> list[SubscriberChange]:
+        """The newest changes first, of one subscriber or of all."""
+        where = "WHERE subscriber_id = ?" if subscriber_id is not None else ""
+        params: list[Any] = [subscriber_id] if subscriber_id is not None else []
+        rows = await self._all(f"SELECT * FROM subscriber_changes {where} "
+                               "ORDER BY id DESC LIMIT ?", [*params, limit])
+        return [SubscriberChange(r["id"], r["subscriber_id"], from_db_req(r["at"]),
+                                 r["actor"], r["action"], r["detail"]) for r in rows]
+
+    async def all_subscribers(self) -> list[Subscriber]:
+        rows = await self._all("SELECT * FROM subscribers WHERE deleted_at IS NULL ORDER BY id")
+        return [_row_to_subscriber(r) for r in rows]
+
+
+class SubscriberStore(SubscriberQueries, SqliteBase):
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        super().__init__(db, path)
+        # (version, audience): see _audience.
+        self._audience_cache: tuple[int, list[Subscriber]] | None = None
+
+    async def create_subscriber(self, sub: Subscriber, now: datetime, *,
+                                actor: str = "admin") -> Subscriber:
+        async with self._tx() as db:
+            new_id = await self._insert_subscriber(db, sub, now)
+            await log_change(db, new_id, actor, "created", f"status: {sub.status}", now)
+        created = await self.get_subscriber(new_id)
+        assert created is not None
+        return created
+
+    async def _insert_subscriber(self, db: aiosqlite.Connection, sub: Subscriber,
+                                 now: datetime) -> int:
+        try:
+            cur = await db.execute(_INSERT, [*values_of(sub), to_db(now), to_db(now)])
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"a subscriber with address {sub.email} already exists") from exc
+        await bump_subscribers_version(db, now)
+        assert cur.lastrowid is not None
+        return cur.lastrowid
 
     async def update_subscriber(self, subscriber_id: int, changes: dict[str, Any],
                                 now: datetime, *, actor: str = "admin") -> Subscriber | None:
@@ -288,16 +315,16 @@ class SubscriberStore(SqliteBase):
                             now: datetime, actor: str) -> None:
         assert old.id is not None
         await log_change(db, old.id, actor, *_what(old, new), now)
-        sets = ", ".join(f"{c} = ?" for c in _COLUMNS)
         try:
-            await db.execute(f"UPDATE subscribers SET {sets}, updated_at = ? WHERE id = ?",
-                             [*_values(new), to_db(now), old.id])
+            await db.execute(f"UPDATE subscribers SET {UPDATE_SETS}, updated_at = ? "
+                             "WHERE id = ?",
+                             [*values_of(new), to_db(now), old.id])
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"a subscriber with address {new.email} already exists") from exc
         await bump_subscribers_version(db, now)
         effect = unsent_mail_after(old, new)
         if effect is not None and effect[0] == "skip":
-            await db.execute(_SKIP_PENDING, (effect[1], to_db(now), old.id))
+            await db.execute(SKIP_PENDING, (effect[1], to_db(now), old.id))
         elif effect is not None:  # readdress: mail not yet sent goes to the new address
             await db.execute(
                 "UPDATE deliveries SET email = ?, updated_at = ? WHERE subscriber_id = ? "
@@ -313,7 +340,7 @@ class SubscriberStore(SqliteBase):
                 return False
             await log_change(db, subscriber_id, actor, "deleted", "", now)
             await bump_subscribers_version(db, now)
-            await db.execute(_SKIP_PENDING, ("subscriber deleted", to_db(now), subscriber_id))
+            await db.execute(SKIP_PENDING, ("subscriber deleted", to_db(now), subscriber_id))
         return True
 
     async def import_subscribers(self, rows: Sequence[tuple[Subscriber, frozenset[str]]],
@@ -331,7 +358,7 @@ class SubscriberStore(SqliteBase):
                 existing = {r["email"]: _row_to_subscriber(r) for r in await fetch_all(
                     db, "SELECT * FROM subscribers WHERE deleted_at IS NULL")}
                 plan = plan_import(existing, rows, reactivate)
-                await db.executemany(_INSERT, [[*_values(s), to_db(now), to_db(now)]
+                await db.executemany(_INSERT, [[*values_of(s), to_db(now), to_db(now)]
                                                for s in plan.new])
                 await bump_subscribers_version(db, now)
                 for old, target in plan.updates:
@@ -356,25 +383,6 @@ class SubscriberStore(SqliteBase):
         created = await self.get_subscriber(new_id)
         assert created is not None
         return created, True
-
-    async def subscriber_by_email(self, email: str) -> Subscriber | None:
-        row = await self._one("SELECT * FROM subscribers WHERE email = ? AND "
-                              "deleted_at IS NULL", (email,))
-        return _row_to_subscriber(row) if row else None
-
-    async def subscriber_changes(self, subscriber_id: int | None = None,
-                                 limit: int = 100) -> list[SubscriberChange]:
-        """The newest changes first, of one subscriber or of all."""
-        where = "WHERE subscriber_id = ?" if subscriber_id is not None else ""
-        params: list[Any] = [subscriber_id] if subscriber_id is not None else []
-        rows = await self._all(f"SELECT * FROM subscriber_changes {where} "
-                               "ORDER BY id DESC LIMIT ?", [*params, limit])
-        return [SubscriberChange(r["id"], r["subscriber_id"], from_db_req(r["at"]),
-                                 r["actor"], r["action"], r["detail"]) for r in rows]
-
-    async def all_subscribers(self) -> list[Subscriber]:
-        rows = await self._all("SELECT * FROM subscribers WHERE deleted_at IS NULL ORDER BY id")
-        return [_row_to_subscriber(r) for r in rows]
 
     def _audience(self, conn: sqlite3.Connection) -> tuple[list[Subscriber], frozenset[str]]:
         """Active subscribers (the fields matching needs) and suppressed addresses, read

@@ -16,7 +16,16 @@ import aiosqlite
 
 from jpixd.backlog import cases
 from jpixd.bounces.parse import MailEvent
-from jpixd.store.base import Row, SqliteBase, from_db, from_db_req, to_db, where_equal
+from jpixd.store.base import (
+    Queries,
+    Row,
+    SqliteBase,
+    from_db,
+    from_db_req,
+    marks,
+    to_db,
+    where_equal,
+)
 
 OPEN_STATES = ("intent", "open", "closing")
 
@@ -134,32 +143,31 @@ async def queue_lift_comment(db: aiosqlite.Connection, email: str, by: str,
         (cases.lifted_comment(by), to_db(now), email))
 
 
-class TicketStore(SqliteBase):
+class TicketQueries(Queries):
+    """The cases' reads and single-statement changes, the same SQL on both databases."""
+
     async def request_guard_ticket(self, *, reason: str, paused_at: datetime,
                                    now: datetime) -> bool:
         """Ask for a High-priority issue about a guard pause, opened by the reconciler and
         closed by it on resume. One per pause; False if this pause has one already."""
         marker = cases.new_marker()
-        async with self._tx() as db:
-            cur = await db.execute(
-                "INSERT INTO tickets (case_key, kind, marker, state, summary, description, "
-                "priority, last_event_at, created_at, updated_at) VALUES (?, 'guard', ?, "
-                "'intent', ?, ?, 'high', ?, ?, ?) ON CONFLICT (case_key) DO NOTHING",
-                (f"guard:{to_db(paused_at)}", marker, cases.guard_summary(),
-                 cases.guard_description(reason, paused_at, marker, self.tz), to_db(paused_at),
-                 to_db(now), to_db(now)))
-            return cur.rowcount > 0
+        return await self._write(
+            "INSERT INTO tickets (case_key, kind, marker, state, summary, description, "
+            "priority, last_event_at, created_at, updated_at) VALUES (?, 'guard', ?, "
+            "'intent', ?, ?, 'high', ?, ?, ?) ON CONFLICT (case_key) DO NOTHING",
+            (f"guard:{to_db(paused_at)}", marker, cases.guard_summary(),
+             cases.guard_description(reason, paused_at, marker, self.tz), paused_at,
+             now, now)) > 0
 
     async def tickets_in(self, *states: str) -> list[Ticket]:
-        marks = ", ".join("?" for _ in states)
-        rows = await self._all(f"SELECT * FROM tickets WHERE state IN ({marks}) ORDER BY id",
-                               states)
+        rows = await self._all(f"SELECT * FROM tickets WHERE state IN ({marks(states)}) "
+                               "ORDER BY id", states)
         return [_ticket(r) for r in rows]
 
     async def tickets_to_create(self, now: datetime) -> list[Ticket]:
         rows = await self._all("SELECT * FROM tickets WHERE state = 'intent' AND "
                                "(next_try_at IS NULL OR next_try_at <= ?) ORDER BY id",
-                               (to_db(now),))
+                               (now,))
         return [_ticket(r) for r in rows]
 
     async def open_cases(self) -> list[tuple[Ticket, cases.CaseFacts]]:
@@ -170,7 +178,7 @@ class TicketStore(SqliteBase):
     async def ticket_attempt(self, ticket_id: int, now: datetime) -> None:
         """Committed before a create or close call: after it, that call may have landed."""
         await self._write("UPDATE tickets SET attempted_at = ?, updated_at = ? WHERE id = ?",
-                          (to_db(now), to_db(now), ticket_id))
+                          (now, now, ticket_id))
 
     async def ticket_opened(self, ticket_id: int, issue_id: int, issue_key: str,
                             now: datetime) -> None:
@@ -178,7 +186,7 @@ class TicketStore(SqliteBase):
             "UPDATE tickets SET state = 'open', issue_id = ?, issue_key = ?, opened_at = ?, "
             "attempted_at = NULL, last_error = NULL, tries = 0, next_try_at = NULL, "
             "updated_at = ? WHERE id = ? AND state = 'intent'",
-            (issue_id, issue_key, to_db(now), to_db(now), ticket_id))
+            (issue_id, issue_key, now, now, ticket_id))
 
     async def ticket_refused(self, ticket_id: int, error: str, retry_at: datetime,
                              now: datetime) -> None:
@@ -186,30 +194,13 @@ class TicketStore(SqliteBase):
         refused call was not applied, so the next one need not look for it first."""
         await self._write("UPDATE tickets SET last_error = ?, tries = tries + 1, "
                           "next_try_at = ?, attempted_at = NULL, updated_at = ? WHERE id = ?",
-                          (error, to_db(retry_at), to_db(now), ticket_id))
+                          (error, retry_at, now, ticket_id))
 
     async def begin_close(self, ticket_id: int, reason: str, now: datetime) -> None:
         """Fix why the case is closed (the closing comment) before the close call."""
         await self._write("UPDATE tickets SET state = 'closing', close_reason = ?, "
                           "attempted_at = NULL, updated_at = ? WHERE id = ? AND state = 'open'",
-                          (reason, to_db(now), ticket_id))
-
-    async def ticket_ended(self, ticket_id: int, state: str, now: datetime, *,
-                           reason: str | None = None, issue_id: int | None = None,
-                           issue_key: str | None = None) -> None:
-        """Closed (by us or by hand) or gone (deleted in Backlog): never touched again;
-        comments still owed to it are dropped."""
-        if state not in ("closed", "gone"):
-            raise ValueError(f"not an end state: {state}")
-        t = to_db(now)
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE tickets SET state = ?, closed_at = ?, "
-                "close_reason = COALESCE(?, close_reason), issue_id = COALESCE(?, issue_id), "
-                "issue_key = COALESCE(?, issue_key), updated_at = ? WHERE id = ?",
-                (state, t, reason, issue_id, issue_key, t, ticket_id))
-            await db.execute("UPDATE ticket_comments SET dropped_at = ? WHERE ticket_id = ? "
-                             "AND posted_at IS NULL AND dropped_at IS NULL", (t, ticket_id))
+                          (reason, now, ticket_id))
 
     async def comments_to_post(self) -> list[TicketComment]:
         rows = await self._all(
@@ -223,15 +214,15 @@ class TicketStore(SqliteBase):
 
     async def comment_attempt(self, comment_id: int, marker: str, now: datetime) -> None:
         await self._write("UPDATE ticket_comments SET attempted_at = ?, marker = ? "
-                          "WHERE id = ?", (to_db(now), marker, comment_id))
+                          "WHERE id = ?", (now, marker, comment_id))
 
     async def comment_posted(self, comment_id: int, now: datetime) -> None:
         await self._write("UPDATE ticket_comments SET posted_at = ? WHERE id = ?",
-                          (to_db(now), comment_id))
+                          (now, comment_id))
 
     async def comment_dropped(self, comment_id: int, now: datetime) -> None:
         await self._write("UPDATE ticket_comments SET dropped_at = ? WHERE id = ?",
-                          (to_db(now), comment_id))
+                          (now, comment_id))
 
     async def ticket_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM tickets GROUP BY state")
@@ -249,3 +240,23 @@ class TicketStore(SqliteBase):
         where, params = where_equal(("state", state), ("kind", kind), ("email", email))
         rows, total = await self._page("tickets", where, params, "id DESC", limit, offset)
         return [_ticket(r) for r in rows], total
+
+
+class TicketStore(TicketQueries, SqliteBase):
+    async def ticket_ended(self, ticket_id: int, state: str, now: datetime, *,
+                           reason: str | None = None, issue_id: int | None = None,
+                           issue_key: str | None = None) -> None:
+        """Closed (by us or by hand) or gone (deleted in Backlog): never touched again;
+        comments still owed to it are dropped."""
+        if state not in ("closed", "gone"):
+            raise ValueError(f"not an end state: {state}")
+        t = to_db(now)
+        async with self._tx() as db:
+            await db.execute(
+                "UPDATE tickets SET state = ?, closed_at = ?, "
+                "close_reason = COALESCE(?, close_reason), issue_id = COALESCE(?, issue_id), "
+                "issue_key = COALESCE(?, issue_key), updated_at = ? WHERE id = ?",
+                (state, t, reason, issue_id, issue_key, t, ticket_id))
+            await db.execute("UPDATE ticket_comments SET dropped_at = ? WHERE ticket_id = ? "
+                             "AND posted_at IS NULL AND dropped_at IS NULL", (t, ticket_id))
+

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from jpixd.store.archive import CREATED_CHUNK, SUPERSEDED_CHUNK, batch_lines
+from jpixd.store.archive import CREATED_CHUNK, SUPERSEDED_CHUNK, ArchiveQueries
 from jpixd.store.base import to_db
 from jpixd.store.pg.base import Conn, PgBase
 
@@ -82,7 +82,7 @@ async def superseded_records(conn: Conn, notice_id: int, now: datetime) -> None:
         GROUP BY id / {SUPERSEDED_CHUNK} ORDER BY MIN(id)""", notice_id, now)
 
 
-class PgArchiveStore(PgBase):
+class PgArchiveStore(ArchiveQueries, PgBase):
     async def set_archiving(self, on: bool) -> None:
         async with self._tx() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
@@ -98,22 +98,6 @@ class PgArchiveStore(PgBase):
                                    f"FOR EACH ROW WHEN ({cond}) "
                                    f"EXECUTE FUNCTION archive_{name}()")
         self.archiving = on
-
-    async def archive_batch(self, limit: int, max_bytes: int) -> list[tuple[int, str]]:
-        rows = await self._all("SELECT id, record::text AS record FROM archive_outbox "
-                               "ORDER BY id LIMIT ?", (limit,))
-        return batch_lines(rows, max_bytes)
-
-    async def archive_done(self, seqs: list[int]) -> None:
-        if seqs:
-            await self._write("DELETE FROM archive_outbox WHERE id = ANY(?::bigint[])",
-                              (seqs,))
-
-    async def archive_pending(self) -> tuple[int, datetime | None]:
-        row = await self._one("SELECT COUNT(*) AS n, MIN(created_at) AS t FROM archive_outbox")
-        if row is None or not row["n"]:
-            return 0, None
-        return int(row["n"]), row["t"]
 
     async def archive_marker(self, kind: str, now: datetime) -> None:
         await self._write(("INSERT INTO archive_outbox (record, created_at) VALUES "

@@ -20,7 +20,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from jpixd.model import JST
-from jpixd.store.base import StoreError
+from jpixd.store.base import Queries, StoreError
 from jpixd.store.pg import migrate
 
 # Every connection here is the pool's (a string: the class is not subscriptable at run time).
@@ -40,14 +40,15 @@ def q(sql: str) -> str:
 PREFECTURE_MATCH = "(prefectures = '[]'::jsonb OR prefectures @> jsonb_build_array(?::text))"
 
 
-def contains(column: str) -> str:
-    return f"{column} @> jsonb_build_array(?::text)"
-
-
-class PgBase:
+class PgBase(Queries):
     """A pool of connections: statements of different tasks run at once on different
     connections (PostgreSQL keeps them apart), where SQLite's single connection takes
     them one at a time."""
+
+    prefecture_match = PREFECTURE_MATCH
+
+    def contains(self, column: str) -> str:
+        return f"{column} @> jsonb_build_array(?::text)"
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str) -> None:
         self._pool = pool
@@ -98,14 +99,6 @@ class PgBase:
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
         return rowcount(await self._pool.execute(q(sql), *params))
-
-    async def _page(self, table: str, where: list[str], params: list[Any], order: str,
-                    limit: int, offset: int) -> tuple[list[asyncpg.Record], int]:
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        total = await self._one(f"SELECT COUNT(*) AS n FROM {table} {clause}", params)
-        rows = await self._all(f"SELECT * FROM {table} {clause} ORDER BY {order} "
-                               f"LIMIT ? OFFSET ?", [*params, limit, offset])
-        return rows, int(total["n"]) if total else 0
 
 
 # LISTEN/NOTIFY: what one host changed that the others should act on at once (new mail

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from jpixd.model import SendingState
 from jpixd.store.base import to_db
-from jpixd.store.control import sending_from
+from jpixd.store.control import ControlQueries
 from jpixd.store.pg.base import SENDING, Conn, PgBase, notify, q
 
 SENDING_KEY = "sending"
@@ -36,11 +36,7 @@ async def log_change(conn: Conn, subscriber_id: int, actor: str, action: str, de
                        subscriber_id, now, actor, action, detail[:2000])
 
 
-class PgControlStore(PgBase):
-    async def sending_state(self) -> SendingState:
-        row = await self._one("SELECT value FROM control WHERE key = ?", (SENDING_KEY,))
-        return sending_from(row["value"] if row else None)
-
+class PgControlStore(ControlQueries, PgBase):
     async def set_sending(self, *, paused: bool, reason: str | None, actor: str,
                           now: datetime) -> SendingState:
         """Pause or resume sending for every host. A resume restarts the guard's window."""

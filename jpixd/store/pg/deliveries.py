@@ -7,8 +7,7 @@ from datetime import datetime
 
 from jpixd.model import Claimed, Delivery, DeliveryState
 from jpixd.outbox import Retry, retry_action
-from jpixd.store.base import where_equal
-from jpixd.store.deliveries import _claimed, _row_to_delivery
+from jpixd.store.deliveries import DeliveryQueries, _claimed
 from jpixd.store.pg.base import DELIVERIES, PgBase, notify, q
 
 _CLAIMED = """
@@ -24,29 +23,7 @@ _CLAIMED = """
     WHERE d.id = ANY($1::bigint[]) ORDER BY d.priority, d.not_before, d.id"""
 
 
-class PgDeliveryStore(PgBase):
-    async def list_deliveries(self, *, state: str | None = None, notice_id: int | None = None,
-                              subscriber_id: int | None = None, limit: int = 100,
-                              offset: int = 0) -> tuple[list[Delivery], int]:
-        where, params = where_equal(("state", state), ("notice_id", notice_id),
-                                    ("subscriber_id", subscriber_id))
-        rows, total = await self._page("deliveries", where, params, "id", limit, offset)
-        return [_row_to_delivery(r) for r in rows], total
-
-    async def delivery_counts(self) -> dict[DeliveryState, int]:
-        rows = await self._all("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
-        counts = dict.fromkeys(DeliveryState, 0)
-        for row in rows:
-            counts[DeliveryState(row["state"])] = int(row["n"])
-        return counts
-
-    async def oldest_pending_age(self, now: datetime) -> float:
-        row = await self._one(
-            "SELECT MIN(first_due_at) AS t FROM deliveries "
-            "WHERE state IN ('pending', 'retry', 'sending') AND first_due_at <= ?", (now,))
-        oldest = row["t"] if row else None
-        return max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
-
+class PgDeliveryStore(DeliveryQueries, PgBase):
     async def recover_sending(self, now: datetime, claimer: str | None = None) -> int:
         """`claimer`'s rows left in `sending` go out again. Without a claimer (a start-up
         on SQLite, where one process owns the file) every row would: on a database that
@@ -83,16 +60,6 @@ class PgDeliveryStore(PgBase):
             rows = await conn.fetch(_CLAIMED, ids)
         return [_claimed(r) for r in rows], len(expired)
 
-    async def renew_leases(self, claimer: str, until: datetime) -> int:
-        return await self._write(
-            "UPDATE deliveries SET lease_until = ? WHERE claimed_by = ? AND state = 'sending'",
-            (until, claimer))
-
-    async def is_suppressed(self, email: str) -> bool:
-        row = await self._one("SELECT 1 FROM suppressions WHERE email = ? AND lifted_at IS NULL",
-                              (email,))
-        return row is not None
-
     async def mark_sent(self, delivery_id: int, now: datetime, *, transport: str,
                         message_id: str, ses_message_id: str | None) -> None:
         await self.mark_sent_many([(delivery_id, transport, message_id, ses_message_id)], now)
@@ -110,32 +77,10 @@ class PgDeliveryStore(PgBase):
             (now, now, [s[0] for s in sent], [s[1] for s in sent], [s[2] for s in sent],
              [s[3] for s in sent]))
 
-    async def mark_retry(self, delivery_id: int, now: datetime, next_at: datetime,
-                         error: str) -> None:
-        await self._write(
-            "UPDATE deliveries SET state = 'retry', not_before = ?, last_error = ?, "
-            "updated_at = ? WHERE id = ?", (next_at, error, now, delivery_id))
-
-    async def mark_final(self, delivery_id: int, now: datetime, state: DeliveryState,
-                         reason: str) -> None:
-        await self._write(
-            "UPDATE deliveries SET state = ?::text, reason = ?, last_error = CASE WHEN "
-            "?::text = 'failed' THEN ? ELSE last_error END, updated_at = ? WHERE id = ?",
-            (str(state), reason, str(state), reason, now, delivery_id))
-
     async def release(self, delivery_id: int, now: datetime) -> None:
         await self._write(
             "UPDATE deliveries SET state = 'retry', attempts = GREATEST(attempts - 1, 0), "
             "updated_at = ? WHERE id = ? AND state = 'sending'", (now, delivery_id))
-
-    async def next_due_at(self) -> datetime | None:
-        row = await self._one("SELECT MIN(not_before) AS t FROM deliveries "
-                              "WHERE state IN ('pending', 'retry')")
-        return row["t"] if row else None
-
-    async def get_delivery(self, delivery_id: int) -> Delivery | None:
-        row = await self._one("SELECT * FROM deliveries WHERE id = ?", (delivery_id,))
-        return _row_to_delivery(row) if row else None
 
     async def retry_delivery(self, delivery_id: int, now: datetime) -> Delivery | None:
         async with self._tx() as conn:

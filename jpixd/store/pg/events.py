@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
 
 from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
-from jpixd.store.base import where_equal
-from jpixd.store.events import Decider, EventOutcome, _suppression, event_json
+from jpixd.store.events import Decider, EventOutcome, EventQueries
 from jpixd.store.pg.base import Conn, PgBase, execute, q
 from jpixd.store.pg.control import bump_subscribers_version, log_change
 from jpixd.store.pg.tickets import file_bounce, queue_lift_comment
@@ -79,7 +77,7 @@ async def _suppress(conn: Conn, e: MailEvent, event_id: int, decision: Decision,
         await bump_subscribers_version(conn, now)
 
 
-class PgEventStore(PgBase):
+class PgEventStore(EventQueries, PgBase):
     async def record_events(self, events: Sequence[MailEvent], now: datetime, *,
                             decide: Decider, soft_window: timedelta,
                             file_cases: bool = True) -> list[EventOutcome]:
@@ -102,14 +100,6 @@ class PgEventStore(PgBase):
                     out.append(exc)
         return out
 
-    async def guard_counts(self, since: datetime) -> tuple[int, int, int]:
-        sent = await self._one("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'sent' "
-                               "AND sent_at >= ?", (since,))
-        rows = await self._all("SELECT type, COUNT(*) AS n FROM mail_events WHERE "
-                               "counted_in_rate AND occurred_at >= ? GROUP BY type", (since,))
-        by = {r["type"]: int(r["n"]) for r in rows}
-        return (int(sent["n"]) if sent else 0, by.get("Bounce", 0), by.get("Complaint", 0))
-
     async def hourly_activity(self, since: datetime) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         hour = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')"
@@ -122,16 +112,6 @@ class PgEventStore(PgBase):
                                  "'Complaint') AND occurred_at >= ? GROUP BY h, type", (since,)):
             out.setdefault(r["h"], {})[str(r["type"]).lower()] = int(r["n"])
         return out
-
-    async def suppressed_count(self) -> int:
-        row = await self._one("SELECT COUNT(*) AS n FROM suppressions WHERE lifted_at IS NULL")
-        return int(row["n"]) if row else 0
-
-    async def list_suppressions(self, *, limit: int = 100,
-                                offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        rows, total = await self._page("suppressions", ["lifted_at IS NULL"], [],
-                                       "last_event_at DESC", limit, offset)
-        return [_suppression(r) for r in rows], total
 
     async def lift_suppression(self, email: str, *, by: str, now: datetime) -> bool:
         async with self._tx() as conn:
@@ -149,9 +129,3 @@ class PgEventStore(PgBase):
             await queue_lift_comment(conn, email, by, now)
         return True
 
-    async def list_events(self, *, type_: str | None = None, recipient: str | None = None,
-                          limit: int = 100, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        where, params = where_equal(("type", type_), ("recipient", recipient))
-        rows, total = await self._page("mail_events", where, params, "occurred_at DESC, id DESC",
-                                       limit, offset)
-        return [event_json(r) for r in rows], total

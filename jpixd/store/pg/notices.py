@@ -8,13 +8,12 @@ import json
 from datetime import datetime
 
 from jpixd.fanout import retires
-from jpixd.model import OPEN_STATUSES, Change, Notice, Revision, StoredNotice, notice_to_json
-from jpixd.store.base import jlist, where_equal
-from jpixd.store.notices import Planner, RecordResult, _row_to_notice
+from jpixd.model import Change, Notice, notice_to_json
+from jpixd.store.base import jlist
+from jpixd.store.notices import REMEMBER_KEY, UPSERT, NoticeQueries, Planner, RecordResult
 from jpixd.store.pg.archive import created_records, superseded_records
 from jpixd.store.pg.base import (
     DELIVERIES,
-    PREFECTURE_MATCH,
     Conn,
     PgBase,
     execute,
@@ -23,22 +22,6 @@ from jpixd.store.pg.base import (
 )
 from jpixd.store.pg.subscribers import PgSubscriberStore
 
-_UPSERT = """
-INSERT INTO notices (source, external_id, carrier, kind, status, title, body, starts_at,
-                     ends_at, prefectures, localities, services, url, report_number, revision,
-                     first_seen, last_changed, last_seen, windows, fingerprint)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?::jsonb, ?::jsonb, ?, ?, ?, ?, ?, ?, ?::jsonb, ?)
-ON CONFLICT (source, external_id) DO UPDATE SET
-    carrier = excluded.carrier, kind = excluded.kind, status = excluded.status,
-    title = excluded.title, body = excluded.body, starts_at = excluded.starts_at,
-    ends_at = excluded.ends_at, prefectures = excluded.prefectures,
-    localities = excluded.localities, services = excluded.services, url = excluded.url,
-    report_number = excluded.report_number, revision = excluded.revision,
-    last_changed = excluded.last_changed, last_seen = excluded.last_seen,
-    windows = excluded.windows, fingerprint = excluded.fingerprint
-RETURNING id, first_seen
-"""
-
 _DELIVERY_COLUMNS = ("revision_id", "notice_id", "subscriber_id", "email", "purpose", "slot",
                      "priority", "state", "not_before", "created_at", "updated_at",
                      "first_due_at")
@@ -46,35 +29,10 @@ _DELIVERY_COLUMNS = ("revision_id", "notice_id", "subscriber_id", "email", "purp
 
 async def _remember_key(conn: Conn, source: str, key: str, notice_id: int,
                         fingerprint: str | None, report_number: int | None) -> None:
-    await conn.execute(q(
-        "INSERT INTO notice_keys (source, key, notice_id, fingerprint, report_number) "
-        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, key) DO UPDATE SET "
-        "notice_id = excluded.notice_id, "
-        "fingerprint = COALESCE(excluded.fingerprint, notice_keys.fingerprint), "
-        "report_number = COALESCE(excluded.report_number, notice_keys.report_number)"),
-        source, key, notice_id, fingerprint, report_number)
+    await conn.execute(q(REMEMBER_KEY), source, key, notice_id, fingerprint, report_number)
 
 
-class PgNoticeStore(PgSubscriberStore, PgBase):
-    async def notice_by_key(self, source: str, key: str) -> StoredNotice | None:
-        row = await self._one("SELECT n.* FROM notice_keys k JOIN notices n "
-                              "ON n.id = k.notice_id WHERE k.source = ? AND k.key = ?",
-                              (source, key))
-        return _row_to_notice(row) if row else None
-
-    async def open_notices(self, source: str, *,
-                           withdrawn: bool = False) -> list[StoredNotice]:
-        from jpixd.model import NoticeStatus
-        statuses = sorted(OPEN_STATUSES | ({NoticeStatus.WITHDRAWN} if withdrawn else set()))
-        rows = await self._all("SELECT * FROM notices WHERE source = ? AND "
-                               "status = ANY(?::text[]) ORDER BY id",
-                               (source, [str(s) for s in statuses]))
-        return [_row_to_notice(r) for r in rows]
-
-    async def get_notice(self, notice_id: int) -> StoredNotice | None:
-        row = await self._one("SELECT * FROM notices WHERE id = ?", (notice_id,))
-        return _row_to_notice(row) if row else None
-
+class PgNoticeStore(NoticeQueries, PgSubscriberStore, PgBase):
     async def record_revision(self, notice: Notice, *, revision: str, change: Change,
                               now: datetime, planner: Planner,
                               fingerprint: str | None = None,
@@ -96,7 +54,7 @@ class PgNoticeStore(PgSubscriberStore, PgBase):
                 n.source, n.external_id, revision, revision, str(change))
             if same is not None:
                 return RecordResult(int(same[0]), int(same[1]), 0, 0, 0, 0)
-            row = await conn.fetchrow(q(_UPSERT),
+            row = await conn.fetchrow(q(UPSERT),
                 n.source, n.external_id, n.carrier, str(n.kind), str(n.status), n.title,
                 n.body, n.starts_at, n.ends_at, jlist(n.prefectures), jlist(n.localities),
                 jlist(n.services), n.url, n.report_number, revision, now, now, now,
@@ -153,47 +111,3 @@ class PgNoticeStore(PgSubscriberStore, PgBase):
             if source is not None and key is not None:
                 await _remember_key(conn, source, key, notice_id, fingerprint, report_number)
 
-    async def fingerprints(self, source: str) -> dict[str, tuple[int, str | None]]:
-        rows = await self._all("SELECT key, notice_id, fingerprint FROM notice_keys "
-                               "WHERE source = ?", (source,))
-        return {r["key"]: (r["notice_id"], r["fingerprint"]) for r in rows}
-
-    async def list_notices(self, *, source: str | None = None, kind: str | None = None,
-                           status: str | None = None, prefecture: str | None = None,
-                           since: datetime | None = None, limit: int = 100,
-                           offset: int = 0) -> tuple[list[StoredNotice], int]:
-        where, params = where_equal(("source", source), ("kind", kind), ("status", status))
-        if prefecture:
-            where.append(PREFECTURE_MATCH)
-            params.append(prefecture)
-        if since:
-            where.append("last_changed >= ?")
-            params.append(since)
-        rows, total = await self._page("notices", where, params, "last_changed DESC, id DESC",
-                                       limit, offset)
-        return [_row_to_notice(r) for r in rows], total
-
-    async def board_notices(self, *, since: datetime, carrier: str | None = None,
-                            prefecture: str | None = None, kind: str | None = None,
-                            limit: int = 300) -> list[StoredNotice]:
-        where, params = where_equal(("carrier", carrier), ("kind", kind))
-        where += ["(status = ANY(?::text[]) OR last_changed >= ?)", "status != 'withdrawn'"]
-        params += [sorted(str(s) for s in OPEN_STATUSES), since]
-        if prefecture:
-            where.append(PREFECTURE_MATCH)
-            params.append(prefecture)
-        rows = await self._all(f"SELECT * FROM notices WHERE {' AND '.join(where)} "
-                               "ORDER BY last_changed DESC, id DESC LIMIT ?", [*params, limit])
-        return [_row_to_notice(r) for r in rows]
-
-    async def revisions(self, notice_id: int) -> list[Revision]:
-        rows = await self._all("SELECT * FROM notice_revisions WHERE notice_id = ? "
-                               "ORDER BY id", (notice_id,))
-        return [Revision(id=r["id"], revision=r["revision"], change=Change(r["change"]),
-                         content=json.loads(r["content"]), mailed=bool(r["mailed"]),
-                         seen_at=r["seen_at"]) for r in rows]
-
-    async def notice_delivery_counts(self, notice_id: int) -> dict[str, int]:
-        rows = await self._all("SELECT state, COUNT(*) AS n FROM deliveries WHERE notice_id = ? "
-                               "GROUP BY state", (notice_id,))
-        return {r["state"]: int(r["n"]) for r in rows}

@@ -8,21 +8,10 @@ from datetime import datetime
 from jpixd.store.base import to_db
 from jpixd.store.pg.base import PgBase, execute, q
 from jpixd.store.pg.control import MODE_KEY, PUT
-from jpixd.store.shadow import SHADOW_MAIL, CutoverResult, ShadowMail, shadow_mail_from
+from jpixd.store.shadow import CutoverResult, ShadowQueries
 
 
-class PgShadowStore(PgBase):
-    async def mode(self) -> dict[str, object]:
-        row = await self._one("SELECT value FROM control WHERE key = ?", (MODE_KEY,))
-        return dict(json.loads(row["value"])) if row else {}
-
-    async def enter_shadow(self, now: datetime) -> None:
-        mode = await self.mode()
-        if mode.get("shadow"):
-            return
-        await self._write(PUT, (MODE_KEY, json.dumps({"shadow": True, "since": to_db(now)}),
-                                now))
-
+class PgShadowStore(ShadowQueries, PgBase):
     async def mark_shadow(self, delivery_id: int, now: datetime, *, subject: str,
                           message: bytes, charset: str) -> None:
         async with self._tx() as conn:
@@ -36,19 +25,6 @@ class PgShadowStore(PgBase):
                 "subject = excluded.subject, message = excluded.message, "
                 "charset = excluded.charset, rendered_at = excluded.rendered_at"),
                 delivery_id, subject, message, charset, now)
-
-    async def shadow_mail(self, *, since: datetime | None = None,
-                          notice_id: int | None = None) -> list[ShadowMail]:
-        where: list[str] = ["true"]
-        params: list[object] = []
-        if since is not None:
-            where.append("m.rendered_at >= ?")
-            params.append(since)
-        if notice_id is not None:
-            where.append("d.notice_id = ?")
-            params.append(notice_id)
-        rows = await self._all(SHADOW_MAIL.format(where=" AND ".join(where)), params)
-        return [shadow_mail_from(r) for r in rows]
 
     async def cutover(self, now: datetime) -> CutoverResult:
         t = to_db(now)

@@ -11,45 +11,25 @@ from typing import Any
 import asyncpg
 
 from jpixd.model import Subscriber, SubscriberStatus
-from jpixd.store.base import Conflict, jlist, tlist
-from jpixd.store.pg.base import PREFECTURE_MATCH, Conn, PgBase, contains, q
+from jpixd.store.base import Conflict, tlist
+from jpixd.store.pg.base import Conn, PgBase, q
 from jpixd.store.pg.control import VERSION_KEY, bump_subscribers_version, log_change
 from jpixd.store.subscribers import (
-    _COLUMNS,
-    _LISTS,
+    INSERT_RETURNING,
+    SKIP_PENDING,
+    UPDATE_SETS,
     ImportResult,
-    SubscriberChange,
+    SubscriberQueries,
     _row_to_subscriber,
     _same,
     _what,
     plan_import,
+    values_of,
 )
 from jpixd.subscribers import unsent_mail_after
 
 
-def _values(sub: Subscriber) -> list[Any]:
-    out: list[Any] = []
-    for col in _COLUMNS:
-        v = getattr(sub, col)
-        if col in _LISTS:
-            out.append(jlist(v))
-        elif col in ("failure_respects_windows", "paused"):
-            out.append(bool(v))
-        elif col == "status":
-            out.append(str(v))
-        else:
-            out.append(v)
-    return out
-
-
-_INSERT = (f"INSERT INTO subscribers ({', '.join(_COLUMNS)}, created_at, updated_at) "
-           f"VALUES ({', '.join('?::jsonb' if c in _LISTS else '?' for c in _COLUMNS)}, ?, ?) "
-           "RETURNING id")
-_SKIP_PENDING = ("UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
-                 "WHERE subscriber_id = ? AND state IN ('pending', 'retry')")
-
-
-class PgSubscriberStore(PgBase):
+class PgSubscriberStore(SubscriberQueries, PgBase):
     _audience_cache: tuple[int, list[Subscriber]] | None = None
 
     async def create_subscriber(self, sub: Subscriber, now: datetime, *,
@@ -66,43 +46,11 @@ class PgSubscriberStore(PgBase):
             # A savepoint: a duplicate address fails this insert, not the caller's
             # transaction (PostgreSQL aborts a whole transaction on an error).
             async with conn.transaction():
-                new_id = await conn.fetchval(q(_INSERT), *_values(sub), now, now)
+                new_id = await conn.fetchval(q(INSERT_RETURNING), *values_of(sub), now, now)
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"a subscriber with address {sub.email} already exists") from exc
         await bump_subscribers_version(conn, now)
         return int(new_id)
-
-    async def get_subscriber(self, subscriber_id: int) -> Subscriber | None:
-        row = await self._one("SELECT * FROM subscribers WHERE id = ? AND deleted_at IS NULL",
-                              (subscriber_id,))
-        return _row_to_subscriber(row) if row else None
-
-    async def list_subscribers(self, *, email: str | None = None, status: str | None = None,
-                               carrier: str | None = None, prefecture: str | None = None,
-                               kind: str | None = None, query: str | None = None,
-                               limit: int = 100, offset: int = 0) -> tuple[list[Subscriber], int]:
-        where = ["deleted_at IS NULL"]
-        params: list[Any] = []
-        if email:
-            where.append("email = ?")
-            params.append(email)
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        for col, value in (("carriers", carrier), ("kinds", kind)):
-            if value:
-                where.append(contains(col))
-                params.append(value)
-        if prefecture:
-            where.append(PREFECTURE_MATCH)
-            params.append(prefecture)
-        if query:
-            escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            where.append("(email LIKE ? ESCAPE '\\' OR name LIKE ? ESCAPE '\\' "
-                         "OR organization LIKE ? ESCAPE '\\')")
-            params.extend([f"%{escaped}%"] * 3)
-        rows, total = await self._page("subscribers", where, params, "id", limit, offset)
-        return [_row_to_subscriber(r) for r in rows], total
 
     async def update_subscriber(self, subscriber_id: int, changes: dict[str, Any],
                                 now: datetime, *, actor: str = "admin") -> Subscriber | None:
@@ -121,17 +69,16 @@ class PgSubscriberStore(PgBase):
                             now: datetime, actor: str) -> None:
         assert old.id is not None
         await log_change(conn, old.id, actor, *_what(old, new), now)
-        sets = ", ".join(f"{c} = ?::jsonb" if c in _LISTS else f"{c} = ?" for c in _COLUMNS)
         try:
             async with conn.transaction():
-                await conn.execute(q(f"UPDATE subscribers SET {sets}, updated_at = ? "
-                                     "WHERE id = ?"), *_values(new), now, old.id)
+                await conn.execute(q(f"UPDATE subscribers SET {UPDATE_SETS}, updated_at = ? "
+                                     "WHERE id = ?"), *values_of(new), now, old.id)
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"a subscriber with address {new.email} already exists") from exc
         await bump_subscribers_version(conn, now)
         effect = unsent_mail_after(old, new)
         if effect is not None and effect[0] == "skip":
-            await conn.execute(q(_SKIP_PENDING), effect[1], now, old.id)
+            await conn.execute(q(SKIP_PENDING), effect[1], now, old.id)
         elif effect is not None:
             await conn.execute(q("UPDATE deliveries SET email = ?, updated_at = ? "
                                  "WHERE subscriber_id = ? AND state IN ('pending', 'retry')"),
@@ -147,7 +94,7 @@ class PgSubscriberStore(PgBase):
                 return False
             await log_change(conn, subscriber_id, actor, "deleted", "", now)
             await bump_subscribers_version(conn, now)
-            await conn.execute(q(_SKIP_PENDING), "subscriber deleted", now, subscriber_id)
+            await conn.execute(q(SKIP_PENDING), "subscriber deleted", now, subscriber_id)
         return True
 
     async def import_subscribers(self, rows: Sequence[tuple[Subscriber, frozenset[str]]],
@@ -164,7 +111,7 @@ class PgSubscriberStore(PgBase):
                     "SELECT * FROM subscribers WHERE deleted_at IS NULL")}
                 plan = plan_import(existing, rows, reactivate)
                 if plan.new:
-                    await conn.executemany(q(_INSERT), [[*_values(s), now, now]
+                    await conn.executemany(q(INSERT_RETURNING), [[*values_of(s), now, now]
                                                         for s in plan.new])
                 await bump_subscribers_version(conn, now)
                 for old, target in plan.updates:
@@ -187,24 +134,6 @@ class PgSubscriberStore(PgBase):
         created = await self.get_subscriber(new_id)
         assert created is not None
         return created, True
-
-    async def subscriber_by_email(self, email: str) -> Subscriber | None:
-        row = await self._one("SELECT * FROM subscribers WHERE email = ? AND "
-                              "deleted_at IS NULL", (email,))
-        return _row_to_subscriber(row) if row else None
-
-    async def subscriber_changes(self, subscriber_id: int | None = None,
-                                 limit: int = 100) -> list[SubscriberChange]:
-        where = "WHERE subscriber_id = ?" if subscriber_id is not None else ""
-        params: list[Any] = [subscriber_id] if subscriber_id is not None else []
-        rows = await self._all(f"SELECT * FROM subscriber_changes {where} "
-                               "ORDER BY id DESC LIMIT ?", [*params, limit])
-        return [SubscriberChange(r["id"], r["subscriber_id"], r["at"], r["actor"],
-                                 r["action"], r["detail"]) for r in rows]
-
-    async def all_subscribers(self) -> list[Subscriber]:
-        rows = await self._all("SELECT * FROM subscribers WHERE deleted_at IS NULL ORDER BY id")
-        return [_row_to_subscriber(r) for r in rows]
 
     async def _audience(self, conn: Conn) -> tuple[list[Subscriber], frozenset[str]]:
         """Active subscribers and suppressed addresses, read in the caller's transaction,

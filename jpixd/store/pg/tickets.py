@@ -8,9 +8,8 @@ from datetime import datetime, tzinfo
 
 from jpixd.backlog import cases
 from jpixd.bounces.parse import MailEvent
-from jpixd.store.base import to_db, where_equal
 from jpixd.store.pg.base import Conn, PgBase, q
-from jpixd.store.tickets import OPEN_CASES, Ticket, TicketComment, _ticket, open_case
+from jpixd.store.tickets import TicketQueries
 
 
 async def file_bounce(conn: Conn, e: MailEvent, event_id: int | None,
@@ -56,54 +55,7 @@ async def queue_lift_comment(conn: Conn, email: str, by: str, now: datetime) -> 
         cases.lifted_comment(by), now, email)
 
 
-class PgTicketStore(PgBase):
-    async def request_guard_ticket(self, *, reason: str, paused_at: datetime,
-                                   now: datetime) -> bool:
-        marker = cases.new_marker()
-        return await self._write(
-            "INSERT INTO tickets (case_key, kind, marker, state, summary, description, "
-            "priority, last_event_at, created_at, updated_at) VALUES (?, 'guard', ?, "
-            "'intent', ?, ?, 'high', ?, ?, ?) ON CONFLICT (case_key) DO NOTHING",
-            (f"guard:{to_db(paused_at)}", marker, cases.guard_summary(),
-             cases.guard_description(reason, paused_at, marker, self.tz), paused_at,
-             now, now)) > 0
-
-    async def tickets_in(self, *states: str) -> list[Ticket]:
-        rows = await self._all("SELECT * FROM tickets WHERE state = ANY(?::text[]) ORDER BY id",
-                               (list(states),))
-        return [_ticket(r) for r in rows]
-
-    async def tickets_to_create(self, now: datetime) -> list[Ticket]:
-        rows = await self._all("SELECT * FROM tickets WHERE state = 'intent' AND "
-                               "(next_try_at IS NULL OR next_try_at <= ?) ORDER BY id", (now,))
-        return [_ticket(r) for r in rows]
-
-    async def open_cases(self) -> list[tuple[Ticket, cases.CaseFacts]]:
-        return [open_case(r) for r in await self._all(OPEN_CASES)]
-
-    async def ticket_attempt(self, ticket_id: int, now: datetime) -> None:
-        await self._write("UPDATE tickets SET attempted_at = ?, updated_at = ? WHERE id = ?",
-                          (now, now, ticket_id))
-
-    async def ticket_opened(self, ticket_id: int, issue_id: int, issue_key: str,
-                            now: datetime) -> None:
-        await self._write(
-            "UPDATE tickets SET state = 'open', issue_id = ?, issue_key = ?, opened_at = ?, "
-            "attempted_at = NULL, last_error = NULL, tries = 0, next_try_at = NULL, "
-            "updated_at = ? WHERE id = ? AND state = 'intent'",
-            (issue_id, issue_key, now, now, ticket_id))
-
-    async def ticket_refused(self, ticket_id: int, error: str, retry_at: datetime,
-                             now: datetime) -> None:
-        await self._write("UPDATE tickets SET last_error = ?, tries = tries + 1, "
-                          "next_try_at = ?, attempted_at = NULL, updated_at = ? WHERE id = ?",
-                          (error, retry_at, now, ticket_id))
-
-    async def begin_close(self, ticket_id: int, reason: str, now: datetime) -> None:
-        await self._write("UPDATE tickets SET state = 'closing', close_reason = ?, "
-                          "attempted_at = NULL, updated_at = ? WHERE id = ? AND state = 'open'",
-                          (reason, now, ticket_id))
-
+class PgTicketStore(TicketQueries, PgBase):
     async def ticket_ended(self, ticket_id: int, state: str, now: datetime, *,
                            reason: str | None = None, issue_id: int | None = None,
                            issue_key: str | None = None) -> None:
@@ -119,41 +71,3 @@ class PgTicketStore(PgBase):
                                  "ticket_id = ? AND posted_at IS NULL AND dropped_at IS NULL"),
                                now, ticket_id)
 
-    async def comments_to_post(self) -> list[TicketComment]:
-        rows = await self._all(
-            "SELECT c.id, c.ticket_id, t.issue_id, c.content, c.marker, c.attempted_at "
-            "FROM ticket_comments c JOIN tickets t ON t.id = c.ticket_id "
-            "WHERE c.posted_at IS NULL AND c.dropped_at IS NULL AND t.state = 'open' "
-            "ORDER BY c.id")
-        return [TicketComment(id=r["id"], ticket_id=r["ticket_id"], issue_id=r["issue_id"],
-                              content=r["content"], marker=r["marker"],
-                              attempted_at=r["attempted_at"]) for r in rows]
-
-    async def comment_attempt(self, comment_id: int, marker: str, now: datetime) -> None:
-        await self._write("UPDATE ticket_comments SET attempted_at = ?, marker = ? "
-                          "WHERE id = ?", (now, marker, comment_id))
-
-    async def comment_posted(self, comment_id: int, now: datetime) -> None:
-        await self._write("UPDATE ticket_comments SET posted_at = ? WHERE id = ?",
-                          (now, comment_id))
-
-    async def comment_dropped(self, comment_id: int, now: datetime) -> None:
-        await self._write("UPDATE ticket_comments SET dropped_at = ? WHERE id = ?",
-                          (now, comment_id))
-
-    async def ticket_counts(self) -> dict[str, int]:
-        rows = await self._all("SELECT state, COUNT(*) AS n FROM tickets GROUP BY state")
-        counts = {s: 0 for s in ("intent", "open", "closing", "closed", "gone")}
-        counts.update({r["state"]: int(r["n"]) for r in rows})
-        pending = await self._one("SELECT COUNT(*) AS n FROM ticket_comments c JOIN tickets t "
-                                  "ON t.id = c.ticket_id WHERE c.posted_at IS NULL AND "
-                                  "c.dropped_at IS NULL")
-        counts["comments_pending"] = int(pending["n"]) if pending else 0
-        return counts
-
-    async def list_tickets(self, *, state: str | None = None, kind: str | None = None,
-                           email: str | None = None, limit: int = 100,
-                           offset: int = 0) -> tuple[list[Ticket], int]:
-        where, params = where_equal(("state", state), ("kind", kind), ("email", email))
-        rows, total = await self._page("tickets", where, params, "id DESC", limit, offset)
-        return [_ticket(r) for r in rows], total
