@@ -145,6 +145,19 @@ async def store(tmp_path: Path, now: datetime, backend_url: str | None
         await s.close()
 
 
+async def open_backend(tmp_path: Path, url: str | None) -> Store:
+    """The database a daemon configured with `on_backend(url)` will use, opened (and
+    migrated) before it starts, as an operator's earlier run would have left it."""
+    if url is not None:
+        from jpixd.store.pg.store import PgStore
+
+        store: Store = await PgStore.open(url, pool_size=2)  # type: ignore[assignment]
+    else:
+        store = await Store.open(tmp_path / "state" / "jpixd.sqlite3")
+    await store.migrate(datetime.now(UTC))
+    return store
+
+
 async def reopen(store: Store) -> Store:
     """A second connection to the same database, as a restarted daemon would open."""
     url = getattr(store, "url", None)

@@ -16,7 +16,15 @@ import aiohttp
 from jpixd.loop import Loop
 from jpixd.store import Store
 from tests.backlogserver import API_KEY, Fault, backlog_server
-from tests.conftest import DaemonProcess, base_mapping, make_config, running_daemon, toml_dumps
+from tests.conftest import (
+    DaemonProcess,
+    base_mapping,
+    make_config,
+    on_backend,
+    open_backend,
+    running_daemon,
+    toml_dumps,
+)
 from tests.sesnotes import record_bounce, sent_to
 
 
@@ -35,10 +43,12 @@ async def settle(loop: Loop) -> None:
         await asyncio.wait_for(done, 20)
 
 
-async def test_an_outage_shows_in_status_not_in_readiness(tmp_path: Path) -> None:
+async def test_an_outage_shows_in_status_not_in_readiness(tmp_path: Path,
+                                                          backend_url: str | None) -> None:
     async with backlog_server() as fake:
         fake.faults = [Fault(503)]
-        cfg = make_config(tmp_path, backlog=backlog_section(tmp_path, fake.base))
+        cfg = make_config(tmp_path, backlog=backlog_section(tmp_path, fake.base),
+                          **on_backend(backend_url))
         async with running_daemon(cfg) as d, \
                 aiohttp.ClientSession(headers=d.headers) as http:
             rt = d.daemon.runtime
@@ -77,10 +87,10 @@ async def test_an_outage_shows_in_status_not_in_readiness(tmp_path: Path) -> Non
             assert "jpixd_backlog_open_tickets 1.0" in text
 
 
-async def test_a_resume_closes_the_guard_issue_at_once(tmp_path: Path) -> None:
+async def test_a_resume_closes_the_guard_issue_at_once(tmp_path: Path,
+                                                      backend_url: str | None) -> None:
     paused = datetime.now(UTC)
-    store = await Store.open(tmp_path / "state" / "jpixd.sqlite3")
-    await store.migrate(paused)
+    store = await open_backend(tmp_path, backend_url)
     await store.set_sending(paused=True, reason="bounce rate 4.00% (8/200)", actor="guard",
                             now=paused)
     await store.request_guard_ticket(reason="bounce rate 4.00% (8/200)", paused_at=paused,
@@ -88,7 +98,7 @@ async def test_a_resume_closes_the_guard_issue_at_once(tmp_path: Path) -> None:
     await store.close()
     async with backlog_server() as fake:
         section = {**backlog_section(tmp_path, fake.base), "reconcile_interval": "1h"}
-        cfg = make_config(tmp_path, backlog=section)
+        cfg = make_config(tmp_path, backlog=section, **on_backend(backend_url))
         async with running_daemon(cfg) as d, \
                 aiohttp.ClientSession(headers=d.headers) as http:
             assert d.daemon.runtime is not None

@@ -103,17 +103,18 @@ async def test_a_leader_cut_off_stops_before_another_starts(hosts: list[Cluster]
     finally:
         await admin.close()
     overlap: list[int] = []
+    stopped: list[bool] = []
 
     def settled() -> bool:
-        overlap.append(len(_leaders(hosts, "backlog")))
         now = _leaders(hosts, "backlog")
-        return len(now) == 1 and now != [leader.host]
+        overlap.append(len(now))
+        stopped.append(not leader.leads("backlog"))
+        # The cut-off host has noticed and stopped, and one host (another, or the same
+        # one on a new session: whoever took the free lock first) leads again.
+        return any(stopped) and len(now) == 1
 
     await _until(hosts, settled, within=2 * t)
     assert max(overlap) <= 1, "two hosts acted as the backlog leader at once"
-    # The cut-off host comes back (a new session) and leads nothing it has lost.
-    await _until(hosts, lambda: leader.view.connected, within=2 * t)
-    assert not leader.leads("backlog")
 
 
 async def test_a_throttle_on_one_host_slows_the_others(hosts: list[Cluster]) -> None:
