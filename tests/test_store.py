@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -172,3 +173,18 @@ async def test_soft_bounces_recorded_before_migration_12_still_count(
         assert counts == [2]  # the old one and this one
     finally:
         await store.close()
+
+
+async def test_two_imports_of_the_same_file_at_once_create_each_subscriber_once(
+        store: Store, now: datetime) -> None:
+    """Two hosts starting on an empty database both seed the same subscribers (or two
+    operators import one file): the second finds the first's rows, unchanged."""
+    from jpixd.model import Subscriber
+    from jpixd.subscribers import FIELDS
+
+    rows = [(Subscriber(email=f"u{i}@isp.example.jp"), frozenset(FIELDS)) for i in range(50)]
+    a, b = await asyncio.gather(store.import_subscribers(rows, now),
+                                store.import_subscribers(rows, now))
+    assert sorted([a.created, b.created]) == [0, 50]
+    assert sorted([a.unchanged, b.unchanged]) == [0, 50]
+    assert (await store.list_subscribers(limit=1))[1] == 50
