@@ -13,7 +13,8 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
-from jpixd.cluster import ROLES, Cluster
+from jpixd.cluster import Cluster
+from jpixd.loop import LEADER_ROLES as ROLES
 from jpixd.metrics import Metrics
 from tests.pgserver import needs_postgres
 
@@ -68,9 +69,9 @@ async def test_each_role_has_one_leader_and_moves_when_it_dies(hosts: list[Clust
 
     # The leader's process dies: its connection closes, and with it its locks. Its
     # tasks stop at once (cancelled), as a killed process's would.
-    assert leader._task is not None and leader._conn is not None
+    assert leader._task is not None and leader._session is not None
     leader._task.cancel()
-    leader._conn.terminate()
+    leader._session.end()
     died = time.monotonic()
     checks: list[int] = []
 

@@ -23,7 +23,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from jpixd.cluster import ROLES
+from jpixd.loop import LEADER_ROLES as ROLES
 from jpixd.model import Subscriber
 from jpixd.store.pg.store import PgStore
 from tests.backlogserver import API_KEY, backlog_server

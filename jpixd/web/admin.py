@@ -7,6 +7,7 @@ from aiohttp import web
 
 from jpixd import __version__
 from jpixd.backlog.reconciler import Reconciler
+from jpixd.loop import LEADER_ROLES
 from jpixd.mail.sender import Sender
 from jpixd.model import SendingState
 from jpixd.runtime import Runtime
@@ -58,16 +59,10 @@ async def get_status(request: web.Request) -> web.Response:
 
 def _cluster_status(rt: Runtime) -> dict[str, object]:
     """Which host leads which singleton loop: this one all of them on SQLite."""
-    from jpixd.loop import LEADER_ROLES
-
-    cluster = rt.cluster
-    if cluster is None:
+    if rt.cluster is None:
         return {"backend": "sqlite", "host": None, "leads": list(LEADER_ROLES),
                 "hosts": []}
-    view = cluster.view
-    return {"backend": "postgresql", "host": view.host, "leads": view.leads,
-            "connected": view.connected, "sharing_send_rate": cluster.sharing,
-            "hosts": view.hosts}
+    return rt.cluster.status()
 
 
 async def _archive_status(rt: Runtime) -> dict[str, object] | None:
