@@ -298,7 +298,7 @@ class Daemon:
 
         def gained(roles: set[str]) -> None:
             for lp in loops:
-                if lp.role in roles or (lp.name == "housekeeping" and "housekeeping" in roles):
+                if lp.role in roles or lp.part_role in roles:
                     lp.wake.set()
 
         cluster.on_gain(gained)

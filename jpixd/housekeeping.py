@@ -20,6 +20,7 @@ log = structlog.get_logger("jpixd.housekeeping")
 
 class HousekeepingLoop(Loop):
     name = "housekeeping"
+    part_role = "housekeeping"  # pruning; the gauges are kept on every host
 
     def __init__(self, store: HousekeepingStore, metrics: Metrics, clock: Clock,
                  interval: float = 15.0, bounces: BouncesConfig | None = None,
@@ -49,7 +50,7 @@ class HousekeepingLoop(Loop):
         self.metrics.complaint_rate.set(verdict.complaint_rate)
         self.metrics.suppressed_addresses.set(await self.store.suppressed_count())
         # The gauges above on every host (each is scraped); pruning on one.
-        if self.leads("housekeeping") and (
+        if self.leads(self.part_role) and (
                 self.pruned_at is None or now - self.pruned_at >= self.prune_every):
             await self.prune(now)
 

@@ -38,8 +38,10 @@ class Loop(ABC):
 
     name: str = "loop"
     interval: float = 60.0
-    # A loop that must run on one host at a time names its role (LEADER_ROLES).
+    # A loop that must run on one host at a time names its role (LEADER_ROLES); a loop
+    # of which one part must (the guard's judgement, pruning) names that part's role.
     role: str | None = None
+    part_role: str | None = None
 
     def __init__(self) -> None:
         # Set by the admin API ("poll now") or by another component through the store's

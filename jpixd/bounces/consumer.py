@@ -29,6 +29,7 @@ log = structlog.get_logger("jpixd.bounces")
 
 class BounceConsumer(Loop):
     name = "bounces"
+    part_role = "guard"  # judging the rates; every host records events
     interval = 0.0  # the long poll is the wait
 
     def __init__(self, sqs: Any, cfg: BouncesConfig, store: ConsumerStore, metrics: Metrics,
@@ -176,7 +177,7 @@ class BounceConsumer(Loop):
         """Rates over the guard window (since the last resume at the earliest). With
         several hosts, one of them judges (the `guard` role): every host's consumer
         records events, one pauses."""
-        if not self.leads("guard"):
+        if not self.leads(self.part_role):
             return
         state = await self.store.sending_state()
         sent, bounces, complaints = await self.store.guard_counts(
