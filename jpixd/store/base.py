@@ -7,7 +7,7 @@ import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -83,6 +83,36 @@ PREFECTURE_MATCH = ("(prefectures = '[]' OR EXISTS "
                     "(SELECT 1 FROM json_each(prefectures) WHERE value = ?))")
 
 
+# What Tx.notify says to the other hosts (PostgreSQL's LISTEN/NOTIFY): new mail is due;
+# sending was paused or resumed.
+DELIVERIES = "deliveries"
+SENDING = "sending"
+
+# The control row counting changes to the subscribers (see Queries._bump_subscribers).
+SUBSCRIBERS_VERSION = "subscribers_version"
+
+
+class Duplicate(StoreError):
+    """A statement would break a uniqueness rule (either database's own error)."""
+
+
+class Tx(Protocol):
+    """One transaction's statements, the same to both databases (`?` placeholders,
+    datetimes as parameters; a unique violation raises `Duplicate`)."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run it; the number of rows it changed."""
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]: ...
+
+    async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    async def notify(self, what: str) -> None:
+        """Tell the other hosts at the commit (PostgreSQL); nothing on SQLite."""
+
+
 class Queries:
     """What both stores' connections offer the methods they share: statements written
     once, with `?` placeholders, datetimes and booleans as parameters (SQLite's side
@@ -96,8 +126,31 @@ class Queries:
     # A row whose JSON list of prefectures holds the code given, or is empty.
     prefecture_match: str
 
+    # Appended to a SELECT whose row the transaction will change: PostgreSQL locks it
+    # against other hosts; SQLite's BEGIN IMMEDIATE has locked the database already.
+    for_update: str
+    # Counts a change to the subscribers (every host's cached audience is stale).
+    bump_version_sql: str
+
     def contains(self, column: str) -> str:
         """A row whose JSON list in `column` holds the value given."""
+        raise NotImplementedError
+
+    @staticmethod
+    def storable(text: str) -> str:
+        """Text as this database can hold it (SQLite: any)."""
+        return text
+
+    async def _bump_subscribers(self, tx: Tx, now: datetime) -> None:
+        """Count a change to the subscribers, in the same transaction, so that every
+        process and host (the daemon, a CLI import) knows its cached audience is stale."""
+        await tx.execute(self.bump_version_sql, (SUBSCRIBERS_VERSION, now))
+
+    def transaction(self, *, commit: bool = True,
+                    lock: str | None = None) -> AbstractAsyncContextManager[Tx]:
+        """A transaction, committed at the end (rolled back on an error, or always with
+        `commit=False`: a dry run). `lock` names a table no other writer may change
+        meanwhile (SQLite's transactions lock the whole database anyway)."""
         raise NotImplementedError
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
@@ -134,14 +187,32 @@ def sqlite_args(params: Sequence[Any]) -> list[Any]:
 
 
 class SqliteBase(Queries):
-    """One connection shared by every loop; `_tx()` serialises transactions on it with a
-    lock, because aiosqlite would otherwise interleave two tasks' statements inside one
-    BEGIN … COMMIT."""
+    """One connection shared by every loop; `transaction()` and `_tx_sync()` serialise
+    transactions on it with a lock."""
 
     prefecture_match = PREFECTURE_MATCH
+    for_update = ""
+    bump_version_sql = ("INSERT INTO control (key, value, updated_at) VALUES (?, '1', ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, "
+                        "updated_at = excluded.updated_at")
 
     def contains(self, column: str) -> str:
         return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE value = ?)"
+
+    @asynccontextmanager
+    async def transaction(self, *, commit: bool = True,
+                          lock: str | None = None) -> AsyncIterator[Tx]:
+        # The lock serialises transactions on the one connection (aiosqlite would
+        # otherwise interleave two tasks' statements inside one BEGIN … COMMIT); BEGIN
+        # IMMEDIATE takes the database's write lock at once, so `lock` needs nothing more.
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqliteTx(self._db)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT" if commit else "ROLLBACK")
 
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
@@ -201,17 +272,6 @@ class SqliteBase(Queries):
                 await cur.fetchone()
         except Exception as exc:
             raise StoreError(f"database does not answer: {exc}") from exc
-
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
 
     async def _tx_sync(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """A whole transaction as one trip to the database thread: `body` runs there,
@@ -275,3 +335,36 @@ async def fetch_one(db: aiosqlite.Connection, sql: str,
 async def fetch_all(db: aiosqlite.Connection, sql: str,
                     params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
     return list(await db.execute_fetchall(sql, params))
+
+
+class SqliteTx:
+    """`Tx` on the shared connection, inside `SqliteBase._tx`."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            cur = await self._db.execute(sql, sqlite_args(params))
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise Duplicate(str(exc)) from exc
+            raise
+        return cur.rowcount
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        try:
+            return await fetch_one(self._db, sql, sqlite_args(params))
+        except sqlite3.IntegrityError as exc:  # INSERT … RETURNING
+            if "UNIQUE" in str(exc):
+                raise Duplicate(str(exc)) from exc
+            raise
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]:
+        return await fetch_all(self._db, sql, sqlite_args(params))
+
+    async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._db.executemany(sql, [sqlite_args(r) for r in rows])
+
+    async def notify(self, what: str) -> None:
+        """One process on SQLite: its loops are woken directly."""

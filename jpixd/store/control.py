@@ -1,4 +1,5 @@
-"""Process-wide control state: the sending pause and the guard's window start."""
+"""Process-wide control state: the sending pause and the guard's window start (one row of
+`control`, the same SQL on both databases)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import json
 from datetime import datetime
 
 from jpixd.model import SendingState
-from jpixd.store.base import Queries, SqliteBase, fetch_one, from_db, to_db
+from jpixd.store.base import SENDING, Queries, from_db, to_db
 
 _SENDING_KEY = "sending"
+
+# A `control` row written whole (key, JSON value, time).
+PUT = ("INSERT INTO control (key, value, updated_at) VALUES (?, ?, ?) "
+       "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+       "updated_at = excluded.updated_at")
 
 
 def sending_from(value: str | None) -> SendingState:
@@ -21,33 +27,25 @@ def sending_from(value: str | None) -> SendingState:
                         window_start=from_db(data.get("window_start")))
 
 
-class ControlQueries(Queries):
+class ControlStore(Queries):
     async def sending_state(self) -> SendingState:
         row = await self._one("SELECT value FROM control WHERE key = ?", (_SENDING_KEY,))
         return sending_from(row["value"] if row else None)
 
-
-class ControlStore(ControlQueries, SqliteBase):
     async def set_sending(self, *, paused: bool, reason: str | None, actor: str,
                           now: datetime) -> SendingState:
-        """Pause or resume sending. A resume restarts the guard's window at `now`."""
-        async with self._tx() as db:
-            row = await fetch_one(db, "SELECT value FROM control WHERE key = ?", (_SENDING_KEY,))
+        """Pause or resume sending (on every host: they hear of it at the commit). A
+        resume restarts the guard's window at `now`."""
+        async with self.transaction() as tx:
+            # The row locked, so two hosts' pause and resume apply one after the other.
+            row = await tx.one("SELECT value FROM control WHERE key = ?" + self.for_update,
+                               (_SENDING_KEY,))
             old = json.loads(row["value"]) if row else {}
             window_start = old.get("window_start")
             if not paused and old.get("paused"):
                 window_start = to_db(now)
-            value = {
-                "paused": paused,
-                "reason": reason,
-                "actor": actor,
-                "since": to_db(now),
-                "window_start": window_start,
-            }
-            await db.execute(
-                "INSERT INTO control (key, value, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                "updated_at = excluded.updated_at",
-                (_SENDING_KEY, json.dumps(value), to_db(now)),
-            )
+            value = {"paused": paused, "reason": reason, "actor": actor, "since": to_db(now),
+                     "window_start": window_start}
+            await tx.execute(PUT, (_SENDING_KEY, json.dumps(value), now))
+            await tx.notify(SENDING)
         return await self.sending_state()

@@ -19,10 +19,10 @@ from jpixd.model import (
 )
 from jpixd.outbox import Retry, retry_action
 from jpixd.store.base import (
+    DELIVERIES,
     Queries,
     Row,
     SqliteBase,
-    fetch_one,
     from_db,
     from_db_req,
     tlist,
@@ -44,7 +44,41 @@ def _row_to_delivery(row: Row) -> Delivery:
 
 
 class DeliveryQueries(Queries):
-    """The outbox's reads and single-row outcomes, the same SQL on both databases."""
+    """The outbox's reads, outcomes and an admin's retry, the same SQL on both databases
+    (the claim and the recording of sent mail are each store's own: the hot path)."""
+
+    async def release(self, delivery_id: int, now: datetime) -> None:
+        """Put a claimed, unsent delivery back as it was (pause, shutdown)."""
+        await self._write(
+            "UPDATE deliveries SET state = 'retry', "
+            "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
+            "updated_at = ? WHERE id = ? AND state = 'sending'", (now, delivery_id))
+
+    async def retry_delivery(self, delivery_id: int, now: datetime) -> Delivery | None:
+        """An admin's retry: failed, skipped or retry rows become due now."""
+        async with self.transaction() as tx:
+            row = await tx.one("SELECT state FROM deliveries WHERE id = ?" + self.for_update,
+                               (delivery_id,))
+            if row is None:
+                return None
+            action = retry_action(DeliveryState(row["state"]))
+            if action == Retry.RESEND:
+                await tx.execute(
+                    "UPDATE deliveries SET state = 'pending', not_before = ?, attempts = 0, "
+                    "first_due_at = ?, reason = 'retried by admin', updated_at = ? "
+                    "WHERE id = ?", (now, now, now, delivery_id))
+            elif action == Retry.HURRY:
+                # Waiting for the subscriber's delivery window (or a reminder's time):
+                # due now, as the admin asked.
+                await tx.execute(
+                    "UPDATE deliveries SET "
+                    "not_before = CASE WHEN not_before < ? THEN not_before ELSE ? END, "
+                    "first_due_at = CASE WHEN first_due_at < ? THEN first_due_at ELSE ? END, "
+                    "reason = 'sent now by admin', updated_at = ? WHERE id = ?",
+                    (now, now, now, now, now, delivery_id))
+            if action in (Retry.RESEND, Retry.HURRY):
+                await tx.notify(DELIVERIES)  # whichever host's sender is idle
+        return await self.get_delivery(delivery_id)
 
     async def list_deliveries(self, *, state: str | None = None, notice_id: int | None = None,
                               subscriber_id: int | None = None, limit: int = 100,
@@ -116,12 +150,10 @@ class DeliveryStore(DeliveryQueries, SqliteBase):
         broke), or every one (at start-up, under the state directory's lock, so no other
         process can be sending them)."""
         who, params = ("AND claimed_by = ?", [claimer]) if claimer is not None else ("", [])
-        async with self._tx() as db:
-            cur = await db.execute(
-                "UPDATE deliveries SET state = 'retry', not_before = ?, updated_at = ?, "
-                "reason = 'recovered after a crash', claimed_by = NULL, lease_until = NULL "
-                f"WHERE state = 'sending' {who}", (to_db(now), to_db(now), *params))
-            return cur.rowcount
+        return await self._write(
+            "UPDATE deliveries SET state = 'retry', not_before = ?, updated_at = ?, "
+            "reason = 'recovered after a crash', claimed_by = NULL, lease_until = NULL "
+            f"WHERE state = 'sending' {who}", (now, now, *params))
 
     async def claim(self, now: datetime, limit: int, *, claimer: str,
                     lease_until: datetime) -> tuple[list[Claimed], int]:
@@ -179,35 +211,6 @@ class DeliveryStore(DeliveryQueries, SqliteBase):
                 "message_id = ?, ses_message_id = ?, last_error = NULL, reason = NULL, "
                 "updated_at = ? WHERE id = ?",
                 [(t, tr, mid, ses, t, did) for did, tr, mid, ses in sent])
-
-    async def release(self, delivery_id: int, now: datetime) -> None:
-        """Put a claimed, unsent delivery back as it was (pause, shutdown)."""
-        await self._write(
-            "UPDATE deliveries SET state = 'retry', attempts = MAX(attempts - 1, 0), "
-            "updated_at = ? WHERE id = ? AND state = 'sending'", (to_db(now), delivery_id))
-
-    async def retry_delivery(self, delivery_id: int, now: datetime) -> Delivery | None:
-        """An admin's retry: failed, skipped or retry rows become due now."""
-        async with self._tx() as db:
-            row = await fetch_one(db, "SELECT state FROM deliveries WHERE id = ?",
-                                  (delivery_id,))
-            if row is None:
-                return None
-            action = retry_action(DeliveryState(row["state"]))
-            if action == Retry.RESEND:
-                await db.execute(
-                    "UPDATE deliveries SET state = 'pending', not_before = ?, attempts = 0, "
-                    "first_due_at = ?, reason = 'retried by admin', updated_at = ? "
-                    "WHERE id = ?", (to_db(now), to_db(now), to_db(now), delivery_id))
-            elif action == Retry.HURRY:
-                # Waiting for the subscriber's delivery window (or a reminder's time):
-                # due now, as the admin asked.
-                await db.execute(
-                    "UPDATE deliveries SET not_before = MIN(not_before, ?), "
-                    "first_due_at = MIN(first_due_at, ?), "
-                    "reason = 'sent now by admin', updated_at = ? WHERE id = ?",
-                    (to_db(now), to_db(now), to_db(now), delivery_id))
-        return await self.get_delivery(delivery_id)
 
 
 def _claimed(r: Row) -> Claimed:

@@ -20,13 +20,11 @@ from jpixd.store.base import (
     Row,
     SqliteBase,
     as_text,
-    fetch_one,
     from_db,
     to_db,
     where_equal,
 )
 from jpixd.store.subscribers import (
-    bump_subscribers_version,
     bump_version_sync,
     log_change,
     log_change_sync,
@@ -114,6 +112,25 @@ class EventQueries(Queries):
     """The guard's counts and the events' and suppressions' reads, the same SQL on both
     databases."""
 
+    async def lift_suppression(self, email: str, *, by: str, now: datetime) -> bool:
+        """Lift it (the history stays); a suppressed subscriber becomes active again."""
+        async with self.transaction() as tx:
+            if await tx.execute("UPDATE suppressions SET lifted_at = ?, lifted_by = ? "
+                                "WHERE email = ? AND lifted_at IS NULL", (now, by, email)) == 0:
+                return False
+            row = await tx.one("SELECT id FROM subscribers WHERE email = ? AND "
+                               "deleted_at IS NULL AND status = 'suppressed'" + self.for_update,
+                               (email,))
+            if row is not None:
+                await tx.execute("UPDATE subscribers SET status = 'active', updated_at = ? "
+                                 "WHERE id = ?", (now, row["id"]))
+                await log_change(tx, int(row["id"]), by, "updated",
+                                 "status: suppressed → active (suppression lifted)", now)
+                await self._bump_subscribers(tx, now)
+            # Said on the address's open Backlog issue too (the reconciler posts it).
+            await queue_lift_comment(tx, email, by, now)
+        return True
+
     async def guard_counts(self, since: datetime) -> tuple[int, int, int]:
         """(mails sent, counted hard bounces, counted complaints) since `since`."""
         sent = await self._one("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'sent' "
@@ -195,25 +212,6 @@ class EventStore(EventQueries, SqliteBase):
             out.setdefault(r["h"], {})[str(r["type"]).lower()] = int(r["n"])
         return out
 
-    async def lift_suppression(self, email: str, *, by: str, now: datetime) -> bool:
-        """Lift it (the history stays); a suppressed subscriber becomes active again."""
-        async with self._tx() as db:
-            cur = await db.execute("UPDATE suppressions SET lifted_at = ?, lifted_by = ? "
-                                   "WHERE email = ? AND lifted_at IS NULL",
-                                   (to_db(now), by, email))
-            if cur.rowcount == 0:
-                return False
-            row = await fetch_one(db, "SELECT id FROM subscribers WHERE email = ? AND "
-                                      "deleted_at IS NULL AND status = 'suppressed'", (email,))
-            if row is not None:
-                await db.execute("UPDATE subscribers SET status = 'active', updated_at = ? "
-                                 "WHERE id = ?", (to_db(now), row["id"]))
-                await log_change(db, int(row["id"]), by, "updated",
-                                 "status: suppressed → active (suppression lifted)", now)
-                await bump_subscribers_version(db, now)
-            # Said on the address's open Backlog issue too (the reconciler posts it).
-            await queue_lift_comment(db, email, by, now)
-        return True
 
 
 

@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime
 
 from jpixd.model import SourceState
-from jpixd.store.base import Queries, Row, SqliteBase, as_text, from_db, to_db, where_equal
+from jpixd.store.base import Queries, Row, as_text, from_db, where_equal
 
 _STATE_COLUMNS = ("etag", "last_modified", "permanent_url", "baseline_done",
                   "last_attempt_at", "last_success_at", "last_error_at", "last_error",
@@ -38,8 +38,25 @@ def quarantined_entry(r: Row) -> dict[str, object]:
     return entry
 
 
-class FeedQueries(Queries):
+class FeedStore(Queries):
     """Poll state and the quarantine's reads, the same SQL on both databases."""
+
+    async def quarantine(self, *, origin: str, ref: str, reason: str, payload: str,
+                         now: datetime, incident: str | None = None) -> bool:
+        """Keep what could not be understood, verbatim. False if this exact thing is
+        already there (a feed that keeps showing a broken item). An incident id (the
+        crash barrier's, also in its log line) is kept with the reason but is not part of
+        what makes two entries the same."""
+        digest = hashlib.sha256(f"{ref}\0{reason}\0{payload}".encode("utf-8", "replace")
+                                ).hexdigest()
+        if incident:
+            reason = f"{reason} (incident {incident})"
+        payload = payload.encode("utf-8", "replace").decode("utf-8")  # lone surrogates
+        return await self._write(
+            "INSERT INTO quarantine (origin, ref, reason, payload, received_at, digest) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (origin, digest) DO NOTHING",
+            (origin, self.storable(ref), self.storable(reason), self.storable(payload), now,
+             digest)) > 0
 
     async def source_state(self, source: str) -> SourceState:
         row = await self._one("SELECT * FROM source_state WHERE source = ?", (source,))
@@ -73,24 +90,3 @@ class FeedQueries(Queries):
         rows = await (self._all(sql + " WHERE origin = ? ORDER BY id", (origin,)) if origin
                       else self._all(sql + " ORDER BY id"))
         return [quarantined_entry(r) for r in rows]
-
-
-class FeedStore(FeedQueries, SqliteBase):
-    async def quarantine(self, *, origin: str, ref: str, reason: str, payload: str,
-                         now: datetime, incident: str | None = None) -> bool:
-        """Keep what could not be understood, verbatim. False if this exact thing is
-        already there (a feed that keeps showing a broken item). An incident id (the
-        crash barrier's, also in its log line) is kept with the reason but is not part of
-        what makes two entries the same."""
-        digest = hashlib.sha256(f"{ref}\0{reason}\0{payload}".encode("utf-8", "replace")
-                                ).hexdigest()
-        if incident:
-            reason = f"{reason} (incident {incident})"
-        payload = payload.encode("utf-8", "replace").decode("utf-8")  # lone surrogates
-        async with self._tx() as db:
-            cur = await db.execute(
-                "INSERT INTO quarantine (origin, ref, reason, payload, received_at, digest) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (origin, digest) DO NOTHING",
-                (origin, ref, reason, payload, to_db(now), digest))
-            return cur.rowcount > 0
-

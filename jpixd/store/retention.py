@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from jpixd.store.base import SqliteBase, to_db
+from jpixd.store.base import Queries, marks
 
 BATCH = 500
 
@@ -63,7 +63,7 @@ class Pruned:
     counts: dict[str, int]
 
 
-class RetentionStore(SqliteBase):
+class RetentionStore(Queries):
     async def prune(self, cutoffs: dict[str, datetime], *, batch: int = BATCH,
                     max_batches: int = 100) -> Pruned:
         """Delete what is older than its cutoff, at most `batch` rows a transaction and
@@ -76,14 +76,12 @@ class RetentionStore(SqliteBase):
             choose, deletes = _RULES[what]
             while budget > 0:
                 budget -= 1
-                async with self._tx() as db:
-                    async with db.execute(choose, (to_db(cutoffs[what]), batch)) as cur:
-                        ids = [int(r[0]) for r in await cur.fetchall()]
+                async with self.transaction() as tx:
+                    ids = [int(r["id"]) for r in await tx.all(choose, (cutoffs[what], batch))]
                     if not ids:
                         break
-                    marks = ", ".join("?" for _ in ids)
                     for sql in deletes:
-                        await db.execute(sql.format(ids=marks), ids)
+                        await tx.execute(sql.format(ids=marks(ids)), ids)
                 counts[what] += len(ids)
                 if len(ids) < batch:
                     break

@@ -10,11 +10,11 @@ in shadow holds deliveries for notices the old system has already announced, and
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
-from jpixd.store.base import Queries, Row, SqliteBase, from_db_req, to_db
+from jpixd.store.base import Queries, Row, from_db_req, to_db
+from jpixd.store.control import PUT
 
 _MODE_KEY = "mode"
 
@@ -56,8 +56,8 @@ def shadow_mail_from(r: Row) -> ShadowMail:
                       from_db_req(r["rendered_at"]), bytes(r["message"]))
 
 
-class ShadowQueries(Queries):
-    """The mode and the kept mail, the same SQL on both databases."""
+class ShadowStore(Queries):
+    """The mode, the kept mail and the cut-over, the same SQL on both databases."""
 
     async def mode(self) -> dict[str, object]:
         """{"shadow": bool, "since": …, "cutover_at": …}; {} for a database never run in
@@ -70,9 +70,7 @@ class ShadowQueries(Queries):
         if mode.get("shadow"):
             return
         value = json.dumps({"shadow": True, "since": to_db(now)})
-        await self._write("INSERT INTO control (key, value, updated_at) VALUES (?, ?, ?) "
-                          "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                          "updated_at = excluded.updated_at", (_MODE_KEY, value, now))
+        await self._write(PUT, (_MODE_KEY, value, now))
 
     async def shadow_mail(self, *, since: datetime | None = None,
                           notice_id: int | None = None) -> list[ShadowMail]:
@@ -87,47 +85,42 @@ class ShadowQueries(Queries):
         rows = await self._all(SHADOW_MAIL.format(where=" AND ".join(where)), params)
         return [shadow_mail_from(r) for r in rows]
 
-
-class ShadowStore(ShadowQueries, SqliteBase):
     async def mark_shadow(self, delivery_id: int, now: datetime, *, subject: str,
                           message: bytes, charset: str) -> None:
         """A claimed delivery rendered and kept, not sent: final, like `sent`."""
-        t = to_db(now)
-
-        def body(db: sqlite3.Connection) -> None:
-            db.execute("UPDATE deliveries SET state = 'shadow', sent_at = NULL, "
-                       "transport = 'shadow', reason = 'shadow mode: rendered, not sent', "
-                       "updated_at = ? WHERE id = ? AND state = 'sending'", (t, delivery_id))
-            db.execute("INSERT OR REPLACE INTO shadow_mail (delivery_id, subject, message, "
-                       "charset, rendered_at) VALUES (?, ?, ?, ?, ?)",
-                       (delivery_id, subject, message, charset, t))
-
-        await self._tx_sync(body)
+        async with self.transaction() as tx:
+            await tx.execute("UPDATE deliveries SET state = 'shadow', sent_at = NULL, "
+                             "transport = 'shadow', reason = 'shadow mode: rendered, not sent', "
+                             "updated_at = ? WHERE id = ? AND state = 'sending'",
+                             (now, delivery_id))
+            await tx.execute("INSERT INTO shadow_mail (delivery_id, subject, message, charset, "
+                             "rendered_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (delivery_id) "
+                             "DO UPDATE SET subject = excluded.subject, message = "
+                             "excluded.message, charset = excluded.charset, "
+                             "rendered_at = excluded.rendered_at",
+                             (delivery_id, subject, message, charset, now))
 
     async def cutover(self, now: datetime) -> CutoverResult:
         """Everything seen so far counts as announced by the old system: notice mail not
         yet sent is closed (`skipped`, "cut-over"), reminders still ahead are kept, and
         the database leaves shadow mode: the next `jpixd run` sends for real."""
-        t = to_db(now)
-
-        def body(db: sqlite3.Connection) -> CutoverResult:
-            skipped = db.execute(
+        async with self.transaction() as tx:
+            skipped = await tx.execute(
                 "UPDATE deliveries SET state = 'skipped', reason = 'cut-over: announced by "
                 "the old system', updated_at = ? WHERE purpose = 'notice' "
-                "AND state IN ('pending', 'retry', 'sending')", (t,)).rowcount
-            kept = db.execute("SELECT COUNT(*) FROM deliveries WHERE purpose = 'reminder' "
-                              "AND state IN ('pending', 'retry')").fetchone()[0]
+                "AND state IN ('pending', 'retry', 'sending')", (now,))
+            kept = await tx.one("SELECT COUNT(*) AS n FROM deliveries WHERE purpose = "
+                                "'reminder' AND state IN ('pending', 'retry')")
             # A reminder taken in flight by a shadow round goes back to wait its turn.
-            db.execute("UPDATE deliveries SET state = 'retry', updated_at = ? "
-                       "WHERE purpose = 'reminder' AND state = 'sending'", (t,))
-            shadow = db.execute("SELECT COUNT(*) FROM deliveries WHERE state = 'shadow'"
-                                ).fetchone()[0]
-            row = db.execute("SELECT value FROM control WHERE key = ?", (_MODE_KEY,)).fetchone()
+            await tx.execute("UPDATE deliveries SET state = 'retry', updated_at = ? "
+                             "WHERE purpose = 'reminder' AND state = 'sending'", (now,))
+            shadow = await tx.one("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'shadow'")
+            row = await tx.one("SELECT value FROM control WHERE key = ?" + self.for_update,
+                               (_MODE_KEY,))
             mode = json.loads(row["value"]) if row else {}
-            value = json.dumps({"shadow": False, "since": mode.get("since"), "cutover_at": t})
-            db.execute("INSERT INTO control (key, value, updated_at) VALUES (?, ?, ?) "
-                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                       "updated_at = excluded.updated_at", (_MODE_KEY, value, t))
-            return CutoverResult(skipped, int(kept), int(shadow))
+            value = json.dumps({"shadow": False, "since": mode.get("since"),
+                                "cutover_at": to_db(now)})
+            await tx.execute(PUT, (_MODE_KEY, value, now))
+        assert kept is not None and shadow is not None
+        return CutoverResult(skipped, int(kept["n"]), int(shadow["n"]))
 
-        return await self._tx_sync(body)

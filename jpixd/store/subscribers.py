@@ -18,12 +18,13 @@ import aiosqlite
 
 from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.store.base import (
+    SUBSCRIBERS_VERSION,
     Conflict,
+    Duplicate,
     Queries,
     Row,
     SqliteBase,
-    fetch_all,
-    fetch_one,
+    Tx,
     from_db,
     from_db_req,
     jlist,
@@ -98,22 +99,14 @@ SKIP_PENDING = (
 )
 
 
-_VERSION_KEY = "subscribers_version"
+_VERSION_KEY = SUBSCRIBERS_VERSION
 
 
-# Each is run two ways: awaited inside an aiosqlite transaction, or called on the
-# database thread inside `_tx_sync` (the `_sync` functions). One statement either way.
-_BUMP_VERSION = ("INSERT INTO control (key, value, updated_at) VALUES (?, '1', ?) "
-                 "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, "
-                 "updated_at = excluded.updated_at")
+# Also called on SQLite's database thread inside `_tx_sync` (the `_sync` functions, for
+# a bounce that suppresses a subscriber).
+_BUMP_VERSION = SqliteBase.bump_version_sql
 _LOG_CHANGE = ("INSERT INTO subscriber_changes (subscriber_id, at, actor, action, detail) "
                "VALUES (?, ?, ?, ?, ?)")
-
-
-async def bump_subscribers_version(db: aiosqlite.Connection, now: datetime) -> None:
-    """Count a change to the subscribers, in the same transaction, so that every process
-    (the daemon, a CLI import) knows its cached audience is stale."""
-    await db.execute(_BUMP_VERSION, (_VERSION_KEY, to_db(now)))
 
 
 @dataclass(frozen=True)
@@ -142,9 +135,10 @@ def bump_version_sync(db: sqlite3.Connection, now: datetime) -> None:
     db.execute(_BUMP_VERSION, (_VERSION_KEY, to_db(now)))
 
 
-async def log_change(db: aiosqlite.Connection, subscriber_id: int, actor: str, action: str,
-                     detail: str, now: datetime) -> None:
-    await db.execute(_LOG_CHANGE, _change_row(subscriber_id, actor, action, detail, now))
+async def log_change(tx: Tx, subscriber_id: int, actor: str, action: str, detail: str,
+                     now: datetime) -> None:
+    """Who changed a subscriber, how and when, in the change's own transaction."""
+    await tx.execute(_LOG_CHANGE, (subscriber_id, now, actor, action, detail[:2000]))
 
 
 def _what(old: Subscriber, new: Subscriber) -> tuple[str, str]:
@@ -217,7 +211,101 @@ def plan_import(existing: dict[str, Subscriber],
 
 
 class SubscriberQueries(Queries):
-    """Subscribers' reads, the same SQL on both databases."""
+    """Subscribers: reads and changes, the same SQL on both databases (the audience a
+    fan-out reads is each store's own)."""
+
+    async def create_subscriber(self, sub: Subscriber, now: datetime, *,
+                                actor: str = "admin") -> Subscriber:
+        async with self.transaction() as tx:
+            new_id = await self._insert_subscriber(tx, sub, now)
+            await log_change(tx, new_id, actor, "created", f"status: {sub.status}", now)
+        created = await self.get_subscriber(new_id)
+        assert created is not None
+        return created
+
+    async def _insert_subscriber(self, tx: Tx, sub: Subscriber, now: datetime) -> int:
+        try:
+            row = await tx.one(INSERT_RETURNING, [*values_of(sub), now, now])
+        except Duplicate as exc:
+            raise Conflict(f"a subscriber with address {sub.email} already exists") from exc
+        await self._bump_subscribers(tx, now)
+        assert row is not None
+        return int(row["id"])
+
+    async def update_subscriber(self, subscriber_id: int, changes: dict[str, Any],
+                                now: datetime, *, actor: str = "admin") -> Subscriber | None:
+        """Apply validated changes; None if there is no such live subscriber."""
+        async with self.transaction() as tx:
+            row = await tx.one("SELECT * FROM subscribers WHERE id = ? AND deleted_at IS NULL"
+                               + self.for_update, (subscriber_id,))
+            if row is None:
+                return None
+            old = _row_to_subscriber(row)
+            new = replace(old, **changes)
+            if not _same(old, new):
+                await self._write_update(tx, old, new, now, actor)
+        return await self.get_subscriber(subscriber_id)
+
+    async def _write_update(self, tx: Tx, old: Subscriber, new: Subscriber, now: datetime,
+                            actor: str) -> None:
+        assert old.id is not None
+        await log_change(tx, old.id, actor, *_what(old, new), now)
+        try:
+            await tx.execute(f"UPDATE subscribers SET {UPDATE_SETS}, updated_at = ? "
+                             "WHERE id = ?", [*values_of(new), now, old.id])
+        except Duplicate as exc:
+            raise Conflict(f"a subscriber with address {new.email} already exists") from exc
+        await self._bump_subscribers(tx, now)
+        effect = unsent_mail_after(old, new)
+        if effect is not None and effect[0] == "skip":
+            await tx.execute(SKIP_PENDING, (effect[1], now, old.id))
+        elif effect is not None:  # readdress: mail not yet sent goes to the new address
+            await tx.execute(
+                "UPDATE deliveries SET email = ?, updated_at = ? WHERE subscriber_id = ? "
+                "AND state IN ('pending', 'retry')", (new.email, now, old.id))
+
+    async def delete_subscriber(self, subscriber_id: int, now: datetime, *,
+                                actor: str = "admin") -> bool:
+        async with self.transaction() as tx:
+            if await tx.execute("UPDATE subscribers SET deleted_at = ?, updated_at = ? "
+                                "WHERE id = ? AND deleted_at IS NULL",
+                                (now, now, subscriber_id)) == 0:
+                return False
+            await log_change(tx, subscriber_id, actor, "deleted", "", now)
+            await self._bump_subscribers(tx, now)
+            await tx.execute(SKIP_PENDING, ("subscriber deleted", now, subscriber_id))
+        return True
+
+    async def import_subscribers(self, rows: Sequence[tuple[Subscriber, frozenset[str]]],
+                                 now: datetime, *, dry_run: bool = False,
+                                 reactivate: bool = False) -> ImportResult:
+        """Create or update by address, all in one transaction (rolled back on dry runs),
+        as `plan_import` decides; one import at a time (two hosts seeding the same file:
+        the second finds the first's rows)."""
+        async with self.transaction(commit=not dry_run, lock="subscribers") as tx:
+            existing = {r["email"]: _row_to_subscriber(r) for r in await tx.all(
+                "SELECT * FROM subscribers WHERE deleted_at IS NULL")}
+            plan = plan_import(existing, rows, reactivate)
+            await tx.many(_INSERT, [[*values_of(s), now, now] for s in plan.new])
+            await self._bump_subscribers(tx, now)
+            for old, target in plan.updates:
+                await self._write_update(tx, old, target, now, "import")
+        return plan.result()
+
+    async def signup(self, sub: Subscriber, now: datetime) -> tuple[Subscriber, bool]:
+        """A sign-up: a new `pending` subscriber, or (False) the live one the address
+        already has, unchanged: a stranger's form must not alter somebody's settings."""
+        async with self.transaction() as tx:
+            row = await tx.one("SELECT * FROM subscribers WHERE email = ? AND "
+                               "deleted_at IS NULL", (sub.email,))
+            if row is not None:
+                return _row_to_subscriber(row), False
+            pending = replace(sub, status=SubscriberStatus.PENDING, paused=False)
+            new_id = await self._insert_subscriber(tx, pending, now)
+            await log_change(tx, new_id, "self-service", "created", "status: pending", now)
+        created = await self.get_subscriber(new_id)
+        assert created is not None
+        return created, True
 
     async def get_subscriber(self, subscriber_id: int) -> Subscriber | None:
         row = await self._one("SELECT * FROM subscribers WHERE id = ? AND deleted_at IS NULL",
@@ -277,112 +365,6 @@ class SubscriberStore(SubscriberQueries, SqliteBase):
         super().__init__(db, path)
         # (version, audience): see _audience.
         self._audience_cache: tuple[int, list[Subscriber]] | None = None
-
-    async def create_subscriber(self, sub: Subscriber, now: datetime, *,
-                                actor: str = "admin") -> Subscriber:
-        async with self._tx() as db:
-            new_id = await self._insert_subscriber(db, sub, now)
-            await log_change(db, new_id, actor, "created", f"status: {sub.status}", now)
-        created = await self.get_subscriber(new_id)
-        assert created is not None
-        return created
-
-    async def _insert_subscriber(self, db: aiosqlite.Connection, sub: Subscriber,
-                                 now: datetime) -> int:
-        try:
-            cur = await db.execute(_INSERT, [*values_of(sub), to_db(now), to_db(now)])
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"a subscriber with address {sub.email} already exists") from exc
-        await bump_subscribers_version(db, now)
-        assert cur.lastrowid is not None
-        return cur.lastrowid
-
-    async def update_subscriber(self, subscriber_id: int, changes: dict[str, Any],
-                                now: datetime, *, actor: str = "admin") -> Subscriber | None:
-        """Apply validated changes; None if there is no such live subscriber."""
-        async with self._tx() as db:
-            row = await fetch_one(db, "SELECT * FROM subscribers WHERE id = ? AND "
-                                      "deleted_at IS NULL", (subscriber_id,))
-            if row is None:
-                return None
-            old = _row_to_subscriber(row)
-            new = replace(old, **changes)
-            if not _same(old, new):
-                await self._write_update(db, old, new, now, actor)
-        return await self.get_subscriber(subscriber_id)
-
-    async def _write_update(self, db: aiosqlite.Connection, old: Subscriber, new: Subscriber,
-                            now: datetime, actor: str) -> None:
-        assert old.id is not None
-        await log_change(db, old.id, actor, *_what(old, new), now)
-        try:
-            await db.execute(f"UPDATE subscribers SET {UPDATE_SETS}, updated_at = ? "
-                             "WHERE id = ?",
-                             [*values_of(new), to_db(now), old.id])
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(f"a subscriber with address {new.email} already exists") from exc
-        await bump_subscribers_version(db, now)
-        effect = unsent_mail_after(old, new)
-        if effect is not None and effect[0] == "skip":
-            await db.execute(SKIP_PENDING, (effect[1], to_db(now), old.id))
-        elif effect is not None:  # readdress: mail not yet sent goes to the new address
-            await db.execute(
-                "UPDATE deliveries SET email = ?, updated_at = ? WHERE subscriber_id = ? "
-                "AND state IN ('pending', 'retry')", (new.email, to_db(now), old.id))
-
-    async def delete_subscriber(self, subscriber_id: int, now: datetime, *,
-                                actor: str = "admin") -> bool:
-        async with self._tx() as db:
-            cur = await db.execute("UPDATE subscribers SET deleted_at = ?, updated_at = ? "
-                                   "WHERE id = ? AND deleted_at IS NULL",
-                                   (to_db(now), to_db(now), subscriber_id))
-            if cur.rowcount == 0:
-                return False
-            await log_change(db, subscriber_id, actor, "deleted", "", now)
-            await bump_subscribers_version(db, now)
-            await db.execute(SKIP_PENDING, ("subscriber deleted", to_db(now), subscriber_id))
-        return True
-
-    async def import_subscribers(self, rows: Sequence[tuple[Subscriber, frozenset[str]]],
-                                 now: datetime, *, dry_run: bool = False,
-                                 reactivate: bool = False) -> ImportResult:
-        """Create or update by address, all in one transaction (rolled back on dry runs).
-
-        Each row is (subscriber, the columns its file has): an update changes only those
-        columns; `status` only when the file has it, and an unsubscribed or suppressed
-        subscriber is never made active again without `reactivate`."""
-        async with self._lock:
-            db = self._db
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                existing = {r["email"]: _row_to_subscriber(r) for r in await fetch_all(
-                    db, "SELECT * FROM subscribers WHERE deleted_at IS NULL")}
-                plan = plan_import(existing, rows, reactivate)
-                await db.executemany(_INSERT, [[*values_of(s), to_db(now), to_db(now)]
-                                               for s in plan.new])
-                await bump_subscribers_version(db, now)
-                for old, target in plan.updates:
-                    await self._write_update(db, old, target, now, "import")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            await db.execute("ROLLBACK" if dry_run else "COMMIT")
-        return plan.result()
-
-    async def signup(self, sub: Subscriber, now: datetime) -> tuple[Subscriber, bool]:
-        """A sign-up: a new `pending` subscriber, or (False) the live one the address
-        already has, unchanged: a stranger's form must not alter somebody's settings."""
-        async with self._tx() as db:
-            row = await fetch_one(db, "SELECT * FROM subscribers WHERE email = ? AND "
-                                      "deleted_at IS NULL", (sub.email,))
-            if row is not None:
-                return _row_to_subscriber(row), False
-            pending = replace(sub, status=SubscriberStatus.PENDING, paused=False)
-            new_id = await self._insert_subscriber(db, pending, now)
-            await log_change(db, new_id, "self-service", "created", "status: pending", now)
-        created = await self.get_subscriber(new_id)
-        assert created is not None
-        return created, True
 
     def _audience(self, conn: sqlite3.Connection) -> tuple[list[Subscriber], frozenset[str]]:
         """Active subscribers (the fields matching needs) and suppressed addresses, read

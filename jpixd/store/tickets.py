@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-import aiosqlite
-
 from jpixd.backlog import cases
 from jpixd.bounces.parse import MailEvent
 from jpixd.store.base import (
     Queries,
     Row,
     SqliteBase,
+    Tx,
     from_db,
     from_db_req,
     marks,
@@ -134,17 +133,33 @@ def file_bounce(db: sqlite3.Connection, e: MailEvent, event_id: int | None,
          cases.bounce_description(facts, marker), event_id, at, t, t))
 
 
-async def queue_lift_comment(db: aiosqlite.Connection, email: str, by: str,
-                             now: datetime) -> None:
+async def queue_lift_comment(tx: Tx, email: str, by: str, now: datetime) -> None:
     """Inside the lift's transaction: say so on the address's open issue."""
-    await db.execute(
+    await tx.execute(
         "INSERT INTO ticket_comments (ticket_id, content, created_at) SELECT id, ?, ? "
         "FROM tickets WHERE email = ? AND kind = 'bounce' AND state IN ('intent', 'open')",
-        (cases.lifted_comment(by), to_db(now), email))
+        (cases.lifted_comment(by), now, email))
 
 
 class TicketQueries(Queries):
-    """The cases' reads and single-statement changes, the same SQL on both databases."""
+    """The cases' reads and changes, the same SQL on both databases (filing a bounce's
+    case is each store's own: it runs inside the bounce's transaction)."""
+
+    async def ticket_ended(self, ticket_id: int, state: str, now: datetime, *,
+                           reason: str | None = None, issue_id: int | None = None,
+                           issue_key: str | None = None) -> None:
+        """Closed (by us or by hand) or gone (deleted in Backlog): never touched again;
+        comments still owed to it are dropped."""
+        if state not in ("closed", "gone"):
+            raise ValueError(f"not an end state: {state}")
+        async with self.transaction() as tx:
+            await tx.execute(
+                "UPDATE tickets SET state = ?, closed_at = ?, "
+                "close_reason = COALESCE(?, close_reason), issue_id = COALESCE(?, issue_id), "
+                "issue_key = COALESCE(?, issue_key), updated_at = ? WHERE id = ?",
+                (state, now, reason, issue_id, issue_key, now, ticket_id))
+            await tx.execute("UPDATE ticket_comments SET dropped_at = ? WHERE ticket_id = ? "
+                             "AND posted_at IS NULL AND dropped_at IS NULL", (now, ticket_id))
 
     async def request_guard_ticket(self, *, reason: str, paused_at: datetime,
                                    now: datetime) -> bool:
@@ -243,20 +258,5 @@ class TicketQueries(Queries):
 
 
 class TicketStore(TicketQueries, SqliteBase):
-    async def ticket_ended(self, ticket_id: int, state: str, now: datetime, *,
-                           reason: str | None = None, issue_id: int | None = None,
-                           issue_key: str | None = None) -> None:
-        """Closed (by us or by hand) or gone (deleted in Backlog): never touched again;
-        comments still owed to it are dropped."""
-        if state not in ("closed", "gone"):
-            raise ValueError(f"not an end state: {state}")
-        t = to_db(now)
-        async with self._tx() as db:
-            await db.execute(
-                "UPDATE tickets SET state = ?, closed_at = ?, "
-                "close_reason = COALESCE(?, close_reason), issue_id = COALESCE(?, issue_id), "
-                "issue_key = COALESCE(?, issue_key), updated_at = ? WHERE id = ?",
-                (state, t, reason, issue_id, issue_key, t, ticket_id))
-            await db.execute("UPDATE ticket_comments SET dropped_at = ? WHERE ticket_id = ? "
-                             "AND posted_at IS NULL AND dropped_at IS NULL", (t, ticket_id))
-
+    """Backlog cases on SQLite: all in TicketQueries, but the filing of a bounce's case,
+    which runs inside the bounce's own transaction (`file_bounce`)."""

@@ -20,7 +20,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from jpixd.model import JST
-from jpixd.store.base import Queries, StoreError
+from jpixd.store.base import Duplicate, Queries, StoreError, Tx
 from jpixd.store.pg import migrate
 
 # Every connection here is the pool's (a string: the class is not subscriptable at run time).
@@ -46,9 +46,35 @@ class PgBase(Queries):
     them one at a time."""
 
     prefecture_match = PREFECTURE_MATCH
+    for_update = " FOR UPDATE"
+    bump_version_sql = ("INSERT INTO control (key, value, updated_at) VALUES (?, '1'::jsonb, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET "
+                        "value = to_jsonb((control.value #>> '{}')::bigint + 1), "
+                        "updated_at = excluded.updated_at")
 
     def contains(self, column: str) -> str:
         return f"{column} @> jsonb_build_array(?::text)"
+
+    @staticmethod
+    def storable(text: str) -> str:
+        """PostgreSQL's text holds no NUL (SQLite's does): a hostile one keeps its place,
+        visibly."""
+        return text.replace("\0", "\\x00")
+
+    @asynccontextmanager
+    async def transaction(self, *, commit: bool = True,
+                          lock: str | None = None) -> AsyncIterator[Tx]:
+        async with self._pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                if lock is not None:  # other writers wait; readers do not
+                    await conn.execute(f"LOCK TABLE {lock} IN SHARE ROW EXCLUSIVE MODE")
+                yield PgTx(conn)
+            except BaseException:
+                await tx.rollback()
+                raise
+            await (tx.commit() if commit else tx.rollback())
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str) -> None:
         self._pool = pool
@@ -104,8 +130,6 @@ class PgBase(Queries):
 # LISTEN/NOTIFY: what one host changed that the others should act on at once (new mail
 # due, a pause or a resume). Sent inside the change's transaction: heard at its commit.
 CHANNEL = "jpixd"
-DELIVERIES = "deliveries"
-SENDING = "sending"
 
 
 async def notify(conn: Conn, what: str) -> None:
@@ -120,3 +144,32 @@ def rowcount(status: str) -> int:
 
 async def execute(conn: Conn, sql: str, *params: Any) -> int:
     return rowcount(await conn.execute(q(sql), *params))
+
+
+class PgTx:
+    """`Tx` on one of the pool's connections, inside its transaction."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            return rowcount(await self._conn.execute(q(sql), *params))
+        except asyncpg.UniqueViolationError as exc:
+            raise Duplicate(str(exc)) from exc
+
+    async def one(self, sql: str, params: Sequence[Any] = ()) -> asyncpg.Record | None:
+        try:
+            return await self._conn.fetchrow(q(sql), *params)
+        except asyncpg.UniqueViolationError as exc:  # INSERT … RETURNING
+            raise Duplicate(str(exc)) from exc
+
+    async def all(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
+        return list(await self._conn.fetch(q(sql), *params))
+
+    async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self._conn.executemany(q(sql), rows)
+
+    async def notify(self, what: str) -> None:
+        await notify(self._conn, what)

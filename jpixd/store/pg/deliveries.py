@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from jpixd.model import Claimed, Delivery, DeliveryState
-from jpixd.outbox import Retry, retry_action
+from jpixd.model import Claimed
 from jpixd.store.deliveries import DeliveryQueries, _claimed
-from jpixd.store.pg.base import DELIVERIES, PgBase, notify, q
+from jpixd.store.pg.base import PgBase, q
 
 _CLAIMED = """
     SELECT d.*, r.content::text AS r_content, r.change AS r_change,
@@ -76,30 +75,3 @@ class PgDeliveryStore(DeliveryQueries, PgBase):
             "AS v(id, tr, mid, ses) WHERE d.id = v.id",
             (now, now, [s[0] for s in sent], [s[1] for s in sent], [s[2] for s in sent],
              [s[3] for s in sent]))
-
-    async def release(self, delivery_id: int, now: datetime) -> None:
-        await self._write(
-            "UPDATE deliveries SET state = 'retry', attempts = GREATEST(attempts - 1, 0), "
-            "updated_at = ? WHERE id = ? AND state = 'sending'", (now, delivery_id))
-
-    async def retry_delivery(self, delivery_id: int, now: datetime) -> Delivery | None:
-        async with self._tx() as conn:
-            state = await conn.fetchval(q("SELECT state FROM deliveries WHERE id = ? "
-                                          "FOR UPDATE"), delivery_id)
-            if state is None:
-                return None
-            action = retry_action(DeliveryState(state))
-            if action == Retry.RESEND:
-                await conn.execute(q(
-                    "UPDATE deliveries SET state = 'pending', not_before = ?, attempts = 0, "
-                    "first_due_at = ?, reason = 'retried by admin', updated_at = ? "
-                    "WHERE id = ?"), now, now, now, delivery_id)
-            elif action == Retry.HURRY:
-                await conn.execute(q(
-                    "UPDATE deliveries SET not_before = LEAST(not_before, ?), "
-                    "first_due_at = LEAST(first_due_at, ?), "
-                    "reason = 'sent now by admin', updated_at = ? WHERE id = ?"),
-                    now, now, now, delivery_id)
-            if action in (Retry.RESEND, Retry.HURRY):
-                await notify(conn, DELIVERIES)
-        return await self.get_delivery(delivery_id)

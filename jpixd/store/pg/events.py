@@ -9,10 +9,11 @@ from datetime import datetime, timedelta, tzinfo
 
 from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
+from jpixd.store.base import SUBSCRIBERS_VERSION
 from jpixd.store.events import Decider, EventOutcome, EventQueries
-from jpixd.store.pg.base import Conn, PgBase, execute, q
-from jpixd.store.pg.control import bump_subscribers_version, log_change
-from jpixd.store.pg.tickets import file_bounce, queue_lift_comment
+from jpixd.store.pg.base import Conn, PgBase, PgTx, q
+from jpixd.store.pg.tickets import file_bounce
+from jpixd.store.subscribers import log_change
 
 
 async def _record(conn: Conn, e: MailEvent, now: datetime, decide: Decider,
@@ -27,7 +28,7 @@ async def _record(conn: Conn, e: MailEvent, now: datetime, decide: Decider,
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING "
         "RETURNING id"),
         e.key, e.type, e.subtype, e.recipient, e.ses_message_id, delivery_id,
-        _text(e.diagnostic), e.occurred_at, now, _text(e.raw), soft_bounce)
+        _opt(e.diagnostic), e.occurred_at, now, PgBase.storable(e.raw), soft_bounce)
     if event_id is None:
         return EventOutcome(e, new=False)
     soft = 0
@@ -44,12 +45,6 @@ async def _record(conn: Conn, e: MailEvent, now: datetime, decide: Decider,
         await file_bounce(conn, e, event_id, delivery_id, now, tz)
     return EventOutcome(e, new=True, delivery_id=delivery_id, suppressed=decision.suppress,
                         reason=decision.reason)
-
-
-def _text(value: str | None) -> str | None:
-    """PostgreSQL's text holds no NUL; SQLite's does. A hostile diagnostic keeps its
-    place, visibly."""
-    return value.replace("\0", "\\x00") if value else value
 
 
 async def _suppress(conn: Conn, e: MailEvent, event_id: int, decision: Decision,
@@ -72,9 +67,14 @@ async def _suppress(conn: Conn, e: MailEvent, event_id: int, decision: Decision,
         "subscribers WHERE email = ? AND deleted_at IS NULL AND status = 'active' LIMIT 1) "
         "RETURNING id"), status, now, e.recipient)
     if changed is not None:
-        await log_change(conn, int(changed), "bounces", status,
+        tx = PgTx(conn)
+        await log_change(tx, int(changed), "bounces", status,
                          f"{e.type} {e.subtype or ''}: {decision.reason or ''}".strip(), now)
-        await bump_subscribers_version(conn, now)
+        await tx.execute(PgBase.bump_version_sql, (SUBSCRIBERS_VERSION, now))
+
+
+def _opt(text: str | None) -> str | None:
+    return PgBase.storable(text) if text else text
 
 
 class PgEventStore(EventQueries, PgBase):
@@ -112,20 +112,3 @@ class PgEventStore(EventQueries, PgBase):
                                  "'Complaint') AND occurred_at >= ? GROUP BY h, type", (since,)):
             out.setdefault(r["h"], {})[str(r["type"]).lower()] = int(r["n"])
         return out
-
-    async def lift_suppression(self, email: str, *, by: str, now: datetime) -> bool:
-        async with self._tx() as conn:
-            if await execute(conn, "UPDATE suppressions SET lifted_at = ?, lifted_by = ? "
-                             "WHERE email = ? AND lifted_at IS NULL", now, by, email) == 0:
-                return False
-            sub_id = await conn.fetchval(q(
-                "UPDATE subscribers SET status = 'active', updated_at = ? WHERE id = (SELECT "
-                "id FROM subscribers WHERE email = ? AND deleted_at IS NULL AND "
-                "status = 'suppressed' LIMIT 1) RETURNING id"), now, email)
-            if sub_id is not None:
-                await log_change(conn, int(sub_id), by, "updated",
-                                 "status: suppressed → active (suppression lifted)", now)
-                await bump_subscribers_version(conn, now)
-            await queue_lift_comment(conn, email, by, now)
-        return True
-

@@ -9,11 +9,10 @@ from datetime import datetime
 
 from jpixd.fanout import retires
 from jpixd.model import Change, Notice, notice_to_json
-from jpixd.store.base import jlist
+from jpixd.store.base import DELIVERIES, jlist
 from jpixd.store.notices import REMEMBER_KEY, UPSERT, NoticeQueries, Planner, RecordResult
 from jpixd.store.pg.archive import created_records, superseded_records
 from jpixd.store.pg.base import (
-    DELIVERIES,
     Conn,
     PgBase,
     execute,

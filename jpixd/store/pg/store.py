@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from jpixd.store.control import ControlStore
+from jpixd.store.feeds import FeedStore
 from jpixd.store.pg.archive import PgArchiveStore
-from jpixd.store.pg.control import PgControlStore
 from jpixd.store.pg.deliveries import PgDeliveryStore
 from jpixd.store.pg.events import PgEventStore
-from jpixd.store.pg.feeds import PgFeedStore
 from jpixd.store.pg.notices import PgNoticeStore
-from jpixd.store.pg.retention import PgRetentionStore
-from jpixd.store.pg.shadow import PgShadowStore
 from jpixd.store.pg.tickets import PgTicketStore
+from jpixd.store.retention import RetentionStore
+from jpixd.store.shadow import ShadowStore
 
 
-class PgStore(PgControlStore, PgNoticeStore, PgDeliveryStore, PgFeedStore, PgEventStore,
-              PgTicketStore, PgRetentionStore, PgArchiveStore, PgShadowStore):
+class PgStore(ControlStore, PgNoticeStore, PgDeliveryStore, FeedStore, PgEventStore,
+              PgTicketStore, RetentionStore, PgArchiveStore, ShadowStore):
     """The same public methods as `jpixd.store.sqlite.Store`, with the same signatures
     (a test compares them), for hosts sharing one PostgreSQL database."""
 

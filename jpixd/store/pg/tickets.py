@@ -23,6 +23,7 @@ async def file_bounce(conn: Conn, e: MailEvent, event_id: int | None,
         notice_id=notice["id"] if notice else None,
         notice_title=notice["title"] if notice else None, tz=tz)
     marker = cases.new_marker()
+    text = PgBase.storable
     opened = await conn.fetchval(q(
         "INSERT INTO tickets (case_key, kind, email, marker, state, summary, description, "
         "priority, event_id, last_event_at, created_at, updated_at) "
@@ -30,7 +31,7 @@ async def file_bounce(conn: Conn, e: MailEvent, event_id: int | None,
         "ON CONFLICT (email) WHERE kind = 'bounce' AND state IN ('intent', 'open') "
         "DO NOTHING RETURNING id"),
         f"bounce:{e.recipient}:{marker}", e.recipient, marker,
-        _text(cases.bounce_summary(facts)), _text(cases.bounce_description(facts, marker)),
+        text(cases.bounce_summary(facts)), text(cases.bounce_description(facts, marker)),
         event_id, e.occurred_at, now, now)
     if opened is not None:
         return
@@ -38,36 +39,12 @@ async def file_bounce(conn: Conn, e: MailEvent, event_id: int | None,
         "SELECT id FROM tickets WHERE email = ? AND kind = 'bounce' "
         "AND state IN ('intent', 'open') FOR UPDATE"), e.recipient)
     await conn.execute(q("INSERT INTO ticket_comments (ticket_id, content, created_at) "
-                         "VALUES (?, ?, ?)"), current, _text(cases.repeat_comment(facts)), now)
+                         "VALUES (?, ?, ?)"), current, text(cases.repeat_comment(facts)), now)
     await conn.execute(q("UPDATE tickets SET last_event_at = GREATEST(COALESCE(last_event_at, "
                          "?), ?), updated_at = ? WHERE id = ?"),
                        e.occurred_at, e.occurred_at, now, current)
 
 
-def _text(value: str) -> str:
-    return value.replace("\0", "\\x00")
-
-
-async def queue_lift_comment(conn: Conn, email: str, by: str, now: datetime) -> None:
-    await conn.execute(q(
-        "INSERT INTO ticket_comments (ticket_id, content, created_at) SELECT id, ?, ? "
-        "FROM tickets WHERE email = ? AND kind = 'bounce' AND state IN ('intent', 'open')"),
-        cases.lifted_comment(by), now, email)
-
-
 class PgTicketStore(TicketQueries, PgBase):
-    async def ticket_ended(self, ticket_id: int, state: str, now: datetime, *,
-                           reason: str | None = None, issue_id: int | None = None,
-                           issue_key: str | None = None) -> None:
-        if state not in ("closed", "gone"):
-            raise ValueError(f"not an end state: {state}")
-        async with self._tx() as conn:
-            await conn.execute(q(
-                "UPDATE tickets SET state = ?, closed_at = ?, "
-                "close_reason = COALESCE(?, close_reason), issue_id = COALESCE(?, issue_id), "
-                "issue_key = COALESCE(?, issue_key), updated_at = ? WHERE id = ?"),
-                state, now, reason, issue_id, issue_key, now, ticket_id)
-            await conn.execute(q("UPDATE ticket_comments SET dropped_at = ? WHERE "
-                                 "ticket_id = ? AND posted_at IS NULL AND dropped_at IS NULL"),
-                               now, ticket_id)
-
+    """Backlog cases on PostgreSQL: all in TicketQueries, but the filing of a bounce's
+    case, which runs inside the bounce's own transaction (`file_bounce`)."""
