@@ -15,11 +15,8 @@ import multiprocessing
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
-
-import asyncpg
 
 from bench import fanout
 from bench.sender import bench_sender, prepare
@@ -27,19 +24,9 @@ from jpixd.mail.transports.file import FileTransport
 from jpixd.model import DeliveryState
 from jpixd.store import Store
 from jpixd.store.pg.store import PgStore
-from tests.pgserver import running_postgres
+from tests.pgserver import create_database, running_postgres
 
 N = 10_000
-
-
-async def _database(server: str) -> str:
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(f"{server}/postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return f"{server}/{name}"
 
 
 async def _open(url: str) -> Store:
@@ -75,7 +62,7 @@ def _host(url: str, outbox: str, go: Callable[[], object]) -> None:
 
 
 async def _pipeline(server: str, hosts: int) -> tuple[float, int]:
-    url = await _database(server)
+    url = await create_database(server)
     store = await _open(url)
     await prepare(store, N)
     await store.close()
@@ -97,7 +84,7 @@ async def _pipeline(server: str, hosts: int) -> tuple[float, int]:
 def run(parts: list[str]) -> None:
     with running_postgres() as server:
         if not parts or "fanout" in parts:
-            url = asyncio.run(_database(server))
+            url = asyncio.run(create_database(server))
             figures = asyncio.run(fanout.measure(postgres=url))
             print("postgres fanout:",  # noqa: T201
                   " ".join(f"{k}={v}" for k, v in figures.items()))

@@ -127,17 +127,21 @@ def backend_url(backend: str, request: pytest.FixtureRequest) -> str | None:
     return str(request.getfixturevalue("postgres_db")) if backend == "postgres" else None
 
 
-@pytest.fixture
-async def store(tmp_path: Path, now: datetime, backend_url: str | None
-                ) -> AsyncIterator[Store]:
-    if backend_url is not None:
+async def open_store_at(url: str | None, path: Path) -> Store:
+    """PostgreSQL's database at `url`, or else SQLite's file at `path`."""
+    if url is not None:
         from jpixd.store.pg.store import PgStore
 
         # Typed as the SQLite Store, whose public methods it has, signature for
         # signature (tests/test_store_contract.py).
-        s: Store = await PgStore.open(backend_url, pool_size=4)  # type: ignore[assignment]
-    else:
-        s = await Store.open(tmp_path / "db" / "jpixd.sqlite3")
+        return await PgStore.open(url, pool_size=4)  # type: ignore[return-value]
+    return await Store.open(path)
+
+
+@pytest.fixture
+async def store(tmp_path: Path, now: datetime, backend_url: str | None
+                ) -> AsyncIterator[Store]:
+    s = await open_store_at(backend_url, tmp_path / "db" / "jpixd.sqlite3")
     await s.migrate(now)
     try:
         yield s
@@ -148,30 +152,21 @@ async def store(tmp_path: Path, now: datetime, backend_url: str | None
 async def open_backend(tmp_path: Path, url: str | None) -> Store:
     """The database a daemon configured with `on_backend(url)` will use, opened (and
     migrated) before it starts, as an operator's earlier run would have left it."""
-    if url is not None:
-        from jpixd.store.pg.store import PgStore
-
-        store: Store = await PgStore.open(url, pool_size=2)  # type: ignore[assignment]
-    else:
-        store = await Store.open(tmp_path / "state" / "jpixd.sqlite3")
+    store = await open_store_at(url, tmp_path / "state" / "jpixd.sqlite3")
     await store.migrate(datetime.now(UTC))
     return store
 
 
 async def reopen(store: Store) -> Store:
     """A second connection to the same database, as a restarted daemon would open."""
-    url = getattr(store, "url", None)
-    if url is not None:
-        from jpixd.store.pg.store import PgStore
-
-        return await PgStore.open(url, pool_size=2)  # type: ignore[return-value]
-    return await Store.open(store.path)
+    url = getattr(store, "url", None)  # PostgreSQL's; SQLite's store has a path instead
+    return await open_store_at(url, Path() if url is not None else store.path)
 
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path, now: datetime) -> AsyncIterator[Store]:
     """For what only SQLite has (its file, its pragmas, its migrations)."""
-    s = await Store.open(tmp_path / "db" / "jpixd.sqlite3")
+    s = await open_store_at(None, tmp_path / "db" / "jpixd.sqlite3")
     await s.migrate(now)
     try:
         yield s

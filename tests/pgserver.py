@@ -92,25 +92,39 @@ def postgres_server() -> Iterator[str]:
         yield url
 
 
+async def admin(server: str, sql: str) -> None:
+    """One statement on the server's maintenance database (CREATE / DROP DATABASE)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def create_database(server: str, *, template: str | None = None,
+                          name: str | None = None) -> str:
+    """A new database (empty, or a copy of `template`); its URL."""
+    name = name or f"t_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
+    await admin(server, f'CREATE DATABASE "{name}"{copy}')
+    return f"{server}/{name}"
+
+
+async def drop_database(url: str) -> None:
+    server, name = url.rsplit("/", 1)
+    await admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 async def postgres_url(postgres_server: str) -> AsyncIterator[str]:
     """A fresh, empty database of its own for one test; dropped afterwards."""
-    import asyncpg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"{postgres_server}/postgres")
+    url = await create_database(postgres_server)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield url
     finally:
-        await admin.close()
-    try:
-        yield f"{postgres_server}/{name}"
-    finally:
-        admin = await asyncpg.connect(f"{postgres_server}/postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(url)
 
 
 TEMPLATE = "jpixd_template"
@@ -128,12 +142,8 @@ def postgres_template(postgres_server: str) -> str:
     from jpixd.store.pg import migrate as pg_migrate
 
     async def make() -> None:
-        admin = await asyncpg.connect(f"{postgres_server}/postgres")
-        try:
-            await admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
-        finally:
-            await admin.close()
-        conn = await asyncpg.connect(f"{postgres_server}/{TEMPLATE}")
+        url = await create_database(postgres_server, name=TEMPLATE)
+        conn = await asyncpg.connect(url)
         try:
             await pg_migrate.apply(conn, datetime(2026, 12, 1, tzinfo=UTC))
         finally:
@@ -150,19 +160,8 @@ def postgres_db(postgres_server: str, postgres_template: str) -> Iterator[str]:
     whatever the test's loop is doing."""
     import asyncio
 
-    import asyncpg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(f"{postgres_server}/postgres")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}" TEMPLATE "{postgres_template}"'))
+    url = asyncio.run(create_database(postgres_server, template=postgres_template))
     try:
-        yield f"{postgres_server}/{name}"
+        yield url
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_database(url))

@@ -9,12 +9,16 @@ import json
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 from prometheus_client import CollectorRegistry
 
 from jpixd.model import DeliveryState, Subscriber
 from tests.conftest import make_config, running_daemon
-from tests.pgserver import needs_postgres, restart_postgres, running_postgres
+from tests.pgserver import (
+    create_database,
+    needs_postgres,
+    restart_postgres,
+    running_postgres,
+)
 
 pytestmark = needs_postgres
 
@@ -28,12 +32,10 @@ def _feed(path: Path, ids: list[str]) -> None:
 async def test_a_restarted_database_is_reconnected_and_mail_flows_again(
         tmp_path: Path) -> None:
     with running_postgres() as server:
-        admin = await asyncpg.connect(f"{server}/postgres")
-        await admin.execute('CREATE DATABASE "failover"')
-        await admin.close()
+        url = await create_database(server)
         feed = tmp_path / "feed.json"
         _feed(feed, ["F1"])
-        cfg = make_config(tmp_path, database_url=f"{server}/failover",
+        cfg = make_config(tmp_path, database_url=url,
                           cluster={"leader_timeout": "3s"},
                           sources=[{"name": "local", "kind": "json", "carrier": "east",
                                     "url": feed.as_uri(), "interval": "1h",
