@@ -94,6 +94,13 @@ async def test_status_shows_the_figures_an_operator_watches(tmp_path: Path,
         assert "housekeeping" in text and "sender" in text and "feeds" in text
         assert "local" in text  # the source with its last result
         assert '<svg class="chart"' in text and "送信 1、バウンス 0、苦情 0" in text
+        cluster = s.rt.cluster
+        if cluster is not None:  # PostgreSQL: this host, and what it leads
+            assert f"このホスト: <strong>{cluster.host}</strong>" in text
+            assert "archive, backlog, feeds, guard, housekeeping" in text
+            assert "1 台で分担" in text
+        else:
+            assert "ホスト</h2>" not in text
 
 
 async def test_failed_mail_is_retried_and_a_suppression_lifted(tmp_path: Path,
@@ -207,3 +214,62 @@ async def test_shadow_mode_is_said_on_the_status_page_and_in_the_api(
         async with s.http.get(s.d.base_url + "/admin/v1/status", headers=s.admin) as r:
             status = await r.json()
         assert status["mode"]["shadow"] is True and status["archive"] is None
+
+
+async def test_a_second_host_says_who_runs_its_waiting_loops(tmp_path: Path,
+                                                             postgres_db: str) -> None:
+    """Two hosts on one PostgreSQL: the second's status page lists both, says that its
+    feed poller waits and which host polls instead."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from tests.conftest import make_config, running_daemon
+
+    first_dir = tmp_path / "first"
+    first_dir.mkdir()
+    async with running_daemon(make_config(first_dir, **on_backend(postgres_db)),
+                              registry=CollectorRegistry()) as first:
+        leader = first.daemon.cluster
+        assert leader is not None
+
+        async def leads_all() -> None:
+            while not all(leader.leads(r) for r in ("feeds", "backlog", "housekeeping")):
+                leader.beaten.clear()
+                await leader.beaten.wait()
+
+        await asyncio.wait_for(leads_all(), 10)
+        async with site(tmp_path, **on_backend(postgres_db)) as s:
+            second = s.rt.cluster
+            assert second is not None
+
+            async def sees_both() -> None:
+                while len(second.hosts) < 2:
+                    second.beaten.clear()
+                    await second.beaten.wait()
+
+            await asyncio.wait_for(sees_both(), 10)
+            op = await login(s)
+            async with op, op.get(s.d.base_url + "/console/") as r:
+                text = await r.text()
+    assert f"このホスト: <strong>{second.host}</strong>" in text
+    assert f"<td>{leader.host}</td>" in text and f"<td>{second.host}</td>" in text
+    assert f"待機（{leader.host} が担当）" in text  # the feed poller, here
+    assert "2 台で分担" in text
+
+
+def test_the_chart_draws_no_date_past_its_right_edge() -> None:
+    """At 00:34 JST the last midnight is the chart's last hour: its tick is drawn, its
+    date would be cut off by the edge (seen in a screenshot as a lone "1"), so it is not."""
+    from datetime import UTC, datetime
+
+    from jpixd.model import JST
+    from jpixd.web import chart
+
+    now = datetime(2026, 11, 29, 15, 34, tzinfo=UTC)  # 2026-11-30 00:34 JST
+    svg = chart.svg({}, now, JST)
+    xs = [float(x) for x in re.findall(r'<text x="([\d.]+)" y="\d+" font-size="11" '
+                                       r'fill="#5b6776">\d+/\d+</text>', svg)]
+    assert len(xs) == 6 and all(x + chart.DATE_WIDTH <= chart.W for x in xs)
+    assert "11/30</text>" not in svg and "11/29</text>" in svg
+    assert svg.count('stroke="#e3e8ee"') == 7  # every midnight's tick, the last one too

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, tzinfo
 
 W, H, LEFT, BOTTOM, TOP = 720, 220, 44, 28, 12
+DATE_WIDTH = 34  # "12/31" at font-size 11
 SERIES = (("sent", "#0b5cad", "送信"), ("bounce", "#b3261e", "バウンス"),
           ("complaint", "#8a5a00", "苦情"))
 
@@ -39,8 +40,9 @@ def svg(activity: dict[str, dict[str, int]], now: datetime, tz: tzinfo) -> str:
             x = LEFT + i * width
             parts.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + plot_h}" '
                          'stroke="#e3e8ee"/>')
-            parts.append(f'<text x="{x + 2:.1f}" y="{H - 10}" font-size="11" '
-                         f'fill="#5b6776">{local.month}/{local.day}</text>')
+            if x + 2 + DATE_WIDTH <= W:  # a midnight just past has no room to the right
+                parts.append(f'<text x="{x + 2:.1f}" y="{H - 10}" font-size="11" '
+                             f'fill="#5b6776">{local.month}/{local.day}</text>')
     for name, color, _ in SERIES:
         points = " ".join(
             f"{LEFT + (i + 0.5) * width:.1f},{y(activity.get(k, {}).get(name, 0)):.1f}"
