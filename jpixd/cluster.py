@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -41,7 +42,8 @@ log = structlog.get_logger("jpixd.cluster")
 
 
 def host_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Unique per process, even two in one interpreter or a pid reused after a restart."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Cluster:
@@ -96,6 +98,11 @@ class Cluster:
 
     def leads(self, role: str) -> bool:
         return role in self.acting and self.monotonic() - self.last_ok < self.trust
+
+    def leader_of(self, role: str) -> str | None:
+        """The host whose session held `role`'s lock at the last beat (this host too,
+        while it waits out the grace before acting on a lock it has just taken)."""
+        return next((h.name for h in self.hosts if role in h.leads), None)
 
     @property
     def sharing(self) -> int:

@@ -156,7 +156,8 @@ async def status(request: web.Request) -> web.Response:
         loops=rt.supervisor.status, sources=sources, transport=rt.config.mail.transport,
         chart=chart.svg(activity, now, rt.config.tz), totals=chart.totals(activity),
         suppressed=await rt.store.suppressed_count(), mode=await rt.store.mode(),
-        archive=(await rt.store.archive_pending()) if rt.config.archive else None)
+        archive=(await rt.store.archive_pending()) if rt.config.archive else None,
+        cluster=rt.cluster)
 
 
 async def set_sending(request: web.Request) -> web.Response:
