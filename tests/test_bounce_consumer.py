@@ -198,7 +198,7 @@ async def test_a_redelivery_after_commit_without_delete_is_a_duplicate(
     resp = await queue.sqs.receive_message(QueueUrl=queue.url, WaitTimeSeconds=1,
                                            VisibilityTimeout=0)
     [m] = resp["Messages"]
-    await c._handle(m)
+    await c._handle_batch([m])
     await drain(c, queue)  # the message comes again
     assert (await store.list_events())[1] == 1
     assert metric(registry, "jpixd_sqs_messages_total", result="duplicate") == 1

@@ -97,9 +97,6 @@ class BounceConsumer(Loop):
         await self._delete(done)
         await self.check_guard(self.clock())
 
-    async def _handle(self, m: dict[str, Any]) -> None:
-        await self._handle_batch([m])
-
     async def _handle_batch(self, messages: list[dict[str, Any]]) -> None:
         """Parse each message (a bad one is quarantined as it is), record the good ones'
         events together, then log and count each message's outcome."""
