@@ -95,3 +95,21 @@ async def test_a_broken_round_gives_back_only_its_own_rows(rig: Rig) -> None:
     states = {d.id: d.state for d in (await rig.store.list_deliveries())[0]}
     assert states[mine[0].delivery.id] == DeliveryState.RETRY
     assert states[theirs[0].delivery.id] == DeliveryState.SENDING
+
+
+async def test_a_retry_after_an_address_change_goes_to_the_new_address(rig: Rig) -> None:
+    """The change came while the mail was in flight (claimed, so not rewritten); the send
+    failed and the row waits for its retry: the retry goes to the address as it is now."""
+    await rig.notice_for(Subscriber(email="old@isp.example.jp", carriers=("west",)))
+    sub = await rig.store.subscriber_by_email("old@isp.example.jp")
+    assert sub is not None
+    [c], _ = await rig.store.claim(T0, 10, claimer="h:1:x",
+                                   lease_until=T0 + timedelta(minutes=2))
+    assert c.delivery.email == "old@isp.example.jp"
+    assert sub.id is not None
+    await rig.store.update_subscriber(sub.id, {"email": "new@isp.example.jp"}, T0)
+    await rig.store.mark_retry(c.delivery.id, T0, T0, "throttled")
+    [again], _ = await rig.store.claim(T0 + timedelta(seconds=1), 10, claimer="h:1:x",
+                                       lease_until=T0 + timedelta(minutes=2))
+    assert again.delivery.email == "new@isp.example.jp"
+    assert again.subscriber.email == "new@isp.example.jp"

@@ -142,6 +142,12 @@ class DeliveryQueries(Queries):
         return _row_to_delivery(row) if row else None
 
 
+# A claim sends to the subscriber's address as it is now. A change of address is written
+# to waiting rows at once, but a row in flight then (claimed, `sending`) keeps the old one
+# and may come back as `retry`: its next attempt must not go to the old address.
+CURRENT_ADDRESS = "(SELECT s.email FROM subscribers s WHERE s.id = deliveries.subscriber_id)"
+
+
 class DeliveryStore(DeliveryQueries, SqliteBase):
     # ------------------------------------------------------------------ the sender
 
@@ -176,7 +182,8 @@ class DeliveryStore(DeliveryQueries, SqliteBase):
             marks = ",".join("?" for _ in ids)
             db.execute(f"UPDATE deliveries SET state = 'sending', claimed_at = ?, "
                        f"claimed_by = ?, lease_until = ?, attempts = attempts + 1, "
-                       f"updated_at = ? WHERE id IN ({marks})", (t, claimer, until, t, *ids))
+                       f"email = {CURRENT_ADDRESS}, updated_at = ? WHERE id IN ({marks})",
+                       (t, claimer, until, t, *ids))
             rows = db.execute(f"""
                 SELECT d.*, r.content AS r_content, r.change AS r_change,
                        s.email AS s_email, s.name AS s_name, s.organization AS s_org,

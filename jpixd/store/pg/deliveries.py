@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from jpixd.model import Claimed
-from jpixd.store.deliveries import DeliveryQueries, _claimed
+from jpixd.store.deliveries import CURRENT_ADDRESS, DeliveryQueries, _claimed
 from jpixd.store.pg.base import PgBase, q
 
 _CLAIMED = """
@@ -54,8 +54,8 @@ class PgDeliveryStore(DeliveryQueries, PgBase):
                 return [], 0
             await conn.execute(q(
                 "UPDATE deliveries SET state = 'sending', claimed_at = ?, claimed_by = ?, "
-                "lease_until = ?, attempts = attempts + 1, updated_at = ? "
-                "WHERE id = ANY(?::bigint[])"), now, claimer, lease_until, now, ids)
+                f"lease_until = ?, attempts = attempts + 1, email = {CURRENT_ADDRESS}, "
+                "updated_at = ? WHERE id = ANY(?::bigint[])"), now, claimer, lease_until, now, ids)
             rows = await conn.fetch(_CLAIMED, ids)
         return [_claimed(r) for r in rows], len(expired)
 
