@@ -4,7 +4,10 @@ quarantined (verbatim payload, reason, an incident id that is also in the log li
 the traceback), counted in `jpixd_unit_errors_total{unit}`, logged once, and the loop
 goes on. Loops crash only for bugs in the loop itself, never for what one input held.
 
-`CancelledError` is a BaseException and passes through: shutdown is not an input.
+`CancelledError` is a BaseException and passes through: shutdown is not an input. Nor
+is a full disk (or a read-only one, or no memory): that error goes on up to the
+supervisor, which waits it out with the loop unready, instead of quarantining an input
+that did nothing wrong (and whose quarantine write would fail the same way).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Protocol
 
 import structlog
 
+from jpixd.exhaustion import exhaustion
 from jpixd.metrics import Metrics
 
 log = structlog.get_logger("jpixd.barrier")
@@ -38,6 +42,8 @@ async def contain(store: Quarantine, metrics: Metrics, exc: Exception, *, unit: 
                   origin: str, ref: str, payload: str, now: datetime) -> str:
     """Quarantine the unit, count it, log it (with its traceback) the first time this
     exact unit fails this way; return the incident id."""
+    if exhaustion(exc):
+        raise exc
     incident = secrets.token_hex(6)
     metrics.unit_errors.labels(unit).inc()
     reason = f"unexpected {describe(exc)}"

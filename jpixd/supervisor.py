@@ -9,8 +9,6 @@ process exits non-zero for systemd to restart it cleanly.
 from __future__ import annotations
 
 import asyncio
-import errno
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -19,6 +17,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from jpixd.config import SupervisorConfig
+from jpixd.exhaustion import exhaustion
 from jpixd.loop import Heartbeat, Loop
 from jpixd.metrics import Metrics
 
@@ -33,6 +32,7 @@ class LoopStatus:
     up: bool = False
     restarts: int = 0
     last_error: str | None = None
+    exhausted: str | None = None  # the resource its last stop ran out of
     crashes: deque[float] = field(default_factory=deque)
     loop: Loop | None = None  # for what it says of itself (degraded)
 
@@ -46,30 +46,9 @@ class LoopStatus:
             "heartbeat_age_seconds": round(self.heartbeat.age(), 3),
             "restarts": self.restarts,
             "last_error": self.last_error,
+            "waiting_for": self.exhausted if not self.up else None,
             "degraded": self.loop.degraded if self.loop is not None else None,
         }
-
-
-_EXHAUSTED_ERRNOS = {errno.ENOSPC: "disk space", errno.EDQUOT: "disk quota",
-                     errno.EMFILE: "file descriptors", errno.ENFILE: "file descriptors",
-                     errno.ENOMEM: "memory"}
-
-
-def exhaustion(exc: BaseException) -> str | None:
-    """Which resource the machine ran out of, if that is what `exc` says (also through
-    the exceptions it was raised from)."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return None
-        if isinstance(seen, OSError) and seen.errno in _EXHAUSTED_ERRNOS:
-            return _EXHAUSTED_ERRNOS[seen.errno]
-        if isinstance(seen, sqlite3.OperationalError) and "full" in str(seen):
-            return "disk space"  # "database or disk is full"
-        if isinstance(seen, MemoryError):
-            return "memory"
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _degraded(lp: Loop) -> Callable[[], float]:
@@ -85,6 +64,8 @@ class Supervisor:
         self._monotonic = monotonic
         self.stopping = asyncio.Event()
         self.started = asyncio.Event()
+        # Notified whenever a loop goes up or down (what the tests wait on).
+        self.changed = asyncio.Condition()
         self.exit_code = 0
         self.failure: str | None = None
         self.status: dict[str, LoopStatus] = {
@@ -104,12 +85,21 @@ class Supervisor:
     def stop(self) -> None:
         self.stopping.set()
 
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        """Until `predicate()` holds, checked whenever a loop goes down or restarts
+        (the caller bounds the wait)."""
+        async with self.changed:
+            await self.changed.wait_for(predicate)
+
     def healthy(self, detail: bool = True) -> tuple[bool, list[str]]:
         """Every loop up and fresh; otherwise the reasons, one per loop (with the loop's
         last error only when `detail`: it can quote feed or Backlog data)."""
         reasons = []
         for st in self.status.values():
-            if not st.up:
+            if not st.up and st.exhausted:
+                # Said even without detail: it names a resource, never data.
+                reasons.append(f"loop {st.name} is waiting for {st.exhausted}")
+            elif not st.up:
                 reasons.append(f"loop {st.name} is down"
                                + (f" ({st.last_error})" if st.last_error and detail else ""))
             elif not st.fresh():
@@ -133,6 +123,8 @@ class Supervisor:
             st.heartbeat.beat()
             st.up = True
             self.metrics.loop_up.labels(lp.name).set(1)
+            async with self.changed:
+                self.changed.notify_all()
             crashed, exhausted = False, None
             try:
                 await lp.run(st.heartbeat, self.stopping)
@@ -144,7 +136,7 @@ class Supervisor:
             except Exception as exc:
                 crashed = True
                 st.last_error = f"{type(exc).__name__}: {exc}"
-                exhausted = exhaustion(exc)
+                exhausted = st.exhausted = exhaustion(exc)
                 if exhausted:
                     log.error("loop stopped: the machine is out of a resource; retrying "
                               "until it is back", loop=lp.name, resource=exhausted,
@@ -155,6 +147,8 @@ class Supervisor:
                 # Down before any backoff: readiness must be false while we wait.
                 st.up = False
                 self.metrics.loop_up.labels(lp.name).set(0)
+            async with self.changed:
+                self.changed.notify_all()
             if crashed and exhausted:
                 # A full disk is no bug and a restart cannot mend it: not counted towards
                 # giving up, so that jpixd recovers by itself once space is back (under

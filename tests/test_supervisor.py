@@ -4,6 +4,8 @@ the process with a non-zero code; readiness is false while a loop is down."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from jpixd.app import Daemon
+from jpixd.exhaustion import exhaustion
 from jpixd.loop import Loop
 from tests.conftest import ADMIN_TOKEN, make_config, running_daemon
 
@@ -151,3 +154,69 @@ async def test_a_full_disk_is_waited_out_not_given_up_on(tmp_path: Path) -> None
         async with aiohttp.ClientSession() as http, http.get(d.base_url + "/readyz") as r:
             assert r.status == 200
     assert d.task.result() == 0
+
+
+async def test_the_feed_poller_waits_out_a_full_database(tmp_path: Path) -> None:
+    """Security probe N5: the poller's write failed with SQLITE_FULL, its crash barrier's
+    own write failed too, and the TaskGroup wrapped both in an ExceptionGroup that was
+    counted as a crash: exit 1 in 30 s. A real full database here (SQLite's page limit,
+    what it answers on a full disk), the real poller: the daemon stays up, says why in
+    /readyz, and records the notices once there is room again."""
+    feed = tmp_path / "feed.json"
+    feed.write_text(json.dumps({"notices": []}))
+    cfg = make_config(tmp_path, supervisor={"restart_backoff": "1ms",
+                                            "restart_backoff_max": "5ms", "max_restarts": 2},
+                      sources=[{"name": "local", "kind": "json", "carrier": "east",
+                                "url": feed.as_uri(), "interval": "1s"}])
+    async with running_daemon(cfg, registry=CollectorRegistry()) as d:
+        rt = d.daemon.runtime
+        assert rt is not None
+        feeds = rt.loops["feeds"]
+        await asyncio.wait_for(feeds.first_round.wait(), 10)
+        db = rt.store._db  # SQLite's own connection
+        async with db.execute("PRAGMA page_count") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        await db.execute(f"PRAGMA max_page_count = {row[0]}")  # full from now on
+        feed.write_text(json.dumps({"notices": [
+            {"id": f"F{i}", "kind": "failure", "title": f"故障 {i}", "body": "本文" * 2000,
+             "prefectures": ["13"]} for i in range(40)]}, ensure_ascii=False))
+        status = rt.supervisor.status["feeds"]
+        # Past max_restarts (2) several times over, and still up.
+        await asyncio.wait_for(rt.supervisor.wait_for(lambda: status.restarts > 6), 20)
+        assert status.exhausted == "disk space"
+        assert not d.task.done()
+        # Between two restarts the loop is up for an instant: asked while it is down,
+        # what /readyz answers (HTTP would race the next restart).
+        await asyncio.wait_for(rt.supervisor.wait_for(lambda: not status.up), 10)
+        ok, reasons = rt.supervisor.healthy(detail=False)
+        assert not ok and "loop feeds is waiting for disk space" in reasons
+        await db.execute("PRAGMA max_page_count = 1073741823")  # space is back
+        await asyncio.wait_for(rt.supervisor.wait_for(lambda: status.up), 10)
+        await asyncio.wait_for(feeds.next_round(), 10)
+        _, total = await rt.store.list_notices(limit=1)
+        assert total == 40
+        async with aiohttp.ClientSession() as http, http.get(d.base_url + "/readyz") as r:
+            assert r.status == 200
+    assert d.task.result() == 0
+
+
+def test_exhaustion_is_seen_inside_groups_and_chains() -> None:
+    full = sqlite3.OperationalError("database or disk is full")
+    # What the probe saw: the barrier's own write failed while handling the first.
+    barrier: Exception
+    try:
+        try:
+            raise full
+        except sqlite3.OperationalError:
+            raise sqlite3.OperationalError("database or disk is full") from None
+    except sqlite3.OperationalError as exc:
+        barrier = exc
+    group = ExceptionGroup("unhandled errors in a TaskGroup", [ValueError("x"), barrier])
+    assert exhaustion(group) == "disk space"
+    assert exhaustion(BaseExceptionGroup("outer", [group])) == "disk space"
+    assert exhaustion(OSError(errno.EROFS, "Read-only file system")) == "a writable filesystem"
+    assert exhaustion(sqlite3.OperationalError("attempt to write a readonly database")) \
+        == "a writable filesystem"
+    assert exhaustion(ExceptionGroup("g", [ValueError("no")])) is None
+    assert exhaustion(RuntimeError("bug")) is None
