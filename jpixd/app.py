@@ -224,11 +224,10 @@ def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metri
 def public_context(cfg: Config, rt: Runtime, sender: Sender,
                    links: LinkBuilder) -> PublicContext:
     from jpixd.web.context import PublicContext
-    from jpixd.web.guard import RateLimit
-    from jpixd.web.sysmail import SystemMail
+    from jpixd.web.sysmail import SystemMail, limits_of
 
-    mail = SystemMail(rt.store, sender, links, rt.metrics, rt.clock,
-                      RateLimit(cfg.web.mails_per_address_hour))
+    mail = SystemMail(rt.store, sender, links, rt.metrics, rt.clock, limits_of(cfg.web),
+                      cfg.bounces)
     return PublicContext(cfg.web, links, mail, sender.renderer.unsubscribe_key)
 
 

@@ -145,10 +145,16 @@ class WebConfig:
     trusted_proxies: tuple[str, ...] = ()
     confirm_ttl: timedelta = timedelta(hours=48)
     manage_ttl: timedelta = timedelta(days=90)
-    # Abuse limits: form posts per client address, and mails per address (sign-up
-    # confirmations and manage links), each per hour.
+    # Abuse limits: form posts per client (an IPv4 address, or an IPv6 network of
+    # `ipv6_client_prefix` bits: one customer's /64 is one client), and self-service mails
+    # (sign-up confirmations and manage links) per mailbox and in all, each per hour;
+    # past `mail_bounce_limit` of their bounces and complaints within the guard window,
+    # none at all until the window moves on (jpixd.selfmail).
     posts_per_client_hour: int = 30
+    ipv6_client_prefix: int = 64
     mails_per_address_hour: int = 3
+    mails_per_hour: int = 100
+    mail_bounce_limit: int = 10
 
 
 @dataclass(frozen=True)
@@ -296,7 +302,10 @@ class RetentionConfig:
     pending_subscribers: timedelta = timedelta(days=7)  # sign-ups never confirmed
 
     def cutoffs(self, now: datetime) -> dict[str, datetime]:
-        return {name: now - getattr(self, name) for name in RETENTION_KEYS}
+        cut = {name: now - getattr(self, name) for name in RETENTION_KEYS}
+        # Self-service mail's rows are kept as long as deliveries; logged-out console
+        # sessions only until they would have expired anyway.
+        return {**cut, "self_mails": cut["deliveries"], "console_logouts": now}
 
 
 RETENTION_KEYS = ("deliveries", "events", "revisions", "quarantine", "tickets",
@@ -693,8 +702,12 @@ def _web(s: _Section, http: HttpConfig) -> WebConfig:
         manage_ttl=s.duration("manage_ttl", d("manage_ttl")),
         posts_per_client_hour=s.integer("posts_per_client_hour", d("posts_per_client_hour"),
                                         min_value=1),
+        ipv6_client_prefix=s.integer("ipv6_client_prefix", d("ipv6_client_prefix"),
+                                     min_value=32, max_value=128),
         mails_per_address_hour=s.integer("mails_per_address_hour",
                                          d("mails_per_address_hour"), min_value=1),
+        mails_per_hour=s.integer("mails_per_hour", d("mails_per_hour"), min_value=1),
+        mail_bounce_limit=s.integer("mail_bounce_limit", d("mail_bounce_limit"), min_value=1),
     )
     s.finish()
     return cfg

@@ -59,8 +59,8 @@ class Metrics:
             "jpixd_web_mails", "Self-service mails (sign-up confirmations, manage links) by "
             "outcome", ["kind", "result"], registry=r)
         for kind in ("confirm", "manage"):
-            for result in ("sent", "failed", "rate_limited", "suppressed", "paused", "dropped",
-                           "shadow"):
+            for result in ("sent", "failed", "rate_limited", "global_limit", "bounced_before",
+                           "held", "suppressed", "paused", "dropped", "shadow"):
                 self.web_mails.labels(kind, result)
         self.web_refusals = Counter(
             "jpixd_web_refusals", "Public page requests refused (bad or expired link, CSRF, "

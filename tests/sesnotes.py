@@ -95,4 +95,4 @@ async def record_bounce(store: Store, email: str, at: datetime, *, n: int = 1,
                message_id=f"sns-{n}")
     events, _ = parse(body)
     await store.record_events(events, at, soft_window=cfg.soft_bounce_window,
-                              decide=lambda ev, k: decide(ev, k, cfg))
+                              decide=lambda ev, k, own: decide(ev, k, cfg, self_service=own))

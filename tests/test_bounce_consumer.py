@@ -365,10 +365,10 @@ async def test_one_message_that_cannot_be_recorded_is_rolled_back_alone(
     batches = [parse(sns(bounce([e], feedback=f"fb-{e}"), message_id=f"sns-{e}"))[0]
                for e in ("ok1@isp.example.jp", "bad@isp.example.jp", "ok2@isp.example.jp")]
 
-    def deciding(event: Any, soft: int) -> Any:
+    def deciding(event: Any, soft: int, own: bool) -> Any:
         if event.recipient == "bad@isp.example.jp":
             raise RuntimeError("a rule our code got wrong")
-        return decide(event, soft, cfg)
+        return decide(event, soft, cfg, self_service=own)
 
     results = await store.record_event_batches(batches, NOW, decide=deciding,
                                                soft_window=cfg.soft_bounce_window)

@@ -180,7 +180,8 @@ async def test_suppressed_and_paused_are_not_sent(rig: Rig, smtp: SmtpPeer) -> N
         # once; the sender must not send them either way.
         [event], _ = parse(sns(bounce(["bounced@isp.example.jp"])))
         await rig.store.record_events([event], T0, soft_window=timedelta(days=7),
-                                      decide=lambda e, n: decide(e, n, BouncesConfig()))
+                                      decide=lambda e, n, own: decide(e, n, BouncesConfig(),
+                                                                      self_service=own))
         await rig.store.set_sending(paused=False, reason=None, actor="admin", now=T0)
         await rig.drain(sender)
     finally:

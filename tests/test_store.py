@@ -164,7 +164,7 @@ async def test_soft_bounces_recorded_before_migration_12_still_count(
         events, _ = parse(body)
         counts: list[int] = []
 
-        def decide(_e: object, soft: int) -> Decision:
+        def decide(_e: object, soft: int, _own: bool) -> Decision:
             counts.append(soft)
             return Decision()
 

@@ -146,8 +146,8 @@ class BounceConsumer(Loop):
                      recipient=o.event.recipient, ses_message_id=o.event.ses_message_id,
                      delivery_id=o.delivery_id, suppressed=o.suppressed, reason=o.reason)
 
-    def _decide(self, event: MailEvent, soft: int) -> Decision:
-        return decide(event, soft, self.cfg)
+    def _decide(self, event: MailEvent, soft: int, self_service: bool) -> Decision:
+        return decide(event, soft, self.cfg, self_service=self_service)
 
     async def _delete(self, entries: list[dict[str, str]]) -> None:
         if not entries:

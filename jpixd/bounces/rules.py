@@ -24,10 +24,22 @@ class Decision:
     unsubscribe: bool = False  # complaints: the subscriber said stop
     counted: bool = False  # counts towards the guard's bounce or complaint rate
     reason: str | None = None
+    # Self-service mail's event (a confirmation, a manage link): counted apart, never a
+    # suppression, never a Backlog case (jpixd.selfmail).
+    self_service: bool = False
 
 
-def decide(event: MailEvent, soft_bounces_in_window: int, cfg: BouncesConfig) -> Decision:
-    """`soft_bounces_in_window` includes this event when it is a soft bounce."""
+def decide(event: MailEvent, soft_bounces_in_window: int, cfg: BouncesConfig, *,
+           self_service: bool = False) -> Decision:
+    """`soft_bounces_in_window` includes this event when it is a soft bounce.
+    `self_service`: the event is of a mail a stranger could have caused (a sign-up's
+    confirmation): it counts for that mail's own limit only. A sign-up address that
+    bounces simply stays unconfirmed; an active subscriber's address that really bounces
+    is judged by the next notice mail it gets."""
+    if self_service:
+        counted = event.type == "Complaint" or event.bounce_type == "Permanent"
+        return Decision(counted=counted and event.bounce_subtype != "OnAccountSuppressionList",
+                        self_service=True, reason="self-service mail: counted apart")
     if event.type == "Bounce":
         if event.bounce_subtype == "OnAccountSuppressionList":
             return Decision(suppress=True, reason="on the SES account suppression list")

@@ -49,3 +49,14 @@ class ControlStore(Queries):
             await tx.execute(PUT, (_SENDING_KEY, json.dumps(value), now))
             await tx.notify(SENDING)
         return await self.sending_state()
+
+    async def end_console_session(self, session: str, expires_at: datetime) -> None:
+        """A console session logged out: refused from now on, on every host, until it
+        would have expired anyway (then pruned)."""
+        await self._write("INSERT INTO console_logouts (session, expires_at) VALUES (?, ?) "
+                          "ON CONFLICT (session) DO NOTHING", (session, expires_at))
+
+    async def console_session_ended(self, session: str) -> bool:
+        row = await self._one("SELECT 1 AS x FROM console_logouts WHERE session = ?",
+                              (session,))
+        return row is not None

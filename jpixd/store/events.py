@@ -31,8 +31,11 @@ from jpixd.store.subscribers import (
 )
 from jpixd.store.tickets import file_bounce, queue_lift_comment
 
-# (event, soft bounces of its address within the window, this one included) → Decision
-Decider = Callable[[MailEvent, int], Decision]
+# (event, soft bounces of its address within the window, this one included, whether it is
+# of a self-service mail) → Decision
+Decider = Callable[[MailEvent, int, bool], Decision]
+# The mail an SES message id names, when it is no delivery: a self-service mail.
+SELF_MAIL_BY_SES_ID = "SELECT id FROM self_mails WHERE ses_message_id = ? LIMIT 1"
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,17 @@ def _record(db: sqlite3.Connection, e: MailEvent, now: datetime, decide: Decider
     row = db.execute("SELECT id FROM deliveries WHERE ses_message_id = ? LIMIT 1",
                      (e.ses_message_id,)).fetchone() if e.ses_message_id else None
     delivery_id = int(row["id"]) if row else None
+    own = db.execute(SELF_MAIL_BY_SES_ID, (e.ses_message_id,)).fetchone() \
+        if e.ses_message_id and delivery_id is None else None
+    self_mail_id = int(own["id"]) if own else None
     soft_bounce = is_soft_bounce(e)
     cur = db.execute(
         "INSERT INTO mail_events (event_key, type, subtype, recipient, ses_message_id, "
-        "delivery_id, diagnostic, occurred_at, received_at, raw, soft) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
+        "delivery_id, diagnostic, occurred_at, received_at, raw, soft, self_mail_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING",
         (e.key, e.type, e.subtype, e.recipient, e.ses_message_id, delivery_id,
-         e.diagnostic, to_db(e.occurred_at), to_db(now), e.raw, int(soft_bounce)))
+         e.diagnostic, to_db(e.occurred_at), to_db(now), e.raw, int(soft_bounce),
+         self_mail_id))
     if cur.rowcount == 0:
         return EventOutcome(e, new=False)
     event_id = cur.lastrowid
@@ -66,12 +73,12 @@ def _record(db: sqlite3.Connection, e: MailEvent, now: datetime, decide: Decider
             "AND occurred_at >= ?",
             (e.recipient, to_db(e.occurred_at - soft_window))).fetchone()
         soft = int(counted["n"]) if counted else 1
-    decision = decide(e, soft)
+    decision = decide(e, soft, self_mail_id is not None)
     db.execute("UPDATE mail_events SET counted_in_rate = ? WHERE id = ?",
                (int(decision.counted), event_id))
     if decision.suppress:
         _suppress(db, e, event_id, decision, now)
-    if e.type == "Bounce" and file_cases:
+    if e.type == "Bounce" and file_cases and not decision.self_service:
         # The operator hears of every bounced address through Backlog: the case is
         # recorded with the bounce, so the reconciler cannot miss it.
         file_bounce(db, e, event_id, delivery_id, now, tz)
@@ -100,8 +107,8 @@ def _suppress(db: sqlite3.Connection, e: MailEvent, event_id: int | None,
         "SELECT id FROM subscribers WHERE email = ? AND deleted_at IS NULL "
         "AND status = 'active'", (e.recipient,))]
     if changed:
-        db.execute("UPDATE subscribers SET status = ?, updated_at = ? WHERE id = ?",
-                   (status, t, changed[0]))
+        db.execute("UPDATE subscribers SET status = ?, updated_at = ?, signed_up_at = NULL "
+                   "WHERE id = ?", (status, t, changed[0]))
         # Who changed the subscriber and why, as for every other change to one.
         log_change_sync(db, changed[0], "bounces", status,
                         f"{e.type} {e.subtype or ''}: {decision.reason or ''}".strip(), now)
@@ -132,12 +139,15 @@ class EventQueries(Queries):
         return True
 
     async def guard_counts(self, since: datetime) -> tuple[int, int, int]:
-        """(mails sent, counted hard bounces, counted complaints) since `since`."""
+        """(notice mails sent, their counted hard bounces, their counted complaints)
+        since `since`."""
         sent = await self._one("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'sent' "
                                "AND sent_at >= ?", (since,))
         # A flag: 1/0 on SQLite, a boolean on PostgreSQL, true or false on both.
+        # Notice mail's own: self-service mail's events are judged by its own limit.
         rows = await self._all("SELECT type, COUNT(*) AS n FROM mail_events WHERE "
-                               "counted_in_rate AND occurred_at >= ? GROUP BY type", (since,))
+                               "counted_in_rate AND self_mail_id IS NULL "
+                               "AND occurred_at >= ? GROUP BY type", (since,))
         by = {r["type"]: int(r["n"]) for r in rows}
         return (int(sent["n"]) if sent else 0, by.get("Bounce", 0), by.get("Complaint", 0))
 
@@ -219,6 +229,7 @@ def event_json(r: Row) -> dict[str, Any]:
     return {"id": r["id"], "type": r["type"], "subtype": r["subtype"],
             "recipient": r["recipient"], "ses_message_id": r["ses_message_id"],
             "delivery_id": r["delivery_id"], "counted_in_rate": bool(r["counted_in_rate"]),
+            "self_mail_id": r["self_mail_id"],
             "diagnostic": r["diagnostic"], "occurred_at": as_text(r["occurred_at"]),
             "received_at": as_text(r["received_at"])}
 

@@ -54,8 +54,17 @@ _RULES["pending_subscribers"] = (
     "                                   WHERE d.subscriber_id = s.id) LIMIT ?",
     ("DELETE FROM subscriber_changes WHERE subscriber_id IN ({ids})",
      "DELETE FROM subscribers WHERE id IN ({ids})"))
+_RULES["self_mails"] = (
+    # One whose bounce is still on record stays: a mailbox's rest reads it.
+    "SELECT id FROM self_mails m WHERE created_at < ? AND NOT EXISTS "
+    "(SELECT 1 FROM mail_events e WHERE e.self_mail_id = m.id) LIMIT ?",
+    ("DELETE FROM self_mails WHERE id IN ({ids})",))
+_RULES["console_logouts"] = (
+    "SELECT session AS id FROM console_logouts WHERE expires_at < ? LIMIT ?",
+    ("DELETE FROM console_logouts WHERE session IN ({ids})",))
 # Events go before the deliveries they name; deliveries before their revisions.
-ORDER = ("events", "deliveries", "revisions", "quarantine", "tickets", "pending_subscribers")
+ORDER = ("events", "deliveries", "revisions", "quarantine", "tickets", "pending_subscribers",
+         "self_mails", "console_logouts")
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,7 @@ class RetentionStore(Queries):
             while budget > 0:
                 budget -= 1
                 async with self.transaction() as tx:
-                    ids = [int(r["id"]) for r in await tx.all(choose, (cutoffs[what], batch))]
+                    ids = [r["id"] for r in await tx.all(choose, (cutoffs[what], batch))]
                     if not ids:
                         break
                     for sql in deletes:

@@ -11,12 +11,13 @@ from jpixd.store.events import EventStore
 from jpixd.store.feeds import FeedStore
 from jpixd.store.notices import NoticeStore
 from jpixd.store.retention import RetentionStore
+from jpixd.store.selfmail import SelfMailQueries
 from jpixd.store.shadow import ShadowStore
 from jpixd.store.tickets import TicketStore
 
 
 class Store(ControlStore, NoticeStore, DeliveryStore, FeedStore, EventStore, TicketStore,
-            RetentionStore, ArchiveStore, ShadowStore):
+            RetentionStore, ArchiveStore, ShadowStore, SelfMailQueries):
     """Public methods speak the domain (aware datetimes, dataclasses), never rows, so a
     PostgreSQL store can stand beside this one."""
 

@@ -250,6 +250,12 @@ class SubscriberQueries(Queries):
                             actor: str) -> None:
         assert old.id is not None
         await log_change(tx, old.id, actor, *_what(old, new), now)
+        if new.status != old.status and new.status in (SubscriberStatus.ACTIVE,
+                                                       SubscriberStatus.UNSUBSCRIBED):
+            # Confirmed, or left: a confirmation link mailed before means nothing now
+            # (an old mail in a shared mailbox must not undo an unsubscribe).
+            await tx.execute("UPDATE subscribers SET signed_up_at = NULL WHERE id = ?",
+                             (old.id,))
         try:
             await tx.execute(f"UPDATE subscribers SET {UPDATE_SETS}, updated_at = ? "
                              "WHERE id = ?", [*values_of(new), now, old.id])
@@ -293,19 +299,50 @@ class SubscriberQueries(Queries):
         return plan.result()
 
     async def signup(self, sub: Subscriber, now: datetime) -> tuple[Subscriber, bool]:
-        """A sign-up: a new `pending` subscriber, or (False) the live one the address
-        already has, unchanged: a stranger's form must not alter somebody's settings."""
-        async with self.transaction() as tx:
-            row = await tx.one("SELECT * FROM subscribers WHERE email = ? AND "
-                               "deleted_at IS NULL", (sub.email,))
-            if row is not None:
-                return _row_to_subscriber(row), False
-            pending = replace(sub, status=SubscriberStatus.PENDING, paused=False)
-            new_id = await self._insert_subscriber(tx, pending, now)
-            await log_change(tx, new_id, "self-service", "created", "status: pending", now)
-        created = await self.get_subscriber(new_id)
-        assert created is not None
-        return created, True
+        """A sign-up: a new `pending` subscriber (True), or the live one the address
+        already has (False). An active or suppressed one is left as it is: a stranger's
+        form must not alter somebody's settings. One that has not confirmed (`pending`),
+        or that left (`unsubscribed`), takes the form's settings: the latest sign-up
+        decides what its owner is asked to confirm, and confirmation links sent before
+        it confirm nothing (`signed_up_at`)."""
+        try:
+            async with self.transaction() as tx:
+                row = await tx.one("SELECT * FROM subscribers WHERE email = ? AND "
+                                   "deleted_at IS NULL" + self.for_update, (sub.email,))
+                if row is None:
+                    pending = replace(sub, status=SubscriberStatus.PENDING, paused=False)
+                    sid = await self._insert_subscriber(tx, pending, now)
+                    await log_change(tx, sid, "self-service", "created", "status: pending",
+                                     now)
+                else:
+                    old = _row_to_subscriber(row)
+                    assert old.id is not None
+                    sid = old.id
+                    if old.status not in (SubscriberStatus.PENDING,
+                                          SubscriberStatus.UNSUBSCRIBED):
+                        return old, False
+                    target = replace(sub, id=sid, status=old.status, paused=False)
+                    if not _same(old, target):
+                        await self._write_update(tx, old, target, now, "self-service")
+                await tx.execute("UPDATE subscribers SET signed_up_at = ? WHERE id = ?",
+                                 (now, sid))
+        except Conflict:
+            # Another sign-up for the address (on another host) committed first: it is
+            # there now, as if this one had found it.
+            found = await self.subscriber_by_email(sub.email)
+            if found is None:
+                raise
+            return found, False
+        got = await self.get_subscriber(sid)
+        assert got is not None
+        return got, row is None
+
+    async def signed_up_at(self, subscriber_id: int) -> datetime | None:
+        """When the pending (or returning) subscriber last signed up; None once they
+        confirmed or left since."""
+        row = await self._one("SELECT signed_up_at FROM subscribers WHERE id = ?",
+                              (subscriber_id,))
+        return from_db(row["signed_up_at"]) if row else None
 
     async def get_subscriber(self, subscriber_id: int) -> Subscriber | None:
         row = await self._one("SELECT * FROM subscribers WHERE id = ? AND deleted_at IS NULL",

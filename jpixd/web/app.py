@@ -77,5 +77,6 @@ def build_app(runtime: Runtime, apis: list[Api] | None = None,
     app.add_routes(health.routes())
     app.add_routes(deliveries.public_routes())
     app.add_routes(merged.routes())
-    console.setup(app, Proxies(runtime.config.web.trusted_proxies))
+    console.setup(app, Proxies(runtime.config.web.trusted_proxies,
+                                ipv6_prefix=runtime.config.web.ipv6_client_prefix))
     return app

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -54,15 +55,26 @@ def _signer(rt: Runtime) -> Signer:
 
 
 def _session(request: web.Request) -> str | None:
-    """The session cookie, if it is ours and not expired."""
+    """The session cookie (`nonce.expiry.mac`), if it is ours and not expired; whether
+    it was logged out is the store's to say (`console_auth`)."""
     value = request.cookies.get(COOKIE, "")
-    expires, _, mac = value.partition(".")
-    if not (expires.isascii() and expires.isdigit() and len(expires) < 12) or not mac:
+    nonce, _, rest = value.partition(".")
+    expires, _, mac = rest.partition(".")
+    if not (len(nonce) == 32 and nonce.isascii() and nonce.isalnum()) or not mac:
+        return None
+    if not (expires.isascii() and expires.isdigit() and len(expires) < 12):
         return None
     if int(expires) < time.time():
         return None
-    return value if _signer(request.app[RUNTIME]).check_digest(f"session|{expires}", mac) \
-        else None
+    return value if _signer(request.app[RUNTIME]).check_digest(
+        f"session|{nonce}|{expires}", mac) else None
+
+
+def _new_session(rt: Runtime) -> str:
+    """A session of its own for every login (a random nonce: two logins in one second
+    are two sessions, and logging one out leaves the other)."""
+    nonce, expires = secrets.token_hex(16), str(int(time.time()) + SESSION)
+    return f"{nonce}.{expires}.{_signer(rt).digest(f'session|{nonce}|{expires}')}"
 
 
 def _csrf(request: web.Request, session: str) -> str:
@@ -74,7 +86,8 @@ async def console_auth(request: web.Request, handler: Handler) -> web.StreamResp
     if not request.path.startswith(PREFIX) or request.path in (f"{PREFIX}/login",):
         return await handler(request)
     session = _session(request)
-    if session is None:
+    if session is None or await request.app[RUNTIME].store.console_session_ended(
+            session.partition(".")[0]):
         raise web.HTTPSeeOther(f"{PREFIX}/login")
     if request.method == "POST":
         form = await read_form(request)
@@ -103,28 +116,39 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
+    """The right token always logs in. Wrong ones are limited per client: the limit is
+    counted after the token is checked, so that nobody who can reach this page (behind a
+    proxy not in trusted_proxies every operator shares one address) can lock the
+    operators out; a 16-character token is not found by guessing anyway."""
     rt = request.app[RUNTIME]
     client = request.app[PROXIES].client(request)
-    if not request.app[LOGIN_LIMIT].allow(client):
-        log.warning("console login refused: too many attempts", client=client)
-        return _show(request, "console/login.html", 429,
-                     error="試行回数が多すぎます。しばらくしてからお試しください。")
     form = await read_form(request)
     token = form.get("token")
     if not isinstance(token, str) or not hmac.compare_digest(
             token.strip().encode("utf-8", "surrogateescape"), rt.admin_token.encode()):
+        if not request.app[LOGIN_LIMIT].allow(request.app[PROXIES].limit_key(request)):
+            log.warning("console login refused: too many attempts", client=client)
+            return _show(request, "console/login.html", 429,
+                         error="試行回数が多すぎます。しばらくしてからお試しください。")
         log.warning("console login failed", client=client)
         return _show(request, "console/login.html", 401, error="トークンが正しくありません。")
-    expires = str(int(time.time()) + SESSION)
-    value = f"{expires}.{_signer(rt).digest(f'session|{expires}')}"
     log.info("console login", client=client)
     response = web.HTTPSeeOther(f"{PREFIX}/")
-    response.set_cookie(COOKIE, value, path=PREFIX, httponly=True, samesite="Strict",
-                        secure=request.app[PROXIES].secure(request), max_age=SESSION)
+    response.set_cookie(COOKIE, _new_session(rt), path=PREFIX, httponly=True,
+                        samesite="Strict", secure=request.app[PROXIES].secure(request),
+                        max_age=SESSION)
     raise response
 
 
 async def logout(request: web.Request) -> web.Response:
+    """Ends this session for good (on every host), not only in this browser: a copied
+    cookie is refused after it."""
+    session = request.get(SESSION_KEY) or _session(request)
+    if session is not None:
+        nonce, expires = session.split(".")[:2]
+        await request.app[RUNTIME].store.end_console_session(
+            nonce, datetime.fromtimestamp(int(expires), UTC))
+        log.info("console logout")
     response = web.HTTPSeeOther(f"{PREFIX}/login")
     response.del_cookie(COOKIE, path=PREFIX)
     raise response

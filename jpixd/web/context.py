@@ -7,7 +7,7 @@ from aiohttp import web
 from jpixd.config import WebConfig
 from jpixd.web.guard import Csrf, Proxies, RateLimit
 from jpixd.web.links import LinkBuilder
-from jpixd.web.sysmail import SystemMail
+from jpixd.web.sysmail import SystemMail, limits_of
 
 
 class PublicContext:
@@ -22,11 +22,11 @@ class PublicContext:
 
     def configure(self, cfg: WebConfig, links: LinkBuilder) -> None:
         self.links = self.mail.links = links
-        self.proxies = Proxies(cfg.trusted_proxies,
+        self.proxies = Proxies(cfg.trusted_proxies, ipv6_prefix=cfg.ipv6_client_prefix,
                                https_site=links.base_url.startswith("https://"))
         self.csrf = Csrf(links.signer, self.proxies)
         self.per_client = RateLimit(cfg.posts_per_client_hour)  # form posts per client
-        self.mail.per_address = RateLimit(cfg.mails_per_address_hour)
+        self.mail.limits = limits_of(cfg)
 
 
 PUBLIC = web.AppKey("public", PublicContext)

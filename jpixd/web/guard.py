@@ -63,8 +63,10 @@ async def read_form(request: web.Request) -> MultiDictProxy[Any]:
 class Proxies:
     """Which peers' X-Forwarded-For / -Proto are believed (`[web] trusted_proxies`)."""
 
-    def __init__(self, networks: Sequence[str], *, https_site: bool = False) -> None:
+    def __init__(self, networks: Sequence[str], *, ipv6_prefix: int = 64,
+                 https_site: bool = False) -> None:
         self.networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+        self.ipv6_prefix = ipv6_prefix
         # The site's own links are https (`[web] base_url`): its cookies are Secure even
         # when the proxy in front was not named in trusted_proxies.
         self.https_site = https_site
@@ -94,6 +96,12 @@ class Proxies:
                     return peer
         return peer
 
+    def limit_key(self, request: web.Request) -> str:
+        """Whom a per-client limit counts: an IPv4 address, or the IPv6 network of
+        `ipv6_prefix` bits around the address (a customer gets a whole /64, or a /56:
+        counting each address would let one host take 2^64 shares)."""
+        return client_key(self.client(request), self.ipv6_prefix)
+
     def secure(self, request: web.Request) -> bool:
         """Whether the browser's side of the connection is HTTPS."""
         if request.secure or self.https_site:
@@ -101,6 +109,18 @@ class Proxies:
         if self._trusted(request.remote):
             return request.headers.get("X-Forwarded-Proto", "").lower() == "https"
         return False
+
+
+def client_key(address: str, ipv6_prefix: int) -> str:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # "unknown": one shared key
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # ::ffff:192.0.2.1 is the IPv4 client
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/{ipv6_prefix}", strict=False))
+    return str(ip)
 
 
 class Csrf:

@@ -13,6 +13,7 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from jpixd.logs import REDACTOR
 from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS, STATUS_LABELS, local_time
 from jpixd.model import NoticeStatus, Subscriber
 from jpixd.prefectures import NAME_BY_CODE
@@ -34,6 +35,9 @@ def environment(tz: tzinfo) -> jinja2.Environment:
     env.filters["local"] = functools.partial(local_time, tz=tz)
     env.filters["pref"] = lambda code: NAME_BY_CODE.get(code, code)
     env.filters["iso"] = lambda dt: dt.isoformat() if isinstance(dt, datetime) else ""
+    # Feed errors quote the URL, with any password in it (a feed behind basic auth):
+    # shown as the logs and the admin API show it.
+    env.filters["redact"] = lambda text: REDACTOR.text(text) if isinstance(text, str) else text
     env.globals.update(
         KIND_LABELS=KIND_LABELS, CARRIER_LABELS=CARRIER_LABELS, WINDOW_LABELS=WINDOW_LABELS,
         SUB_STATUS_LABELS=SUB_STATUS_LABELS,

@@ -69,7 +69,7 @@ def _refused(request: web.Request, reason: str) -> web.Response:
 async def _form(request: web.Request) -> MultiDictProxy[Any] | web.Response:
     """The posted form, after the per-client rate limit and the CSRF check."""
     _, ctx = _ctx(request)
-    if not ctx.per_client.allow(ctx.proxies.client(request)):
+    if not ctx.per_client.allow(ctx.proxies.limit_key(request)):
         return _refused(request, "rate_limited")
     form = await read_form(request)
     token = form.get(CSRF_FIELD)
@@ -108,9 +108,9 @@ async def signup(request: web.Request) -> web.Response:
     if created or sub.status in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
         # A new address, or one that has not confirmed (or left and comes back): its owner
         # confirms by the link; nothing is mailed before that.
-        ctx.mail.request("confirm", sub)
+        await ctx.mail.request("confirm", sub)
     elif sub.status == SubscriberStatus.ACTIVE:
-        ctx.mail.request("manage", sub)  # already subscribed: how to change the settings
+        await ctx.mail.request("manage", sub)  # already subscribed: how to change the settings
     log.info("sign-up", subscriber_id=sub.id, new=created, status=str(sub.status))
     raise web.HTTPSeeOther("/s/sent")
 
@@ -141,9 +141,30 @@ def _token(request: web.Request, form: MultiDictProxy[Any] | None = None) -> str
     return value if isinstance(value, str) else None
 
 
+async def _to_confirm(request: web.Request, token: str | None) -> Subscriber | None:
+    """The subscriber a confirmation link may still confirm: the latest sign-up's link
+    only (one issued before it, a stranger's earlier form or a mail from before an
+    unsubscribe, confirms nothing), or an active subscriber (nothing left to do)."""
+    rt, ctx = _ctx(request)
+    link = ctx.links.signer.verify(token, Purpose.CONFIRM, rt.clock()) if token else None
+    if link is None:
+        return None
+    sub = await rt.store.get_subscriber(link.subscriber_id)
+    if sub is None or sub.id is None or sub.status in (SubscriberStatus.ACTIVE,
+                                                       SubscriberStatus.SUPPRESSED):
+        return sub
+    signed_up = await rt.store.signed_up_at(sub.id)
+    issued = link.expires_at - ctx.links.confirm_ttl.total_seconds()
+    # Links carry whole seconds: one issued in the second of the sign-up is its own.
+    if signed_up is None or issued < int(signed_up.timestamp()):
+        log.info("confirmation link older than the latest sign-up", subscriber_id=sub.id)
+        return None
+    return sub
+
+
 async def confirm_page(request: web.Request) -> web.Response:
     token = _token(request)
-    sub = await _linked(request, token, Purpose.CONFIRM)
+    sub = await _to_confirm(request, token)
     if sub is None:
         return _refused(request, "bad_link")
     if sub.status == SubscriberStatus.ACTIVE:
@@ -152,6 +173,7 @@ async def confirm_page(request: web.Request) -> web.Response:
         return _message(request, "このアドレスには配信できません",
                         "このメールアドレスへの配信でエラーが続いたため、配信を停止しています。"
                         "担当窓口までご連絡ください。", status=409)
+    # Exactly what will be subscribed, as the latest sign-up asked for it.
     return _page(request, "confirm.html", sub=sub, token=token)
 
 
@@ -160,7 +182,7 @@ async def confirm(request: web.Request) -> web.Response:
     form = await _form(request)
     if isinstance(form, web.Response):
         return form
-    sub = await _linked(request, _token(request, form), Purpose.CONFIRM)
+    sub = await _to_confirm(request, _token(request, form))
     if sub is None or sub.id is None:
         return _refused(request, "bad_link")
     if sub.status in (SubscriberStatus.PENDING, SubscriberStatus.UNSUBSCRIBED):
@@ -266,9 +288,9 @@ async def link_request(request: web.Request) -> web.Response:
                      errors={"email": "メールアドレスを正しく入力してください"})
     sub = await rt.store.subscriber_by_email(email)
     if sub is not None and sub.status == SubscriberStatus.ACTIVE:
-        ctx.mail.request("manage", sub)
+        await ctx.mail.request("manage", sub)
     elif sub is not None and sub.status == SubscriberStatus.PENDING:
-        ctx.mail.request("confirm", sub)
+        await ctx.mail.request("confirm", sub)
     raise web.HTTPSeeOther("/s/link-sent")
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, tzinfo
 from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
 from jpixd.store.base import SUBSCRIBERS_VERSION
-from jpixd.store.events import Decider, EventOutcome, EventQueries
+from jpixd.store.events import SELF_MAIL_BY_SES_ID, Decider, EventOutcome, EventQueries
 from jpixd.store.pg.base import Conn, PgBase, PgTx, q
 from jpixd.store.pg.tickets import file_bounce
 from jpixd.store.subscribers import log_change
@@ -21,14 +21,17 @@ async def _record(conn: Conn, e: MailEvent, now: datetime, decide: Decider,
     delivery_id = await conn.fetchval(q(
         "SELECT id FROM deliveries WHERE ses_message_id = ? LIMIT 1"),
         e.ses_message_id) if e.ses_message_id else None
+    self_mail_id = await conn.fetchval(q(SELF_MAIL_BY_SES_ID), e.ses_message_id) \
+        if e.ses_message_id and delivery_id is None else None
     soft_bounce = is_soft_bounce(e)
     event_id = await conn.fetchval(q(
         "INSERT INTO mail_events (event_key, type, subtype, recipient, ses_message_id, "
-        "delivery_id, diagnostic, occurred_at, received_at, raw, soft) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING "
+        "delivery_id, diagnostic, occurred_at, received_at, raw, soft, self_mail_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING "
         "RETURNING id"),
         e.key, e.type, e.subtype, e.recipient, e.ses_message_id, delivery_id,
-        _opt(e.diagnostic), e.occurred_at, now, PgBase.storable(e.raw), soft_bounce)
+        _opt(e.diagnostic), e.occurred_at, now, PgBase.storable(e.raw), soft_bounce,
+        self_mail_id)
     if event_id is None:
         return EventOutcome(e, new=False)
     soft = 0
@@ -36,12 +39,12 @@ async def _record(conn: Conn, e: MailEvent, now: datetime, decide: Decider,
         soft = int(await conn.fetchval(q(
             "SELECT COUNT(*) FROM mail_events WHERE recipient = ? AND soft "
             "AND occurred_at >= ?"), e.recipient, e.occurred_at - soft_window))
-    decision = decide(e, soft)
+    decision = decide(e, soft, self_mail_id is not None)
     await conn.execute(q("UPDATE mail_events SET counted_in_rate = ? WHERE id = ?"),
                        decision.counted, event_id)
     if decision.suppress:
         await _suppress(conn, e, event_id, decision, now)
-    if e.type == "Bounce" and file_cases:
+    if e.type == "Bounce" and file_cases and not decision.self_service:
         await file_bounce(conn, e, event_id, delivery_id, now, tz)
     return EventOutcome(e, new=True, delivery_id=delivery_id, suppressed=decision.suppress,
                         reason=decision.reason)
@@ -63,7 +66,8 @@ async def _suppress(conn: Conn, e: MailEvent, event_id: int, decision: Decision,
         f"address suppressed: {decision.reason}", now, e.recipient)
     status = "unsubscribed" if decision.unsubscribe else "suppressed"
     changed = await conn.fetchval(q(
-        "UPDATE subscribers SET status = ?, updated_at = ? WHERE id = (SELECT id FROM "
+        "UPDATE subscribers SET status = ?, updated_at = ?, signed_up_at = NULL "
+        "WHERE id = (SELECT id FROM "
         "subscribers WHERE email = ? AND deleted_at IS NULL AND status = 'active' LIMIT 1) "
         "RETURNING id"), status, now, e.recipient)
     if changed is not None:

@@ -10,11 +10,12 @@ from jpixd.store.pg.events import PgEventStore
 from jpixd.store.pg.notices import PgNoticeStore
 from jpixd.store.pg.tickets import PgTicketStore
 from jpixd.store.retention import RetentionStore
+from jpixd.store.selfmail import SelfMailQueries
 from jpixd.store.shadow import ShadowStore
 
 
 class PgStore(ControlStore, PgNoticeStore, PgDeliveryStore, FeedStore, PgEventStore,
-              PgTicketStore, RetentionStore, PgArchiveStore, ShadowStore):
+              PgTicketStore, RetentionStore, PgArchiveStore, ShadowStore, SelfMailQueries):
     """The same public methods as `jpixd.store.sqlite.Store`, with the same signatures
     (a test compares them), for hosts sharing one PostgreSQL database."""
 

@@ -1,0 +1,75 @@
+"""Self-service mail (sign-up confirmations, manage links): a row per mail asked for,
+its limits counted and decided in the transaction that adds it (so every host shares
+them), its outcome, and the counts its own guard reads. The same SQL on both databases."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from jpixd.selfmail import BOUNCED_MAILBOX_REST, Counts, Limits, mailbox_key, refusal
+from jpixd.store.base import Queries, Tx
+
+# Asked for, in the last hour: a refused request adds no row, so it does not count.
+_ASKED = "state IN ('queued', 'sent') AND created_at >= ?"
+# Bounces and complaints of self-service mail (what its guard and a mailbox's rest count).
+_COUNTED = "self_mail_id IS NOT NULL AND counted_in_rate AND occurred_at >= ?"
+
+
+async def _count(tx: Tx, sql: str, params: tuple[object, ...]) -> int:
+    row = await tx.one(sql, params)
+    return int(row["n"]) if row else 0
+
+
+class SelfMailQueries(Queries):
+    async def queue_self_mail(self, kind: str, subscriber_id: int, email: str,
+                              now: datetime, limits: Limits,
+                              window_start: datetime) -> tuple[int | None, str | None]:
+        """A row for a mail to send, or why not (`jpixd.selfmail.refusal`): (id, None)
+        or (None, reason). Counted and added under one lock, so two hosts (or two
+        requests) cannot both take the last mail of an hour."""
+        mailbox = mailbox_key(email)
+        hour_ago = now - timedelta(hours=1)
+        async with self.transaction(lock="self_mails") as tx:
+            counts = Counts(
+                mailbox_last_hour=await _count(
+                    tx, f"SELECT COUNT(*) AS n FROM self_mails WHERE mailbox = ? AND {_ASKED}",
+                    (mailbox, hour_ago)),
+                all_last_hour=await _count(
+                    tx, f"SELECT COUNT(*) AS n FROM self_mails WHERE {_ASKED}", (hour_ago,)),
+                mailbox_bounced=await tx.one(
+                    "SELECT 1 AS x FROM mail_events e JOIN self_mails m "
+                    "ON m.id = e.self_mail_id WHERE m.mailbox = ? AND e.counted_in_rate "
+                    "AND e.occurred_at >= ? LIMIT 1",
+                    (mailbox, now - BOUNCED_MAILBOX_REST)) is not None,
+                bounces_in_window=await _count(
+                    tx, f"SELECT COUNT(*) AS n FROM mail_events WHERE {_COUNTED}",
+                    (window_start,)))
+            reason = refusal(counts, limits)
+            if reason is not None:
+                return None, reason
+            row = await tx.one(
+                "INSERT INTO self_mails (kind, subscriber_id, email, mailbox, state, "
+                "created_at) VALUES (?, ?, ?, ?, 'queued', ?) RETURNING id",
+                (kind, subscriber_id, email, mailbox, now))
+        assert row is not None
+        return int(row["id"]), None
+
+    async def self_mail_sent(self, mail_id: int, now: datetime, *, transport: str,
+                             message_id: str, ses_message_id: str | None) -> None:
+        await self._write(
+            "UPDATE self_mails SET state = 'sent', sent_at = ?, transport = ?, "
+            "message_id = ?, ses_message_id = ? WHERE id = ?",
+            (now, transport, message_id, ses_message_id, mail_id))
+
+    async def self_mail_not_sent(self, mail_id: int, *, failed: bool, reason: str) -> None:
+        """Skipped (paused, suppressed, shadow) or failed (the transport refused it)."""
+        await self._write("UPDATE self_mails SET state = ?, reason = ? WHERE id = ?",
+                          ("failed" if failed else "skipped", reason, mail_id))
+
+    async def self_mail_counts(self, since: datetime) -> tuple[int, int]:
+        """(self-service mails sent, their bounces and complaints) since `since`."""
+        sent = await self._one("SELECT COUNT(*) AS n FROM self_mails WHERE state = 'sent' "
+                               "AND sent_at >= ?", (since,))
+        bounced = await self._one(f"SELECT COUNT(*) AS n FROM mail_events WHERE {_COUNTED}",
+                                  (since,))
+        return (int(sent["n"]) if sent else 0, int(bounced["n"]) if bounced else 0)
