@@ -60,7 +60,7 @@ async def test_migrate_prepares_postgres_once_even_from_three_hosts(
     finally:
         await conn.close()
     again = await _jpixd("migrate", "--config", str(cfg), cwd=tmp_path)
-    assert again.returncode == 0 and "at schema version 3" in again.stdout
+    assert again.returncode == 0 and "at schema version 4" in again.stdout
     assert "applied" not in again.stdout
 
 
