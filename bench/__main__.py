@@ -10,7 +10,7 @@ import sys
 
 from jpixd import logs
 
-ALL = ("fanout", "fanout:archive", "sender", "bounces", "versus", "postgres")
+ALL = ("fanout", "fanout:archive", "sender", "bounces", "versus", "postgres", "public")
 
 
 def main() -> None:

@@ -223,8 +223,9 @@ def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metri
 
 def public_context(cfg: Config, rt: Runtime, sender: Sender,
                    links: LinkBuilder) -> PublicContext:
+    from jpixd.selfmail import limits_of
     from jpixd.web.context import PublicContext
-    from jpixd.web.sysmail import SystemMail, limits_of
+    from jpixd.web.sysmail import SystemMail
 
     mail = SystemMail(rt.store, sender, links, rt.metrics, rt.clock, limits_of(cfg.web),
                       cfg.bounces)
@@ -466,10 +467,11 @@ class Daemon:
         if listen is None or self._links is None or not isinstance(sender, Sender):
             yield
             return
-        self.public = public_context(cfg, rt, sender, self._links)
+        ctx = self.public = public_context(cfg, rt, sender, self._links)
         h = cfg.http
         shedder = Shedder(Limits(h.header_timeout.total_seconds(), h.body_timeout.total_seconds(),
-                                 h.max_connections), self.metrics, "public")
+                                 h.max_connections, h.max_connections_per_client),
+                          self.metrics, "public", proxies_of=lambda: ctx.proxies)
         from jpixd.web.public import build_public_app
 
         runner = web.AppRunner(build_public_app(rt, self.public, shedder),

@@ -128,6 +128,9 @@ class HttpConfig:
     header_timeout: timedelta = timedelta(seconds=10)
     body_timeout: timedelta = timedelta(seconds=30)
     max_connections: int = 256
+    # The public listener's share per client (an IPv4 address, an IPv6 /64; behind the
+    # ALB the X-Forwarded-For client): connections open and requests in progress.
+    max_connections_per_client: int = 16
 
 
 @dataclass(frozen=True)
@@ -628,6 +631,8 @@ def _http(s: _Section) -> HttpConfig:
         header_timeout=s.duration("header_timeout", d("header_timeout")),
         body_timeout=s.duration("body_timeout", d("body_timeout")),
         max_connections=s.integer("max_connections", d("max_connections"), min_value=4),
+        max_connections_per_client=s.integer("max_connections_per_client",
+                                             d("max_connections_per_client"), min_value=1),
     )
     # A refused token has been reported already; "no token" would say it twice.
     if cfg.admin_token is None and not cfg.generate_admin_token and len(s.errors) == before:

@@ -42,7 +42,8 @@ class Metrics:
             "jpixd_http_shed", "Connections or requests the HTTP listener dropped",
             ["listener", "reason"], registry=r)
         for listener in ("admin", "public"):
-            for reason in ("connection_limit", "header_timeout", "body_timeout"):
+            for reason in ("connection_limit", "header_timeout", "body_timeout",
+                           "idle_evicted", "client_limit", "client_requests"):
                 self.http_shed.labels(listener, reason)
         # The event archive.
         self.archive_pending = Gauge(

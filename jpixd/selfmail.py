@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from jpixd.config import WebConfig
+
 # Providers that deliver `a.b.c@` to `abc@` (Gmail, and its old name).
 _DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 # A mailbox that bounced or complained about a self-service mail gets none for this long:
@@ -46,6 +48,11 @@ class Limits:
     per_mailbox_hour: int
     per_hour: int
     bounce_limit: int  # bounces and complaints of self-service mail within the window
+
+
+def limits_of(cfg: WebConfig) -> Limits:
+    return Limits(per_mailbox_hour=cfg.mails_per_address_hour, per_hour=cfg.mails_per_hour,
+                  bounce_limit=cfg.mail_bounce_limit)
 
 
 @dataclass(frozen=True)

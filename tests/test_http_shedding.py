@@ -47,20 +47,21 @@ async def test_a_head_that_never_ends_is_closed(tmp_path: Path) -> None:
         assert 'jpixd_http_shed_total{listener="admin",reason="header_timeout"} 1.0' in text
 
 
-async def test_connections_over_the_limit_are_closed_and_the_rest_are_served(
-        tmp_path: Path) -> None:
-    async with daemon(tmp_path, max_connections=4, header_timeout="3s") as d:
+async def test_when_full_the_longest_idle_connection_makes_room(tmp_path: Path) -> None:
+    """Issue 21 (N6): a full listener used to turn every newcomer away while idle
+    connections held its slots; now the one that has waited longest for a request head
+    is closed and the newcomer served."""
+    async with daemon(tmp_path, max_connections=4, header_timeout="30s") as d:
         host, port = d.base_url.removeprefix("http://").rsplit(":", 1)
         idle = [await asyncio.open_connection(host, int(port)) for _ in range(4)]
-        reader, writer = await asyncio.open_connection(host, int(port))
-        assert await closed_by_server(reader, within=2)  # the fifth: at once
-        writer.close()
-        for idle_reader, _ in idle:  # the four idle ones: after header_timeout
-            assert await closed_by_server(idle_reader, within=10)
+        async with aiohttp.ClientSession() as http, http.get(d.base_url + "/healthz") as r:
+            assert r.status == 200  # the fifth connection is served…
+        assert await closed_by_server(idle[0][0], within=5)  # …in the oldest one's place
         for _, idle_writer in idle:
             idle_writer.close()
-        async with aiohttp.ClientSession() as http, http.get(d.base_url + "/healthz") as r:
-            assert r.status == 200
+        async with aiohttp.ClientSession() as http, http.get(d.base_url + "/metrics") as r:
+            text = await r.text()
+        assert 'jpixd_http_shed_total{listener="admin",reason="idle_evicted"} 1.0' in text
 
 
 async def test_a_dripped_body_gets_408_in_the_api_shape(tmp_path: Path) -> None:

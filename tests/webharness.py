@@ -19,7 +19,7 @@ import aiohttp
 from prometheus_client import CollectorRegistry
 
 from jpixd.config import Config, load_mapping
-from jpixd.model import DeliveryState
+from jpixd.model import Clock, DeliveryState, utcnow
 from jpixd.runtime import Runtime
 from tests.conftest import ADMIN_TOKEN, RunningDaemon, base_mapping, free_port, running_daemon
 
@@ -124,9 +124,9 @@ def link_in(msg: EmailMessage, path: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def site(tmp_path: Path, **kw: Any) -> AsyncIterator[Site]:
+async def site(tmp_path: Path, *, clock: Clock = utcnow, **kw: Any) -> AsyncIterator[Site]:
     cfg = web_config(tmp_path, **kw)
-    async with running_daemon(cfg, registry=CollectorRegistry()) as d, \
+    async with running_daemon(cfg, registry=CollectorRegistry(), clock=clock) as d, \
             aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         rt = d.daemon.runtime
         assert rt is not None and d.daemon.public_bound

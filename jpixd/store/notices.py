@@ -27,6 +27,7 @@ from jpixd.store.base import (
     Queries,
     Row,
     SqliteBase,
+    as_text,
     from_db,
     from_db_req,
     jlist,
@@ -65,6 +66,12 @@ def _row_to_notice(row: Row) -> StoredNotice:
                         last_changed=from_db_req(row["last_changed"]),
                         last_seen=from_db_req(row["last_seen"]))
 
+
+# Every column a StoredNotice is read from, the body cut to its first ? characters.
+_EXCERPT_COLUMNS = (
+    "id, source, external_id, carrier, kind, status, title, substr(body, 1, ?) AS body, "
+    "starts_at, ends_at, prefectures, localities, services, url, report_number, revision, "
+    "first_seen, last_changed, last_seen, windows")
 
 UPSERT = """
 INSERT INTO notices (source, external_id, carrier, kind, status, title, body, starts_at,
@@ -151,9 +158,12 @@ class NoticeQueries(Queries):
 
     async def board_notices(self, *, since: datetime, carrier: str | None = None,
                             prefecture: str | None = None, kind: str | None = None,
-                            limit: int = 300) -> list[StoredNotice]:
+                            limit: int = 300,
+                            body_limit: int | None = None) -> list[StoredNotice]:
         """What the public board shows: every open notice, and those that ended or
-        changed since `since` (withdrawn ones are not shown: nobody said they ended)."""
+        changed since `since` (withdrawn ones are not shown: nobody said they ended).
+        `body_limit`: only the first so many characters of each body (the feeds show
+        no more; a wordy board is megabytes otherwise, read on every change)."""
         marks = ", ".join("?" for _ in OPEN_STATUSES)
         where, params = where_equal(("carrier", carrier), ("kind", kind))
         where += [f"(status IN ({marks}) OR last_changed >= ?)", "status != 'withdrawn'"]
@@ -161,9 +171,20 @@ class NoticeQueries(Queries):
         if prefecture:
             where.append(self.prefecture_match)
             params.append(prefecture)
-        rows = await self._all(f"SELECT * FROM notices WHERE {' AND '.join(where)} "
-                               "ORDER BY last_changed DESC, id DESC LIMIT ?", [*params, limit])
+        columns = "*" if body_limit is None else _EXCERPT_COLUMNS
+        first = [] if body_limit is None else [body_limit]
+        rows = await self._all(f"SELECT {columns} FROM notices WHERE {' AND '.join(where)} "
+                               "ORDER BY last_changed DESC, id DESC LIMIT ?",
+                               [*first, *params, limit])
         return [_row_to_notice(r) for r in rows]
+
+    async def notices_version(self) -> tuple[str | None, int]:
+        """Changes whenever a notice is recorded or changes (the public feeds' cache
+        key): the newest change and how many there are."""
+        row = await self._one("SELECT MAX(last_changed) AS t, COUNT(*) AS n FROM notices")
+        if row is None:
+            return None, 0
+        return as_text(row["t"]), int(row["n"])
 
     async def revisions(self, notice_id: int) -> list[Revision]:
         rows = await self._all("SELECT * FROM notice_revisions WHERE notice_id = ? "

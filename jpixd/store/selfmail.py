@@ -5,9 +5,10 @@ them), its outcome, and the counts its own guard reads. The same SQL on both dat
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from jpixd.selfmail import BOUNCED_MAILBOX_REST, Counts, Limits, mailbox_key, refusal
-from jpixd.store.base import Queries, Tx
+from jpixd.store.base import Queries, Row, Tx, as_text
 
 # Asked for, in the last hour: a refused request adds no row, so it does not count.
 _ASKED = "state IN ('queued', 'sent') AND created_at >= ?"
@@ -73,3 +74,17 @@ class SelfMailQueries(Queries):
         bounced = await self._one(f"SELECT COUNT(*) AS n FROM mail_events WHERE {_COUNTED}",
                                   (since,))
         return (int(sent["n"]) if sent else 0, int(bounced["n"]) if bounced else 0)
+
+    async def list_self_mails(self, *, limit: int = 100,
+                              offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Newest first: what was asked for, and what became of it (an operator asked
+        "my confirmation never came")."""
+        rows, total = await self._page("self_mails", [], [], "id DESC", limit, offset)
+        return [_self_mail_json(r) for r in rows], total
+
+
+def _self_mail_json(r: Row) -> dict[str, Any]:
+    return {"id": r["id"], "kind": r["kind"], "subscriber_id": r["subscriber_id"],
+            "email": r["email"], "state": r["state"], "reason": r["reason"],
+            "transport": r["transport"], "ses_message_id": r["ses_message_id"],
+            "created_at": as_text(r["created_at"]), "sent_at": as_text(r["sent_at"])}

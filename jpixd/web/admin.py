@@ -7,10 +7,12 @@ from aiohttp import web
 
 from jpixd import __version__
 from jpixd.backlog.reconciler import Reconciler
+from jpixd.bounces.rules import guard_since
 from jpixd.loop import LEADER_ROLES
 from jpixd.mail.sender import Sender
 from jpixd.model import SendingState
 from jpixd.runtime import Runtime
+from jpixd.selfmail import limits_of
 from jpixd.web.api import Api, ApiError, json_body, json_response
 from jpixd.web.keys import API, RUNTIME
 
@@ -54,7 +56,21 @@ async def get_status(request: web.Request) -> web.Response:
         "mode": await rt.store.mode(),  # {"shadow": true, "since": …} during a cut-over
         "archive": await _archive_status(rt),
         "cluster": _cluster_status(rt),
+        "self_service": await _self_service_status(rt),
     })
+
+
+async def _self_service_status(rt: Runtime) -> dict[str, object] | None:
+    """Mail strangers can cause, judged apart from notice mail: its volume and its
+    bounces and complaints in the guard's window, against their limits."""
+    if rt.config.http.public_listen is None:
+        return None
+    since = guard_since(rt.clock(), rt.config.bounces, await rt.store.sending_state())
+    sent, bounced = await rt.store.self_mail_counts(since)
+    limits = limits_of(rt.config.web)
+    return {"sent_in_window": sent, "bounces_and_complaints_in_window": bounced,
+            "held": bounced >= limits.bounce_limit, "bounce_limit": limits.bounce_limit,
+            "per_hour": limits.per_hour, "per_mailbox_hour": limits.per_mailbox_hour}
 
 
 def _cluster_status(rt: Runtime) -> dict[str, object]:

@@ -4,7 +4,9 @@ filter — or, at a signed URL, for one subscriber's own settings."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from collections.abc import Callable, Hashable
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +19,7 @@ from jpixd.prefectures import NAME_BY_CODE, PREFECTURES, code_of
 from jpixd.runtime import Runtime
 from jpixd.web import syndication
 from jpixd.web.context import PUBLIC
+from jpixd.web.feedcache import Feed, respond
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Purpose
 from jpixd.web.pages import page
@@ -110,23 +113,64 @@ def _feed_filters(request: web.Request) -> dict[str, str | None]:
         raise web.HTTPBadRequest(text=str(exc)) from None
 
 
+async def _board(request: web.Request) -> tuple[Hashable, list[StoredNotice]]:
+    """What the notices are now, and every notice the board shows (bodies only as long
+    as a feed shows them), read once per change for all the feeds."""
+    rt, feeds = request.app[RUNTIME], request.app[PUBLIC].feeds
+    version = await feeds.version(rt.store.notices_version)
+
+    async def read() -> list[StoredNotice]:
+        return await rt.store.board_notices(
+            since=rt.clock() - RECENT, body_limit=syndication.SUMMARY_BODY_LIMIT + 1)
+
+    return version, await feeds.notices(version, read)
+
+
+def _filtered(notices: list[StoredNotice], filters: dict[str, str | None]
+              ) -> list[StoredNotice]:
+    """As the store's filters: a notice naming no prefecture concerns every one."""
+    carrier, kind, pref = filters["carrier"], filters["kind"], filters["prefecture"]
+    return [s for s in notices
+            if (carrier is None or s.notice.carrier == carrier)
+            and (kind is None or s.notice.kind == kind)
+            and (pref is None or not s.notice.prefectures or pref in s.notice.prefectures)]
+
+
+async def _feed(request: web.Request, key: tuple[object, ...], version: Hashable,
+                render: Callable[[], bytes], shown: list[StoredNotice]) -> Feed:
+    """A feed from the cache, or rendered in a worker thread (a wordy board takes long
+    enough to stall every loop sharing the event loop)."""
+    rt = request.app[RUNTIME]
+
+    async def build() -> tuple[bytes, datetime]:
+        body = await asyncio.to_thread(render)
+        return body, max((s.last_changed for s in shown), default=rt.clock())
+
+    return await request.app[PUBLIC].feeds.get(key, version, build)
+
+
 async def atom_feed(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     filters = _feed_filters(request)
-    notices = (await _notices(rt, filters))[:_FEED_LIMIT]
     base = _base(request)
-    body = syndication.atom(notices, base_url=base, title=_title(filters),
-                            self_url=f"{base}/notices.atom{_query(filters)}", now=rt.clock())
-    return web.Response(body=body, content_type="application/atom+xml", charset="utf-8")
+    version, notices = await _board(request)
+    shown = _filtered(notices, filters)[:_FEED_LIMIT]
+    feed = await _feed(request, ("atom", base, *filters.values()), version, lambda: (
+        syndication.atom(shown, base_url=base, title=_title(filters),
+                         self_url=f"{base}/notices.atom{_query(filters)}", now=rt.clock())),
+        shown)
+    return respond(request, feed, "application/atom+xml")
 
 
 async def ics_feed(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
     filters = _feed_filters(request)
     if filters["kind"] == "failure":
         raise web.HTTPBadRequest(text="the calendar holds construction windows only")
-    notices = (await _notices(rt, {**filters, "kind": "construction"}))[:_FEED_LIMIT]
-    return _calendar(request, notices, _title(filters))
+    version, notices = await _board(request)
+    shown = _filtered(notices, {**filters, "kind": "construction"})[:_FEED_LIMIT]
+    feed = await _feed(request, ("ics", _base(request), *filters.values()), version,
+                       _calendar(request, shown, _title(filters)), shown)
+    return respond(request, feed, "text/calendar", headers=_INLINE_ICS)
 
 
 async def subscriber_ics(request: web.Request) -> web.Response:
@@ -138,16 +182,23 @@ async def subscriber_ics(request: web.Request) -> web.Response:
     if sub is None:
         rt.metrics.web_refusals.labels("bad_link").inc()
         raise web.HTTPNotFound(text="no such calendar")
-    notices = await _notices(rt, {"carrier": None, "kind": "construction", "prefecture": None})
-    mine = [s for s in notices if matches(sub, s.notice)][:_FEED_LIMIT]
-    return _calendar(request, mine, "工事予定（ご登録の条件）")
+    version, notices = await _board(request)
+    works = _filtered(notices, {"carrier": None, "kind": "construction", "prefecture": None})
+    shown = [s for s in works if matches(sub, s.notice)][:_FEED_LIMIT]
+    # The subscriber's settings are part of what the calendar is.
+    feed = await _feed(request, ("subscriber", _base(request), sub.id),
+                       (version, sub.updated_at),
+                       _calendar(request, shown, "工事予定（ご登録の条件）"), shown)
+    return respond(request, feed, "text/calendar", private=True, headers=_INLINE_ICS)
 
 
-def _calendar(request: web.Request, notices: list[StoredNotice], name: str) -> web.Response:
-    rt = request.app[RUNTIME]
-    body = syndication.ics(notices, base_url=_base(request), name=name, now=rt.clock())
-    return web.Response(body=body, content_type="text/calendar", charset="utf-8",
-                        headers={"Content-Disposition": 'inline; filename="jpixd.ics"'})
+_INLINE_ICS = {"Content-Disposition": 'inline; filename="jpixd.ics"'}
+
+
+def _calendar(request: web.Request, shown: list[StoredNotice],
+              name: str) -> Callable[[], bytes]:
+    rt, base = request.app[RUNTIME], _base(request)
+    return lambda: syndication.ics(shown, base_url=base, name=name, now=rt.clock())
 
 
 def _title(filters: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""Admin API: suppressions (list, lift) and the SES events (bounces, complaints, …)."""
+"""Admin API: suppressions (list, lift), the SES events (bounces, complaints, …) and the
+self-service mails that strangers can cause (judged apart from notice mail)."""
 
 from __future__ import annotations
 
@@ -52,4 +53,16 @@ async def list_bounces(request: web.Request) -> web.Response:
     items, total = await rt.store.list_events(
         type_=request.query.get("type") or None,
         recipient=request.query.get("recipient") or None, limit=limit, offset=offset)
+    return json_response(page_body(items, total, limit, offset))
+
+
+@api.op("GET", "/self-mails",
+        "Self-service mails (sign-up confirmations, manage links), newest first: queued, "
+        "sent (with the SES message id), skipped or failed, and why",
+        response={"type": "object", "properties": {"items": {"type": "array"}}},
+        query=PAGE_QUERY)
+async def list_self_mails(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    limit, offset = paging(request)
+    items, total = await rt.store.list_self_mails(limit=limit, offset=offset)
     return json_response(page_body(items, total, limit, offset))

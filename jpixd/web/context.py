@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from jpixd.config import WebConfig
+from jpixd.selfmail import limits_of
+from jpixd.web.feedcache import FeedCache
 from jpixd.web.guard import Csrf, Proxies, RateLimit
 from jpixd.web.links import LinkBuilder
-from jpixd.web.sysmail import SystemMail, limits_of
+from jpixd.web.sysmail import SystemMail
 
 
 class PublicContext:
@@ -17,6 +19,7 @@ class PublicContext:
     def __init__(self, cfg: WebConfig, links: LinkBuilder, mail: SystemMail,
                  legacy_unsubscribe_key: bytes) -> None:
         self.mail = mail
+        self.feeds = FeedCache()  # /notices.atom, /notices.ics, subscribers' calendars
         self.legacy_unsubscribe_key = legacy_unsubscribe_key  # links mailed before [web]
         self.configure(cfg, links)
 

@@ -71,7 +71,7 @@ class Proxies:
         # when the proxy in front was not named in trusted_proxies.
         self.https_site = https_site
 
-    def _trusted(self, addr: str | None) -> bool:
+    def trusted(self, addr: str | None) -> bool:
         if not addr or not self.networks:
             return False
         try:
@@ -85,11 +85,11 @@ class Proxies:
         address in X-Forwarded-For that is not itself a trusted proxy (what the client
         wrote on the left is not believed)."""
         peer = request.remote or "unknown"
-        if not self._trusted(peer):
+        if not self.trusted(peer):
             return peer
         hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
         for hop in reversed([h for h in hops if h]):
-            if not self._trusted(hop):
+            if not self.trusted(hop):
                 try:
                     return str(ipaddress.ip_address(hop))
                 except ValueError:
@@ -106,7 +106,7 @@ class Proxies:
         """Whether the browser's side of the connection is HTTPS."""
         if request.secure or self.https_site:
             return True
-        if self._trusted(request.remote):
+        if self.trusted(request.remote):
             return request.headers.get("X-Forwarded-Proto", "").lower() == "https"
         return False
 

@@ -34,6 +34,12 @@ def headline(s: StoredNotice) -> str:
     return f"【{KIND_LABELS.get(n.kind, '')}・{label}】{n.title}"
 
 
+# A feed entry's text: what a reader needs to decide whether to open the notice; the
+# whole text is on the notice's page. Bounds a feed of 200 entries to a few hundred KB
+# whatever a source publishes (a 20,000-character body made a 4 MB calendar).
+SUMMARY_BODY_LIMIT = 1000
+
+
 def summary(s: StoredNotice) -> str:
     n = s.notice
     parts = []
@@ -48,7 +54,10 @@ def summary(s: StoredNotice) -> str:
     if n.services:
         parts.append("影響サービス: " + "、".join(n.services))
     if n.body:
-        parts.append(n.body)
+        body = n.body
+        if len(body) > SUMMARY_BODY_LIMIT:
+            body = body[:SUMMARY_BODY_LIMIT] + "…（全文はお知らせのページをご覧ください）"
+        parts.append(body)
     return "\n".join(parts)
 
 
@@ -99,17 +108,19 @@ def _ics_text(text: str) -> str:
 
 def _fold(line: str) -> str:
     """Lines of at most 75 octets, continued with CRLF and a space, never splitting a
-    UTF-8 character."""
-    out, current, size = [], "", 0
-    for ch in line:
-        n = len(ch.encode())
-        if size + n > 75:
-            out.append(current)
-            current, size = " ", 1
-        current += ch
-        size += n
-    out.append(current)
-    return "\r\n".join(out)
+    UTF-8 character. Cut on the encoded bytes, a whole line at a time (character by
+    character in Python, a wordy calendar took most of a second)."""
+    data = line.encode()
+    if len(data) <= 75:
+        return line
+    out, start, room = [], 0, 75
+    while start < len(data):
+        end = min(start + room, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # inside a character
+            end -= 1
+        out.append(data[start:end].decode())
+        start, room = end, 74  # a continuation line begins with its space
+    return "\r\n ".join(out)
 
 
 def _stamp(dt: datetime) -> str:

@@ -28,7 +28,7 @@ from typing import Literal
 import structlog
 
 from jpixd.bounces.rules import guard_since
-from jpixd.config import BouncesConfig, WebConfig
+from jpixd.config import BouncesConfig
 from jpixd.mail.render import header_text, local_time
 from jpixd.mail.sender import Sender
 from jpixd.mail.transports import SendError
@@ -51,11 +51,6 @@ class _Request:
     mail_id: int
     kind: Kind
     sub: Subscriber
-
-
-def limits_of(cfg: WebConfig) -> Limits:
-    return Limits(per_mailbox_hour=cfg.mails_per_address_hour, per_hour=cfg.mails_per_hour,
-                  bounce_limit=cfg.mail_bounce_limit)
 
 
 class SystemMail:
