@@ -64,15 +64,22 @@ log = structlog.get_logger("jpixd.app")
 MIN_TOKEN = 16
 
 
+def token_problem(token: str) -> str | None:
+    """What is wrong with a configured admin token (`check-config` and `run` alike)."""
+    if len(token) < MIN_TOKEN:
+        return (f"http.admin_token: the admin token has {len(token)} characters; use at "
+                f"least {MIN_TOKEN} (e.g. the output of `openssl rand -hex 32`)")
+    return None
+
+
 def admin_token(cfg: Config) -> str:
     """The configured admin token, or (embedded default only) one kept in state_dir. A
     short token is refused: it guards sending, subscribers and their addresses."""
     if cfg.http.admin_token is not None:
         token = cfg.http.admin_token.get()
-        if len(token) < MIN_TOKEN:
-            raise ConfigError([f"http.admin_token: the admin token has {len(token)} "
-                               f"characters; use at least {MIN_TOKEN} (e.g. the output of "
-                               "`openssl rand -hex 32`)"])
+        problem = token_problem(token)
+        if problem:
+            raise ConfigError([problem])
         return token
     return _kept_secret(cfg.state_dir / "admin-token", pysecrets.token_urlsafe(32),
                         "an admin token")

@@ -93,12 +93,17 @@ def _print_errors(err: ConfigError, origin: str) -> None:
 
 
 async def _check(cfg: Config) -> list[str]:
-    from jpixd.app import state_dir_writable
+    from jpixd.app import state_dir_writable, token_problem
     from jpixd.secrets import resolve_ssm
 
     problems: list[str] = []
     try:
         await resolve_ssm(cfg)
+        # What `run` refuses, this refuses too (the deploy hook's gate before a switch).
+        if cfg.http.admin_token is not None:
+            problem = token_problem(cfg.http.admin_token.get())
+            if problem:
+                problems.append(problem)
     except ConfigError as err:
         problems.extend(err.errors)
     why = state_dir_writable(cfg.state_dir)
@@ -115,9 +120,6 @@ def _run(cfg: Config, baseline: bool, path: Path | None = None, *,
     from jpixd.store.migrate import SchemaTooNew
 
     logs.configure(cfg.logging.level, cfg.logging.format)
-    # The database and the outbox hold subscribers' addresses: never world-readable,
-    # whatever umask the shell had (systemd's unit sets 0027 too).
-    os.umask(os.umask(0o027) | 0o027)
     # Everything imported so far lives as long as the process: moved out of the cyclic
     # collector's sight, so that its passes (frequent while a poll allocates) are short.
     gc.freeze()
@@ -244,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure("warning", "console", stream=sys.stderr)
         return run_parse(args.kind, args.target, args.now, only_json=args.json,
                          details=args.details)
+    # The database, its backups, exports and the outbox hold subscribers' addresses:
+    # never world-readable, whatever umask the shell had, whichever command creates them
+    # first (`migrate` does, in the deploy hook; systemd's unit sets 0027 for `run`).
+    os.umask(os.umask(0o027) | 0o027)
     origin = str(args.config) if args.config else "<embedded default>"
     try:
         cfg = load_config(args.config)

@@ -3,6 +3,9 @@
 # Settings shared by the CodeDeploy hooks. Every one can be overridden from the
 # environment, which is how the tests run the hooks for real under a temporary prefix
 # with a stand-in for systemctl.
+# The pre-migration backup holds every subscriber's address: nothing a hook writes is
+# world-readable.
+umask 027
 PREFIX="${JPIXD_PREFIX:-/opt/jpixd}"
 BUNDLE="${JPIXD_BUNDLE:-$PREFIX/bundle}"
 CONFIG="${JPIXD_CONFIG:-/etc/jpixd/jpixd.toml}"

@@ -22,7 +22,7 @@ from jpixd.web import (
     tickets,
 )
 from jpixd.web.api import PREFIX, Api, ApiError, Handler
-from jpixd.web.guard import Proxies
+from jpixd.web.guard import Proxies, nul_parameter
 from jpixd.web.keys import API, RUNTIME
 from jpixd.web.shed import Shedder
 
@@ -49,6 +49,10 @@ async def admin_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not _authorised(request, request.app[RUNTIME].admin_token):
             raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' "
                                                 "header is required")
+        bad = nul_parameter(request)
+        if bad is not None:
+            raise ApiError(400, "invalid_parameter", f"{bad} contains a NUL character",
+                           fields={bad: "contains a NUL character"})
         return await handler(request)
     except ApiError as exc:
         return exc.response()

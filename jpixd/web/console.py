@@ -29,7 +29,15 @@ from jpixd.runtime import Runtime
 from jpixd.subscribers import Invalid, parse_csv
 from jpixd.web import admin, chart
 from jpixd.web.deliveries import Refusal, send_now
-from jpixd.web.guard import CSRF_FIELD, Handler, Proxies, RateLimit, headers_middleware, read_form
+from jpixd.web.guard import (
+    CSRF_FIELD,
+    Handler,
+    Proxies,
+    RateLimit,
+    headers_middleware,
+    nul_parameter,
+    read_form,
+)
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Signer
 from jpixd.web.pages import (
@@ -89,6 +97,10 @@ async def console_auth(request: web.Request, handler: Handler) -> web.StreamResp
     if session is None or await request.app[RUNTIME].store.console_session_ended(
             session.partition(".")[0]):
         raise web.HTTPSeeOther(f"{PREFIX}/login")
+    bad = nul_parameter(request)
+    if bad is not None:
+        return _show(request, "console/message.html", 400, heading="検索条件が正しくありません",
+                     lines=[f"{bad} に使えない文字（NUL）が含まれています。"])
     if request.method == "POST":
         form = await read_form(request)
         given = form.get(CSRF_FIELD)

@@ -51,6 +51,16 @@ async def headers_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+def nul_parameter(request: web.Request) -> str | None:
+    """The name of a query or path parameter holding a NUL, if any: no address, name or
+    filter has one, SQLite's LIKE matched everything with it and PostgreSQL refused it
+    (security probe N9). The caller answers 400."""
+    for name, value in [*request.query.items(), *request.match_info.items()]:
+        if "\x00" in value:
+            return name
+    return None
+
+
 async def read_form(request: web.Request) -> MultiDictProxy[Any]:
     """The posted form; a body that is not what its Content-Type says (bytes that are not
     UTF-8, a broken multipart) is the client's mistake, a 400, never a 500."""
