@@ -192,7 +192,18 @@ def test_a_subscriber_signs_up_changes_settings_and_leaves(
     [confirmation] = _mails(outbox)
     assert "登録の確認" in str(confirmation["Subject"])
     d.get(link_in(confirmation, "/s/confirm"))
+    # Exactly what will be subscribed (issue 21, N4), before the button.
+    shown = browser.css("#settings").text
+    assert "NTT東日本" in shown and "NTT西日本" not in shown and "東京都" in shown
     browser.shot("05-confirm")
+    phone = Browser(width=390, height=844, phone=True)
+    try:
+        phone.driver.get(link_in(confirmation, "/s/confirm"))
+        width = phone.driver.execute_script("return document.documentElement.scrollWidth")
+        assert int(width) <= 390  # nothing sideways on a phone
+        phone.shot("05-confirm-phone")
+    finally:
+        phone.quit()
     browser.submit("#confirm")
     assert "登録が完了しました" in d.page_source
     browser.shot("06-confirmed")
