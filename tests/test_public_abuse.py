@@ -372,3 +372,38 @@ async def test_feeds_are_built_once_per_change_cached_and_bounded(tmp_path: Path
                               headers={"If-None-Match": etag}) as changed:
             assert changed.status == 200 and changed.headers["ETag"] != etag
             assert "工事 249（変更）" in await changed.text()
+
+
+def test_a_rebuilt_feed_renders_only_the_notices_that_changed() -> None:
+    from dataclasses import replace
+
+    from jpixd.model import Notice, NoticeKind, NoticeStatus, StoredNotice
+    from jpixd.web import syndication
+    from jpixd.web.feedcache import FeedCache
+
+    now = datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
+    board = [StoredNotice(id=i, notice=Notice(
+        source="w", external_id=str(i), carrier="east", kind=NoticeKind.CONSTRUCTION,
+        status=NoticeStatus.SCHEDULED, title=f"工事 {i}", prefectures=("13",),
+        starts_at=now + timedelta(days=3)), revision=f"r{i}", first_seen=now,
+        last_changed=now, last_seen=now) for i in range(50)]
+    cache, made = FeedCache(), []
+
+    def counting(key: Any, make: Any) -> str:
+        def recorded() -> str:
+            made.append(key)
+            return str(make())
+
+        return cache.part(key, recorded)
+
+    first = syndication.ics(board, base_url="https://n.example.jp", name="n", now=now,
+                            memo=counting)
+    assert len(made) == 50
+    board[7] = replace(board[7], revision="r7b", last_changed=now + timedelta(minutes=1),
+                       notice=replace(board[7].notice, title="工事 7（延期）"))
+    second = syndication.ics(board, base_url="https://n.example.jp", name="n", now=now,
+                             memo=counting)
+    assert len(made) == 51 and made[-1][2] == 7
+    assert "工事 7（延期）" in second.decode() and "工事 7（延期）" not in first.decode()
+    assert second.replace("工事 7（延期）".encode(), "工事 7".encode()).count(b"VEVENT") == \
+        first.count(b"VEVENT")

@@ -157,7 +157,8 @@ async def atom_feed(request: web.Request) -> web.Response:
     shown = _filtered(notices, filters)[:_FEED_LIMIT]
     feed = await _feed(request, ("atom", base, *filters.values()), version, lambda: (
         syndication.atom(shown, base_url=base, title=_title(filters),
-                         self_url=f"{base}/notices.atom{_query(filters)}", now=rt.clock())),
+                         self_url=f"{base}/notices.atom{_query(filters)}", now=rt.clock(),
+                         memo=request.app[PUBLIC].feeds.part)),
         shown)
     return respond(request, feed, "application/atom+xml")
 
@@ -197,8 +198,9 @@ _INLINE_ICS = {"Content-Disposition": 'inline; filename="jpixd.ics"'}
 
 def _calendar(request: web.Request, shown: list[StoredNotice],
               name: str) -> Callable[[], bytes]:
-    rt, base = request.app[RUNTIME], _base(request)
-    return lambda: syndication.ics(shown, base_url=base, name=name, now=rt.clock())
+    rt, base, memo = request.app[RUNTIME], _base(request), request.app[PUBLIC].feeds.part
+    return lambda: syndication.ics(shown, base_url=base, name=name, now=rt.clock(),
+                                   memo=memo)
 
 
 def _title(filters: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -47,6 +48,25 @@ class FeedCache:
         self._snapshot: tuple[Hashable, float, list[StoredNotice]] | None = None
         self._version: tuple[float, Hashable] | None = None
         self.builds = 0  # how many times a feed was rendered (the tests count them)
+        # Each notice's part of a feed, rendered once per revision (in the worker threads
+        # that build feeds, hence the lock).
+        self._parts: dict[Hashable, str] = {}
+        self._parts_lock = threading.Lock()
+        self.max_parts = 8192
+
+    def part(self, key: Hashable, make: Callable[[], str]) -> str:
+        """A notice's entry or events as rendered before, or rendered now and kept: a
+        change to one notice renders that one again, not the whole board."""
+        with self._parts_lock:
+            kept = self._parts.get(key)
+        if kept is not None:
+            return kept
+        made = make()
+        with self._parts_lock:
+            if len(self._parts) >= self.max_parts:  # old revisions: start afresh
+                self._parts.clear()
+            self._parts[key] = made
+        return made
 
     async def version(self, read: Callable[[], Awaitable[Hashable]]) -> Hashable:
         """What the notices are now, read at most once a `recheck` (hundreds of feed

@@ -9,8 +9,9 @@ say STATUS:CANCELLED so that they disappear instead of lingering.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
@@ -61,38 +62,60 @@ def summary(s: StoredNotice) -> str:
     return "\n".join(parts)
 
 
-def atom(notices: Sequence[StoredNotice], *, base_url: str, self_url: str, title: str,
-         now: datetime) -> bytes:
-    ET.register_namespace("", ATOM)
-    feed = ET.Element(f"{{{ATOM}}}feed")
+# Renders a notice's part of a feed, or gives the one kept from before: (key, make) →
+# text. A feed is rebuilt whenever any notice changes; its other entries have not.
+Memo = Callable[[Hashable, Callable[[], str]], str]
+
+
+def _no_memo(key: Hashable, make: Callable[[], str]) -> str:
+    return make()
+
+
+def _el(parent: ET.Element | None, tag: str, text: str | None = None,
+        **attrs: str) -> ET.Element:
+    """An element in the feed's default namespace (written once, on <feed>)."""
+    el = ET.Element(tag, attrs) if parent is None else ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        el.text = _x(text)
+    return el
+
+
+def atom_entry(s: StoredNotice, *, base_url: str) -> str:
     host = urlsplit(base_url).hostname or "localhost"
+    entry = _el(None, "entry")
+    _el(entry, "title", headline(s))
+    _el(entry, "id", f"tag:{host},2026:jpixd/notice/{s.id}")
+    _el(entry, "updated", s.last_changed.isoformat())
+    _el(entry, "published", s.first_seen.isoformat())
+    _el(entry, "link", rel="alternate", href=f"{base_url}/notices/{s.id}")
+    _el(entry, "category", term=str(s.notice.kind))
+    _el(entry, "summary", summary(s))
+    return ET.tostring(entry, encoding="unicode")
 
-    def sub(parent: ET.Element, tag: str, text: str | None = None,
-            **attrs: str) -> ET.Element:
-        el = ET.SubElement(parent, f"{{{ATOM}}}{tag}", attrs)
-        if text is not None:
-            el.text = _x(text)
-        return el
 
-    sub(feed, "title", title)
+def atom(notices: Sequence[StoredNotice], *, base_url: str, self_url: str, title: str,
+         now: datetime, memo: Memo = _no_memo) -> bytes:
+    """The document is put together from its elements, each escaped by ElementTree; the
+    Atom namespace is the default one, declared on <feed>."""
+    host = urlsplit(base_url).hostname or "localhost"
     query = urlsplit(self_url).query
-    sub(feed, "id", f"tag:{host},2026:jpixd/notices{'?' + query if query else ''}")
-    sub(feed, "updated", max((s.last_changed for s in notices), default=now).isoformat())
-    sub(feed, "link", rel="self", href=self_url)
-    sub(feed, "link", rel="alternate", href=f"{base_url}/notices")
-    author = sub(feed, "author")
-    sub(author, "name", "jpixd")
+    head = [
+        _el(None, "title", title),
+        _el(None, "id", f"tag:{host},2026:jpixd/notices{'?' + query if query else ''}"),
+        _el(None, "updated",
+            max((s.last_changed for s in notices), default=now).isoformat()),
+        _el(None, "link", rel="self", href=self_url),
+        _el(None, "link", rel="alternate", href=f"{base_url}/notices"),
+    ]
+    author = _el(None, "author")
+    _el(author, "name", "jpixd")
+    parts = [f'<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="{ATOM}">',
+             *(ET.tostring(el, encoding="unicode") for el in [*head, author])]
     for s in notices:
-        entry = sub(feed, "entry")
-        sub(entry, "title", headline(s))
-        sub(entry, "id", f"tag:{host},2026:jpixd/notice/{s.id}")
-        sub(entry, "updated", s.last_changed.isoformat())
-        sub(entry, "published", s.first_seen.isoformat())
-        sub(entry, "link", rel="alternate", href=f"{base_url}/notices/{s.id}")
-        sub(entry, "category", term=str(s.notice.kind))
-        sub(entry, "summary", summary(s))
-    body: bytes = ET.tostring(feed, encoding="unicode").encode()
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + body
+        parts.append(memo(("atom", base_url, s.id, s.revision, s.last_changed),
+                          functools.partial(atom_entry, s, base_url=base_url)))
+    parts.append("</feed>")
+    return "".join(parts).encode()
 
 
 # --------------------------------------------------------------------------- iCalendar
@@ -136,31 +159,43 @@ def windows_of(s: StoredNotice) -> list[TimeWindow]:
     return []
 
 
-def ics(notices: Sequence[StoredNotice], *, base_url: str, name: str, now: datetime) -> bytes:
+def ics_events(s: StoredNotice, *, base_url: str, now: datetime) -> str:
+    """A notice's VEVENTs (construction windows only), folded, each line ending CRLF."""
+    if s.notice.kind != NoticeKind.CONSTRUCTION:
+        return ""
     host = urlsplit(base_url).hostname or "localhost"
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//jpixd//notice board//JA",
-             "CALSCALE:GREGORIAN", "METHOD:PUBLISH", f"X-WR-CALNAME:{_ics_text(name)}",
-             "X-WR-TIMEZONE:Asia/Tokyo", "REFRESH-INTERVAL;VALUE=DURATION:PT1H"]
+    cancelled = s.notice.status in (NoticeStatus.CANCELLED, NoticeStatus.WITHDRAWN)
+    lines: list[str] = []
+    for i, w in enumerate(windows_of(s)):
+        end = w.end if w.end is not None and w.end > w.start else w.start + timedelta(hours=1)
+        title = headline(s) + ("（予備日）" if w.reserve else "")
+        lines += [
+            "BEGIN:VEVENT",
+            f"UID:notice-{s.id}-{i}@{host}",
+            f"DTSTAMP:{_stamp(now)}",
+            f"LAST-MODIFIED:{_stamp(s.last_changed)}",
+            f"DTSTART:{_stamp(w.start)}",
+            f"DTEND:{_stamp(end)}",
+            f"SUMMARY:{_ics_text(title)}",
+            f"DESCRIPTION:{_ics_text(summary(s))}",
+            f"URL:{base_url}/notices/{s.id}",
+            f"STATUS:{'CANCELLED' if cancelled else 'TENTATIVE' if w.reserve else 'CONFIRMED'}",
+            "TRANSP:TRANSPARENT",
+            "END:VEVENT",
+        ]
+    return "".join(_fold(line) + "\r\n" for line in lines)
+
+
+def ics(notices: Sequence[StoredNotice], *, base_url: str, name: str, now: datetime,
+        memo: Memo = _no_memo) -> bytes:
+    head = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//jpixd//notice board//JA",
+            "CALSCALE:GREGORIAN", "METHOD:PUBLISH", f"X-WR-CALNAME:{_ics_text(name)}",
+            "X-WR-TIMEZONE:Asia/Tokyo", "REFRESH-INTERVAL;VALUE=DURATION:PT1H"]
+    parts = [_fold(line) + "\r\n" for line in head]
     for s in notices:
-        if s.notice.kind != NoticeKind.CONSTRUCTION:
-            continue
-        cancelled = s.notice.status in (NoticeStatus.CANCELLED, NoticeStatus.WITHDRAWN)
-        for i, w in enumerate(windows_of(s)):
-            end = w.end if w.end is not None and w.end > w.start else w.start + timedelta(hours=1)
-            title = headline(s) + ("（予備日）" if w.reserve else "")
-            lines += [
-                "BEGIN:VEVENT",
-                f"UID:notice-{s.id}-{i}@{host}",
-                f"DTSTAMP:{_stamp(now)}",
-                f"LAST-MODIFIED:{_stamp(s.last_changed)}",
-                f"DTSTART:{_stamp(w.start)}",
-                f"DTEND:{_stamp(end)}",
-                f"SUMMARY:{_ics_text(title)}",
-                f"DESCRIPTION:{_ics_text(summary(s))}",
-                f"URL:{base_url}/notices/{s.id}",
-                f"STATUS:{'CANCELLED' if cancelled else 'TENTATIVE' if w.reserve else 'CONFIRMED'}",
-                "TRANSP:TRANSPARENT",
-                "END:VEVENT",
-            ]
-    lines.append("END:VCALENDAR")
-    return ("\r\n".join(_fold(line) for line in lines) + "\r\n").encode()
+        # A kept event keeps the DTSTAMP of when it was first written: that is when this
+        # version of it was made.
+        parts.append(memo(("ics", base_url, s.id, s.revision, s.last_changed),
+                          functools.partial(ics_events, s, base_url=base_url, now=now)))
+    parts.append("END:VCALENDAR\r\n")
+    return "".join(parts).encode()
