@@ -407,3 +407,36 @@ def test_a_rebuilt_feed_renders_only_the_notices_that_changed() -> None:
     assert "工事 7（延期）" in second.decode() and "工事 7（延期）" not in first.decode()
     assert second.replace("工事 7（延期）".encode(), "工事 7".encode()).count(b"VEVENT") == \
         first.count(b"VEVENT")
+
+
+async def test_the_console_says_when_self_service_mail_is_held(tmp_path: Path) -> None:
+    """Past `mail_bounce_limit`, confirmations stop (notice mail goes on): the operator
+    sees it on the console's status page and in the admin status."""
+    from jpixd.bounces.parse import parse
+    from jpixd.bounces.rules import decide
+    from jpixd.config import BouncesConfig
+    from jpixd.selfmail import Limits
+    from tests.test_console import login
+
+    cfg = BouncesConfig()
+    async with site(tmp_path, web={"mail_bounce_limit": 1}) as s:
+        store, now = s.rt.store, s.rt.clock()
+        mid, _ = await store.queue_self_mail("confirm", 1, "gone@bogus.example.net", now,
+                                             Limits(3, 100, 1), now)
+        assert mid is not None
+        await store.self_mail_sent(mid, now, transport="ses", message_id="<m>",
+                                   ses_message_id="ses-held")
+        events, _ = parse(sns(bounce(["gone@bogus.example.net"], feedback="fb-held",
+                                     message_id="ses-held", timestamp=now.isoformat())))
+        await store.record_events(events, now, soft_window=cfg.soft_bounce_window,
+                                  decide=lambda e, n, own: decide(e, n, cfg,
+                                                                  self_service=own))
+        assert (await sign_up(s, "next@isp.example.jp")).status == 303  # same answer
+        await s.mail_settled()
+        assert s.mails_to("next@isp.example.jp") == []
+        assert (await admin_get(s, "/status"))["self_service"]["held"] is True
+        op = await login(s)
+        async with op, op.get(s.d.base_url + "/console/") as r:
+            text = await r.text()
+        assert '<div class="value" id="self-service"><span class="badge bad">停止中</span>' \
+            in text

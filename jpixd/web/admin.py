@@ -56,11 +56,11 @@ async def get_status(request: web.Request) -> web.Response:
         "mode": await rt.store.mode(),  # {"shadow": true, "since": …} during a cut-over
         "archive": await _archive_status(rt),
         "cluster": _cluster_status(rt),
-        "self_service": await _self_service_status(rt),
+        "self_service": await self_service_status(rt),
     })
 
 
-async def _self_service_status(rt: Runtime) -> dict[str, object] | None:
+async def self_service_status(rt: Runtime) -> dict[str, object] | None:
     """Mail strangers can cause, judged apart from notice mail: its volume and its
     bounces and complaints in the guard's window, against their limits."""
     if rt.config.http.public_listen is None:

@@ -193,6 +193,7 @@ async def status(request: web.Request) -> web.Response:
         chart=chart.svg(activity, now, rt.config.tz), totals=chart.totals(activity),
         suppressed=await rt.store.suppressed_count(), mode=await rt.store.mode(),
         archive=(await rt.store.archive_pending()) if rt.config.archive else None,
+        self_service=await admin.self_service_status(rt),
         cluster=rt.cluster)
 
 
