@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import gc
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--to", required=True, metavar="ADDRESS",
                       help="e.g. success@simulator.amazonses.com (see the README)")
     with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
+    bk = with_config(sub.add_parser(
+        "backup", help="a consistent copy of the state, taken while the daemon runs"))
+    bk.add_argument("dest", metavar="DEST", help="a folder, or s3://bucket/prefix")
+    bk.add_argument("--label", metavar="WORD",
+                    help="added to the copy's name (e.g. pre-migrate), letters and digits")
+    rs = with_config(sub.add_parser(
+        "restore", help="put a backup in place of the state (the daemon stopped)"))
+    rs.add_argument("src", metavar="SRC", help="a backup file, or the newest one in a folder "
+                    "or under s3://bucket/prefix")
     sub.add_parser("version", help="print the version")
     parse = sub.add_parser("parse", help="show what a saved page or URL yields (no database)")
     parse.add_argument("--kind", required=True, choices=("rss", "atom", "json", "ntt-east",
@@ -222,6 +232,32 @@ def _export(cfg: Config, output: Path | None) -> int:
     return EXIT_OK
 
 
+def _backup_or_restore(args: argparse.Namespace, cfg: Config) -> int:
+    from jpixd.backup import BackupError, backup, restore
+    from jpixd.model import utcnow
+    from jpixd.statelock import StateBusy
+    from jpixd.store.migrate import bundled
+
+    try:
+        if args.command == "backup":
+            if args.label is not None and not re.fullmatch(r"[a-z0-9-]{1,40}", args.label):
+                raise BackupError(f"--label {args.label!r}: lower-case letters, digits and "
+                                  "hyphens only")
+            where = asyncio.run(backup(cfg, args.dest, utcnow(), label=args.label))
+            print(f"jpixd: backed up to {where}")
+            return EXIT_OK
+        name, kept = asyncio.run(restore(cfg, args.src, utcnow(), bundled()[-1].version))
+    except (BackupError, StateBusy) as err:
+        print(f"jpixd: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as err:
+        print(f"jpixd: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"jpixd: restored {name} into {cfg.database_path}"
+          + (f"; the database it replaced is kept as {kept}" if kept else ""))
+    return EXIT_OK
+
+
 def _check_config(cfg: Config, origin: str) -> int:
     problems = asyncio.run(_check(cfg))
     if problems:
@@ -285,6 +321,9 @@ def _command(args: argparse.Namespace, cfg: Config, origin: str) -> int:
         return asyncio.run(_migrate(cfg))
     if args.command == "run":
         return _run(cfg, args.baseline, args.config, shadow=args.shadow)
+    if args.command in ("backup", "restore"):
+        logs.configure("warning", cfg.logging.format, stream=sys.stderr)
+        return _backup_or_restore(args, cfg)
     if args.command in ("shadow", "cutover"):
         from jpixd.shadowcmd import cutover, report
 

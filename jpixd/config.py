@@ -279,6 +279,16 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True)
+class BackupConfig:
+    """`jpixd backup DEST` / `jpixd restore SRC` (jpixd/backup.py): where S3 is, and how
+    many backups a destination keeps."""
+
+    region: str = "ap-northeast-1"
+    endpoint_url: str | None = None  # tests (moto)
+    keep: int = 14  # the newest this many backups in a folder or S3 prefix; older go
+
+
+@dataclass(frozen=True)
 class BacklogConfig:
     base_url: str
     api_key: Secret
@@ -353,6 +363,7 @@ class Config:
     bounces: BouncesConfig = BouncesConfig()
     backlog: BacklogConfig | None = None
     archive: ArchiveConfig | None = None
+    backup: BackupConfig = BackupConfig()
     cluster: ClusterConfig = ClusterConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
     retention: RetentionConfig = RetentionConfig()
@@ -975,6 +986,14 @@ def _archive(s: _Section) -> ArchiveConfig | None:
     return cfg
 
 
+def _backup(s: _Section) -> BackupConfig:
+    d = defaults(BackupConfig)
+    cfg = BackupConfig(region=s.text("region", d("region")), endpoint_url=s.url("endpoint_url"),
+                       keep=s.integer("keep", d("keep"), min_value=1))
+    s.finish()
+    return cfg
+
+
 def _backlog(s: _Section) -> BacklogConfig | None:
     d = defaults(BacklogConfig)
     if not s.data:
@@ -1078,6 +1097,7 @@ def load_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None,
         bounces=_bounces(root.section("bounces")),
         backlog=_backlog(root.section("backlog")),
         archive=_archive(root.section("archive")),
+        backup=_backup(root.section("backup")),
         cluster=_cluster(root.section("cluster")),
         supervisor=_supervisor(root.section("supervisor")),
         retention=_retention(root.section("retention")),
