@@ -137,8 +137,8 @@ async def test_a_restore_refuses_a_running_daemon_a_damaged_copy_and_keeps_the_o
     damaged.unlink()
     newer = tmp_path / "b" / "jpixd-20991231T000000.000Z-v999.sqlite3"
     with sqlite3.connect(newer) as conn:
-        conn.execute("CREATE TABLE schema_migrations (version INTEGER)")
-        conn.execute("INSERT INTO schema_migrations VALUES (999)")
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER, older_ok INTEGER)")
+        conn.execute("INSERT INTO schema_migrations VALUES (999, 0)")
     code, _, err = await _jpixd("restore", str(newer), "--config", str(config), cwd=tmp_path)
     assert code == 2 and "newer than this program knows" in err
     newer.unlink()

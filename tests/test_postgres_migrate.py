@@ -70,7 +70,8 @@ async def test_a_newer_database_is_refused_by_every_command_that_opens_it(
     assert (await _jpixd("migrate", "--config", str(cfg), cwd=tmp_path)).returncode == 0
     conn = await asyncpg.connect(postgres_url)
     try:
-        await conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', now())")
+        await conn.execute("INSERT INTO schema_migrations (version, name, applied_at) "
+                           "VALUES (99, 'future', now())")
     finally:
         await conn.close()
     newer = await _jpixd("migrate", "--config", str(cfg), cwd=tmp_path)

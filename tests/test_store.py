@@ -60,11 +60,45 @@ async def test_a_newer_database_is_refused(tmp_path: Path, now: datetime) -> Non
     await s.migrate(now)
     await s.close()
     async with aiosqlite.connect(str(path)) as db:
-        await db.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'x')")
+        await db.execute("INSERT INTO schema_migrations (version, name, applied_at) "
+                         "VALUES (999, 'future', 'x')")
         await db.commit()
     s = await Store.open(path)
     try:
         with pytest.raises(RuntimeError, match="newer than this program knows"):
+            await s.migrate(now)
+    finally:
+        await s.close()
+
+
+async def test_a_newer_database_that_only_added_is_run_on(tmp_path: Path,
+                                                          now: datetime) -> None:
+    """A newer release's migrations that say `-- older releases: compatible` (only
+    additions) do not stop an older release: a rollback needs no restore. One that does
+    not say so still does."""
+    path = tmp_path / "new.sqlite3"
+    s = await Store.open(path)
+    await s.migrate(now)
+    known = await s.schema_version()
+    await s.close()
+    async with aiosqlite.connect(str(path)) as db:
+        await db.execute("CREATE TABLE added_later (id INTEGER PRIMARY KEY)")
+        await db.execute("INSERT INTO schema_migrations (version, name, applied_at, older_ok) "
+                         "VALUES (?, 'additive', 'x', 1)", (known + 1,))
+        await db.commit()
+    s = await Store.open(path)
+    try:
+        assert await s.migrate(now) == []  # nothing to do, nothing refused
+        assert await s.schema_version() == known + 1
+    finally:
+        await s.close()
+    async with aiosqlite.connect(str(path)) as db:
+        await db.execute("INSERT INTO schema_migrations (version, name, applied_at, older_ok) "
+                         "VALUES (?, 'breaking', 'x', 0)", (known + 2,))
+        await db.commit()
+    s = await Store.open(path)
+    try:
+        with pytest.raises(RuntimeError, match="1 of its newer migrations change"):
             await s.migrate(now)
     finally:
         await s.close()

@@ -11,11 +11,32 @@ import aiosqlite
 _NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 
+# A migration that only adds (tables, indexes, nullable columns or ones with a default)
+# says so in its comments: a release that does not know it can still run on the database
+# it made, so rolling a release back needs no restore (README: Deploying).
+OLDER_OK = "-- older releases: compatible"
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def older_ok(self) -> bool:
+        return OLDER_OK in self.sql
+
+
+def refusal(have: int, latest: int, breaking_above: int) -> str | None:
+    """Why a program that knows migrations up to `latest` must not run on a database at
+    `have`, of whose newer migrations `breaking_above` are not compatible with older
+    releases; None when it may."""
+    if have <= latest or breaking_above == 0:
+        return None
+    return (f"the database is at schema version {have}, newer than this program knows "
+            f"({latest}), and {breaking_above} of its newer migrations change what this "
+            "program relies on: refusing to run an older jpixd on it")
 
 
 def bundled() -> list[Migration]:
@@ -56,7 +77,19 @@ async def current_version(db: aiosqlite.Connection) -> int:
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
+    async with db.execute("PRAGMA table_info(schema_migrations)") as cur:
+        columns = {row[1] for row in await cur.fetchall()}
+    if "older_ok" not in columns:  # recorded from 0.2 on; earlier ones count as breaking
+        await db.execute("ALTER TABLE schema_migrations ADD COLUMN older_ok INTEGER NOT NULL "
+                         "DEFAULT 0")
     async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _breaking_above(db: aiosqlite.Connection, latest: int) -> int:
+    async with db.execute("SELECT COUNT(*) FROM schema_migrations WHERE version > ? "
+                          "AND NOT older_ok", (latest,)) as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0
 
@@ -71,10 +104,10 @@ async def apply(db: aiosqlite.Connection, migrations: list[Migration], now_iso: 
     have = await current_version(db)
     latest = migrations[-1].version if migrations else 0
     if have > latest:
-        raise SchemaTooNew(
-            f"the database is at schema version {have}, newer than this program knows "
-            f"({latest}): refusing to run an older jpixd on it"
-        )
+        why = refusal(have, latest, await _breaking_above(db, latest))
+        if why is not None:
+            raise SchemaTooNew(why)
+        return []  # a newer release's additions: this one runs beside them
     applied: list[int] = []
     for mig in migrations:
         if mig.version <= have:
@@ -87,8 +120,8 @@ async def apply(db: aiosqlite.Connection, migrations: list[Migration], now_iso: 
                 else:
                     await db.execute(stmt)
             await db.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (mig.version, mig.name, now_iso),
+                "INSERT INTO schema_migrations (version, name, applied_at, older_ok) "
+                "VALUES (?, ?, ?, ?)", (mig.version, mig.name, now_iso, int(mig.older_ok)),
             )
             await db.execute("COMMIT")
         except BaseException:

@@ -1,4 +1,5 @@
--- The public side under abuse (issue 21).
+-- The public side under abuse (issue 21). Only additions: older releases run on it.
+-- older releases: compatible
 -- Mail that strangers can cause (sign-up confirmations, manage links), one row each as it
 -- is asked for: the per-mailbox and global limits count these rows (shared by every
 -- host), a send records its SES message id, and a bounce or complaint of such a mail is

@@ -40,18 +40,25 @@ async def apply(conn: Any, now: datetime, migrations: list[Migration] | None = N
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer "
                            "PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL)")
+        # Recorded from 0.2 on; earlier migrations count as breaking (SQLite's the same).
+        await conn.execute("ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS older_ok "
+                           "boolean NOT NULL DEFAULT false")
         have = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
         if have > latest:
-            raise sqlite_migrate.SchemaTooNew(
-                f"the database is at schema version {have}, newer than this "
-                f"program knows ({latest}): refusing to run an older jpixd")
+            why = sqlite_migrate.refusal(have, latest, await conn.fetchval(
+                "SELECT COUNT(*) FROM schema_migrations WHERE version > $1 AND NOT older_ok",
+                latest))
+            if why is not None:
+                raise sqlite_migrate.SchemaTooNew(why)
+            return []  # a newer release's additions: this one runs beside them
         for mig in chosen:
             if mig.version <= have:
                 continue
             async with conn.transaction():  # a savepoint: one migration whole, or none
                 await conn.execute(mig.sql)
-                await conn.execute("INSERT INTO schema_migrations (version, name, applied_at) "
-                                   "VALUES ($1, $2, $3)", mig.version, mig.name, now)
+                await conn.execute("INSERT INTO schema_migrations (version, name, applied_at, "
+                                   "older_ok) VALUES ($1, $2, $3, $4)", mig.version, mig.name,
+                                   now, sqlite_migrate.OLDER_OK in mig.sql)
             applied.append(mig.version)
     return applied
 

@@ -1,5 +1,7 @@
 -- As SQLite's 0013 (issue 21): self-service mail as rows (limits shared by every host,
 -- its bounces told from notice mail's), the latest sign-up's time, console logouts.
+-- Only additions:
+-- older releases: compatible
 CREATE TABLE self_mails (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     kind            text NOT NULL CHECK (kind IN ('confirm', 'manage')),
