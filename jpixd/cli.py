@@ -108,10 +108,10 @@ async def _check(cfg: Config) -> list[str]:
 
     problems: list[str] = []
     try:
-        await resolve_ssm(cfg)
+        resolved = await resolve_ssm(cfg)
         # What `run` refuses, this refuses too (the deploy hook's gate before a switch).
-        if cfg.http.admin_token is not None:
-            problem = token_problem(cfg.http.admin_token.get())
+        if resolved.http.admin_token is not None:
+            problem = token_problem(resolved.http.admin_token.get())
             if problem:
                 problems.append(problem)
     except ConfigError as err:

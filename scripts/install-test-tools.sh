@@ -12,6 +12,8 @@ need=""
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 command -v shellcheck >/dev/null 2>&1 || need="$need shellcheck"
+# The deploy-hook tests make each release's venv from the host's Python, as on EC2.
+/usr/bin/python3.11 -c 'import ensurepip, venv' >/dev/null 2>&1 || need="$need python3.11-venv"
 # PostgreSQL's server binaries (initdb, pg_ctl): the tests start their own server.
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     need="$need postgresql"

@@ -7,18 +7,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-
-from tests.conftest import ADMIN_TOKEN, free_port, toml_dumps
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = ROOT / "deploy" / "hooks"
@@ -127,116 +122,3 @@ def test_alert_rules_pass_promtool_and_match_new_relic() -> None:
                        .read_text())
     assert agent["logs"]["logs_collected"]["files"]["collect_list"][0]["log_group_name"] == \
         "/jpixd/journal"
-
-
-# --------------------------------------------------------------------------- the hooks
-
-
-def _bundle(into: Path, source: Path, wheelhouse: Path) -> Path:
-    """A CodeDeploy bundle as buildspec.yml makes it: the wheelhouse and deploy/."""
-    into.mkdir(parents=True)
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                          "--wheel-dir", str(into / "wheelhouse"), str(source)],
-                         capture_output=True, text=True, timeout=300, check=False)
-    assert out.returncode == 0, out.stderr
-    for wheel in wheelhouse.glob("*.whl"):
-        if not wheel.name.startswith("jpixd-"):
-            shutil.copy(wheel, into / "wheelhouse")
-    shutil.copytree(ROOT / "deploy", into / "deploy")
-    return into
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    work = tmp_path_factory.mktemp("bundles")
-    wheelhouse = work / "wheelhouse"
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir",
-                          str(wheelhouse), str(ROOT)], capture_output=True, text=True,
-                         timeout=600, check=False)
-    assert out.returncode == 0, out.stderr
-    good = _bundle(work / "good", ROOT, wheelhouse)
-    # A broken build: a newer version with a migration of its own, whose daemon exits at
-    # once (never ready), as a release with a start-up bug would.
-    src = work / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "*.egg-info", "__pycache__", "test-artifacts", "var",
-        ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis"))
-    pyproject = src / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('version = "0.1.0"',
-                                                       'version = "0.1.1.dev0"', 1))
-    migrations = src / "jpixd" / "store" / "migrations"
-    last = max(int(p.name[:4]) for p in migrations.glob("*.sql"))
-    (migrations / f"{last + 1:04d}_broken.sql").write_text("CREATE TABLE broken_probe (id "
-                                                           "INTEGER PRIMARY KEY);\n")
-    cli = src / "jpixd" / "cli.py"
-    cli.write_text(cli.read_text().replace(
-        '    from jpixd.app import Daemon, ModeRefused\n',
-        '    from jpixd.app import Daemon, ModeRefused\n'
-        '    raise SystemExit("a start-up bug in this build")\n', 1))
-    broken = _bundle(work / "broken", src, wheelhouse)
-    yield good, broken
-
-
-def _hook(name: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", str(HOOKS / f"{name}.sh")], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
-
-
-def _ready(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
-            return int(r.status)
-    except OSError:
-        return 0
-
-
-def _schema(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0])
-
-
-def test_hooks_install_validate_and_roll_back_a_broken_build(
-        tmp_path: Path, bundles: tuple[Path, Path]) -> None:
-    good, broken = bundles
-    port = free_port()
-    (tmp_path / "token").write_text(ADMIN_TOKEN + "\n")
-    config = tmp_path / "jpixd.toml"
-    config.write_text(toml_dumps({
-        "state_dir": str(tmp_path / "state"), "shutdown_timeout": "5s",
-        "http": {"listen": f"127.0.0.1:{port}", "admin_token_file": str(tmp_path / "token")},
-        "mail": {"from": "noc@example.jp", "transport": "file",
-                 "file": {"dir": str(tmp_path / "outbox")}},
-        "logging": {"format": "json", "level": "info"}}), encoding="utf-8")
-    prefix = tmp_path / "opt"
-    env = {**os.environ, "JPIXD_PREFIX": str(prefix), "JPIXD_CONFIG": str(config),
-           "JPIXD_SYSTEMCTL": str(ROOT / "tests" / "fake_systemctl.sh"),
-           "JPIXD_READY_URL": f"http://127.0.0.1:{port}/readyz", "JPIXD_READY_TIMEOUT": "30",
-           "JPIXD_PYTHON": sys.executable}
-    try:
-        # The first release: install (venv, offline), migrate, start, validate.
-        first = {**env, "JPIXD_BUNDLE": str(good), "DEPLOYMENT_ID": "d-good"}
-        for hook in ("stop", "install", "start", "validate"):
-            out = _hook(hook, first)
-            assert out.returncode == 0, (hook, out.stderr)
-        assert os.readlink(prefix / "current") == str(prefix / "releases" / "d-good")
-        assert _ready(port) == 200
-        db = tmp_path / "state" / "jpixd.sqlite3"
-        version = _schema(db)
-
-        # A broken build: stopped with a drain, installed and migrated, started, never
-        # ready — validate fails and rolls back to the release that ran, database too.
-        second = {**env, "JPIXD_BUNDLE": str(broken), "DEPLOYMENT_ID": "d-broken",
-                  "JPIXD_READY_TIMEOUT": "15"}
-        for hook in ("stop", "install", "start"):
-            out = _hook(hook, second)
-            assert out.returncode == 0, (hook, out.stderr)
-        assert _schema(db) == version + 1  # the broken build migrated
-        out = _hook("validate", second)
-        assert out.returncode == 1
-        assert "rolling back" in out.stderr and "which is ready" in out.stderr
-        assert os.readlink(prefix / "current") == str(prefix / "releases" / "d-good")
-        assert _schema(db) == version  # the old release can open it again
-        assert _ready(port) == 200
-        assert "a start-up bug in this build" in (prefix / "jpixd.log").read_text()
-    finally:
-        _hook("stop", env)

@@ -20,7 +20,7 @@ from tests.conftest import ROOT, make_config, running_daemon
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                     reason="systemd-analyze not installed (Debian package systemd)")
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
-    unit = (ROOT / "systemd" / "jpixd.service").read_text()
+    unit = (ROOT / "deploy" / "systemd" / "jpixd.service").read_text()
     # verify checks that ExecStart exists; point it at this checkout's entry point.
     jpixd_bin = Path(sys.executable).parent / "jpixd"
     assert "/opt/jpixd/current/bin/jpixd" in unit  # the release deploy/hooks switched to
@@ -44,7 +44,7 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
 def test_stop_timeout_exceeds_the_production_shutdown_timeout() -> None:
     from jpixd.config import load_path, parse_duration
 
-    unit = (ROOT / "systemd" / "jpixd.service").read_text()
+    unit = (ROOT / "deploy" / "systemd" / "jpixd.service").read_text()
     stop = next(ln.split("=", 1)[1] for ln in unit.splitlines()
                 if ln.startswith("TimeoutStopSec="))
     cfg = load_path(ROOT / "etc" / "jpixd.toml", env={"JPIXD_ADMIN_TOKEN": "x" * 20,
