@@ -256,6 +256,7 @@ class Proxy:
     target: str
     throttle: int = 0
     paused: int = 0
+    refusals: list[tuple[int, str, str]] = field(default_factory=list)  # status, code, text
     sends: int = 0
     session: aiohttp.ClientSession | None = None
 
@@ -273,6 +274,10 @@ class Proxy:
                 return web.json_response({"message": "Sending is paused for this account."},
                                          status=400, headers={
                                              "x-amzn-ErrorType": "SendingPausedException"})
+            if self.refusals:
+                status, code, text = self.refusals.pop(0)
+                return web.json_response({"message": text}, status=status,
+                                         headers={"x-amzn-ErrorType": code})
         assert self.session is not None
         return await forward(self.session, self.target, request, body)
 
@@ -501,3 +506,55 @@ async def test_a_mail_our_code_cannot_render_is_failed_and_the_rest_are_sent(
     assert "incident" in (reason or "")
     [q] = await rig.store.quarantined("delivery")
     assert str(q["ref"]).startswith("delivery:")
+
+
+@pytest.mark.parametrize(("status", "code", "text"), [
+    # SES's sandbox, for a recipient nobody verified (what a real notice hits first).
+    (400, "MessageRejected", "Email address is not verified. The following identities "
+     "failed the check in region AP-NORTHEAST-1: noc@isp.example.jp"),
+    # The sending identity itself not (or no longer) verified.
+    (400, "MessageRejected", "Email address is not verified. The following identities "
+     "failed the check in region AP-NORTHEAST-1: noc-notice@example.jp"),
+    # The role may not send on this identity or configuration set.
+    (403, "AccessDeniedException", "User: arn:aws:sts::123456789012:assumed-role/jpixd is "
+     "not authorized to perform: ses:SendEmail on resource: identity/example.jp"),
+    # The configuration set named in [mail.ses] is not there.
+    (404, "NotFoundException", "Configuration set <jpixd> does not exist."),
+])
+async def test_a_refusal_of_the_account_or_identity_pauses_and_fails_no_delivery(
+        ses_rig: Rig, proxy: tuple[Proxy, str], status: int, code: str, text: str) -> None:
+    """Issue 22: these were PERMANENT, and a notice's whole fan-out was marked failed."""
+    rig = ses_rig
+    p, url = proxy
+    p.refusals = [(status, code, text)]
+    await rig.notice_for(*(Subscriber(email=f"r{i}@isp.example.jp", carriers=("west",))
+                           for i in range(3)))
+    transport = SesTransport(SesConfig(endpoint_url=url))
+    await transport.start()
+    try:
+        sender = rig.sender(transport, rate=20.0)
+        await sender.run_once()
+        state = await rig.store.sending_state()
+        assert state.paused and state.actor == "ses" and code in (state.reason or "")
+        assert DeliveryState.FAILED not in [s for _, s, _ in await rig.states()]
+        await rig.store.set_sending(paused=False, reason=None, actor="admin", now=T0)
+        await rig.drain(sender)
+    finally:
+        await transport.close()
+    assert [s for _, s, _ in await rig.states()] == [DeliveryState.SENT] * 3
+
+
+async def test_a_bad_address_still_fails_only_its_own_delivery(
+        ses_rig: Rig, proxy: tuple[Proxy, str]) -> None:
+    rig = ses_rig
+    p, url = proxy
+    p.refusals = [(400, "MessageRejected", "Illegal address")]
+    await rig.notice_for(Subscriber(email="bad@isp.example.jp", carriers=("west",)))
+    transport = SesTransport(SesConfig(endpoint_url=url))
+    await transport.start()
+    try:
+        await rig.drain(rig.sender(transport, rate=20.0))
+    finally:
+        await transport.close()
+    assert not (await rig.store.sending_state()).paused
+    assert [s for _, s, _ in await rig.states()] == [DeliveryState.FAILED]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Protocol
 
@@ -13,6 +14,16 @@ class Failure(StrEnum):
     TRANSIENT = "transient"  # retry with backoff (5xx, timeouts, connection errors)
     PERMANENT = "permanent"  # this message will never go (rejected recipient/content)
     PAUSED = "paused"  # the account cannot send at all: pause everything
+
+
+# A refusal that concerns the account, the sending identity or the configuration, not
+# this message: every other mail would be refused the same way (SES's sandbox rejecting an
+# unverified recipient, an identity or MAIL FROM not verified, sending paused). Sending is
+# paused with the reason; no delivery is failed for it.
+ACCOUNT_REFUSAL = re.compile(
+    r"not verified|sending paused|account.{0,40}(suspended|paused|disabled)"
+    r"|MailFromDomainNotVerified|AccountSendingPaused|sandbox"
+    r"|configuration set.{0,40}(does not exist|not found)|not authorized to perform", re.I)
 
 
 class SendError(Exception):

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from jpixd.awsclients import client_config
 from jpixd.config import SesConfig
 from jpixd.mail.render import Rendered
-from jpixd.mail.transports import Failure, SendError
+from jpixd.mail.transports import ACCOUNT_REFUSAL, Failure, SendError
 
 _THROTTLE_CODES = {"TooManyRequestsException", "Throttling", "ThrottlingException"}
 _PAUSED_CODES = {"AccountSuspendedException", "SendingPausedException",
@@ -21,6 +21,8 @@ _PAUSED_CODES = {"AccountSuspendedException", "SendingPausedException",
                  "MailFromDomainNotVerifiedException"}
 _PERMANENT_CODES = {"MessageRejected", "BadRequestException", "NotFoundException",
                     "InvalidParameterValue"}
+# Our role may not send on this identity or configuration set (IAM): every mail alike.
+_DENIED_CODES = {"AccessDenied", "AccessDeniedException"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ def classify(exc: Exception) -> SendError:
             return SendError(Failure.THROTTLED, text)
         if code == "LimitExceededException":
             return SendError(Failure.THROTTLED, text)
-        if code in _PAUSED_CODES:
+        if code in _PAUSED_CODES or code in _DENIED_CODES or ACCOUNT_REFUSAL.search(message):
             return SendError(Failure.PAUSED, text)
         if code in _PERMANENT_CODES or 400 <= status < 500:
             return SendError(Failure.PERMANENT, text)

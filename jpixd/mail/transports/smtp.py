@@ -11,12 +11,11 @@ import aiosmtplib
 
 from jpixd.config import SmtpConfig
 from jpixd.mail.render import Rendered
-from jpixd.mail.transports import Failure, SendError
+from jpixd.mail.transports import ACCOUNT_REFUSAL, Failure, SendError
 
 # A 5xx that speaks of the sender or the account, not of this message: SES's SMTP
 # interface says "Email address is not verified", "Sending paused for this account", …
-_ACCOUNT = re.compile(r"not verified|sending paused|account.{0,40}(suspended|paused|disabled)"
-                      r"|MailFromDomainNotVerified|AccountSendingPaused", re.I)
+_ACCOUNT = ACCOUNT_REFUSAL
 
 
 def classify(exc: Exception) -> SendError:
