@@ -65,10 +65,12 @@ if [ -n "${JPIXD_BACKUP_S3:-}" ] && [ ! -f "$ETC_DIR/backup.env" ]; then
     printf 'JPIXD_BACKUP_S3=%s\n' "$JPIXD_BACKUP_S3" >"$ETC_DIR/backup.env"
 fi
 
-# The CloudWatch agent (installed by UserData): ships the journal file and disk figures.
+# The CloudWatch agent (installed by UserData): ships the journal file, disk figures and
+# the few jpixd series CloudWatch alarms on (stalled mail; silence: the dead man's switch).
 CWA=/opt/aws/amazon-cloudwatch-agent
 if [ -x "$CWA/bin/amazon-cloudwatch-agent-ctl" ]; then
     install -m 0644 "$DEPLOY/cloudwatch/amazon-cloudwatch-agent.json" "$CWA/etc/jpixd.json"
+    install -m 0644 "$DEPLOY/cloudwatch/prometheus.yaml" "$CWA/etc/jpixd-prometheus.yaml"
     "$CWA/bin/amazon-cloudwatch-agent-ctl" -a fetch-config -m ec2 -s \
         -c "file:$CWA/etc/jpixd.json" >/dev/null
     log "CloudWatch agent configured and running"
