@@ -23,8 +23,11 @@ BIN = Path(sys.executable).parent
 def test_the_cloudformation_template_passes_cfn_lint() -> None:
     templates = sorted((ROOT / "deploy" / "cloudformation").glob("*.yaml"))
     assert templates
-    out = subprocess.run([str(BIN / "cfn-lint"), *map(str, templates)], capture_output=True,
-                         text=True, timeout=300, check=False)
+    # With the informational checks too: I3011 is a stateful resource without an explicit
+    # DeletionPolicy / UpdateReplacePolicy (issue 22).
+    out = subprocess.run([str(BIN / "cfn-lint"), "--include-checks", "I", "--",
+                          *map(str, templates)], capture_output=True, text=True, timeout=300,
+                         check=False)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -122,3 +125,99 @@ def test_alert_rules_pass_promtool_and_match_new_relic() -> None:
                        .read_text())
     assert agent["logs"]["logs_collected"]["files"]["collect_list"][0]["log_group_name"] == \
         "/jpixd/journal"
+
+
+STATEFUL = {"AWS::KMS::Key", "AWS::SQS::Queue", "AWS::Logs::LogGroup", "AWS::S3::Bucket",
+            "AWS::EC2::Volume", "AWS::Backup::BackupVault"}
+
+
+def test_the_data_outlives_the_instance_and_a_routine_update() -> None:
+    """Issue 22, part 3: the AMI does not change under an update; the state is on a
+    volume of its own, snapshotted when replaced or deleted and backed up daily; every
+    stateful resource says what happens to it; the key outlives the archive it opens."""
+    t = _template()
+    r = t["Resources"]
+    assert t["Parameters"]["ImageId"]["Type"] == "AWS::EC2::Image::Id"  # pinned, not SSM
+    for name, res in r.items():
+        if res["Type"] in STATEFUL:
+            assert res.get("DeletionPolicy") in ("Retain", "Snapshot"), name
+            assert res.get("UpdateReplacePolicy") in ("Retain", "Snapshot"), name
+    volume = r["DataVolume"]
+    assert (volume["DeletionPolicy"], volume["UpdateReplacePolicy"]) == ("Snapshot", "Snapshot")
+    assert volume["Properties"]["Encrypted"] is True
+    root = r["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["BlockDeviceMappings"][0]
+    assert root["Ebs"]["DeleteOnTermination"] is True  # nothing of value on it
+    user_data = r["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
+    text = str(user_data)
+    assert "attach-volume" in text and "/var/lib/jpixd" in text and "stack.env" in text
+    plan = r["BackupPlan"]["Properties"]["BackupPlan"]["BackupPlanRule"][0]
+    assert plan["ScheduleExpression"].startswith("cron(") and plan["Lifecycle"]
+    assert "DataVolume" in str(r["BackupSelection"]["Properties"])
+
+
+def test_alarms_reach_a_person() -> None:
+    """Part 4: the alarm topic's key admits CloudWatch (and EventBridge), every service
+    grant is conditioned on this account; a dead host, no healthy target, ELB 5xx, a full
+    disk, a stale archive, stalled mail, silence and a failed pipeline all alarm."""
+    r = _template()["Resources"]
+    statements = r["Key"]["Properties"]["KeyPolicy"]["Statement"]
+    services = [st for st in statements if "Service" in st["Principal"]]
+    assert {"cloudwatch.amazonaws.com", "events.amazonaws.com", "sns.amazonaws.com",
+            "ses.amazonaws.com"} <= {svc for st in services for svc in st["Principal"]["Service"]}
+    assert all("aws:SourceAccount" in str(st.get("Condition")) for st in services)
+    alarms = {v["Properties"]["MetricName"]: v["Properties"] for v in r.values()
+              if v["Type"] == "AWS::CloudWatch::Alarm"}
+    for metric in ("StatusCheckFailed", "StatusCheckFailed_System", "HealthyHostCount",
+                   "HTTPCode_ELB_5XX_Count", "disk_used_percent", "DeliveryToS3.DataFreshness",
+                   "jpixd_outbox_oldest_pending_age_seconds", "jpixd_sending_paused",
+                   "ApproximateNumberOfMessagesVisible"):
+        assert metric in alarms, metric
+        assert alarms[metric]["AlarmActions"], metric
+    silence = alarms["jpixd_sending_paused"]
+    assert silence["TreatMissingData"] == "breaching" and silence["Statistic"] == "SampleCount"
+    assert "recover" in str(alarms["StatusCheckFailed_System"]["AlarmActions"])
+    rules = {k: v["Properties"] for k, v in r.items() if v["Type"] == "AWS::Events::Rule"}
+    assert rules["PipelineFailedRule"]["EventPattern"]["detail"]["state"] == ["FAILED"]
+    assert "AlarmTopic" in str(rules["PipelineFailedRule"]["Targets"])
+    assert "codecommit" in str(rules["PushRule"]["EventPattern"])
+    policy = r["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert {"cloudwatch.amazonaws.com", "events.amazonaws.com"} == \
+        {st["Principal"]["Service"] for st in policy}
+    agent = json.loads((ROOT / "deploy" / "cloudwatch" / "amazon-cloudwatch-agent.json")
+                       .read_text())
+    emf = agent["logs"]["metrics_collected"]["prometheus"]["emf_processor"]
+    assert emf["metric_namespace"] == "jpixd"
+    assert "/var/lib/jpixd" in agent["metrics"]["metrics_collected"]["disk"]["resources"]
+    nr = yaml.safe_load((ROOT / "deploy" / "newrelic" / "alerts.yml").read_text())
+    assert any(c.get("expiration", {}).get("open_violation_on_expiration")
+               for c in nr["conditions"]), "New Relic needs a loss-of-signal condition"
+
+
+def test_ses_go_live_and_least_privilege_are_in_the_stack() -> None:
+    """Parts 5 and 6."""
+    r = _template()["Resources"]
+    ses = r["SesDomain"]["Properties"]
+    assert ses["DkimSigningAttributes"] and ses["MailFromAttributes"]["MailFromDomain"]
+    records = r["SesDkimRecords"]["Properties"]["RecordSets"]
+    assert [rec["Type"] for rec in records].count("CNAME") == 3
+    assert {"MX", "TXT"} <= {rec["Type"] for rec in records}
+    assert any("DMARC1" in str(rec["ResourceRecords"]) for rec in records)
+    role = r["InstanceRole"]["Properties"]
+    assert "ManagedPolicyArns" not in role  # no ssm:GetParameter on *
+    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    deny = next(st for st in statements if st["Effect"] == "Deny")
+    assert "ssm:GetParameter" in deny["Action"] and "NotResource" in deny
+    assert all(st["Resource"] != "*" or not any(a.startswith(("ssm:GetParameter", "s3:"))
+                                                 for a in st["Action"]) for st in statements
+               if st["Effect"] == "Allow" and isinstance(st["Action"], list))
+    pipeline = r["PipelineRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert all(st["Resource"] != "*" for st in pipeline)
+    group = r["DeploymentGroup"]["Properties"]
+    assert group["LoadBalancerInfo"]["TargetGroupInfoList"]
+    assert group["DeploymentStyle"]["DeploymentOption"] == "WITH_TRAFFIC_CONTROL"
+    session = r["SessionPreferences"]["Properties"]["Content"]["inputs"]
+    assert session["cloudWatchLogGroupName"]
+    lb = {a["Key"]: a["Value"] for a in r["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]}
+    assert lb["access_logs.s3.enabled"] == "true"
+    env = r["Build"]["Properties"]["Environment"]["EnvironmentVariables"]
+    assert {"Name": "CI", "Value": "true"} in env

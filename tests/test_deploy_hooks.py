@@ -46,7 +46,7 @@ def _host_python_makes_venvs() -> bool:
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None,
-                       reason="the hooks make a service user: root and useradd"),
+                       reason="the hooks make a service user: root and useradd are needed"),
     pytest.mark.skipif(not _host_python_makes_venvs(),
                        reason=f"{HOST_PYTHON} with venv (Debian: python3.11-venv) is needed"),
 ]
