@@ -220,6 +220,19 @@ def _some_state(h: Host) -> tuple[int, int]:
     return int(subs), int(deliveries)
 
 
+def _good_then_installed(h: Host, good: Path, bundle: Path,
+                         deployment: str) -> tuple[int, tuple[int, int]]:
+    """The good release running with some state, then `bundle` stopped-and-installed over
+    it (migrated, not started); the schema before, and the state."""
+    _local_config(h)
+    h.deploy(good, "d-good")
+    version, state = h.schema(), _some_state(h)
+    for hook in ("stop", "install"):
+        out = h.hook(hook, bundle, deployment)
+        assert out.returncode == 0, f"{hook} failed:\n{out.stderr}"
+    return version, state
+
+
 def _counts(h: Host) -> tuple[int, int]:
     with sqlite3.connect(h.db) as conn:
         return (int(conn.execute("SELECT COUNT(*) FROM subscribers").fetchone()[0]),
@@ -261,12 +274,8 @@ def test_a_release_that_crashes_at_start_after_a_breaking_migration_is_rolled_ba
 
 def test_an_additive_migration_needs_no_restore(host: Host,
                                                 bundles: dict[str, Path]) -> None:
-    _local_config(host)
-    host.deploy(bundles["good"], "d-good")
-    version = host.schema()
-    state = _some_state(host)
-    for hook in ("stop", "install"):
-        assert host.hook(hook, bundles["additive"], "d-additive").returncode == 0
+    version, state = _good_then_installed(host, bundles["good"], bundles["additive"],
+                                          "d-additive")
     out = host.hook("start", bundles["additive"], "d-additive")
     assert out.returncode == 1
     assert "the database stays as d-additive left it: d-good runs on it" in out.stderr
@@ -280,12 +289,8 @@ def test_a_redeploy_undoes_a_migration_its_hooks_never_rolled_back(
     """The failed deployment's hooks were cut short after its migration (no start, no
     rollback): CodeDeploy's redeploy of the previous revision still comes up, its
     install putting back the pre-migration copy, since nothing was written after it."""
-    _local_config(host)
-    host.deploy(bundles["good"], "d-good")
-    version = host.schema()
-    state = _some_state(host)
-    for hook in ("stop", "install"):
-        assert host.hook(hook, bundles["breaking"], "d-breaking").returncode == 0
+    version, state = _good_then_installed(host, bundles["good"], bundles["breaking"],
+                                          "d-breaking")
     assert host.schema() == version + 1
     out = host.hook("install", bundles["good"], "d-redo")
     assert out.returncode == 0, out.stderr
