@@ -200,13 +200,17 @@ def _local_config(h: Host) -> None:
     etc = h.root / "etc" / "jpixd"
     etc.mkdir(parents=True, exist_ok=True)
     (etc / "admin-token").write_text(ADMIN_TOKEN + "\n")
+    feed = h.root / "feed.json"
+    feed.write_text(json.dumps({"notices": []}))
     (etc / "jpixd.toml").write_text(toml_dumps({
         "state_dir": str(h.root / "var" / "lib" / "jpixd"), "shutdown_timeout": "5s",
         "http": {"listen": f"127.0.0.1:{h.port}", "admin_token_file": str(etc / "admin-token")},
         "mail": {"from": "noc@example.jp", "transport": "file",
                  "file": {"dir": str(h.root / "var" / "lib" / "jpixd" / "outbox")}},
+        "sources": [{"name": "local", "kind": "json", "carrier": "east", "interval": "1h",
+                     "url": feed.as_uri()}],
         "logging": {"format": "json", "level": "info"}}))
-    for path in (etc, etc / "admin-token", etc / "jpixd.toml"):
+    for path in (etc, etc / "admin-token", etc / "jpixd.toml", feed):
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
@@ -214,9 +218,14 @@ def _some_state(h: Host) -> tuple[int, int]:
     """Subscribers and a notice's deliveries, through the running release; their counts."""
     for i in range(5):
         h.admin("POST", "/subscribers", {"email": f"noc{i}@isp.example.jp"})
+    (h.root / "feed.json").write_text(json.dumps({"notices": [
+        {"id": "F1", "kind": "failure", "title": "故障", "prefectures": ["13"]}]},
+        ensure_ascii=False))
+    assert h.admin("POST", "/sources/local/poll")["result"] == "ok"
     with sqlite3.connect(h.db) as conn:
         subs = conn.execute("SELECT COUNT(*) FROM subscribers").fetchone()[0]
         deliveries = conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
+    assert (subs, deliveries) == (5, 5)
     return int(subs), int(deliveries)
 
 
