@@ -167,6 +167,9 @@ class Host:
 
 @pytest.fixture
 def host() -> Iterator[Host]:
+    # A host's own umask, whatever an earlier test left in this process (jpixd's CLI,
+    # called in-process, sets 027: the service user could not reach these folders).
+    umask = os.umask(0o022)
     # Not under pytest's tmp (0700 root): the service user must reach its release.
     root = Path(tempfile.mkdtemp(prefix="jpixd-host-", dir="/tmp"))
     root.chmod(0o755)
@@ -193,6 +196,7 @@ def host() -> Iterator[Host]:
         subprocess.run([sys.executable, str(ROOT / "tests" / "fake_systemd.py"), "stop",
                         "jpixd"], env=env, check=False, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+        os.umask(umask)
 
 
 def _local_config(h: Host) -> None:
