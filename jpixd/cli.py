@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -87,8 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--reactivate", action="store_true",
                      help="let a status column make unsubscribed or suppressed subscribers "
                           "active again (they opted out: only with their consent)")
+    sync = with_config(actions.add_parser(
+        "sync", help="apply the old system's whole list: add, change, unsubscribe the absent"))
+    sync.add_argument("file", type=Path, help="the old system's full export (import's CSV)")
+    sync.add_argument("--dry-run", action="store_true",
+                      help="print the plan (adds, changes, removals, kept opt-outs), write nothing")
+    sync.add_argument("--allow-removals", type=int, metavar="N",
+                      help="allow up to N unsubscribed (default: at most 10%% of the list)")
     exp = with_config(actions.add_parser("export", help="write every subscriber as CSV"))
     exp.add_argument("--output", type=Path, metavar="FILE", help="default: standard output")
+    exp.add_argument("--changed-since", metavar="ISO",
+                     help="only those changed since (a rollback to the old system); "
+                          "deleted ones as unsubscribed")
     return p
 
 
@@ -209,20 +220,32 @@ async def _import_rows(cfg: Config, path: Path, data: bytes, dry_run: bool,
     return EXIT_OK
 
 
-async def _export_text(cfg: Config) -> str:
+async def _export_text(cfg: Config, since: datetime | None) -> str:
     from jpixd.app import open_store
     from jpixd.model import utcnow
     from jpixd.subscribers import to_csv
 
     store = await open_store(cfg, utcnow)
     try:
+        if since is not None:
+            return to_csv(await store.subscribers_changed_since(since))
         return to_csv(await store.all_subscribers())
     finally:
         await store.close()
 
 
-def _export(cfg: Config, output: Path | None) -> int:
-    text = asyncio.run(_export_text(cfg))
+def _export(cfg: Config, output: Path | None, changed_since: str | None = None) -> int:
+    since = None
+    if changed_since is not None:
+        try:
+            since = datetime.fromisoformat(changed_since)
+        except ValueError:
+            since = None
+        if since is None or since.tzinfo is None:
+            print(f"jpixd: --changed-since: {changed_since!r} is not an ISO 8601 time with a "
+                  "zone (e.g. 2026-12-20T03:00+09:00)", file=sys.stderr)
+            return EXIT_CONFIG
+    text = asyncio.run(_export_text(cfg, since))
     if output is None:
         sys.stdout.write(text)
         return EXIT_OK
@@ -335,7 +358,12 @@ def _command(args: argparse.Namespace, cfg: Config, origin: str) -> int:
         logs.configure(cfg.logging.level, cfg.logging.format, stream=sys.stderr)
         if args.action == "import":
             return _import(cfg, args.file, args.dry_run, args.reactivate)
-        return _export(cfg, args.output)
+        if args.action == "sync":
+            from jpixd.synccmd import run_sync
+
+            return run_sync(cfg, args.file, dry_run=args.dry_run,
+                            allow_removals=args.allow_removals)
+        return _export(cfg, args.output, args.changed_since)
     structlog.get_logger().error("unknown command", command=args.command)
     return EXIT_CONFIG
 

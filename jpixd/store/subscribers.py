@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,9 @@ from jpixd.store.base import (
     tlist,
     to_db,
 )
+from jpixd.store.control import PUT
 from jpixd.subscribers import unsent_mail_after
+from jpixd.sync import in_file, refusal, removals
 
 _COLUMNS = ("email", "name", "organization", "carriers", "prefectures", "kinds", "services",
             "windows", "failure_respects_windows", "charset", "status", "paused")
@@ -72,6 +74,21 @@ _INSERT = (f"INSERT INTO subscribers ({', '.join(_COLUMNS)}, created_at, updated
 INSERT_RETURNING = _INSERT + " RETURNING id"
 # A subscriber's fields as they are written (both databases: lists as JSON text).
 UPDATE_SETS = ", ".join(f"{c} = ?" for c in _COLUMNS)
+
+
+class SyncRefused(Exception):
+    """The sync would remove more subscribers than allowed; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    imported: ImportResult
+    removed: tuple[str, ...]  # unsubscribed: absent from the old system's list
+    kept_here: tuple[str, ...]  # absent, but signed up here since the last sync or import
+
+
+_LAST_LIST = "subscriber_list_applied"
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -296,7 +313,70 @@ class SubscriberQueries(Queries):
             await self._bump_subscribers(tx, now)
             for old, target in plan.updates:
                 await self._write_update(tx, old, target, now, "import")
+            await self._mark_list(tx, now)
         return plan.result()
+
+    async def sync_subscribers(self, rows: Sequence[tuple[Subscriber, frozenset[str]]],
+                               now: datetime, *, dry_run: bool = False,
+                               allowed_removals: int | None = None) -> SyncResult:
+        """The old system's whole list (`jpixd.sync`): added, updated, and the absent
+        unsubscribed with actor `sync`, in one transaction (rolled back on a dry run, or
+        with SyncRefused when it would remove more than allowed)."""
+        async with self.transaction(commit=not dry_run, lock="subscribers") as tx:
+            existing = {r["email"]: _row_to_subscriber(r) for r in await tx.all(
+                "SELECT * FROM subscribers WHERE deleted_at IS NULL")}
+            last = await tx.one("SELECT updated_at FROM control WHERE key = ?",
+                                (_LAST_LIST,))
+            here = {r["email"] for r in await tx.all(
+                "SELECT s.email FROM subscriber_changes c JOIN subscribers s "
+                "ON s.id = c.subscriber_id WHERE c.action = 'created' AND c.actor IN "
+                "('self-service', 'admin', 'console') AND c.at >= ?",
+                (from_db(last["updated_at"]) if last else _EPOCH,))}
+            plan = plan_import(existing, rows, reactivate=False)
+            gone = removals(existing, in_file(rows), here)
+            live = sum(1 for s in existing.values()
+                       if s.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING))
+            why = refusal(len(gone.removed), live, allowed_removals)
+            if why is not None:
+                raise SyncRefused(why)
+            suppressed = {r["email"] for r in await tx.all(
+                "SELECT email FROM suppressions WHERE lifted_at IS NULL")}
+            # An address SES suppressed for jpixd comes in suppressed, never active.
+            new = [replace(n, status=SubscriberStatus.SUPPRESSED) if n.email in suppressed
+                   else n for n in plan.new]
+            await tx.many(_INSERT, [[*values_of(n), now, now] for n in new])
+            for n in new:
+                row = await tx.one("SELECT id FROM subscribers WHERE email = ? AND "
+                                   "deleted_at IS NULL", (n.email,))
+                assert row is not None
+                await log_change(tx, int(row["id"]), "sync", "created",
+                                 f"status: {n.status}", now)
+            await self._bump_subscribers(tx, now)
+            for old, target in plan.updates:
+                await self._write_update(tx, old, target, now, "sync")
+            for sub in gone.removed:
+                await self._write_update(
+                    tx, sub, replace(sub, status=SubscriberStatus.UNSUBSCRIBED), now, "sync")
+            await self._mark_list(tx, now)
+        return SyncResult(plan.result(), tuple(s.email for s in gone.removed),
+                          tuple(gone.kept_here))
+
+    async def _mark_list(self, tx: Tx, now: datetime) -> None:
+        """When the old system's list was last applied (an import or a sync): sign-ups
+        here after it are not the old system's to remove."""
+        await tx.execute(PUT, (_LAST_LIST, "{}", now))
+
+    async def subscribers_changed_since(self, since: datetime) -> list[Subscriber]:
+        """Every subscriber changed at or after `since`, deleted ones as unsubscribed
+        (what a rollback to the old system must learn)."""
+        rows = await self._all("SELECT * FROM subscribers WHERE updated_at >= ? ORDER BY id",
+                               (since,))
+        out = []
+        for r in rows:
+            sub = _row_to_subscriber(r)
+            out.append(replace(sub, status=SubscriberStatus.UNSUBSCRIBED)
+                       if r["deleted_at"] is not None else sub)
+        return out
 
     async def signup(self, sub: Subscriber, now: datetime) -> tuple[Subscriber, bool]:
         """A sign-up: a new `pending` subscriber (True), or the live one the address
