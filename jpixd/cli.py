@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     cut = with_config(sub.add_parser(
         "cutover", help="end shadow mode: everything seen so far counts as announced"))
     cut.add_argument("--yes", action="store_true", help="do it (without: say what it would do)")
+    cut.add_argument("--since", metavar="ISO",
+                     help="the moment the old system stopped sending: what was first seen "
+                          "from then on is mailed by the next run")
     with_config(sub.add_parser("check-config", help="validate the config and exit"))
     test = with_config(sub.add_parser(
         "send-test", help="send a sample notice through the configured transport"))
@@ -352,7 +355,7 @@ def _command(args: argparse.Namespace, cfg: Config, origin: str) -> int:
 
         logs.configure("warning", cfg.logging.format, stream=sys.stderr)
         if args.command == "cutover":
-            return asyncio.run(cutover(cfg, confirmed=args.yes))
+            return asyncio.run(cutover(cfg, confirmed=args.yes, since=args.since))
         return asyncio.run(report(cfg, notice=args.notice, since=args.since, full=args.full))
     if args.command == "subscribers":
         logs.configure(cfg.logging.level, cfg.logging.format, stream=sys.stderr)

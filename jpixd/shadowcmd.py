@@ -58,18 +58,28 @@ async def report(cfg: Config, *, notice: int | None, since: str | None, full: bo
     return 0
 
 
-async def cutover(cfg: Config, *, confirmed: bool) -> int:
+async def cutover(cfg: Config, *, confirmed: bool, since: str | None = None) -> int:
     from jpixd import statelock
 
+    when = None
+    if since is not None:
+        try:
+            when = datetime.fromisoformat(since)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            print(f"jpixd: --since: {since!r} is not an ISO 8601 time with a zone "
+                  "(e.g. 2026-12-20T03:00+09:00)", file=sys.stderr)
+            return 2
     try:
         with statelock.hold(cfg.state_dir, utcnow()):  # never under a running daemon
-            return await _cutover(cfg, confirmed=confirmed)
+            return await _cutover(cfg, confirmed=confirmed, since=when)
     except statelock.StateBusy as err:
         print(f"jpixd: {err}: stop the daemon before the cut-over", file=sys.stderr)
         return 2
 
 
-async def _cutover(cfg: Config, *, confirmed: bool) -> int:
+async def _cutover(cfg: Config, *, confirmed: bool, since: datetime | None) -> int:
     from jpixd.app import open_store
 
     store = await open_store(cfg, utcnow)
@@ -79,17 +89,24 @@ async def _cutover(cfg: Config, *, confirmed: bool) -> int:
                   file=sys.stderr)
             return 2
         counts = await store.delivery_counts()
+        gap = await store.gap_notices(since) if since is not None else []
+        for notice_id, title, recipients in gap:
+            print(f"  first seen after the old system stopped, to be mailed: notice "
+                  f"#{notice_id} {title} ({recipients} recipient(s))")
         if not confirmed:
             print("jpixd cutover would close every notice mail not yet sent "
                   f"({counts[DeliveryState.PENDING] + counts[DeliveryState.RETRY]} pending or "
                   "retrying; reminders are kept) and leave shadow mode, so that the next "
                   "`jpixd run` sends for real. Run it again with --yes to do it.")
             return 0
-        result = await store.cutover(utcnow())
+        result = await store.cutover(utcnow(), since)
         if cfg.archive is not None:
             await store.archive_marker("cutover", utcnow())
     finally:
         await store.close()
+    if since is not None:
+        print(f"cut over: {result.gap} notice mail(s) first seen after {since.isoformat()} "
+              "will be sent by the next run")
     print(f"cut over: {result.skipped} notice mail(s) taken as announced by the old system, "
           f"{result.reminders_kept} reminder(s) kept, {result.shadow} shadow mail(s) on "
           "record. The next `jpixd run` sends for real.")

@@ -96,3 +96,55 @@ def test_shadow_then_cutover_mails_only_what_is_new(
     assert sorted(e["notice_id"] for e in sent) == [1, 1, 3, 3]  # F1's recovery, F2
     assert not any('"mail kept' in line for line in real.lines)
     assert len(list(outbox.glob("*.eml"))) == 4
+
+
+def test_the_gap_between_the_old_system_stopping_and_the_cutover_is_mailed_once(
+        tmp_path: Path, daemon_process: Callable[..., DaemonProcess]) -> None:
+    """Issue 23: a notice first seen after the old system stopped sending was taken as
+    announced by the cut-over and mailed by neither system. `cutover --since` keeps it
+    unsent, says which it is, and the first live run mails exactly that."""
+    before = {"id": "F1", "kind": "failure", "title": "東京都の一部で故障", "prefectures": ["13"]}
+    after = {"id": "F2", "kind": "failure", "title": "神奈川県の一部で故障",
+             "prefectures": ["14"]}
+    source = tmp_path / "feed.json"
+    feed(source, [before])
+    subs = tmp_path / "subs.csv"
+    subs.write_text("email\na@isp.example.jp\nb@isp.example.jp\n", encoding="utf-8")
+    cfg = tmp_path / "jpixd.toml"
+    cfg.write_text(toml_dumps(base_mapping(
+        tmp_path, sample_subscribers=str(subs), sources=[{
+            "name": "local", "kind": "json", "carrier": "east", "url": source.as_uri(),
+            "interval": "1h", "send_on_first_poll": True}])), encoding="utf-8")
+
+    shadow = daemon_process(["run", "--shadow", "--config", str(cfg)])
+    listening = shadow.wait_for_event("http listening")
+    shadow.wait_until(lambda events: sum(e.get("event") == "mail kept, not sent (shadow)"
+                                         for e in events) == 2, 30)
+    stopped = datetime.now(UTC)  # the old system stops sending here
+    feed(source, [before, after])
+    request = urllib.request.Request(
+        f"http://{listening['addresses'][0]}/admin/v1/sources/local/poll", method="POST",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        assert [c["external_id"] for c in json.loads(r.read())["changes"]] == ["F2"]
+    shadow.wait_until(lambda events: sum(e.get("event") == "mail kept, not sent (shadow)"
+                                         for e in events) == 4, 30)
+    stop(shadow)
+
+    since = stopped.isoformat()
+    dry = cli("cutover", "--since", since, "--config", str(cfg), cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "to be mailed: notice #2 神奈川県の一部で故障 (2 recipient(s))" in dry.stdout
+    assert "東京都" not in dry.stdout
+    bad = cli("cutover", "--since", "yesterday", "--config", str(cfg), cwd=tmp_path)
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr
+    done = cli("cutover", "--yes", "--since", since, "--config", str(cfg), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 notice mail(s) first seen after" in done.stdout
+
+    real = daemon_process(["run", "--config", str(cfg)])
+    real.wait_until(lambda events: sum(e.get("event") == "mail sent" for e in events) == 2, 30)
+    stop(real)
+    sent = [json.loads(line) for line in real.lines if '"mail sent"' in line]
+    assert sorted(e["notice_id"] for e in sent) == [2, 2]  # F2 only, to both, once
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2

@@ -38,6 +38,13 @@ class CutoverResult:
     skipped: int  # notice mail not yet due, now taken as announced by the old system
     reminders_kept: int  # reminders still to come, sent for real
     shadow: int  # mail that was rendered in shadow (kept, as the record of the run)
+    gap: int = 0  # notice mail of what was first seen after --since: sent by the next run
+
+
+# Notice mail of a revision first seen at or after `since` (the moment the old system
+# stopped sending): nobody announced it, so it goes out with the first live run.
+_IN_GAP = ("purpose = 'notice' AND state IN ('pending', 'retry', 'sending', 'shadow') "
+           "AND revision_id IN (SELECT id FROM notice_revisions WHERE seen_at >= ?)")
 
 
 # Kept mail with its notice, for `shadow report` (both stores; `{where}` is filled in).
@@ -100,15 +107,36 @@ class ShadowStore(Queries):
                              "rendered_at = excluded.rendered_at",
                              (delivery_id, subject, message, charset, now))
 
-    async def cutover(self, now: datetime) -> CutoverResult:
+    async def gap_notices(self, since: datetime) -> list[tuple[int, str, int]]:
+        """(notice id, title, recipients) of what a cut-over `--since` will mail."""
+        rows = await self._all(
+            "SELECT d.notice_id, n.title, COUNT(*) AS n FROM deliveries d JOIN notices n "
+            f"ON n.id = d.notice_id WHERE {_IN_GAP.replace('revision_id', 'd.revision_id')} "
+            "GROUP BY d.notice_id, n.title ORDER BY d.notice_id", (since,))
+        return [(int(r["notice_id"]), str(r["title"]), int(r["n"])) for r in rows]
+
+    async def cutover(self, now: datetime, since: datetime | None = None) -> CutoverResult:
         """Everything seen so far counts as announced by the old system: notice mail not
         yet sent is closed (`skipped`, "cut-over"), reminders still ahead are kept, and
-        the database leaves shadow mode: the next `jpixd run` sends for real."""
+        the database leaves shadow mode: the next `jpixd run` sends for real. With
+        `since`, what was first seen from then on (the old system had stopped) is not
+        taken as announced: its mail, kept in shadow or not yet rendered, goes out."""
         async with self.transaction() as tx:
+            gap = 0
+            if since is not None:
+                gap = await tx.execute(
+                    "UPDATE deliveries SET state = 'pending', not_before = ?, "
+                    "first_due_at = ?, attempts = 0, claimed_by = NULL, lease_until = NULL, "
+                    "reason = 'cut-over: first seen after the old system stopped', "
+                    f"updated_at = ? WHERE {_IN_GAP}", (now, now, now, since))
+            # (The gap's rows are `pending` again by now; they are not announced.)
+            not_gap, params = ("", [now]) if since is None else (
+                " AND revision_id NOT IN (SELECT id FROM notice_revisions "
+                "WHERE seen_at >= ?)", [now, since])
             skipped = await tx.execute(
                 "UPDATE deliveries SET state = 'skipped', reason = 'cut-over: announced by "
                 "the old system', updated_at = ? WHERE purpose = 'notice' "
-                "AND state IN ('pending', 'retry', 'sending')", (now,))
+                f"AND state IN ('pending', 'retry', 'sending'){not_gap}", params)
             kept = await tx.one("SELECT COUNT(*) AS n FROM deliveries WHERE purpose = "
                                 "'reminder' AND state IN ('pending', 'retry')")
             # A reminder taken in flight by a shadow round goes back to wait its turn.
@@ -122,5 +150,5 @@ class ShadowStore(Queries):
                                 "cutover_at": to_db(now)})
             await tx.execute(PUT, (_MODE_KEY, value, now))
         assert kept is not None and shadow is not None
-        return CutoverResult(skipped, int(kept["n"]), int(shadow["n"]))
+        return CutoverResult(skipped, int(kept["n"]), int(shadow["n"]), gap)
 
