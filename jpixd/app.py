@@ -338,11 +338,19 @@ class Daemon:
         sender.throttled = cluster.report_throttle
 
     async def _take_mode(self, store: Store) -> None:
+        mode = await store.mode()
+        if self.shadow and mode.get("cutover_at"):
+            # A shadow drop-in left behind after the cut-over must not silently stop the
+            # mail: say so, and let the operator remove it (README: Deploying).
+            raise ModeRefused(
+                f"this database was cut over at {mode['cutover_at']}: it sends for real and "
+                "is not put back in shadow mode; run `jpixd run` without --shadow (remove "
+                "the unit's shadow drop-in, jpixd.service.d/shadow.conf)")
         if self.shadow:
             await store.enter_shadow(self.clock())
             log.warning("shadow mode: every mail is rendered and kept, none is sent "
                         "(`jpixd shadow report` shows them; `jpixd cutover` ends it)")
-        elif (await store.mode()).get("shadow"):
+        elif mode.get("shadow"):
             raise ModeRefused(
                 "this database was run in shadow mode and not cut over: a plain run would "
                 "mail every notice the old system has announced. Run `jpixd cutover` "

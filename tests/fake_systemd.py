@@ -45,7 +45,10 @@ def _service(name: str) -> dict[str, list[str]]:
         sys.exit(5)
     out: dict[str, list[str]] = {}
     section = ""
-    for raw in path.read_text().splitlines():
+    # The unit, then its drop-ins in name order; an empty `Key=` resets the key's list.
+    texts = [path.read_text(), *(p.read_text() for p in sorted(
+        (UNITS / f"{name}.d").glob("*.conf")))]
+    for raw in "\n".join(texts).splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -53,6 +56,9 @@ def _service(name: str) -> dict[str, list[str]]:
             section = line.strip("[]")
             continue
         key, _, value = line.partition("=")
+        if not value.strip():
+            out[f"{section}.{key.strip()}"] = []
+            continue
         out.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
     return out
 

@@ -358,7 +358,7 @@ def test_a_fresh_host_comes_up_from_the_bundle_and_the_stack_settings(
         "JPIXD_BASE_URL=https://notice.example.jp", "JPIXD_MAIL_FROM=noc-notice@example.jp",
         "JPIXD_VPC_CIDR=10.20.0.0/16", f"JPIXD_LISTEN=127.0.0.1:{host.port}",
         f"JPIXD_PUBLIC_LISTEN=127.0.0.1:{free_port()}", f"JPIXD_AWS_ENDPOINT_URL={moto_url}",
-        ""]))
+        "JPIXD_SHADOW=true", ""]))
     # On EC2 the instance role gives credentials; here the unit's EnvironmentFile does.
     (etc / "env").write_text("AWS_ACCESS_KEY_ID=testing\nAWS_SECRET_ACCESS_KEY=testing\n"
                              "AWS_EC2_METADATA_DISABLED=true\n")
@@ -389,7 +389,25 @@ def test_a_fresh_host_comes_up_from_the_bundle_and_the_stack_settings(
     assert (host.root / "etc" / "logrotate.d" / "jpixd").exists()
     status = host.admin("GET", "/status")
     assert status["transport"] == "ses" and status["ready"] is True
+    # The stack's ShadowMode: the first deployment never mails (issue 23).
+    assert (units / "jpixd.service.d" / "shadow.conf").exists()
+    assert status["mode"]["shadow"] is True
     # The second deployment changes nothing on the host that the first made.
     before = config.read_text()
     host.deploy(bundles["good"], "d-second")
     assert config.read_text() == before and host.ready() == 200
+    # After the cut-over (as the runbook does it), the next deployment runs for real.
+    assert host.hook("stop", bundles["good"], "d-third").returncode == 0
+    cut = subprocess.run(["runuser", "-u", USER, "--",
+                          str(host.prefix / "current" / "bin" / "jpixd"), "cutover", "--yes",
+                          "--config", str(config)], capture_output=True, text=True,
+                         env={**os.environ, **dict(line.split("=", 1) for line in (
+                             etc / "env").read_text().splitlines())},
+                         timeout=60, check=False)
+    assert cut.returncode == 0, cut.stderr
+    (etc / "cut-over").touch()
+    for hook in ("install", "start", "validate"):
+        out = host.hook(hook, bundles["good"], "d-third")
+        assert out.returncode == 0, f"{hook}: {out.stderr}\n{host.log()[-2000:]}"
+    assert not (units / "jpixd.service.d" / "shadow.conf").exists()
+    assert host.admin("GET", "/status")["mode"]["shadow"] is False

@@ -74,6 +74,9 @@ def test_shadow_then_cutover_mails_only_what_is_new(
     assert "2 reminder(s) kept, 4 shadow mail(s)" in done.stdout
     again = cli("cutover", "--yes", "--config", str(cfg), cwd=tmp_path)
     assert again.returncode == 2 and "not in shadow mode" in again.stderr
+    # A shadow drop-in left behind must not silently stop the mail again: refused.
+    shadowing = cli("run", "--shadow", "--config", str(cfg), cwd=tmp_path)
+    assert shadowing.returncode == 2 and "was cut over at" in shadowing.stderr
 
     # For real: the old notices stay quiet; a new one and a new report are mailed.
     feed(source, [{**failure, "title": "東京都の一部で故障（第2報）", "status": "recovered"},

@@ -41,6 +41,22 @@ for unit in jpixd.service jpixd-journal.service jpixd-backup.service jpixd-backu
         changed="$changed $unit"
     fi
 done
+# The shadow weeks (the stack's ShadowMode): the first deployment never mails.
+dropin="$UNIT_DIR/jpixd.service.d/shadow.conf"
+if grep -qx 'JPIXD_SHADOW=true' "$ETC_DIR/stack.env" 2>/dev/null && [ ! -e "$ETC_DIR/cut-over" ]; then
+    install -d -m 0755 "$UNIT_DIR/jpixd.service.d"
+    sed -e "s#/opt/jpixd#$PREFIX#g" -e "s#/etc/jpixd#$ETC_DIR#g" \
+        "$DEPLOY/systemd/jpixd-shadow.conf" >"$dropin.new"
+    if cmp -s "$dropin.new" "$dropin"; then
+        rm -f "$dropin.new"
+    else
+        mv "$dropin.new" "$dropin"
+        changed="$changed shadow.conf"
+    fi
+elif [ -e "$dropin" ]; then
+    rm -f "$dropin"
+    changed="$changed (shadow.conf removed: cut over)"
+fi
 if [ -n "$changed" ]; then
     "$SYSTEMCTL" daemon-reload
     log "installed units:$changed"
