@@ -153,6 +153,9 @@ class WebConfig:
     # (sign-up confirmations and manage links) per mailbox and in all, each per hour;
     # past `mail_bounce_limit` of their bounces and complaints within the guard window,
     # none at all until the window moves on (jpixd.selfmail).
+    # During the shadow weeks (`run --shadow`), sign-up and settings pages say plainly
+    # that this is a rehearsal and send visitors here (the old system's pages).
+    rehearsal_url: str | None = None
     posts_per_client_hour: int = 30
     ipv6_client_prefix: int = 64
     mails_per_address_hour: int = 3
@@ -718,6 +721,7 @@ def _web(s: _Section, http: HttpConfig) -> WebConfig:
         manage_ttl=s.duration("manage_ttl", d("manage_ttl")),
         posts_per_client_hour=s.integer("posts_per_client_hour", d("posts_per_client_hour"),
                                         min_value=1),
+        rehearsal_url=s.url("rehearsal_url"),
         ipv6_client_prefix=s.integer("ipv6_client_prefix", d("ipv6_client_prefix"),
                                      min_value=32, max_value=128),
         mails_per_address_hour=s.integer("mails_per_address_hour",

@@ -66,7 +66,7 @@ class Metrics:
         self.web_refusals = Counter(
             "jpixd_web_refusals", "Public page requests refused (bad or expired link, CSRF, "
             "rate limit)", ["reason"], registry=r)
-        for reason in ("bad_link", "csrf", "rate_limited"):
+        for reason in ("bad_link", "csrf", "rate_limited", "rehearsal"):
             self.web_refusals.labels(reason)
         # Feeds.
         self.feed_polls = Counter("jpixd_feed_polls", "Feed polls by outcome",

@@ -151,3 +151,42 @@ def test_the_gap_between_the_old_system_stopping_and_the_cutover_is_mailed_once(
     sent = [json.loads(line) for line in real.lines if '"mail sent"' in line]
     assert sorted(e["notice_id"] for e in sent) == [2, 2]  # F2 only, to both, once
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 2
+
+
+async def test_the_public_pages_during_the_rehearsal(tmp_path: Path) -> None:
+    """Issue 23: during the shadow weeks nothing is mailed. Sign-up, link and settings
+    pages say so plainly and point to the old system's page (nothing taken that would
+    be lost); one-click unsubscribe works for real and is among the changes exported for
+    the old system; the board works."""
+    import aiohttp
+
+    from jpixd.model import Subscriber, SubscriberStatus
+    from tests.webharness import site
+
+    old_pages = "https://old.example.jp/mail/"
+    async with site(tmp_path, shadow=True, web={"rehearsal_url": old_pages}) as s:
+        sub = await s.rt.store.create_subscriber(Subscriber(email="noc@isp.example.jp"),
+                                                 s.rt.clock())
+        assert sub.id is not None
+        links = s.d.daemon.public.links  # type: ignore[union-attr]
+        manage = links.manage(sub.id, s.rt.clock()).removeprefix(s.public)
+        for path in ("/s/", "/s/link", manage):
+            async with s.http.get(s.public + path) as r:
+                text = await r.text()
+                assert r.status == 503 and "切り替え前の確認中" in text, path
+                assert f'href="{old_pages}"' in text
+        async with s.http.post(s.public + "/s/", data={"email": "new@isp.example.jp"},
+                               allow_redirects=False) as r:
+            assert r.status == 503
+        assert await s.rt.store.subscriber_by_email("new@isp.example.jp") is None
+        unsubscribe = links.unsubscribe(sub.id)
+        async with aiohttp.ClientSession() as client, client.post(
+                unsubscribe, data={"List-Unsubscribe": "One-Click"}) as r:
+            assert r.status == 200
+        left = await s.rt.store.get_subscriber(sub.id)
+        assert left is not None and left.status == SubscriberStatus.UNSUBSCRIBED
+        changed = await s.rt.store.subscribers_changed_since(s.rt.clock() - timedelta(hours=1))
+        assert [(c.email, c.status) for c in changed] == \
+            [("noc@isp.example.jp", SubscriberStatus.UNSUBSCRIBED)]
+        async with s.http.get(s.public + "/notices") as r:
+            assert r.status == 200

@@ -124,9 +124,11 @@ def link_in(msg: EmailMessage, path: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def site(tmp_path: Path, *, clock: Clock = utcnow, **kw: Any) -> AsyncIterator[Site]:
+async def site(tmp_path: Path, *, clock: Clock = utcnow, shadow: bool = False,
+               **kw: Any) -> AsyncIterator[Site]:
     cfg = web_config(tmp_path, **kw)
-    async with running_daemon(cfg, registry=CollectorRegistry(), clock=clock) as d, \
+    async with running_daemon(cfg, registry=CollectorRegistry(), clock=clock,
+                              shadow=shadow) as d, \
             aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         rt = d.daemon.runtime
         assert rt is not None and d.daemon.public_bound

@@ -23,7 +23,13 @@ class PublicContext:
         self.legacy_unsubscribe_key = legacy_unsubscribe_key  # links mailed before [web]
         self.configure(cfg, links)
 
+    @property
+    def rehearsal(self) -> bool:
+        """Shadow mode: nothing is mailed, so nothing that needs a mail is taken."""
+        return bool(self.mail.sender.shadow)
+
     def configure(self, cfg: WebConfig, links: LinkBuilder) -> None:
+        self.rehearsal_url = cfg.rehearsal_url
         self.links = self.mail.links = links
         self.proxies = Proxies(cfg.trusted_proxies, ipv6_prefix=cfg.ipv6_client_prefix,
                                https_site=links.base_url.startswith("https://"))

@@ -66,6 +66,24 @@ def _refused(request: web.Request, reason: str) -> web.Response:
                     status=400, link=("/s/link", "変更用のリンクを受け取る"))
 
 
+def _rehearsal(request: web.Request) -> web.Response | None:
+    """During the shadow weeks jpixd mails nothing: a sign-up would get no confirmation
+    and a change would reach nobody. Those pages say so plainly and point to the old
+    system's; unsubscribing and the notice board work for real (README: Cut-over)."""
+    ctx = request.app[PUBLIC]
+    if not ctx.rehearsal:
+        return None
+    rt = request.app[RUNTIME]
+    rt.metrics.web_refusals.labels("rehearsal").inc()
+    return _message(request, "現在、切り替え前の確認中です",
+                    "このページは新しい配信システムへの切り替えに向けた確認用で、登録や配信条件の"
+                    "変更はまだ受け付けていません。",
+                    "お手数ですが、現在のページからお申し込みください。" if ctx.rehearsal_url else
+                    "切り替えの完了後に、改めてお申し込みください。",
+                    status=503, link=(ctx.rehearsal_url, "現在のお申し込みページへ")
+                    if ctx.rehearsal_url else None)
+
+
 async def _form(request: web.Request) -> MultiDictProxy[Any] | web.Response:
     """The posted form, after the per-client rate limit and the CSRF check."""
     _, ctx = _ctx(request)
@@ -82,10 +100,14 @@ async def _form(request: web.Request) -> MultiDictProxy[Any] | web.Response:
 
 
 async def signup_form(request: web.Request) -> web.Response:
+    if (rehearsing := _rehearsal(request)) is not None:
+        return rehearsing
     return _page(request, "signup.html", form=form_values())
 
 
 async def signup(request: web.Request) -> web.Response:
+    if (rehearsing := _rehearsal(request)) is not None:
+        return rehearsing
     rt, ctx = _ctx(request)
     form = await _form(request)
     if isinstance(form, web.Response):
@@ -163,6 +185,8 @@ async def _to_confirm(request: web.Request, token: str | None) -> Subscriber | N
 
 
 async def confirm_page(request: web.Request) -> web.Response:
+    if (rehearsing := _rehearsal(request)) is not None:
+        return rehearsing
     token = _token(request)
     sub = await _to_confirm(request, token)
     if sub is None:
@@ -178,6 +202,8 @@ async def confirm_page(request: web.Request) -> web.Response:
 
 
 async def confirm(request: web.Request) -> web.Response:
+    if (rehearsing := _rehearsal(request)) is not None:
+        return rehearsing
     rt, _ = _ctx(request)
     form = await _form(request)
     if isinstance(form, web.Response):
@@ -208,6 +234,8 @@ def _confirmed(request: web.Request, sub: Subscriber) -> web.Response:
 
 
 async def manage_page(request: web.Request) -> web.Response:
+    if (rehearsing := _rehearsal(request)) is not None:
+        return rehearsing
     token = _token(request)
     sub = await _linked(request, token, Purpose.MANAGE)
     return await _manage(request, sub, token)
@@ -232,6 +260,8 @@ async def _manage(request: web.Request, sub: Subscriber | None, token: str | Non
 
 
 async def manage(request: web.Request) -> web.Response:
+    if (rehearsing := _rehearsal(request)) is not None:
+        return rehearsing
     rt, _ = _ctx(request)
     form = await _form(request)
     if isinstance(form, web.Response):
@@ -270,10 +300,14 @@ async def manage(request: web.Request) -> web.Response:
 
 
 async def link_form(request: web.Request) -> web.Response:
+    if (rehearsing := _rehearsal(request)) is not None:
+        return rehearsing
     return _page(request, "link.html", form={"email": ""})
 
 
 async def link_request(request: web.Request) -> web.Response:
+    if (rehearsing := _rehearsal(request)) is not None:
+        return rehearsing
     rt, ctx = _ctx(request)
     form = await _form(request)
     if isinstance(form, web.Response):
