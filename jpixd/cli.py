@@ -196,19 +196,15 @@ def _import(cfg: Config, path: Path, dry_run: bool, reactivate: bool = False) ->
 async def _import_rows(cfg: Config, path: Path, data: bytes, dry_run: bool,
                        reactivate: bool) -> int:
     from jpixd.app import open_store
+    from jpixd.cliargs import csv_rows
     from jpixd.model import utcnow
-    from jpixd.subscribers import parse_csv
 
-    rows, errors = parse_csv(data)
-    if errors:
-        for line in errors:
-            print(f"{path}: {line}", file=sys.stderr)
-        print(f"jpixd: nothing imported: {len(errors)} error(s) in {path}", file=sys.stderr)
+    rows = csv_rows(path, data, "imported")
+    if rows is None:
         return EXIT_CONFIG
     store = await open_store(cfg, utcnow)
     try:
-        result = await store.import_subscribers([(r.subscriber, r.columns) for r in rows],
-                                                utcnow(), dry_run=dry_run,
+        result = await store.import_subscribers(rows, utcnow(), dry_run=dry_run,
                                                 reactivate=reactivate)
     finally:
         await store.close()
@@ -238,16 +234,11 @@ async def _export_text(cfg: Config, since: datetime | None) -> str:
 
 
 def _export(cfg: Config, output: Path | None, changed_since: str | None = None) -> int:
-    since = None
-    if changed_since is not None:
-        try:
-            since = datetime.fromisoformat(changed_since)
-        except ValueError:
-            since = None
-        if since is None or since.tzinfo is None:
-            print(f"jpixd: --changed-since: {changed_since!r} is not an ISO 8601 time with a "
-                  "zone (e.g. 2026-12-20T03:00+09:00)", file=sys.stderr)
-            return EXIT_CONFIG
+    from jpixd.cliargs import aware_time
+
+    ok, since = aware_time("--changed-since", changed_since)
+    if not ok:
+        return EXIT_CONFIG
     text = asyncio.run(_export_text(cfg, since))
     if output is None:
         sys.stdout.write(text)

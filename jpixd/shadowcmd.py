@@ -8,6 +8,7 @@ from datetime import datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+from jpixd.cliargs import aware_time
 from jpixd.config import Config
 from jpixd.model import DeliveryState, utcnow
 
@@ -24,16 +25,9 @@ def _text(message: bytes) -> str:
 async def report(cfg: Config, *, notice: int | None, since: str | None, full: bool) -> int:
     from jpixd.app import open_store
 
-    when = None
-    if since is not None:
-        try:
-            when = datetime.fromisoformat(since)
-        except ValueError:
-            print(f"jpixd: --since: {since!r} is not an ISO 8601 time", file=sys.stderr)
-            return 2
-        if when.tzinfo is None:
-            print("jpixd: --since: add a zone, e.g. +09:00", file=sys.stderr)
-            return 2
+    ok, when = aware_time("--since", since)
+    if not ok:
+        return 2
     store = await open_store(cfg, utcnow)
     try:
         mode = await store.mode()
@@ -61,16 +55,9 @@ async def report(cfg: Config, *, notice: int | None, since: str | None, full: bo
 async def cutover(cfg: Config, *, confirmed: bool, since: str | None = None) -> int:
     from jpixd import statelock
 
-    when = None
-    if since is not None:
-        try:
-            when = datetime.fromisoformat(since)
-        except ValueError:
-            when = None
-        if when is None or when.tzinfo is None:
-            print(f"jpixd: --since: {since!r} is not an ISO 8601 time with a zone "
-                  "(e.g. 2026-12-20T03:00+09:00)", file=sys.stderr)
-            return 2
+    ok, when = aware_time("--since", since)
+    if not ok:
+        return 2
     try:
         with statelock.hold(cfg.state_dir, utcnow()):  # never under a running daemon
             return await _cutover(cfg, confirmed=confirmed, since=when)

@@ -25,20 +25,16 @@ def run_sync(cfg: Config, path: Path, *, dry_run: bool, allow_removals: int | No
 async def _sync(cfg: Config, path: Path, data: bytes, dry_run: bool,
                 allow_removals: int | None) -> int:
     from jpixd.app import open_store
+    from jpixd.cliargs import csv_rows
     from jpixd.model import utcnow
     from jpixd.store.subscribers import SyncRefused
-    from jpixd.subscribers import parse_csv
 
-    rows, errors = parse_csv(data)
-    if errors:
-        for line in errors:
-            print(f"{path}: {line}", file=sys.stderr)
-        print(f"jpixd: nothing synced: {len(errors)} error(s) in {path}", file=sys.stderr)
+    rows = csv_rows(path, data, "synced")
+    if rows is None:
         return EXIT_CONFIG
     store = await open_store(cfg, utcnow)
     try:
-        result = await store.sync_subscribers([(r.subscriber, r.columns) for r in rows],
-                                              utcnow(), dry_run=dry_run,
+        result = await store.sync_subscribers(rows, utcnow(), dry_run=dry_run,
                                               allowed_removals=allow_removals)
     except SyncRefused as exc:
         print(f"jpixd: nothing synced: {exc}", file=sys.stderr)

@@ -1,0 +1,42 @@
+"""What the commands read from their arguments and files the same way: a time with a
+zone (`--since`, `--changed-since`) and a subscriber CSV. Each says what is wrong, on
+standard error, for a person at a terminal; the command then exits 2, having changed
+nothing."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from jpixd.model import Subscriber
+
+
+def aware_time(option: str, text: str | None) -> tuple[bool, datetime | None]:
+    """(ok, the time or None when not given); ok is False, and the reason printed, for a
+    text that is not an ISO 8601 time with a zone."""
+    if text is None:
+        return True, None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        print(f"jpixd: {option}: {text!r} is not an ISO 8601 time with a zone "
+              "(e.g. 2026-12-20T03:00+09:00)", file=sys.stderr)
+        return False, None
+    return True, when
+
+
+def csv_rows(path: Path, data: bytes, verb: str
+             ) -> list[tuple[Subscriber, frozenset[str]]] | None:
+    """The file's rows, or None with every bad row printed by its line number."""
+    from jpixd.subscribers import parse_csv
+
+    rows, errors = parse_csv(data)
+    if errors:
+        for line in errors:
+            print(f"{path}: {line}", file=sys.stderr)
+        print(f"jpixd: nothing {verb}: {len(errors)} error(s) in {path}", file=sys.stderr)
+        return None
+    return [(r.subscriber, r.columns) for r in rows]
