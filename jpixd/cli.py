@@ -20,6 +20,7 @@ import structlog
 
 from jpixd import __version__, logs
 from jpixd.config import Config, ConfigError, load_default, load_path
+from jpixd.model import Subscriber
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -185,23 +186,19 @@ async def _migrate(cfg: Config) -> int:
 
 
 def _import(cfg: Config, path: Path, dry_run: bool, reactivate: bool = False) -> int:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        print(f"jpixd: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    return asyncio.run(_import_rows(cfg, path, data, dry_run, reactivate))
-
-
-async def _import_rows(cfg: Config, path: Path, data: bytes, dry_run: bool,
-                       reactivate: bool) -> int:
-    from jpixd.app import open_store
     from jpixd.cliargs import csv_rows
-    from jpixd.model import utcnow
 
-    rows = csv_rows(path, data, "imported")
+    rows = csv_rows(path, "imported")
     if rows is None:
         return EXIT_CONFIG
+    return asyncio.run(_import_rows(cfg, path, rows, dry_run, reactivate))
+
+
+async def _import_rows(cfg: Config, path: Path,
+                       rows: list[tuple[Subscriber, frozenset[str]]], dry_run: bool,
+                       reactivate: bool) -> int:
+    from jpixd.app import open_store
+    from jpixd.model import utcnow
     store = await open_store(cfg, utcnow)
     try:
         result = await store.import_subscribers(rows, utcnow(), dry_run=dry_run,

@@ -28,11 +28,16 @@ def aware_time(option: str, text: str | None) -> tuple[bool, datetime | None]:
     return True, when
 
 
-def csv_rows(path: Path, data: bytes, verb: str
-             ) -> list[tuple[Subscriber, frozenset[str]]] | None:
-    """The file's rows, or None with every bad row printed by its line number."""
+def csv_rows(path: Path, verb: str) -> list[tuple[Subscriber, frozenset[str]]] | None:
+    """The file's rows, or None with what is wrong printed (every bad row by its line
+    number)."""
     from jpixd.subscribers import parse_csv
 
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"jpixd: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
     rows, errors = parse_csv(data)
     if errors:
         for line in errors:

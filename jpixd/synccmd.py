@@ -9,29 +9,26 @@ import sys
 from pathlib import Path
 
 from jpixd.config import Config
+from jpixd.model import Subscriber
 
 EXIT_OK, EXIT_CONFIG = 0, 2
 
 
 def run_sync(cfg: Config, path: Path, *, dry_run: bool, allow_removals: int | None) -> int:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        print(f"jpixd: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    return asyncio.run(_sync(cfg, path, data, dry_run, allow_removals))
-
-
-async def _sync(cfg: Config, path: Path, data: bytes, dry_run: bool,
-                allow_removals: int | None) -> int:
-    from jpixd.app import open_store
     from jpixd.cliargs import csv_rows
+
+    rows = csv_rows(path, "synced")
+    if rows is None:
+        return EXIT_CONFIG
+    return asyncio.run(_sync(cfg, path, rows, dry_run, allow_removals))
+
+
+async def _sync(cfg: Config, path: Path, rows: list[tuple[Subscriber, frozenset[str]]],
+                dry_run: bool, allow_removals: int | None) -> int:
+    from jpixd.app import open_store
     from jpixd.model import utcnow
     from jpixd.store.subscribers import SyncRefused
 
-    rows = csv_rows(path, data, "synced")
-    if rows is None:
-        return EXIT_CONFIG
     store = await open_store(cfg, utcnow)
     try:
         result = await store.sync_subscribers(rows, utcnow(), dry_run=dry_run,
