@@ -156,6 +156,12 @@ class WebConfig:
     # During the shadow weeks (`run --shadow`), sign-up and settings pages say plainly
     # that this is a rehearsal and send visitors here (the old system's pages).
     rehearsal_url: str | None = None
+    # The old system's unsubscribe links, in mails it sent before the switch: their path,
+    # the query parameter and whether it carries the address or the old system's id
+    # (`legacy_id`, mapped at import). After the switch they offer the same unsubscribe.
+    legacy_unsubscribe_path: str | None = None
+    legacy_unsubscribe_param: str = "id"
+    legacy_unsubscribe_by: str = "email"  # "email" | "legacy_id"
     posts_per_client_hour: int = 30
     ipv6_client_prefix: int = 64
     mails_per_address_hour: int = 3
@@ -691,6 +697,22 @@ def _secret_list(s: _Section, name: str, env_var: str) -> tuple[Secret, ...]:
     return tuple(out)
 
 
+# Paths the public listener serves itself: a legacy link may not take one over.
+_OUR_PATHS = ("/s", "/unsubscribe", "/notices", "/static")
+
+
+def _legacy_path(s: _Section) -> str | None:
+    path = s.text("legacy_unsubscribe_path", None)
+    if path is None:
+        return None
+    if not path.startswith("/") or "?" in path or "#" in path or path == "/" or \
+            any(path == p or path.startswith(p + "/") for p in _OUR_PATHS):
+        s.error("legacy_unsubscribe_path", f"{path!r} must be a path of the old system's "
+                "(\"/cgi-bin/unsubscribe.cgi\"), not one of jpixd's pages")
+        return None
+    return str(path)
+
+
 def _web(s: _Section, http: HttpConfig) -> WebConfig:
     d = defaults(WebConfig)
     base_url = s.url("base_url")
@@ -722,6 +744,11 @@ def _web(s: _Section, http: HttpConfig) -> WebConfig:
         posts_per_client_hour=s.integer("posts_per_client_hour", d("posts_per_client_hour"),
                                         min_value=1),
         rehearsal_url=s.url("rehearsal_url"),
+        legacy_unsubscribe_path=_legacy_path(s),
+        legacy_unsubscribe_param=s.text("legacy_unsubscribe_param",
+                                        d("legacy_unsubscribe_param")),
+        legacy_unsubscribe_by=s.text("legacy_unsubscribe_by", d("legacy_unsubscribe_by"),
+                                     choices=("email", "legacy_id")),
         ipv6_client_prefix=s.integer("ipv6_client_prefix", d("ipv6_client_prefix"),
                                      min_value=32, max_value=128),
         mails_per_address_hour=s.integer("mails_per_address_hour",

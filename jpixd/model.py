@@ -173,6 +173,7 @@ class Subscriber:
     charset: str | None = None  # None: the [mail] charset
     status: SubscriberStatus = SubscriberStatus.ACTIVE
     paused: bool = False  # the subscriber's own pause (self-service): no mail meanwhile
+    legacy_id: str = ""  # the old system's id (its unsubscribe links carry it)
     id: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None

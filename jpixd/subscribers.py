@@ -22,7 +22,7 @@ from jpixd.prefectures import code_of
 
 FIELDS: tuple[str, ...] = (
     "email", "name", "organization", "carriers", "prefectures", "kinds", "services",
-    "windows", "failure_respects_windows", "charset", "status",
+    "windows", "failure_respects_windows", "charset", "status", "legacy_id",
 )
 LIST_FIELDS = frozenset({"carriers", "prefectures", "kinds", "services", "windows"})
 READ_ONLY = frozenset({"id", "created_at", "updated_at"})
@@ -162,6 +162,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "charset": _charset,
     "status": _status,
     "paused": _flag,  # JSON only: not a CSV column
+    "legacy_id": _text(100),
 }
 
 
@@ -201,6 +202,7 @@ def to_json(sub: Subscriber) -> dict[str, Any]:
         "charset": sub.charset,
         "status": str(sub.status),
         "paused": sub.paused,
+        "legacy_id": sub.legacy_id,
         "created_at": _iso(sub.created_at),
         "updated_at": _iso(sub.updated_at),
     }
@@ -351,6 +353,7 @@ def to_csv(subscribers: Sequence[Subscriber]) -> str:
             ";".join(s.prefectures),
             ";".join(s.kinds), _safe(";".join(s.services)), ";".join(s.windows),
             "true" if s.failure_respects_windows else "false", s.charset or "", str(s.status),
+            _safe(s.legacy_id),
         ])
     return out.getvalue()
 

@@ -15,12 +15,12 @@ from jpixd.subscribers import parse_csv, to_csv
 from tests.conftest import base_mapping, toml_dumps
 
 HEADER = "email,name,organization,carriers,prefectures,kinds,services,windows," \
-         "failure_respects_windows,charset,status\n"
+         "failure_respects_windows,charset,status,legacy_id\n"
 
 
 def good_row(i: int) -> str:
     return (f"user{i}@isp{i % 7}.example.jp,担当{i},株式会社{i % 7},east;west,13;大阪府,"
-            f"construction;failure,,day;night,{'true' if i % 2 else 'false'},,active\n")
+            f"construction;failure,,day;night,{'true' if i % 2 else 'false'},,active,L{i}\n")
 
 
 @pytest.fixture
@@ -37,8 +37,8 @@ def run(*args: str) -> int:
 def test_three_bad_rows_among_a_thousand_import_nothing(
         tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rows = [good_row(i) for i in range(1000)]
-    rows[99] = "broken-address,x,,east,13,failure,,day,false,,active\n"  # line 101
-    rows[499] = "ok500@example.jp,x,,east,東亰都,failure,,day,maybe,,active\n"  # line 501
+    rows[99] = "broken-address,x,,east,13,failure,,day,false,,active,\n"  # line 101
+    rows[499] = "ok500@example.jp,x,,east,東亰都,failure,,day,maybe,,active,\n"  # line 501
     rows[899] = rows[10]  # line 901: the address of line 12 again
     path = tmp_path / "subs.csv"
     path.write_text(HEADER + "".join(rows), encoding="utf-8")
@@ -109,7 +109,8 @@ def test_a_changed_row_updates_the_subscriber(tmp_path: Path, config: Path,
     (b"name\nx\n", "line 1: no 'email' column"),
     (b"email,colour\nx@example.jp,blue\n",
      "line 1, column 'colour': unknown column (known: email, name, organization, carriers, "
-     "prefectures, kinds, services, windows, failure_respects_windows, charset, status)"),
+     "prefectures, kinds, services, windows, failure_respects_windows, charset, status, "
+     "legacy_id)"),
     (b"email,name\nx@example.jp\n", "line 2: 1 columns, the header has 2"),
     (b"email\n\xff\xfe\xfd\n", "file: is neither UTF-8 nor Shift_JIS (byte 6)"),
 ])

@@ -36,7 +36,7 @@ from jpixd.subscribers import unsent_mail_after
 from jpixd.sync import in_file, refusal, removals
 
 _COLUMNS = ("email", "name", "organization", "carriers", "prefectures", "kinds", "services",
-            "windows", "failure_respects_windows", "charset", "status", "paused")
+            "windows", "failure_respects_windows", "charset", "status", "paused", "legacy_id")
 _LISTS = frozenset({"carriers", "prefectures", "kinds", "services", "windows"})
 
 
@@ -48,7 +48,8 @@ def _row_to_subscriber(row: Row) -> Subscriber:
         windows=tlist(row["windows"]),
         failure_respects_windows=bool(row["failure_respects_windows"]),
         charset=row["charset"], status=SubscriberStatus(row["status"]),
-        paused=bool(row["paused"]), created_at=from_db(row["created_at"]),
+        paused=bool(row["paused"]), legacy_id=row["legacy_id"] or "",
+        created_at=from_db(row["created_at"]),
         updated_at=from_db(row["updated_at"]),
     )
 
@@ -456,6 +457,12 @@ class SubscriberQueries(Queries):
             params.extend([f"%{escaped}%"] * 3)
         rows, total = await self._page("subscribers", where, params, "id", limit, offset)
         return [_row_to_subscriber(r) for r in rows], total
+
+    async def subscriber_by_legacy_id(self, legacy_id: str) -> Subscriber | None:
+        """The live subscriber the old system knew by this id (its mailed links)."""
+        row = await self._one("SELECT * FROM subscribers WHERE legacy_id = ? AND "
+                              "legacy_id <> '' AND deleted_at IS NULL", (legacy_id,))
+        return _row_to_subscriber(row) if row else None
 
     async def subscriber_by_email(self, email: str) -> Subscriber | None:
         row = await self._one("SELECT * FROM subscribers WHERE email = ? AND "

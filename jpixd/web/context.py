@@ -30,6 +30,8 @@ class PublicContext:
 
     def configure(self, cfg: WebConfig, links: LinkBuilder) -> None:
         self.rehearsal_url = cfg.rehearsal_url
+        self.legacy_param, self.legacy_by = (cfg.legacy_unsubscribe_param,
+                                             cfg.legacy_unsubscribe_by)
         self.links = self.mail.links = links
         self.proxies = Proxies(cfg.trusted_proxies, ipv6_prefix=cfg.ipv6_client_prefix,
                                https_site=links.base_url.startswith("https://"))

@@ -28,6 +28,9 @@ def build_public_app(rt: Runtime, ctx: PublicContext,
     app[PUBLIC] = ctx
     app.add_routes(static_routes())
     app.add_routes(selfservice.routes())
+    legacy = rt.config.web.legacy_unsubscribe_path
+    if legacy is not None:  # the old system's links, in mails sent before the switch
+        app.add_routes(selfservice.legacy_routes(legacy))
     app.add_routes(board.routes())
 
     async def start_mail(_: web.Application) -> None:

@@ -379,6 +379,58 @@ async def one_click(request: web.Request) -> web.Response:
                     link=("/s/", "もう一度登録する"))
 
 
+# --------------------------------------------------------------------------- old links
+
+
+async def _legacy_subscriber(request: web.Request) -> Subscriber | None:
+    """The subscriber an old system's unsubscribe link names ([web] legacy_unsubscribe_*):
+    by address, or by the old system's id mapped at import."""
+    rt, ctx = _ctx(request)
+    value = request.query.get(ctx.legacy_param, "")
+    if not value or len(value) > 320:
+        return None
+    if ctx.legacy_by == "legacy_id":
+        return await rt.store.subscriber_by_legacy_id(value)
+    try:
+        return await rt.store.subscriber_by_email(normalise_email(value))
+    except ValueError:
+        return None
+
+
+async def legacy_unsubscribe_page(request: web.Request) -> web.Response:
+    """What a mail sent by the old system links to: the same page as ours, one button (a
+    link scanner's GET changes nothing)."""
+    sub = await _legacy_subscriber(request)
+    if sub is None:
+        return _refused(request, "bad_link")
+    if sub.status == SubscriberStatus.UNSUBSCRIBED:
+        return _message(request, "配信は停止されています",
+                        f"{sub.email} 宛ての配信はすでに停止されています。")
+    return _page(request, "unsubscribe.html", sub=sub, action=str(request.rel_url))
+
+
+async def legacy_one_click(request: web.Request) -> web.Response:
+    rt, _ = _ctx(request)
+    form = await read_form(request)
+    if form.get("List-Unsubscribe") != "One-Click":
+        return _message(request, "配信の停止", "このリクエストは RFC 8058 の形式ではありません。",
+                        status=400)
+    sub = await _legacy_subscriber(request)
+    if sub is None or sub.id is None:
+        return _refused(request, "bad_link")
+    if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+        await rt.store.update_subscriber(sub.id, {"status": SubscriberStatus.UNSUBSCRIBED},
+                                         rt.clock(), actor="legacy-link")
+        log.info("subscriber unsubscribed", subscriber_id=sub.id, by="legacy link")
+    return _message(request, "配信を停止しました",
+                    f"{sub.email} 宛ての工事・故障情報メールの配信を停止しました。",
+                    link=("/s/", "もう一度登録する"))
+
+
+def legacy_routes(path: str) -> list[web.RouteDef]:
+    return [web.get(path, legacy_unsubscribe_page), web.post(path, legacy_one_click)]
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/s/", signup_form), web.post("/s/", signup),

@@ -42,6 +42,8 @@ SUBSCRIBER: dict[str, Any] = {
         "failure_respects_windows": {"type": "boolean"},
         "charset": {"type": "string", "nullable": True, "enum": ["iso-2022-jp", "utf-8", None]},
         "status": {"type": "string", "enum": [s.value for s in SubscriberStatus]},
+        "legacy_id": {"type": "string",
+                      "description": "the old system's id (its unsubscribe links carry it)"},
         "created_at": {"type": "string", "format": "date-time", "readOnly": True},
         "updated_at": {"type": "string", "format": "date-time", "readOnly": True},
     },
