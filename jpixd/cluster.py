@@ -70,6 +70,7 @@ class Cluster:
         self.beaten = asyncio.Event()  # set after every beat, good or bad (tests wait)
         self._session: Session | None = None
         self._task: asyncio.Task[None] | None = None
+        self._leaving = False
         self._on_hosts: list[Callable[[int], None]] = []
         self._on_gain: list[Callable[[set[str]], None]] = []
         self._on_notice: list[Callable[[str], None]] = []
@@ -153,6 +154,7 @@ class Cluster:
         """Leave: stop beating, end the session (its locks go with it) and take this
         host out of the hosts table. Bounded in time: a shutdown never waits on it."""
         task, self._task = self._task, None
+        self._leaving = True  # a beat a cancellation missed does not beat again
         if task is not None:
             task.cancel()
             await asyncio.wait({task}, timeout=self.beat_every * 2)
@@ -161,9 +163,12 @@ class Cluster:
             await asyncio.wait_for(db.leave(self.url, self.password, self.host), timeout=5)
 
     async def _run(self) -> None:
-        while True:
+        # Python 3.11's wait_for can swallow a cancellation that meets its inner task's
+        # end (fixed in 3.12): the flag, not only the cancel, ends the beating.
+        while not self._leaving:
             await asyncio.sleep(self.beat_every)
-            await self._beat()
+            if not self._leaving:
+                await self._beat()
 
     async def _beat(self) -> None:
         try:
