@@ -41,16 +41,21 @@ async def sent_to_all(s: Site, title: str, n: int) -> list[Any]:
     moto answers slowly under load: a round may end with mail still in flight)."""
     sender = s.rt.loops["sender"]
     items: list[Any] = []
-    for _ in range(60):
-        notices = (await admin_get(s, "/notices?limit=10"))["items"]
-        notice = next((x for x in notices if x["title"] == title), None)
-        if notice is not None:
-            items, _ = await s.rt.store.list_deliveries(notice_id=notice["id"], limit=100)
-            if len(items) == n and {d.state for d in items} == {DeliveryState.SENT}:
-                return items
-        s.rt.wake("sender")
-        await asyncio.wait_for(sender.next_round(), 15)
-    raise AssertionError(f"{title}: not sent to {n}: {[str(d.state) for d in items]}")
+    try:
+        async with asyncio.timeout(60):  # below pytest's per-test timeout (120 s)
+            while True:
+                notices = (await admin_get(s, "/notices?limit=10"))["items"]
+                notice = next((x for x in notices if x["title"] == title), None)
+                if notice is not None:
+                    items, _ = await s.rt.store.list_deliveries(notice_id=notice["id"],
+                                                                limit=100)
+                    if len(items) == n and {d.state for d in items} == {DeliveryState.SENT}:
+                        return items
+                s.rt.wake("sender")
+                await sender.next_round()
+    except TimeoutError:
+        raise AssertionError(f"{title}: not sent to {n} within 60 s: "
+                             f"{[str(d.state) for d in items]}") from None
 
 
 @pytest.fixture
