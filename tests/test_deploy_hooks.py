@@ -45,6 +45,9 @@ def _host_python_makes_venvs() -> bool:
 
 
 pytestmark = [
+    # A deployment makes a venv from a wheelhouse (about 20 s); a test makes up to four,
+    # and the first builds the bundles: above every wait below (each hook at most 300 s).
+    pytest.mark.timeout(1200),
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None,
                        reason="the hooks make a service user: root and useradd are needed"),
     pytest.mark.skipif(not _host_python_makes_venvs(),
@@ -126,7 +129,7 @@ class Host:
              ) -> subprocess.CompletedProcess[str]:
         env = {**self.env, "JPIXD_BUNDLE": str(bundle), "DEPLOYMENT_ID": deployment}
         return subprocess.run(["sh", str(bundle / "deploy" / "hooks" / f"{name}.sh")],
-                              env=env, capture_output=True, text=True, timeout=600,
+                              env=env, capture_output=True, text=True, timeout=300,
                               check=False)
 
     def deploy(self, bundle: Path, deployment: str) -> None:
