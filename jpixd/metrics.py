@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from jpixd.loop import LEADER_ROLES
 from jpixd.model import DeliveryState
+from jpixd.selfmail import REFUSALS
 
 
 class Metrics:
@@ -60,8 +61,8 @@ class Metrics:
             "jpixd_web_mails", "Self-service mails (sign-up confirmations, manage links) by "
             "outcome", ["kind", "result"], registry=r)
         for kind in ("confirm", "manage"):
-            for result in ("sent", "failed", "rate_limited", "global_limit", "bounced_before",
-                           "held", "suppressed", "paused", "dropped", "shadow"):
+            for result in ("sent", "failed", *REFUSALS, "suppressed", "paused", "dropped",
+                           "shadow"):
                 self.web_mails.labels(kind, result)
         self.web_refusals = Counter(
             "jpixd_web_refusals", "Public page requests refused (bad or expired link, CSRF, "

@@ -9,6 +9,7 @@ whole authority, no cookie, no confirmation, as a mail client sends it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -21,7 +22,7 @@ from jpixd.prefectures import NAME_BY_CODE, REGIONS
 from jpixd.runtime import Runtime
 from jpixd.subscribers import Invalid, normalise_email
 from jpixd.web.context import PUBLIC, PublicContext
-from jpixd.web.guard import CSRF_FIELD, read_form
+from jpixd.web.guard import CSRF_FIELD, Handler, read_form
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Purpose
 from jpixd.web.pages import form_values, page, posted_settings, settings_changes
@@ -66,13 +67,21 @@ def _refused(request: web.Request, reason: str) -> web.Response:
                     status=400, link=("/s/link", "変更用のリンクを受け取る"))
 
 
-def _rehearsal(request: web.Request) -> web.Response | None:
+def _not_in_rehearsal(handler: Handler) -> Handler:
     """During the shadow weeks jpixd mails nothing: a sign-up would get no confirmation
-    and a change would reach nobody. Those pages say so plainly and point to the old
-    system's; unsubscribing and the notice board work for real (README: Cut-over)."""
+    and a change would reach nobody. The pages this wraps say so plainly and point to
+    the old system's; unsubscribing and the notice board work for real (README: Cut-over)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        if request.app[PUBLIC].rehearsal:
+            return _rehearsal(request)
+        return await handler(request)
+
+    return wrapped
+
+
+def _rehearsal(request: web.Request) -> web.Response:
     ctx = request.app[PUBLIC]
-    if not ctx.rehearsal:
-        return None
     rt = request.app[RUNTIME]
     rt.metrics.web_refusals.labels("rehearsal").inc()
     return _message(request, "現在、切り替え前の確認中です",
@@ -100,14 +109,10 @@ async def _form(request: web.Request) -> MultiDictProxy[Any] | web.Response:
 
 
 async def signup_form(request: web.Request) -> web.Response:
-    if (rehearsing := _rehearsal(request)) is not None:
-        return rehearsing
     return _page(request, "signup.html", form=form_values())
 
 
 async def signup(request: web.Request) -> web.Response:
-    if (rehearsing := _rehearsal(request)) is not None:
-        return rehearsing
     rt, ctx = _ctx(request)
     form = await _form(request)
     if isinstance(form, web.Response):
@@ -185,8 +190,6 @@ async def _to_confirm(request: web.Request, token: str | None) -> Subscriber | N
 
 
 async def confirm_page(request: web.Request) -> web.Response:
-    if (rehearsing := _rehearsal(request)) is not None:
-        return rehearsing
     token = _token(request)
     sub = await _to_confirm(request, token)
     if sub is None:
@@ -202,8 +205,6 @@ async def confirm_page(request: web.Request) -> web.Response:
 
 
 async def confirm(request: web.Request) -> web.Response:
-    if (rehearsing := _rehearsal(request)) is not None:
-        return rehearsing
     rt, _ = _ctx(request)
     form = await _form(request)
     if isinstance(form, web.Response):
@@ -234,8 +235,6 @@ def _confirmed(request: web.Request, sub: Subscriber) -> web.Response:
 
 
 async def manage_page(request: web.Request) -> web.Response:
-    if (rehearsing := _rehearsal(request)) is not None:
-        return rehearsing
     token = _token(request)
     sub = await _linked(request, token, Purpose.MANAGE)
     return await _manage(request, sub, token)
@@ -260,8 +259,6 @@ async def _manage(request: web.Request, sub: Subscriber | None, token: str | Non
 
 
 async def manage(request: web.Request) -> web.Response:
-    if (rehearsing := _rehearsal(request)) is not None:
-        return rehearsing
     rt, _ = _ctx(request)
     form = await _form(request)
     if isinstance(form, web.Response):
@@ -300,14 +297,10 @@ async def manage(request: web.Request) -> web.Response:
 
 
 async def link_form(request: web.Request) -> web.Response:
-    if (rehearsing := _rehearsal(request)) is not None:
-        return rehearsing
     return _page(request, "link.html", form={"email": ""})
 
 
 async def link_request(request: web.Request) -> web.Response:
-    if (rehearsing := _rehearsal(request)) is not None:
-        return rehearsing
     rt, ctx = _ctx(request)
     form = await _form(request)
     if isinstance(form, web.Response):
@@ -339,52 +332,20 @@ async def link_sent(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- unsubscribe
 
 
-async def _unsubscribing(request: web.Request) -> tuple[Subscriber | None, str]:
+async def _unsubscribing(request: web.Request) -> Subscriber | None:
     """The subscriber a new-style (`t`) or an older (`token`) link is for."""
     rt, ctx = _ctx(request)
     token = request.query.get("t")
     if token is not None:
-        return await _linked(request, token, Purpose.UNSUBSCRIBE), token
+        return await _linked(request, token, Purpose.UNSUBSCRIBE)
     legacy = request.query.get("token", "")
     sid = check_unsubscribe_token(ctx.legacy_unsubscribe_key, legacy) if legacy else None
-    return (await rt.store.get_subscriber(sid) if sid is not None else None), legacy
-
-
-async def unsubscribe_page(request: web.Request) -> web.Response:
-    sub, _ = await _unsubscribing(request)
-    if sub is None:
-        return _refused(request, "bad_link")
-    if sub.status == SubscriberStatus.UNSUBSCRIBED:
-        return _message(request, "配信は停止されています",
-                        f"{sub.email} 宛ての配信はすでに停止されています。")
-    # The button posts to this very URL (whichever kind of token it carries).
-    return _page(request, "unsubscribe.html", sub=sub, action=str(request.rel_url))
-
-
-async def one_click(request: web.Request) -> web.Response:
-    rt, _ = _ctx(request)
-    sub, _ = await _unsubscribing(request)
-    form = await read_form(request)
-    if form.get("List-Unsubscribe") != "One-Click":
-        return _message(request, "配信の停止", "このリクエストは RFC 8058 の形式ではありません。",
-                        status=400)
-    if sub is None or sub.id is None:
-        return _refused(request, "bad_link")
-    if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
-        await rt.store.update_subscriber(sub.id, {"status": SubscriberStatus.UNSUBSCRIBED},
-                                         rt.clock(), actor="one-click")
-        log.info("subscriber unsubscribed", subscriber_id=sub.id, by="one-click")
-    return _message(request, "配信を停止しました",
-                    f"{sub.email} 宛ての工事・故障情報メールの配信を停止しました。",
-                    link=("/s/", "もう一度登録する"))
-
-
-# --------------------------------------------------------------------------- old links
+    return await rt.store.get_subscriber(sid) if sid is not None else None
 
 
 async def _legacy_subscriber(request: web.Request) -> Subscriber | None:
-    """The subscriber an old system's unsubscribe link names ([web] legacy_unsubscribe_*):
-    by address, or by the old system's id mapped at import."""
+    """The subscriber an old system's unsubscribe link names ([web] legacy_unsubscribe_*),
+    in mails it sent before the switch: by address, or by its id mapped at import."""
     rt, ctx = _ctx(request)
     value = request.query.get(ctx.legacy_param, "")
     if not value or len(value) > 320:
@@ -397,34 +358,45 @@ async def _legacy_subscriber(request: web.Request) -> Subscriber | None:
         return None
 
 
-async def legacy_unsubscribe_page(request: web.Request) -> web.Response:
-    """What a mail sent by the old system links to: the same page as ours, one button (a
-    link scanner's GET changes nothing)."""
-    sub = await _legacy_subscriber(request)
-    if sub is None:
-        return _refused(request, "bad_link")
-    if sub.status == SubscriberStatus.UNSUBSCRIBED:
-        return _message(request, "配信は停止されています",
-                        f"{sub.email} 宛ての配信はすでに停止されています。")
-    return _page(request, "unsubscribe.html", sub=sub, action=str(request.rel_url))
+Finder = Callable[[web.Request], Awaitable[Subscriber | None]]
 
 
-async def legacy_one_click(request: web.Request) -> web.Response:
-    rt, _ = _ctx(request)
-    form = await read_form(request)
-    if form.get("List-Unsubscribe") != "One-Click":
-        return _message(request, "配信の停止", "このリクエストは RFC 8058 の形式ではありません。",
-                        status=400)
-    sub = await _legacy_subscriber(request)
-    if sub is None or sub.id is None:
-        return _refused(request, "bad_link")
-    if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
-        await rt.store.update_subscriber(sub.id, {"status": SubscriberStatus.UNSUBSCRIBED},
-                                         rt.clock(), actor="legacy-link")
-        log.info("subscriber unsubscribed", subscriber_id=sub.id, by="legacy link")
-    return _message(request, "配信を停止しました",
-                    f"{sub.email} 宛ての工事・故障情報メールの配信を停止しました。",
-                    link=("/s/", "もう一度登録する"))
+def _unsubscribe(find: Finder, actor: str) -> tuple[Handler, Handler]:
+    """The human page (one button; a link scanner's GET changes nothing) and RFC 8058's
+    one-click POST, for one kind of link: ours, or the old system's."""
+
+    async def page(request: web.Request) -> web.Response:
+        sub = await find(request)
+        if sub is None:
+            return _refused(request, "bad_link")
+        if sub.status == SubscriberStatus.UNSUBSCRIBED:
+            return _message(request, "配信は停止されています",
+                            f"{sub.email} 宛ての配信はすでに停止されています。")
+        # The button posts to this very URL (whichever kind of token it carries).
+        return _page(request, "unsubscribe.html", sub=sub, action=str(request.rel_url))
+
+    async def one_click(request: web.Request) -> web.Response:
+        rt, _ = _ctx(request)
+        form = await read_form(request)
+        if form.get("List-Unsubscribe") != "One-Click":
+            return _message(request, "配信の停止",
+                            "このリクエストは RFC 8058 の形式ではありません。", status=400)
+        sub = await find(request)
+        if sub is None or sub.id is None:
+            return _refused(request, "bad_link")
+        if sub.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING):
+            await rt.store.update_subscriber(sub.id, {"status": SubscriberStatus.UNSUBSCRIBED},
+                                             rt.clock(), actor=actor)
+            log.info("subscriber unsubscribed", subscriber_id=sub.id, by=actor)
+        return _message(request, "配信を停止しました",
+                        f"{sub.email} 宛ての工事・故障情報メールの配信を停止しました。",
+                        link=("/s/", "もう一度登録する"))
+
+    return page, one_click
+
+
+unsubscribe_page, one_click = _unsubscribe(_unsubscribing, "one-click")
+legacy_unsubscribe_page, legacy_one_click = _unsubscribe(_legacy_subscriber, "legacy-link")
 
 
 def legacy_routes(path: str) -> list[web.RouteDef]:
@@ -433,11 +405,15 @@ def legacy_routes(path: str) -> list[web.RouteDef]:
 
 def routes() -> list[web.RouteDef]:
     return [
-        web.get("/s/", signup_form), web.post("/s/", signup),
+        web.get("/s/", _not_in_rehearsal(signup_form)),
+        web.post("/s/", _not_in_rehearsal(signup)),
         web.get("/s/sent", signup_sent),
-        web.get("/s/confirm", confirm_page), web.post("/s/confirm", confirm),
-        web.get("/s/manage", manage_page), web.post("/s/manage", manage),
-        web.get("/s/link", link_form), web.post("/s/link", link_request),
+        web.get("/s/confirm", _not_in_rehearsal(confirm_page)),
+        web.post("/s/confirm", _not_in_rehearsal(confirm)),
+        web.get("/s/manage", _not_in_rehearsal(manage_page)),
+        web.post("/s/manage", _not_in_rehearsal(manage)),
+        web.get("/s/link", _not_in_rehearsal(link_form)),
+        web.post("/s/link", _not_in_rehearsal(link_request)),
         web.get("/s/link-sent", link_sent),
         web.get("/unsubscribe", unsubscribe_page), web.post("/unsubscribe", one_click),
         web.get("/s", _to_signup),
