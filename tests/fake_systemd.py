@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import select
 import shlex
 import signal
 import socket
@@ -155,16 +156,21 @@ def start(name: str) -> int:
                                 start_new_session=True)
         _pidfile(name).write_text(str(proc.pid))
         end = time.monotonic() + _seconds(_one(unit, "TimeoutStartSec"))
-        sock.settimeout(0.2)
-        while time.monotonic() < end:
-            try:
-                if b"READY=1" in sock.recv(4096):
-                    return 0
-            except TimeoutError:
-                pass
-            if proc.poll() is not None:
-                _pidfile(name).unlink(missing_ok=True)
-                return _failed(name, "the control process exited with error code")
+        # Woken by a notify datagram or by the process's exit, whichever comes first.
+        events = select.poll()
+        events.register(sock, select.POLLIN)
+        exited = os.pidfd_open(proc.pid)
+        events.register(exited, select.POLLIN)
+        try:
+            while (left := end - time.monotonic()) > 0:
+                for fd, _ in events.poll(left * 1000):
+                    if fd == sock.fileno() and b"READY=1" in sock.recv(4096):
+                        return 0
+                    if fd == exited:
+                        _pidfile(name).unlink(missing_ok=True)
+                        return _failed(name, "the control process exited with error code")
+        finally:
+            os.close(exited)
         proc.kill()
         _pidfile(name).unlink(missing_ok=True)
         return _failed(name, "a timeout was exceeded")
@@ -176,12 +182,17 @@ def stop(name: str) -> int:
     pid = _alive(name)
     if pid is None:
         return 0
-    os.kill(pid, signal.SIGTERM)
-    end = time.monotonic() + _seconds(_one(unit, "TimeoutStopSec", "45s"))
-    while time.monotonic() < end and _alive(name):
-        time.sleep(0.1)  # a process we did not start as a child: nothing to wait on
-    if _alive(name):
-        os.kill(pid, signal.SIGKILL)
+    # Not our child (an earlier `start` made it): its pidfd says when it has exited.
+    exited = select.poll()
+    fd = os.pidfd_open(pid)
+    try:
+        exited.register(fd, select.POLLIN)
+        os.kill(pid, signal.SIGTERM)
+        if not exited.poll(_seconds(_one(unit, "TimeoutStopSec", "45s")) * 1000):
+            os.kill(pid, signal.SIGKILL)
+            exited.poll(10_000)
+    finally:
+        os.close(fd)
     _pidfile(name).unlink(missing_ok=True)
     return 0
 

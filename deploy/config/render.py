@@ -107,7 +107,7 @@ def dumps(doc: dict[str, Any], prefix: str = "") -> str:
         elif isinstance(v, list) and v and isinstance(v[0], dict):
             for item in v:
                 lines += ["", f"[[{name}]]", dumps(item, f"{name}.").rstrip("\n")]
-    return "\n".join(line for line in lines if line is not None) + "\n"
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str]) -> int:
