@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -229,18 +230,25 @@ async def ses_rig(rig: Rig, moto_url: str) -> AsyncIterator[Rig]:
     yield rig
 
 
+@asynccontextmanager
+async def ses_transport(endpoint_url: str) -> AsyncIterator[SesTransport]:
+    """An SES transport against moto (or the fault proxy in front of it), closed after."""
+    transport = SesTransport(SesConfig(endpoint_url=endpoint_url))
+    await transport.start()
+    try:
+        yield transport
+    finally:
+        await transport.close()
+
+
 async def test_ses_sends_records_ids_and_reads_the_rate(ses_rig: Rig, moto_url: str) -> None:
     rig = ses_rig
     await rig.notice_for(*(Subscriber(email=f"u{i}@isp.example.jp", carriers=("west",))
                            for i in range(3)))
-    transport = SesTransport(SesConfig(endpoint_url=moto_url))
-    await transport.start()
-    try:
+    async with ses_transport(moto_url) as transport:
         sender = rig.sender(transport, rate=1.0, quota_from=transport, auto=True)
         await rig.drain(sender)
         quota = await transport.quota()
-    finally:
-        await transport.close()
     items, _ = await rig.store.list_deliveries()
     assert all(d.state == DeliveryState.SENT and d.ses_message_id for d in items)
     assert len({d.ses_message_id for d in items}) == 3
@@ -296,13 +304,9 @@ async def test_throttling_loses_nothing_and_backs_off(ses_rig: Rig,
     p.throttle = 6
     await rig.notice_for(*(Subscriber(email=f"t{i}@isp.example.jp", carriers=("west",))
                            for i in range(8)))
-    transport = SesTransport(SesConfig(endpoint_url=url))
-    await transport.start()
-    try:
+    async with ses_transport(url) as transport:
         sender = rig.sender(transport, rate=20.0)
         await rig.drain(sender)
-    finally:
-        await transport.close()
     items, _ = await rig.store.list_deliveries()
     assert [d.state for d in items] == [DeliveryState.SENT] * 8  # nothing lost
     assert p.sends == 8 + 6
@@ -316,9 +320,7 @@ async def test_a_paused_account_pauses_sending(ses_rig: Rig, proxy: tuple[Proxy,
     p, url = proxy
     p.paused = 1
     await rig.notice_for(Subscriber(email="p@isp.example.jp", carriers=("west",)))
-    transport = SesTransport(SesConfig(endpoint_url=url))
-    await transport.start()
-    try:
+    async with ses_transport(url) as transport:
         sender = rig.sender(transport, rate=20.0)
         await sender.run_once()
         state = await rig.store.sending_state()
@@ -329,8 +331,6 @@ async def test_a_paused_account_pauses_sending(ses_rig: Rig, proxy: tuple[Proxy,
         assert p.sends == 1  # nothing more while paused
         await rig.store.set_sending(paused=False, reason=None, actor="admin", now=T0)
         await rig.drain(sender)
-    finally:
-        await transport.close()
     assert [s for _, s, _ in await rig.states()] == [DeliveryState.SENT]
 
 
@@ -529,9 +529,7 @@ async def test_a_refusal_of_the_account_or_identity_pauses_and_fails_no_delivery
     p.refusals = [(status, code, text)]
     await rig.notice_for(*(Subscriber(email=f"r{i}@isp.example.jp", carriers=("west",))
                            for i in range(3)))
-    transport = SesTransport(SesConfig(endpoint_url=url))
-    await transport.start()
-    try:
+    async with ses_transport(url) as transport:
         sender = rig.sender(transport, rate=20.0)
         await sender.run_once()
         state = await rig.store.sending_state()
@@ -539,8 +537,6 @@ async def test_a_refusal_of_the_account_or_identity_pauses_and_fails_no_delivery
         assert DeliveryState.FAILED not in [s for _, s, _ in await rig.states()]
         await rig.store.set_sending(paused=False, reason=None, actor="admin", now=T0)
         await rig.drain(sender)
-    finally:
-        await transport.close()
     assert [s for _, s, _ in await rig.states()] == [DeliveryState.SENT] * 3
 
 
@@ -550,11 +546,7 @@ async def test_a_bad_address_still_fails_only_its_own_delivery(
     p, url = proxy
     p.refusals = [(400, "MessageRejected", "Illegal address")]
     await rig.notice_for(Subscriber(email="bad@isp.example.jp", carriers=("west",)))
-    transport = SesTransport(SesConfig(endpoint_url=url))
-    await transport.start()
-    try:
+    async with ses_transport(url) as transport:
         await rig.drain(rig.sender(transport, rate=20.0))
-    finally:
-        await transport.close()
     assert not (await rig.store.sending_state()).paused
     assert [s for _, s, _ in await rig.states()] == [DeliveryState.FAILED]

@@ -26,6 +26,22 @@ def feed(path: Path, notices: list[dict[str, Any]]) -> None:
     path.write_text(json.dumps({"notices": notices}, ensure_ascii=False), encoding="utf-8")
 
 
+def local_feed_config(tmp_path: Path, notices: list[dict[str, Any]], subscribers_csv: str) -> Path:
+    """A JSON feed of `notices` polled every hour and mailed on its first poll, the
+    subscribers loaded from `subscribers_csv`: returns the config's path. The feed is
+    `tmp_path / "feed.json"`; rewrite it with `feed` to change what the next poll sees."""
+    feed(tmp_path / "feed.json", notices)
+    subs = tmp_path / "subs.csv"
+    subs.write_text(subscribers_csv, encoding="utf-8")
+    cfg = tmp_path / "jpixd.toml"
+    cfg.write_text(toml_dumps(base_mapping(
+        tmp_path, sample_subscribers=str(subs), sources=[{
+            "name": "local", "kind": "json", "carrier": "east",
+            "url": (tmp_path / "feed.json").as_uri(),
+            "interval": "1h", "send_on_first_poll": True}])), encoding="utf-8")
+    return cfg
+
+
 def stop(p: DaemonProcess) -> None:
     p.proc.send_signal(signal.SIGTERM)
     assert p.finish() == 0
@@ -39,14 +55,8 @@ def test_shadow_then_cutover_mails_only_what_is_new(
     works = {"id": "W1", "kind": "construction", "title": "東京都の一部で設備工事",
              "prefectures": ["13"], "starts_at": start}
     source = tmp_path / "feed.json"
-    feed(source, [failure, works])
-    subs = tmp_path / "subs.csv"
-    subs.write_text("email,name\na@isp.example.jp,甲\nb@isp.example.jp,乙\n", encoding="utf-8")
-    cfg = tmp_path / "jpixd.toml"
-    cfg.write_text(toml_dumps(base_mapping(
-        tmp_path, sample_subscribers=str(subs), sources=[{
-            "name": "local", "kind": "json", "carrier": "east", "url": source.as_uri(),
-            "interval": "1h", "send_on_first_poll": True}])), encoding="utf-8")
+    cfg = local_feed_config(tmp_path, [failure, works],
+                            "email,name\na@isp.example.jp,甲\nb@isp.example.jp,乙\n")
     outbox = tmp_path / "outbox"
 
     # Shadow: four mails rendered and kept (two notices, two subscribers), none sent.
@@ -110,14 +120,7 @@ def test_the_gap_between_the_old_system_stopping_and_the_cutover_is_mailed_once(
     after = {"id": "F2", "kind": "failure", "title": "神奈川県の一部で故障",
              "prefectures": ["14"]}
     source = tmp_path / "feed.json"
-    feed(source, [before])
-    subs = tmp_path / "subs.csv"
-    subs.write_text("email\na@isp.example.jp\nb@isp.example.jp\n", encoding="utf-8")
-    cfg = tmp_path / "jpixd.toml"
-    cfg.write_text(toml_dumps(base_mapping(
-        tmp_path, sample_subscribers=str(subs), sources=[{
-            "name": "local", "kind": "json", "carrier": "east", "url": source.as_uri(),
-            "interval": "1h", "send_on_first_poll": True}])), encoding="utf-8")
+    cfg = local_feed_config(tmp_path, [before], "email\na@isp.example.jp\nb@isp.example.jp\n")
 
     shadow = daemon_process(["run", "--shadow", "--config", str(cfg)])
     listening = shadow.wait_for_event("http listening")
