@@ -20,19 +20,13 @@ from jpixd.config import load_mapping
 from jpixd.fanout import Policy, planner
 from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeStatus
 from jpixd.store import Store
-from tests.conftest import ADMIN_TOKEN, toml_dumps
+from tests.conftest import base_mapping, toml_dumps
 
 
 def _config(tmp: Path, state: str, **extra: Any) -> Path:
-    (tmp / "token").write_text(ADMIN_TOKEN + "\n")
     path = tmp / f"{state}.toml"
-    path.write_text(toml_dumps({
-        "state_dir": str(tmp / state), "shutdown_timeout": "5s",
-        "http": {"listen": "127.0.0.1:0", "admin_token_file": str(tmp / "token")},
-        "mail": {"from": "noc@example.jp", "transport": "file",
-                 "file": {"dir": str(tmp / "outbox")}},
-        "sending": {"concurrency": 4},
-        "logging": {"format": "json", "level": "info"}, **extra}))
+    path.write_text(toml_dumps(base_mapping(tmp, state_dir=str(tmp / state),
+                                            sending={"concurrency": 4}, **extra)))
     return path
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from jpixd.model import Subscriber
-from tests.conftest import ADMIN_TOKEN, on_backend, toml_dumps
+from tests.conftest import ADMIN_TOKEN, base_mapping, on_backend, toml_dumps
 from tests.test_console import csrf_of, login
 from tests.webharness import site
 
@@ -106,11 +106,8 @@ def test_check_config_refuses_the_short_token_that_run_refuses(tmp_path: Path) -
     """N14: a 5-character token passed `check-config` (the deploy hook's gate) and then
     `run` refused it."""
     (tmp_path / "token").write_text("short\n")
-    (tmp_path / "jpixd.toml").write_text(toml_dumps({
-        "state_dir": str(tmp_path / "state"),
-        "http": {"listen": "127.0.0.1:0", "admin_token_file": str(tmp_path / "token")},
-        "mail": {"from": "noc@example.jp", "transport": "file",
-                 "file": {"dir": str(tmp_path / "outbox")}}}))
+    (tmp_path / "jpixd.toml").write_text(toml_dumps(base_mapping(tmp_path, http={
+        "listen": "127.0.0.1:0", "admin_token_file": str(tmp_path / "token")})))
     done = _jpixd("check-config", "--config", str(tmp_path / "jpixd.toml"), cwd=tmp_path)
     assert done.returncode == 2
     assert "the admin token has 5 characters; use at least 16" in done.stderr
@@ -118,12 +115,7 @@ def test_check_config_refuses_the_short_token_that_run_refuses(tmp_path: Path) -
 
 def test_migrate_and_import_create_nothing_world_readable(tmp_path: Path) -> None:
     """N15: with umask 022, `migrate` made the database 0644 and its folder 0755."""
-    (tmp_path / "token").write_text(ADMIN_TOKEN + "\n")
-    (tmp_path / "jpixd.toml").write_text(toml_dumps({
-        "state_dir": str(tmp_path / "state"),
-        "http": {"listen": "127.0.0.1:0", "admin_token_file": str(tmp_path / "token")},
-        "mail": {"from": "noc@example.jp", "transport": "file",
-                 "file": {"dir": str(tmp_path / "outbox")}}}))
+    (tmp_path / "jpixd.toml").write_text(toml_dumps(base_mapping(tmp_path)))
     (tmp_path / "subs.csv").write_text("email\nnoc@isp.example.jp\n")
     config = str(tmp_path / "jpixd.toml")
     assert _jpixd("migrate", "--config", config, cwd=tmp_path).returncode == 0

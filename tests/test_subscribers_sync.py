@@ -18,7 +18,7 @@ import pytest
 from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.store import Store
 from jpixd.store.subscribers import SyncRefused
-from tests.conftest import ADMIN_TOKEN, toml_dumps
+from tests.conftest import base_mapping, toml_dumps
 
 COLUMNS = frozenset({"email", "name"})
 
@@ -101,12 +101,7 @@ def _jpixd(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_commands_end_to_end(tmp_path: Path) -> None:
-    (tmp_path / "token").write_text(ADMIN_TOKEN + "\n")
-    (tmp_path / "jpixd.toml").write_text(toml_dumps({
-        "state_dir": str(tmp_path / "state"),
-        "http": {"listen": "127.0.0.1:0", "admin_token_file": str(tmp_path / "token")},
-        "mail": {"from": "noc@example.jp", "transport": "file",
-                 "file": {"dir": str(tmp_path / "outbox")}}}))
+    (tmp_path / "jpixd.toml").write_text(toml_dumps(base_mapping(tmp_path)))
     first = "email,name\n" + "".join(f"u{i}@isp.example.jp,利用者{i}\n" for i in range(20))
     (tmp_path / "old.csv").write_text(first, encoding="utf-8")
     assert _jpixd(tmp_path, "subscribers", "import", str(tmp_path / "old.csv")).returncode == 0
