@@ -339,6 +339,12 @@ class Daemon:
 
     async def _take_mode(self, store: Store) -> None:
         mode = await store.mode()
+        if mode.get("moved_to"):
+            raise ModeRefused(
+                f"this database was moved to {mode['moved_to']} at {mode.get('moved_at')} "
+                "(`jpixd migrate-to`): jpixd runs on that one now (database_url), and a run "
+                "on this copy would mail again what that one sends. To come back to this "
+                "host, restore the backup taken before the move (README: Several hosts)")
         if self.shadow and mode.get("cutover_at"):
             # A shadow drop-in left behind after the cut-over must not silently stop the
             # mail: say so, and let the operator remove it (README: Deploying).

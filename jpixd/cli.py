@@ -62,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--to", required=True, metavar="ADDRESS",
                       help="e.g. success@simulator.amazonses.com (see the README)")
     with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
+    mv = with_config(sub.add_parser(
+        "migrate-to", help="copy this host's SQLite database into an empty PostgreSQL one "
+                           "(one host to several)"))
+    mv.add_argument("url", metavar="URL", help="postgresql://user@host:port/database")
+    mv.add_argument("--password", metavar="REF",
+                    help="ssm:/path, env:VAR or file:/path (default: $JPIXD_DATABASE_PASSWORD)")
+    mv.add_argument("--yes", action="store_true",
+                    help="do it (without: check everything and say what it would copy)")
     bk = with_config(sub.add_parser(
         "backup", help="a consistent copy of the state, taken while the daemon runs"))
     bk.add_argument("dest", metavar="DEST", help="a folder, or s3://bucket/prefix")
@@ -333,6 +341,17 @@ def _command(args: argparse.Namespace, cfg: Config, origin: str) -> int:
     if args.command == "migrate":
         logs.configure(cfg.logging.level, cfg.logging.format)
         return asyncio.run(_migrate(cfg))
+    if args.command == "migrate-to":
+        from jpixd.migratecmd import migrate_to
+        from jpixd.statelock import StateBusy
+
+        logs.configure("warning", cfg.logging.format, stream=sys.stderr)
+        try:
+            return asyncio.run(migrate_to(cfg, args.url, password=args.password,
+                                          confirmed=args.yes))
+        except StateBusy as err:
+            print(f"jpixd: {err}", file=sys.stderr)
+            return EXIT_CONFIG
     if args.command == "run":
         return _run(cfg, args.baseline, args.config, shadow=args.shadow)
     if args.command in ("backup", "restore"):

@@ -79,6 +79,13 @@ class ShadowStore(Queries):
         value = json.dumps({"shadow": True, "since": to_db(now)})
         await self._write(PUT, (_MODE_KEY, value, now))
 
+    async def mark_moved(self, to: str, now: datetime) -> None:
+        """This database was copied to `to` (`jpixd migrate-to`), which runs from now on:
+        a run on this one would send again what that one sends (Daemon refuses it)."""
+        mode = await self.mode()
+        mode.update(moved_to=to, moved_at=to_db(now))
+        await self._write(PUT, (_MODE_KEY, json.dumps(mode), now))
+
     async def shadow_mail(self, *, since: datetime | None = None,
                           notice_id: int | None = None) -> list[ShadowMail]:
         where: list[str] = ["1 = 1"]
