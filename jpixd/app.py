@@ -131,6 +131,21 @@ async def open_store(cfg: Config, clock: Clock) -> Store:
 async def open_migrated(cfg: Config, clock: Clock) -> tuple[Store, list[int]]:
     """The configured database, migrated, and the migrations applied now: SQLite's file,
     or PostgreSQL's pool (the password resolved first: it may be an ssm: reference)."""
+    store, where = await open_unmigrated(cfg)
+    try:
+        applied = await store.migrate(clock())
+        await store.set_archiving(cfg.archive is not None)
+    except BaseException:
+        await store.close()
+        raise
+    if applied:
+        log.info("database migrated", database=where, applied=applied)
+    return store, applied
+
+
+async def open_unmigrated(cfg: Config) -> tuple[Store, str]:
+    """The configured database as it is, and where it is (for messages): SQLite's file,
+    or PostgreSQL's pool (the password resolved first: it may be an ssm: reference)."""
     if cfg.postgres:
         from jpixd.store.pg.store import PgStore
 
@@ -145,15 +160,7 @@ async def open_migrated(cfg: Config, clock: Clock) -> tuple[Store, list[int]]:
         store = await Store.open(cfg.database_path)
         where = str(cfg.database_path)
     store.tz = cfg.tz
-    try:
-        applied = await store.migrate(clock())
-        await store.set_archiving(cfg.archive is not None)
-    except BaseException:
-        await store.close()
-        raise
-    if applied:
-        log.info("database migrated", database=where, applied=applied)
-    return store, applied
+    return store, where
 
 
 def _without_password(url: str) -> str:

@@ -61,7 +61,10 @@ def _parser() -> argparse.ArgumentParser:
         "send-test", help="send a sample notice through the configured transport"))
     test.add_argument("--to", required=True, metavar="ADDRESS",
                       help="e.g. success@simulator.amazonses.com (see the README)")
-    with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
+    mig = with_config(sub.add_parser("migrate", help="apply database migrations and exit"))
+    mig.add_argument("--dry-run", action="store_true",
+                     help="say which migrations would be applied (and which of them older "
+                          "releases cannot run on), change nothing")
     mv = with_config(sub.add_parser(
         "migrate-to", help="copy this host's SQLite database into an empty PostgreSQL one "
                            "(one host to several)"))
@@ -174,6 +177,34 @@ def _run(cfg: Config, baseline: bool, path: Path | None = None, *,
     except StoreError as err:  # a damaged or unreadable database: said plainly
         print(f"jpixd: {err}", file=sys.stderr)
         return EXIT_FAILED
+
+
+async def _migrate_plan(cfg: Config) -> int:
+    """`migrate --dry-run`: what `migrate` would apply (the deploy hook snapshots a shared
+    database first when it would apply any)."""
+    from jpixd.app import open_unmigrated
+    from jpixd.store import migrate as sqlite_migrate
+    from jpixd.store.pg import migrate as pg_migrate
+
+    if not cfg.postgres and not cfg.database_path.exists():
+        version, where = 0, f"database {cfg.database_path} (not made yet)"
+    else:
+        store, name = await open_unmigrated(cfg)
+        where = f"{'PostgreSQL ' if cfg.postgres else ''}database {name}"
+        try:
+            version = await store.schema_version()
+        finally:
+            await store.close()
+    bundled = pg_migrate.bundled() if cfg.postgres else sqlite_migrate.bundled()
+    pending = [m for m in bundled if m.version > version]
+    if not pending:
+        print(f"{where} is at schema version {version}: up to date")
+        return EXIT_OK
+    breaking = [m.version for m in pending if not m.older_ok]
+    print(f"{where} is at schema version {version}: would apply "
+          f"{[m.version for m in pending]}"
+          + (f"; older releases cannot run on {breaking}" if breaking and version else ""))
+    return EXIT_OK
 
 
 async def _migrate(cfg: Config) -> int:
@@ -340,7 +371,7 @@ def _command(args: argparse.Namespace, cfg: Config, origin: str) -> int:
         return asyncio.run(send_test(cfg, args.to))
     if args.command == "migrate":
         logs.configure(cfg.logging.level, cfg.logging.format)
-        return asyncio.run(_migrate(cfg))
+        return asyncio.run(_migrate_plan(cfg) if args.dry_run else _migrate(cfg))
     if args.command == "migrate-to":
         from jpixd.migratecmd import migrate_to
         from jpixd.statelock import StateBusy

@@ -49,6 +49,17 @@ def _template() -> dict[str, Any]:
     return data
 
 
+def _unconditioned(statements: list[Any]) -> list[dict[str, Any]]:
+    """A policy's statements, those under an !If [condition, statement, NoValue] too."""
+    out = []
+    for st in statements:
+        if isinstance(st, list):
+            out += [x for x in st[1:] if isinstance(x, dict)]
+        else:
+            out.append(st)
+    return out
+
+
 def test_the_template_promises_what_the_issue_asks() -> None:
     r = _template()["Resources"]
     queue = r["EventQueue"]["Properties"]
@@ -97,6 +108,7 @@ def test_buildspec_and_appspec_parse_and_name_files_that_exist() -> None:
                     reason="shellcheck not installed (Debian package shellcheck)")
 def test_every_hook_script_passes_shellcheck() -> None:
     scripts = [*sorted(HOOKS.glob("*.sh")), ROOT / "tests" / "fake_systemctl.sh",
+               ROOT / "tests" / "fake_aws.sh",
                ROOT / "scripts" / "install-test-tools.sh"]
     out = subprocess.run(["shellcheck", "-x", "--source-path=SCRIPTDIR", *map(str, scripts)],
                          capture_output=True, text=True, timeout=120, check=False)
@@ -128,7 +140,7 @@ def test_alert_rules_pass_promtool_and_match_new_relic() -> None:
 
 
 STATEFUL = {"AWS::KMS::Key", "AWS::SQS::Queue", "AWS::Logs::LogGroup", "AWS::S3::Bucket",
-            "AWS::EC2::Volume", "AWS::Backup::BackupVault"}
+            "AWS::EC2::Volume", "AWS::Backup::BackupVault", "AWS::RDS::DBInstance"}
 
 
 def test_the_data_outlives_the_instance_and_a_routine_update() -> None:
@@ -204,7 +216,7 @@ def test_ses_go_live_and_least_privilege_are_in_the_stack() -> None:
     assert any("DMARC1" in str(rec["ResourceRecords"]) for rec in records)
     role = r["InstanceRole"]["Properties"]
     assert "ManagedPolicyArns" not in role  # no ssm:GetParameter on *
-    statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+    statements = _unconditioned(role["Policies"][0]["PolicyDocument"]["Statement"])
     deny = next(st for st in statements if st["Effect"] == "Deny")
     assert "ssm:GetParameter" in deny["Action"] and "NotResource" in deny
     assert all(st["Resource"] != "*" or not any(a.startswith(("ssm:GetParameter", "s3:"))
@@ -221,3 +233,59 @@ def test_ses_go_live_and_least_privilege_are_in_the_stack() -> None:
     assert lb["access_logs.s3.enabled"] == "true"
     env = r["Build"]["Properties"]["Environment"]["EnvironmentVariables"]
     assert {"Name": "CI", "Value": "true"} in env
+
+
+def test_several_hosts_are_a_parameter_of_the_same_stack() -> None:
+    """Issue 23, part 7: Hosts >= 2 makes an Auto Scaling group behind the ALB on RDS
+    PostgreSQL (Multi-AZ, encrypted, backed up, protected, snapshotted on replace and
+    delete, its password from SSM), deployed one host at a time out of the ALB; the single
+    host's instance, volume and its backups exist only with Hosts = 1."""
+    t = _template()
+    hosts = t["Parameters"]["Hosts"]
+    assert hosts["Default"] == 1 and hosts["MaxValue"] >= 2
+    r = t["Resources"]
+    several = {name for name, res in r.items() if res.get("Condition") == "SeveralHosts"}
+    one = {name for name, res in r.items() if res.get("Condition") == "OneHost"}
+    # The database also exists with one host and SharedDatabase (the move into it).
+    with_db = {name for name, res in r.items() if res.get("Condition") == "HasDatabase"}
+    assert t["Conditions"]["HasDatabase"] == ["SeveralHosts",
+                                              ["SharedDatabase", "true"]]
+    assert {"Database", "DatabaseSubnetGroup", "DatabaseSecurityGroup"} <= with_db
+    assert "AutoScalingGroup" in several
+    assert {"Instance", "DataVolume", "BackupSelection"} <= one
+    db = r["Database"]
+    assert (db["DeletionPolicy"], db["UpdateReplacePolicy"]) == ("Snapshot", "Snapshot")
+    props = db["Properties"]
+    assert props["Engine"] == "postgres" and props["MultiAZ"] is True
+    assert props["StorageEncrypted"] is True and props["DeletionProtection"] is True
+    assert props["BackupRetentionPeriod"] == "DbBackupRetentionDays"  # !Ref, days >= 7
+    assert t["Parameters"]["DbBackupRetentionDays"]["MinValue"] >= 7
+    assert props["PubliclyAccessible"] is False
+    assert "{{resolve:ssm-secure:${SsmPrefix}/db-password}}" == props["MasterUserPassword"]
+    assert not [p for p in t["Parameters"] if "password" in p.lower()]  # never a parameter
+    ingress = r["DatabaseSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+    assert ingress == [{"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+                        "SourceSecurityGroupId": "InstanceSecurityGroup"}]
+    group = r["AutoScalingGroup"]["Properties"]
+    assert group["MinSize"] == group["MaxSize"] == group["DesiredCapacity"] == "Hosts"
+    assert group["HealthCheckType"] == "ELB" and group["TargetGroupARNs"] == ["PublicPages"]
+    assert r["AutoScalingGroup"]["UpdatePolicy"]["AutoScalingRollingUpdate"]["MaxBatchSize"] == 1
+    deploy = r["DeploymentGroup"]["Properties"]
+    assert deploy["DeploymentConfigName"] == "CodeDeployDefault.OneAtATime"
+    assert deploy["AutoScalingGroups"] == ["SeveralHosts", ["AutoScalingGroup"], "AWS::NoValue"]
+    assert deploy["DeploymentStyle"]["DeploymentOption"] == "WITH_TRAFFIC_CONTROL"
+    # The deployment's snapshot before a migration is allowed, on that database only.
+    role = r["InstanceRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    snap = next(st[1] for st in role if isinstance(st, list) and st[0] == "HasDatabase")
+    assert snap["Action"] == ["rds:CreateDBSnapshot", "rds:DescribeDBSnapshots"]
+    assert all("rds:" in arn for arn in snap["Resource"])
+    # What a host of the group is told: the database, and the instance to snapshot.
+    user_data = str(r["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"])
+    assert "JPIXD_DATABASE_URL=postgresql://jpixd@${Database.Endpoint.Address}" in user_data
+    assert "sslmode=require" in user_data and "JPIXD_DB_INSTANCE=${Database}" in user_data
+    params = r["DatabaseParameters"]["Properties"]["Parameters"]
+    assert params["rds.force_ssl"] == "1"
+    assert {"RDS_STORAGE_ENCRYPTED", "RDS_MULTI_AZ_SUPPORT",
+            "RDS_INSTANCE_DELETION_PROTECTION_ENABLED"} <= {
+        v["Properties"]["Source"]["SourceIdentifier"] for v in r.values()
+        if v["Type"] == "AWS::Config::ConfigRule"}

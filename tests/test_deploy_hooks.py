@@ -8,6 +8,7 @@ subscriber and delivery, also when the failed release's hooks never rolled back.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
@@ -20,13 +21,16 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, free_port, toml_dumps
+from tests.pgserver import needs_postgres, postgres_db, postgres_server, postgres_template  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 HOOKS = ROOT / "deploy" / "hooks"
@@ -72,8 +76,10 @@ def _bundle(into: Path, source: Path, wheelhouse: Path) -> Path:
     return into
 
 
-def _variant(work: Path, name: str, version: str, migration: str) -> Path:
-    """The source with a newer version, one migration more, and a start-up bug."""
+def _variant(work: Path, name: str, version: str, migration: str, *,
+             pg_migration: str | None = None, bug: bool = True) -> Path:
+    """The source with a newer version, one migration more (on PostgreSQL too when
+    given), and a start-up bug unless told not."""
     src = work / f"src-{name}"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         ".venv", ".git", "build", "*.egg-info", "__pycache__", "test-artifacts", "var",
@@ -84,6 +90,12 @@ def _variant(work: Path, name: str, version: str, migration: str) -> Path:
     migrations = src / "jpixd" / "store" / "migrations"
     last = max(int(p.name[:4]) for p in migrations.glob("*.sql"))
     (migrations / f"{last + 1:04d}_{name}.sql").write_text(migration)
+    if pg_migration is not None:
+        pg = src / "jpixd" / "store" / "pg" / "migrations"
+        last = max(int(p.name[:4]) for p in pg.glob("*.sql"))
+        (pg / f"{last + 1:04d}_{name}.sql").write_text(pg_migration)
+    if not bug:
+        return src
     cli = src / "jpixd" / "cli.py"
     cli.write_text(cli.read_text().replace(
         '    from jpixd.app import Daemon, ModeRefused\n',
@@ -101,14 +113,18 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                          timeout=600, check=False)
     assert out.returncode == 0, out.stderr
     # A breaking migration (it drops what the running release reads) and an additive one.
-    breaking = _variant(work, "breaking", "0.1.1.dev0",
-                        "ALTER TABLE subscribers RENAME COLUMN organization TO org;\n")
+    rename = "ALTER TABLE subscribers RENAME COLUMN organization TO org;\n"
+    breaking = _variant(work, "breaking", "0.1.1.dev0", rename, pg_migration=rename)
     additive = _variant(work, "additive", "0.1.2.dev0",
                         "-- older releases: compatible\nCREATE TABLE added_later "
                         "(id INTEGER PRIMARY KEY);\n")
+    # A newer release that works, adding a table on both databases (several hosts).
+    added = "-- older releases: compatible\nCREATE TABLE added_later (id bigint PRIMARY KEY);\n"
+    newer = _variant(work, "newer", "0.1.3.dev0", added, pg_migration=added, bug=False)
     return {"good": _bundle(work / "good", ROOT, wheelhouse),
             "breaking": _bundle(work / "breaking", breaking, wheelhouse),
-            "additive": _bundle(work / "additive", additive, wheelhouse)}
+            "additive": _bundle(work / "additive", additive, wheelhouse),
+            "newer": _bundle(work / "newer", newer, wheelhouse)}
 
 
 @dataclass
@@ -132,12 +148,15 @@ class Host:
                               env=env, capture_output=True, text=True, timeout=300,
                               check=False)
 
-    def deploy(self, bundle: Path, deployment: str) -> None:
-        """A whole CodeDeploy deployment that must succeed."""
+    def deploy(self, bundle: Path, deployment: str) -> str:
+        """A whole CodeDeploy deployment that must succeed; what its hooks said."""
+        said = []
         for hook in ("stop", "install", "start", "validate"):
             out = self.hook(hook, bundle, deployment)
             assert out.returncode == 0, \
                 f"{hook} failed:\n{out.stderr}\n--- the service log:\n{self.log()[-3000:]}"
+            said.append(out.stderr)
+        return "".join(said)
 
     def current(self) -> str:
         return Path(os.readlink(self.prefix / "current")).name
@@ -170,6 +189,12 @@ class Host:
 
 @pytest.fixture
 def host() -> Iterator[Host]:
+    with _new_host() as h:
+        yield h
+
+
+@contextmanager
+def _new_host() -> Iterator[Host]:
     # A host's own umask, whatever an earlier test left in this process (jpixd's CLI,
     # called in-process, sets 027: the service user could not reach these folders).
     umask = os.umask(0o022)
@@ -414,3 +439,128 @@ def test_a_fresh_host_comes_up_from_the_bundle_and_the_stack_settings(
         assert out.returncode == 0, f"{hook}: {out.stderr}\n{host.log()[-2000:]}"
     assert not (units / "jpixd.service.d" / "shadow.conf").exists()
     assert host.admin("GET", "/status")["mode"]["shadow"] is False
+
+
+def _stack_host(h: Host, moto_url: str, queue: str, extra: list[str]) -> None:
+    """What UserData leaves on a host of the stack (stack.env, the unit's credentials)."""
+    etc = h.root / "etc" / "jpixd"
+    etc.mkdir(parents=True)
+    (etc / "stack.env").write_text("\n".join([
+        "JPIXD_REGION=ap-northeast-1", f"JPIXD_QUEUE_URL={queue}",
+        "JPIXD_BASE_URL=https://notice.example.jp", "JPIXD_MAIL_FROM=noc-notice@example.jp",
+        "JPIXD_VPC_CIDR=10.20.0.0/16", f"JPIXD_LISTEN=127.0.0.1:{h.port}",
+        f"JPIXD_PUBLIC_LISTEN=127.0.0.1:{free_port()}", f"JPIXD_AWS_ENDPOINT_URL={moto_url}",
+        *extra, ""]))
+    # On EC2 the instance role gives credentials; here the unit's EnvironmentFile does.
+    (etc / "env").write_text("AWS_ACCESS_KEY_ID=testing\nAWS_SECRET_ACCESS_KEY=testing\n"
+                             "AWS_EC2_METADATA_DISABLED=true\n")
+
+
+def _aws_params(moto_url: str, queue_name: str) -> str:
+    import boto3  # moto's dependency, without stubs
+
+    kw: dict[str, Any] = {"region_name": "ap-northeast-1", "endpoint_url": moto_url}
+    ssm = boto3.client("ssm", **kw)
+    for name, value in (("/jpixd/admin-token", ADMIN_TOKEN), ("/jpixd/web-keys", "w" * 40),
+                        ("/jpixd/db-password", "unused-the-test-server-trusts")):
+        ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
+    boto3.client("ses", **kw).verify_email_identity(EmailAddress="noc-notice@example.jp")
+    return str(boto3.client("sqs", **kw).create_queue(QueueName=queue_name)["QueueUrl"])
+
+
+@needs_postgres
+def test_several_hosts_share_one_postgresql_migrated_once_after_a_snapshot(
+        bundles: dict[str, Path], moto_url: str, postgres_db: str,  # noqa: F811
+        tmp_path: Path) -> None:
+    """Issue 23, part 7: two hosts of the Auto Scaling group, rendered from the stack's
+    settings onto one PostgreSQL. A release that migrates is deployed one host at a time:
+    the first snapshots the database (RDS, through `aws`) and migrates it, the other keeps
+    serving on the older release meanwhile and then finds nothing to do. No per-host
+    SQLite backup runs."""
+    queue = _aws_params(moto_url, "jpixd-hooks-several")
+    aws_dir = tmp_path / "aws"
+    aws_dir.mkdir()
+    with _new_host() as a, _new_host() as b:
+        for h in (a, b):
+            _stack_host(h, moto_url, queue, [f"JPIXD_DATABASE_URL={postgres_db}",
+                                              "JPIXD_DB_INSTANCE=jpixd-db"])
+            h.env.update(JPIXD_AWS=str(ROOT / "tests" / "fake_aws.sh"),
+                         JPIXD_FAKE_AWS_DIR=str(aws_dir))
+        said = a.deploy(bundles["good"], "d-One") + b.deploy(bundles["good"], "d-One")
+        assert a.ready() == b.ready() == 200
+        assert said.count(": up to date") == 2  # the template database: nothing to migrate
+        assert not (aws_dir / "calls").exists()  # so no snapshot either
+        for h in (a, b):
+            config = (h.root / "etc" / "jpixd" / "jpixd.toml").read_text()
+            assert f'database_url = "{postgres_db}"' in config
+            assert 'database_password = "ssm:/jpixd/db-password"' in config
+            assert not (h.root / "run" / "jpixd-backup.timer.enabled").exists()
+            assert not (h.root / "var" / "lib" / "jpixd" / "jpixd.sqlite3").exists()
+        # One state: what one host records, the other shows.
+        a.admin("POST", "/subscribers", {"email": "noc@isp.example.jp"})
+        assert b.admin("GET", "/subscribers")["total"] == 1
+
+        said = a.deploy(bundles["newer"], "d-Two")
+        assert "would apply [6]" in said and "snapshot jpixd-pre-d-two is available" in said
+        calls = (aws_dir / "calls").read_text().splitlines()
+        assert [c.split()[:2] for c in calls] == [["rds", "describe-db-snapshots"],
+                                                  ["rds", "create-db-snapshot"],
+                                                  ["rds", "wait"]]
+        assert "--db-instance-identifier jpixd-db --db-snapshot-identifier jpixd-pre-d-two" \
+            in calls[1]
+        # The other host, still on the older release, serves on the migrated database.
+        assert b.ready() == 200 and b.admin("GET", "/subscribers")["total"] == 1
+        said = b.deploy(bundles["newer"], "d-Two")
+        assert ": up to date" in said and "snapshot" not in said
+        assert len((aws_dir / "calls").read_text().splitlines()) == 3  # no second one
+        assert a.admin("GET", "/status")["version"] == b.admin("GET", "/status")["version"]
+        async def applied() -> list[int]:
+            conn = await asyncpg.connect(postgres_db)
+            try:
+                return [r[0] for r in await conn.fetch(
+                    "SELECT version FROM schema_migrations ORDER BY version")]
+            finally:
+                await conn.close()
+
+        assert asyncio.run(applied()) == [1, 2, 3, 4, 5, 6]
+        assert b.admin("GET", "/subscribers")["total"] == 1
+
+
+@needs_postgres
+def test_a_failed_release_on_several_hosts_never_puts_the_shared_database_back(
+        bundles: dict[str, Path], moto_url: str, postgres_db: str,  # noqa: F811
+        tmp_path: Path) -> None:
+    """A release that migrated the shared database in a way the previous one cannot run
+    on, and then fails to start: the hook does not restore anything (the other hosts have
+    written since); it says so, and names the snapshot a person can restore."""
+    queue = _aws_params(moto_url, "jpixd-hooks-several-rollback")
+    aws_dir = tmp_path / "aws"
+    aws_dir.mkdir()
+    with _new_host() as a:
+        _stack_host(a, moto_url, queue, [f"JPIXD_DATABASE_URL={postgres_db}",
+                                         "JPIXD_DB_INSTANCE=jpixd-db"])
+        a.env.update(JPIXD_AWS=str(ROOT / "tests" / "fake_aws.sh"),
+                     JPIXD_FAKE_AWS_DIR=str(aws_dir))
+        a.deploy(bundles["good"], "d-good")
+        a.admin("POST", "/subscribers", {"email": "noc@isp.example.jp"})
+        for hook in ("stop", "install"):
+            out = a.hook(hook, bundles["breaking"], "d-breaking")
+            assert out.returncode == 0, out.stderr
+        assert "older releases cannot run on [6]" in out.stderr
+        assert "snapshot jpixd-pre-d-breaking is available" in out.stderr
+        out = a.hook("start", bundles["breaking"], "d-breaking")
+        assert out.returncode == 1
+        assert "ROLLBACK NEEDS THE DATABASE" in out.stderr
+        assert "jpixd-pre-d-breaking" in out.stderr and "restored" not in out.stderr
+        assert a.ready() == 0  # nothing runs on a database it cannot read
+
+        async def columns() -> set[str]:
+            conn = await asyncpg.connect(postgres_db)
+            try:
+                return {r[0] for r in await conn.fetch(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'subscribers'")}
+            finally:
+                await conn.close()
+
+        assert "org" in asyncio.run(columns())  # left as the failed release made it

@@ -30,6 +30,7 @@ PLACES = {
     "JPIXD_CONFIGURATION_SET": ("mail.ses", "configuration_set"),
     "JPIXD_QUEUE_URL": ("bounces", "queue_url"),
     "JPIXD_FIREHOSE_STREAM": ("archive", "stream"),
+    "JPIXD_DATABASE_URL": ("", "database_url"),  # several hosts: the stack's RDS
 }
 
 
@@ -62,10 +63,14 @@ def render(example: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         doc["web"]["trusted_proxies"] = [env["JPIXD_VPC_CIDR"]]
     if env.get("JPIXD_BASE_URL"):
         doc["mail"]["list_unsubscribe"] = env["JPIXD_BASE_URL"] + "/unsubscribe"
-    doc["http"]["admin_token"] = "ssm:/jpixd/admin-token"
+    ssm = "ssm:" + (env.get("JPIXD_SSM_PREFIX") or "/jpixd").rstrip("/")
+    doc["http"]["admin_token"] = f"{ssm}/admin-token"
     doc["http"].pop("admin_token_file", None)
-    doc["web"]["secret_keys"] = "ssm:/jpixd/web-keys"
+    doc["web"]["secret_keys"] = f"{ssm}/web-keys"
     doc["web"].pop("secret_keys_file", None)
+    if env.get("JPIXD_DATABASE_URL"):
+        doc["database_password"] = f"{ssm}/db-password"
+        doc.pop("database_password_file", None)
     if env.get("JPIXD_FIREHOSE_STREAM"):
         doc["archive"]["kind"] = "firehose"
     else:
@@ -74,7 +79,7 @@ def render(example: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
         backlog = _table(doc, "backlog")
         backlog["base_url"] = env["JPIXD_BACKLOG_BASE_URL"]
         backlog["project_key"] = env.get("JPIXD_BACKLOG_PROJECT", backlog.get("project_key"))
-        backlog["api_key"] = "ssm:/jpixd/backlog-api-key"
+        backlog["api_key"] = f"{ssm}/backlog-api-key"
         backlog.pop("api_key_file", None)
     else:
         doc.pop("backlog", None)

@@ -61,7 +61,7 @@ if [ -n "$changed" ]; then
     "$SYSTEMCTL" daemon-reload
     log "installed units:$changed"
 fi
-"$SYSTEMCTL" enable jpixd.service jpixd-journal.service jpixd-backup.timer
+"$SYSTEMCTL" enable jpixd.service jpixd-journal.service
 install -m 0644 "$DEPLOY/logrotate/jpixd" "$LOGROTATE_DIR/jpixd"
 
 # The configuration: rendered once from the stack's settings, then the operator's.
@@ -77,8 +77,10 @@ if [ ! -f "$CONFIG" ]; then
     mv "$CONFIG.new" "$CONFIG"
     log "rendered $CONFIG from $ETC_DIR/stack.env"
 fi
-if [ -n "${JPIXD_BACKUP_S3:-}" ] && [ ! -f "$ETC_DIR/backup.env" ]; then
-    printf 'JPIXD_BACKUP_S3=%s\n' "$JPIXD_BACKUP_S3" >"$ETC_DIR/backup.env"
+# Where the daily copy also goes (one host: the stack's backup bucket, in stack.env).
+backup_s3="${JPIXD_BACKUP_S3:-$(stack_value JPIXD_BACKUP_S3)}"
+if [ -n "$backup_s3" ] && [ ! -f "$ETC_DIR/backup.env" ]; then
+    printf 'JPIXD_BACKUP_S3=%s\n' "$backup_s3" >"$ETC_DIR/backup.env"
 fi
 
 # The CloudWatch agent (installed by UserData): ships the journal file, disk figures and
@@ -99,4 +101,19 @@ if [ -d /etc/newrelic-infra/integrations.d ]; then
     "$SYSTEMCTL" restart newrelic-infra >/dev/null 2>&1 || true
     log "New Relic Prometheus integration configured"
 fi
-"$SYSTEMCTL" start jpixd-journal.service jpixd-backup.timer
+"$SYSTEMCTL" start jpixd-journal.service
+# The daily `jpixd backup` copies a host's own SQLite database; a shared PostgreSQL is
+# backed up by RDS (automated backups, snapshots before migrations) and not per host.
+if "$PYTHON" - "$CONFIG" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    url = str(tomllib.load(f).get("database_url") or "")
+sys.exit(0 if url.startswith(("postgresql:", "postgres:")) else 1)
+PY
+then
+    "$SYSTEMCTL" disable jpixd-backup.timer >/dev/null 2>&1 || true
+    "$SYSTEMCTL" stop jpixd-backup.timer >/dev/null 2>&1 || true
+else
+    "$SYSTEMCTL" enable jpixd-backup.timer
+    "$SYSTEMCTL" start jpixd-backup.timer
+fi

@@ -16,6 +16,7 @@ LOG_DIR="${JPIXD_LOG_DIR:-/var/log/jpixd}"
 UNIT_DIR="${JPIXD_UNIT_DIR:-/etc/systemd/system}"
 LOGROTATE_DIR="${JPIXD_LOGROTATE_DIR:-/etc/logrotate.d}"
 SYSTEMCTL="${JPIXD_SYSTEMCTL:-systemctl}"
+AWS="${JPIXD_AWS:-aws}"
 SERVICE="${JPIXD_SERVICE:-jpixd}"
 READY_URL="${JPIXD_READY_URL:-http://127.0.0.1:8080/readyz}"
 READY_TIMEOUT="${JPIXD_READY_TIMEOUT:-60}"
@@ -49,6 +50,47 @@ print(load_config(Path(sys.argv[1])).database_path)
 PY
 }
 
+# "postgresql" when the configuration names a shared database (several hosts), else
+# "sqlite" (the release's own jpixd reads it).
+database_kind() {
+    "$1/bin/python" - "$CONFIG" <<'PY'
+import sys
+from pathlib import Path
+from jpixd.cli import load_config
+print("postgresql" if load_config(Path(sys.argv[1])).postgres else "sqlite")
+PY
+}
+
+# A value the stack wrote for this host (UserData: /etc/jpixd/stack.env), or nothing.
+stack_value() {
+    sed -n "s/^$1=//p" "$ETC_DIR/stack.env" 2>/dev/null | tail -n 1
+}
+
+# Several hosts: a snapshot of the shared database (the stack's RDS instance) before
+# release $1 migrates it, waited for; its name in $1/pre-migrate.snapshot. Never restored
+# by a hook: the other hosts have written since (README: Several hosts, rolling back).
+snapshot_database() {
+    instance="$(stack_value JPIXD_DB_INSTANCE)"
+    if [ -z "$instance" ]; then
+        log "WARNING: no JPIXD_DB_INSTANCE in $ETC_DIR/stack.env: migrating the shared" \
+            "database without a snapshot (take one by hand before a deployment that migrates)"
+        return 0
+    fi
+    region="$(stack_value JPIXD_REGION)"
+    name="jpixd-pre-$(echo "$RELEASE_ID" | tr '[:upper:]' '[:lower:]' | tr -c 'a-z0-9\n' '-' | tr -s '-' \
+            | sed 's/-$//')"
+    # A retried hook finds the snapshot it asked for already there.
+    if ! "$AWS" rds describe-db-snapshots --region "$region" --db-snapshot-identifier "$name" \
+            >/dev/null 2>&1; then
+        "$AWS" rds create-db-snapshot --region "$region" --db-instance-identifier "$instance" \
+            --db-snapshot-identifier "$name" >/dev/null
+    fi
+    log "snapshot $name of $instance requested; waiting until it is available"
+    "$AWS" rds wait db-snapshot-available --region "$region" --db-snapshot-identifier "$name"
+    echo "$name" >"$1/pre-migrate.snapshot"
+    log "snapshot $name is available"
+}
+
 # What a database holds, as one digest of every row of every table: equal before and
 # after means nothing was written in between (a copy's bytes would differ anyway).
 fingerprint() {
@@ -78,6 +120,18 @@ switch_to() {
 database_for() {
     good="$1"
     failed="$2"
+    if [ -s "$failed/pre-migrate.snapshot" ]; then
+        # The shared database: the other hosts have written to it since, so it is never
+        # put back by a hook; an older release runs on it when the migration only added.
+        if as_service_user "$good/bin/jpixd" migrate --config "$CONFIG" >/dev/null 2>&1; then
+            log "the shared database stays as $(basename "$failed") left it: $(basename "$good") runs on it"
+            return 0
+        fi
+        log "ROLLBACK NEEDS THE DATABASE: $(basename "$good") cannot run on the shared database" \
+            "$(basename "$failed") migrated; its snapshot before the migration is" \
+            "$(cat "$failed/pre-migrate.snapshot") (README: Several hosts, rolling back)"
+        return 1
+    fi
     if [ ! -s "$failed/pre-migrate" ]; then
         return 0  # it did not migrate (or there was no database yet)
     fi
@@ -114,7 +168,10 @@ rollback() {
         log "ROLLBACK IMPOSSIBLE: no earlier release on this host to go back to"
         return 1
     fi
-    database_for "$good" "$failed"
+    if ! database_for "$good" "$failed"; then
+        log "NOT ROLLED BACK: $(basename "$good") cannot run on the database as it is"
+        return 1
+    fi
     switch_to "$good"
     if "$SYSTEMCTL" start "$SERVICE" && wait_ready "$good"; then
         log "rolled back to $(basename "$good"), which is ready"

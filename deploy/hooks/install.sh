@@ -1,7 +1,8 @@
 #!/bin/sh
 # AfterInstall: the host made ready (bootstrap.sh); the bundle as a new release in its
 # own venv beside the running one, installed offline from the bundle's wheelhouse; its
-# config checked; the database backed up (`jpixd backup`) and migrated; then `current`
+# config checked; the database backed up (`jpixd backup`; a shared PostgreSQL is
+# snapshotted in RDS instead, when there is anything to migrate) and migrated; then `current`
 # switched to it (the old one kept as `previous` for the rollback) and old releases
 # pruned. ApplicationStop has stopped jpixd: if anything here fails, the release that ran
 # is put back, running, and the deployment fails.
@@ -40,8 +41,31 @@ else
 fi
 as_service_user "$NEW/bin/jpixd" check-config --config "$CONFIG"
 
-DB="$(database_path "$NEW")"
-if [ ! -f "$NEW/post-migrate.fingerprint" ]; then
+if [ "$(database_kind "$NEW")" = postgresql ]; then
+    # Several hosts share the database: the first of them to install this release migrates
+    # it (once: the migrations' advisory lock), after a snapshot; the others find it done.
+    # OneAtATime keeps the rest serving on the older release meanwhile, which a migration
+    # that only adds allows (README: Several hosts).
+    if [ ! -f "$NEW/migrated" ]; then
+        plan="$(as_service_user "$NEW/bin/jpixd" migrate --dry-run --config "$CONFIG")"
+        log "$plan"
+        case "$plan" in
+            *"at schema version 0:"*) ;;  # a new database: nothing to keep
+            *"would apply"*) snapshot_database "$NEW" ;;
+        esac
+        case "$plan" in
+            *"older releases cannot run on"*)
+                log "WARNING: the hosts not yet on $RELEASE_ID cannot run on the migrated" \
+                    "database; they fail until their turn in this deployment" ;;
+        esac
+        as_service_user "$NEW/bin/jpixd" migrate --config "$CONFIG"
+        touch "$NEW/migrated"
+    fi
+    DB=""
+else
+    DB="$(database_path "$NEW")"
+fi
+if [ -n "$DB" ] && [ ! -f "$NEW/post-migrate.fingerprint" ]; then
     : >"$NEW/pre-migrate"
     if [ -f "$DB" ]; then
         as_service_user "$NEW/bin/jpixd" backup "$BACKUP_DIR/releases" \
