@@ -229,6 +229,7 @@ def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metri
     # "auto" starts at SES's sandbox rate until the real quota has been read.
     bucket = TokenBucket(1.0 if auto else fixed, cfg.sending.burst)
     renderer = Renderer(cfg.mail, unsubscribe_key(token), cfg.tz, links)
+    metrics.transport_series(transport.name)
     return Sender(store, transport, renderer, metrics, clock, cfg.sending, bucket,
                   quota_from=quota_from, rate_safety=ses.rate_safety, auto_rate=auto,
                   quota_refresh=ses.quota_refresh.total_seconds(),

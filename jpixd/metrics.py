@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from jpixd.bounces.parse import SERIES as MAIL_EVENT_SERIES
 from jpixd.loop import LEADER_ROLES
-from jpixd.model import DeliveryState
+from jpixd.mail.transports import Failure
+from jpixd.model import Change, DeliveryState, NoticeKind
 from jpixd.selfmail import REFUSALS
+
+# Results of an SQS message (the bounce consumer counts each in one of them).
+SQS_RESULTS = ("processed", "duplicate", "quarantined")
 
 
 class Metrics:
@@ -95,6 +100,8 @@ class Metrics:
         self.email_send_failures = Counter("jpixd_email_send_failures",
                                            "Failed send attempts by reason", ["reason"],
                                            registry=r)
+        for failure in Failure:
+            self.email_send_failures.labels(str(failure))
         self.send_duration = Histogram("jpixd_send_duration_seconds",
                                        "Time one transport call took", ["transport"],
                                        registry=r)
@@ -105,6 +112,8 @@ class Metrics:
         # Bounces and the guard.
         self.mail_events = Counter("jpixd_mail_events", "SES notifications recorded",
                                    ["type", "subtype"], registry=r)
+        for type_, subtype in MAIL_EVENT_SERIES:
+            self.mail_events.labels(type_, subtype)
         self.bounce_rate = Gauge("jpixd_bounce_rate", "Bounce rate over the guard window",
                                  registry=r)
         self.complaint_rate = Gauge("jpixd_complaint_rate",
@@ -115,8 +124,26 @@ class Metrics:
                                           "Addresses currently suppressed", registry=r)
         self.sqs_messages = Counter("jpixd_sqs_messages", "SQS messages by outcome", ["result"],
                                     registry=r)
+        for result in SQS_RESULTS:
+            self.sqs_messages.labels(result)
         # Backlog.
         self.backlog_requests = Counter("jpixd_backlog_requests", "Backlog API calls",
                                         ["op", "status"], registry=r)
         self.backlog_open_tickets = Gauge("jpixd_backlog_open_tickets",
                                           "Backlog issues jpixd holds open", registry=r)
+
+    def transport_series(self, transport: str) -> None:
+        """The configured transport's series, as 0 from start-up (SPEC §9)."""
+        self.emails_sent.labels(transport)
+        self.send_duration.labels(transport)
+
+    def source_series(self, source: str) -> None:
+        """A configured source's notice series, as 0 from start-up (SPEC §9)."""
+        for kind in NoticeKind:
+            for change in Change:
+                self.notices.labels(source, str(kind), str(change))
+
+    def backlog_series(self, ops: tuple[str, ...]) -> None:
+        """The Backlog calls' failure series, as 0 from start-up (SPEC §9)."""
+        for op in ops:
+            self.backlog_requests.labels(op, "error")

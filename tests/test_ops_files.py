@@ -116,3 +116,47 @@ def test_the_aws_libraries_load_only_when_configured() -> None:
                          timeout=60, check=True)
     # Nor the public pages or the archive for a daemon that serves or keeps none.
     assert out.stdout.strip() == "[]"
+
+
+async def test_every_labelled_series_exists_from_start(tmp_path: Path) -> None:
+    """SPEC §9 (issue 24, part 6): after a restart an alert on a failure counter sees 0,
+    not nothing; the configured transport, every failure reason, SQS result, documented
+    SES notification kind and each source's notice kinds and changes are there at once."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    feed = tmp_path / "feed.json"
+    feed.write_text('{"notices": []}')
+    cfg = make_config(tmp_path, sources=[{"name": "east", "kind": "json", "carrier": "east",
+                                          "interval": "1h", "url": feed.as_uri()}])
+    async with running_daemon(cfg, registry=CollectorRegistry()) as d:
+        async with aiohttp.ClientSession() as http, http.get(d.base_url + "/metrics") as r:
+            text = await r.text()
+        from jpixd.backlog.client import OPS, BacklogClient
+
+        assert d.daemon.runtime is not None
+        async with aiohttp.ClientSession() as session:  # a client: no call made yet
+            BacklogClient(session, "https://example.backlog.jp", "k" * 20,
+                          metrics=d.daemon.metrics)
+        backlog = d.daemon.metrics.registry
+    series = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for family in text_string_to_metric_families(text) for s in family.samples}
+
+    def zero(name: str, **labels: str) -> bool:
+        return series.get((name, tuple(sorted(labels.items())))) == 0.0
+
+    assert zero("jpixd_emails_sent_total", transport="file")
+    assert zero("jpixd_send_duration_seconds_count", transport="file")
+    for reason in ("throttled", "transient", "permanent", "paused"):
+        assert zero("jpixd_email_send_failures_total", reason=reason), reason
+    for result in ("processed", "duplicate", "quarantined"):
+        assert zero("jpixd_sqs_messages_total", result=result), result
+    assert zero("jpixd_mail_events_total", type="Bounce", subtype="Permanent/General")
+    assert zero("jpixd_mail_events_total", type="Complaint", subtype="abuse")
+    for kind in ("construction", "failure"):
+        for change in ("new", "update", "cancel", "complete", "recover", "reminder"):
+            assert zero("jpixd_notices_total", source="east", kind=kind, change=change)
+    assert zero("jpixd_feed_polls_total", source="east", result="layout_changed")
+    assert zero("jpixd_loop_restarts_total", loop="sender")
+    for op in OPS:
+        assert backlog.get_sample_value("jpixd_backlog_requests_total",
+                                        {"op": op, "status": "error"}) == 0.0, op

@@ -60,6 +60,11 @@ class BacklogRejected(BacklogError):
         return self.status == 404
 
 
+# Every call the client makes, by its metric label (`jpixd_backlog_requests_total{op}`).
+OPS = ("add_comment", "close_issue", "create_issue", "find_issues", "get_comments", "get_issue",
+       "issue_types", "list_issues", "priorities", "project", "recent_issues", "statuses")
+
+
 class BacklogAuthRefused(BacklogError):
     """Backlog refused the API key (401/403, code 11). Not a BacklogRejected: it is not
     about one call or one case, so no per-case handler catches it; it stops the round."""
@@ -114,6 +119,7 @@ class BacklogClient:
         self._api = base_url.rstrip("/") + "/api/v2"
         self._key = api_key
         self._metrics = metrics
+        metrics.backlog_series(OPS)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._spacing = update_spacing
         self._retries = retries

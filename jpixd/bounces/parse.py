@@ -103,6 +103,20 @@ _KNOWN_SUBTYPES = frozenset({
 })
 
 
+# The (type, subtype label) pairs SES documents for the notifications jpixd records: their
+# counters exist from start-up (SPEC §9), so that an alert on them sees a 0, not nothing.
+SERIES = (
+    *(("Bounce", f"{t}/{s}") for t, subs in (
+        ("Undetermined", ("Undetermined",)),
+        ("Permanent", ("General", "NoEmail", "Suppressed", "OnAccountSuppressionList")),
+        ("Transient", ("General", "MailboxFull", "MessageTooLarge", "ContentRejected",
+                       "AttachmentRejected"))) for s in subs),
+    *(("Complaint", s) for s in ("", "abuse", "auth-failure", "fraud", "not-spam", "other",
+                                 "virus")),
+    ("Delivery", ""),
+)
+
+
 def label(subtype: str | None) -> str:
     """A bounded metric label for a subtype such as "Permanent/General"."""
     if not subtype:

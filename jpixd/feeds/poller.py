@@ -133,6 +133,7 @@ class FeedPoller(Loop):
         """Every series of a source from its start, as 0 (SPEC §9: alert rules see them)."""
         for result in POLL_RESULTS:
             self.metrics.feed_polls.labels(name, result)
+        self.metrics.source_series(name)
         self.metrics.feed_status_unrecognised.labels(name)
         self.metrics.feed_detail_failures.labels(name)
 
