@@ -48,7 +48,7 @@ async def _send_until_done(url: str, outbox: str) -> int:
             if counts[DeliveryState.PENDING] == 0 and counts[DeliveryState.SENDING] == 0:
                 return sent
     finally:
-        await sender.transport.close()
+        await sender.outbound.transport.close()
         await store.close()
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from jpixd.config import SendingConfig, SmtpConfig, load_mapping
 from jpixd.fanout import Policy, planner
 from jpixd.mail.bucket import TokenBucket
+from jpixd.mail.outbound import Outbound, RatePolicy
 from jpixd.mail.render import Renderer
 from jpixd.mail.sender import Sender
 from jpixd.mail.transports import Transport
@@ -54,9 +55,10 @@ def bench_sender(store: Store, transport: Transport) -> Sender:
     """No rate limit, concurrency 8, claims of 400."""
     cfg = load_mapping({"mail": {"from": "n@example.jp"}, "http": {"admin_token": "env:T"}},
                        env={"T": "x" * 16})
-    return Sender(store, transport, Renderer(cfg.mail, b"k" * 32), Metrics(), lambda: NOW,
-                  SendingConfig(concurrency=8, claim_batch=400), TokenBucket(None),
-                  rng=random.Random(1))
+    metrics = Metrics()
+    outbound = Outbound(transport, TokenBucket(None), metrics, RatePolicy(None, False))
+    return Sender(store, outbound, Renderer(cfg.mail, b"k" * 32), metrics, lambda: NOW,
+                  SendingConfig(concurrency=8, claim_batch=400), rng=random.Random(1))
 
 
 async def _drain(n: int, tmp: Path, transport: Transport) -> tuple[float, float]:

@@ -34,8 +34,9 @@ from jpixd.housekeeping import HousekeepingLoop
 from jpixd.logs import REDACTOR
 from jpixd.loop import LEADER_ROLES, Loop
 from jpixd.mail.bucket import TokenBucket
+from jpixd.mail.outbound import Outbound, rate_policy
 from jpixd.mail.render import Renderer
-from jpixd.mail.sender import Sender, rate_gauge
+from jpixd.mail.sender import Sender
 from jpixd.mail.transports import Transport
 from jpixd.mail.transports.file import FileTransport
 from jpixd.mail.transports.smtp import SmtpTransport
@@ -207,33 +208,21 @@ def unsubscribe_key(token: str) -> bytes:
     return hashlib.sha256(b"jpixd-unsubscribe\0" + token.encode()).digest()
 
 
-def fixed_rate(cfg: Config) -> float | None:
-    """The configured rate, or None for "auto" (SES's quota) or no limit."""
-    rate = cfg.mail.ses.max_send_rate
-    return None if rate == "auto" else float(rate)
-
-
-# `max_send_rate = "auto"` with an SMTP server that is not SES: a rate any mail server
-# takes from one client, instead of no limit at all.
-DEFAULT_SMTP_RATE = 10.0
+def build_outbound(cfg: Config, transport: Transport, metrics: Metrics,
+                   quota_from: SesTransport | None = None) -> Outbound:
+    """The one way out, with the rate `rate_policy` gives this configuration."""
+    policy = rate_policy(cfg.mail.ses, transport.name, quota_from is not None)
+    return Outbound(transport, TokenBucket(policy.account, cfg.sending.burst), metrics,
+                    policy, quota_from=quota_from,
+                    quota_refresh=cfg.mail.ses.quota_refresh.total_seconds())
 
 
 def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metrics,
                  clock: Clock, token: str, quota_from: SesTransport | None = None,
                  links: LinkBuilder | None = None) -> Sender:
-    ses = cfg.mail.ses
-    fixed = fixed_rate(cfg)
-    auto = ses.max_send_rate == "auto" and quota_from is not None
-    if ses.max_send_rate == "auto" and quota_from is None and transport.name == "smtp":
-        fixed = DEFAULT_SMTP_RATE
-    # "auto" starts at SES's sandbox rate until the real quota has been read.
-    bucket = TokenBucket(1.0 if auto else fixed, cfg.sending.burst)
     renderer = Renderer(cfg.mail, unsubscribe_key(token), cfg.tz, links)
-    metrics.transport_series(transport.name)
-    return Sender(store, transport, renderer, metrics, clock, cfg.sending, bucket,
-                  quota_from=quota_from, rate_safety=ses.rate_safety, auto_rate=auto,
-                  quota_refresh=ses.quota_refresh.total_seconds(),
-                  lease=cfg.cluster.lease.total_seconds())
+    return Sender(store, build_outbound(cfg, transport, metrics, quota_from), renderer,
+                  metrics, clock, cfg.sending, lease=cfg.cluster.lease.total_seconds())
 
 
 def public_context(cfg: Config, rt: Runtime, sender: Sender,
@@ -242,8 +231,8 @@ def public_context(cfg: Config, rt: Runtime, sender: Sender,
     from jpixd.web.context import PublicContext
     from jpixd.web.sysmail import SystemMail
 
-    mail = SystemMail(rt.store, sender, links, rt.metrics, rt.clock, limits_of(cfg.web),
-                      cfg.bounces)
+    mail = SystemMail(rt.store, sender.wake.set, links, rt.metrics, rt.clock,
+                      limits_of(cfg.web), cfg.bounces, shadow=sender.shadow)
     return PublicContext(cfg.web, links, mail, sender.renderer.unsubscribe_key)
 
 
@@ -333,16 +322,8 @@ class Daemon:
 
         cluster.on_notice(heard)
 
-        def hosts(n: int) -> None:
-            sender.bucket.set_hosts(n)
-            self.metrics.send_rate_limit.set(rate_gauge(sender.bucket.rate))
-
-        def throttled() -> None:
-            sender.bucket.penalize()
-            self.metrics.send_rate_limit.set(rate_gauge(sender.bucket.rate))
-
-        cluster.on_hosts(hosts)
-        cluster.on_throttle(throttled)
+        cluster.on_hosts(sender.outbound.set_hosts)
+        cluster.on_throttle(sender.outbound.throttled)
         sender.throttled = cluster.report_throttle
 
     async def _take_mode(self, store: Store) -> None:
@@ -469,6 +450,7 @@ class Daemon:
             config=cfg, store=store, metrics=self.metrics, supervisor=supervisor,
             clock=self.clock, admin_token=token, started_at=self.clock(),
             loops={lp.name: lp for lp in loops}, cluster=self.cluster,
+            outbound=next(lp.outbound for lp in loops if isinstance(lp, Sender)),
         )
         self.metrics.sending_paused.set(1 if (await store.sending_state()).paused else 0)
         h = cfg.http
@@ -623,8 +605,10 @@ class Daemon:
                 and isinstance(
                 sender := loops.get("sender"), Sender):
             sender.reconfigure(cfg.sending, Renderer(cfg.mail, sender.renderer.unsubscribe_key,
-                                                     cfg.tz, self._links),
-                               fixed_rate(cfg))
+                                                     cfg.tz, self._links))
+            out = sender.outbound
+            # The same rule as at start (issue 24: a reload once dropped the SMTP rate).
+            out.apply(rate_policy(cfg.mail.ses, out.name, out.quota_from is not None))
         if "bounces" in loops:  # imported only where there is a bounce queue
             from jpixd.bounces.consumer import BounceConsumer
 

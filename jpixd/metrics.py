@@ -67,7 +67,7 @@ class Metrics:
             "outcome", ["kind", "result"], registry=r)
         for kind in ("confirm", "manage"):
             for result in ("sent", "failed", *REFUSALS, "suppressed", "paused", "dropped",
-                           "shadow"):
+                           "shadow", "gone"):
                 self.web_mails.labels(kind, result)
         self.web_refusals = Counter(
             "jpixd_web_refusals", "Public page requests refused (bad or expired link, CSRF, "

@@ -8,6 +8,7 @@ from datetime import datetime
 from jpixd.cluster import Cluster
 from jpixd.config import Config
 from jpixd.loop import Loop
+from jpixd.mail.outbound import Outbound
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
 from jpixd.store import Store
@@ -26,6 +27,8 @@ class Runtime:
     loops: dict[str, Loop] = field(default_factory=dict)
     # Several hosts on PostgreSQL: who leads what (None on SQLite: this host runs all).
     cluster: Cluster | None = None
+    # The one way out (transport, rate, quota): what the status pages show of sending.
+    outbound: Outbound | None = None
 
     def wake(self, name: str) -> None:
         """Cut a loop's wait short (e.g. the sender after a resume)."""

@@ -45,9 +45,13 @@ class Handler:
 
     # Answers to MAIL FROM, used in order before falling back to 250.
     mail_answers: list[str] = field(default_factory=list)
+    # Called at each MAIL FROM, before the answer (a test kills its sender mid-send).
+    on_mail_from: Callable[[], None] | None = None
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
                           mail_options: list[str]) -> str:
+        if self.on_mail_from is not None:
+            self.on_mail_from()
         with self.lock:
             if self.mail_answers:
                 return self.mail_answers.pop(0)

@@ -18,13 +18,14 @@ from aiobotocore.session import get_session
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from jpixd.app import DEFAULT_SMTP_RATE, build_sender, ses_smtp_region
+from jpixd.app import build_sender, ses_smtp_region
 from jpixd.bounces.parse import parse
 from jpixd.bounces.rules import decide
 from jpixd.config import BouncesConfig, Secret, SendingConfig, SesConfig, SmtpConfig
 from jpixd.fanout import Policy, planner
 from jpixd.housekeeping import HousekeepingLoop
 from jpixd.mail.bucket import TokenBucket
+from jpixd.mail.outbound import DEFAULT_SMTP_RATE, Outbound, RatePolicy
 from jpixd.mail.render import Renderer
 from jpixd.mail.sender import Sender
 from jpixd.mail.transports import Transport
@@ -62,10 +63,11 @@ class Rig:
         cfg = make_config(self.tmp, mail={"from": "noc-notice@example.jp",
                                           "from_name": "工事・故障情報",
                                           "list_unsubscribe": "https://n.example.jp/u"})
-        return Sender(self.store, transport, Renderer(cfg.mail, b"k" * 32),
-                      Metrics(self.registry), lambda: self.now[0], sending,
-                      TokenBucket(rate), quota_from=quota_from, auto_rate=auto,
-                      rng=random.Random(1))
+        metrics = Metrics(self.registry)
+        outbound = Outbound(transport, TokenBucket(rate), metrics, RatePolicy(rate, auto),
+                            quota_from=quota_from)
+        return Sender(self.store, outbound, Renderer(cfg.mail, b"k" * 32), metrics,
+                      lambda: self.now[0], sending, rng=random.Random(1))
 
     async def notice_for(self, *subs: Subscriber) -> None:
         for s in subs:
@@ -149,7 +151,8 @@ async def test_454_three_times_then_250_is_sent_once(rig: Rig, smtp: SmtpPeer) -
     assert state == DeliveryState.SENT
     [d] = (await rig.store.list_deliveries())[0]
     assert d.attempts == 4
-    assert sender.bucket.rate is not None and sender.bucket.rate < 50  # it slowed down
+    rate = sender.outbound.bucket.rate
+    assert rate is not None and rate < 50  # it slowed down
     assert rig.registry.get_sample_value("jpixd_email_send_failures_total",
                                          {"reason": "throttled"}) == 3
 
@@ -252,7 +255,7 @@ async def test_ses_sends_records_ids_and_reads_the_rate(ses_rig: Rig, moto_url: 
     items, _ = await rig.store.list_deliveries()
     assert all(d.state == DeliveryState.SENT and d.ses_message_id for d in items)
     assert len({d.ses_message_id for d in items}) == 3
-    assert sender.bucket.target == pytest.approx(quota.max_rate * 0.9)
+    assert sender.outbound.bucket.target == pytest.approx(quota.max_rate * 0.9)
     assert rig.registry.get_sample_value("jpixd_emails_sent_total", {"transport": "ses"}) == 3
 
 
@@ -310,7 +313,8 @@ async def test_throttling_loses_nothing_and_backs_off(ses_rig: Rig,
     items, _ = await rig.store.list_deliveries()
     assert [d.state for d in items] == [DeliveryState.SENT] * 8  # nothing lost
     assert p.sends == 8 + 6
-    assert sender.bucket.rate is not None and sender.bucket.rate < 20.0
+    rate = sender.outbound.bucket.rate
+    assert rate is not None and rate < 20.0
     assert rig.registry.get_sample_value("jpixd_email_send_failures_total",
                                          {"reason": "throttled"}) == 6
 
@@ -350,7 +354,8 @@ async def test_a_slow_throttled_batch_keeps_the_sender_alive(rig: Rig, smtp: Smt
                            for i in range(8)))
     transport = smtp_transport(smtp)
     sender = rig.sender(transport)
-    sender.bucket = TokenBucket(0.2, 1, monotonic=lambda: clock[0], sleep=virtual_sleep)
+    sender.outbound.bucket = TokenBucket(0.2, 1, monotonic=lambda: clock[0],
+                                         sleep=virtual_sleep)
     sender.heartbeat = Heartbeat(lambda: clock[0])
     try:
         await sender.run_once()
@@ -476,7 +481,8 @@ def test_one_rate_for_every_transport(tmp_path: Path) -> None:
                                       "smtp": {"host": "smtp.example.jp"}})
     sender = build_sender(cfg, cast(Store, None), SmtpTransport(cfg.mail.smtp), Metrics(),
                           lambda: T0, "t" * 32)
-    assert sender.bucket.rate == DEFAULT_SMTP_RATE and not sender.auto_rate
+    out = sender.outbound
+    assert out.bucket.rate == DEFAULT_SMTP_RATE and not out.policy.follows_quota
 
 
 async def test_a_mail_our_code_cannot_render_is_failed_and_the_rest_are_sent(

@@ -76,3 +76,67 @@ def test_kill_9_mid_send_loses_nothing(tmp_path: Path,
     [recovered] = [json.loads(ln) for ln in second.lines if "left in flight" in ln]
     assert 0 < recovered["count"] <= 100
     print(f"duplicates after kill -9: {duplicates}, resent: {recovered['count']}")  # noqa: T201
+
+
+def test_a_self_service_mail_survives_kill_9(tmp_path: Path,
+                                             daemon_process: Callable[..., DaemonProcess]) -> None:
+    """Issue 24: a sign-up's confirmation is a row the sender sends. The daemon is killed
+    while it sends it (the SMTP server has its MAIL FROM, not the message): after a
+    restart it arrives, once. (Kept in memory, it was lost with the process.)"""
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    from tests.webharness import web_mapping, write_feed
+
+    (tmp_path / "smtp-password").write_text(PASSWORD)
+    write_feed(tmp_path, [])
+    victim: list[DaemonProcess] = []
+    arrived = threading.Event()
+
+    def on_mail_from() -> None:
+        if victim and victim[0].proc.poll() is None:
+            victim[0].proc.kill()  # mid-send: the first time only
+            victim.clear()
+
+    def on_message(item: Received) -> None:
+        arrived.set()
+
+    with smtp_server(str(tmp_path)) as peer:
+        peer.handler.on_mail_from = on_mail_from
+        peer.handler.on_message = on_message
+        cfg = web_mapping(tmp_path, mail={
+            "from": "notice@example.jp", "transport": "smtp",
+            "smtp": {"host": peer.host, "port": peer.port, "starttls": True, "username": USER,
+                     "password_file": str(tmp_path / "smtp-password")}})
+        path = tmp_path / "jpixd.toml"
+        path.write_text(toml_dumps(cfg), encoding="utf-8")
+        env = {"SSL_CERT_FILE": peer.ca_file}
+        first = daemon_process(["run", "--config", str(path)], env)
+        first.wait_for_event("jpixd ready")
+        victim.append(first)
+        # A visitor signs up: the page answers once the row is written.
+        public = cfg["web"]["base_url"]
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(
+            http.cookiejar.CookieJar()))
+        with browser.open(public + "/s/", timeout=10) as page:
+            match = re.search(r'name="csrf" value="([^"]+)"', page.read().decode())
+        assert match is not None
+        form = urllib.parse.urlencode([
+            ("csrf", match.group(1)), ("email", "new@isp.example.jp"), ("carriers", "east"),
+            ("kinds", "failure"), ("windows", "day")]).encode()
+        with browser.open(public + "/s/", data=form, timeout=10) as answer:
+            assert answer.url.endswith("/s/sent")
+        assert first.finish(timeout=60) == -9, "".join(first.lines[-20:])
+        assert not peer.handler.received  # killed before the message went
+
+        second = daemon_process(["run", "--config", str(path)], env)
+        assert arrived.wait(timeout=60), "".join(second.lines[-20:])
+        second.wait_for_event("self-service mail sent")
+        second.proc.terminate()
+        assert second.finish(timeout=60) == 0
+    [mail] = peer.handler.received
+    assert mail.recipients == ["new@isp.example.jp"]
+    body = mail.message().get_body(("plain",))
+    assert body is not None and "/s/confirm?t=" in body.get_content()

@@ -13,32 +13,33 @@ import asyncio
 import collections
 import contextlib
 import json
-import math
 import os
 import random
 import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import structlog
 
 from jpixd.barrier import contain, describe
 from jpixd.config import SendingConfig
 from jpixd.loop import Heartbeat, Loop
-from jpixd.mail.bucket import TokenBucket
+from jpixd.mail import selfservice
+from jpixd.mail.outbound import Outbound
 from jpixd.mail.render import Rendered, Renderer
-from jpixd.mail.transports import Failure, SendError, Transport
+from jpixd.mail.transports import Failure, SendError
 from jpixd.metrics import Metrics
 from jpixd.model import Claimed, Clock, DeliveryState, SubscriberStatus, notice_to_json
 from jpixd.store.contract import SenderStore
-
-if TYPE_CHECKING:  # the SES client is imported only by a daemon that sends through SES
-    from jpixd.mail.transports.ses import Quota, SesTransport
+from jpixd.store.selfmail import SelfMail
 
 log = structlog.get_logger("jpixd.sender")
+
+# Self-service mails claimed a round: few (their limits keep them so), before notice mail.
+SELF_MAIL_BATCH = 20
 
 
 class SentRecorder:
@@ -78,11 +79,6 @@ class SentRecorder:
                     fut.set_result(None)
 
 
-def rate_gauge(rate: float | None) -> float:
-    """No limit is +Inf on the gauge, not 0 (which reads as "sending nothing")."""
-    return math.inf if rate is None else rate
-
-
 class RoundFailed(Exception):
     """The round cannot go on: a mail that went out could not be recorded. Not any one
     delivery's fault, so not for the crash barrier."""
@@ -99,27 +95,17 @@ class Sender(Loop):
     name = "sender"
     interval = 1.0  # idle: look for due mail (and a pause) every second
 
-    def __init__(self, store: SenderStore, transport: Transport, renderer: Renderer,
-                 metrics: Metrics, clock: Clock, cfg: SendingConfig, bucket: TokenBucket, *,
-                 quota_from: SesTransport | None = None, rate_safety: float = 0.9,
-                 auto_rate: bool = False, quota_refresh: float = 300.0,
+    def __init__(self, store: SenderStore, outbound: Outbound, renderer: Renderer,
+                 metrics: Metrics, clock: Clock, cfg: SendingConfig, *,
                  rng: random.Random | None = None, lease: float = 120.0) -> None:
         super().__init__()
         self.store = store
-        self.transport = transport
+        self.outbound = outbound  # the transport, the rate, the quota: the one way out
         self.renderer = renderer
         self.metrics = metrics
         self.clock = clock
         self.cfg = cfg
-        self.bucket = bucket
-        self.quota_from = quota_from
-        self.rate_safety = rate_safety
-        self.auto_rate = auto_rate
-        self.quota_refresh = quota_refresh
         self.rng = rng or random.Random()
-        self.quota: Quota | None = None
-        self.sent_since_quota = 0
-        self._quota_at = -1e9
         self._recovered = False
         self._busy = False
         self._stopping = asyncio.Event()
@@ -135,26 +121,21 @@ class Sender(Loop):
         self.renewed = asyncio.Event()  # set after each renewal (tests wait on it)
         # Several hosts: tells the others of a throttle (they share the account's rate).
         self.throttled: Callable[[], Awaitable[None]] | None = None
-        metrics.send_rate_limit.set(rate_gauge(bucket.rate))
 
     async def run(self, heartbeat: Heartbeat, stopping: asyncio.Event) -> None:
         self._stopping = stopping
         await super().run(heartbeat, stopping)
 
-    def reconfigure(self, cfg: SendingConfig, renderer: Renderer,
-                    fixed_rate: float | None) -> None:
-        """A reload: new sending settings, templates and headers, and a fixed rate when one
-        is configured (an "auto" rate follows the SES quota as before)."""
+    def reconfigure(self, cfg: SendingConfig, renderer: Renderer) -> None:
+        """A reload: new sending settings, templates and headers (the rate is the
+        outbound's: `Outbound.apply`)."""
         self.cfg, self.renderer = cfg, renderer
-        if not self.auto_rate:
-            self.bucket.set_rate(fixed_rate)
-            self.metrics.send_rate_limit.set(rate_gauge(self.bucket.rate))
         self.wake.set()
 
     def reset(self) -> None:
-        # Claimed rows are recovered again, the pause and the quota read afresh.
+        # Claimed rows are recovered again, the pause read afresh.
         self._recovered, self._busy = False, False
-        self._pause_cached, self._pause_read_at, self._quota_at = False, -1e9, -1e9
+        self._pause_cached, self._pause_read_at = False, -1e9
 
     def next_delay(self) -> float:
         return 0.0 if self._busy else self.interval
@@ -166,12 +147,14 @@ class Sender(Loop):
         now = self.clock()
         if not self._recovered:
             n = await self.store.recover_sending(now)
+            n += await self.store.recover_self_mails()
             self._recovered = True
             if n:
-                log.warning("resending deliveries left in flight by a crash", count=n)
-        await self._refresh_quota()
+                log.warning("resending mail left in flight by a crash", count=n)
+        await self.outbound.refresh_quota()
         self._pause_read_at = -1e9  # a fresh read before every claim
-        if await self._paused() or self._quota_exhausted():
+        await self._self_service(now)
+        if await self._paused() or self.outbound.quota_exhausted():
             return
         limit = self._claim_size()
         claimed, taken_over = await self.store.claim(
@@ -234,35 +217,84 @@ class Sender(Loop):
     def _claim_size(self) -> int:
         # About two seconds of work at the current rate: a pause or shutdown then has
         # little claimed work to release, and a fast transport is not starved.
-        rate = self.bucket.rate
+        rate = self.outbound.bucket.rate
         per_round = self.cfg.claim_batch if rate is None else int(rate * 2)
         return max(self.cfg.concurrency, min(self.cfg.claim_batch, per_round))
 
-    def _quota_exhausted(self) -> bool:
-        if self.quota is None or self.quota.remaining < 0:
-            return False
-        if self.sent_since_quota >= self.quota.remaining:
-            log.warning("SES 24-hour quota used up; waiting for the next quota refresh",
-                        max_24h=self.quota.max_24h)
-            return True
-        return False
+    # ------------------------------------------------------------------ self-service mail
 
-    async def _refresh_quota(self) -> None:
-        if self.quota_from is None or time.monotonic() - self._quota_at < self.quota_refresh:
+    async def _self_service(self, now: datetime) -> None:
+        """Self-service mail first (somebody waits at a page for it), from its rows, on
+        the same rate as everything else; at most a few a round (its own limits keep it
+        rare). A crash leaves a row claimed: it goes again (`recover_self_mails`)."""
+        mails = await self.store.claim_self_mails(
+            now, SELF_MAIL_BATCH, claimer=self.claimer,
+            lease_until=now + timedelta(seconds=self.lease))
+        for m in mails:
+            with structlog.contextvars.bound_contextvars(self_mail_id=m.id, kind=m.kind):
+                try:
+                    await self._self_mail(m)
+                except Exception as exc:  # the crash barrier: this mail, not the round
+                    incident = await contain(self.store, self.metrics, exc, unit="delivery",
+                                             origin="self_mail", ref=f"self_mail:{m.id}",
+                                             payload=m.kind, now=self.clock())
+                    await self.store.self_mail_not_sent(
+                        m.id, self.clock(), failed=True,
+                        reason=f"internal error: {describe(exc)} (incident {incident})")
+                    self._count_self(m, "failed")
+            self.progress()
+
+    async def _self_mail(self, m: SelfMail) -> None:
+        now = self.clock()
+        sub = await self.store.get_subscriber(m.subscriber_id)
+        why = ("shadow" if self.shadow else "paused" if await self._paused() else
+               "gone" if sub is None else
+               "suppressed" if await self.store.is_suppressed(m.email) else None)
+        if why is not None or sub is None:
+            await self.store.self_mail_not_sent(m.id, now, failed=False, reason=why or "gone")
+            self._count_self(m, why or "gone")
+            log.warning("self-service mail not sent", subscriber_id=m.subscriber_id,
+                        reason=why)
             return
-        self._quota_at = time.monotonic()
+        if self._stopping.is_set():
+            await self.store.self_mail_release(m.id)
+            return
+        mail = selfservice.compose(self.renderer, m.kind, replace(sub, email=m.email), now)
+        await self.outbound.acquire()
         try:
-            quota = await self.quota_from.quota()
-        except Exception as exc:  # any AWS/network error: keep the last known quota
-            log.warning("cannot read the SES quota; keeping the last one", error=str(exc))
+            provider_id = await self.outbound.send(mail)
+        except SendError as err:
+            await self._self_mail_failed(m, err)
             return
-        self.quota, self.sent_since_quota = quota, 0
-        self.metrics.ses_quota_remaining.set(quota.remaining)
-        if self.auto_rate:
-            self.bucket.set_rate(quota.max_rate * self.rate_safety)
-            self.metrics.send_rate_limit.set(rate_gauge(self.bucket.rate))
-        log.info("SES quota read", max_rate=quota.max_rate, max_24h=quota.max_24h,
-                 sent_24h=quota.sent_24h, rate=self.bucket.rate)
+        await self.store.self_mail_sent(m.id, self.clock(), transport=self.outbound.name,
+                                        message_id=mail.message_id, ses_message_id=provider_id)
+        self._count_self(m, "sent")
+        log.info("self-service mail sent", subscriber_id=m.subscriber_id,
+                 ses_message_id=provider_id, attempt=m.attempts)
+
+    async def _self_mail_failed(self, m: SelfMail, err: SendError) -> None:
+        now = self.clock()
+        if err.failure == Failure.PAUSED:
+            await self._pause_account(err, now)
+            await self.store.self_mail_release(m.id)
+            return
+        if err.failure == Failure.THROTTLED:
+            await self._throttled()
+        if err.failure == Failure.PERMANENT or m.attempts >= self.cfg.max_attempts:
+            reason = err.reason if err.failure == Failure.PERMANENT else \
+                f"gave up after {m.attempts} attempts: {err.reason}"
+            await self.store.self_mail_not_sent(m.id, now, failed=True, reason=reason)
+            self._count_self(m, "failed")
+            log.warning("self-service mail failed", subscriber_id=m.subscriber_id,
+                        reason=reason)
+            return
+        next_at = now + retry_delay(m.attempts, self.cfg, self.rng)
+        await self.store.self_mail_retry(m.id, now, next_at, err.reason)
+        log.info("self-service mail will be retried", reason=err.reason, attempt=m.attempts,
+                 retry_at=next_at.isoformat())
+
+    def _count_self(self, m: SelfMail, result: str) -> None:
+        self.metrics.web_mails.labels(m.kind, result).inc()
 
     # ------------------------------------------------------------------ one delivery
 
@@ -292,7 +324,7 @@ class Sender(Loop):
                 self.progress()
                 log.info("mail kept, not sent (shadow)", charset=mail.charset)
                 return unrecorded
-            await self.bucket.acquire()
+            await self.outbound.acquire()
             recorded = await self._send(c, mail)
             self.progress()  # each send is progress, however slow the rate
             return recorded
@@ -338,10 +370,10 @@ class Sender(Loop):
         return False
 
     async def _send(self, c: Claimed, mail: Rendered) -> asyncio.Future[None] | None:
-        d = c.delivery
+        d, transport = c.delivery, self.outbound.name
         started = time.monotonic()
         try:
-            provider_id = await self.transport.send(mail)
+            provider_id = await self.outbound.send(mail)
         except SendError as err:
             await self._failed(c, err)
             return None
@@ -351,38 +383,24 @@ class Sender(Loop):
             raise
         duration = time.monotonic() - started
         # Written even if shutdown cancels us now (the write runs in its own task).
-        recorded = self.recorder.submit(d.id, self.transport.name, mail.message_id,
-                                        provider_id)
-        self.sent_since_quota += 1
-        self.metrics.emails_sent.labels(self.transport.name).inc()
-        self.metrics.send_duration.labels(self.transport.name).observe(duration)
-        log.info("mail sent", ses_message_id=provider_id, transport=self.transport.name,
+        recorded = self.recorder.submit(d.id, transport, mail.message_id, provider_id)
+        log.info("mail sent", ses_message_id=provider_id, transport=transport,
                  attempt=d.attempts, charset=mail.charset, duration_s=round(duration, 4))
         return recorded
 
     async def _failed(self, c: Claimed, err: SendError) -> None:
         d, now = c.delivery, self.clock()
-        self.metrics.email_send_failures.labels(str(err.failure)).inc()
         if err.failure == Failure.PAUSED:
             # The account cannot send: stop everything, keep this one for after resume.
-            name = self.transport.name
-            await self.store.set_sending(paused=True, reason=f"{name.upper()}: {err.reason}",
-                                         actor="ses" if name == "ses" else name, now=now)
-            self._pause_cached, self._pause_read_at = True, time.monotonic()
-            self.metrics.sending_paused.set(1)
+            await self._pause_account(err, now)
             await self.store.release(d.id, now)
-            log.error("sending paused: the account or its settings cannot send; resume "
-                      "once mended", reason=err.reason, transport=name)
             return
         if err.failure == Failure.PERMANENT:
             await self.store.mark_final(d.id, now, DeliveryState.FAILED, err.reason)
             log.warning("mail failed permanently", reason=err.reason)
             return
         if err.failure == Failure.THROTTLED:
-            self.bucket.penalize()
-            self.metrics.send_rate_limit.set(rate_gauge(self.bucket.rate))
-            if self.throttled is not None:
-                await self.throttled()
+            await self._throttled()
         if d.attempts >= self.cfg.max_attempts:
             reason = f"gave up after {d.attempts} attempts: {err.reason}"
             await self.store.mark_final(d.id, now, DeliveryState.FAILED, reason)
@@ -392,3 +410,19 @@ class Sender(Loop):
         await self.store.mark_retry(d.id, now, next_at, err.reason)
         log.info("mail will be retried", failure=str(err.failure), reason=err.reason,
                  attempt=d.attempts, retry_at=next_at.isoformat())
+
+    async def _pause_account(self, err: SendError, now: datetime) -> None:
+        """The account cannot send (SES paused, an identity not verified): every mail
+        waits, paused with the reason, until an operator resumes."""
+        name = self.outbound.name
+        await self.store.set_sending(paused=True, reason=f"{name.upper()}: {err.reason}",
+                                     actor="ses" if name == "ses" else name, now=now)
+        self._pause_cached, self._pause_read_at = True, time.monotonic()
+        self.metrics.sending_paused.set(1)
+        log.error("sending paused: the account or its settings cannot send; resume "
+                  "once mended", reason=err.reason, transport=name)
+
+    async def _throttled(self) -> None:
+        self.outbound.throttled()
+        if self.throttled is not None:  # several hosts: the others slow down too
+            await self.throttled()

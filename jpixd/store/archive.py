@@ -39,6 +39,12 @@ _TICKET = ("json_object('type', 'backlog', 'action', 'case_' || NEW.state, 'tick
 _COMMENT = ("json_object('type', 'backlog', 'action', 'comment_posted', 'ticket_id', "
             "NEW.ticket_id, 'comment_id', NEW.id, 'at', NEW.posted_at)")
 
+_SELF_MAIL = ("json_object('type', 'self_mail', 'id', NEW.id, 'kind', NEW.kind, "
+              "'subscriber_id', NEW.subscriber_id, 'email', NEW.email, 'state', NEW.state, "
+              "'reason', NEW.reason, 'attempts', NEW.attempts, 'transport', NEW.transport, "
+              "'ses_message_id', NEW.ses_message_id, 'at', "
+              "COALESCE(NEW.updated_at, NEW.created_at))")
+
 
 def _trigger(name: str, when: str, record: str, at: str) -> str:
     return (f"CREATE TRIGGER IF NOT EXISTS archive_{name} {when} BEGIN "
@@ -104,6 +110,12 @@ TRIGGERS: dict[str, str] = {
         "comment_posted", "AFTER UPDATE OF posted_at ON ticket_comments FOR EACH ROW "
         "WHEN NEW.posted_at IS NOT NULL AND OLD.posted_at IS NULL", _COMMENT,
         "NEW.posted_at"),
+    "self_mail_new": _trigger("self_mail_new", "AFTER INSERT ON self_mails FOR EACH ROW",
+                              _SELF_MAIL, "NEW.created_at"),
+    "self_mail_state": _trigger(
+        "self_mail_state", "AFTER UPDATE OF state ON self_mails FOR EACH ROW "
+        "WHEN NEW.state IS NOT OLD.state", _SELF_MAIL,
+        "COALESCE(NEW.updated_at, NEW.created_at)"),
 }
 
 

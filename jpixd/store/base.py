@@ -129,6 +129,12 @@ class Queries:
     # Appended to a SELECT whose row the transaction will change: PostgreSQL locks it
     # against other hosts; SQLite's BEGIN IMMEDIATE has locked the database already.
     for_update: str
+    # Appended to a SELECT of rows to claim: PostgreSQL skips rows another host is
+    # claiming (and locks its own); SQLite's BEGIN IMMEDIATE has locked the database.
+    skip_locked: str
+    # Whether this process claims alone (SQLite: one process owns the file, under the
+    # state directory's lock), so that at start-up every claim left by a crash is its own.
+    sole_claimer: bool
     # Counts a change to the subscribers (every host's cached audience is stale).
     bump_version_sql: str
 
@@ -192,6 +198,8 @@ class SqliteBase(Queries):
 
     prefecture_match = PREFECTURE_MATCH
     for_update = ""
+    skip_locked = ""
+    sole_claimer = True
     bump_version_sql = ("INSERT INTO control (key, value, updated_at) VALUES (?, '1', ?) "
                         "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, "
                         "updated_at = excluded.updated_at")

@@ -139,10 +139,13 @@ class EventQueries(Queries):
         return True
 
     async def guard_counts(self, since: datetime) -> tuple[int, int, int]:
-        """(notice mails sent, their counted hard bounces, their counted complaints)
-        since `since`."""
-        sent = await self._one("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'sent' "
-                               "AND sent_at >= ?", (since,))
+        """(mails sent, notice mail's counted hard bounces, its counted complaints) since
+        `since`. Every send counts, self-service mail's too (issue 24: the account sent
+        them all); self-service mail's own bounces are judged by its own limit."""
+        sent = await self._one(
+            "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'sent' AND sent_at >= ?) "
+            "+ (SELECT COUNT(*) FROM self_mails WHERE state = 'sent' AND sent_at >= ?) AS n",
+            (since, since))
         # A flag: 1/0 on SQLite, a boolean on PostgreSQL, true or false on both.
         # Notice mail's own: self-service mail's events are judged by its own limit.
         rows = await self._all("SELECT type, COUNT(*) AS n FROM mail_events WHERE "

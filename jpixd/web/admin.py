@@ -9,7 +9,6 @@ from jpixd import __version__
 from jpixd.backlog.reconciler import Reconciler
 from jpixd.bounces.rules import guard_since
 from jpixd.loop import LEADER_ROLES
-from jpixd.mail.sender import Sender
 from jpixd.model import SendingState
 from jpixd.runtime import Runtime
 from jpixd.selfmail import limits_of
@@ -51,7 +50,7 @@ async def get_status(request: web.Request) -> web.Response:
         "outbox_oldest_pending_age_seconds": await rt.store.oldest_pending_age(now),
         "sources": [s.name for s in rt.config.sources if s.enabled],
         "transport": rt.config.mail.transport,
-        **_sender_status(rt.loops.get("sender")),
+        **(rt.outbound.status() if rt.outbound is not None else {}),
         "backlog": await _backlog_status(rt),
         "mode": await rt.store.mode(),  # {"shadow": true, "since": …} during a cut-over
         "archive": await _archive_status(rt),
@@ -99,20 +98,6 @@ async def _backlog_status(rt: Runtime) -> dict[str, object] | None:
     return {**loop.health.to_json(), "tickets": await rt.store.ticket_counts(),
             "rate_limits": {k: {"remaining": v.remaining, "reset": v.reset}
                             for k, v in loop.client.limits.items()}}
-
-
-def _sender_status(loop: object) -> dict[str, object]:
-    if not isinstance(loop, Sender):
-        return {}
-    quota = loop.quota
-    return {
-        "send_rate_per_second": loop.bucket.rate,
-        "send_rate_target_per_second": loop.bucket.target,
-        "ses_quota": None if quota is None else {
-            "max_24h": quota.max_24h, "max_send_rate": quota.max_rate,
-            "sent_24h": quota.sent_24h, "remaining": quota.remaining,
-            "sent_since_read": loop.sent_since_quota},
-    }
 
 
 async def _set_sending(request: web.Request, paused: bool) -> web.Response:

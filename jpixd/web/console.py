@@ -21,7 +21,6 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from jpixd.bounces.rules import guard_since, judge
-from jpixd.mail.sender import Sender
 from jpixd.model import DeliveryState, SubscriberStatus
 from jpixd.outbox import retry_action
 from jpixd.prefectures import NAME_BY_CODE, REGIONS
@@ -176,10 +175,8 @@ async def status(request: web.Request) -> web.Response:
     counts = await rt.store.delivery_counts()
     verdict = judge(*await rt.store.guard_counts(guard_since(now, rt.config.bounces, sending)),
                     rt.config.bounces)
-    sender = rt.loops.get("sender")
-    rate = quota = None
-    if isinstance(sender, Sender):
-        rate, quota = sender.bucket.rate, sender.quota
+    out = rt.outbound
+    rate, quota = (out.bucket.rate, out.quota) if out is not None else (None, None)
     sources = []
     for src in rt.config.sources:
         sources.append((src, await rt.store.source_state(src.name)))

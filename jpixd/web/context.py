@@ -26,7 +26,7 @@ class PublicContext:
     @property
     def rehearsal(self) -> bool:
         """Shadow mode: nothing is mailed, so nothing that needs a mail is taken."""
-        return bool(self.mail.sender.shadow)
+        return self.mail.shadow
 
     def configure(self, cfg: WebConfig, links: LinkBuilder) -> None:
         self.rehearsal_url = cfg.rehearsal_url

@@ -32,13 +32,4 @@ def build_public_app(rt: Runtime, ctx: PublicContext,
     if legacy is not None:  # the old system's links, in mails sent before the switch
         app.add_routes(selfservice.legacy_routes(legacy))
     app.add_routes(board.routes())
-
-    async def start_mail(_: web.Application) -> None:
-        ctx.mail.start()
-
-    async def stop_mail(_: web.Application) -> None:
-        await ctx.mail.stop()
-
-    app.on_startup.append(start_mail)
-    app.on_cleanup.append(stop_mail)
     return app

@@ -29,6 +29,11 @@ _TICKET = ("jsonb_build_object('type', 'backlog', 'action', 'case_' || NEW.state
            "NEW.issue_key, 'close_reason', NEW.close_reason, 'at', NEW.updated_at)")
 _COMMENT = ("jsonb_build_object('type', 'backlog', 'action', 'comment_posted', 'ticket_id', "
             "NEW.ticket_id, 'comment_id', NEW.id, 'at', NEW.posted_at)")
+_SELF_MAIL = ("jsonb_build_object('type', 'self_mail', 'id', NEW.id, 'kind', NEW.kind, "
+              "'subscriber_id', NEW.subscriber_id, 'email', NEW.email, 'state', NEW.state, "
+              "'reason', NEW.reason, 'attempts', NEW.attempts, 'transport', NEW.transport, "
+              "'ses_message_id', NEW.ses_message_id, 'at', "
+              "COALESCE(NEW.updated_at, NEW.created_at))")
 
 # name → (table, when, condition, record, time)
 _TRIGGERS: dict[str, tuple[str, str, str, str, str]] = {
@@ -53,6 +58,10 @@ _TRIGGERS: dict[str, tuple[str, str, str, str, str]] = {
     "comment_posted": ("ticket_comments", "AFTER UPDATE OF posted_at",
                        "NEW.posted_at IS NOT NULL AND OLD.posted_at IS NULL", _COMMENT,
                        "NEW.posted_at"),
+    "self_mail_new": ("self_mails", "AFTER INSERT", "true", _SELF_MAIL, "NEW.created_at"),
+    "self_mail_state": ("self_mails", "AFTER UPDATE OF state",
+                        "NEW.state IS DISTINCT FROM OLD.state", _SELF_MAIL,
+                        "COALESCE(NEW.updated_at, NEW.created_at)"),
 }
 # Hosts starting together install the triggers one at a time.
 _LOCK_KEY = int.from_bytes(b"jpixdarc", "big") >> 1
