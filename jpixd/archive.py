@@ -22,6 +22,7 @@ from jpixd.config import ArchiveConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
+from jpixd.retry import Backoff
 from jpixd.store.contract import ArchiveOutbox
 
 log = structlog.get_logger("jpixd.archive")
@@ -134,9 +135,8 @@ class ArchiveLoop(Loop):
         self._busy, self._failures = False, 0
 
     def next_delay(self) -> float:
-        if self._failures:  # the sink is down: back off, up to a minute, with jitter
-            delay: float = min(60.0, self.interval * 2 ** min(self._failures, 8))
-            return delay * self.rng.uniform(0.8, 1.2)
+        if self._failures:  # the sink is down: back off, up to a minute (jpixd.retry)
+            return Backoff(2 * self.interval, 60.0).delay(self._failures, self.rng)
         return 0.0 if self._busy else self.interval
 
     async def run_once(self) -> None:

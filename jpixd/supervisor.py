@@ -9,6 +9,7 @@ process exits non-zero for systemd to restart it cleanly.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from jpixd.config import SupervisorConfig
 from jpixd.exhaustion import exhaustion
 from jpixd.loop import Heartbeat, Loop
 from jpixd.metrics import Metrics
+from jpixd.retry import Backoff
 
 log = structlog.get_logger("jpixd.supervisor")
 
@@ -57,7 +59,9 @@ def _degraded(lp: Loop) -> Callable[[], float]:
 
 class Supervisor:
     def __init__(self, loops: Sequence[Loop], metrics: Metrics, config: SupervisorConfig,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        self.rng = rng or random.Random()
         self.loops = list(loops)
         self.metrics = metrics
         self.config = config
@@ -182,7 +186,7 @@ class Supervisor:
     async def _backoff(self, crashes: int) -> None:
         base = self.config.restart_backoff.total_seconds()
         cap = self.config.restart_backoff_max.total_seconds()
-        delay = min(base * 2 ** max(crashes - 1, 0), cap)
+        delay = Backoff(base, cap).delay(max(crashes, 1), self.rng)  # jpixd.retry
         log.info("restarting loop after backoff", delay=delay)
         try:
             await asyncio.wait_for(self.stopping.wait(), timeout=delay)

@@ -30,6 +30,7 @@ import structlog
 
 from jpixd.metrics import Metrics
 from jpixd.model import JST
+from jpixd.retry import Backoff
 
 log = structlog.get_logger("jpixd.backlog")
 
@@ -59,6 +60,9 @@ class BacklogRejected(BacklogError):
     def not_found(self) -> bool:
         return self.status == 404
 
+
+# The longest wait between two tries of one call (its retries are few: `retries`).
+MAX_CALL_BACKOFF = 30.0
 
 # Every call the client makes, by its metric label (`jpixd_backlog_requests_total{op}`).
 OPS = ("add_comment", "close_issue", "create_issue", "find_issues", "get_comments", "get_issue",
@@ -114,7 +118,8 @@ class BacklogClient:
                  retries: int = 2, backoff: float = 0.5, max_rate_wait: float = 120.0,
                  wall: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
-                 sleep: Sleep = asyncio.sleep) -> None:
+                 sleep: Sleep = asyncio.sleep, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
         self._session = session
         self._api = base_url.rstrip("/") + "/api/v2"
         self._key = api_key
@@ -308,7 +313,7 @@ class BacklogClient:
         return min(max(lim.reset - self._wall() + 1.0, 0.0), self._max_rate_wait)
 
     def _delay(self, failures: int) -> float:
-        return float(self._backoff * 2.0 ** (failures - 1) * random.uniform(0.8, 1.2))
+        return Backoff(self._backoff, MAX_CALL_BACKOFF).delay(failures, self._rng)
 
     def _clean(self, text: str) -> str:
         """The key masked as sent and as a server may echo it (URL-encoded either way)."""

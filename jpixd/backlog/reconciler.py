@@ -34,6 +34,7 @@ from jpixd.config import BacklogConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
+from jpixd.retry import Backoff
 from jpixd.store.contract import ReconcilerStore
 from jpixd.store.tickets import Ticket, TicketComment
 
@@ -68,8 +69,9 @@ class Reconciler(Loop):
     role = "backlog"  # one host at a time (several hosts)
 
     def __init__(self, client: BacklogClient, cfg: BacklogConfig, store: ReconcilerStore,
-                 metrics: Metrics, clock: Clock) -> None:
+                 metrics: Metrics, clock: Clock, *, rng: random.Random | None = None) -> None:
         super().__init__()
+        self.rng = rng or random.Random()
         self.client = client
         self.cfg = cfg
         self.store = store
@@ -87,8 +89,8 @@ class Reconciler(Loop):
     def next_delay(self) -> float:
         if self.health.failed_rounds == 0:
             return self.interval
-        backoff = self.interval * 2.0 ** min(self.health.failed_rounds - 1, 10)
-        return float(min(backoff, max(MAX_DOWN_DELAY, self.interval)) * random.uniform(0.9, 1.1))
+        wait = Backoff(self.interval, max(MAX_DOWN_DELAY, self.interval))  # jpixd.retry
+        return wait.delay(self.health.failed_rounds, self.rng)
 
     def reset(self) -> None:
         self.project = None  # resolved again: the crash may have been about it

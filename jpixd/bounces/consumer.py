@@ -7,6 +7,7 @@ sending when they approach SES's review thresholds.
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ from jpixd.config import BouncesConfig
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
+from jpixd.retry import Backoff
 from jpixd.store.contract import ConsumerStore
 from jpixd.store.events import EventOutcome
 
@@ -34,8 +36,9 @@ class BounceConsumer(Loop):
 
     def __init__(self, sqs: Any, cfg: BouncesConfig, store: ConsumerStore, metrics: Metrics,
                  clock: Clock, *, wait_seconds: int = 20, visibility: int = 30,
-                 file_cases: bool = True) -> None:
+                 file_cases: bool = True, rng: random.Random | None = None) -> None:
         super().__init__()
+        self.rng = rng or random.Random()
         assert cfg.queue_url is not None
         self.sqs = sqs
         self.cfg = cfg
@@ -59,9 +62,7 @@ class BounceConsumer(Loop):
         # Errors back off (1 s doubling), but never past half the staleness: a loop that
         # waits out an SQS outage is degraded, not wedged, and must not look wedged to
         # readiness or the watchdog.
-        if not self.failures:
-            return 0.0
-        return min(2.0 ** (self.failures - 1), self.stale_after / 2)
+        return Backoff(1.0, self.stale_after / 2).delay(self.failures, self.rng)
 
     def reset(self) -> None:
         self.failures = 0

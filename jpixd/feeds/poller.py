@@ -42,6 +42,7 @@ from jpixd.feeds.policy import detail_refusal
 from jpixd.loop import Loop
 from jpixd.metrics import Metrics
 from jpixd.model import Change, Clock, Notice, NoticeStatus, SourceState, StoredNotice
+from jpixd.retry import Backoff
 from jpixd.store.contract import PollerStore
 from jpixd.store.notices import RecordResult
 
@@ -435,8 +436,9 @@ class FeedPoller(Loop):
                       result: str, error: str) -> PollReport:
         failures = state.consecutive_failures + 1
         ceiling = max(MAX_BACKOFF, src.interval)
-        backoff = min(src.interval * 2 ** min(failures, 16), ceiling)
-        next_at = now + backoff * self.rng.uniform(0.5, 1.0)
+        # Twice the interval first, doubling up to the ceiling (jpixd.retry).
+        wait = Backoff(2 * src.interval.total_seconds(), ceiling.total_seconds())
+        next_at = now + timedelta(seconds=wait.delay(failures, self.rng))
         await self.store.save_source_state(src.name, replace(
             state, last_error_at=now, last_error=error, consecutive_failures=failures,
             next_poll_at=next_at, last_result=result))

@@ -33,6 +33,7 @@ from jpixd.mail.render import Rendered, Renderer
 from jpixd.mail.transports import Failure, SendError
 from jpixd.metrics import Metrics
 from jpixd.model import Claimed, Clock, DeliveryState, SubscriberStatus, notice_to_json
+from jpixd.retry import Backoff
 from jpixd.store.contract import SenderStore
 from jpixd.store.selfmail import SelfMail
 
@@ -85,10 +86,10 @@ class RoundFailed(Exception):
 
 
 def retry_delay(attempts: int, cfg: SendingConfig, rng: random.Random) -> timedelta:
-    """Exponential backoff with jitter: half to all of base × 2^(attempts-1), capped."""
-    base = cfg.backoff.total_seconds() * 2 ** max(attempts - 1, 0)
-    capped = min(base, cfg.backoff_max.total_seconds())
-    return timedelta(seconds=capped * rng.uniform(0.5, 1.0))
+    """The wait before a mail's next attempt (jpixd.retry: from `backoff` doubling to
+    `backoff_max`)."""
+    backoff = Backoff(cfg.backoff.total_seconds(), cfg.backoff_max.total_seconds())
+    return timedelta(seconds=backoff.delay(max(attempts, 1), rng))
 
 
 class Sender(Loop):
