@@ -32,7 +32,7 @@ from jpixd.feeds.fetch import Fetcher
 from jpixd.feeds.poller import FeedPoller
 from jpixd.housekeeping import HousekeepingLoop
 from jpixd.logs import REDACTOR
-from jpixd.loop import LEADER_ROLES, Loop
+from jpixd.loop import LEADER_ROLES, Loop, Reloaded
 from jpixd.mail.bucket import TokenBucket
 from jpixd.mail.outbound import Outbound, rate_policy
 from jpixd.mail.render import Renderer
@@ -446,11 +446,14 @@ class Daemon:
         if self.cluster is not None:
             self._share(self.cluster, loops)
         supervisor = Supervisor(loops, self.metrics, cfg.supervisor, self.monotonic)
+        sender = next(lp for lp in loops if isinstance(lp, Sender))
+        poller = next((lp for lp in loops if isinstance(lp, FeedPoller)), None)
         rt = self.runtime = Runtime(
             config=cfg, store=store, metrics=self.metrics, supervisor=supervisor,
             clock=self.clock, admin_token=token, started_at=self.clock(),
             loops={lp.name: lp for lp in loops}, cluster=self.cluster,
-            outbound=next(lp.outbound for lp in loops if isinstance(lp, Sender)),
+            outbound=sender.outbound, renderer=lambda: sender.renderer,
+            poll_source=poller.poll_named if poller is not None else None,
         )
         self.metrics.sending_paused.set(1 if (await store.sending_state()).paused else 0)
         h = cfg.http
@@ -588,7 +591,8 @@ class Daemon:
             self.public.configure(cfg.web, links)
 
     def _apply(self, rt: Runtime, cfg: Config, live: Sequence[str], token: str) -> None:
-        loops = rt.loops
+        """What the daemon itself holds changes here; every loop takes its own part of
+        the new configuration (`Loop.apply`)."""
         if "logging" in live:
             logs.configure(cfg.logging.level, cfg.logging.format)
         if "http.admin_token" in live:
@@ -596,31 +600,11 @@ class Daemon:
             rt.admin_token = token
         if "timezone" in live:
             rt.store.tz = cfg.tz
-        if ("sources" in live or "timezone" in live) and isinstance(
-                poller := loops.get("feeds"), FeedPoller):
-            poller.reconfigure(cfg.sources, Policy.from_config(cfg))
         if "web" in live:
             self._reload_web(cfg, rt)
-        if ("sending" in live or "mail" in live or "timezone" in live or "web" in live) \
-                and isinstance(
-                sender := loops.get("sender"), Sender):
-            sender.reconfigure(cfg.sending, Renderer(cfg.mail, sender.renderer.unsubscribe_key,
-                                                     cfg.tz, self._links))
-            out = sender.outbound
-            # The same rule as at start (issue 24: a reload once dropped the SMTP rate).
-            out.apply(rate_policy(cfg.mail.ses, out.name, out.quota_from is not None))
-        if "bounces" in loops:  # imported only where there is a bounce queue
-            from jpixd.bounces.consumer import BounceConsumer
-
-            if isinstance(consumer := loops["bounces"], BounceConsumer):
-                consumer.cfg = cfg.bounces
-        if isinstance(house := loops.get("housekeeping"), HousekeepingLoop):
-            house.bounces, house.retention = cfg.bounces, cfg.retention
-        if "backlog" in live and cfg.backlog is not None and self._http is not None and \
-                isinstance(rec := loops.get("backlog"), Reconciler):
-            rec.reconfigure(cfg.backlog, BacklogClient(
-                self._http, cfg.backlog.base_url, cfg.backlog.api_key.get(),
-                metrics=self.metrics, timeout=cfg.backlog.timeout.total_seconds()))
+        change = Reloaded(cfg, frozenset(live), self.metrics, self._links, self._http)
+        for lp in rt.loops.values():
+            lp.apply(change)
 
     def _on_signal(self, sig: signal.Signals, supervisor: Supervisor) -> None:
         log.info("signal received", signal=sig.name)

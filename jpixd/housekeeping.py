@@ -10,7 +10,7 @@ import structlog
 
 from jpixd.bounces.rules import guard_since, judge
 from jpixd.config import BouncesConfig, RetentionConfig
-from jpixd.loop import Loop
+from jpixd.loop import Loop, Reloaded
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
 from jpixd.store.contract import HousekeepingStore
@@ -35,6 +35,9 @@ class HousekeepingLoop(Loop):
         self.metrics = metrics
         self.clock = clock
         self.interval = interval
+
+    def apply(self, change: Reloaded) -> None:
+        self.bounces, self.retention = change.cfg.bounces, change.cfg.retention
 
     async def run_once(self) -> None:
         now = self.clock()

@@ -11,6 +11,15 @@ import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what a reload hands each loop
+    import aiohttp
+
+    from jpixd.config import Config
+    from jpixd.metrics import Metrics
+    from jpixd.web.links import LinkBuilder
 
 # The loops (and parts of loops) that run on one host at a time when several hosts share
 # a PostgreSQL database (jpixd.cluster); `jpixd_leader{loop}` has a series for each.
@@ -19,6 +28,22 @@ LEADER_ROLES = ("feeds", "backlog", "guard", "housekeeping", "archive")
 
 def _always(role: str) -> bool:
     return True
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """A reload as each loop sees it (`Loop.apply`): the new configuration, which of its
+    parts changed in place ("sources", "mail", "timezone", "web", …: jpixd.reload), and
+    what the daemon rebuilt or shares (the public pages' links, the HTTP session)."""
+
+    cfg: Config
+    live: frozenset[str]
+    metrics: Metrics
+    links: LinkBuilder | None = None
+    http: aiohttp.ClientSession | None = None
+
+    def touches(self, *parts: str) -> bool:
+        return any(p in self.live for p in parts)
 
 
 class Heartbeat:
@@ -73,6 +98,14 @@ class Loop(ABC):
     def stale_after(self) -> float:
         """Seconds without a heartbeat after which the loop counts as wedged."""
         return max(3 * self.interval, 60.0)
+
+    def apply(self, change: Reloaded) -> None:  # noqa: B027  (most loops take nothing)
+        """A reload: take what concerns this loop from the new configuration. The daemon
+        calls every loop's; each decides what is its own (the daemon routes nothing)."""
+
+    def status(self) -> dict[str, object] | None:
+        """What the admin API shows of this loop beyond up, down and degraded."""
+        return None
 
     @abstractmethod
     async def run_once(self) -> None:

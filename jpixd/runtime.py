@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from jpixd.cluster import Cluster
 from jpixd.config import Config
+from jpixd.feeds.poller import PollReport
 from jpixd.loop import Loop
 from jpixd.mail.outbound import Outbound
+from jpixd.mail.render import Renderer
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
 from jpixd.store import Store
@@ -27,8 +30,12 @@ class Runtime:
     loops: dict[str, Loop] = field(default_factory=dict)
     # Several hosts on PostgreSQL: who leads what (None on SQLite: this host runs all).
     cluster: Cluster | None = None
-    # The one way out (transport, rate, quota): what the status pages show of sending.
+    # What the web needs of the loops, as typed surfaces (never a loop's class): the one
+    # way out (transport, rate, quota), the mail renderer as it is now (a reload replaces
+    # it: previews, one-click unsubscribe), and "poll this source now".
     outbound: Outbound | None = None
+    renderer: Callable[[], Renderer] | None = None
+    poll_source: Callable[[str], Awaitable[PollReport | None]] | None = None
 
     def wake(self, name: str) -> None:
         """Cut a loop's wait short (e.g. the sender after a resume)."""

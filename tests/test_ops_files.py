@@ -160,3 +160,21 @@ async def test_every_labelled_series_exists_from_start(tmp_path: Path) -> None:
     for op in OPS:
         assert backlog.get_sample_value("jpixd_backlog_requests_total",
                                         {"op": op, "status": "error"}) == 0.0, op
+
+
+def test_the_web_reads_loops_through_their_surface_only() -> None:
+    """Issue 24, part 2: the pages and the API get what they need through the runtime's
+    typed surfaces (`outbound`, `renderer`, `poll_source`, `Loop.status`), never by
+    importing a loop's class; the daemon hands a reload to every loop (`Loop.apply`)
+    instead of routing it by name."""
+    import ast
+
+    loops = {"jpixd.mail.sender", "jpixd.feeds.poller", "jpixd.backlog.reconciler",
+             "jpixd.bounces.consumer", "jpixd.archive", "jpixd.housekeeping"}
+    for path in sorted((ROOT / "jpixd" / "web").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not imported & loops, (path.name, imported & loops)
+    app = (ROOT / "jpixd" / "app.py").read_text(encoding="utf-8")
+    body = app[app.index("    def _apply("):app.index("    def _on_signal(")]
+    assert "lp.apply(change)" in body and "isinstance(" not in body

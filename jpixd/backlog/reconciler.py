@@ -31,7 +31,7 @@ from jpixd.backlog.client import (
 from jpixd.backlog.project import BacklogConfigError, Project, resolve
 from jpixd.barrier import contain, describe
 from jpixd.config import BacklogConfig
-from jpixd.loop import Loop
+from jpixd.loop import Loop, Reloaded
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
 from jpixd.retry import Backoff
@@ -94,6 +94,19 @@ class Reconciler(Loop):
 
     def reset(self) -> None:
         self.project = None  # resolved again: the crash may have been about it
+
+    def apply(self, change: Reloaded) -> None:
+        cfg = change.cfg.backlog
+        if not change.touches("backlog") or cfg is None or change.http is None:
+            return
+        self.reconfigure(cfg, BacklogClient(change.http, cfg.base_url, cfg.api_key.get(),
+                                            metrics=change.metrics,
+                                            timeout=cfg.timeout.total_seconds()))
+
+    def status(self) -> dict[str, object] | None:
+        return {**self.health.to_json(),
+                "rate_limits": {k: {"remaining": v.remaining, "reset": v.reset}
+                                for k, v in self.client.limits.items()}}
 
     def reconfigure(self, cfg: BacklogConfig, client: BacklogClient) -> None:
         """A reload: new settings (the project is resolved again with them)."""

@@ -19,7 +19,7 @@ from jpixd.barrier import contain
 from jpixd.bounces.parse import MailEvent, NotificationError, label, parse
 from jpixd.bounces.rules import Decision, decide, guard_since, judge
 from jpixd.config import BouncesConfig
-from jpixd.loop import Loop
+from jpixd.loop import Loop, Reloaded
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
 from jpixd.retry import Backoff
@@ -57,6 +57,9 @@ class BounceConsumer(Loop):
     @property
     def stale_after(self) -> float:
         return max(3.0 * self.wait_seconds, 60.0)
+
+    def apply(self, change: Reloaded) -> None:
+        self.cfg = change.cfg.bounces
 
     def next_delay(self) -> float:
         # Errors back off (1 s doubling), but never past half the staleness: a loop that

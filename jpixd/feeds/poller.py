@@ -39,7 +39,7 @@ from jpixd.feeds.normalise import (
 )
 from jpixd.feeds.parsers import ParseResult, list_fingerprint
 from jpixd.feeds.policy import detail_refusal
-from jpixd.loop import Loop
+from jpixd.loop import Loop, Reloaded
 from jpixd.metrics import Metrics
 from jpixd.model import Change, Clock, Notice, NoticeStatus, SourceState, StoredNotice
 from jpixd.retry import Backoff
@@ -140,6 +140,15 @@ class FeedPoller(Loop):
 
     def reset(self) -> None:
         self.next_due.clear()  # read again from the store: what was committed
+
+    def apply(self, change: Reloaded) -> None:
+        if change.touches("sources", "timezone"):
+            self.reconfigure(change.cfg.sources, Policy.from_config(change.cfg))
+
+    async def poll_named(self, name: str) -> PollReport | None:
+        """Poll the source of that name now (the admin API's "poll now"); None if none."""
+        src = self.sources.get(name)
+        return None if src is None else await self.poll(src)
 
     def reconfigure(self, sources: Sequence[SourceConfig], policy: Policy) -> None:
         """A reload: sources added, removed or changed take effect at the next round (a

@@ -26,9 +26,9 @@ import structlog
 
 from jpixd.barrier import contain, describe
 from jpixd.config import SendingConfig
-from jpixd.loop import Heartbeat, Loop
+from jpixd.loop import Heartbeat, Loop, Reloaded
 from jpixd.mail import selfservice
-from jpixd.mail.outbound import Outbound
+from jpixd.mail.outbound import Outbound, rate_policy
 from jpixd.mail.render import Rendered, Renderer
 from jpixd.mail.transports import Failure, SendError
 from jpixd.metrics import Metrics
@@ -128,10 +128,22 @@ class Sender(Loop):
         await super().run(heartbeat, stopping)
 
     def reconfigure(self, cfg: SendingConfig, renderer: Renderer) -> None:
-        """A reload: new sending settings, templates and headers (the rate is the
-        outbound's: `Outbound.apply`)."""
+        """New sending settings, templates and headers (the rate is the outbound's)."""
         self.cfg, self.renderer = cfg, renderer
         self.wake.set()
+
+    def apply(self, change: Reloaded) -> None:
+        if not change.touches("sending", "mail", "timezone", "web"):
+            return
+        cfg = change.cfg
+        self.reconfigure(cfg.sending, Renderer(cfg.mail, self.renderer.unsubscribe_key,
+                                               cfg.tz, change.links))
+        # The same rule as at start (issue 24: a reload once dropped the SMTP rate).
+        out = self.outbound
+        out.apply(rate_policy(cfg.mail.ses, out.name, out.quota_from is not None))
+
+    def status(self) -> dict[str, object] | None:
+        return self.outbound.status()
 
     def reset(self) -> None:
         # Claimed rows are recovered again, the pause read afresh.

@@ -6,7 +6,6 @@ import structlog
 from aiohttp import web
 
 from jpixd import __version__
-from jpixd.backlog.reconciler import Reconciler
 from jpixd.bounces.rules import guard_since
 from jpixd.loop import LEADER_ROLES
 from jpixd.model import SendingState
@@ -93,11 +92,10 @@ async def _backlog_status(rt: Runtime) -> dict[str, object] | None:
     """Backlog being down shows here (and in the logs), not in readiness: mail flows on
     and the cases wait in the store."""
     loop = rt.loops.get("backlog")
-    if not isinstance(loop, Reconciler):
+    status = loop.status() if loop is not None else None
+    if status is None:
         return None
-    return {**loop.health.to_json(), "tickets": await rt.store.ticket_counts(),
-            "rate_limits": {k: {"remaining": v.remaining, "reset": v.reset}
-                            for k, v in loop.client.limits.items()}}
+    return {**status, "tickets": await rt.store.ticket_counts()}
 
 
 async def _set_sending(request: web.Request, paused: bool) -> web.Response:

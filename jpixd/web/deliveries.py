@@ -10,7 +10,6 @@ import structlog
 from aiohttp import web
 
 from jpixd.mail.render import check_unsubscribe_token
-from jpixd.mail.sender import Sender
 from jpixd.model import Change, Delivery, DeliveryState, SubscriberStatus
 from jpixd.outbox import retry_action
 from jpixd.runtime import Runtime
@@ -122,21 +121,19 @@ async def preview(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(400, "invalid_parameter", "unknown change",
                        fields={"change": request.query.get("change", "")}) from None
-    sender = rt.loops.get("sender")
-    if not isinstance(sender, Sender):
+    if rt.renderer is None:
         raise ApiError(503, "no_sender", "the sender is not running")
-    mail = sender.renderer.render(delivery_id=0, notice_id=nid, notice=stored.notice,
-                                  change=change, sub=sub, now=rt.clock())
+    mail = rt.renderer().render(delivery_id=0, notice_id=nid, notice=stored.notice,
+                                change=change, sub=sub, now=rt.clock())
     return web.Response(body=mail.data, content_type="message/rfc822")
 
 
 async def one_click_unsubscribe(request: web.Request) -> web.Response:
     """POST (RFC 8058) or GET from the List-Unsubscribe link: the subscriber stops."""
     rt = request.app[RUNTIME]
-    sender = rt.loops.get("sender")
     token = request.query.get("token", "")
-    sid = check_unsubscribe_token(sender.renderer.unsubscribe_key, token) \
-        if isinstance(sender, Sender) else None
+    sid = check_unsubscribe_token(rt.renderer().unsubscribe_key, token) \
+        if rt.renderer is not None else None
     if sid is None:
         return web.Response(status=400, text="この配信停止リンクは無効です。\n",
                             content_type="text/plain", charset="utf-8")

@@ -7,7 +7,6 @@ from typing import Any
 
 from aiohttp import web
 
-from jpixd.feeds.poller import FeedPoller
 from jpixd.logs import REDACTOR
 from jpixd.model import ALL_KINDS, NoticeStatus, StoredNotice, notice_to_json
 from jpixd.prefectures import code_of
@@ -29,13 +28,6 @@ def _notice(sn: StoredNotice) -> dict[str, Any]:
     return {"id": sn.id, **notice_to_json(sn.notice), "revision": sn.revision,
             "first_seen": sn.first_seen.isoformat(), "last_changed": sn.last_changed.isoformat(),
             "last_seen": sn.last_seen.isoformat()}
-
-
-def _poller(request: web.Request) -> FeedPoller:
-    loop = request.app[RUNTIME].loops.get("feeds")
-    if not isinstance(loop, FeedPoller):
-        raise ApiError(404, "not_found", "no sources are configured")
-    return loop
 
 
 @api.op("GET", "/sources", "Sources with their poll state",
@@ -69,12 +61,13 @@ async def list_sources(request: web.Request) -> web.Response:
             "result": {"type": "string"}, "counts": {"type": "object"},
             "changes": {"type": "array"}}})
 async def poll_source(request: web.Request) -> web.Response:
-    poller = _poller(request)
+    poll = request.app[RUNTIME].poll_source
+    if poll is None:
+        raise ApiError(404, "not_found", "no sources are configured")
     name = request.match_info["name"]
-    src = poller.sources.get(name)
-    if src is None:
+    report = await poll(name)
+    if report is None:
         raise ApiError(404, "not_found", f"no source named {name!r}")
-    report = await poller.poll(src)
     return json_response(report.to_json())
 
 
