@@ -285,3 +285,37 @@ async def test_what_is_refused_changes_nothing(tmp_path: Path,
         assert "moved_to" not in await store.mode()
     finally:
         await store.close()
+
+
+async def test_the_two_schemas_describe_the_same_tables_and_columns(
+        tmp_path: Path, postgres_url: str) -> None:  # noqa: F811
+    """Issue 24, part 3: what one store keeps, the other keeps too (the copy between them
+    depends on it, and so does every query written once for both). Only the cluster's
+    `hosts` is PostgreSQL's alone."""
+    import sqlite3
+
+    from jpixd.app import open_store
+    from jpixd.store.transfer import TARGET_ONLY
+
+    _, cfg = _config(tmp_path, "schema")
+    store = await open_store(cfg, lambda: T0)  # opened: migrated
+    await store.close()
+    pg = await open_store(_config(tmp_path, "pg", **on_backend(postgres_url))[1], lambda: T0)
+    await pg.close()
+    lite = sqlite3.connect(cfg.database_path)
+    try:
+        tables = {t: {r[1] for r in lite.execute(f'PRAGMA table_info("{t}")')}
+                  for (t,) in lite.execute("SELECT name FROM sqlite_master WHERE type = "
+                                           "'table' AND name NOT LIKE 'sqlite_%'")}
+    finally:
+        lite.close()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        columns: dict[str, set[str]] = {}
+        for r in await conn.fetch("SELECT table_name, column_name FROM "
+                                  "information_schema.columns WHERE table_schema = 'public'"):
+            columns.setdefault(r["table_name"], set()).add(r["column_name"])
+    finally:
+        await conn.close()
+    assert set(columns) - set(tables) == TARGET_ONLY
+    assert {t: columns[t] for t in tables} == tables
