@@ -82,7 +82,9 @@ async def test_sign_up_confirm_manage_and_one_click(tmp_path: Path,
         await s.poll()
         await s.send_all()
         [notice] = [m for m in s.mails_to("noc@isp.example.jp") if m["X-Jpixd-Delivery"]]
-        assert notice["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        # RFC 8058 §3.1: the one-click POST is announced for HTTPS links only (this site
+        # is http on loopback; tests/test_render.py has the https header).
+        assert notice["List-Unsubscribe-Post"] is None
         unsubscribe = str(notice["List-Unsubscribe"]).strip("<>")
         assert unsubscribe.startswith(s.public + "/unsubscribe?t=u")
         manage = link_in(notice, "/s/manage")
@@ -133,6 +135,31 @@ async def test_the_human_unsubscribe_page_changes_nothing_until_its_button(
             assert r.status == 200
         sub = await s.rt.store.get_subscriber(sid)
         assert sub is not None and sub.status == SubscriberStatus.UNSUBSCRIBED
+
+
+async def test_one_click_as_rfc_8058_says_it_should_be_sent(tmp_path: Path) -> None:
+    """RFC 8058 §3.1: the POST SHOULD be multipart/form-data (it MAY be urlencoded). It was
+    refused with 400 and the subscriber stayed active (reader review §5): the body was read
+    raw before the form was parsed."""
+    async with site(tmp_path) as s:
+        sid = await confirmed(s, "multi@isp.example.jp")
+        url = s.d.daemon.public.links.unsubscribe(sid)  # type: ignore[union-attr]
+        body = aiohttp.MultipartWriter("form-data")
+        part = body.append("One-Click")
+        part.set_content_disposition("form-data", name="List-Unsubscribe")
+        async with aiohttp.ClientSession() as client, client.post(url, data=body) as r:
+            assert r.status == 200 and "配信を停止しました" in await r.text()
+        sub = await s.rt.store.get_subscriber(sid)
+        assert sub is not None and sub.status == SubscriberStatus.UNSUBSCRIBED
+        # A broken multipart body is the client's mistake: 400, nothing changed.
+        other = await confirmed(s, "broken@isp.example.jp")
+        url = s.d.daemon.public.links.unsubscribe(other)  # type: ignore[union-attr]
+        async with aiohttp.ClientSession() as client, client.post(
+                url, data=b"--x\r\nnot a part", headers={
+                    "Content-Type": "multipart/form-data; boundary=y"}) as r:
+            assert r.status == 400
+        sub = await s.rt.store.get_subscriber(other)
+        assert sub is not None and sub.status == SubscriberStatus.ACTIVE
 
 
 async def test_sign_up_and_link_requests_say_nothing_about_who_subscribes(

@@ -221,3 +221,15 @@ def test_times_are_shown_in_the_configured_timezone(tmp_path: Path) -> None:
     jst = renderer(tmp_path).render(delivery_id=1, notice_id=1, notice=FAILURE,
                                     change=Change.NEW, sub=SUB, now=NOW)
     assert "2026年11月28日(土) 14:05" in parse(jst.data).get_content()
+
+
+def test_the_one_click_post_is_announced_for_https_links_only(tmp_path: Path) -> None:
+    """RFC 8058 §3.1 (reader review §5): `List-Unsubscribe-Post` with an https link, not
+    with an http one, whichever way the link is made ([mail] list_unsubscribe here)."""
+    for base, post in (("https://n.example.jp/u", "List-Unsubscribe=One-Click"),
+                       ("http://n.example.jp/u", None)):
+        msg = parse(renderer(tmp_path, list_unsubscribe=base).render(
+            delivery_id=1, notice_id=1, notice=FAILURE, change=Change.NEW, sub=SUB,
+            now=datetime(2026, 12, 6, 3, 0, tzinfo=JST)).data)
+        assert str(msg["List-Unsubscribe"]).startswith(f"<{base}?token=")
+        assert msg["List-Unsubscribe-Post"] == post, base

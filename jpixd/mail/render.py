@@ -164,6 +164,13 @@ def _keyed(key: bytes) -> hmac.HMAC:
     return hmac.new(key, digestmod="sha256")
 
 
+def _one_click(url: str) -> list[tuple[str, str]]:
+    """RFC 8058 §3.1: the one-click POST is announced for an HTTPS link only."""
+    if url.startswith("https://"):
+        return [("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+    return []
+
+
 def unsubscribe_token(key: bytes, subscriber_id: int) -> str:
     # A copy of the keyed state: the key's padding is hashed once, not once per mail.
     mac = _keyed(key).copy()
@@ -299,15 +306,15 @@ class Renderer:
     def _unsubscribe_headers(self, sub: Subscriber) -> list[tuple[str, str]]:
         if sub.id is None:
             return []
-        if self.links is not None:  # RFC 8058: a signed HTTPS link and its one-click POST
-            return [("List-Unsubscribe", f"<{self.links.unsubscribe(sub.id)}>"),
-                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+        if self.links is not None:  # a signed link, and RFC 8058's one-click POST if HTTPS
+            url = self.links.unsubscribe(sub.id)
+            return [("List-Unsubscribe", f"<{url}>"), *_one_click(url)]
         token = unsubscribe_token(self.unsubscribe_key, sub.id)
         base = self.cfg.list_unsubscribe
         if base and base.startswith("http"):
             sep = "&" if "?" in base else "?"
-            return [("List-Unsubscribe", f"<{base}{sep}{urlencode({'token': token})}>"),
-                    ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+            url = f"{base}{sep}{urlencode({'token': token})}"
+            return [("List-Unsubscribe", f"<{url}>"), *_one_click(url)]
         target = base[7:] if base and base.startswith("mailto:") else (
             self.cfg.reply_to or self.cfg.from_addr)
         return [("List-Unsubscribe", f"<mailto:{target}?subject=unsubscribe%20{token}>")]

@@ -27,7 +27,10 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from jpixd.metrics import Metrics
-from jpixd.web.guard import Proxies, client_key
+from jpixd.web.guard import Proxies, client_key, read_form
+
+# Bodies read as forms (aiohttp keeps the parsed form for the handler's post()).
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @dataclass
@@ -183,11 +186,16 @@ class Shedder:
     async def bodies(self, request: web.Request,
                      handler: Callable[[web.Request], Any]) -> web.StreamResponse:
         """Innermost: the body is read within `body_timeout` (the handler then gets it
-        from aiohttp's cache), so a client cannot hold a handler by dripping a body."""
+        from aiohttp's cache), so a client cannot hold a handler by dripping a body. A
+        form is read as a form: aiohttp parses multipart from the stream, which a plain
+        read() would leave empty (RFC 8058's one-click POST is multipart/form-data)."""
         if request.body_exists:
             try:
                 async with asyncio.timeout(self.limits.body_timeout):
-                    await request.read()
+                    if request.content_type in FORMS:
+                        await read_form(request)
+                    else:
+                        await request.read()
             except TimeoutError:
                 self._shed("body_timeout")
                 raise web.HTTPRequestTimeout(reason="request body too slow") from None
