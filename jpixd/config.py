@@ -36,6 +36,18 @@ SES_REVIEW_BOUNCE_RATE = 0.05
 SES_REVIEW_COMPLAINT_RATE = 0.001
 
 
+# How a reload (SIGHUP, jpixd.reload) takes a setting, declared with the setting: "live"
+# (at once: a section its loops apply, `Loop.apply`) or "restart" (reported, and kept as
+# it runs until the next start; `group` names it in the report). Unmarked: read afresh
+# wherever it is used.
+def restart(default: Any, group: str | None = None) -> Any:
+    return field(default=default, metadata={"reload": "restart", "group": group})
+
+
+def live(default: Any) -> Any:
+    return field(default=default, metadata={"reload": "live"})
+
+
 def defaults(cls: type) -> Callable[[str], Any]:
     """A config dataclass's own default for each key: the loader takes it from there, so a
     default is written once and cannot drift between the dataclass and the loader."""
@@ -116,18 +128,18 @@ class Listen:
 
 @dataclass(frozen=True)
 class HttpConfig:
-    listen: Listen = Listen("127.0.0.1", 8080)
+    listen: Listen = restart(Listen("127.0.0.1", 8080), "http")
     # The public pages (self-service, one-click unsubscribe, notice board, feeds) and
     # nothing else: the only listener that sits behind the ALB. None: no public pages.
-    public_listen: Listen | None = None
-    admin_token: Secret | None = None
+    public_listen: Listen | None = restart(None, "http")
+    admin_token: Secret | None = live(None)
     # Embedded default only: create a random token in state_dir if none is configured.
     generate_admin_token: bool = False
     # Load shedding (jpixd.web.shed): a request head must arrive within header_timeout,
     # its body within body_timeout; at most max_connections are open at once.
-    header_timeout: timedelta = timedelta(seconds=10)
-    body_timeout: timedelta = timedelta(seconds=30)
-    max_connections: int = 256
+    header_timeout: timedelta = restart(timedelta(seconds=10), "http")
+    body_timeout: timedelta = restart(timedelta(seconds=30), "http")
+    max_connections: int = restart(256, "http")
     # The public listener's share per client (an IPv4 address, an IPv6 /64; behind the
     # ALB the X-Forwarded-For client): connections open and requests in progress.
     max_connections_per_client: int = 16
@@ -189,9 +201,9 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class SesConfig:
-    region: str = "ap-northeast-1"
-    endpoint_url: str | None = None
-    configuration_set: str | None = None
+    region: str = restart("ap-northeast-1", "mail.transport")
+    endpoint_url: str | None = restart(None, "mail.transport")
+    configuration_set: str | None = restart(None, "mail.transport")
     max_send_rate: float | Literal["auto"] = "auto"
     rate_safety: float = 0.9
     quota_refresh: timedelta = timedelta(minutes=5)
@@ -220,12 +232,12 @@ class MailConfig:
     from_name: str | None = None
     reply_to: str | None = None
     charset: str = "iso-2022-jp"
-    transport: str = "file"
+    transport: str = restart("file", "mail.transport")
     list_unsubscribe: str | None = None
     templates_dir: Path | None = None
     ses: SesConfig = SesConfig()
-    smtp: SmtpConfig = SmtpConfig()
-    file: FileTransportConfig = FileTransportConfig()
+    smtp: SmtpConfig = restart(SmtpConfig(), "mail.transport")
+    file: FileTransportConfig = restart(FileTransportConfig(), "mail.transport")
 
 
 @dataclass(frozen=True)
@@ -242,12 +254,12 @@ class SendingConfig:
 
 @dataclass(frozen=True)
 class BouncesConfig:
-    queue_url: str | None = None
-    region: str = "ap-northeast-1"
-    endpoint_url: str | None = None
+    queue_url: str | None = restart(None, "bounces.queue")
+    region: str = restart("ap-northeast-1", "bounces.queue")
+    endpoint_url: str | None = restart(None, "bounces.queue")
     expected_topic_arns: tuple[str, ...] = ()
-    wait_time: timedelta = timedelta(seconds=20)  # SQS long poll
-    visibility_timeout: timedelta = timedelta(seconds=30)
+    wait_time: timedelta = restart(timedelta(seconds=20), "bounces.queue")  # SQS long poll
+    visibility_timeout: timedelta = restart(timedelta(seconds=30), "bounces.queue")
     soft_bounce_limit: int = 3
     soft_bounce_window: timedelta = timedelta(days=7)
     guard_window: timedelta = timedelta(hours=24)
@@ -358,26 +370,27 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class Config:
-    state_dir: Path = Path("var")
-    timezone: str = "Asia/Tokyo"
+    state_dir: Path = restart(Path("var"))
+    timezone: str = live("Asia/Tokyo")
     shutdown_timeout: timedelta = timedelta(seconds=30)
-    database_url: str | None = None  # None: sqlite:///{state_dir}/jpixd.sqlite3
-    # PostgreSQL's password, when the URL has none (file, env or ssm:).
-    database_password: Secret | None = None
+    database_url: str | None = restart(None)  # None: sqlite:///{state_dir}/jpixd.sqlite3
+    # PostgreSQL's password, when the URL has none (file, env or ssm:): the pool keeps
+    # the one it opened with.
+    database_password: Secret | None = restart(None)
     http: HttpConfig = HttpConfig()
-    web: WebConfig = WebConfig()
-    sources: tuple[SourceConfig, ...] = ()
-    mail: MailConfig = MailConfig()
-    sending: SendingConfig = SendingConfig()
-    bounces: BouncesConfig = BouncesConfig()
-    backlog: BacklogConfig | None = None
-    archive: ArchiveConfig | None = None
+    web: WebConfig = live(WebConfig())
+    sources: tuple[SourceConfig, ...] = live(())
+    mail: MailConfig = live(MailConfig())
+    sending: SendingConfig = live(SendingConfig())
+    bounces: BouncesConfig = live(BouncesConfig())
+    backlog: BacklogConfig | None = live(None)
+    archive: ArchiveConfig | None = restart(None)
     backup: BackupConfig = BackupConfig()
-    cluster: ClusterConfig = ClusterConfig()
-    supervisor: SupervisorConfig = SupervisorConfig()
-    retention: RetentionConfig = RetentionConfig()
-    ssm: SsmConfig = SsmConfig()
-    logging: LoggingConfig = LoggingConfig()
+    cluster: ClusterConfig = restart(ClusterConfig())
+    supervisor: SupervisorConfig = restart(SupervisorConfig())
+    retention: RetentionConfig = live(RetentionConfig())
+    ssm: SsmConfig = restart(SsmConfig())
+    logging: LoggingConfig = live(LoggingConfig())
     # Embedded default only: subscribers imported into an empty database at start-up.
     sample_subscribers: Path | None = None
     # Where this config came from (for relative paths and messages).

@@ -234,6 +234,44 @@ def test_a_reload_changes_what_it_can_and_names_what_needs_a_restart(tmp_path: P
     assert p.effective.logging.level == "debug"
 
 
+def test_how_a_reload_takes_each_setting_is_declared_with_it(tmp_path: Path) -> None:
+    """Issue 24, part 4: the reload plan reads the declarations (`restart`, `live` in
+    jpixd.config) instead of a hand-kept list: nested restart-only settings are named by
+    their group and kept as they run, a live secret inside a section is named by its path,
+    and the database password (the pool keeps the one it opened with) waits for a start,
+    which it silently did before."""
+    from dataclasses import fields
+
+    from jpixd.config import Config, HttpConfig, MailConfig
+
+    how = {f.name: f.metadata.get("reload") for f in fields(Config)}
+    assert how["state_dir"] == how["database_url"] == how["archive"] == "restart"
+    assert how["sources"] == how["mail"] == how["web"] == "live"
+    assert {f.name for f in fields(HttpConfig) if f.metadata.get("group") == "http"} == {
+        "listen", "public_listen", "header_timeout", "body_timeout", "max_connections"}
+    assert {f.name for f in fields(MailConfig)
+            if f.metadata.get("reload") == "restart"} == {"transport", "smtp", "file"}
+    (tmp_path / "pw-old").write_text("old-password")
+    (tmp_path / "pw-new").write_text("new-password")
+    (tmp_path / "token2").write_text("t" * 40)
+    old = make_config(tmp_path, database_password_file=str(tmp_path / "pw-old"))
+    new = make_config(tmp_path, database_password_file=str(tmp_path / "pw-new"),
+                      mail={"from": "noc@example.jp", "transport": "smtp",
+                            "from_name": "工事・故障情報", "smtp": {"host": "smtp.example.jp"}},
+                      bounces={"queue_url": "https://sqs.example/q", "guard_min_volume": 10},
+                      http={"listen": "127.0.0.1:0",
+                            "admin_token_file": str(tmp_path / "token2")})
+    p = plan(old, new)
+    assert p.restart == ("database_password", "mail.transport", "bounces.queue")
+    assert set(p.live) == {"http.admin_token", "mail", "bounces"}
+    eff = p.effective
+    assert eff.database_password == old.database_password
+    assert (eff.mail.transport, eff.mail.smtp) == (old.mail.transport, old.mail.smtp)
+    assert eff.mail.from_name == "工事・故障情報"  # the live part of [mail] taken
+    assert eff.bounces.queue_url is None and eff.bounces.guard_min_volume == 10
+    assert eff.http.admin_token == new.http.admin_token
+
+
 def test_defaults_are_written_once() -> None:
     """Issue 13: every default was written twice (dataclass and loader), free to drift.
     The loader now takes them from the dataclasses; a config that says nothing is the
