@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from jpixd.bounces.consumer import BounceConsumer
 from jpixd.config import BouncesConfig
+from jpixd.mail.outbound import SendingSwitch
 from jpixd.metrics import Metrics
 from jpixd.store import Store
 
@@ -75,8 +76,9 @@ async def main() -> None:
         store = await Store.open(Path(tmp) / "bench.sqlite3")
         await store.migrate(NOW)
         queue = StandInQueue([notification(i) for i in range(N)])
+        metrics = Metrics(CollectorRegistry())
         consumer = BounceConsumer(queue, BouncesConfig(queue_url="https://sqs.example/q"),
-                                  store, Metrics(CollectorRegistry()), lambda: NOW,
+                                  store, metrics, lambda: NOW, SendingSwitch(store, metrics),
                                   wait_seconds=0, file_cases=True)
         t0 = time.perf_counter()
         while queue.waiting:

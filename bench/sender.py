@@ -22,7 +22,7 @@ from typing import Any
 from jpixd.config import SendingConfig, SmtpConfig, load_mapping
 from jpixd.fanout import Policy, planner
 from jpixd.mail.bucket import TokenBucket
-from jpixd.mail.outbound import Outbound, RatePolicy
+from jpixd.mail.outbound import Outbound, RatePolicy, SendingSwitch
 from jpixd.mail.render import Renderer
 from jpixd.mail.sender import Sender
 from jpixd.mail.transports import Transport
@@ -56,7 +56,8 @@ def bench_sender(store: Store, transport: Transport) -> Sender:
     cfg = load_mapping({"mail": {"from": "n@example.jp"}, "http": {"admin_token": "env:T"}},
                        env={"T": "x" * 16})
     metrics = Metrics()
-    outbound = Outbound(transport, TokenBucket(None), metrics, RatePolicy(None, False))
+    outbound = Outbound(transport, TokenBucket(None), metrics, RatePolicy(None, False),
+                        SendingSwitch(store, metrics))
     return Sender(store, outbound, Renderer(cfg.mail, b"k" * 32), metrics, lambda: NOW,
                   SendingConfig(concurrency=8, claim_batch=400), rng=random.Random(1))
 

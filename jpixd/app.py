@@ -34,7 +34,7 @@ from jpixd.housekeeping import HousekeepingLoop
 from jpixd.logs import REDACTOR
 from jpixd.loop import LEADER_ROLES, Loop, Reloaded
 from jpixd.mail.bucket import TokenBucket
-from jpixd.mail.outbound import Outbound, rate_policy
+from jpixd.mail.outbound import Outbound, SendingSwitch, rate_policy
 from jpixd.mail.render import Renderer
 from jpixd.mail.sender import Sender
 from jpixd.mail.transports import Transport
@@ -208,12 +208,12 @@ def unsubscribe_key(token: str) -> bytes:
     return hashlib.sha256(b"jpixd-unsubscribe\0" + token.encode()).digest()
 
 
-def build_outbound(cfg: Config, transport: Transport, metrics: Metrics,
+def build_outbound(cfg: Config, store: Store, transport: Transport, metrics: Metrics,
                    quota_from: SesTransport | None = None) -> Outbound:
     """The one way out, with the rate `rate_policy` gives this configuration."""
     policy = rate_policy(cfg.mail.ses, transport.name, quota_from is not None)
     return Outbound(transport, TokenBucket(policy.account, cfg.sending.burst), metrics,
-                    policy, quota_from=quota_from,
+                    policy, SendingSwitch(store, metrics), quota_from=quota_from,
                     quota_refresh=cfg.mail.ses.quota_refresh.total_seconds())
 
 
@@ -221,8 +221,9 @@ def build_sender(cfg: Config, store: Store, transport: Transport, metrics: Metri
                  clock: Clock, token: str, quota_from: SesTransport | None = None,
                  links: LinkBuilder | None = None) -> Sender:
     renderer = Renderer(cfg.mail, unsubscribe_key(token), cfg.tz, links)
-    return Sender(store, build_outbound(cfg, transport, metrics, quota_from), renderer,
-                  metrics, clock, cfg.sending, lease=cfg.cluster.lease.total_seconds())
+    return Sender(store, build_outbound(cfg, store, transport, metrics, quota_from),
+                  renderer, metrics, clock, cfg.sending,
+                  lease=cfg.cluster.lease.total_seconds())
 
 
 def public_context(cfg: Config, rt: Runtime, sender: Sender,
@@ -353,19 +354,20 @@ class Daemon:
 
     def _loops(self, cfg: Config, store: Store, http: aiohttp.ClientSession,
                transport: Transport, token: str, sqs: Any, firehose: Any = None) -> list[Loop]:
-        loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock,
-                                              bounces=cfg.bounces, retention=cfg.retention)]
         if transport.name != "ses":  # "no SES quota here", not "the quota is used up"
             self.metrics.ses_quota_remaining.set(math.nan)
         sender = build_sender(cfg, store, transport, self.metrics, self.clock, token,
                               quota_from=self._quota, links=self._links)
         sender.shadow = self.shadow
-        loops.append(sender)
+        switch = sender.outbound.switch
+        loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock, switch,
+                                              bounces=cfg.bounces, retention=cfg.retention),
+                             sender]
         if sqs is not None:
             from jpixd.bounces.consumer import BounceConsumer
 
             loops.append(BounceConsumer(
-                sqs, cfg.bounces, store, self.metrics, self.clock,
+                sqs, cfg.bounces, store, self.metrics, self.clock, switch,
                 wait_seconds=int(cfg.bounces.wait_time.total_seconds()),
                 visibility=max(int(cfg.bounces.visibility_timeout.total_seconds()), 1),
                 file_cases=cfg.backlog is not None))
@@ -455,7 +457,7 @@ class Daemon:
             outbound=sender.outbound, renderer=lambda: sender.renderer,
             poll_source=poller.poll_named if poller is not None else None,
         )
-        self.metrics.sending_paused.set(1 if (await store.sending_state()).paused else 0)
+        await sender.outbound.switch.state()  # the gauge, before the first scrape
         h = cfg.http
         shedder = Shedder(Limits(h.header_timeout.total_seconds(), h.body_timeout.total_seconds(),
                                  h.max_connections), self.metrics, "admin")

@@ -11,6 +11,7 @@ import structlog
 from jpixd.bounces.rules import guard_since, judge
 from jpixd.config import BouncesConfig, RetentionConfig
 from jpixd.loop import Loop, Reloaded
+from jpixd.mail.outbound import SendingSwitch
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
 from jpixd.store.contract import HousekeepingStore
@@ -23,10 +24,12 @@ class HousekeepingLoop(Loop):
     part_role = "housekeeping"  # pruning; the gauges are kept on every host
 
     def __init__(self, store: HousekeepingStore, metrics: Metrics, clock: Clock,
-                 interval: float = 15.0, bounces: BouncesConfig | None = None,
+                 switch: SendingSwitch, interval: float = 15.0,
+                 bounces: BouncesConfig | None = None,
                  retention: RetentionConfig | None = None,
                  prune_every: timedelta = timedelta(hours=1)) -> None:
         super().__init__()
+        self.switch = switch
         self.bounces = bounces or BouncesConfig()
         self.retention = retention or RetentionConfig()
         self.prune_every = prune_every
@@ -44,8 +47,7 @@ class HousekeepingLoop(Loop):
         for state, n in (await self.store.delivery_counts()).items():
             self.metrics.deliveries.labels(str(state)).set(n)
         self.metrics.outbox_oldest_pending_age.set(await self.store.oldest_pending_age(now))
-        sending = await self.store.sending_state()
-        self.metrics.sending_paused.set(1 if sending.paused else 0)
+        sending = await self.switch.state()  # and its gauge, on every host
         # The guard's figures as the guard computes them (since the last resume at most).
         verdict = judge(*await self.store.guard_counts(guard_since(now, self.bounces, sending)),
                         self.bounces)

@@ -27,13 +27,14 @@ class Runtime:
     clock: Clock
     admin_token: str
     started_at: datetime
+    # The one way out: transport, rate, quota, pause and resume (jpixd.mail.outbound).
+    outbound: Outbound
     loops: dict[str, Loop] = field(default_factory=dict)
     # Several hosts on PostgreSQL: who leads what (None on SQLite: this host runs all).
     cluster: Cluster | None = None
-    # What the web needs of the loops, as typed surfaces (never a loop's class): the one
-    # way out (transport, rate, quota), the mail renderer as it is now (a reload replaces
-    # it: previews, one-click unsubscribe), and "poll this source now".
-    outbound: Outbound | None = None
+    # What else the web needs of the loops, as typed surfaces (never a loop's class): the
+    # mail renderer as it is now (a reload replaces it: previews, one-click unsubscribe),
+    # and "poll this source now".
     renderer: Callable[[], Renderer] | None = None
     poll_source: Callable[[str], Awaitable[PollReport | None]] | None = None
 

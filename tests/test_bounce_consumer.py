@@ -23,6 +23,7 @@ from jpixd.awsclients import client_config
 from jpixd.bounces.consumer import BounceConsumer
 from jpixd.config import BouncesConfig
 from jpixd.housekeeping import HousekeepingLoop
+from jpixd.mail.outbound import SendingSwitch
 from jpixd.metrics import Metrics
 from jpixd.model import DeliveryState
 from jpixd.store import Store
@@ -79,8 +80,10 @@ def consumer(q: Queue, store: Store, registry: CollectorRegistry,
              file_cases: bool = True) -> BounceConsumer:
     clock = now or [NOW]
     cfg = cfg or BouncesConfig(queue_url=q.url)
-    return BounceConsumer(q.sqs, cfg, store, Metrics(registry), lambda: clock[0],
-                          wait_seconds=1, file_cases=file_cases)
+    metrics = Metrics(registry)
+    return BounceConsumer(q.sqs, cfg, store, metrics, lambda: clock[0],
+                          SendingSwitch(store, metrics), wait_seconds=1,
+                          file_cases=file_cases)
 
 
 async def drain(c: BounceConsumer, q: Queue) -> None:
@@ -328,8 +331,9 @@ async def test_a_partition_to_sqs_is_degraded_not_wedged(queue: Queue, store: St
         kw: dict[str, Any] = {"region_name": "ap-northeast-1", "endpoint_url": url,
                               "config": client_config(read_timeout=2, attempts=1)}
         async with get_session().create_client("sqs", **kw) as sqs:
-            c = BounceConsumer(sqs, BouncesConfig(queue_url=queue.url), store,
-                               Metrics(registry), lambda: NOW, wait_seconds=1)
+            metrics = Metrics(registry)
+            c = BounceConsumer(sqs, BouncesConfig(queue_url=queue.url), store, metrics,
+                               lambda: NOW, SendingSwitch(store, metrics), wait_seconds=1)
             await asyncio.wait_for(c.run_once(), timeout=10)  # returns, does not raise
             assert c.degraded and c.failures == 1
             assert c.next_delay() <= c.stale_after / 2
@@ -347,7 +351,9 @@ async def test_gauges_are_right_after_a_restart_without_any_sqs_message(
     await sent_to(store, NOW, *(f"u{i}@isp.example.jp" for i in range(4)))
     await record_bounce(store, "u0@isp.example.jp", NOW)
     registry = CollectorRegistry()  # a fresh process: nothing set yet
-    await HousekeepingLoop(store, Metrics(registry), lambda: NOW).run_once()
+    metrics = Metrics(registry)
+    await HousekeepingLoop(store, metrics, lambda: NOW,
+                           SendingSwitch(store, metrics)).run_once()
     assert metric(registry, "jpixd_suppressed_addresses") == 1
     assert metric(registry, "jpixd_bounce_rate") == 0.25
 

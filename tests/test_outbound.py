@@ -6,7 +6,7 @@ rate altogether."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -18,6 +18,8 @@ from jpixd.mail.outbound import (
     SES_STARTING_RATE,
     Outbound,
     RatePolicy,
+    SendingSwitch,
+    SwitchStore,
     rate_policy,
 )
 from jpixd.mail.transports.file import FileTransport
@@ -38,8 +40,9 @@ def test_one_rule_for_the_rate() -> None:
 
 def test_a_reload_keeps_the_rate_read_from_the_quota(tmp_path: Path) -> None:
     metrics = Metrics(CollectorRegistry())
+    switch = SendingSwitch(cast(SwitchStore, None), metrics)  # not paused or resumed here
     out = Outbound(FileTransport(tmp_path), TokenBucket(None), metrics,
-                   RatePolicy(SES_STARTING_RATE, True))
+                   RatePolicy(SES_STARTING_RATE, True), switch)
     out.bucket.set_rate(14 * 0.9)  # as a quota read sets it
     out.apply(RatePolicy(SES_STARTING_RATE, True))  # a reload of the same "auto"
     assert out.bucket.rate == pytest.approx(12.6)
@@ -84,3 +87,32 @@ async def test_a_reload_of_an_smtp_daemon_keeps_its_rate(tmp_path: Path) -> None
         versions.append(changed)
         await d.daemon._reload()
         assert rate() == DEFAULT_SMTP_RATE
+
+
+async def test_one_switch_pauses_and_shows_it(tmp_path: Path) -> None:
+    """Pause and resume change, read and show in one place: the gauge follows every
+    change made through it, and a change made elsewhere (another host) once told."""
+    from datetime import UTC, datetime
+
+    from jpixd.store import Store
+
+    store = await Store.open(tmp_path / "s.sqlite3")
+    try:
+        await store.migrate(datetime(2026, 12, 6, tzinfo=UTC))
+        metrics = Metrics(CollectorRegistry())
+        switch = SendingSwitch(store, metrics)
+        now = datetime(2026, 12, 6, 5, 0, tzinfo=UTC)
+
+        def gauge() -> float | None:
+            return metrics.registry.get_sample_value("jpixd_sending_paused")
+
+        assert not await switch.paused() and gauge() == 0
+        state = await switch.set(paused=True, reason="確認中", actor="admin", now=now)
+        assert state.paused and await switch.paused() and gauge() == 1
+        # Another host resumes: read afresh once told (NOTIFY), not before.
+        await store.set_sending(paused=False, reason=None, actor="admin", now=now)
+        assert await switch.paused()
+        switch.changed_elsewhere()
+        assert not await switch.paused() and gauge() == 0
+    finally:
+        await store.close()

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from jpixd.config import RetentionConfig
 from jpixd.fanout import Policy, planner
 from jpixd.housekeeping import HousekeepingLoop
+from jpixd.mail.outbound import SendingSwitch
 from jpixd.metrics import Metrics
 from jpixd.model import JST, Change, NoticeStatus
 from jpixd.store import Store
@@ -31,7 +32,8 @@ async def test_old_history_is_pruned_and_what_is_pointed_at_stays(store: Store) 
     await store.quarantine(origin="sqs", ref="m", reason="r", payload="p", now=OLD)
     await store.quarantine(origin="sqs", ref="n", reason="r", payload="p", now=NOW)
 
-    house = HousekeepingLoop(store, Metrics(CollectorRegistry()), lambda: NOW,
+    metrics = Metrics(CollectorRegistry())
+    house = HousekeepingLoop(store, metrics, lambda: NOW, SendingSwitch(store, metrics),
                              retention=RetentionConfig())
     pruned = await house.prune(NOW)
     # Two of the first revision's sent deliveries go, and the second revision's delivery
@@ -75,7 +77,8 @@ async def test_unconfirmed_sign_ups_and_shadow_mail_are_pruned(store: Store) -> 
            if x.email == "shadowed@isp.example.jp"]
     await store._write("UPDATE deliveries SET state = 'sending' WHERE id = ?", (d.id,))
     await store.mark_shadow(d.id, OLD, subject="s", message=b"m", charset="utf-8")
-    house = HousekeepingLoop(store, Metrics(CollectorRegistry()), lambda: NOW,
+    metrics = Metrics(CollectorRegistry())
+    house = HousekeepingLoop(store, metrics, lambda: NOW, SendingSwitch(store, metrics),
                              retention=RetentionConfig())
     pruned = await house.prune(NOW)
     assert pruned["pending_subscribers"] == 1 and pruned["deliveries"] >= 1

@@ -25,7 +25,7 @@ from jpixd.config import BouncesConfig, Secret, SendingConfig, SesConfig, SmtpCo
 from jpixd.fanout import Policy, planner
 from jpixd.housekeeping import HousekeepingLoop
 from jpixd.mail.bucket import TokenBucket
-from jpixd.mail.outbound import DEFAULT_SMTP_RATE, Outbound, RatePolicy
+from jpixd.mail.outbound import DEFAULT_SMTP_RATE, Outbound, RatePolicy, SendingSwitch
 from jpixd.mail.render import Renderer
 from jpixd.mail.sender import Sender
 from jpixd.mail.transports import Transport
@@ -65,7 +65,7 @@ class Rig:
                                           "list_unsubscribe": "https://n.example.jp/u"})
         metrics = Metrics(self.registry)
         outbound = Outbound(transport, TokenBucket(rate), metrics, RatePolicy(rate, auto),
-                            quota_from=quota_from)
+                            SendingSwitch(self.store, metrics), quota_from=quota_from)
         return Sender(self.store, outbound, Renderer(cfg.mail, b"k" * 32), metrics,
                       lambda: self.now[0], sending, rng=random.Random(1))
 
@@ -442,7 +442,8 @@ async def test_mail_retrying_for_an_hour_looks_an_hour_old(rig: Rig, smtp: SmtpP
         concurrency=1, max_attempts=100, backoff=timedelta(seconds=10),
         backoff_max=timedelta(minutes=5)))
     metrics = Metrics(CollectorRegistry())
-    housekeeping = HousekeepingLoop(rig.store, metrics, lambda: rig.now[0])
+    housekeeping = HousekeepingLoop(rig.store, metrics, lambda: rig.now[0],
+                                    SendingSwitch(rig.store, metrics))
     try:
         while rig.now[0] < T0 + timedelta(hours=1):
             await sender.run_once()

@@ -20,6 +20,7 @@ from jpixd.bounces.parse import MailEvent, NotificationError, label, parse
 from jpixd.bounces.rules import Decision, decide, guard_since, judge
 from jpixd.config import BouncesConfig
 from jpixd.loop import Loop, Reloaded
+from jpixd.mail.outbound import SendingSwitch
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
 from jpixd.retry import Backoff
@@ -35,9 +36,11 @@ class BounceConsumer(Loop):
     interval = 0.0  # the long poll is the wait
 
     def __init__(self, sqs: Any, cfg: BouncesConfig, store: ConsumerStore, metrics: Metrics,
-                 clock: Clock, *, wait_seconds: int = 20, visibility: int = 30,
-                 file_cases: bool = True, rng: random.Random | None = None) -> None:
+                 clock: Clock, switch: SendingSwitch, *, wait_seconds: int = 20,
+                 visibility: int = 30, file_cases: bool = True,
+                 rng: random.Random | None = None) -> None:
         super().__init__()
+        self.switch = switch  # the guard pauses all sending through it
         self.rng = rng or random.Random()
         assert cfg.queue_url is not None
         self.sqs = sqs
@@ -188,9 +191,7 @@ class BounceConsumer(Loop):
         self.metrics.complaint_rate.set(verdict.complaint_rate)
         self.metrics.suppressed_addresses.set(await self.store.suppressed_count())
         if verdict.level == "pause" and not state.paused:
-            await self.store.set_sending(paused=True, reason=verdict.reason, actor="guard",
-                                         now=now)
-            self.metrics.sending_paused.set(1)
+            await self.switch.set(paused=True, reason=verdict.reason, actor="guard", now=now)
             if self.file_cases:  # the reconciler opens a High-priority issue for it
                 await self.store.request_guard_ticket(reason=verdict.reason, paused_at=now,
                                                       now=now)

@@ -17,7 +17,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -26,6 +27,7 @@ from jpixd.mail.bucket import TokenBucket
 from jpixd.mail.render import Rendered
 from jpixd.mail.transports import SendError, Transport
 from jpixd.metrics import Metrics
+from jpixd.model import SendingState
 
 if TYPE_CHECKING:  # the SES client is imported only by a daemon that sends through SES
     from jpixd.mail.transports.ses import Quota, SesTransport
@@ -58,6 +60,50 @@ def rate_policy(ses: SesConfig, transport: str, reads_quota: bool) -> RatePolicy
     return RatePolicy(None, False, ses.rate_safety)
 
 
+class SwitchStore(Protocol):
+    async def sending_state(self) -> SendingState: ...
+    async def set_sending(self, *, paused: bool, reason: str | None, actor: str,
+                          now: datetime) -> SendingState: ...
+
+
+class SendingSwitch:
+    """Pause and resume of all sending: the one place that changes them (an operator,
+    the bounce-rate guard, an account SES will not let send), reads them (at most twice
+    a second: a pause stops new sends within a second without a database read per mail)
+    and shows them (`jpixd_sending_paused`)."""
+
+    def __init__(self, store: SwitchStore, metrics: Metrics,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.metrics, self.monotonic = store, metrics, monotonic
+        self._paused = False
+        self._read_at = -1e9
+
+    async def paused(self) -> bool:
+        if self.monotonic() - self._read_at > 0.5:
+            await self.state()
+        return self._paused
+
+    async def state(self) -> SendingState:
+        """Read now (the gauge follows: every host shows what the database says)."""
+        state = await self.store.sending_state()
+        self._note(state)
+        return state
+
+    def changed_elsewhere(self) -> None:
+        """Another host, or a command, changed it: read it afresh at the next look."""
+        self._read_at = -1e9
+
+    async def set(self, *, paused: bool, reason: str | None, actor: str,
+                  now: datetime) -> SendingState:
+        state = await self.store.set_sending(paused=paused, reason=reason, actor=actor, now=now)
+        self._note(state)
+        return state
+
+    def _note(self, state: SendingState) -> None:
+        self._paused, self._read_at = state.paused, self.monotonic()
+        self.metrics.sending_paused.set(1 if state.paused else 0)
+
+
 def rate_gauge(rate: float | None) -> float:
     """No limit is +Inf on the gauge, not 0 (which reads as "sending nothing")."""
     return math.inf if rate is None else rate
@@ -65,10 +111,11 @@ def rate_gauge(rate: float | None) -> float:
 
 class Outbound:
     def __init__(self, transport: Transport, bucket: TokenBucket, metrics: Metrics,
-                 policy: RatePolicy, *, quota_from: SesTransport | None = None,
-                 quota_refresh: float = 300.0,
+                 policy: RatePolicy, switch: SendingSwitch, *,
+                 quota_from: SesTransport | None = None, quota_refresh: float = 300.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.transport = transport
+        self.switch = switch  # pause and resume
         self.bucket = bucket
         self.metrics = metrics
         self.policy = policy

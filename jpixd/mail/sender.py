@@ -110,8 +110,6 @@ class Sender(Loop):
         self._recovered = False
         self._busy = False
         self._stopping = asyncio.Event()
-        self._pause_cached = False
-        self._pause_read_at = -1e9
         self.recorder = SentRecorder(store, clock)
         # `jpixd run --shadow`: every mail rendered and kept, none sent (the cut-over).
         self.shadow = False
@@ -148,7 +146,7 @@ class Sender(Loop):
     def reset(self) -> None:
         # Claimed rows are recovered again, the pause read afresh.
         self._recovered, self._busy = False, False
-        self._pause_cached, self._pause_read_at = False, -1e9
+        self.outbound.switch.changed_elsewhere()
 
     def next_delay(self) -> float:
         return 0.0 if self._busy else self.interval
@@ -165,7 +163,7 @@ class Sender(Loop):
             if n:
                 log.warning("resending mail left in flight by a crash", count=n)
         await self.outbound.refresh_quota()
-        self._pause_read_at = -1e9  # a fresh read before every claim
+        self.outbound.switch.changed_elsewhere()  # a fresh read before every claim
         await self._self_service(now)
         if await self._paused() or self.outbound.quota_exhausted():
             return
@@ -356,16 +354,11 @@ class Sender(Loop):
 
     def sending_changed(self) -> None:
         """Another host paused or resumed sending: read the flag afresh, now."""
-        self._pause_read_at = -1e9
+        self.outbound.switch.changed_elsewhere()
         self.wake.set()
 
     async def _paused(self) -> bool:
-        """The pause flag, read at most twice a second: an admin's or the guard's pause
-        stops new sends within a second without a database read per mail."""
-        if time.monotonic() - self._pause_read_at > 0.5:
-            self._pause_cached = (await self.store.sending_state()).paused
-            self._pause_read_at = time.monotonic()
-        return self._pause_cached
+        return await self.outbound.switch.paused()
 
     async def _skip_if_unwanted(self, c: Claimed) -> bool:
         d, now = c.delivery, self.clock()
@@ -428,10 +421,8 @@ class Sender(Loop):
         """The account cannot send (SES paused, an identity not verified): every mail
         waits, paused with the reason, until an operator resumes."""
         name = self.outbound.name
-        await self.store.set_sending(paused=True, reason=f"{name.upper()}: {err.reason}",
-                                     actor="ses" if name == "ses" else name, now=now)
-        self._pause_cached, self._pause_read_at = True, time.monotonic()
-        self.metrics.sending_paused.set(1)
+        await self.outbound.switch.set(paused=True, reason=f"{name.upper()}: {err.reason}",
+                                       actor="ses" if name == "ses" else name, now=now)
         log.error("sending paused: the account or its settings cannot send; resume "
                   "once mended", reason=err.reason, transport=name)
 

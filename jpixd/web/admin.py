@@ -49,7 +49,7 @@ async def get_status(request: web.Request) -> web.Response:
         "outbox_oldest_pending_age_seconds": await rt.store.oldest_pending_age(now),
         "sources": [s.name for s in rt.config.sources if s.enabled],
         "transport": rt.config.mail.transport,
-        **(rt.outbound.status() if rt.outbound is not None else {}),
+        **rt.outbound.status(),
         "backlog": await _backlog_status(rt),
         "mode": await rt.store.mode(),  # {"shadow": true, "since": …} during a cut-over
         "archive": await _archive_status(rt),
@@ -116,10 +116,9 @@ async def set_sending(rt: Runtime, *, paused: bool, reason: str | None,
                       actor: str) -> SendingState:
     """An operator's pause or resume (admin API and console alike): persisted, shown in
     the metric, logged, and seen by the sender and the reconciler at once."""
-    state = await rt.store.set_sending(
-        paused=paused, reason=reason or f"{'paused' if paused else 'resumed'} by {actor}",
-        actor=actor, now=rt.clock())
-    rt.metrics.sending_paused.set(1 if state.paused else 0)
+    why = reason or f"{'paused' if paused else 'resumed'} by {actor}"
+    state = await rt.outbound.switch.set(paused=paused, reason=why, actor=actor,
+                                         now=rt.clock())
     log.info("sending paused" if paused else "sending resumed", actor=actor,
              reason=state.reason)
     rt.wake("sender")

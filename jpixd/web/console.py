@@ -175,8 +175,7 @@ async def status(request: web.Request) -> web.Response:
     counts = await rt.store.delivery_counts()
     verdict = judge(*await rt.store.guard_counts(guard_since(now, rt.config.bounces, sending)),
                     rt.config.bounces)
-    out = rt.outbound
-    rate, quota = (out.bucket.rate, out.quota) if out is not None else (None, None)
+    rate, quota = rt.outbound.bucket.rate, rt.outbound.quota
     sources = []
     for src in rt.config.sources:
         sources.append((src, await rt.store.source_state(src.name)))
