@@ -172,14 +172,18 @@ def test_each_recipient_gets_what_a_full_render_gives(tmp_path: Path, kind: str)
 
 def test_the_bundled_body_is_rendered_once_per_notice(tmp_path: Path) -> None:
     r = renderer(tmp_path)
-    assert r._body.fields == frozenset({"organization", "name", "manage_url",
-                                        "unsubscribe_url"})
+    assert r._body.fields == frozenset({"addressee", "manage_url", "unsubscribe_url"})
     assert r._subject.fields == frozenset()
     a = r.texts(FAILURE, Change.NEW, SUB)[1]
     b = r.texts(FAILURE, Change.NEW, replace(SUB, organization="", name="髙橋"))[1]
     assert a.startswith("株式会社例\n運用 太郎 様\n")
-    assert b.startswith("髙橋 様\n")  # the empty organisation line folds away as before
+    assert b.startswith("髙橋 様\n")  # no empty organisation line
     assert a.split("様\n", 1)[1] == b.split("様\n", 1)[1]
+    # A subscriber who gave no name is not greeted with a lone 「様」 (reader review).
+    c = r.texts(FAILURE, Change.NEW, replace(SUB, name=""))[1]
+    d = r.texts(FAILURE, Change.NEW, replace(SUB, organization="", name=""))[1]
+    assert c.startswith("株式会社例\nご担当者様\n") and d.startswith("ご担当者様\n")
+    assert not any(line.strip() == "様" for line in (c + d).splitlines())
 
 
 HOSTILE_TEXT = ("本文\u0000NUL\u001b$B\u001b(Bescape\u0007bell\u0008bs\r\nBcc: evil@x.jp\u2028"

@@ -201,6 +201,13 @@ class Recipient:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sub, name)
 
+    @property
+    def addressee(self) -> str:
+        """Whom a mail greets: the organisation on a line of its own, then 「名前 様」, or
+        「ご担当者様」 for a subscriber who gave no name (never a lone 「様」)."""
+        name = f"{self._sub.name} 様" if self._sub.name else "ご担当者様"
+        return "\n".join(x for x in (self._sub.organization, name) if x)
+
 
 class Renderer:
     def __init__(self, cfg: MailConfig, unsubscribe_key: bytes, tz: tzinfo = JST,

@@ -9,7 +9,7 @@ import secrets
 from dataclasses import replace
 from datetime import datetime
 
-from jpixd.mail.render import Rendered, Renderer, header_text, local_time
+from jpixd.mail.render import Recipient, Rendered, Renderer, header_text, local_time
 from jpixd.model import Subscriber
 
 KINDS = ("confirm", "manage")
@@ -33,7 +33,7 @@ def compose(renderer: Renderer, kind: str, sub: Subscriber, now: datetime) -> Re
         sub = replace(sub, name="", organization="")  # nobody has confirmed them
     else:
         url, expires = links.manage(sid, now), now + links.manage_ttl
-    body = renderer.page_text(_TEMPLATES[kind], subscriber=sub, url=url,
+    body = renderer.page_text(_TEMPLATES[kind], subscriber=Recipient(sub), url=url,
                               expires=local_time(expires, renderer.tz))
     message_id = f"<jpixd.s.{kind}.{sid}.{secrets.token_hex(6)}@{renderer.domain}>"
     return renderer.compose(sub, header_text(_SUBJECTS[kind]), body, now=now,
