@@ -237,3 +237,23 @@ def test_the_one_click_post_is_announced_for_https_links_only(tmp_path: Path) ->
             now=datetime(2026, 12, 6, 3, 0, tzinfo=JST)).data)
         assert str(msg["List-Unsubscribe"]).startswith(f"<{base}?token=")
         assert msg["List-Unsubscribe-Post"] == post, base
+
+
+def test_a_recovery_says_when_it_recovered_and_a_range_names_its_day_once(
+        tmp_path: Path) -> None:
+    """Reader review: a recovery mail put the recovery time under ■発生日時 with no
+    ■回復日時, and a range repeated its date."""
+    r = renderer(tmp_path)
+    start = datetime(2026, 12, 6, 3, 0, tzinfo=JST)
+    recovered = replace(FAILURE, status=NoticeStatus.RECOVERED, starts_at=start,
+                        ends_at=datetime(2026, 12, 6, 5, 30, tzinfo=JST))
+    body = r.texts(recovered, Change.RECOVER, SUB)[1]
+    assert "■発生日時\n2026年12月6日(日) 03:00\n" in body
+    assert "■回復日時\n2026年12月6日(日) 05:30\n" in body
+    work = replace(recovered, kind=NoticeKind.CONSTRUCTION, status=NoticeStatus.SCHEDULED)
+    assert "■工事日時\n2026年12月6日(日) 03:00 ～ 05:30\n" in r.texts(work, Change.NEW, SUB)[1]
+    night = replace(work, starts_at=datetime(2026, 12, 6, 23, 0, tzinfo=JST),
+                    ends_at=datetime(2026, 12, 7, 5, 0, tzinfo=JST))
+    assert "2026年12月6日(日) 23:00 ～ 2026年12月7日(月) 05:00" in \
+        r.texts(night, Change.NEW, SUB)[1]
+    assert "■回復日時" not in r.texts(night, Change.NEW, SUB)[1]

@@ -223,6 +223,7 @@ class Renderer:
                                       keep_trailing_newline=False, undefined=jinja2.StrictUndefined)
         self.tz = tz
         self.env.filters["jst"] = functools.partial(local_time, tz=tz)
+        self.env.filters["jst_end"] = functools.partial(local_end, tz=tz)  # | jst_end(start)
         self._subject = PerNotice(self.env, "subject.txt.j2")
         self._body = PerNotice(self.env, "body.txt.j2")
         self.domain = cfg.from_addr.rpartition("@")[2] or "localhost"
@@ -378,6 +379,16 @@ def _address(name: str, display: str, addr: str, charset: str) -> str:
         quoted = display.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{quoted}" <{addr}>'
     return f"{_encoded(name, display, charset)} <{addr}>"
+
+
+def local_end(end: datetime | None, start: datetime | None, tz: tzinfo = JST) -> str:
+    """The end of a range after its start: only the time when it is the same day
+    (「12月6日(日) 03:00 ～ 05:30」, not the date twice), else the whole date and time."""
+    if end is None:
+        return ""
+    if start is not None and end.astimezone(tz).date() == start.astimezone(tz).date():
+        return f"{end.astimezone(tz):%H:%M}"
+    return local_time(end, tz)
 
 
 def local_time(value: datetime | None, tz: tzinfo = JST) -> str:
