@@ -165,7 +165,7 @@ def test_each_recipient_gets_what_a_full_render_gives(tmp_path: Path, kind: str)
     for change in (Change.NEW, Change.UPDATE):
         for sub in subs * 2:  # the second time from the cache
             fast = r.texts(FAILURE, change, sub)
-            full = r._body.template.render({**r._context(FAILURE, change, False),
+            full = r._body.template.render({**r._context(FAILURE, change, False, ""),
                                              "subscriber": r.recipient(sub)})
             assert fast[1] == wrap(re.sub(r"\n{3,}", "\n\n", body_text(full)).strip() + "\n")
 
@@ -257,3 +257,22 @@ def test_a_recovery_says_when_it_recovered_and_a_range_names_its_day_once(
     assert "2026年12月6日(日) 23:00 ～ 2026年12月7日(月) 05:00" in \
         r.texts(night, Change.NEW, SUB)[1]
     assert "■回復日時" not in r.texts(night, Change.NEW, SUB)[1]
+
+
+def test_a_notice_mail_links_to_its_page_on_the_board(tmp_path: Path) -> None:
+    """Reader review: the mail linked only to NTT's URL, never to jpixd's own page of the
+    notice, which has its reports (経過)."""
+    from datetime import timedelta
+
+    from jpixd.web.links import LinkBuilder, Signer
+
+    cfg = make_config(tmp_path, mail={"from": "notice@example.jp"})
+    links = LinkBuilder("https://notice.example.jp", Signer(["k" * 32]),
+                        confirm_ttl=timedelta(days=2), manage_ttl=timedelta(days=90))
+    r = Renderer(cfg.mail, b"key" * 11, JST, links)
+    now = datetime(2026, 12, 6, 4, 0, tzinfo=JST)
+    body = r.texts(FAILURE, Change.NEW, SUB, now, notice_id=9)[1]
+    assert "■経過と最新の状況\nhttps://notice.example.jp/notices/9\n" in body
+    other = r.texts(FAILURE, Change.NEW, SUB, now, notice_id=10)[1]
+    assert "/notices/10\n" in other and "/notices/9\n" not in other
+    assert "■経過と最新の状況" not in renderer(tmp_path).texts(FAILURE, Change.NEW, SUB)[1]

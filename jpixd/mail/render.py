@@ -229,10 +229,12 @@ class Renderer:
         self.domain = cfg.from_addr.rpartition("@")[2] or "localhost"
 
     def texts(self, notice: Notice, change: Change, sub: Subscriber,
-              now: datetime | None = None) -> tuple[str, str]:
-        """(subject, body) as text, before any encoding."""
-        key = (notice, change)
-        ctx = self._context(notice, change, self.links is not None)
+              now: datetime | None = None, notice_id: int | None = None) -> tuple[str, str]:
+        """(subject, body) as text, before any encoding; with `notice_id`, the body
+        links to the notice's own page when the public pages are on."""
+        page = self.links.notice(notice_id) if self.links is not None and notice_id else ""
+        key = (notice, change, page)
+        ctx = self._context(notice, change, self.links is not None, page)
         view = self.recipient(sub, now)
         subject = header_text("".join(self._subject.render(key, ctx, view).split("\n")))
         return subject, _finished(self._body.render(key, ctx, view))
@@ -251,9 +253,9 @@ class Renderer:
 
     @staticmethod
     @functools.lru_cache(maxsize=256)
-    def _context(notice: Notice, change: Change, links: bool) -> dict[str, Any]:
+    def _context(notice: Notice, change: Change, links: bool, page: str) -> dict[str, Any]:
         return {
-            "notice": notice, "change": str(change), "links": links,
+            "notice": notice, "change": str(change), "links": links, "notice_page": page,
             "status_label": STATUS_LABELS.get(notice.status, str(notice.status)),
             "prefectures": "、".join(NAME_BY_CODE.get(c, c) for c in notice.prefectures),
             "carrier_label": CARRIER_LABELS.get(notice.carrier, notice.carrier),
@@ -261,7 +263,7 @@ class Renderer:
 
     def render(self, *, delivery_id: int, notice_id: int, notice: Notice, change: Change,
                sub: Subscriber, now: datetime) -> Rendered:
-        subject, body = self.texts(notice, change, sub, now)
+        subject, body = self.texts(notice, change, sub, now, notice_id)
         # The same delivery always has the same Message-ID: a resend after a crash can be
         # recognised as the same mail by the receiving side.
         return self.compose(sub, subject, body, now=now,

@@ -118,5 +118,9 @@ class LinkBuilder:
     def unsubscribe(self, sid: int) -> str:
         return self._url("/unsubscribe", self.signer.sign(sid, Purpose.UNSUBSCRIBE, None))
 
+    def notice(self, notice_id: int) -> str:
+        """A notice's own page on the board (its reports, what changed)."""
+        return f"{self.base_url}/notices/{notice_id}"
+
     def calendar(self, sid: int) -> str:
         return self._url("/s/calendar.ics", self.signer.sign(sid, Purpose.CALENDAR, None))
