@@ -93,11 +93,22 @@ def test_utf8_by_choice(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("notice", "change", "subject"), [
-    (WORKS, Change.NEW, "【工事】新宿区の一部における通信設備の工事"),
-    (WORKS, Change.UPDATE, "【工事】【更新】新宿区の一部における通信設備の工事"),
-    (WORKS, Change.CANCEL, "【工事】【中止】新宿区の一部における通信設備の工事"),
-    (WORKS, Change.COMPLETE, "【工事】【完了】新宿区の一部における通信設備の工事"),
-    (WORKS, Change.REMINDER, "【工事】【リマインド】新宿区の一部における通信設備の工事"),
+    # A work leads with its time (reader review: a phone shows about 20 characters);
+    # ～ arrives as JIS's 〜 in ISO-2022-JP.
+    (WORKS, Change.NEW, "【工事】12/3(木) 00:00〜06:00 新宿区の一部における通信設備の工事"),
+    (WORKS, Change.UPDATE,
+     "【工事】【更新】12/3(木) 00:00〜06:00 新宿区の一部における通信設備の工事"),
+    (WORKS, Change.CANCEL,
+     "【工事】【中止】12/3(木) 00:00〜06:00 新宿区の一部における通信設備の工事"),
+    (WORKS, Change.COMPLETE,
+     "【工事】【完了】12/3(木) 00:00〜06:00 新宿区の一部における通信設備の工事"),
+    (WORKS, Change.REMINDER,
+     "【工事】【リマインド】12/3(木) 00:00〜06:00 新宿区の一部における通信設備の工事"),
+    (replace(WORKS, starts_at=datetime(2026, 12, 6, 23, 0, tzinfo=JST),
+             ends_at=datetime(2026, 12, 7, 5, 0, tzinfo=JST)), Change.NEW,
+     "【工事】12/6(日) 23:00〜翌05:00 新宿区の一部における通信設備の工事"),
+    (replace(WORKS, ends_at=None), Change.NEW,
+     "【工事】12/3(木) 00:00 新宿区の一部における通信設備の工事"),
     (FAILURE, Change.RECOVER,
      "【故障】【回復】【第2報】東京都の一部でフレッツ光ネクストがご利用しづらい状況について"),
 ])

@@ -224,6 +224,7 @@ class Renderer:
         self.tz = tz
         self.env.filters["jst"] = functools.partial(local_time, tz=tz)
         self.env.filters["jst_end"] = functools.partial(local_end, tz=tz)  # | jst_end(start)
+        self.env.filters["span"] = functools.partial(short_span, tz=tz)  # | span(end)
         self._subject = PerNotice(self.env, "subject.txt.j2")
         self._body = PerNotice(self.env, "body.txt.j2")
         self.domain = cfg.from_addr.rpartition("@")[2] or "localhost"
@@ -381,6 +382,23 @@ def _address(name: str, display: str, addr: str, charset: str) -> str:
         quoted = display.replace("\\", "\\\\").replace('"', '\\"')
         return f'"{quoted}" <{addr}>'
     return f"{_encoded(name, display, charset)} <{addr}>"
+
+
+def short_span(start: datetime | None, end: datetime | None, tz: tzinfo = JST) -> str:
+    """A work's time as a subject shows it, short enough for a phone's inbox line:
+    「12/10(木) 02:00～06:00」, 「12/6(日) 23:00～翌05:00」, or a later day in full."""
+    if start is None:
+        return ""
+    s = start.astimezone(tz)
+    head = f"{s.month}/{s.day}({'月火水木金土日'[s.weekday()]}) {s:%H:%M}"
+    if end is None:
+        return head
+    e = end.astimezone(tz)
+    if e.date() == s.date():
+        return f"{head}～{e:%H:%M}"
+    if (e.date() - s.date()).days == 1:
+        return f"{head}～翌{e:%H:%M}"
+    return f"{head}～{e.month}/{e.day}({'月火水木金土日'[e.weekday()]}) {e:%H:%M}"
 
 
 def local_end(end: datetime | None, start: datetime | None, tz: tzinfo = JST) -> str:
