@@ -331,6 +331,9 @@ async def test_board_atom_and_calendar(tmp_path: Path, backend_url: str | None) 
         async with s.http.get(s.public + "/notices", params={"prefecture": "13"}) as r:
             text = await r.text()
             assert "東京都の一部で設備工事" in text and "北海道" not in text.split("<h2>")[2]
+            # The same filter's calendar, to subscribe to in one click (reader review).
+            webcal = s.public.replace("http://", "webcal://") + "/notices.ics?prefecture=13"
+            assert f'href="{webcal}" id="webcal"' in text
         async with s.http.get(s.public + "/notices", params={"prefecture": "火星"}) as r:
             assert r.status == 400
         async with s.http.get(s.public + "/notices.atom", params={"kind": "failure"}) as r:

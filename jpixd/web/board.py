@@ -21,7 +21,7 @@ from jpixd.web import syndication
 from jpixd.web.context import PUBLIC
 from jpixd.web.feedcache import Feed, respond
 from jpixd.web.keys import RUNTIME
-from jpixd.web.links import Purpose
+from jpixd.web.links import Purpose, webcal
 from jpixd.web.pages import page
 
 RECENT = timedelta(days=7)  # ended notices stay on the board this long
@@ -86,7 +86,8 @@ async def board(request: web.Request) -> web.Response:
     q = _query(filters)
     return page(rt.config.tz, "board.html", filters=filters, sections=_sections(notices),
                 prefectures=PREFECTURES, names=NAME_BY_CODE, atom_url=f"/notices.atom{q}",
-                ics_url=f"/notices.ics{q}", headline=syndication.headline,
+                ics_url=f"/notices.ics{q}", webcal_url=webcal(f"{_base(request)}/notices.ics{q}"),
+                headline=syndication.headline,
                 windows_of=syndication.windows_of)
 
 

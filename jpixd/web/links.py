@@ -94,6 +94,13 @@ class Signer:
         return ok
 
 
+def webcal(url: str) -> str:
+    """The same calendar as a `webcal://` link: a click subscribes in the calendar app
+    (which then fetches it over https) instead of downloading a file once."""
+    scheme, sep, rest = url.partition("://")
+    return f"webcal://{rest}" if sep and scheme in ("http", "https") else url
+
+
 class LinkBuilder:
     """The URLs mails and pages carry, on `[web] base_url`."""
 

@@ -24,7 +24,7 @@ from jpixd.subscribers import Invalid, normalise_email
 from jpixd.web.context import PUBLIC, PublicContext
 from jpixd.web.guard import CSRF_FIELD, Handler, read_form
 from jpixd.web.keys import RUNTIME
-from jpixd.web.links import Purpose
+from jpixd.web.links import Purpose, webcal
 from jpixd.web.pages import form_values, page, posted_settings, settings_changes
 
 log = structlog.get_logger("jpixd.web")
@@ -255,7 +255,8 @@ async def _manage(request: web.Request, sub: Subscriber | None, token: str | Non
         return _refused(request, "bad_link")
     return _page(request, "manage.html", status, sub=sub, token=token, flash=flash,
                  form=form or form_values(sub), errors=errors or {},
-                 calendar_url=ctx.links.calendar(sub.id))
+                 calendar_url=ctx.links.calendar(sub.id),
+                 webcal_url=webcal(ctx.links.calendar(sub.id)))
 
 
 async def manage(request: web.Request) -> web.Response:

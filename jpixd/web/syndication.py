@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
 from jpixd.mail.render import KIND_LABELS, STATUS_LABELS, local_time
-from jpixd.model import NoticeKind, NoticeStatus, StoredNotice, TimeWindow
+from jpixd.model import JST, NoticeKind, NoticeStatus, StoredNotice, TimeWindow
 from jpixd.prefectures import NAME_BY_CODE
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -159,24 +159,60 @@ def windows_of(s: StoredNotice) -> list[TimeWindow]:
     return []
 
 
+# SEQUENCE counts a notice's changes: minutes from this moment to its last change, which
+# only grows (RFC 5545 §3.8.7.4: a client keeps the event with the higher one, so without
+# it Outlook and Thunderbird may keep a moved work at its old time).
+_SEQUENCE_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def sequence(s: StoredNotice) -> int:
+    return max(int((s.last_changed - _SEQUENCE_EPOCH).total_seconds() // 60), 0)
+
+
+def event_ids(s: StoredNotice, windows: Sequence[TimeWindow]) -> list[str]:
+    """Each window's UID part: its night's date (JST), so that dropping or adding a night
+    leaves the others' events alone, and moving a night within its date moves its event;
+    a second window on one date is "-2", and a reserve day is marked as one."""
+    seen: dict[str, int] = {}
+    out = []
+    for w in windows:
+        day = w.start.astimezone(JST).strftime("%Y%m%d") + ("r" if w.reserve else "")
+        seen[day] = seen.get(day, 0) + 1
+        out.append(day if seen[day] == 1 else f"{day}-{seen[day]}")
+    return out
+
+
+def location(s: StoredNotice) -> str:
+    """Where: the prefectures, and the localities NTT named."""
+    n = s.notice
+    where = "、".join(NAME_BY_CODE.get(c, c) for c in n.prefectures)
+    if n.localities:
+        where += f"（{'、'.join(n.localities)}）"
+    return where
+
+
 def ics_events(s: StoredNotice, *, base_url: str, now: datetime) -> str:
     """A notice's VEVENTs (construction windows only), folded, each line ending CRLF."""
     if s.notice.kind != NoticeKind.CONSTRUCTION:
         return ""
     host = urlsplit(base_url).hostname or "localhost"
     cancelled = s.notice.status in (NoticeStatus.CANCELLED, NoticeStatus.WITHDRAWN)
+    windows = windows_of(s)
+    where = location(s)
     lines: list[str] = []
-    for i, w in enumerate(windows_of(s)):
+    for day, w in zip(event_ids(s, windows), windows, strict=True):
         end = w.end if w.end is not None and w.end > w.start else w.start + timedelta(hours=1)
         title = headline(s) + ("（予備日）" if w.reserve else "")
         lines += [
             "BEGIN:VEVENT",
-            f"UID:notice-{s.id}-{i}@{host}",
+            f"UID:notice-{s.id}-{day}@{host}",
             f"DTSTAMP:{_stamp(now)}",
             f"LAST-MODIFIED:{_stamp(s.last_changed)}",
+            f"SEQUENCE:{sequence(s)}",
             f"DTSTART:{_stamp(w.start)}",
             f"DTEND:{_stamp(end)}",
             f"SUMMARY:{_ics_text(title)}",
+            *([f"LOCATION:{_ics_text(where)}"] if where else []),
             f"DESCRIPTION:{_ics_text(summary(s))}",
             f"URL:{base_url}/notices/{s.id}",
             f"STATUS:{'CANCELLED' if cancelled else 'TENTATIVE' if w.reserve else 'CONFIRMED'}",
