@@ -137,6 +137,15 @@ class TimeWindow:
 
 
 @dataclass(frozen=True)
+class Changed:
+    """One thing a revision changed, as a reader reads it: 「状況: 予定 → 中止」."""
+
+    label: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
 class Notice:
     """A notice as normalised from a source. Times are aware; prefectures are codes."""
 
@@ -157,6 +166,9 @@ class Notice:
     # Every window when there is more than one (multi-night work, 各日, 予備日);
     # starts_at/ends_at are the first planned one.
     windows: tuple[TimeWindow, ...] = ()
+    # What this revision changed from the one before (jpixd.changes): kept with the
+    # revision, for its mail and its page; not part of what makes a revision.
+    changes: tuple[Changed, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -286,6 +298,8 @@ def notice_to_json(n: Notice) -> dict[str, Any]:
         "prefectures": list(n.prefectures), "localities": list(n.localities),
         "services": list(n.services), "url": n.url, "report_number": n.report_number,
         "windows": [w.to_json() for w in n.windows],
+        **({"changes": [[c.label, c.before, c.after] for c in n.changes]}
+           if n.changes else {}),
     }
 
 
@@ -302,4 +316,5 @@ def notice_from_json(d: dict[str, Any]) -> Notice:
         services=tuple(d.get("services", ())), url=d.get("url"),
         report_number=d.get("report_number"),
         windows=tuple(TimeWindow.from_json(w) for w in d.get("windows") or ()),
+        changes=tuple(Changed(str(a), str(b), str(c)) for a, b, c in d.get("changes") or ()),
     )

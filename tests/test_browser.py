@@ -326,3 +326,31 @@ def test_the_sign_up_page_on_a_phone(running: dict[str, Any]) -> None:
             phone.shot(name)
     finally:
         phone.quit()
+
+
+def test_a_notice_page_says_what_each_report_changed(
+        browser: Browser, running: dict[str, Any]) -> None:
+    """Issue 25, part 3: each report of the 経過 says what it changed, at 1280 px and on a
+    phone, without sideways scrolling."""
+    work = {"id": "W9", "kind": "construction", "title": "京都府の一部で設備工事",
+            "prefectures": ["26"], "starts_at": "2026-12-10T01:00:00+09:00",
+            "ends_at": "2026-12-10T05:00:00+09:00"}
+    _feed(running["feed"], [work])
+    [first] = _admin(running["admin"], "POST", "/sources/local/poll")["changes"]
+    _feed(running["feed"], [{**work, "starts_at": "2026-12-10T02:00:00+09:00",
+                             "services": ["フレッツ光ネクスト"]}])
+    _admin(running["admin"], "POST", "/sources/local/poll")
+    url = f"{running['public']}/notices/{first['notice_id']}"
+    browser.driver.get(url)
+    changes = browser.css("#revisions ul.changes").text
+    assert "工事日時: 2026年12月10日(木) 01:00 ～ 05:00 → 2026年12月10日(木) 02:00 ～ 05:00" \
+        in changes and "影響サービス: （なし） → フレッツ光ネクスト" in changes
+    browser.shot("14-notice-changes")
+    phone = Browser(width=390, height=844, phone=True)
+    try:
+        phone.driver.get(url)
+        page = phone.driver.execute_script("return document.documentElement.scrollWidth")
+        assert int(page) <= 390  # the table scrolls in its own box at most
+        phone.shot("15-notice-changes-phone")
+    finally:
+        phone.quit()

@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 
 from jpixd.barrier import contain, describe
+from jpixd.changes import what_changed
 from jpixd.config import SourceConfig
 from jpixd.fanout import Policy, planner
 from jpixd.feeds import identity, layout
@@ -378,6 +379,9 @@ class FeedPoller(Loop):
             return
         change = Change.BASELINE if baseline else classify(
             stored.notice if stored else None, notice)
+        if stored is not None and change != Change.BASELINE:
+            # What this revision changed, kept with it for its mail and its page.
+            notice = replace(notice, changes=what_changed(stored.notice, notice))
         result = await self.store.record_revision(
             notice, revision=rev, change=change, now=now, fingerprint=fingerprint, key=key,
             planner=planner(notice, change, now, self.policy))

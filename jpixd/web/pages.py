@@ -14,7 +14,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from jpixd.logs import REDACTOR
-from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS, STATUS_LABELS, local_time
+from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS, STATUS_LABELS, local_end, local_time
 from jpixd.model import NoticeStatus, Subscriber
 from jpixd.prefectures import NAME_BY_CODE
 from jpixd.subscribers import validate_changes
@@ -33,6 +33,7 @@ def environment(tz: tzinfo) -> jinja2.Environment:
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
         lstrip_blocks=True)
     env.filters["local"] = functools.partial(local_time, tz=tz)
+    env.filters["local_end"] = functools.partial(local_end, tz=tz)  # | local_end(start)
     env.filters["pref"] = lambda code: NAME_BY_CODE.get(code, code)
     env.filters["iso"] = lambda dt: dt.isoformat() if isinstance(dt, datetime) else ""
     # Feed errors quote the URL, with any password in it (a feed behind basic auth):

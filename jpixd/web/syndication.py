@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
-from jpixd.mail.render import KIND_LABELS, STATUS_LABELS, local_time
+from jpixd.mail.render import KIND_LABELS, STATUS_LABELS, local_end, local_time
 from jpixd.model import JST, NoticeKind, NoticeStatus, StoredNotice, TimeWindow
 from jpixd.prefectures import NAME_BY_CODE
 
@@ -48,7 +48,7 @@ def summary(s: StoredNotice) -> str:
     if windows:
         label = "工事日時" if n.kind == NoticeKind.CONSTRUCTION else "発生日時"
         parts.append(f"{label}: " + "、".join(
-            local_time(w.start) + (f" ～ {local_time(w.end)}" if w.end else "")
+            local_time(w.start) + (f" ～ {local_end(w.end, w.start)}" if w.end else "")
             + ("（予備日）" if w.reserve else "") for w in windows))
     if n.prefectures:
         parts.append("対象地域: " + "、".join(NAME_BY_CODE.get(c, c) for c in n.prefectures))

@@ -1,0 +1,68 @@
+"""What a new revision of a notice changed, as a NOC engineer reads it. Pure.
+
+「内容が更新されました」 and the whole text again made the reader find the difference
+(reader review): each revision now carries its changes (`Notice.changes`), field by
+field, before → after, in the words the mail and the pages use; the mail's ■変更点,
+the notice page's reports and the calendar's descriptions show them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from jpixd.mail.render import STATUS_LABELS, local_end, local_time
+from jpixd.model import Changed, Notice, NoticeKind, TimeWindow
+from jpixd.prefectures import NAME_BY_CODE
+
+NONE = "（なし）"
+
+
+def _span(w: TimeWindow) -> str:
+    text = local_time(w.start) + (f" ～ {local_end(w.end, w.start)}" if w.end else "")
+    return text + ("（予備日）" if w.reserve else "")
+
+
+def _times(n: Notice) -> str:
+    if n.windows:
+        return "、".join(_span(w) for w in n.windows)
+    if n.starts_at is None:
+        return NONE
+    return _span(TimeWindow(n.starts_at, n.ends_at))
+
+
+def _listed(items: tuple[str, ...], names: dict[str, str] | None = None) -> str:
+    return "、".join(names.get(x, x) if names else x for x in items) or NONE
+
+
+def _recovered(n: Notice) -> datetime | None:
+    return n.ends_at if n.kind == NoticeKind.FAILURE and str(n.status) == "recovered" else None
+
+
+def what_changed(old: Notice, new: Notice) -> tuple[Changed, ...]:
+    """Each thing a reader would see differ, in the order the mail lists them."""
+    out: list[Changed] = []
+
+    def differs(label: str, before: str, after: str) -> None:
+        if before != after:
+            out.append(Changed(label, before, after))
+
+    differs("状況", STATUS_LABELS.get(old.status, str(old.status)),
+            STATUS_LABELS.get(new.status, str(new.status)))
+    if new.kind == NoticeKind.CONSTRUCTION:
+        differs("工事日時", _times(old), _times(new))
+    else:
+        # A failure's end is its recovery: said as ■回復日時, not as a changed range.
+        differs("発生日時", local_time(old.starts_at) or NONE, local_time(new.starts_at) or NONE)
+        recovered = _recovered(new)
+        if recovered is not None and _recovered(old) != recovered:
+            differs("回復日時", local_time(_recovered(old)) or NONE, local_time(recovered))
+    differs("対象地域", _listed(tuple(sorted(old.prefectures)), NAME_BY_CODE),
+            _listed(tuple(sorted(new.prefectures)), NAME_BY_CODE))
+    differs("地域の詳細", _listed(tuple(sorted(old.localities))),
+            _listed(tuple(sorted(new.localities))))
+    differs("影響サービス", _listed(tuple(sorted(old.services))),
+            _listed(tuple(sorted(new.services))))
+    differs("件名", old.title, new.title)
+    if old.body != new.body:
+        out.append(Changed("内容", "", "本文が更新されました（下記 ■内容）"))
+    return tuple(out)
