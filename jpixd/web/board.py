@@ -5,6 +5,7 @@ filter — or, at a signed URL, for one subscriber's own settings."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS
 from jpixd.model import NoticeKind, NoticeStatus, StoredNotice
 from jpixd.prefectures import NAME_BY_CODE, PREFECTURES, code_of
 from jpixd.runtime import Runtime
+from jpixd.timeline import ended_by_time
 from jpixd.web import syndication
 from jpixd.web.context import PUBLIC
 from jpixd.web.feedcache import Feed, respond
@@ -57,13 +59,15 @@ async def _notices(rt: Runtime, filters: dict[str, str | None]) -> list[StoredNo
                                         kind=filters["kind"], prefecture=filters["prefecture"])
 
 
-def _sections(notices: list[StoredNotice]) -> dict[str, list[StoredNotice]]:
+def _sections(notices: list[StoredNotice], now: datetime) -> dict[str, list[StoredNotice]]:
     failures = [s for s in notices if s.notice.kind == NoticeKind.FAILURE
                 and s.notice.status in (NoticeStatus.OCCURRED,
                                         NoticeStatus.PARTIALLY_RECOVERED)]
+    # A work whose last window has passed is over, whether or not NTT has said so.
     works = sorted((s for s in notices if s.notice.kind == NoticeKind.CONSTRUCTION
                     and s.notice.status in (NoticeStatus.SCHEDULED, NoticeStatus.IN_PROGRESS,
-                                            NoticeStatus.POSTPONED)),
+                                            NoticeStatus.POSTPONED)
+                    and not ended_by_time(s.notice, now)),
                    key=lambda s: (s.notice.starts_at is None, s.notice.starts_at or s.first_seen))
     shown = {s.id for s in failures + works}
     return {"failures": failures, "works": works,
@@ -84,10 +88,11 @@ async def board(request: web.Request) -> web.Response:
                     lines=[str(exc)], link=("/notices", "すべてのお知らせ"))
     notices = await _notices(rt, filters)
     q = _query(filters)
-    return page(rt.config.tz, "board.html", filters=filters, sections=_sections(notices),
+    now = rt.clock()
+    return page(rt.config.tz, "board.html", filters=filters, sections=_sections(notices, now),
                 prefectures=PREFECTURES, names=NAME_BY_CODE, atom_url=f"/notices.atom{q}",
                 ics_url=f"/notices.ics{q}", webcal_url=webcal(f"{_base(request)}/notices.ics{q}"),
-                headline=syndication.headline,
+                headline=functools.partial(syndication.headline, now=now),
                 windows_of=syndication.windows_of)
 
 
@@ -102,7 +107,8 @@ async def notice(request: web.Request) -> web.Response:
                     link=("/notices", "お知らせ一覧"))
     revisions = await rt.store.revisions(stored.id)
     return page(rt.config.tz, "notice.html", s=stored, revisions=list(reversed(revisions)),
-                names=NAME_BY_CODE, headline=syndication.headline,
+                names=NAME_BY_CODE,
+                headline=functools.partial(syndication.headline, now=rt.clock()),
                 windows_of=syndication.windows_of)
 
 

@@ -19,6 +19,7 @@ from xml.etree import ElementTree as ET
 from jpixd.mail.render import KIND_LABELS, STATUS_LABELS, local_end, local_time
 from jpixd.model import JST, NoticeKind, NoticeStatus, StoredNotice, TimeWindow
 from jpixd.prefectures import NAME_BY_CODE
+from jpixd.timeline import label_now
 
 ATOM = "http://www.w3.org/2005/Atom"
 # XML 1.0 cannot carry these at all (escaping does not help): dropped.
@@ -29,9 +30,11 @@ def _x(text: str) -> str:
     return _XML_BAD.sub("", text)
 
 
-def headline(s: StoredNotice) -> str:
+def headline(s: StoredNotice, now: datetime | None = None) -> str:
+    """「【工事・予定】…」; with `now`, a scheduled work's state as the clock has it
+    (実施中, 終了: jpixd.timeline), on the pages, which are made for each request."""
     n = s.notice
-    label = STATUS_LABELS.get(n.status, str(n.status))
+    label = label_now(n, now) if now is not None else STATUS_LABELS.get(n.status, str(n.status))
     return f"【{KIND_LABELS.get(n.kind, '')}・{label}】{n.title}"
 
 

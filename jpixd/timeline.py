@@ -1,0 +1,46 @@
+"""What state a notice is in now, as a reader should see it. Pure.
+
+NTT marks a work 予定 and often says nothing more: on 12/6 works of 12/3 and 12/5 still
+read 【工事・予定】 (reader review). Time moves by itself here: a scheduled work is 実施中
+while one of its windows runs and 終了 once the last has ended, whatever the carrier has
+said since; what the carrier said (中止, 延期, 完了) stands.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from jpixd.mail.render import STATUS_LABELS
+from jpixd.model import Notice, NoticeKind, NoticeStatus, TimeWindow
+
+IN_PROGRESS = "実施中"
+ENDED = "終了"
+# A window without an end is taken to last this long (what the calendar shows, too).
+OPEN_ENDED = timedelta(hours=1)
+
+
+def _planned(n: Notice) -> list[TimeWindow]:
+    windows = list(n.windows) or ([TimeWindow(n.starts_at, n.ends_at)] if n.starts_at else [])
+    return [w for w in windows if not w.reserve] or windows
+
+
+def label_now(n: Notice, now: datetime) -> str:
+    """The state's word now: the carrier's, or for a scheduled work what the clock says."""
+    stated = STATUS_LABELS.get(n.status, str(n.status))
+    if n.kind != NoticeKind.CONSTRUCTION or n.status not in (
+            NoticeStatus.SCHEDULED, NoticeStatus.IN_PROGRESS):
+        return stated
+    windows = _planned(n)
+    if not windows:
+        return stated
+    spans = [(w.start, w.end if w.end and w.end > w.start else w.start + OPEN_ENDED)
+             for w in windows]
+    if any(start <= now < end for start, end in spans):
+        return IN_PROGRESS
+    if now >= max(end for _, end in spans):
+        return ENDED
+    return stated
+
+
+def ended_by_time(n: Notice, now: datetime) -> bool:
+    return label_now(n, now) == ENDED

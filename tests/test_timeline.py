@@ -1,0 +1,59 @@
+"""Time moves by itself (reader review, issue 25 part 2): on 12/6 works of 12/3 and 12/5
+still read 【工事・予定】. A scheduled work is 実施中 during its window and 終了 after the
+last one, on the board and the notice's page, whatever the carrier has said since; what
+the carrier said (中止, 延期, 完了) stands."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from jpixd.model import JST, Notice, NoticeKind, NoticeStatus, TimeWindow
+from jpixd.timeline import label_now
+from tests.webharness import site, write_feed
+
+WORK = Notice(source="east", external_id="C1", carrier="east", kind=NoticeKind.CONSTRUCTION,
+              status=NoticeStatus.SCHEDULED, title="工事",
+              starts_at=datetime(2026, 12, 10, 1, 0, tzinfo=JST),
+              ends_at=datetime(2026, 12, 10, 5, 0, tzinfo=JST))
+
+
+def at(hour: int, day: int = 10) -> datetime:
+    return datetime(2026, 12, day, hour, 0, tzinfo=JST)
+
+
+def test_a_work_is_in_progress_in_its_window_and_ended_after_it() -> None:
+    assert [label_now(WORK, at(h)) for h in (0, 1, 4, 5)] == ["予定", "実施中", "実施中", "終了"]
+    nights = replace(WORK, windows=(
+        TimeWindow(at(1), at(5)), TimeWindow(at(1, 11), at(5, 11)),
+        TimeWindow(at(1, 12), at(5, 12), reserve=True)))
+    # Between two nights it is still to come; a reserve day does not keep it open.
+    assert [label_now(nights, t) for t in (at(12), at(2, 11), at(6, 11))] == \
+        ["予定", "実施中", "終了"]
+    for stated in (NoticeStatus.CANCELLED, NoticeStatus.POSTPONED, NoticeStatus.COMPLETED):
+        assert label_now(replace(WORK, status=stated), at(6)) != "終了"
+    failure = replace(WORK, kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED)
+    assert label_now(failure, at(6)) == "発生中"
+    assert label_now(replace(WORK, starts_at=None, ends_at=None), at(6)) == "予定"
+
+
+async def test_the_board_and_the_page_follow_the_clock(tmp_path: Path) -> None:
+    now = [datetime(2026, 12, 10, 2, 0, tzinfo=JST).astimezone(UTC)]
+    async with site(tmp_path, clock=lambda: now[0]) as s:
+        write_feed(tmp_path, [
+            {"id": "W1", "kind": "construction", "title": "今夜の工事", "prefectures": ["13"],
+             "starts_at": "2026-12-10T01:00:00+09:00", "ends_at": "2026-12-10T05:00:00+09:00"},
+            {"id": "W2", "kind": "construction", "title": "先週の工事", "prefectures": ["13"],
+             "starts_at": "2026-12-08T01:00:00+09:00", "ends_at": "2026-12-08T05:00:00+09:00"}])
+        await s.poll()
+        [tonight] = [n for n in (await s.rt.store.list_notices(source="local"))[0]
+                     if n.notice.title == "今夜の工事"]
+        async with s.http.get(s.public + "/notices") as r:
+            board = await r.text()
+        works, ended = board.split("<h2>")[2], board.split("<h2>")[3]
+        assert "【工事・実施中】今夜の工事" in works and "先週の工事" not in works
+        assert "【工事・終了】先週の工事" in ended
+        now[0] += timedelta(hours=4)  # 06:00: tonight's work is over too
+        async with s.http.get(f"{s.public}/notices/{tonight.id}") as r:
+            assert "<h1>【工事・終了】今夜の工事</h1>" in await r.text()
