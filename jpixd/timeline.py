@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from jpixd.mail.render import STATUS_LABELS
-from jpixd.model import Notice, NoticeKind, NoticeStatus, TimeWindow
+from jpixd.model import JST, Notice, NoticeKind, NoticeStatus, TimeWindow
 
 IN_PROGRESS = "実施中"
 ENDED = "終了"
@@ -44,3 +44,27 @@ def label_now(n: Notice, now: datetime) -> str:
 
 def ended_by_time(n: Notice, now: datetime) -> bool:
     return label_now(n, now) == ENDED
+
+
+# Each state's badge: its short word and its colour's class (jpixd.css `.st-…`).
+BADGES = {
+    "発生中": "failing", "一部回復（復旧作業中）": "partial", "回復": "recovered",
+    "予定": "planned", IN_PROGRESS: "running", ENDED: "done", "完了": "done",
+    "中止": "cancelled", "延期": "postponed", "掲載終了": "done",
+}
+SHORT = {"一部回復（復旧作業中）": "一部回復", "掲載終了": "取消"}
+
+
+def badge(n: Notice, now: datetime) -> tuple[str, str]:
+    """(word, colour class) of the state now: the board's colour is the state's, not the
+    kind's (a recovered failure is not red, a cancelled work does not look planned)."""
+    label = label_now(n, now)
+    return SHORT.get(label, label), BADGES.get(label, "done")
+
+
+def today_works(windows: list[TimeWindow], now: datetime) -> bool:
+    """Whether a work has a window on today's date (JST) that has not ended."""
+    today = now.astimezone(JST).date()
+    return any(w.start.astimezone(JST).date() <= today
+               <= (w.end or w.start).astimezone(JST).date() and (w.end or w.start) > now
+               for w in windows if not w.reserve)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from jpixd.model import JST, Notice, NoticeKind, NoticeStatus, TimeWindow
-from jpixd.timeline import label_now
+from jpixd.timeline import badge, label_now
 from tests.webharness import site, write_feed
 
 WORK = Notice(source="east", external_id="C1", carrier="east", kind=NoticeKind.CONSTRUCTION,
@@ -36,6 +36,12 @@ def test_a_work_is_in_progress_in_its_window_and_ended_after_it() -> None:
     failure = replace(WORK, kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED)
     assert label_now(failure, at(6)) == "発生中"
     assert label_now(replace(WORK, starts_at=None, ends_at=None), at(6)) == "予定"
+    # The badge's word and colour: the state's, whatever the kind.
+    assert badge(WORK, at(2)) == ("実施中", "running")
+    assert badge(replace(failure, status=NoticeStatus.RECOVERED), at(6)) == ("回復", "recovered")
+    assert badge(replace(failure, status=NoticeStatus.PARTIALLY_RECOVERED), at(6)) == \
+        ("一部回復", "partial")
+    assert badge(replace(WORK, status=NoticeStatus.CANCELLED), at(0)) == ("中止", "cancelled")
 
 
 async def test_the_board_and_the_page_follow_the_clock(tmp_path: Path) -> None:
@@ -54,6 +60,14 @@ async def test_the_board_and_the_page_follow_the_clock(tmp_path: Path) -> None:
         works, ended = board.split("<h2>")[2], board.split("<h2>")[3]
         assert "【工事・実施中】今夜の工事" in works and "先週の工事" not in works
         assert "【工事・終了】先週の工事" in ended
+        # State at a glance (part 1): a badge of the state's colour and word, a summary
+        # at the top, and when each source was last read.
+        assert '<span class="badge st-running">実施中</span>' in works
+        assert '<span class="badge st-done">終了</span>' in ended
+        summary = board.split('id="summary"')[1].split("</div>")[0]
+        assert "現在発生中の故障 <strong>0</strong>件" in summary
+        assert "本日の工事 <strong>1</strong>件" in summary
+        assert "NTT東日本（local）: 最終確認 2026年12月10日(木) 02:00" in summary
         now[0] += timedelta(hours=4)  # 06:00: tonight's work is over too
         async with s.http.get(f"{s.public}/notices/{tonight.id}") as r:
             assert "<h1>【工事・終了】今夜の工事</h1>" in await r.text()

@@ -18,7 +18,7 @@ from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS
 from jpixd.model import NoticeKind, NoticeStatus, StoredNotice
 from jpixd.prefectures import NAME_BY_CODE, PREFECTURES, code_of
 from jpixd.runtime import Runtime
-from jpixd.timeline import ended_by_time
+from jpixd.timeline import badge, ended_by_time, today_works
 from jpixd.web import syndication
 from jpixd.web.context import PUBLIC
 from jpixd.web.feedcache import Feed, respond
@@ -89,7 +89,13 @@ async def board(request: web.Request) -> web.Response:
     notices = await _notices(rt, filters)
     q = _query(filters)
     now = rt.clock()
-    return page(rt.config.tz, "board.html", filters=filters, sections=_sections(notices, now),
+    sections = _sections(notices, now)
+    today = sum(1 for s in sections["works"]
+                if today_works(syndication.windows_of(s), now))
+    checks = [(src, await rt.store.source_state(src.name))
+              for src in rt.config.sources if src.enabled]
+    return page(rt.config.tz, "board.html", filters=filters, sections=sections,
+                today=today, checks=checks, badge=functools.partial(badge, now=now),
                 prefectures=PREFECTURES, names=NAME_BY_CODE, atom_url=f"/notices.atom{q}",
                 ics_url=f"/notices.ics{q}", webcal_url=webcal(f"{_base(request)}/notices.ics{q}"),
                 headline=functools.partial(syndication.headline, now=now),
@@ -109,6 +115,7 @@ async def notice(request: web.Request) -> web.Response:
     return page(rt.config.tz, "notice.html", s=stored, revisions=list(reversed(revisions)),
                 names=NAME_BY_CODE,
                 headline=functools.partial(syndication.headline, now=rt.clock()),
+                badge=functools.partial(badge, now=rt.clock()),
                 windows_of=syndication.windows_of)
 
 
