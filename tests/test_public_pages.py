@@ -428,3 +428,15 @@ async def test_a_reload_takes_a_new_key_without_breaking_mailed_links(
         for url in (mailed, fresh):
             async with http.get(url) as r:
                 assert r.status == 200, url
+
+
+async def test_a_visitor_reads_errors_in_japanese(tmp_path: Path) -> None:
+    """Reader review: a missing page was aiohttp's bare English 「404: Not Found」."""
+    async with site(tmp_path) as s:
+        for path in ("/nothing-here", "/admin/v1/status", "/notices/x/y"):
+            async with s.http.get(s.public + path) as r:
+                text = await r.text()
+                assert r.status == 404 and r.content_type == "text/html", path
+                assert "ページが見つかりません" in text and 'lang="ja"' in text, path
+        async with s.http.delete(s.public + "/notices") as r:
+            assert r.status == 405 and "この操作はできません" in await r.text()
