@@ -354,3 +354,21 @@ def test_a_notice_page_says_what_each_report_changed(
         phone.shot("15-notice-changes-phone")
     finally:
         phone.quit()
+
+
+def test_a_sign_up_with_mistakes_says_so_first(running: dict[str, Any]) -> None:
+    """Issue 25, part 6: the errors in Japanese at the top, focus moved there, on a
+    phone (where the fields with errors may be screens below)."""
+    phone = Browser(width=390, height=844, phone=True)
+    try:
+        d = phone.driver
+        d.get(running["public"] + "/s/")
+        phone.css("#email").send_keys("noc@isp.example.jp")
+        for box in d.find_elements("css selector", 'input[name="carriers"]:checked'):
+            box.click()
+        phone.submit("button[type=submit]")
+        assert "通信事業者を1つ以上選んでください" in phone.css("#errors").text
+        assert d.execute_script("return document.activeElement.id") == "errors"
+        phone.shot("32-signup-errors-phone")
+    finally:
+        phone.quit()

@@ -440,3 +440,23 @@ async def test_a_visitor_reads_errors_in_japanese(tmp_path: Path) -> None:
                 assert "ページが見つかりません" in text and 'lang="ja"' in text, path
         async with s.http.delete(s.public + "/notices") as r:
             assert r.status == 405 and "この操作はできません" in await r.text()
+
+
+async def test_sign_up_errors_are_japanese_listed_at_the_top_and_marked(
+        tmp_path: Path) -> None:
+    """Reader review: 「must name at least one of east, west」 on the sign-up page, not
+    listed at the top, fields not marked."""
+    async with site(tmp_path) as s:
+        r = await sign_up(s, "noc@isp.example.jp", carriers=[], windows=[],
+                          name="名" * 201)
+        assert r.status == 400
+        text = await r.text()
+        top = text.split('id="errors"')[1].split("</div>")[0]
+        for message, field in (("通信事業者を1つ以上選んでください", "carriers"),
+                               ("配信する時間帯を1つ以上選んでください", "windows"),
+                               ("お名前は200文字までで入力してください", "name")):
+            assert f'<a href="#err-{field}">{message}</a>' in top, message
+            assert f'id="err-{field}">{message}</div>' in text, field
+        assert 'aria-invalid="true" aria-describedby="err-name"' in text
+        assert "must" not in text and "one of" not in text
+        assert await s.rt.store.subscriber_by_email("noc@isp.example.jp") is None

@@ -17,7 +17,7 @@ from jpixd.logs import REDACTOR
 from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS, STATUS_LABELS, local_end, local_time
 from jpixd.model import NoticeStatus, Subscriber
 from jpixd.prefectures import NAME_BY_CODE
-from jpixd.subscribers import validate_changes
+from jpixd.subscribers import Invalid, validate_changes
 
 WINDOW_LABELS = {"day": "昼間（8時〜19時）", "night": "夜間（19時〜23時）",
                  "late_night": "深夜・早朝（23時〜8時）"}
@@ -77,10 +77,36 @@ def posted_settings(form: MultiDictProxy[Any]) -> dict[str, Any]:
             "windows": strings("windows"), "charset": one("charset")}
 
 
+# A form's errors as its reader reads them (the API keeps the rules' own English): the
+# field's Japanese name and what to do (reader review: 「must name at least one of east,
+# west」 on the sign-up page).
+FORM_ERRORS = {
+    "name": "お名前は200文字までで入力してください",
+    "organization": "会社・団体名は200文字までで入力してください",
+    "carriers": "通信事業者を1つ以上選んでください",
+    "prefectures": "対象地域の指定が正しくありません",
+    "kinds": "お知らせの種類を1つ以上選んでください",
+    "services": "サービス名は1つ100文字までで入力してください",
+    "windows": "配信する時間帯を1つ以上選んでください",
+    "charset": "文字コードの指定が正しくありません",
+    "status": "状態の指定が正しくありません",
+    "paused": "一時停止の指定が正しくありません",
+    "failure_respects_windows": "故障の配信時間帯の指定が正しくありません",
+}
+
+
 def settings_changes(shown: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """Validated settings (jpixd.subscribers' rules, the API's), with `extra` fields the
-    form has besides (the console's status and flags); raises Invalid. Services may be
-    separated by ";", "；", "、", "," or line breaks."""
+    form has besides (the console's status and flags); raises Invalid, each field's
+    message in Japanese. Services may be separated by ";", "；", "、", "," or line breaks."""
+    try:
+        return _validated(shown, **extra)
+    except Invalid as exc:
+        raise Invalid({k: FORM_ERRORS.get(k, "入力内容が正しくありません")
+                       for k in exc.fields}) from None
+
+
+def _validated(shown: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return validate_changes({
         "name": shown["name"], "organization": shown["organization"],
         "carriers": shown["carriers"], "prefectures": shown["prefectures"],
