@@ -460,3 +460,17 @@ async def test_sign_up_errors_are_japanese_listed_at_the_top_and_marked(
         assert 'aria-invalid="true" aria-describedby="err-name"' in text
         assert "must" not in text and "one of" not in text
         assert await s.rt.store.subscriber_by_email("noc@isp.example.jp") is None
+
+
+async def test_the_board_can_be_cached_for_a_few_seconds(tmp_path: Path) -> None:
+    """Reader review: the board was `no-store`, so an outage's refresh storm rebuilt it
+    for every click. It is the same for every visitor: a short max-age and an ETag."""
+    async with site(tmp_path) as s:
+        await s.poll()  # the source read: nothing changes between the two visits
+        async with s.http.get(s.public + "/notices") as r:
+            assert r.headers["Cache-Control"] == "public, max-age=15"
+            etag = r.headers["ETag"]
+        async with s.http.get(s.public + "/notices", headers={"If-None-Match": etag}) as r:
+            assert r.status == 304 and not await r.read()
+        async with s.http.get(s.public + "/s/") as r:  # a form with its own CSRF token
+            assert r.headers["Cache-Control"] == "no-store"

@@ -24,7 +24,7 @@ from jpixd.web.context import PUBLIC
 from jpixd.web.feedcache import Feed, respond
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Purpose, webcal
-from jpixd.web.pages import page
+from jpixd.web.pages import cacheable, page
 
 RECENT = timedelta(days=7)  # ended notices stay on the board this long
 _FEED_LIMIT = 200
@@ -94,12 +94,13 @@ async def board(request: web.Request) -> web.Response:
                 if today_works(syndication.windows_of(s), now))
     checks = [(src, await rt.store.source_state(src.name))
               for src in rt.config.sources if src.enabled]
-    return page(rt.config.tz, "board.html", filters=filters, sections=sections,
-                today=today, checks=checks, badge=functools.partial(badge, now=now),
+    html = page(rt.config.tz, "board.html", filters=filters, sections=sections, today=today,
+                checks=checks, badge=functools.partial(badge, now=now),
                 prefectures=PREFECTURES, names=NAME_BY_CODE, atom_url=f"/notices.atom{q}",
                 ics_url=f"/notices.ics{q}", webcal_url=webcal(f"{_base(request)}/notices.ics{q}"),
                 headline=functools.partial(syndication.headline, now=now),
                 windows_of=syndication.windows_of)
+    return cacheable(request, html)
 
 
 async def notice(request: web.Request) -> web.Response:
@@ -112,11 +113,11 @@ async def notice(request: web.Request) -> web.Response:
                     lines=["このお知らせは掲載されていません。"],
                     link=("/notices", "お知らせ一覧"))
     revisions = await rt.store.revisions(stored.id)
-    return page(rt.config.tz, "notice.html", s=stored, revisions=list(reversed(revisions)),
-                names=NAME_BY_CODE,
-                headline=functools.partial(syndication.headline, now=rt.clock()),
-                badge=functools.partial(badge, now=rt.clock()),
-                windows_of=syndication.windows_of)
+    now = rt.clock()
+    html = page(rt.config.tz, "notice.html", s=stored, revisions=list(reversed(revisions)),
+                names=NAME_BY_CODE, headline=functools.partial(syndication.headline, now=now),
+                badge=functools.partial(badge, now=now), windows_of=syndication.windows_of)
+    return cacheable(request, html)
 
 
 def _feed_filters(request: web.Request) -> dict[str, str | None]:

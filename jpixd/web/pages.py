@@ -4,6 +4,7 @@ the static files (one stylesheet, one small script) that the CSP allows."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from datetime import datetime, tzinfo
 from importlib import resources
@@ -50,6 +51,21 @@ def environment(tz: tzinfo) -> jinja2.Environment:
 def page(tz: tzinfo, name: str, status: int = 200, **context: Any) -> web.Response:
     html = environment(tz).get_template(name).render(**context)
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def cacheable(request: web.Request, response: web.Response,
+              max_age: int = 15) -> web.Response:
+    """A page that is the same for every visitor (the board, a notice), cached for a few
+    seconds and answered 304 to a reader who has it: an outage's refresh storm is served
+    from caches and the ALB, not rebuilt for every click (reader review)."""
+    body = response.body if isinstance(response.body, bytes) else b""
+    etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}
+    given = request.headers.get("If-None-Match", "")
+    if etag in [t.strip().removeprefix("W/") for t in given.split(",")]:
+        return web.Response(status=304, headers=headers)
+    response.headers.update(headers)
+    return response
 
 
 def form_values(sub: Subscriber | None = None) -> dict[str, Any]:
