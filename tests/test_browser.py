@@ -336,11 +336,12 @@ def test_a_notice_page_says_what_each_report_changed(
             "prefectures": ["26"], "starts_at": "2026-12-10T01:00:00+09:00",
             "ends_at": "2026-12-10T05:00:00+09:00"}
     _feed(running["feed"], [work])
-    [first] = _admin(running["admin"], "POST", "/sources/local/poll")["changes"]
+    _admin(running["admin"], "POST", "/sources/local/poll")  # (or the start's own poll)
+    [first] = _admin(running["admin"], "GET", "/notices")["items"]
     _feed(running["feed"], [{**work, "starts_at": "2026-12-10T02:00:00+09:00",
                              "services": ["フレッツ光ネクスト"]}])
     _admin(running["admin"], "POST", "/sources/local/poll")
-    url = f"{running['public']}/notices/{first['notice_id']}"
+    url = f"{running['public']}/notices/{first['id']}"
     browser.driver.get(url)
     changes = browser.css("#revisions ul.changes").text
     assert "工事日時: 2026年12月10日(木) 01:00 ～ 05:00 → 2026年12月10日(木) 02:00 ～ 05:00" \

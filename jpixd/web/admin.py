@@ -116,7 +116,8 @@ async def set_sending(rt: Runtime, *, paused: bool, reason: str | None,
                       actor: str) -> SendingState:
     """An operator's pause or resume (admin API and console alike): persisted, shown in
     the metric, logged, and seen by the sender and the reconciler at once."""
-    why = reason or f"{'paused' if paused else 'resumed'} by {actor}"
+    by = {"console": "管理画面", "admin": "管理API"}.get(actor, actor)
+    why = reason or f"{by}から{'停止' if paused else '再開'}"
     state = await rt.outbound.switch.set(paused=paused, reason=why, actor=actor,
                                          now=rt.clock())
     log.info("sending paused" if paused else "sending resumed", actor=actor,

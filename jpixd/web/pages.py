@@ -24,6 +24,16 @@ WINDOW_LABELS = {"day": "昼間（8時〜19時）", "night": "夜間（19時〜2
                  "late_night": "深夜・早朝（23時〜8時）"}
 SUB_STATUS_LABELS = {"pending": "確認待ち", "active": "配信中", "suppressed": "配信停止（エラー）",
                      "unsubscribed": "配信停止"}
+# The console's other state words in Japanese (reader review: pending, not_modified, …).
+DELIVERY_STATE_LABELS = {"pending": "送信待ち", "sending": "送信中", "sent": "送信済み",
+                         "retry": "再送待ち", "failed": "失敗", "suppressed": "宛先停止",
+                         "skipped": "送信せず", "shadow": "保管（試行運用）"}
+POLL_RESULT_LABELS = {"ok": "取得", "not_modified": "変更なし", "error": "取得失敗",
+                      "parse_error": "解析失敗", "layout_changed": "ページの形式が変わった"}
+TICKET_LABELS = {"bounce": "不達", "guard": "送信停止", "intent": "起票待ち", "open": "対応中",
+                 "closing": "完了処理中", "closed": "完了", "gone": "削除済み"}
+ACTOR_LABELS = {"admin": "管理API", "console": "管理画面", "guard": "不達率の監視", "ses": "SES",
+                "smtp": "SMTP", "file": "ファイル"}
 
 
 @functools.lru_cache(maxsize=4)
@@ -42,7 +52,9 @@ def environment(tz: tzinfo) -> jinja2.Environment:
     env.filters["redact"] = lambda text: REDACTOR.text(text) if isinstance(text, str) else text
     env.globals.update(
         KIND_LABELS=KIND_LABELS, CARRIER_LABELS=CARRIER_LABELS, WINDOW_LABELS=WINDOW_LABELS,
-        SUB_STATUS_LABELS=SUB_STATUS_LABELS,
+        SUB_STATUS_LABELS=SUB_STATUS_LABELS, DELIVERY_STATE_LABELS=DELIVERY_STATE_LABELS,
+        POLL_RESULT_LABELS=POLL_RESULT_LABELS, TICKET_LABELS=TICKET_LABELS,
+        ACTOR_LABELS=ACTOR_LABELS,
         STATUS_LABELS={str(k): v for k, v in STATUS_LABELS.items()},
         FAILURE_OPEN=[str(NoticeStatus.OCCURRED), str(NoticeStatus.PARTIALLY_RECOVERED)])
     return env
@@ -54,13 +66,14 @@ def page(tz: tzinfo, name: str, status: int = 200, **context: Any) -> web.Respon
 
 
 def cacheable(request: web.Request, response: web.Response,
-              max_age: int = 15) -> web.Response:
-    """A page that is the same for every visitor (the board, a notice), cached for a few
-    seconds and answered 304 to a reader who has it: an outage's refresh storm is served
-    from caches and the ALB, not rebuilt for every click (reader review)."""
+              shared_age: int = 15) -> web.Response:
+    """A page that is the same for every visitor (the board, a notice): a shared cache (a
+    CDN in front of the ALB) may serve it for a few seconds through an outage's refresh
+    storm, and a browser that has it gets a 304; a browser always asks again, so a
+    visitor never reads a board older than the click (reader review: it was no-store)."""
     body = response.body if isinstance(response.body, bytes) else b""
     etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-    headers = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}"}
+    headers = {"ETag": etag, "Cache-Control": f"public, max-age=0, s-maxage={shared_age}"}
     given = request.headers.get("If-None-Match", "")
     if etag in [t.strip().removeprefix("W/") for t in given.split(",")]:
         return web.Response(status=304, headers=headers)
