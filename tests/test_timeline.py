@@ -71,3 +71,17 @@ async def test_the_board_and_the_page_follow_the_clock(tmp_path: Path) -> None:
         now[0] += timedelta(hours=4)  # 06:00: tonight's work is over too
         async with s.http.get(f"{s.public}/notices/{tonight.id}") as r:
             assert "<h1>【工事・終了】今夜の工事</h1>" in await r.text()
+
+
+async def test_a_long_locality_list_is_folded_with_its_count(tmp_path: Path) -> None:
+    """Reader review: a 31-locality work was a wall of text on a phone."""
+    places = [f"第{i}町" for i in range(31)]
+    async with site(tmp_path) as s:
+        write_feed(tmp_path, [{"id": "W3", "kind": "construction", "title": "広い工事",
+                               "prefectures": ["13"], "localities": places,
+                               "starts_at": "2026-12-24T01:00:00+09:00"}])
+        await s.poll()
+        async with s.http.get(s.public + "/notices") as r:
+            text = await r.text()
+        assert "（第0町、第1町" in text and "第7町<details" in text
+        assert "<summary>ほか 23 か所</summary>第8町、" in text and "第30町</details>" in text
