@@ -80,3 +80,12 @@ async def test_an_update_mail_and_the_notice_page_say_what_changed(tmp_path: Pat
             page = await r.text()
         assert "<strong>工事日時</strong>: 2026年12月24日(木) 01:00 ～ 05:00 → " \
                "2026年12月24日(木) 02:00 ～ 05:00" in page
+        # The feed's entry says it too (an RSS connector in Slack or Teams showed only a
+        # new date), and so does the calendar event's description.
+        async with s.http.get(f"{s.public}/notices.atom") as r:
+            atom = await r.text()
+        assert "<summary>変更点: 工事日時 2026年12月24日(木) 01:00 ～ 05:00 → " \
+               "2026年12月24日(木) 02:00 ～ 05:00\n" in atom
+        async with s.http.get(f"{s.public}/notices.ics") as r:
+            ics = (await r.text()).replace("\r\n ", "")
+        assert "DESCRIPTION:変更点: 工事日時 2026年12月24日(木) 01:00 ～ 05:00 → " in ics

@@ -5,6 +5,7 @@ filter — or, at a signed URL, for one subscriber's own settings."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from jpixd.fanout import matches
 from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS
-from jpixd.model import NoticeKind, NoticeStatus, StoredNotice
+from jpixd.model import NoticeKind, NoticeStatus, StoredNotice, notice_from_json
 from jpixd.prefectures import NAME_BY_CODE, PREFECTURES, code_of
 from jpixd.runtime import Runtime
 from jpixd.timeline import badge, ended_by_time, today_works
@@ -135,8 +136,17 @@ async def _board(request: web.Request) -> tuple[Hashable, list[StoredNotice]]:
     version = await feeds.version(rt.store.notices_version)
 
     async def read() -> list[StoredNotice]:
-        return await rt.store.board_notices(
+        notices = await rt.store.board_notices(
             since=rt.clock() - RECENT, body_limit=syndication.SUMMARY_BODY_LIMIT + 1)
+        # What each notice's latest report changed, for its entry (a feed reader, and
+        # Slack's or Teams' RSS connector, otherwise saw only a new date: reader review).
+        out = []
+        for s in notices:
+            revisions = await rt.store.revisions(s.id)
+            changed = notice_from_json(revisions[-1].content).changes if revisions else ()
+            out.append(dataclasses.replace(
+                s, notice=dataclasses.replace(s.notice, changes=changed)) if changed else s)
+        return out
 
     return version, await feeds.notices(version, read)
 

@@ -47,6 +47,10 @@ SUMMARY_BODY_LIMIT = 1000
 def summary(s: StoredNotice) -> str:
     n = s.notice
     parts = []
+    if n.changes:  # what the latest report changed, first
+        parts.append("変更点: " + "、".join(
+            f"{c.label} {c.before} → {c.after}" if c.before else f"{c.label} {c.after}"
+            for c in n.changes))
     windows = windows_of(s)
     if windows:
         label = "工事日時" if n.kind == NoticeKind.CONSTRUCTION else "発生日時"
