@@ -231,6 +231,9 @@ class MailConfig:
     from_addr: str = "jpixd@localhost"
     from_name: str | None = None
     reply_to: str | None = None
+    # Who a reader asks (the operator's desk, mail, telephone): one line at the foot of
+    # every mail, and of the public pages.
+    contact: str | None = None
     charset: str = "iso-2022-jp"
     transport: str = restart("file", "mail.transport")
     list_unsubscribe: str | None = None
@@ -904,6 +907,7 @@ def _mail(s: _Section) -> MailConfig:
         from_addr=from_addr,
         from_name=from_name,
         reply_to=s.email("reply_to", None),
+        contact=_contact(s),
         charset=s.text("charset", d("charset"), choices=CHARSETS),
         transport=transport,
         list_unsubscribe=s.url("list_unsubscribe", schemes=("https", "http", "mailto")),
@@ -914,6 +918,19 @@ def _mail(s: _Section) -> MailConfig:
     )
     s.finish()
     return cfg
+
+
+def _contact(s: _Section) -> str | None:
+    """`[mail] contact`: one line of plain text (it goes in every mail's body)."""
+    value = s.text("contact", None)
+    if value is None:
+        return None
+    if not value.strip() or len(value) > 200 or any(
+            ord(c) < 32 or ord(c) == 127 for c in value):
+        s.error("contact", "must be one line of 1 to 200 characters (the operator's desk, "
+                           "mail address or telephone)")
+        return None
+    return str(value.strip())
 
 
 def _sending(s: _Section) -> SendingConfig:

@@ -176,7 +176,7 @@ def test_each_recipient_gets_what_a_full_render_gives(tmp_path: Path, kind: str)
     for change in (Change.NEW, Change.UPDATE):
         for sub in subs * 2:  # the second time from the cache
             fast = r.texts(FAILURE, change, sub)
-            full = r._body.template.render({**r._context(FAILURE, change, False, ""),
+            full = r._body.template.render({**r._context(FAILURE, change, False, "", None),
                                              "subscriber": r.recipient(sub)})
             assert fast[1] == wrap(re.sub(r"\n{3,}", "\n\n", body_text(full)).strip() + "\n")
 
@@ -287,3 +287,16 @@ def test_a_notice_mail_links_to_its_page_on_the_board(tmp_path: Path) -> None:
     other = r.texts(FAILURE, Change.NEW, SUB, now, notice_id=10)[1]
     assert "/notices/10\n" in other and "/notices/9\n" not in other
     assert "■経過と最新の状況" not in renderer(tmp_path).texts(FAILURE, Change.NEW, SUB)[1]
+
+
+def test_every_mail_names_whom_to_ask(tmp_path: Path) -> None:
+    """Reader review: no operator contact in the mails. `[mail] contact`, one line."""
+    contact = "例ネット株式会社 運用センター noc@example.jp 03-0000-0000"
+    r = renderer(tmp_path, contact=contact)
+    body = r.texts(FAILURE, Change.NEW, SUB)[1]
+    assert f"\nお問い合わせ:\n{contact}\n" in body  # on a line of its own: not wrapped
+    assert "お問い合わせ" not in renderer(tmp_path).texts(FAILURE, Change.NEW, SUB)[1]
+    from jpixd.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"mail\.contact: must be one line"):
+        renderer(tmp_path, contact="一行目\n二行目")

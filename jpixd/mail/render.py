@@ -235,7 +235,7 @@ class Renderer:
         links to the notice's own page when the public pages are on."""
         page = self.links.notice(notice_id) if self.links is not None and notice_id else ""
         key = (notice, change, page)
-        ctx = self._context(notice, change, self.links is not None, page)
+        ctx = self._context(notice, change, self.links is not None, page, self.cfg.contact)
         view = self.recipient(sub, now)
         subject = header_text("".join(self._subject.render(key, ctx, view).split("\n")))
         return subject, _finished(self._body.render(key, ctx, view))
@@ -254,9 +254,11 @@ class Renderer:
 
     @staticmethod
     @functools.lru_cache(maxsize=256)
-    def _context(notice: Notice, change: Change, links: bool, page: str) -> dict[str, Any]:
+    def _context(notice: Notice, change: Change, links: bool, page: str,
+                 contact: str | None) -> dict[str, Any]:
         return {
             "notice": notice, "change": str(change), "links": links, "notice_page": page,
+            "contact": contact,
             "status_label": STATUS_LABELS.get(notice.status, str(notice.status)),
             "prefectures": "、".join(NAME_BY_CODE.get(c, c) for c in notice.prefectures),
             "carrier_label": CARRIER_LABELS.get(notice.carrier, notice.carrier),

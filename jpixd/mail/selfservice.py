@@ -34,7 +34,8 @@ def compose(renderer: Renderer, kind: str, sub: Subscriber, now: datetime) -> Re
     else:
         url, expires = links.manage(sid, now), now + links.manage_ttl
     body = renderer.page_text(_TEMPLATES[kind], subscriber=Recipient(sub), url=url,
-                              expires=local_time(expires, renderer.tz))
+                              expires=local_time(expires, renderer.tz),
+                              contact=renderer.cfg.contact)
     message_id = f"<jpixd.s.{kind}.{sid}.{secrets.token_hex(6)}@{renderer.domain}>"
     return renderer.compose(sub, header_text(_SUBJECTS[kind]), body, now=now,
                             message_id=message_id, extra=[])
