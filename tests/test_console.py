@@ -195,6 +195,11 @@ async def test_subscribers_are_edited_and_imported_with_the_same_rules(
             changes = await s.rt.store.subscriber_changes(ok.id)
             assert changes[0].actor == "console" and re.search(r"prefectures: .* → 13",
                                                                changes[0].detail)
+            # The console reads it in words, names for codes (reader review).
+            async with op.get(s.d.base_url + f"/console/subscribers/{ok.id}") as r:
+                page = await r.text()
+            assert re.search(r"<td>管理画面</td><td>変更</td><td>[^<]*対象地域: すべて → 東京都",
+                             page), page
             async with op.get(s.d.base_url + "/console/subscribers",
                               params={"q": "山田"}) as r:
                 text = await r.text()

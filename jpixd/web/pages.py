@@ -33,7 +33,46 @@ POLL_RESULT_LABELS = {"ok": "取得", "not_modified": "変更なし", "error": "
 TICKET_LABELS = {"bounce": "不達", "guard": "送信停止", "intent": "起票待ち", "open": "対応中",
                  "closing": "完了処理中", "closed": "完了", "gone": "削除済み"}
 ACTOR_LABELS = {"admin": "管理API", "console": "管理画面", "guard": "不達率の監視", "ses": "SES",
-                "smtp": "SMTP", "file": "ファイル"}
+                "smtp": "SMTP", "file": "ファイル", "self-service": "本人", "one-click":
+                "本人（ワンクリック）", "sync": "旧システムとの同期", "import": "取り込み",
+                "bounces": "不達・苦情", "sample": "サンプル"}
+ACTION_LABELS = {"created": "登録", "updated": "変更", "confirmed": "確認完了",
+                 "unsubscribed": "配信停止", "paused": "一時停止", "resumed": "再開",
+                 "deleted": "削除", "suppressed": "配信停止（エラー）", "active": "配信再開"}
+_FIELD_WORDS = {"email": "メールアドレス", "name": "お名前", "organization": "会社・団体名",
+                "carriers": "通信事業者", "prefectures": "対象地域", "kinds": "種類",
+                "services": "サービス", "windows": "時間帯", "status": "状態",
+                "failure_respects_windows": "故障も時間帯に従う", "charset": "文字コード",
+                "paused": "一時停止", "legacy_id": "旧システムのID"}
+
+
+def change_in_words(detail: str) -> str:
+    """A subscriber change as the console shows it (reader review: 「prefectures: 13,27 →
+    01,13,27」): 「対象地域: 東京都、大阪府 → 北海道、東京都、大阪府」. The log keeps its codes
+    (the API shows them); a part that is not `field: old → new` is shown as it is."""
+    names: dict[str, dict[str, str]] = {
+        "prefectures": NAME_BY_CODE, "carriers": CARRIER_LABELS, "kinds": KIND_LABELS,
+        "windows": {k: v.split("（")[0] for k, v in WINDOW_LABELS.items()},
+        "status": SUB_STATUS_LABELS}
+
+    def value(field: str, text: str) -> str:
+        if text == "(all)":
+            return "すべて"
+        if field in names:
+            return "、".join(names[field].get(x, x) for x in text.split(","))
+        return text
+
+    out = []
+    for part in detail.split("; "):
+        field, sep, rest = part.partition(": ")
+        before, arrow, after = rest.partition(" → ")
+        if not sep or field not in _FIELD_WORDS:
+            out.append(part)
+        elif arrow:
+            out.append(f"{_FIELD_WORDS[field]}: {value(field, before)} → {value(field, after)}")
+        else:
+            out.append(f"{_FIELD_WORDS[field]}: {value(field, rest)}")
+    return "; ".join(out)
 
 
 @functools.lru_cache(maxsize=4)
@@ -50,11 +89,12 @@ def environment(tz: tzinfo) -> jinja2.Environment:
     # Feed errors quote the URL, with any password in it (a feed behind basic auth):
     # shown as the logs and the admin API show it.
     env.filters["redact"] = lambda text: REDACTOR.text(text) if isinstance(text, str) else text
+    env.filters["in_words"] = change_in_words
     env.globals.update(
         KIND_LABELS=KIND_LABELS, CARRIER_LABELS=CARRIER_LABELS, WINDOW_LABELS=WINDOW_LABELS,
         SUB_STATUS_LABELS=SUB_STATUS_LABELS, DELIVERY_STATE_LABELS=DELIVERY_STATE_LABELS,
         POLL_RESULT_LABELS=POLL_RESULT_LABELS, TICKET_LABELS=TICKET_LABELS,
-        ACTOR_LABELS=ACTOR_LABELS,
+        ACTOR_LABELS=ACTOR_LABELS, ACTION_LABELS=ACTION_LABELS,
         STATUS_LABELS={str(k): v for k, v in STATUS_LABELS.items()},
         FAILURE_OPEN=[str(NoticeStatus.OCCURRED), str(NoticeStatus.PARTIALLY_RECOVERED)])
     return env
