@@ -19,7 +19,7 @@ from jpixd.feeds.charset import decode
 from jpixd.feeds.extract import Extraction, extract
 from jpixd.feeds.normalise import classify
 from jpixd.mail.render import Renderer
-from jpixd.model import NoticeStatus, Subscriber, notice_from_json
+from jpixd.model import Change, NoticeStatus, Subscriber, notice_from_json
 from tests.conftest import make_config
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -77,3 +77,29 @@ async def test_no_page_ends_a_notice_it_does_not_plainly_end(case: dict[str, Any
             old = replace(new, status=NoticeStatus(before), body="")
             subject, body = renderer.texts(new, classify(old, new), someone)
             assert "【回復】" not in subject and "回復いたしました" not in body
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["page"] for c in CASES])
+async def test_a_mail_of_every_corpus_notice_breaks_lines_between_words(
+        case: dict[str, Any], tmp_path: Path) -> None:
+    """Issue 25, part 4: NTT's own texts, mailed, break at phrase boundaries: no line
+    wider than 70 columns (a URL's own line apart), none starting with a character a
+    Japanese line must not start with, and every locality and service whole on a line."""
+    import unicodedata
+
+    from jpixd.mail.render import _NO_LINE_START
+
+    renderer = Renderer(make_config(tmp_path).mail, b"key" * 11)
+    someone = Subscriber(email="noc@isp.example.jp", id=1, name="運用 太郎")
+    for n in (await extraction(case)).notices:
+        notice = notice_from_json({**n, "source": "s", "external_id": n["key"]})
+        body = renderer.texts(notice, Change.NEW, someone)[1]
+        lines = body.splitlines()
+        for line in lines:
+            if "://" not in line:
+                assert sum(2 if unicodedata.east_asian_width(c) in "WF" else 1
+                           for c in line) <= 70, line
+            assert not line or line[0] not in _NO_LINE_START, line
+        for word in (*notice.localities, *notice.services):
+            if len(word) <= 30:
+                assert any(word in line for line in lines), (word, body)

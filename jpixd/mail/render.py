@@ -144,18 +144,46 @@ def _chunks(text: str, size: int) -> list[str]:
     return [text[i:i + size] for i in range(0, len(text), size)] or [""]
 
 
+# Characters a Japanese line does not start with (行頭禁則): closing brackets, punctuation,
+# the prolonged sound mark and small kana.
+_NO_LINE_START = frozenset("、。，．,.・：；:;？！?!ー）」』】〕〉》〙〗］｝’”ぁぃぅぇぉっゃゅょゎ"
+                           "ァィゥェォッャュョヮヵヶ々〜～")
+
+
+@functools.cache
+def _phrases() -> Any:
+    import budoux  # loaded on first use: a daemon that sends nothing never needs it
+
+    return budoux.load_default_japanese_parser()
+
+
 def _wrap_text(line: str, columns: int) -> str:
+    """Break between phrases (BudouX's), not inside a word (「大阪市中/央区」, reader
+    review), keeping numbers, addresses and times whole; a phrase longer than a line is
+    broken between characters, never before one a line must not start with."""
     out: list[str] = []
-    current: list[str] = []
-    used = 0
-    for ch in line:
-        w = _width(ch)
-        if used + w > columns:
-            out.append("".join(current))
-            current, used = [], 0
-        current.append(ch)
-        used += w
-    out.append("".join(current))
+    current, used = "", 0
+    for phrase in _phrases().parse(line):
+        w = sum(_width(c) for c in phrase)
+        if used + w <= columns:
+            current, used = current + phrase, used + w
+            continue
+        if current.strip():
+            out.append(current.rstrip())
+        phrase = phrase.lstrip()
+        current, used = "", 0
+        for ch in phrase:
+            cw = _width(ch)
+            if used + cw > columns and current:
+                if ch in _NO_LINE_START and len(current) > 1:
+                    # 追い出し: the last character goes down with the one that follows it.
+                    out.append(current[:-1])
+                    current, used = current[-1], _width(current[-1])
+                else:
+                    out.append(current)
+                    current, used = "", 0
+            current, used = current + ch, used + cw
+    out.append(current.rstrip())
     return "\n".join(out)
 
 
