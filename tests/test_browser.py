@@ -373,3 +373,33 @@ def test_a_sign_up_with_mistakes_says_so_first(running: dict[str, Any]) -> None:
         phone.shot("32-signup-errors-phone")
     finally:
         phone.quit()
+
+
+def test_the_public_pages_pass_an_accessibility_scan(
+        browser: Browser, running: dict[str, Any]) -> None:
+    """Issue 25, part 7: axe-core's WCAG 2 A/AA rules on the pages a subscriber and a NOC
+    engineer read, at 1280 px: no serious or critical finding (colour contrast, names,
+    labels, language)."""
+    from axe_selenium_python import Axe
+
+    _feed(running["feed"], [
+        {"id": "F1", "kind": "failure", "title": "東京都の一部で故障", "prefectures": ["13"]},
+        {"id": "W1", "kind": "construction", "title": "千葉県の一部で設備工事",
+         "prefectures": ["12"], "starts_at": "2026-12-10T01:00:00+09:00",
+         "ends_at": "2026-12-10T05:00:00+09:00"}])
+    _admin(running["admin"], "POST", "/sources/local/poll")
+    [first, *_] = _admin(running["admin"], "GET", "/notices")["items"]
+    found = {}
+    for path in ("/notices", f"/notices/{first['id']}", "/s/", "/s/link", "/nothing"):
+        browser.driver.get(running["public"] + path)
+        axe = Axe(browser.driver)
+        axe.inject()
+        # WCAG 2 A and AA (the bundled axe-core's best-practice rules include
+        # `checkboxgroup`, which later axe-core versions dropped).
+        result = axe.run(options={"runOnly": {"type": "tag",
+                                              "values": ["wcag2a", "wcag2aa"]}})
+        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+               for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        if bad:
+            found[path] = bad
+    assert found == {}
