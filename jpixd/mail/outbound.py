@@ -154,6 +154,10 @@ class Outbound:
         """A throttling answer (here, or another host's): halve the rate now."""
         self.bucket.penalize()
 
+    def read_quota_again(self) -> None:
+        """At the next look, whatever the interval (a sender restarted after a crash)."""
+        self._quota_at = -1e9
+
     async def refresh_quota(self) -> None:
         """SES's quota, read every `quota_refresh` seconds when it can be."""
         if self.quota_from is None or self.monotonic() - self._quota_at < self.quota_refresh:

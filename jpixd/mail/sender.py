@@ -144,9 +144,10 @@ class Sender(Loop):
         return self.outbound.status()
 
     def reset(self) -> None:
-        # Claimed rows are recovered again, the pause read afresh.
+        # Claimed rows are recovered again, the pause and the quota read afresh.
         self._recovered, self._busy = False, False
         self.outbound.switch.changed_elsewhere()
+        self.outbound.read_quota_again()
 
     def next_delay(self) -> float:
         return 0.0 if self._busy else self.interval
