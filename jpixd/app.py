@@ -233,8 +233,9 @@ def public_context(cfg: Config, rt: Runtime, sender: Sender,
     from jpixd.web.sysmail import SystemMail
 
     mail = SystemMail(rt.store, sender.wake.set, links, rt.metrics, rt.clock,
-                      limits_of(cfg.web), cfg.bounces, shadow=sender.shadow)
-    return PublicContext(cfg.web, links, mail, sender.renderer.unsubscribe_key)
+                      limits_of(cfg.web), cfg.bounces)
+    return PublicContext(cfg.web, links, mail, sender.renderer.unsubscribe_key,
+                         rehearsal=sender.shadow)
 
 
 async def seed_sample_subscribers(cfg: Config, store: Store, clock: Clock) -> None:

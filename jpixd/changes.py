@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from jpixd.mail.render import STATUS_LABELS, local_end, local_time
-from jpixd.model import Changed, Notice, NoticeKind, TimeWindow
+from jpixd.model import Changed, Notice, NoticeKind, NoticeStatus, TimeWindow
 from jpixd.prefectures import NAME_BY_CODE
 
 NONE = "（なし）"
@@ -35,7 +35,8 @@ def _listed(items: tuple[str, ...], names: dict[str, str] | None = None) -> str:
 
 
 def _recovered(n: Notice) -> datetime | None:
-    return n.ends_at if n.kind == NoticeKind.FAILURE and str(n.status) == "recovered" else None
+    return n.ends_at if n.kind == NoticeKind.FAILURE and n.status == NoticeStatus.RECOVERED \
+        else None
 
 
 def what_changed(old: Notice, new: Notice) -> tuple[Changed, ...]:

@@ -66,6 +66,19 @@ def on_backend(url: str | None) -> dict[str, Any]:
                                    "cluster": {"leader_timeout": "3s"}}
 
 
+async def jpixd_command(*args: str, cwd: Path,
+                        env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+    """`python -m jpixd ARGS` as an operator runs it (no JPIXD_ variable of ours leaking
+    in, `env` added): its exit code, stdout and stderr."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("JPIXD_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "jpixd", *args, cwd=cwd, env={**base, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
 def make_config(tmp_path: Path, **overrides: Any) -> Config:
     return load_mapping(base_mapping(tmp_path, **overrides), base_dir=tmp_path, env={})
 

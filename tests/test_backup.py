@@ -6,10 +6,8 @@ as a destination, with only the newest `keep` copies kept."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from jpixd.config import load_mapping
 from jpixd.fanout import Policy, planner
 from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeStatus
 from jpixd.store import Store
-from tests.conftest import base_mapping, toml_dumps
+from tests.conftest import base_mapping, jpixd_command, toml_dumps
 
 
 def _config(tmp: Path, state: str, **extra: Any) -> Path:
@@ -28,16 +26,6 @@ def _config(tmp: Path, state: str, **extra: Any) -> Path:
     path.write_text(toml_dumps(base_mapping(tmp, state_dir=str(tmp / state),
                                             sending={"concurrency": 4}, **extra)))
     return path
-
-
-async def _jpixd(*args: str, cwd: Path) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JPIXD_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jpixd", *args, cwd=cwd, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 def _states(db: Path) -> dict[int, str]:
@@ -75,7 +63,7 @@ async def test_a_backup_taken_while_sending_restores_every_row(tmp_path: Path) -
             if (await rt.store.delivery_counts())[DeliveryState.SENT] >= 200:
                 break
         sent_before = {d for d, s in _states(cfg.database_path).items() if s == "sent"}
-        code, out, err = await _jpixd("backup", str(tmp_path / "backups"), "--config",
+        code, out, err = await jpixd_command("backup", str(tmp_path / "backups"), "--config",
                                       str(config), cwd=tmp_path)
         assert code == 0, err
         assert "backed up to" in out
@@ -89,7 +77,7 @@ async def test_a_backup_taken_while_sending_restores_every_row(tmp_path: Path) -
 
     # A fresh state, restored from the folder (its newest copy).
     fresh = _config(tmp_path, "fresh")
-    code, out, err = await _jpixd("restore", str(tmp_path / "backups"), "--config",
+    code, out, err = await jpixd_command("restore", str(tmp_path / "backups"), "--config",
                                   str(fresh), cwd=tmp_path)
     assert code == 0, err
     restored = _states(tmp_path / "fresh" / "jpixd.sqlite3")
@@ -111,21 +99,21 @@ async def test_a_backup_taken_while_sending_restores_every_row(tmp_path: Path) -
 async def test_a_restore_refuses_a_running_daemon_a_damaged_copy_and_keeps_the_old(
         tmp_path: Path, daemon_process: Any) -> None:
     config = _config(tmp_path, "state")
-    code, _, err = await _jpixd("migrate", "--config", str(config), cwd=tmp_path)
+    code, _, err = await jpixd_command("migrate", "--config", str(config), cwd=tmp_path)
     assert code == 0, err
-    code, _, err = await _jpixd("backup", str(tmp_path / "b"), "--config", str(config),
+    code, _, err = await jpixd_command("backup", str(tmp_path / "b"), "--config", str(config),
                                 cwd=tmp_path)
     assert code == 0, err
     p = daemon_process(["run", "--config", str(config)])
     p.wait_for_event("jpixd ready")
-    code, _, err = await _jpixd("restore", str(tmp_path / "b"), "--config", str(config),
+    code, _, err = await jpixd_command("restore", str(tmp_path / "b"), "--config", str(config),
                                 cwd=tmp_path)
     assert code == 2 and "in use by another jpixd" in err
     p.proc.send_signal(signal.SIGTERM)
     assert p.finish() == 0
     damaged = tmp_path / "b" / "jpixd-20991231T000000.000Z-v1.sqlite3"
     damaged.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
-    code, _, err = await _jpixd("restore", str(damaged), "--config", str(config),
+    code, _, err = await jpixd_command("restore", str(damaged), "--config", str(config),
                                 cwd=tmp_path)
     assert code == 2 and ("damaged" in err or "not a database" in err), err
     damaged.unlink()
@@ -133,10 +121,10 @@ async def test_a_restore_refuses_a_running_daemon_a_damaged_copy_and_keeps_the_o
     with sqlite3.connect(newer) as conn:
         conn.execute("CREATE TABLE schema_migrations (version INTEGER, older_ok INTEGER)")
         conn.execute("INSERT INTO schema_migrations VALUES (999, 0)")
-    code, _, err = await _jpixd("restore", str(newer), "--config", str(config), cwd=tmp_path)
+    code, _, err = await jpixd_command("restore", str(newer), "--config", str(config), cwd=tmp_path)
     assert code == 2 and "newer than this program knows" in err
     newer.unlink()
-    code, out, err = await _jpixd("restore", str(tmp_path / "b"), "--config", str(config),
+    code, out, err = await jpixd_command("restore", str(tmp_path / "b"), "--config", str(config),
                                   cwd=tmp_path)
     assert code == 0, err
     kept = [p for p in (tmp_path / "state").iterdir() if ".before-restore-" in p.name]
@@ -152,10 +140,10 @@ async def test_backups_to_s3_keep_the_newest_and_restore_from_the_prefix(
                                    "LocationConstraint": "ap-northeast-1"})
         backup = {"region": "ap-northeast-1", "endpoint_url": moto_url, "keep": 2}
         config = _config(tmp_path, "state", backup=backup)
-        code, _, err = await _jpixd("migrate", "--config", str(config), cwd=tmp_path)
+        code, _, err = await jpixd_command("migrate", "--config", str(config), cwd=tmp_path)
         assert code == 0, err
         for label in ("one", "two", "three"):
-            code, out, err = await _jpixd("backup", "s3://jpixd-backups/host-a", "--label",
+            code, out, err = await jpixd_command("backup", "s3://jpixd-backups/host-a", "--label",
                                           label, "--config", str(config), cwd=tmp_path)
             assert code == 0, err
             assert out.strip().endswith(f"-{label}.sqlite3")
@@ -163,7 +151,7 @@ async def test_backups_to_s3_keep_the_newest_and_restore_from_the_prefix(
         names = sorted(o["Key"] for o in listed["Contents"])
         assert len(names) == 2 and names[0].endswith("-two.sqlite3")
         fresh = _config(tmp_path, "fresh", backup=backup)
-        code, out, err = await _jpixd("restore", "s3://jpixd-backups/host-a", "--config",
+        code, out, err = await jpixd_command("restore", "s3://jpixd-backups/host-a", "--config",
                                       str(fresh), cwd=tmp_path)
         assert code == 0, err
         assert "-three.sqlite3" in out

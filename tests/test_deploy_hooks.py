@@ -374,25 +374,9 @@ def test_a_fresh_host_comes_up_from_the_bundle_and_the_stack_settings(
         host: Host, bundles: dict[str, Path], moto_url: str) -> None:
     """Nothing on the host but what UserData writes (stack.env); SSM parameters put as
     the runbook says; the first deployment does the rest."""
-    import boto3  # type: ignore[import-untyped]  # moto's dependency, without stubs
-
-    kw: dict[str, Any] = {"region_name": "ap-northeast-1", "endpoint_url": moto_url}
-    ssm = boto3.client("ssm", **kw)
-    for name, value in (("/jpixd/admin-token", ADMIN_TOKEN), ("/jpixd/web-keys", "w" * 40)):
-        ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
-    queue = boto3.client("sqs", **kw).create_queue(QueueName="jpixd-hooks-fresh")["QueueUrl"]
-    boto3.client("ses", **kw).verify_email_identity(EmailAddress="noc-notice@example.jp")
+    _stack_host(host, moto_url, _aws_params(moto_url, "jpixd-hooks-fresh"),
+                ["JPIXD_SHADOW=true"])
     etc = host.root / "etc" / "jpixd"
-    etc.mkdir(parents=True)
-    (etc / "stack.env").write_text("\n".join([
-        "JPIXD_REGION=ap-northeast-1", f"JPIXD_QUEUE_URL={queue}",
-        "JPIXD_BASE_URL=https://notice.example.jp", "JPIXD_MAIL_FROM=noc-notice@example.jp",
-        "JPIXD_VPC_CIDR=10.20.0.0/16", f"JPIXD_LISTEN=127.0.0.1:{host.port}",
-        f"JPIXD_PUBLIC_LISTEN=127.0.0.1:{free_port()}", f"JPIXD_AWS_ENDPOINT_URL={moto_url}",
-        "JPIXD_SHADOW=true", ""]))
-    # On EC2 the instance role gives credentials; here the unit's EnvironmentFile does.
-    (etc / "env").write_text("AWS_ACCESS_KEY_ID=testing\nAWS_SECRET_ACCESS_KEY=testing\n"
-                             "AWS_EC2_METADATA_DISABLED=true\n")
     host.deploy(bundles["good"], "d-first")
     assert host.ready() == 200
     user = pwd.getpwnam(USER)
@@ -460,7 +444,7 @@ def _stack_host(h: Host, moto_url: str, queue: str, extra: list[str]) -> None:
 
 
 def _aws_params(moto_url: str, queue_name: str) -> str:
-    import boto3  # moto's dependency, without stubs
+    import boto3  # type: ignore[import-untyped]  # moto's dependency, without stubs
 
     kw: dict[str, Any] = {"region_name": "ap-northeast-1", "endpoint_url": moto_url}
     ssm = boto3.client("ssm", **kw)

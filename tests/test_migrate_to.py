@@ -8,8 +8,6 @@ and whatever is refused changes nothing."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import tomllib
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -35,7 +33,7 @@ from jpixd.model import (
 from jpixd.selfmail import Limits
 from jpixd.statelock import hold
 from jpixd.store import Store
-from tests.conftest import base_mapping, on_backend, toml_dumps
+from tests.conftest import base_mapping, jpixd_command, on_backend, toml_dumps
 from tests.pgserver import needs_postgres, postgres_server, postgres_url  # noqa: F401
 from tests.sesnotes import record_bounce
 
@@ -50,17 +48,6 @@ def _config(tmp: Path, name: str, **extra: Any) -> tuple[Path, Config]:
                                                   "file": {"dir": str(tmp / f"out-{name}")}},
                                             **extra)), encoding="utf-8")
     return path, load_mapping(tomllib.loads(path.read_text()), base_dir=tmp, env={})
-
-
-async def _jpixd(*args: str, cwd: Path, env: dict[str, str] | None = None
-                 ) -> tuple[int, str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("JPIXD_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "jpixd", *args, cwd=cwd, env={**base, **(env or {})},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def _a_lived_in_state(store: Store) -> None:
@@ -157,7 +144,7 @@ async def test_a_single_host_moves_to_postgresql_and_nothing_is_lost_or_sent_twi
     assert before["counts"][DeliveryState.SENT] == 20
 
     # Checked, not done: the plan, and nothing in PostgreSQL.
-    code, out, err = await _jpixd("migrate-to", postgres_url, "--config", str(old_path),
+    code, out, err = await jpixd_command("migrate-to", postgres_url, "--config", str(old_path),
                                   cwd=tmp_path)
     assert code == 0, err
     assert "subscribers: 40 rows" in out and "nothing written" in out
@@ -167,7 +154,7 @@ async def test_a_single_host_moves_to_postgresql_and_nothing_is_lost_or_sent_twi
     finally:
         await conn.close()
 
-    code, out, err = await _jpixd("migrate-to", postgres_url, "--config", str(old_path),
+    code, out, err = await jpixd_command("migrate-to", postgres_url, "--config", str(old_path),
                                   "--yes", cwd=tmp_path)
     assert code == 0, err
     assert "deliveries: 39 rows copied" in out and "marked as moved" in out
@@ -197,7 +184,7 @@ async def test_a_single_host_moves_to_postgresql_and_nothing_is_lost_or_sent_twi
         await store.close()
 
     # The old host's database refuses to run: it would mail again what the new one sends.
-    code, _, err = await _jpixd("run", "--config", str(old_path), cwd=tmp_path)
+    code, _, err = await jpixd_command("run", "--config", str(old_path), cwd=tmp_path)
     assert code == 2 and "moved to" in err and "migrate-to" in err
 
     # The new one sends what was due (17 pending and the retry), once; not what was sent.
@@ -249,19 +236,19 @@ async def test_what_is_refused_changes_nothing(tmp_path: Path,
 
     # A password on the command line, where every user of the host reads it.
     with_password = postgres_url.replace("jpixd@", "jpixd:secret@")
-    code, _, err = await _jpixd("migrate-to", with_password, "--yes", "--config", str(path),
+    code, _, err = await jpixd_command("migrate-to", with_password, "--yes", "--config", str(path),
                                 cwd=tmp_path)
     assert code == 2 and "password in it" in err
-    code, _, err = await _jpixd("migrate-to", "mysql://db/x", "--yes", "--config", str(path),
+    code, _, err = await jpixd_command("migrate-to", "mysql://db/x", "--yes", "--config", str(path),
                                 cwd=tmp_path)
     assert code == 2 and "postgresql://user@host" in err
-    code, _, err = await _jpixd("migrate-to", postgres_url, "--yes", "--password", "env:NOPE",
-                                "--config", str(path), cwd=tmp_path)
+    code, _, err = await jpixd_command("migrate-to", postgres_url, "--yes", "--password",
+                                       "env:NOPE", "--config", str(path), cwd=tmp_path)
     assert code == 2 and "NOPE is not set" in err
     # The daemon still running on the state.
     with hold(cfg.state_dir):
-        code, _, err = await _jpixd("migrate-to", postgres_url, "--yes", "--config", str(path),
-                                    cwd=tmp_path)
+        code, _, err = await jpixd_command("migrate-to", postgres_url, "--yes", "--config",
+                                           str(path), cwd=tmp_path)
     assert code == 2 and "in use by another jpixd" in err
     assert await pg_subscribers() == 0
 
@@ -274,7 +261,7 @@ async def test_what_is_refused_changes_nothing(tmp_path: Path,
                            "VALUES ('other@isp.example.jp', now(), now())")
     finally:
         await conn.close()
-    code, _, err = await _jpixd("migrate-to", postgres_url, "--yes", "--config", str(path),
+    code, _, err = await jpixd_command("migrate-to", postgres_url, "--yes", "--config", str(path),
                                 "--password", "env:PGPW", env={"PGPW": "unused-by-trust"},
                                 cwd=tmp_path)
     assert code == 2 and "already holds data (in subscribers)" in err

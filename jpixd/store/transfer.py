@@ -24,6 +24,8 @@ from typing import Any
 
 import asyncpg
 
+from jpixd.store.pg.base import PgBase
+
 # Each side keeps its own migration history.
 OWN_HISTORY = {"schema_migrations"}
 # PostgreSQL's alone: the hosts of a cluster, filled in as they start.
@@ -120,10 +122,9 @@ async def plan(source: sqlite3.Connection, target: asyncpg.Connection[Any]) -> l
             for t in order.static_order()]
 
 
-def _text(value: str) -> str:
-    # PostgreSQL's text holds no NUL (SQLite's does): kept in place, visibly, as the
-    # PostgreSQL store keeps it (PgBase.storable).
-    return value.replace("\0", "\\x00")
+# PostgreSQL's text holds no NUL (SQLite's does): kept in place, visibly, as the
+# PostgreSQL store keeps it.
+_text = PgBase.storable
 
 
 def _json(value: Any) -> str:

@@ -13,6 +13,7 @@ from jpixd.runtime import Runtime
 from jpixd.selfmail import limits_of
 from jpixd.web.api import Api, ApiError, json_body, json_response
 from jpixd.web.keys import API, RUNTIME
+from jpixd.web.pages import ACTOR_LABELS
 
 api = Api()
 log = structlog.get_logger("jpixd.admin")
@@ -116,7 +117,7 @@ async def set_sending(rt: Runtime, *, paused: bool, reason: str | None,
                       actor: str) -> SendingState:
     """An operator's pause or resume (admin API and console alike): persisted, shown in
     the metric, logged, and seen by the sender and the reconciler at once."""
-    by = {"console": "管理画面", "admin": "管理API"}.get(actor, actor)
+    by = ACTOR_LABELS.get(actor, actor)
     why = reason or f"{by}から{'停止' if paused else '再開'}"
     state = await rt.outbound.switch.set(paused=paused, reason=why, actor=actor,
                                          now=rt.clock())

@@ -17,16 +17,14 @@ class PublicContext:
     limits and mailer. `configure` sets what `[web]` decides, at start and on reload."""
 
     def __init__(self, cfg: WebConfig, links: LinkBuilder, mail: SystemMail,
-                 legacy_unsubscribe_key: bytes) -> None:
+                 legacy_unsubscribe_key: bytes, *, rehearsal: bool = False) -> None:
         self.mail = mail
+        # Shadow mode (`run --shadow`): nothing is mailed, so nothing that needs a mail is
+        # taken (a restart is what ends it: `jpixd cutover` needs the daemon stopped).
+        self.rehearsal = rehearsal
         self.feeds = FeedCache()  # /notices.atom, /notices.ics, subscribers' calendars
         self.legacy_unsubscribe_key = legacy_unsubscribe_key  # links mailed before [web]
         self.configure(cfg, links)
-
-    @property
-    def rehearsal(self) -> bool:
-        """Shadow mode: nothing is mailed, so nothing that needs a mail is taken."""
-        return self.mail.shadow
 
     def configure(self, cfg: WebConfig, links: LinkBuilder) -> None:
         self.rehearsal_url = cfg.rehearsal_url

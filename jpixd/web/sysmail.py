@@ -37,12 +37,11 @@ Kind = Literal["confirm", "manage"]
 
 class SystemMail:
     def __init__(self, store: Store, wake_sender: Callable[[], None], links: LinkBuilder,
-                 metrics: Metrics, clock: Clock, limits: Limits, bounces: BouncesConfig, *,
-                 shadow: bool = False) -> None:
+                 metrics: Metrics, clock: Clock, limits: Limits,
+                 bounces: BouncesConfig) -> None:
         self.store, self.wake_sender, self.links = store, wake_sender, links
         self.metrics, self.clock, self.limits = metrics, clock, limits
         self.bounces = bounces  # its window is the guard's
-        self.shadow = shadow  # `run --shadow`: nothing is mailed (the rehearsal pages)
         self.held = False  # past its bounce limit: the operator is told once
 
     async def window_start(self, now: datetime) -> datetime:
