@@ -166,6 +166,9 @@ class Notice:
     # Every window when there is more than one (multi-night work, 各日, 予備日);
     # starts_at/ends_at are the first planned one.
     windows: tuple[TimeWindow, ...] = ()
+    # When NTT says it posted or last updated the notice (掲載日時, 更新日時, an RSS
+    # pubDate), where its page states one: shown beside jpixd's own time, never for it.
+    published_at: datetime | None = None
     # What this revision changed from the one before (jpixd.changes): kept with the
     # revision, for its mail and its page; not part of what makes a revision.
     changes: tuple[Changed, ...] = ()
@@ -298,6 +301,8 @@ def notice_to_json(n: Notice) -> dict[str, Any]:
         "prefectures": list(n.prefectures), "localities": list(n.localities),
         "services": list(n.services), "url": n.url, "report_number": n.report_number,
         "windows": [w.to_json() for w in n.windows],
+        **({"published_at": n.published_at.astimezone(JST).isoformat()}
+           if n.published_at else {}),
         **({"changes": [[c.label, c.before, c.after] for c in n.changes]}
            if n.changes else {}),
     }
@@ -316,5 +321,6 @@ def notice_from_json(d: dict[str, Any]) -> Notice:
         services=tuple(d.get("services", ())), url=d.get("url"),
         report_number=d.get("report_number"),
         windows=tuple(TimeWindow.from_json(w) for w in d.get("windows") or ()),
+        published_at=when("published_at"),
         changes=tuple(Changed(str(a), str(b), str(c)) for a, b, c in d.get("changes") or ()),
     )

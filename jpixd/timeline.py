@@ -42,6 +42,20 @@ def label_now(n: Notice, now: datetime) -> str:
     return stated
 
 
+def clock_changed_at(n: Notice, now: datetime) -> datetime | None:
+    """When the clock last changed what `label_now` says (a window's start or the last
+    end), or None while the carrier's word stands: a feed's `updated` moves with it, so a
+    reader sees 実施中 and 終了 as changes."""
+    label = label_now(n, now)
+    if label not in (IN_PROGRESS, ENDED):
+        return None
+    spans = [(w.start, w.end if w.end and w.end > w.start else w.start + OPEN_ENDED)
+             for w in _planned(n)]
+    if label == ENDED:
+        return max(end for _, end in spans)
+    return max(start for start, end in spans if start <= now < end)
+
+
 def ended_by_time(n: Notice, now: datetime) -> bool:
     return label_now(n, now) == ENDED
 

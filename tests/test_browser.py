@@ -297,11 +297,18 @@ def test_an_operator_pauses_and_resumes_from_the_console(
     browser.submit("#login")
     assert browser.css("#sending-state").text == "送信中"
     browser.shot("21-console-status")
+    # The pause is folded away and asked again: one stray click stops nothing.
+    assert not browser.css("#pause").is_displayed()
+    browser.css("#pause-zone summary").click()
     browser.css("#reason").send_keys("回線メンテナンスのため")
     browser.submit("#pause")
+    assert browser.css("#confirm-pause").is_displayed()
+    browser.shot("22-console-pause-confirm")
+    assert _admin(admin, "GET", "/status")["sending"]["paused"] is False
+    browser.submit("#confirm-pause")
     assert browser.css("#sending-state").text == "停止中"
     assert "回線メンテナンスのため" in d.page_source
-    browser.shot("22-console-paused")
+    browser.shot("23-console-paused")
     assert _admin(admin, "GET", "/status")["sending"]["paused"] is True
     browser.submit("#resume")
     assert browser.css("#sending-state").text == "送信中"

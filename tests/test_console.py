@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -63,9 +64,17 @@ async def test_pause_and_resume_need_the_csrf_token(tmp_path: Path,
                                data={"action": "pause"}) as r:
                 assert r.status == 403
             assert not (await s.rt.store.sending_state()).paused
+            # The first click asks again, and stops nothing.
             async with op.post(s.d.base_url + "/console/sending",
                                data={"action": "pause", "reason": "メンテナンス",
                                      "csrf": csrf}) as r:
+                text = await r.text()
+                assert r.status == 200 and "送信を停止しますか" in text
+                assert 'id="confirm-pause"' in text and 'value="メンテナンス"' in text
+            assert not (await s.rt.store.sending_state()).paused
+            async with op.post(s.d.base_url + "/console/sending",
+                               data={"action": "pause", "reason": "メンテナンス",
+                                     "confirm": "yes", "csrf": csrf}) as r:
                 text = await r.text()
                 assert r.status == 200 and 'id="sending-state">停止中' in text
                 assert "メンテナンス" in text
@@ -278,3 +287,40 @@ def test_the_chart_draws_no_date_past_its_right_edge() -> None:
     assert len(xs) == 6 and all(x + chart.DATE_WIDTH <= chart.W for x in xs)
     assert "11/30</text>" not in svg and "11/29</text>" in svg
     assert svg.count('stroke="#e3e8ee"') == 7  # every midnight's tick, the last one too
+
+
+async def test_a_notice_page_has_its_times_text_history_and_the_mail_it_sends(
+        tmp_path: Path) -> None:
+    """Reader review: the console's notice page had no windows, body, public link or mail
+    preview, and its history said `update`, not what changed."""
+    work = {"id": "W1", "kind": "construction", "title": "大阪府の一部で設備工事",
+            "prefectures": ["27"], "localities": ["大阪市中央区"],
+            "body": "設備工事に伴い、最大5分程度の通信断が発生します。",
+            "starts_at": "2026-12-24T01:00:00+09:00", "ends_at": "2026-12-24T05:00:00+09:00",
+            "published": "2026-12-20T10:00:00+09:00"}
+    async with site(tmp_path) as s:
+        write_feed(tmp_path, [work])
+        await s.poll()
+        write_feed(tmp_path, [{**work, "starts_at": "2026-12-24T02:00:00+09:00",
+                               "ends_at": "2026-12-24T06:00:00+09:00"}])
+        await s.poll()
+        [stored] = (await s.rt.store.list_notices(source="local"))[0]
+        op = await login(s)
+        async with op:
+            async with op.get(f"{s.d.base_url}/console/notices/{stored.id}") as r:
+                page = await r.text()
+        assert "2026年12月24日(木) 02:00 ～ 06:00" in page
+        assert "最大5分程度の通信断" in page
+        assert "NTTの更新</dt><dd>2026年12月20日(日) 10:00" in page
+        assert f'href="{s.public}/notices/{stored.id}"' in page
+        # The history in words, with what each report changed.
+        assert ">新規</td>" in page and ">更新</td>" in page and ">update<" not in page
+        assert "工事日時: 2026年12月24日(木) 01:00 ～ 05:00 → 2026年12月24日(木) 02:00 ～ 06:00" \
+            in page.replace(" 〜 ", " ～ ")
+        # The mail as it goes out for the latest report: subject, greeting and change.
+        preview = html.unescape(page.split('id="mail-preview"')[1].split("</div>")[0])
+        subject = preview.split("件名:</strong> ")[1].split("</p>")[0]
+        assert "【更新】" in subject and "12/24(木) 02:00～06:00" in subject
+        assert "ご担当者様" in preview and "■変更点" in preview
+        assert "変更前: 2026年12月24日(木) 01:00 ～ 05:00" in preview
+        assert "（購読者ごとのリンクが入ります）" in preview  # not an empty line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -148,8 +149,7 @@ async def test_an_upgraded_database_with_mail_takes_the_shadow_state(
     """Migration 0010 widens a CHECK by rewriting the stored schema (SQLite's documented
     way): a database from before it, with deliveries in it, takes `shadow` afterwards,
     keeps every row, and still refuses a state nobody defined."""
-    from jpixd.fanout import Policy, planner
-    from jpixd.model import JST, Change, Notice, NoticeKind, NoticeStatus
+    from jpixd.model import Notice, NoticeKind, NoticeStatus, notice_to_json
 
     store = await Store.open(tmp_path / "old.sqlite3")
     try:
@@ -159,10 +159,21 @@ async def test_an_upgraded_database_with_mail_takes_the_shadow_state(
         # Written as that schema holds it (today's columns are not there yet).
         await store._write("INSERT INTO subscribers (email, created_at, updated_at) "
                            "VALUES ('a@isp.example.jp', ?, ?)", (now, now))
-        notice = Notice(source="east", external_id="F1", carrier="east",
-                        kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED, title="故障")
-        await store.record_revision(notice, revision="r1", change=Change.NEW, now=now,
-                                    planner=planner(notice, Change.NEW, now, Policy(tz=JST)))
+        await store._write(
+            "INSERT INTO notices (source, external_id, carrier, kind, status, title, "
+            "revision, first_seen, last_changed, last_seen) VALUES "
+            "('east', 'F1', 'east', 'failure', 'occurred', '故障', 'r1', ?, ?, ?)",
+            (now, now, now))
+        await store._write(
+            "INSERT INTO notice_revisions (notice_id, revision, change, content, mailed, "
+            "seen_at) VALUES (1, 'r1', 'new', ?, 1, ?)", (json.dumps(notice_to_json(Notice(
+                source="east", external_id="F1", carrier="east", kind=NoticeKind.FAILURE,
+                status=NoticeStatus.OCCURRED, title="故障"))), now))
+        await store._write(
+            "INSERT INTO deliveries (revision_id, notice_id, subscriber_id, email, purpose, "
+            "slot, priority, state, not_before, created_at, updated_at, first_due_at) "
+            "VALUES (1, 1, 1, 'a@isp.example.jp', 'notice', '', 0, 'pending', ?, ?, ?, ?)",
+            (now, now, now, now))
         assert await store.migrate(now) == [m.version for m in bundled if m.version >= 10]
         [claimed], _ = await store.claim(now, 10, claimer="test",
                                          lease_until=now + timedelta(minutes=2))

@@ -53,6 +53,7 @@ class Draft:
     services: tuple[str, ...] = ()
     report_number: int | None = None
     published: datetime | None = None
+    published_text: str = ""  # 掲載日時 / 更新日時 as the page writes it
     needs_detail: bool = False  # the fields are on the linked page (fetched by the poller)
 
 
@@ -325,6 +326,8 @@ def normalise_item(draft: Draft, *, source: str, carrier: str, ref: datetime,
         services=find_services(draft), url=canonical_url(draft.url, base_url),
         report_number=find_report_number(draft),
         windows=tuple(windows) if len(windows) > 1 else (),
+        published_at=draft.published or (parse_datetime(draft.published_text, ref)
+                                         if draft.published_text else None),
     )
     return Normalised(notice, judgement.status is not None, judgement.unrecognised)
 
@@ -353,9 +356,13 @@ def _meaningful(n: Notice) -> dict[str, object]:
 
 
 def revision_of(n: Notice) -> str:
-    """Hash of the normalised content; the URL (tracking already stripped) counts too, so
-    a moved detail page is recorded, silently (see `classify`)."""
-    data = {**_meaningful(n), "url": n.url}
+    """Hash of the normalised content; the URL (tracking already stripped) and NTT's
+    stated time count too, so a moved detail page or a re-dated one is recorded, silently
+    (see `classify`). The time is hashed only when stated: a source that states none
+    keeps the revisions it had."""
+    data = {**_meaningful(n), "url": n.url,
+            **({"published_at": n.published_at.astimezone(JST).isoformat()}
+               if n.published_at else {})}
     blob = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

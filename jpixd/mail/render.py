@@ -216,6 +216,10 @@ def check_unsubscribe_token(key: bytes, token: str) -> int | None:
                                            token.encode()) else None
 
 
+# Where a subscriber's own signed link goes, in a mail made for nobody in particular.
+PER_SUBSCRIBER = "（購読者ごとのリンクが入ります）"
+
+
 class Recipient:
     """A subscriber as the templates see it: its fields, and its own signed links (empty
     when `[web] base_url` is not set)."""
@@ -274,8 +278,10 @@ class Renderer:
         return _finished(self.env.get_template(template).render(**context))
 
     def recipient(self, sub: Subscriber, now: datetime | None = None) -> Recipient:
-        if self.links is None or sub.id is None:
+        if self.links is None:
             return Recipient(sub)
+        if sub.id is None:  # a preview or a test mail: nobody's links to sign
+            return Recipient(sub, PER_SUBSCRIBER, PER_SUBSCRIBER, PER_SUBSCRIBER)
         at = now or datetime.now(self.tz)
         return Recipient(sub, self.links.manage(sub.id, at), self.links.unsubscribe(sub.id),
                          self.links.calendar(sub.id))
@@ -439,6 +445,15 @@ def local_end(end: datetime | None, start: datetime | None, tz: tzinfo = JST) ->
     if start is not None and end.astimezone(tz).date() == start.astimezone(tz).date():
         return f"{end.astimezone(tz):%H:%M}"
     return local_time(end, tz)
+
+
+def stated_time(value: datetime | None, tz: tzinfo = JST) -> str:
+    """A time NTT stated (its 掲載/更新日時): a stated date alone reads as midnight once
+    parsed, and is shown as the date it was, not as 「00:00」."""
+    if value is None:
+        return ""
+    text = local_time(value, tz)
+    return text.removesuffix(" 00:00")
 
 
 def local_time(value: datetime | None, tz: tzinfo = JST) -> str:

@@ -60,6 +60,7 @@ def _row_to_notice(row: Row) -> StoredNotice:
         prefectures=tlist(row["prefectures"]), localities=tlist(row["localities"]),
         services=tlist(row["services"]), url=row["url"], report_number=row["report_number"],
         windows=tuple(TimeWindow.from_json(w) for w in json.loads(row["windows"] or "[]")),
+        published_at=from_db(row["published_at"]),
     )
     return StoredNotice(id=row["id"], notice=notice, revision=row["revision"],
                         first_seen=from_db_req(row["first_seen"]),
@@ -71,13 +72,13 @@ def _row_to_notice(row: Row) -> StoredNotice:
 _EXCERPT_COLUMNS = (
     "id, source, external_id, carrier, kind, status, title, substr(body, 1, ?) AS body, "
     "starts_at, ends_at, prefectures, localities, services, url, report_number, revision, "
-    "first_seen, last_changed, last_seen, windows")
+    "first_seen, last_changed, last_seen, windows, published_at")
 
 UPSERT = """
 INSERT INTO notices (source, external_id, carrier, kind, status, title, body, starts_at,
                      ends_at, prefectures, localities, services, url, report_number, revision,
-                     first_seen, last_changed, last_seen, windows, fingerprint)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     first_seen, last_changed, last_seen, windows, fingerprint, published_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (source, external_id) DO UPDATE SET
     carrier = excluded.carrier, kind = excluded.kind, status = excluded.status,
     title = excluded.title, body = excluded.body, starts_at = excluded.starts_at,
@@ -85,7 +86,8 @@ ON CONFLICT (source, external_id) DO UPDATE SET
     localities = excluded.localities, services = excluded.services, url = excluded.url,
     report_number = excluded.report_number, revision = excluded.revision,
     last_changed = excluded.last_changed, last_seen = excluded.last_seen,
-    windows = excluded.windows, fingerprint = excluded.fingerprint
+    windows = excluded.windows, fingerprint = excluded.fingerprint,
+    published_at = excluded.published_at
 RETURNING id, first_seen
 """
 
@@ -218,7 +220,8 @@ class NoticeStore(NoticeQueries, SubscriberStore, SqliteBase):
                 to_db(n.ends_at) if n.ends_at else None,
                 jlist(n.prefectures), jlist(n.localities), jlist(n.services), n.url,
                 n.report_number, revision, t, t, t,
-                json.dumps([w.to_json() for w in n.windows]), fingerprint)).fetchone()
+                json.dumps([w.to_json() for w in n.windows]), fingerprint,
+                to_db(n.published_at) if n.published_at else None)).fetchone()
             assert row is not None
             notice_id = int(row["id"])
             _remember_key(db, n.source, key or n.external_id, notice_id, fingerprint,

@@ -21,7 +21,13 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from jpixd.bounces.rules import guard_since, judge
-from jpixd.model import DeliveryState, SubscriberStatus
+from jpixd.model import (
+    Change,
+    DeliveryState,
+    Subscriber,
+    SubscriberStatus,
+    notice_from_json,
+)
 from jpixd.outbox import retry_action
 from jpixd.prefectures import NAME_BY_CODE, REGIONS
 from jpixd.runtime import Runtime
@@ -46,6 +52,7 @@ from jpixd.web.pages import (
     settings_changes,
     static_routes,
 )
+from jpixd.web.syndication import windows_of
 
 log = structlog.get_logger("jpixd.console")
 
@@ -199,6 +206,11 @@ async def set_sending(request: web.Request) -> web.Response:
     paused = form.get("action") == "pause"
     reason = form.get("reason")
     reason = reason.strip()[:500] if isinstance(reason, str) and reason.strip() else None
+    if paused and form.get("confirm") != "yes":
+        # Every mail stops: the operator is told what that means and asked again.
+        return _show(request, "console/pause.html", reason=reason or "",
+                     counts=await rt.store.delivery_counts(),
+                     oldest_age=await rt.store.oldest_pending_age(rt.clock()))
     await admin.set_sending(rt, paused=paused, reason=reason, actor="console")
     raise web.HTTPSeeOther(f"{PREFIX}/")
 
@@ -224,10 +236,22 @@ async def notice(request: web.Request) -> web.Response:
         return _show(request, "console/message.html", 404, heading="お知らせがありません",
                      lines=[f"#{request.match_info['id']} はありません。"])
     deliveries, dtotal = await rt.store.list_deliveries(notice_id=stored.id, limit=200)
-    return _show(request, "console/notice.html", s=stored,
-                 revisions=await rt.store.revisions(stored.id),
+    revisions = await rt.store.revisions(stored.id)
+    # The mail as it reads now: the last mailed report's kind of change, to a subscriber
+    # who gave no name (what most of a notice's recipients see, bar their own links).
+    change = next((r.change for r in reversed(revisions) if r.change.mailed), Change.NEW)
+    preview, links = None, None
+    if rt.renderer is not None and revisions:
+        renderer = rt.renderer()
+        # The latest report as recorded: the notice with what that report changed.
+        preview = renderer.texts(notice_from_json(revisions[-1].content), change,
+                                 Subscriber(email=""), rt.clock(), stored.id)
+        links = renderer.links
+    return _show(request, "console/notice.html", s=stored, revisions=revisions,
                  counts=await rt.store.notice_delivery_counts(stored.id),
-                 deliveries=deliveries, dtotal=dtotal, names=NAME_BY_CODE)
+                 deliveries=deliveries, dtotal=dtotal, names=NAME_BY_CODE,
+                 windows=windows_of(stored), preview=preview, preview_change=change,
+                 public_url=links.notice(stored.id) if links is not None else None)
 
 
 # --------------------------------------------------------------------------- deliveries

@@ -15,7 +15,14 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from jpixd.logs import REDACTOR
-from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS, STATUS_LABELS, local_end, local_time
+from jpixd.mail.render import (
+    CARRIER_LABELS,
+    KIND_LABELS,
+    STATUS_LABELS,
+    local_end,
+    local_time,
+    stated_time,
+)
 from jpixd.model import NoticeStatus, Subscriber
 from jpixd.prefectures import NAME_BY_CODE
 from jpixd.subscribers import Invalid, validate_changes
@@ -36,6 +43,11 @@ ACTOR_LABELS = {"admin": "管理API", "console": "管理画面", "guard": "不�
                 "smtp": "SMTP", "file": "ファイル", "self-service": "本人", "one-click":
                 "本人（ワンクリック）", "sync": "旧システムとの同期", "import": "取り込み",
                 "bounces": "不達・苦情", "sample": "サンプル"}
+# What a notice revision meant (jpixd.model.Change), in the words of the mail's subject.
+CHANGE_LABELS = {"new": "新規", "update": "更新", "cancel": "中止", "complete": "完了",
+                 "recover": "回復", "reminder": "事前通知", "withdraw": "掲載終了",
+                 "restore": "再掲載", "silent": "記録のみ（内容に変化なし）",
+                 "baseline": "初回取得（送信しない）"}
 ACTION_LABELS = {"created": "登録", "updated": "変更", "confirmed": "確認完了",
                  "unsubscribed": "配信停止", "paused": "一時停止", "resumed": "再開",
                  "deleted": "削除", "suppressed": "配信停止（エラー）", "active": "配信再開"}
@@ -84,6 +96,7 @@ def environment(tz: tzinfo) -> jinja2.Environment:
         lstrip_blocks=True)
     env.filters["local"] = functools.partial(local_time, tz=tz)
     env.filters["local_end"] = functools.partial(local_end, tz=tz)  # | local_end(start)
+    env.filters["stated"] = functools.partial(stated_time, tz=tz)
     env.filters["pref"] = lambda code: NAME_BY_CODE.get(code, code)
     env.filters["iso"] = lambda dt: dt.isoformat() if isinstance(dt, datetime) else ""
     # Feed errors quote the URL, with any password in it (a feed behind basic auth):
@@ -94,7 +107,7 @@ def environment(tz: tzinfo) -> jinja2.Environment:
         KIND_LABELS=KIND_LABELS, CARRIER_LABELS=CARRIER_LABELS, WINDOW_LABELS=WINDOW_LABELS,
         SUB_STATUS_LABELS=SUB_STATUS_LABELS, DELIVERY_STATE_LABELS=DELIVERY_STATE_LABELS,
         POLL_RESULT_LABELS=POLL_RESULT_LABELS, TICKET_LABELS=TICKET_LABELS,
-        ACTOR_LABELS=ACTOR_LABELS, ACTION_LABELS=ACTION_LABELS,
+        ACTOR_LABELS=ACTOR_LABELS, ACTION_LABELS=ACTION_LABELS, CHANGE_LABELS=CHANGE_LABELS,
         STATUS_LABELS={str(k): v for k, v in STATUS_LABELS.items()},
         FAILURE_OPEN=[str(NoticeStatus.OCCURRED), str(NoticeStatus.PARTIALLY_RECOVERED)])
     return env

@@ -19,7 +19,7 @@ from xml.etree import ElementTree as ET
 from jpixd.mail.render import KIND_LABELS, STATUS_LABELS, local_end, local_time
 from jpixd.model import JST, NoticeKind, NoticeStatus, StoredNotice, TimeWindow
 from jpixd.prefectures import NAME_BY_CODE
-from jpixd.timeline import label_now
+from jpixd.timeline import clock_changed_at, label_now
 
 ATOM = "http://www.w3.org/2005/Atom"
 # XML 1.0 cannot carry these at all (escaping does not help): dropped.
@@ -87,15 +87,23 @@ def _el(parent: ET.Element | None, tag: str, text: str | None = None,
     return el
 
 
-def atom_entry(s: StoredNotice, *, base_url: str) -> str:
+def updated(s: StoredNotice, now: datetime) -> datetime:
+    """When the entry last changed: the notice, or the clock (a work 実施中 or 終了)."""
+    moved = clock_changed_at(s.notice, now)
+    return max(s.last_changed, moved) if moved is not None else s.last_changed
+
+
+def atom_entry(s: StoredNotice, *, base_url: str, now: datetime) -> str:
     host = urlsplit(base_url).hostname or "localhost"
     entry = _el(None, "entry")
-    _el(entry, "title", headline(s))
+    _el(entry, "title", headline(s, now))
     _el(entry, "id", f"tag:{host},2026:jpixd/notice/{s.id}")
-    _el(entry, "updated", s.last_changed.isoformat())
+    _el(entry, "updated", updated(s, now).isoformat())
     _el(entry, "published", s.first_seen.isoformat())
     _el(entry, "link", rel="alternate", href=f"{base_url}/notices/{s.id}")
-    _el(entry, "category", term=str(s.notice.kind))
+    # The term is what a program filters on; the label is what a reader sees.
+    _el(entry, "category", term=str(s.notice.kind),
+        label=KIND_LABELS.get(s.notice.kind, str(s.notice.kind)))
     _el(entry, "summary", summary(s))
     return ET.tostring(entry, encoding="unicode")
 
@@ -110,17 +118,19 @@ def atom(notices: Sequence[StoredNotice], *, base_url: str, self_url: str, title
         _el(None, "title", title),
         _el(None, "id", f"tag:{host},2026:jpixd/notices{'?' + query if query else ''}"),
         _el(None, "updated",
-            max((s.last_changed for s in notices), default=now).isoformat()),
+            max((updated(s, now) for s in notices), default=now).isoformat()),
         _el(None, "link", rel="self", href=self_url),
         _el(None, "link", rel="alternate", href=f"{base_url}/notices"),
     ]
     author = _el(None, "author")
-    _el(author, "name", "jpixd")
+    _el(author, "name", title)
     parts = [f'<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="{ATOM}">',
              *(ET.tostring(el, encoding="unicode") for el in [*head, author])]
     for s in notices:
-        parts.append(memo(("atom", base_url, s.id, s.revision, s.last_changed),
-                          functools.partial(atom_entry, s, base_url=base_url)))
+        # Kept per revision and per state the clock gives it (予定 → 実施中 → 終了).
+        state = label_now(s.notice, now)
+        parts.append(memo(("atom", base_url, s.id, s.revision, s.last_changed, state),
+                          functools.partial(atom_entry, s, base_url=base_url, now=now)))
     parts.append("</feed>")
     return "".join(parts).encode()
 
@@ -172,8 +182,8 @@ def windows_of(s: StoredNotice) -> list[TimeWindow]:
 _SEQUENCE_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def sequence(s: StoredNotice) -> int:
-    return max(int((s.last_changed - _SEQUENCE_EPOCH).total_seconds() // 60), 0)
+def sequence(s: StoredNotice, now: datetime) -> int:
+    return max(int((updated(s, now) - _SEQUENCE_EPOCH).total_seconds() // 60), 0)
 
 
 def event_ids(s: StoredNotice, windows: Sequence[TimeWindow]) -> list[str]:
@@ -209,13 +219,13 @@ def ics_events(s: StoredNotice, *, base_url: str, now: datetime) -> str:
     lines: list[str] = []
     for day, w in zip(event_ids(s, windows), windows, strict=True):
         end = w.end if w.end is not None and w.end > w.start else w.start + timedelta(hours=1)
-        title = headline(s) + ("（予備日）" if w.reserve else "")
+        title = headline(s, now) + ("（予備日）" if w.reserve else "")
         lines += [
             "BEGIN:VEVENT",
             f"UID:notice-{s.id}-{day}@{host}",
             f"DTSTAMP:{_stamp(now)}",
-            f"LAST-MODIFIED:{_stamp(s.last_changed)}",
-            f"SEQUENCE:{sequence(s)}",
+            f"LAST-MODIFIED:{_stamp(updated(s, now))}",
+            f"SEQUENCE:{sequence(s, now)}",
             f"DTSTART:{_stamp(w.start)}",
             f"DTEND:{_stamp(end)}",
             f"SUMMARY:{_ics_text(title)}",
@@ -238,7 +248,8 @@ def ics(notices: Sequence[StoredNotice], *, base_url: str, name: str, now: datet
     for s in notices:
         # A kept event keeps the DTSTAMP of when it was first written: that is when this
         # version of it was made.
-        parts.append(memo(("ics", base_url, s.id, s.revision, s.last_changed),
+        parts.append(memo(("ics", base_url, s.id, s.revision, s.last_changed,
+                           label_now(s.notice, now)),
                           functools.partial(ics_events, s, base_url=base_url, now=now)))
     parts.append("END:VCALENDAR\r\n")
     return "".join(parts).encode()

@@ -67,6 +67,7 @@ def _draft(item: Any, index: int) -> Draft:
         prefectures=_strings(item, "prefectures", ref),
         area_text="、".join(_strings(item, "localities", ref)),
         services=_strings(item, "services", ref), report_number=report,
+        published=_time(item, "published", ref),
     )
 
 

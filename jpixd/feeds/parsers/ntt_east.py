@@ -168,6 +168,7 @@ class _Walker:
             measures=values.get("measures", ""),
             categories=(word, values.get("category", "")), when_text=values.get("when", ""),
             recovered_text=values.get("recovered", ""),
+            published_text=values.get("published", ""),
             area_text=f"{names} {area}".strip(), services_text=values.get("services", ""),
             prefectures=sec.prefs,
         ))
@@ -225,6 +226,7 @@ def report(doc: etree._Element, url: str) -> Draft | None:
         area_text=fields.get("area", ""), services_text=fields.get("services", ""),
         measures=fields.get("measures", ""), status=fields.get("status"),
         recovered_text=fields.get("recovered", ""), remarks=fields.get("remarks", ""),
+        published_text=fields.get("published", ""),
     )
 
 

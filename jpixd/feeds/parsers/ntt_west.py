@@ -76,6 +76,7 @@ def detail(text: str, draft: Draft) -> Draft:
         remarks=fields.get("remarks", ""),
         when_text=fields.get("when", ""),
         recovered_text=fields.get("recovered", ""),
+        published_text=fields.get("published", ""),
         area_text=fields.get("area", ""),
         services_text=fields.get("services", ""),
         report_number=_report_number(title, main),

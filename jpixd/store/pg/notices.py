@@ -57,7 +57,7 @@ class PgNoticeStore(NoticeQueries, PgSubscriberStore, PgBase):
                 n.source, n.external_id, n.carrier, str(n.kind), str(n.status), n.title,
                 n.body, n.starts_at, n.ends_at, jlist(n.prefectures), jlist(n.localities),
                 jlist(n.services), n.url, n.report_number, revision, now, now, now,
-                json.dumps([w.to_json() for w in n.windows]), fingerprint)
+                json.dumps([w.to_json() for w in n.windows]), fingerprint, n.published_at)
             assert row is not None
             notice_id = int(row["id"])
             await _remember_key(conn, n.source, key or n.external_id, notice_id, fingerprint,
