@@ -475,3 +475,42 @@ async def test_the_board_can_be_cached_for_a_few_seconds(tmp_path: Path) -> None
             assert r.status == 304 and not await r.read()
         async with s.http.get(s.public + "/s/") as r:  # a form with its own CSRF token
             assert r.headers["Cache-Control"] == "no-store"
+
+
+async def test_services_are_chosen_from_ntt_s_names_and_find_its_wording(
+        tmp_path: Path) -> None:
+    """Reader review: サービス was free text, and subscribers do not know NTT's names. The
+    optical choice finds NTT East's 「光アクセスサービス（フレッツ光等）」 and NTT West's
+    「フレッツ光ネクスト」 alike; typed names stay possible."""
+    async with site(tmp_path) as s:
+        async with s.http.get(s.public + "/s/") as r:
+            form = await r.text()
+        assert 'name="service_choices" value="optical"' in form
+        assert "ひかり電話</label>" in form and 'for="services">その他のサービス' in form
+        sid = await confirmed(s, "optical@isp.example.jp",
+                              service_choices=["optical", "vpn"], services="光電話オフィスA")
+        sub = await s.rt.store.get_subscriber(sid)
+        assert sub is not None and sub.services == (
+            "フレッツ光", "光アクセス", "フレッツ・VPN", "光電話オフィスA")
+        write_feed(tmp_path, [
+            {"id": "F1", "kind": "failure", "title": "東日本の故障", "prefectures": ["13"],
+             "services": ["光アクセスサービス（フレッツ光等）"]},
+            {"id": "F2", "kind": "failure", "title": "西日本の故障", "prefectures": ["13"],
+             "services": ["フレッツ光ネクスト"]},
+            {"id": "F3", "kind": "failure", "title": "電話だけの故障", "prefectures": ["13"],
+             "services": ["ひかり電話"]},
+            {"id": "F4", "kind": "failure", "title": "VPNの故障", "prefectures": ["13"],
+             "services": ["フレッツ・ＶＰＮ ワイド"]}])
+        await s.poll()
+        await s.send_all()
+        subjects = sorted(str(m["Subject"]) for m in s.mails_to("optical@isp.example.jp")
+                          if m["X-Jpixd-Delivery"])
+        assert [t.split("】")[-1] for t in subjects] == sorted(
+            ["東日本の故障", "西日本の故障", "VPNの故障"])
+        # The manage page shows the choices ticked and the typed one as typed.
+        [mail] = [m for m in s.mails_to("optical@isp.example.jp") if m["X-Jpixd-Delivery"]][:1]
+        async with s.http.get(link_in(mail, "/s/manage")) as r:
+            page = await r.text()
+        assert 'value="optical" checked' in page and 'value="vpn" checked' in page
+        assert 'value="hikari-denwa" checked' not in page
+        assert 'name="services" value="光電話オフィスA"' in page

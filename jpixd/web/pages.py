@@ -14,6 +14,7 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from jpixd import services
 from jpixd.logs import REDACTOR
 from jpixd.mail.render import (
     CARRIER_LABELS,
@@ -109,6 +110,7 @@ def environment(tz: tzinfo) -> jinja2.Environment:
         POLL_RESULT_LABELS=POLL_RESULT_LABELS, TICKET_LABELS=TICKET_LABELS,
         ACTOR_LABELS=ACTOR_LABELS, ACTION_LABELS=ACTION_LABELS, CHANGE_LABELS=CHANGE_LABELS,
         STATUS_LABELS={str(k): v for k, v in STATUS_LABELS.items()},
+        SERVICE_CHOICES=services.CHOICES,
         FAILURE_OPEN=[str(NoticeStatus.OCCURRED), str(NoticeStatus.PARTIALLY_RECOVERED)])
     return env
 
@@ -138,9 +140,10 @@ def form_values(sub: Subscriber | None = None) -> dict[str, Any]:
     """A subscriber's settings as the forms show them (self-service and console), or a
     new form's defaults."""
     s = sub or Subscriber(email="")
+    ticked, rest = services.shown(s.services)
     return {"email": s.email, "name": s.name, "organization": s.organization,
             "carriers": list(s.carriers), "prefectures": list(s.prefectures),
-            "kinds": list(s.kinds), "services": "; ".join(s.services),
+            "kinds": list(s.kinds), "service_choices": ticked, "services": "; ".join(rest),
             "windows": list(s.windows), "charset": s.charset or ""}
 
 
@@ -155,7 +158,8 @@ def posted_settings(form: MultiDictProxy[Any]) -> dict[str, Any]:
 
     return {"email": one("email"), "name": one("name"), "organization": one("organization"),
             "carriers": strings("carriers"), "prefectures": strings("prefectures"),
-            "kinds": strings("kinds"), "services": one("services"),
+            "kinds": strings("kinds"), "service_choices": strings("service_choices"),
+            "services": one("services"),
             "windows": strings("windows"), "charset": one("charset")}
 
 
@@ -193,7 +197,8 @@ def _validated(shown: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "name": shown["name"], "organization": shown["organization"],
         "carriers": shown["carriers"], "prefectures": shown["prefectures"],
         "kinds": shown["kinds"],
-        "services": [s for s in re.split(r"[;；、,\n]", shown["services"]) if s.strip()],
+        "services": services.stored(shown["service_choices"],
+                                    re.split(r"[;；、,\n]", shown["services"])),
         "windows": shown["windows"], "charset": shown["charset"] or None, **extra,
     }, creating=False)
 
