@@ -144,6 +144,23 @@ def test_templates_can_be_overridden(tmp_path: Path) -> None:
     assert msg["Subject"].startswith("【工事】")  # the subject template is still ours
 
 
+def test_a_list_is_broken_between_its_items() -> None:
+    """Issue 25 part 4: a locality list wraps after an item's 「、」, never inside a name,
+    and a line never starts with 「、」; prose keeps its phrase breaks."""
+    # Phrases alone broke this one as 「…、大阪/狭山市、…」.
+    places = ["ひかり電話", "習志野市", "大阪市西区", "堺市中区", "大阪市福島区", "大阪狭山市",
+              "大阪市此花区", "松原市", "大阪市港区", "市川市", "さいたま市浦和区", "川口市"]
+    line = "■ " + "、".join(places)
+    lines = wrap(line).split("\n")
+    assert len(lines) > 1 and "".join(lines) == line
+    assert all(text.endswith("、") for text in lines[:-1]), lines
+    for place in places:
+        assert any(place in text for text in lines), place
+    # A list item longer than a line is still broken somewhere, between its phrases.
+    long_item = "、".join(["非常に長い名前の地域" * 5, "短い", "短い"])
+    assert all(len(text) <= 35 for text in wrap(long_item).split("\n"))
+
+
 def test_wrap_counts_full_width_as_two_columns() -> None:
     line = "あ" * 50
     assert wrap(line).split("\n") == ["あ" * 35, "あ" * 15]

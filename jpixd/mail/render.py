@@ -157,13 +157,33 @@ def _phrases() -> Any:
     return budoux.load_default_japanese_parser()
 
 
+# A line is a list when 「、」 parts it into three or more items this short (a locality
+# list, services): it is broken between items, never inside one (「大阪市/北区」).
+_LIST_ITEM_MAX = 16
+
+
+def _segments(line: str, columns: int) -> list[str]:
+    """What a line may be broken between: a list's items (each with its 「、」), else
+    BudouX's phrases; an item too long for a line is broken between its phrases."""
+    items = line.split("、")
+    if len(items) < 3 or max(len(i) for i in items) > _LIST_ITEM_MAX:
+        return list(_phrases().parse(line))
+    out: list[str] = []
+    for i, item in enumerate(items):
+        piece = item + ("、" if i < len(items) - 1 else "")
+        wide = sum(_width(c) for c in piece) > columns
+        out.extend(_phrases().parse(piece) if wide else [piece])
+    return out
+
+
 def _wrap_text(line: str, columns: int) -> str:
-    """Break between phrases (BudouX's), not inside a word (「大阪市中/央区」, reader
-    review), keeping numbers, addresses and times whole; a phrase longer than a line is
-    broken between characters, never before one a line must not start with."""
+    """Break between phrases (BudouX's), or between a list's items, not inside a word
+    (「大阪市中/央区」, reader review), keeping numbers, addresses and times whole; a
+    phrase longer than a line is broken between characters, never before one a line
+    must not start with."""
     out: list[str] = []
     current, used = "", 0
-    for phrase in _phrases().parse(line):
+    for phrase in _segments(line, columns):
         w = sum(_width(c) for c in phrase)
         if used + w <= columns:
             current, used = current + phrase, used + w
