@@ -10,16 +10,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from jpixd.mail.render import STATUS_LABELS, local_end, local_time
+from jpixd.mail.render import STATUS_LABELS, short_span
 from jpixd.model import Changed, Notice, NoticeKind, NoticeStatus, TimeWindow
 from jpixd.prefectures import NAME_BY_CODE
 
 NONE = "（なし）"
 
 
+# Times as a subject writes them (「12/10(木) 01:00～05:00」): a before and an after
+# each fit one line of a phone's mail app, the year being plain from the notice.
 def _span(w: TimeWindow) -> str:
-    text = local_time(w.start) + (f" ～ {local_end(w.end, w.start)}" if w.end else "")
-    return text + ("（予備日）" if w.reserve else "")
+    return short_span(w.start, w.end) + ("（予備日）" if w.reserve else "")
+
+
+def _at(t: datetime | None) -> str:
+    return short_span(t, None) or NONE
 
 
 def _times(n: Notice) -> str:
@@ -53,10 +58,10 @@ def what_changed(old: Notice, new: Notice) -> tuple[Changed, ...]:
         differs("工事日時", _times(old), _times(new))
     else:
         # A failure's end is its recovery: said as ■回復日時, not as a changed range.
-        differs("発生日時", local_time(old.starts_at) or NONE, local_time(new.starts_at) or NONE)
+        differs("発生日時", _at(old.starts_at), _at(new.starts_at))
         recovered = _recovered(new)
         if recovered is not None and _recovered(old) != recovered:
-            differs("回復日時", local_time(_recovered(old)) or NONE, local_time(recovered))
+            differs("回復日時", _at(_recovered(old)), _at(recovered))
     differs("対象地域", _listed(tuple(sorted(old.prefectures)), NAME_BY_CODE),
             _listed(tuple(sorted(new.prefectures)), NAME_BY_CODE))
     differs("地域の詳細", _listed(tuple(sorted(old.localities))),

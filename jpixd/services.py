@@ -22,7 +22,7 @@ class Choice:
 
 
 CHOICES: tuple[Choice, ...] = (
-    Choice("optical", "フレッツ光（ネクスト・クロス・ライト、光アクセスサービス）",
+    Choice("optical", "フレッツ光（光アクセスサービス）",
            ("フレッツ光", "光アクセス")),
     Choice("hikari-denwa", "ひかり電話", ("ひかり電話",)),
     Choice("fixed-line", "加入電話・INSネット", ("加入電話", "INSネット")),

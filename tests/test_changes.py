@@ -35,8 +35,7 @@ def test_each_change_in_the_words_the_mail_uses() -> None:
                     localities=("大阪市北区", "大阪市中央区"), body="延期します。")
     assert what_changed(WORK, moved) == (
         Changed("状況", "予定", "延期"),
-        Changed("工事日時", "2026年12月10日(木) 02:00 ～ 06:00",
-                "2026年12月17日(木) 02:00 ～ 06:00"),
+        Changed("工事日時", "12/10(木) 02:00～06:00", "12/17(木) 02:00～06:00"),
         Changed("地域の詳細", "大阪市中央区", "大阪市中央区、大阪市北区"),
         Changed("内容", "", "本文が更新されました（下記 ■内容）"))
     assert what_changed(WORK, replace(WORK, localities=("大阪市中央区",))) == ()
@@ -46,7 +45,7 @@ def test_each_change_in_the_words_the_mail_uses() -> None:
                         ends_at=datetime(2026, 12, 10, 4, 30, tzinfo=JST))
     assert what_changed(failure, recovered) == (
         Changed("状況", "発生中", "回復"),
-        Changed("回復日時", "（なし）", "2026年12月10日(木) 04:30"))
+        Changed("回復日時", "（なし）", "12/10(木) 04:30"))
     # Kept with the revision's content, and only there: the same notice otherwise.
     again = notice_from_json(notice_to_json(replace(recovered, changes=what_changed(
         failure, recovered))))
@@ -73,19 +72,20 @@ async def test_an_update_mail_and_the_notice_page_say_what_changed(tmp_path: Pat
         assert "■変更点" not in body_of(first)
         # As a mail client shows it: ～ arrives as ISO-2022-JP's 〜.
         body = body_of(update).replace("\r\n", "\n")
-        assert "■変更点\n・工事日時\n　変更前: 2026年12月24日(木) 01:00 〜 05:00\n" \
-               "　変更後: 2026年12月24日(木) 02:00 〜 05:00\n" in body
+        # Each on one line of a phone's mail app (20 full-width characters).
+        assert "■変更点\n・工事日時\n　変更前: 12/24(木) 01:00〜05:00\n" \
+               "　変更後: 12/24(木) 02:00〜05:00\n" in body
         notice_id = report["changes"][0]["notice_id"]
         async with s.http.get(f"{s.public}/notices/{notice_id}") as r:
             page = await r.text()
-        assert "<strong>工事日時</strong>: 2026年12月24日(木) 01:00 ～ 05:00 → " \
-               "2026年12月24日(木) 02:00 ～ 05:00" in page
+        assert "<strong>工事日時</strong>: 12/24(木) 01:00～05:00 → 12/24(木) 02:00～05:00" \
+            in page
         # The feed's entry says it too (an RSS connector in Slack or Teams showed only a
         # new date), and so does the calendar event's description.
         async with s.http.get(f"{s.public}/notices.atom") as r:
             atom = await r.text()
-        assert "<summary>変更点: 工事日時 2026年12月24日(木) 01:00 ～ 05:00 → " \
-               "2026年12月24日(木) 02:00 ～ 05:00\n" in atom
+        assert "<summary>変更点: 工事日時 12/24(木) 01:00～05:00 → 12/24(木) 02:00～05:00\n" \
+            in atom
         async with s.http.get(f"{s.public}/notices.ics") as r:
             ics = (await r.text()).replace("\r\n ", "")
-        assert "DESCRIPTION:変更点: 工事日時 2026年12月24日(木) 01:00 ～ 05:00 → " in ics
+        assert "DESCRIPTION:変更点: 工事日時 12/24(木) 01:00～05:00 → " in ics

@@ -83,11 +83,11 @@ async def test_no_page_ends_a_notice_it_does_not_plainly_end(case: dict[str, Any
 async def test_a_mail_of_every_corpus_notice_breaks_lines_between_words(
         case: dict[str, Any], tmp_path: Path) -> None:
     """Issue 25, part 4: NTT's own texts, mailed, break at phrase boundaries: no line
-    wider than 70 columns (a URL's own line apart), none starting with a character a
-    Japanese line must not start with, and every locality and service whole on a line."""
+    wider than a phone shows (WRAP_COLUMNS; a URL's own line apart), none starting with a
+    character a Japanese line must not start with, every locality and service whole."""
     import unicodedata
 
-    from jpixd.mail.render import _NO_LINE_START
+    from jpixd.mail.render import _NO_LINE_START, WRAP_COLUMNS
 
     renderer = Renderer(make_config(tmp_path).mail, b"key" * 11)
     someone = Subscriber(email="noc@isp.example.jp", id=1, name="運用 太郎")
@@ -98,7 +98,7 @@ async def test_a_mail_of_every_corpus_notice_breaks_lines_between_words(
         for line in lines:
             if "://" not in line:
                 assert sum(2 if unicodedata.east_asian_width(c) in "WF" else 1
-                           for c in line) <= 70, line
+                           for c in line) <= WRAP_COLUMNS, line
             assert not line or line[0] not in _NO_LINE_START, line
         for word in (*notice.localities, *notice.services):
             if len(word) <= 30:

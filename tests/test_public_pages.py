@@ -52,8 +52,8 @@ async def confirmed(s: Site, email: str, **fields: str | list[str]) -> int:
     await s.mail_settled()
     [mail] = s.mails_to(email)
     assert "登録の確認" in str(mail["Subject"])
-    # Wrapped as the notices are: no line wider than 70 columns but the link's own.
-    assert all(sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line) <= 70
+    # Wrapped as the notices are: no line wider than 40 columns but the link's own.
+    assert all(sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line) <= 40
                for line in body_of(mail).splitlines() if "://" not in line)
     url = link_in(mail, "/s/confirm")
     async with s.http.get(url) as page:

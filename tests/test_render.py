@@ -140,7 +140,7 @@ def test_templates_can_be_overridden(tmp_path: Path) -> None:
         delivery_id=1, notice_id=1, notice=WORKS, change=Change.NEW, sub=SUB, now=NOW)
     msg = parse(r.data)
     assert msg.get_content().replace("\r\n", "\n") == \
-        "運用 太郎様\n独自の本文: 新宿区の一部における通信設備の工事\n"
+        "運用 太郎様\n独自の本文: 新宿区の一部における\n通信設備の工事\n"  # wrapped as ours
     assert msg["Subject"].startswith("【工事】")  # the subject template is still ours
 
 
@@ -158,12 +158,12 @@ def test_a_list_is_broken_between_its_items() -> None:
         assert any(place in text for text in lines), place
     # A list item longer than a line is still broken somewhere, between its phrases.
     long_item = "、".join(["非常に長い名前の地域" * 5, "短い", "短い"])
-    assert all(len(text) <= 35 for text in wrap(long_item).split("\n"))
+    assert all(len(text) <= 20 for text in wrap(long_item).split("\n"))
 
 
 def test_wrap_counts_full_width_as_two_columns() -> None:
     line = "あ" * 50
-    assert wrap(line).split("\n") == ["あ" * 35, "あ" * 15]
+    assert wrap(line).split("\n") == ["あ" * 20, "あ" * 20, "あ" * 10]
     assert wrap("https://example.jp/" + "a" * 200) == "https://example.jp/" + "a" * 200
 
 
@@ -277,13 +277,14 @@ def test_a_recovery_says_when_it_recovered_and_a_range_names_its_day_once(
                         ends_at=datetime(2026, 12, 6, 5, 30, tzinfo=JST))
     body = r.texts(recovered, Change.RECOVER, SUB)[1]
     assert "■発生日時\n2026年12月6日(日) 03:00\n" in body
-    assert "■回復日時\n2026年12月6日(日) 05:30\n" in body
+    assert "■回復日時\n2026年12月6日(日) 05:30\n（発生から2時間30分）\n" in body
     work = replace(recovered, kind=NoticeKind.CONSTRUCTION, status=NoticeStatus.SCHEDULED)
     assert "■工事日時\n2026年12月6日(日) 03:00 ～ 05:30\n" in r.texts(work, Change.NEW, SUB)[1]
     night = replace(work, starts_at=datetime(2026, 12, 6, 23, 0, tzinfo=JST),
                     ends_at=datetime(2026, 12, 7, 5, 0, tzinfo=JST))
-    assert "2026年12月6日(日) 23:00 ～ 2026年12月7日(月) 05:00" in \
-        r.texts(night, Change.NEW, SUB)[1]
+    # The year once too; the end on a line of its own when the range is wider than a
+    # phone's line, the break after 「～」.
+    assert "2026年12月6日(日) 23:00 ～\n12月7日(月) 05:00\n" in r.texts(night, Change.NEW, SUB)[1]
     assert "■回復日時" not in r.texts(night, Change.NEW, SUB)[1]
 
 
@@ -311,7 +312,8 @@ def test_every_mail_names_whom_to_ask(tmp_path: Path) -> None:
     contact = "例ネット株式会社 運用センター noc@example.jp 03-0000-0000"
     r = renderer(tmp_path, contact=contact)
     body = r.texts(FAILURE, Change.NEW, SUB)[1]
-    assert f"\nお問い合わせ:\n{contact}\n" in body  # on a line of its own: not wrapped
+    # On lines of its own, broken at a space: the address and number whole.
+    assert "\nお問い合わせ:\n例ネット株式会社 運用センター\nnoc@example.jp 03-0000-0000\n" in body
     assert "お問い合わせ" not in renderer(tmp_path).texts(FAILURE, Change.NEW, SUB)[1]
     from jpixd.config import ConfigError
 

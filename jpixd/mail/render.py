@@ -33,7 +33,11 @@ if TYPE_CHECKING:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
 _HALFWIDTH_KANA = re.compile(r"[\uff61-\uff9f]+")
 _BLANK_RUNS = re.compile(r"\n{3,}")
-WRAP_COLUMNS = 70  # display columns: about 35 full-width characters
+# Display columns: 20 full-width characters. A phone's mail app shows 20–22 of them on a
+# line; a longer line is broken again by the app, between any two characters (a comb of
+# long and short lines, 「大阪市此/花区」: the phone-width images the browser tests save).
+# Business mail's 30–35 read well only on a desktop; 20 reads well on both.
+WRAP_COLUMNS = 40
 
 KIND_LABELS = {"construction": "工事", "failure": "故障"}
 CARRIER_LABELS = {"east": "NTT東日本", "west": "NTT西日本"}
@@ -167,13 +171,46 @@ def _segments(line: str, columns: int) -> list[str]:
     BudouX's phrases; an item too long for a line is broken between its phrases."""
     items = line.split("、")
     if len(items) < 3 or max(len(i) for i in items) > _LIST_ITEM_MAX:
-        return list(_phrases().parse(line))
+        return _kept_whole(_phrases().parse(line))
     out: list[str] = []
     for i, item in enumerate(items):
         piece = item + ("、" if i < len(items) - 1 else "")
         wide = sum(_width(c) for c in piece) > columns
         out.extend(_phrases().parse(piece) if wide else [piece])
-    return out
+    return _kept_whole(out)
+
+
+_WEEKDAY = re.compile(r"\([月火水木金土日]\)")
+_DATED, _CLOCK = re.compile(r"\([月火水木金土日]\) $"), re.compile(r"\d{1,2}:\d{2}")
+_NUMBER_GOES_ON = re.compile(r"[0-9０-９年月日時分秒:：.,%]")
+
+
+def _kept_whole(segments: list[str]) -> list[str]:
+    """Segments split at spaces too (an address, a telephone number or a mail address is
+    a segment of its own, so it moves to the next line whole: 「noc@exampl/e.jp」), and
+    none beginning with a character a line must not start with (「：調査中」): such a
+    character stays with the segment before it. A number stays whole with its unit
+    (BudouX cuts 「202/6年」), and a date with its weekday and time."""
+    out: list[str] = []
+    for segment in segments:
+        for part in re.split(r"(?<= )(?=\S)", segment):
+            if not out:
+                out.append(part)
+                continue
+            lead = 0
+            if (out[-1][-1:].isdigit() and _NUMBER_GOES_ON.match(part)) or \
+                    (_DATED.search(out[-1]) and _CLOCK.match(part)):
+                lead = len(part)
+            elif _WEEKDAY.match(part):  # 「12月7日/(月)」: a date and its weekday
+                lead = 3
+            while lead < len(part) and part[lead] in _NO_LINE_START:
+                lead += 1
+            out[-1] += part[:lead]
+            if part[lead:].isspace():  # a space stays at the end of its line
+                out[-1] += part[lead:]
+            elif part[lead:]:
+                out.append(part[lead:])
+    return [s for s in out if s]
 
 
 def _wrap_text(line: str, columns: int) -> str:
@@ -277,6 +314,7 @@ class Renderer:
         self.env.filters["jst"] = functools.partial(local_time, tz=tz)
         self.env.filters["jst_end"] = functools.partial(local_end, tz=tz)  # | jst_end(start)
         self.env.filters["span"] = functools.partial(short_span, tz=tz)  # | span(end)
+        self.env.filters["duration"] = duration  # start | duration(end)
         self._subject = PerNotice(self.env, "subject.txt.j2")
         self._body = PerNotice(self.env, "body.txt.j2")
         self.domain = cfg.from_addr.rpartition("@")[2] or "localhost"
@@ -464,7 +502,24 @@ def local_end(end: datetime | None, start: datetime | None, tz: tzinfo = JST) ->
         return ""
     if start is not None and end.astimezone(tz).date() == start.astimezone(tz).date():
         return f"{end.astimezone(tz):%H:%M}"
+    if start is not None and end.astimezone(tz).year == start.astimezone(tz).year:
+        return local_time(end, tz).partition("年")[2]  # the year once, too
     return local_time(end, tz)
+
+
+def duration(start: datetime | None, end: datetime | None) -> str:
+    """How long from `start` to `end`, as a reader says it: 「50分」, 「2時間10分」,
+    「3日と4時間」; empty when either is missing or the end is not after the start."""
+    if start is None or end is None or end <= start:
+        return ""
+    minutes = int((end - start).total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}日" + (f"と{hours}時間" if hours else "")
+    if hours:
+        return f"{hours}時間" + (f"{mins}分" if mins else "")
+    return f"{mins}分"
 
 
 def stated_time(value: datetime | None, tz: tzinfo = JST) -> str:
