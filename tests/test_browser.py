@@ -382,23 +382,13 @@ def test_a_sign_up_with_mistakes_says_so_first(running: dict[str, Any]) -> None:
         phone.quit()
 
 
-def test_the_public_pages_pass_an_accessibility_scan(
-        browser: Browser, running: dict[str, Any]) -> None:
-    """Issue 25, part 7: axe-core's WCAG 2 A/AA rules on the pages a subscriber and a NOC
-    engineer read, at 1280 px: no serious or critical finding (colour contrast, names,
-    labels, language)."""
+def _axe_findings(browser: Browser, urls: list[str]) -> dict[str, Any]:
+    """axe-core's WCAG 2 A/AA rules on each page: its serious and critical findings."""
     from axe_selenium_python import Axe
 
-    _feed(running["feed"], [
-        {"id": "F1", "kind": "failure", "title": "東京都の一部で故障", "prefectures": ["13"]},
-        {"id": "W1", "kind": "construction", "title": "千葉県の一部で設備工事",
-         "prefectures": ["12"], "starts_at": "2026-12-10T01:00:00+09:00",
-         "ends_at": "2026-12-10T05:00:00+09:00"}])
-    _admin(running["admin"], "POST", "/sources/local/poll")
-    [first, *_] = _admin(running["admin"], "GET", "/notices")["items"]
     found = {}
-    for path in ("/notices", f"/notices/{first['id']}", "/s/", "/s/link", "/nothing"):
-        browser.driver.get(running["public"] + path)
+    for url in urls:
+        browser.driver.get(url)
         axe = Axe(browser.driver)
         axe.inject()
         # WCAG 2 A and AA (the bundled axe-core's best-practice rules include
@@ -408,8 +398,49 @@ def test_the_public_pages_pass_an_accessibility_scan(
         bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
                for v in result["violations"] if v["impact"] in ("serious", "critical")]
         if bad:
-            found[path] = bad
-    assert found == {}
+            found[url] = bad
+    return found
+
+
+def test_every_page_passes_an_accessibility_scan_on_a_desktop_and_a_phone(
+        browser: Browser, running: dict[str, Any]) -> None:
+    """Issue 25, part 7: axe-core's WCAG 2 A/AA rules on the pages a subscriber, a NOC
+    engineer and an operator read, at 1280 px and at 390 px: no serious or critical
+    finding (colour contrast, names, labels, language)."""
+    admin, public = running["admin"], running["public"]
+    _feed(running["feed"], [
+        {"id": "F1", "kind": "failure", "title": "東京都の一部で故障", "prefectures": ["13"]},
+        {"id": "W1", "kind": "construction", "title": "千葉県の一部で設備工事",
+         "prefectures": ["12"], "starts_at": "2026-12-10T01:00:00+09:00",
+         "ends_at": "2026-12-10T05:00:00+09:00"}])
+    req = urllib.request.Request(admin + "/admin/v1/subscribers", method="POST",
+                                 data=json.dumps({"email": EMAIL}).encode(),
+                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        subscriber = json.loads(r.read())["id"]
+    _admin(admin, "POST", "/sources/local/poll")
+    [first, *_] = _admin(admin, "GET", "/notices")["items"]
+    pages = [public + p for p in ("/notices", f"/notices/{first['id']}", "/s/", "/s/link",
+                                  "/nothing")]
+    console = [f"{admin}/console/{p}" for p in (
+        "", "notices", f"notices/{first['id']}", "deliveries", "deliveries?state=sent",
+        "bounces", "tickets", "subscribers", f"subscribers/{subscriber}", "nothing")]
+    phone = Browser(width=390, height=844, phone=True)
+    try:
+        for b in (browser, phone):
+            b.driver.get(admin + "/console/login")
+            b.css("#token").send_keys(ADMIN_TOKEN)
+            b.submit("#login")
+        found = {"1280": _axe_findings(browser, pages + console),
+                 "390": _axe_findings(phone, pages + console)}
+        phone.driver.get(admin + "/console/")
+        phone.shot("40-console-status-phone")
+        phone.driver.get(f"{admin}/console/notices/{first['id']}")
+        phone.shot("41-console-notice-phone")
+    finally:
+        phone.quit()
+    assert found == {"1280": {}, "390": {}}
 
 
 MAIL_CLIENT = """<!doctype html><html lang="ja"><head><meta charset="utf-8">

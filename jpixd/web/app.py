@@ -24,6 +24,7 @@ from jpixd.web import (
 from jpixd.web.api import PREFIX, Api, ApiError, Handler
 from jpixd.web.guard import Proxies, nul_parameter
 from jpixd.web.keys import API, RUNTIME
+from jpixd.web.pages import japanese_errors
 from jpixd.web.shed import Shedder
 
 log = structlog.get_logger("jpixd.web")
@@ -68,9 +69,15 @@ def build_app(runtime: Runtime, apis: list[Api] | None = None,
               shedder: Shedder | None = None) -> web.Application:
     """With a shedder: its head timer outermost (it must see every request), its body
     timeout innermost (so that a 408 or 413 still gets the API's error shape)."""
-    middlewares: list[Any] = [*console.MIDDLEWARES, admin_middleware]
+    # Every page but the API's answers a missing path or a failure in Japanese, as the
+    # console's pages do (aiohttp's bare English page had no title or language).
+    errors = japanese_errors(runtime.config.tz, home=("/console/", "コンソール"),
+                             template="console/message.html", skip=PREFIX,
+                             logged_in=False, csrf="", path="")
+    middlewares: list[Any] = [*console.MIDDLEWARES, admin_middleware, errors]
     if shedder is not None:
-        middlewares = [shedder.heads, *console.MIDDLEWARES, admin_middleware, shedder.bodies]
+        middlewares = [shedder.heads, *console.MIDDLEWARES, admin_middleware, errors,
+                       shedder.bodies]
     app = web.Application(middlewares=middlewares, client_max_size=8 * 1024 * 1024)
     merged = Api()
     for part in [admin.api, subscribers.api, notices.api, deliveries.api, bounces.api, tickets.api,

@@ -6,11 +6,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Callable
 from datetime import datetime, tzinfo
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import jinja2
+import structlog
 from aiohttp import web
 from multidict import MultiDictProxy
 
@@ -27,6 +29,8 @@ from jpixd.mail.render import (
 from jpixd.model import NoticeStatus, Subscriber
 from jpixd.prefectures import NAME_BY_CODE
 from jpixd.subscribers import Invalid, validate_changes
+
+log = structlog.get_logger("jpixd.web")
 
 WINDOW_LABELS = {"day": "昼間（8時〜19時）", "night": "夜間（19時〜23時）",
                  "late_night": "深夜・早朝（23時〜8時）"}
@@ -113,6 +117,38 @@ def environment(tz: tzinfo) -> jinja2.Environment:
         SERVICE_CHOICES=services.CHOICES,
         FAILURE_OPEN=[str(NoticeStatus.OCCURRED), str(NoticeStatus.PARTIALLY_RECOVERED)])
     return env
+
+
+def japanese_errors(tz: tzinfo, *, home: tuple[str, str], template: str = "message.html",
+                    skip: str | None = None, **context: Any) -> Any:
+    """Pages a visitor reads in Japanese: a missing page, a wrong method and a server
+    error (aiohttp's own were a bare English 「404: Not Found」, with no title or
+    language); what a handler answered itself (a form's 400, a feed's 304) is left as it
+    is, and so is every path under `skip` (the admin API answers in its JSON)."""
+
+    def show(status: int, heading: str, line: str) -> web.Response:
+        return page(tz, template, status, heading=heading, lines=[line], link=home, **context)
+
+    @web.middleware
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        if skip is not None and request.path.startswith(skip):
+            return cast(web.StreamResponse, await handler(request))
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except web.HTTPNotFound:
+            return show(404, "ページが見つかりません",
+                        "お探しのページは見つかりませんでした。アドレスをご確認ください。")
+        except web.HTTPMethodNotAllowed:
+            return show(405, "この操作はできません", "このページはこの方法では開けません。")
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("page failed", path=request.path)
+            return show(500, "ただいま表示できません",
+                        "一時的な障害です。しばらくしてからもう一度お試しください。")
+    return middleware
 
 
 def page(tz: tzinfo, name: str, status: int = 200, **context: Any) -> web.Response:
