@@ -307,9 +307,14 @@ async def test_a_notice_page_has_its_times_text_history_and_the_mail_it_sends(
         [stored] = (await s.rt.store.list_notices(source="local"))[0]
         op = await login(s)
         async with op:
+            async with op.get(f"{s.d.base_url}/console/notices") as r:
+                listing = await r.text()
             async with op.get(f"{s.d.base_url}/console/notices/{stored.id}") as r:
                 page = await r.text()
+        assert '<td><span class="badge st-planned">予定</span></td>' in listing
         assert "2026年12月24日(木) 02:00 ～ 06:00" in page
+        # Its state now, as the board shows it: the badge's word and colour.
+        assert '<span class="badge st-planned" id="state-now">予定</span>' in page
         assert "最大5分程度の通信断" in page
         assert "NTTの更新</dt><dd>2026年12月20日(日) 10:00" in page
         assert f'href="{s.public}/notices/{stored.id}"' in page

@@ -9,6 +9,7 @@ client address.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -32,6 +33,7 @@ from jpixd.outbox import retry_action
 from jpixd.prefectures import NAME_BY_CODE, REGIONS
 from jpixd.runtime import Runtime
 from jpixd.subscribers import Invalid, parse_csv
+from jpixd.timeline import badge
 from jpixd.web import admin, chart
 from jpixd.web.deliveries import Refusal, send_now
 from jpixd.web.guard import (
@@ -225,7 +227,8 @@ async def notices(request: web.Request) -> web.Response:
     kind = q.get("kind") if q.get("kind") in ("construction", "failure") else None
     items, total = await rt.store.list_notices(status=status_filter, kind=kind, limit=100)
     return _show(request, "console/notices.html", notices=items, total=total,
-                 status_filter=status_filter or "", kind=kind or "")
+                 status_filter=status_filter or "", kind=kind or "",
+                 badge=functools.partial(badge, now=rt.clock()))
 
 
 async def notice(request: web.Request) -> web.Response:
@@ -251,6 +254,7 @@ async def notice(request: web.Request) -> web.Response:
                  counts=await rt.store.notice_delivery_counts(stored.id),
                  deliveries=deliveries, dtotal=dtotal, names=NAME_BY_CODE,
                  windows=windows_of(stored), preview=preview, preview_change=change,
+                 badge=functools.partial(badge, now=rt.clock()),
                  public_url=links.notice(stored.id) if links is not None else None)
 
 
