@@ -1,5 +1,6 @@
 // jpixd: the little progressive JavaScript the pages use. Without it every form works;
-// with it, a region's "select all" box ticks its prefectures.
+// with it, a region's "select all" box ticks its prefectures, and on a phone the board's
+// filters fold away so that the first failure is on the first screen.
 "use strict";
 document.querySelectorAll("input[data-region-all]").forEach(function (all) {
   var region = all.getAttribute("data-region-all");
@@ -18,3 +19,8 @@ document.querySelectorAll("input[data-region-all]").forEach(function (all) {
   boxes.forEach(function (b) { b.addEventListener("change", sync); });
   sync();
 });
+if (window.matchMedia && window.matchMedia("(max-width: 40rem)").matches) {
+  document.querySelectorAll("details[data-fold-on-phone]").forEach(function (d) {
+    d.removeAttribute("open");
+  });
+}
