@@ -401,6 +401,10 @@ async def test_confirmation_links_expire_and_pending_subscribers_get_nothing(
             year=2020))
         async with s.http.get(s.public + "/s/confirm", params={"t": expired}) as page:
             assert page.status == 400
+            # It says what to do: sign up again (not "get a manage link", which a
+            # subscriber not yet confirmed cannot use).
+            text = await page.text()
+            assert "確認用のリンクが無効です" in text and 'href="/s/">もう一度申し込む' in text
 
 
 async def test_a_reload_takes_a_new_key_without_breaking_mailed_links(

@@ -61,6 +61,13 @@ def _refused(request: web.Request, reason: str) -> web.Response:
                         "フォームの有効期限が切れたか、別のサイトから送信されました。"
                         "ページを開き直してから送信してください。", status=403,
                         link=(request.path, "ページを開き直す"))
+    if request.path.startswith("/s/confirm"):
+        # A confirmation link that expired is answered by signing up again (reader
+        # review: this page offered only a manage link, to someone not yet subscribed).
+        return _message(request, "確認用のリンクが無効です",
+                        "登録の確認用リンクの有効期限が切れたか、正しくありません。",
+                        "お手数ですが、もう一度お申し込みください。新しい確認メールをお送りします。",
+                        status=400, link=("/s/", "もう一度申し込む"))
     return _message(request, "リンクが無効です",
                     "リンクの有効期限が切れたか、正しくありません。",
                     "登録内容の変更用リンクは、いつでも改めてお受け取りいただけます。",
