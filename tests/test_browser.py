@@ -47,6 +47,7 @@ class Browser:
         if phone:  # a window cannot be narrower than ~500 px: emulate the device instead
             opts.add_experimental_option("mobileEmulation", {"deviceMetrics": {
                 "width": width, "height": height, "pixelRatio": 2.0}})
+        self.phone = (width, height) if phone else None
         self.driver = webdriver.Chrome(service=Service(DRIVER or ""), options=opts)
         self.driver.set_page_load_timeout(20)
         # A click that submits a form returns before the next page is there: finding an
@@ -56,10 +57,21 @@ class Browser:
     def shot(self, name: str) -> None:
         """A full-page screenshot (the window grown to the page's height)."""
         d = self.driver
-        height = d.execute_script("return document.documentElement.scrollHeight")
-        d.set_window_size(d.get_window_size()["width"], min(max(int(height), 600), 6000))
+        height = min(max(int(d.execute_script(
+            "return document.documentElement.scrollHeight")), 600), 6000)
         SHOTS.mkdir(parents=True, exist_ok=True)
-        assert d.save_screenshot(str(SHOTS / f"{name}.png"))
+        if self.phone is None:
+            d.set_window_size(d.get_window_size()["width"], height)
+            assert d.save_screenshot(str(SHOTS / f"{name}.png"))
+            return
+        # An emulated phone's screen is as tall as the device says: made as tall as the
+        # page for the picture, then the phone again (the first screen is what it was).
+        width, screen = self.phone
+        for tall in (height, screen):
+            d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": tall, "deviceScaleFactor": 2, "mobile": True})
+            if tall == height:
+                assert d.save_screenshot(str(SHOTS / f"{name}.png"))
 
     def css(self, selector: str) -> Any:
         from selenium.webdriver.common.by import By

@@ -289,6 +289,26 @@ def test_the_chart_draws_no_date_past_its_right_edge() -> None:
     assert svg.count('stroke="#e3e8ee"') == 7  # every midnight's tick, the last one too
 
 
+def test_the_chart_s_legend_is_text_in_the_lines_colours() -> None:
+    """Reader review: the legend sat on the plot's edge, 5 px tall on a phone. It is the
+    page's own text now, each swatch the colour of its line (by class: the CSP allows no
+    inline style), and the drawing scrolls in its own box."""
+    from datetime import UTC, datetime
+
+    from jpixd.model import JST
+    from jpixd.web import chart
+    from jpixd.web.pages import _static_body
+
+    html_text = chart.svg({}, datetime(2026, 11, 29, 15, 34, tzinfo=UTC), JST)
+    legend, drawing = html_text.split('<div class="chart-wrap">')
+    assert "送信" in legend and "バウンス" in legend and "苦情" in legend
+    assert "style=" not in html_text and "バウンス</text>" not in drawing
+    css = _static_body("jpixd.css").decode()
+    for name, colour, _ in chart.SERIES:
+        assert f".chart-legend .series-{name} {{ background: {colour}; }}" in css
+        assert f'stroke="{colour}"' in drawing
+
+
 async def test_a_notice_page_has_its_times_text_history_and_the_mail_it_sends(
         tmp_path: Path) -> None:
     """Reader review: the console's notice page had no windows, body, public link or mail

@@ -43,18 +43,20 @@ def svg(activity: dict[str, dict[str, int]], now: datetime, tz: tzinfo) -> str:
             if x + 2 + DATE_WIDTH <= W:  # a midnight just past has no room to the right
                 parts.append(f'<text x="{x + 2:.1f}" y="{H - 10}" font-size="11" '
                              f'fill="#5b6776">{local.month}/{local.day}</text>')
-    for name, color, _ in SERIES:
+    for name, color, label in SERIES:
         points = " ".join(
             f"{LEFT + (i + 0.5) * width:.1f},{y(activity.get(k, {}).get(name, 0)):.1f}"
             for i, k in enumerate(keys))
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
-                     f'points="{points}"><title>{name}</title></polyline>')
-    for j, (_, color, label) in enumerate(SERIES):
-        x = LEFT + 8 + j * 90
-        parts.append(f'<rect x="{x}" y="2" width="10" height="10" fill="{color}"/>'
-                     f'<text x="{x + 14}" y="11" font-size="11" fill="#1d2733">{label}</text>')
+                     f'points="{points}"><title>{label}</title></polyline>')
     parts.append("</svg>")
-    return "".join(parts)
+    # The legend is the page's text, not the drawing's: readable at any width (drawn on
+    # the plot's edge it was 5 px tall on a phone). The drawing scrolls in its own box.
+    # (Colours by class: the CSP allows no inline style; jpixd.css has the same ones.)
+    legend = "".join(f'<span><i class="series-{name}"></i>{label}</span>'
+                     for name, _, label in SERIES)
+    return (f'<div class="chart-legend">{legend}</div>'
+            f'<div class="chart-wrap">{"".join(parts)}</div>')
 
 
 def totals(activity: dict[str, dict[str, int]]) -> dict[str, int]:
