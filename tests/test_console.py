@@ -179,9 +179,20 @@ async def test_subscribers_are_edited_and_imported_with_the_same_rules(
             async with op.post(s.d.base_url + "/console/subscribers/import",
                                data=upload(bad)) as r:
                 text = await r.text()
-                assert r.status == 400 and "line 2" in text
+                # Each problem in Japanese, with its line and column (reader review).
+                assert r.status == 400
+                assert "2 行目の「email」列: メールアドレスの形式が正しくありません" in text
             assert await s.rt.store.subscriber_by_email("ok@isp.example.jp") is None
             good = "email,name\nok@isp.example.jp,山田\nleft@isp.example.jp,戻らない\n"
+            # A dry run lists what would change, in words, not as errors; changes nothing.
+            dry = upload(good)
+            dry.add_field("dry_run", "1")
+            async with op.post(s.d.base_url + "/console/subscribers/import", data=dry) as r:
+                text = await r.text()
+                assert r.status == 200 and 'id="errors"' not in text
+                assert "ok@isp.example.jp: 新規登録" in text
+                assert "left@isp.example.jp: お名前: （なし） → 戻らない" in text
+            assert await s.rt.store.subscriber_by_email("ok@isp.example.jp") is None
             async with op.post(s.d.base_url + "/console/subscribers/import",
                                data=upload(good)) as r:
                 text = await r.text()
@@ -201,6 +212,15 @@ async def test_subscribers_are_edited_and_imported_with_the_same_rules(
                 assert r.status == 200 and "保存しました" in text
             ok = await s.rt.store.get_subscriber(ok.id)
             assert ok is not None and ok.paused and ok.prefectures == ("13",)
+            # A mistake is said in Japanese, listed at the top and marked on its field.
+            wrong = [(k, v) for k, v in data if k not in ("carriers", "csrf")]
+            text, csrf = await csrf_of(op, s.d.base_url + f"/console/subscribers/{ok.id}")
+            async with op.post(s.d.base_url + f"/console/subscribers/{ok.id}",
+                               data=[("csrf", csrf), *wrong]) as r:
+                text = await r.text()
+            top = text.split('id="errors"')[1].split("</div>")[0]
+            assert '<a href="#err-carriers">通信事業者を1つ以上選んでください</a>' in top
+            assert (await s.rt.store.get_subscriber(ok.id or 0)) == ok  # nothing changed
             changes = await s.rt.store.subscriber_changes(ok.id)
             assert changes[0].actor == "console" and re.search(r"prefectures: .* → 13",
                                                                changes[0].detail)
@@ -348,3 +368,25 @@ async def test_a_notice_page_has_its_times_text_history_and_the_mail_it_sends(
         assert "ご担当者様" in preview and "■変更点" in preview
         assert "変更前: 12/24(木) 01:00～05:00" in preview
         assert "（購読者ごとのリンクが入ります）" in preview  # not an empty line
+
+
+def test_every_csv_problem_reads_in_japanese() -> None:
+    """What parse_csv finds (the CLI and API keep its English), as the console says it."""
+    from jpixd.subscribers import parse_csv
+    from jpixd.web.pages import csv_problem_in_words
+
+    cases = {
+        b"": "ファイルが空です",
+        b"mail,name\nx,y\n": "1 行目の「mail」列: 使えない列名です",
+        b"email,email\na@isp.example.jp,b@isp.example.jp\n": "同じ列が2つあります",
+        b"name\nx\n": "1 行目: 見出しに email 列がありません",
+        b"email,name\na@isp.example.jp\n": "2 行目: 列が 1 個あります（見出し行は 2 個）",
+        b"email\na@isp.example.jp\na@isp.example.jp\n": "3 行目の「email」列: 2 行目と同じ",
+        b"email,carriers\na@isp.example.jp,north\n": "east・west のどちらか",
+        b"email\n\xff\xfe\xfd\n": "ファイルの文字コードを読めません",
+    }
+    for data, expected in cases.items():
+        _, problems = parse_csv(data)
+        said = [csv_problem_in_words(p) for p in problems]
+        assert any(expected in p for p in said), (data, problems, said)
+        assert not any(re.search(r"\b(line|column|must|not)\b", p) for p in said), said

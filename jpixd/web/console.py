@@ -48,7 +48,9 @@ from jpixd.web.guard import (
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Signer
 from jpixd.web.pages import (
+    csv_problem_in_words,
     form_values,
+    import_diff_in_words,
     page,
     posted_settings,
     settings_changes,
@@ -321,7 +323,8 @@ async def tickets(request: web.Request) -> web.Response:
 
 
 async def subscribers(request: web.Request, *, flash: str | None = None,
-                      errors: list[str] | None = None, status: int = 200) -> web.Response:
+                      errors: list[str] | None = None, diffs: list[str] | None = None,
+                      status: int = 200) -> web.Response:
     rt = request.app[RUNTIME]
     q = request.query.get("q", "").strip()[:200]
     st = request.query.get("status") or None
@@ -330,7 +333,7 @@ async def subscribers(request: web.Request, *, flash: str | None = None,
     items, total = await rt.store.list_subscribers(query=q or None, status=st, limit=200)
     return _show(request, "console/subscribers.html", status, subscribers=items, total=total,
                  q=q, status_filter=st or "", statuses=[str(s) for s in SubscriberStatus],
-                 flash=flash, errors=errors or [],
+                 flash=flash, errors=errors or [], diffs=diffs or [],
                  changes=await rt.store.subscriber_changes(limit=30))
 
 
@@ -379,7 +382,8 @@ async def subscribers_import(request: web.Request) -> web.Response:
         return await subscribers(request, errors=["CSV ファイルを選んでください。"], status=400)
     rows, problems = parse_csv(data)
     if problems:
-        return await subscribers(request, errors=problems[:50], status=400)
+        return await subscribers(
+            request, errors=[csv_problem_in_words(p) for p in problems[:50]], status=400)
     dry = form.get("dry_run") == "1"
     result = await rt.store.import_subscribers([(r.subscriber, r.columns) for r in rows],
                                                rt.clock(), dry_run=dry)
@@ -389,7 +393,7 @@ async def subscribers_import(request: web.Request) -> web.Response:
     return await subscribers(
         request, flash=f"{what}: 新規 {result.created} 件、更新 {result.updated} 件、"
                        f"変更なし {result.unchanged} 件、配信停止のまま {result.kept} 件",
-        errors=list(result.diffs[:50]) if dry else None)
+        diffs=[import_diff_in_words(d) for d in result.diffs[:50]] if dry else None)
 
 
 # --------------------------------------------------------------------------- helpers

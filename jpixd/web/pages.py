@@ -3,6 +3,7 @@ the static files (one stylesheet, one small script) that the CSP allows."""
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import re
@@ -90,6 +91,78 @@ def change_in_words(detail: str) -> str:
         else:
             out.append(f"{_FIELD_WORDS[field]}: {value(field, rest)}")
     return "; ".join(out)
+
+
+# A CSV row's problem with a column, in the console's words (the CLI and the API keep the
+# rules' English: "line 3, column email: 'x' is not an email address").
+_CSV_COLUMN_ERRORS = {
+    "email": "メールアドレスの形式が正しくありません",
+    "legacy_id": "旧システムのIDが正しくありません（改行や制御文字は使えません）",
+    "carriers": "east・west のどちらか、または両方を「;」で区切って書いてください",
+    "kinds": "construction・failure のどちらか、または両方を「;」で区切って書いてください",
+    "windows": "day・night・late_night を1つ以上、「;」で区切って書いてください",
+    "prefectures": "都道府県の名前か番号（01〜47）を「;」で区切って書いてください",
+    "status": "active・pending・suppressed・unsubscribed のどれかを書いてください",
+}
+_CSV_LINE = re.compile(r"line (\d+), column '?([^':]+?)'?: (.*)\Z", re.S)
+_CSV_WIDTH = re.compile(r"line (\d+): (\d+) columns, the header has (\d+)\Z")
+
+
+def csv_problem_in_words(problem: str) -> str:
+    """A problem `jpixd.subscribers.parse_csv` found, as the console shows it: which line
+    and column, and what to do, in Japanese."""
+    m = _CSV_LINE.match(problem)
+    if m:
+        line, column, message = m.groups()
+        where = f"{line} 行目の「{column}」列"
+        if message.startswith("unknown column"):
+            return f"{where}: 使えない列名です（使える列: {', '.join(_FIELD_WORDS)}）"
+        if message == "appears twice":
+            return f"{where}: 同じ列が2つあります"
+        repeated = re.search(r"repeats line (\d+)\Z", message)
+        if repeated:
+            return f"{where}: {repeated.group(1)} 行目と同じメールアドレスです"
+        return f"{where}: " + (_CSV_COLUMN_ERRORS.get(column) or FORM_ERRORS.get(column)
+                               or "値が正しくありません")
+    m = _CSV_WIDTH.match(problem)
+    if m:
+        return f"{m.group(1)} 行目: 列が {m.group(2)} 個あります（見出し行は {m.group(3)} 個）"
+    if problem.startswith("line 1: no 'email' column"):
+        return "1 行目: 見出しに email 列がありません"
+    if problem.startswith("line 1: the file is empty"):
+        return "ファイルが空です（email 列のある見出し行が必要です）"
+    if problem.startswith("file:"):
+        return ("ファイルの文字コードを読めません"
+                "（UTF-8・Shift_JIS・EUC-JP のいずれかで保存してください）")
+    m = re.match(r"line (\d+): ", problem)
+    if m:
+        return f"{m.group(1)} 行目: CSV として読めません（{problem[m.end():]}）"
+    return problem
+
+
+def import_diff_in_words(diff: str) -> str:
+    """A dry run's difference ("a@example.jp: prefectures ('13',) → ('01', '13')" or
+    "a@example.jp: new"), as the change log says it."""
+    email, _, rest = diff.partition(": ")
+    if rest == "new":
+        return f"{email}: 新規登録"
+    field, _, change = rest.partition(" ")
+    before, arrow, after = change.partition(" → ")
+    if not arrow:
+        return diff
+
+    def plain(text: str) -> str:
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        if isinstance(value, tuple | list):
+            return ",".join(str(v) for v in value) or "(all)"
+        if isinstance(value, bool):
+            return "はい" if value else "いいえ"
+        return "（なし）" if value in (None, "") else str(value)
+
+    return f"{email}: " + change_in_words(f"{field}: {plain(before)} → {plain(after)}")
 
 
 @functools.lru_cache(maxsize=4)
