@@ -12,6 +12,7 @@ import os
 import shutil
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from jpixd.web.links import LinkBuilder, Signer
 from tests.conftest import ADMIN_TOKEN, DaemonProcess, free_port, toml_dumps
 from tests.webharness import link_in
 
@@ -406,13 +408,19 @@ def test_a_sign_up_with_mistakes_says_so_first(running: dict[str, Any]) -> None:
         phone.quit()
 
 
-def _axe_findings(browser: Browser, urls: list[str]) -> dict[str, Any]:
-    """axe-core's WCAG 2 A/AA rules on each page: its serious and critical findings."""
+def _axe_findings(browser: Browser, urls: list[str], shots: str = "") -> dict[str, Any]:
+    """axe-core's WCAG 2 A/AA rules on each page: its serious and critical findings;
+    with `shots`, each page's screenshot too, named after its path."""
+    from urllib.parse import urlsplit
+
     from axe_selenium_python import Axe
 
     found = {}
     for url in urls:
         browser.driver.get(url)
+        if shots:
+            path = urlsplit(url).path.strip("/").replace("/", "-") or "root"
+            browser.shot(f"{shots}-{path}")
         axe = Axe(browser.driver)
         axe.inject()
         # WCAG 2 A and AA (the bundled axe-core's best-practice rules include
@@ -445,8 +453,11 @@ def test_every_page_passes_an_accessibility_scan_on_a_desktop_and_a_phone(
         subscriber = json.loads(r.read())["id"]
     _admin(admin, "POST", "/sources/local/poll")
     [first, *_] = _admin(admin, "GET", "/notices")["items"]
+    links = LinkBuilder(public, Signer(["w" * 40]), confirm_ttl=timedelta(days=2),
+                        manage_ttl=timedelta(days=30))
     pages = [public + p for p in ("/notices", f"/notices/{first['id']}", "/s/", "/s/link",
                                   "/nothing")]
+    pages += [links.manage(subscriber, datetime.now(UTC)), links.unsubscribe(subscriber)]
     console = [f"{admin}/console/{p}" for p in (
         "", "notices", f"notices/{first['id']}", "deliveries", "deliveries?state=sent",
         "bounces", "tickets", "subscribers", f"subscribers/{subscriber}", "nothing")]
@@ -456,12 +467,11 @@ def test_every_page_passes_an_accessibility_scan_on_a_desktop_and_a_phone(
             b.driver.get(admin + "/console/login")
             b.css("#token").send_keys(ADMIN_TOKEN)
             b.submit("#login")
+        # Every page at a phone's width is saved too, to be looked at (50-phone-*.png,
+        # 51-phone-console-*.png).
         found = {"1280": _axe_findings(browser, pages + console),
-                 "390": _axe_findings(phone, pages + console)}
-        phone.driver.get(admin + "/console/")
-        phone.shot("40-console-status-phone")
-        phone.driver.get(f"{admin}/console/notices/{first['id']}")
-        phone.shot("41-console-notice-phone")
+                 "390": {**_axe_findings(phone, pages, "50-phone"),
+                         **_axe_findings(phone, console, "51-phone")}}
     finally:
         phone.quit()
     assert found == {"1280": {}, "390": {}}
