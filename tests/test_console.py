@@ -390,3 +390,19 @@ def test_every_csv_problem_reads_in_japanese() -> None:
         said = [csv_problem_in_words(p) for p in problems]
         assert any(expected in p for p in said), (data, problems, said)
         assert not any(re.search(r"\b(line|column|must|not)\b", p) for p in said), said
+
+
+def test_the_guard_s_pause_reads_in_japanese() -> None:
+    """The guard's reason stays English in the logs, the API and Backlog; the console says
+    it in Japanese, and an operator's own words as typed."""
+    from jpixd.bounces.rules import judge
+    from jpixd.config import BouncesConfig
+    from jpixd.web.pages import pause_reason_in_words
+
+    verdict = judge(200, 10, 0, BouncesConfig())
+    assert verdict.level == "pause"
+    said = pause_reason_in_words(verdict.reason)
+    assert said.startswith("不達率 5.00%（200 通中 10 通）・苦情率 0.000%（0 通）")
+    assert said.endswith("自動で停止しました") and "bounce" not in said
+    assert pause_reason_in_words("回線メンテナンスのため") == "回線メンテナンスのため"
+    assert pause_reason_in_words(None) == ""

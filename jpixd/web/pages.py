@@ -140,6 +140,25 @@ def csv_problem_in_words(problem: str) -> str:
     return problem
 
 
+_GUARD_PAUSE = re.compile(
+    r"paused by the guard: bounce rate (\S+) \((\d+)/(\d+)\), complaint rate (\S+) "
+    r"\((\d+)/\d+\); limits (\S+) / (\S+)\Z")
+
+
+def pause_reason_in_words(reason: str | None) -> str:
+    """Why sending is paused, as the console says it: the guard's own reason (kept in
+    English for the logs, the API and Backlog) in Japanese, an operator's as typed."""
+    if not reason:
+        return ""
+    m = _GUARD_PAUSE.match(reason)
+    if m is None:
+        return reason
+    bounce, bounces, sent, complaint, complaints, bounce_limit, complaint_limit = m.groups()
+    return (f"不達率 {bounce}（{sent} 通中 {bounces} 通）・苦情率 {complaint}（{complaints} 通）が"
+            f"停止の基準（不達率 {bounce_limit}・苦情率 {complaint_limit}）に達したため、"
+            "自動で停止しました")
+
+
 def import_diff_in_words(diff: str) -> str:
     """A dry run's difference ("a@example.jp: prefectures ('13',) → ('01', '13')" or
     "a@example.jp: new"), as the change log says it."""
@@ -181,6 +200,7 @@ def environment(tz: tzinfo) -> jinja2.Environment:
     # shown as the logs and the admin API show it.
     env.filters["redact"] = lambda text: REDACTOR.text(text) if isinstance(text, str) else text
     env.filters["in_words"] = change_in_words
+    env.filters["pause_reason"] = pause_reason_in_words
     env.globals.update(
         KIND_LABELS=KIND_LABELS, CARRIER_LABELS=CARRIER_LABELS, WINDOW_LABELS=WINDOW_LABELS,
         SUB_STATUS_LABELS=SUB_STATUS_LABELS, DELIVERY_STATE_LABELS=DELIVERY_STATE_LABELS,
