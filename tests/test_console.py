@@ -406,3 +406,24 @@ def test_the_guard_s_pause_reads_in_japanese() -> None:
     assert said.endswith("自動で停止しました") and "bounce" not in said
     assert pause_reason_in_words("回線メンテナンスのため") == "回線メンテナンスのため"
     assert pause_reason_in_words(None) == ""
+
+
+def test_loops_and_their_troubles_read_in_japanese() -> None:
+    """Each loop by what it does, and each loop's "degraded" (English in the health API
+    and the logs) in Japanese; a message nobody mapped is shown as it is."""
+    from jpixd.archive import ArchiveLoop
+    from jpixd.backlog.reconciler import Reconciler
+    from jpixd.bounces.consumer import BounceConsumer
+    from jpixd.feeds.poller import FeedPoller
+    from jpixd.housekeeping import HousekeepingLoop
+    from jpixd.mail.sender import Sender
+    from jpixd.web.pages import LOOP_LABELS, degraded_in_words
+
+    loops = (ArchiveLoop, Reconciler, BounceConsumer, FeedPoller, HousekeepingLoop, Sender)
+    assert {loop.name for loop in loops} == set(LOOP_LABELS)
+    assert degraded_in_words("SQS receive failing (3 in a row)") == \
+        "SQS からの受信に失敗（3 回連続）"
+    assert degraded_in_words("Backlog down") == "Backlog に接続できません"
+    assert degraded_in_words("archive sink firehose unavailable: timed out") == \
+        "アーカイブ先 firehose に送れません（timed out）"
+    assert degraded_in_words("something new") == "something new"

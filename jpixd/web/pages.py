@@ -140,6 +140,30 @@ def csv_problem_in_words(problem: str) -> str:
     return problem
 
 
+# The loops by what they do (their names stay the identifiers the logs and metrics use).
+LOOP_LABELS = {"sender": "送信", "feeds": "お知らせの取得", "bounces": "不達・苦情の受信",
+               "backlog": "Backlog への起票", "housekeeping": "定期処理", "archive": "アーカイブ"}
+_DEGRADED = (
+    (re.compile(r"SQS receive failing \((\d+) in a row\)\Z"),
+     "SQS からの受信に失敗（{0} 回連続）"),
+    (re.compile(r"Backlog down\Z"), "Backlog に接続できません"),
+    (re.compile(r"Backlog misconfigured\Z"),
+     "Backlog の設定が正しくありません（API キー・プロジェクト）"),
+    (re.compile(r"archive sink (\S+) unavailable: (.*)\Z", re.S),
+     "アーカイブ先 {0} に送れません（{1}）"),
+)
+
+
+def degraded_in_words(text: str) -> str:
+    """A loop's "working, but not well" (English in the health API and logs), as the
+    console says it."""
+    for pattern, words in _DEGRADED:
+        m = pattern.match(text)
+        if m:
+            return words.format(*m.groups())
+    return text
+
+
 _GUARD_PAUSE = re.compile(
     r"paused by the guard: bounce rate (\S+) \((\d+)/(\d+)\), complaint rate (\S+) "
     r"\((\d+)/\d+\); limits (\S+) / (\S+)\Z")
@@ -201,11 +225,13 @@ def environment(tz: tzinfo) -> jinja2.Environment:
     env.filters["redact"] = lambda text: REDACTOR.text(text) if isinstance(text, str) else text
     env.filters["in_words"] = change_in_words
     env.filters["pause_reason"] = pause_reason_in_words
+    env.filters["degraded"] = degraded_in_words
     env.globals.update(
         KIND_LABELS=KIND_LABELS, CARRIER_LABELS=CARRIER_LABELS, WINDOW_LABELS=WINDOW_LABELS,
         SUB_STATUS_LABELS=SUB_STATUS_LABELS, DELIVERY_STATE_LABELS=DELIVERY_STATE_LABELS,
         POLL_RESULT_LABELS=POLL_RESULT_LABELS, TICKET_LABELS=TICKET_LABELS,
         ACTOR_LABELS=ACTOR_LABELS, ACTION_LABELS=ACTION_LABELS, CHANGE_LABELS=CHANGE_LABELS,
+        LOOP_LABELS=LOOP_LABELS,
         STATUS_LABELS={str(k): v for k, v in STATUS_LABELS.items()},
         SERVICE_CHOICES=services.CHOICES,
         FAILURE_OPEN=[str(NoticeStatus.OCCURRED), str(NoticeStatus.PARTIALLY_RECOVERED)])
