@@ -237,7 +237,7 @@ def test_a_subscriber_signs_up_changes_settings_and_leaves(
 
     # The board shows it; its page shows its reports.
     d.get(public + "/notices")
-    assert "東京都の一部で光回線の故障" in d.page_source
+    assert "東京都の一部で光回線の故障" in browser.css("#notice-1").text  # as it reads
     browser.shot("07-board")
     browser.submit("#notice-1 a")
     browser.shot("08-notice")

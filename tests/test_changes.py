@@ -80,6 +80,9 @@ async def test_an_update_mail_and_the_notice_page_say_what_changed(tmp_path: Pat
             page = await r.text()
         assert "<strong>工事日時</strong>: 12/24(木) 01:00～05:00 → 12/24(木) 02:00～05:00" \
             in page
+        # Two reports, one title: written once in the 経過, on the first report's row.
+        rows = page.replace("<wbr>", "").split('id="revisions"')[1].split("<tr>")[2:]
+        assert [row.count("東京都の一部で設備工事") for row in rows] == [0, 1]
         # The feed's entry says it too (an RSS connector in Slack or Teams showed only a
         # new date), and so does the calendar event's description.
         async with s.http.get(f"{s.public}/notices.atom") as r:

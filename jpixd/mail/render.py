@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 import jinja2
 
+from jpixd import phrases
 from jpixd.config import MailConfig
 from jpixd.mail.templating import PerNotice
 from jpixd.model import JST, Change, Notice, NoticeStatus, Subscriber
@@ -154,13 +155,6 @@ _NO_LINE_START = frozenset("、。，．,.・：；:;？！?!ー）」』】〕�
                            "ァィゥェォッャュョヮヵヶ々〜～")
 
 
-@functools.cache
-def _phrases() -> Any:
-    import budoux  # loaded on first use: a daemon that sends nothing never needs it
-
-    return budoux.load_default_japanese_parser()
-
-
 # A line is a list when 「、」 parts it into three or more items this short (a locality
 # list, services): it is broken between items, never inside one (「大阪市/北区」).
 _LIST_ITEM_MAX = 16
@@ -171,12 +165,12 @@ def _segments(line: str, columns: int) -> list[str]:
     BudouX's phrases; an item too long for a line is broken between its phrases."""
     items = line.split("、")
     if len(items) < 3 or max(len(i) for i in items) > _LIST_ITEM_MAX:
-        return _kept_whole(_phrases().parse(line))
+        return _kept_whole(phrases.split(line))
     out: list[str] = []
     for i, item in enumerate(items):
         piece = item + ("、" if i < len(items) - 1 else "")
         wide = sum(_width(c) for c in piece) > columns
-        out.extend(_phrases().parse(piece) if wide else [piece])
+        out.extend(phrases.split(piece) if wide else [piece])
     return _kept_whole(out)
 
 
