@@ -19,6 +19,7 @@ from jpixd.model import (
     notice_from_json,
     notice_to_json,
 )
+from tests.conftest import on_backend
 from tests.webharness import body_of, site, write_feed
 
 WORK = Notice(source="west", external_id="C1", carrier="west", kind=NoticeKind.CONSTRUCTION,
@@ -53,8 +54,9 @@ def test_each_change_in_the_words_the_mail_uses() -> None:
     assert "changes" not in notice_to_json(recovered)
 
 
-async def test_an_update_mail_and_the_notice_page_say_what_changed(tmp_path: Path) -> None:
-    async with site(tmp_path) as s:
+async def test_an_update_mail_and_the_notice_page_say_what_changed(
+        tmp_path: Path, backend_url: str | None) -> None:
+    async with site(tmp_path, **on_backend(backend_url)) as s:
         await s.rt.store.create_subscriber(
             Subscriber(email="noc@isp.example.jp", name="運用 太郎", carriers=("east",)),
             s.rt.clock())

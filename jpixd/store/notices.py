@@ -12,6 +12,7 @@ from jpixd.fanout import retires
 from jpixd.model import (
     OPEN_STATUSES,
     Change,
+    Changed,
     FanoutPlan,
     Notice,
     NoticeKind,
@@ -20,6 +21,7 @@ from jpixd.model import (
     StoredNotice,
     Subscriber,
     TimeWindow,
+    notice_from_json,
     notice_to_json,
 )
 from jpixd.store.archive import CREATED_SQL, SUPERSEDED_SQL
@@ -194,6 +196,25 @@ class NoticeQueries(Queries):
         return [Revision(id=r["id"], revision=r["revision"], change=Change(r["change"]),
                          content=json.loads(r["content"]), mailed=bool(r["mailed"]),
                          seen_at=from_db_req(r["seen_at"])) for r in rows]
+
+    async def latest_changes(self, notice_ids: Sequence[int]) -> dict[int, tuple[Changed, ...]]:
+        """What each notice's latest report changed (jpixd.changes), for the feeds: one
+        query for the whole board, not one per notice. Notices whose latest report
+        changed nothing a reader sees are left out."""
+        out: dict[int, tuple[Changed, ...]] = {}
+        ids = list(notice_ids)
+        for start in range(0, len(ids), 500):  # under either database's parameter limit
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            rows = await self._all(
+                "SELECT notice_id, content FROM notice_revisions WHERE id IN "
+                f"(SELECT MAX(id) FROM notice_revisions WHERE notice_id IN ({marks}) "
+                "GROUP BY notice_id)", chunk)
+            for r in rows:
+                changes = notice_from_json(json.loads(r["content"])).changes
+                if changes:
+                    out[int(r["notice_id"])] = changes
+        return out
 
     async def notice_delivery_counts(self, notice_id: int) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM deliveries WHERE notice_id = ? "

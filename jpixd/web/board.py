@@ -16,7 +16,7 @@ from aiohttp import web
 
 from jpixd.fanout import matches
 from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS
-from jpixd.model import NoticeKind, NoticeStatus, StoredNotice, notice_from_json
+from jpixd.model import NoticeKind, NoticeStatus, StoredNotice
 from jpixd.prefectures import NAME_BY_CODE, PREFECTURES, code_of
 from jpixd.runtime import Runtime
 from jpixd.timeline import badge, ended_by_time, today_works
@@ -140,13 +140,9 @@ async def _board(request: web.Request) -> tuple[Hashable, list[StoredNotice]]:
             since=rt.clock() - RECENT, body_limit=syndication.SUMMARY_BODY_LIMIT + 1)
         # What each notice's latest report changed, for its entry (a feed reader, and
         # Slack's or Teams' RSS connector, otherwise saw only a new date: reader review).
-        out = []
-        for s in notices:
-            revisions = await rt.store.revisions(s.id)
-            changed = notice_from_json(revisions[-1].content).changes if revisions else ()
-            out.append(dataclasses.replace(
-                s, notice=dataclasses.replace(s.notice, changes=changed)) if changed else s)
-        return out
+        changed = await rt.store.latest_changes([s.id for s in notices])
+        return [dataclasses.replace(s, notice=dataclasses.replace(
+            s.notice, changes=changed[s.id])) if s.id in changed else s for s in notices]
 
     return version, await feeds.notices(version, read)
 
