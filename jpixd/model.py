@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -303,8 +304,7 @@ def notice_to_json(n: Notice) -> dict[str, Any]:
         "windows": [w.to_json() for w in n.windows],
         **({"published_at": n.published_at.astimezone(JST).isoformat()}
            if n.published_at else {}),
-        **({"changes": [[c.label, c.before, c.after] for c in n.changes]}
-           if n.changes else {}),
+        **({"changes": _changes(n.changes)} if n.changes else {}),
     }
 
 
@@ -322,5 +322,18 @@ def notice_from_json(d: dict[str, Any]) -> Notice:
         report_number=d.get("report_number"),
         windows=tuple(TimeWindow.from_json(w) for w in d.get("windows") or ()),
         published_at=when("published_at"),
-        changes=tuple(Changed(str(a), str(b), str(c)) for a, b, c in d.get("changes") or ()),
+        changes=changes_from_json(d.get("changes") or ()),
     )
+
+
+def _changes(changes: Sequence[Changed]) -> list[list[str]]:
+    return [[c.label, c.before, c.after] for c in changes]
+
+
+def changes_to_json(changes: Sequence[Changed]) -> str:
+    """A revision's changes as the store keeps them: [label, before, after] each."""
+    return json.dumps(_changes(changes), ensure_ascii=False)
+
+
+def changes_from_json(items: Sequence[Sequence[object]]) -> tuple[Changed, ...]:
+    return tuple(Changed(str(a), str(b), str(c)) for a, b, c in items)

@@ -12,7 +12,6 @@ from jpixd.fanout import retires
 from jpixd.model import (
     OPEN_STATUSES,
     Change,
-    Changed,
     FanoutPlan,
     Notice,
     NoticeKind,
@@ -21,7 +20,8 @@ from jpixd.model import (
     StoredNotice,
     Subscriber,
     TimeWindow,
-    notice_from_json,
+    changes_from_json,
+    changes_to_json,
     notice_to_json,
 )
 from jpixd.store.archive import CREATED_SQL, SUPERSEDED_SQL
@@ -63,6 +63,7 @@ def _row_to_notice(row: Row) -> StoredNotice:
         services=tlist(row["services"]), url=row["url"], report_number=row["report_number"],
         windows=tuple(TimeWindow.from_json(w) for w in json.loads(row["windows"] or "[]")),
         published_at=from_db(row["published_at"]),
+        changes=changes_from_json(json.loads(row["changes"] or "[]")),
     )
     return StoredNotice(id=row["id"], notice=notice, revision=row["revision"],
                         first_seen=from_db_req(row["first_seen"]),
@@ -74,13 +75,14 @@ def _row_to_notice(row: Row) -> StoredNotice:
 _EXCERPT_COLUMNS = (
     "id, source, external_id, carrier, kind, status, title, substr(body, 1, ?) AS body, "
     "starts_at, ends_at, prefectures, localities, services, url, report_number, revision, "
-    "first_seen, last_changed, last_seen, windows, published_at")
+    "first_seen, last_changed, last_seen, windows, published_at, changes")
 
 UPSERT = """
 INSERT INTO notices (source, external_id, carrier, kind, status, title, body, starts_at,
                      ends_at, prefectures, localities, services, url, report_number, revision,
-                     first_seen, last_changed, last_seen, windows, fingerprint, published_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     first_seen, last_changed, last_seen, windows, fingerprint, published_at,
+                     changes)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (source, external_id) DO UPDATE SET
     carrier = excluded.carrier, kind = excluded.kind, status = excluded.status,
     title = excluded.title, body = excluded.body, starts_at = excluded.starts_at,
@@ -89,7 +91,7 @@ ON CONFLICT (source, external_id) DO UPDATE SET
     report_number = excluded.report_number, revision = excluded.revision,
     last_changed = excluded.last_changed, last_seen = excluded.last_seen,
     windows = excluded.windows, fingerprint = excluded.fingerprint,
-    published_at = excluded.published_at
+    published_at = excluded.published_at, changes = excluded.changes
 RETURNING id, first_seen
 """
 
@@ -197,25 +199,6 @@ class NoticeQueries(Queries):
                          content=json.loads(r["content"]), mailed=bool(r["mailed"]),
                          seen_at=from_db_req(r["seen_at"])) for r in rows]
 
-    async def latest_changes(self, notice_ids: Sequence[int]) -> dict[int, tuple[Changed, ...]]:
-        """What each notice's latest report changed (jpixd.changes), for the feeds: one
-        query for the whole board, not one per notice. Notices whose latest report
-        changed nothing a reader sees are left out."""
-        out: dict[int, tuple[Changed, ...]] = {}
-        ids = list(notice_ids)
-        for start in range(0, len(ids), 500):  # under either database's parameter limit
-            chunk = ids[start:start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            rows = await self._all(
-                "SELECT notice_id, content FROM notice_revisions WHERE id IN "
-                f"(SELECT MAX(id) FROM notice_revisions WHERE notice_id IN ({marks}) "
-                "GROUP BY notice_id)", chunk)
-            for r in rows:
-                changes = notice_from_json(json.loads(r["content"])).changes
-                if changes:
-                    out[int(r["notice_id"])] = changes
-        return out
-
     async def notice_delivery_counts(self, notice_id: int) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM deliveries WHERE notice_id = ? "
                                "GROUP BY state", (notice_id,))
@@ -242,7 +225,8 @@ class NoticeStore(NoticeQueries, SubscriberStore, SqliteBase):
                 jlist(n.prefectures), jlist(n.localities), jlist(n.services), n.url,
                 n.report_number, revision, t, t, t,
                 json.dumps([w.to_json() for w in n.windows]), fingerprint,
-                to_db(n.published_at) if n.published_at else None)).fetchone()
+                to_db(n.published_at) if n.published_at else None,
+                changes_to_json(n.changes))).fetchone()
             assert row is not None
             notice_id = int(row["id"])
             _remember_key(db, n.source, key or n.external_id, notice_id, fingerprint,

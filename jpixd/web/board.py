@@ -5,7 +5,6 @@ filter — or, at a signed URL, for one subscriber's own settings."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
@@ -136,13 +135,10 @@ async def _board(request: web.Request) -> tuple[Hashable, list[StoredNotice]]:
     version = await feeds.version(rt.store.notices_version)
 
     async def read() -> list[StoredNotice]:
-        notices = await rt.store.board_notices(
+        # Each notice comes with what its latest report changed, for its entry (a feed
+        # reader, and Slack's or Teams' RSS connector, otherwise saw only a new date).
+        return await rt.store.board_notices(
             since=rt.clock() - RECENT, body_limit=syndication.SUMMARY_BODY_LIMIT + 1)
-        # What each notice's latest report changed, for its entry (a feed reader, and
-        # Slack's or Teams' RSS connector, otherwise saw only a new date: reader review).
-        changed = await rt.store.latest_changes([s.id for s in notices])
-        return [dataclasses.replace(s, notice=dataclasses.replace(
-            s.notice, changes=changed[s.id])) if s.id in changed else s for s in notices]
 
     return version, await feeds.notices(version, read)
 

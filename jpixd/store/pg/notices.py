@@ -8,7 +8,7 @@ import json
 from datetime import datetime
 
 from jpixd.fanout import retires
-from jpixd.model import Change, Notice, notice_to_json
+from jpixd.model import Change, Notice, changes_to_json, notice_to_json
 from jpixd.store.base import DELIVERIES, jlist
 from jpixd.store.notices import REMEMBER_KEY, UPSERT, NoticeQueries, Planner, RecordResult
 from jpixd.store.pg.archive import created_records, superseded_records
@@ -57,7 +57,8 @@ class PgNoticeStore(NoticeQueries, PgSubscriberStore, PgBase):
                 n.source, n.external_id, n.carrier, str(n.kind), str(n.status), n.title,
                 n.body, n.starts_at, n.ends_at, jlist(n.prefectures), jlist(n.localities),
                 jlist(n.services), n.url, n.report_number, revision, now, now, now,
-                json.dumps([w.to_json() for w in n.windows]), fingerprint, n.published_at)
+                json.dumps([w.to_json() for w in n.windows]), fingerprint, n.published_at,
+                changes_to_json(n.changes))
             assert row is not None
             notice_id = int(row["id"])
             await _remember_key(conn, n.source, key or n.external_id, notice_id, fingerprint,
