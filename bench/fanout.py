@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from jpixd.fanout import Policy, planner
 from jpixd.model import Change, Notice, NoticeKind, NoticeStatus, Subscriber
 from jpixd.prefectures import CODES
-from jpixd.store import Store
+from jpixd.store import AnyStore, Store
 from jpixd.subscribers import FIELDS
 
 ALL_COLUMNS = frozenset(FIELDS)
@@ -52,7 +52,7 @@ async def measure(archive: bool = False, postgres: str | None = None) -> dict[st
         if postgres is not None:
             from jpixd.store.pg.store import PgStore
 
-            store: Store = await PgStore.open(postgres)  # type: ignore[assignment]
+            store: AnyStore = await PgStore.open(postgres)
         else:
             store = await Store.open(Path(tmp) / "bench.sqlite3")
         await store.migrate(now)

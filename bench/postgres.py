@@ -22,15 +22,14 @@ from bench import fanout
 from bench.sender import bench_sender, prepare
 from jpixd.mail.transports.file import FileTransport
 from jpixd.model import DeliveryState
-from jpixd.store import Store
 from jpixd.store.pg.store import PgStore
 from tests.pgserver import create_database, running_postgres
 
 N = 10_000
 
 
-async def _open(url: str) -> Store:
-    return await PgStore.open(url, pool_size=4)  # type: ignore[return-value]
+async def _open(url: str) -> PgStore:
+    return await PgStore.open(url, pool_size=4)
 
 
 async def _send_until_done(url: str, outbox: str) -> int:

@@ -30,7 +30,7 @@ from jpixd.mail.transports.file import FileTransport
 from jpixd.mail.transports.smtp import SmtpTransport
 from jpixd.metrics import Metrics
 from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeStatus, Subscriber
-from jpixd.store import Store
+from jpixd.store import AnyStore, Store
 from jpixd.subscribers import FIELDS
 
 NOW = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
@@ -40,7 +40,7 @@ NOTICE = Notice(source="west", external_id="F1", carrier="west", kind=NoticeKind
                 body="原因を調査中です。復旧見込は未定です。" * 3, services=("フレッツ光ネクスト",))
 
 
-async def prepare(store: Store, n: int) -> None:
+async def prepare(store: AnyStore, n: int) -> None:
     """n subscribers and one notice to all of them: n deliveries due."""
     await store.migrate(NOW)
     await store.import_subscribers([(Subscriber(email=f"u{i}@isp{i % 50}.example.jp",
@@ -51,7 +51,7 @@ async def prepare(store: Store, n: int) -> None:
                                 planner=planner(NOTICE, Change.NEW, NOW, Policy(tz=JST)))
 
 
-def bench_sender(store: Store, transport: Transport) -> Sender:
+def bench_sender(store: AnyStore, transport: Transport) -> Sender:
     """No rate limit, concurrency 8, claims of 400."""
     cfg = load_mapping({"mail": {"from": "n@example.jp"}, "http": {"admin_token": "env:T"}},
                        env={"T": "x" * 16})

@@ -14,14 +14,14 @@ from jpixd.mail.outbound import Outbound
 from jpixd.mail.render import Renderer
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
-from jpixd.store import Store
+from jpixd.store import AnyStore
 from jpixd.supervisor import Supervisor
 
 
 @dataclass
 class Runtime:
     config: Config
-    store: Store
+    store: AnyStore
     metrics: Metrics
     supervisor: Supervisor
     clock: Clock

@@ -23,7 +23,7 @@ import pytest
 from jpixd.app import Daemon
 from jpixd.config import Config, load_mapping
 from jpixd.loop import Loop
-from jpixd.store import Store
+from jpixd.store import AnyStore, Store
 
 # botocore must never wait on an instance-metadata lookup or find real credentials.
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
@@ -140,20 +140,18 @@ def backend_url(backend: str, request: pytest.FixtureRequest) -> str | None:
     return str(request.getfixturevalue("postgres_db")) if backend == "postgres" else None
 
 
-async def open_store_at(url: str | None, path: Path) -> Store:
+async def open_store_at(url: str | None, path: Path) -> AnyStore:
     """PostgreSQL's database at `url`, or else SQLite's file at `path`."""
     if url is not None:
         from jpixd.store.pg.store import PgStore
 
-        # Typed as the SQLite Store, whose public methods it has, signature for
-        # signature (tests/test_store_contract.py).
-        return await PgStore.open(url, pool_size=4)  # type: ignore[return-value]
+        return await PgStore.open(url, pool_size=4)
     return await Store.open(path)
 
 
 @pytest.fixture
 async def store(tmp_path: Path, now: datetime, backend_url: str | None
-                ) -> AsyncIterator[Store]:
+                ) -> AsyncIterator[AnyStore]:
     s = await open_store_at(backend_url, tmp_path / "db" / "jpixd.sqlite3")
     await s.migrate(now)
     try:
@@ -162,7 +160,7 @@ async def store(tmp_path: Path, now: datetime, backend_url: str | None
         await s.close()
 
 
-async def open_backend(tmp_path: Path, url: str | None) -> Store:
+async def open_backend(tmp_path: Path, url: str | None) -> AnyStore:
     """The database a daemon configured with `on_backend(url)` will use, opened (and
     migrated) before it starts, as an operator's earlier run would have left it."""
     store = await open_store_at(url, tmp_path / "state" / "jpixd.sqlite3")
@@ -170,16 +168,17 @@ async def open_backend(tmp_path: Path, url: str | None) -> Store:
     return store
 
 
-async def reopen(store: Store) -> Store:
+async def reopen(store: AnyStore) -> AnyStore:
     """A second connection to the same database, as a restarted daemon would open."""
-    url = getattr(store, "url", None)  # PostgreSQL's; SQLite's store has a path instead
-    return await open_store_at(url, Path() if url is not None else store.path)
+    if isinstance(store, Store):
+        return await Store.open(store.path)
+    return await open_store_at(store.url, Path())
 
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path, now: datetime) -> AsyncIterator[Store]:
     """For what only SQLite has (its file, its pragmas, its migrations)."""
-    s = await open_store_at(None, tmp_path / "db" / "jpixd.sqlite3")
+    s = await Store.open(tmp_path / "db" / "jpixd.sqlite3")
     await s.migrate(now)
     try:
         yield s

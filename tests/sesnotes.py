@@ -14,7 +14,7 @@ from jpixd.bounces.rules import decide
 from jpixd.config import BouncesConfig
 from jpixd.fanout import Policy, planner
 from jpixd.model import JST, Change, Notice, NoticeKind, NoticeStatus, Subscriber
-from jpixd.store import Store
+from jpixd.store import AnyStore
 
 
 def mail(message_id: str = "0101018f-ses-1", to: list[str] | None = None,
@@ -69,7 +69,7 @@ def sns(ses: dict[str, Any], message_id: str = "sns-1",
         ensure_ascii=False)
 
 
-async def sent_to(store: Store, now: datetime, *emails: str, ses_ids: bool = True,
+async def sent_to(store: AnyStore, now: datetime, *emails: str, ses_ids: bool = True,
                   title: str = "故障") -> None:
     """Subscribers, a notice to them, and its deliveries sent with SES message ids
     `ses-<address>`, so that a bounce can be correlated with its delivery."""
@@ -84,7 +84,7 @@ async def sent_to(store: Store, now: datetime, *emails: str, ses_ids: bool = Tru
                               ses_message_id=f"ses-{d.email}" if ses_ids else None)
 
 
-async def record_bounce(store: Store, email: str, at: datetime, *, n: int = 1,
+async def record_bounce(store: AnyStore, email: str, at: datetime, *, n: int = 1,
                         btype: str = "Permanent", sub: str = "General") -> None:
     """An SES bounce of `email` at `at`, recorded as the SQS consumer records it (the
     default rules; n makes its feedback and SNS ids unique)."""

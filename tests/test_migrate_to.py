@@ -32,7 +32,7 @@ from jpixd.model import (
 )
 from jpixd.selfmail import Limits
 from jpixd.statelock import hold
-from jpixd.store import Store
+from jpixd.store import AnyStore
 from tests.conftest import base_mapping, jpixd_command, on_backend, toml_dumps
 from tests.pgserver import needs_postgres, postgres_server, postgres_url  # noqa: F401
 from tests.sesnotes import record_bounce
@@ -50,7 +50,7 @@ def _config(tmp: Path, name: str, **extra: Any) -> tuple[Path, Config]:
     return path, load_mapping(tomllib.loads(path.read_text()), base_dir=tmp, env={})
 
 
-async def _a_lived_in_state(store: Store) -> None:
+async def _a_lived_in_state(store: AnyStore) -> None:
     """What a single host holds after some weeks: subscribers (one changed, one gone, one
     with a legacy id), a failure mailed to some, pending, retried and failed to others,
     a bounce that suppressed an address and opened a case, a paused-and-resumed sender,
@@ -89,7 +89,7 @@ async def _a_lived_in_state(store: Store) -> None:
                                 T0 - timedelta(hours=1))
 
 
-async def _everything(store: Store) -> dict[str, Any]:
+async def _everything(store: AnyStore) -> dict[str, Any]:
     """The state as the console and the API read it."""
     notices, _ = await store.list_notices(limit=1000)
     return {

@@ -15,13 +15,13 @@ from prometheus_client import CollectorRegistry
 
 from jpixd.fanout import Policy, planner
 from jpixd.model import Change, DeliveryState, Notice, NoticeKind, NoticeStatus
-from jpixd.store import Store
+from jpixd.store import AnyStore
 from tests.conftest import RunningDaemon, make_config, on_backend, running_daemon
 
 
 @pytest.fixture
 async def api(tmp_path: Path, backend_url: str | None
-              ) -> AsyncIterator[tuple[aiohttp.ClientSession, str, Store]]:
+              ) -> AsyncIterator[tuple[aiohttp.ClientSession, str, AnyStore]]:
     async with running_daemon(make_config(tmp_path, **on_backend(backend_url)),
                               registry=CollectorRegistry()) as d:
         assert d.daemon.runtime is not None
@@ -34,7 +34,7 @@ async def post(http: aiohttp.ClientSession, url: str, body: Any) -> tuple[int, A
         return r.status, await r.json()
 
 
-async def test_create_get_patch_delete(api: tuple[aiohttp.ClientSession, str, Store]) -> None:
+async def test_create_get_patch_delete(api: tuple[aiohttp.ClientSession, str, AnyStore]) -> None:
     http, url, _ = api
     status, created = await post(http, url, {
         "email": "Noc@Ｅｘａｍｐｌｅ.JP", "name": "運用担当", "organization": "株式会社例",
@@ -88,7 +88,7 @@ async def test_create_get_patch_delete(api: tuple[aiohttp.ClientSession, str, St
     ({"email": "x@example.jp", "id": 5, "colour": "blue"},
      {"id": "is read-only", "colour": "unknown field"}),
 ])
-async def test_validation_names_every_bad_field(api: tuple[aiohttp.ClientSession, str, Store],
+async def test_validation_names_every_bad_field(api: tuple[aiohttp.ClientSession, str, AnyStore],
                                                 body: dict[str, Any],
                                                 fields: dict[str, str]) -> None:
     http, url, store = api
@@ -99,7 +99,7 @@ async def test_validation_names_every_bad_field(api: tuple[aiohttp.ClientSession
     assert (await store.list_subscribers())[1] == 0
 
 
-async def test_duplicates_are_refused(api: tuple[aiohttp.ClientSession, str, Store]) -> None:
+async def test_duplicates_are_refused(api: tuple[aiohttp.ClientSession, str, AnyStore]) -> None:
     http, url, _ = api
     assert (await post(http, url, {"email": "dup@example.jp"}))[0] == 201
     status, body = await post(http, url, {"email": "dup@EXAMPLE.jp"})
@@ -109,7 +109,7 @@ async def test_duplicates_are_refused(api: tuple[aiohttp.ClientSession, str, Sto
         assert r.status == 409
 
 
-async def test_filters_and_paging(api: tuple[aiohttp.ClientSession, str, Store]) -> None:
+async def test_filters_and_paging(api: tuple[aiohttp.ClientSession, str, AnyStore]) -> None:
     http, url, _ = api
     for i in range(5):
         await post(http, url, {"email": f"e{i}@east.example.jp", "carriers": ["east"],
@@ -136,7 +136,7 @@ async def test_filters_and_paging(api: tuple[aiohttp.ClientSession, str, Store])
 
 
 async def test_changes_reach_mail_not_yet_sent_and_the_next_fanout(
-        api: tuple[aiohttp.ClientSession, str, Store]) -> None:
+        api: tuple[aiohttp.ClientSession, str, AnyStore]) -> None:
     http, url, store = api
     # Mail not yet sent, whatever today's date: sending is paused while the test looks.
     # (It passed only while its fixed date lay in the future: the running sender sent

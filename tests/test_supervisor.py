@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from jpixd.app import Daemon
 from jpixd.exhaustion import exhaustion
 from jpixd.loop import Loop
+from jpixd.store import Store
 from tests.conftest import ADMIN_TOKEN, make_config, running_daemon
 
 
@@ -173,6 +174,7 @@ async def test_the_feed_poller_waits_out_a_full_database(tmp_path: Path) -> None
         assert rt is not None
         feeds = rt.loops["feeds"]
         await asyncio.wait_for(feeds.first_round.wait(), 10)
+        assert isinstance(rt.store, Store)
         db = rt.store._db  # SQLite's own connection
         async with db.execute("PRAGMA page_count") as cur:
             row = await cur.fetchone()

@@ -27,7 +27,7 @@ from jpixd.config import BouncesConfig
 from jpixd.metrics import Metrics
 from jpixd.model import Clock, Subscriber
 from jpixd.selfmail import Limits
-from jpixd.store import Store
+from jpixd.store import AnyStore
 from jpixd.web.links import LinkBuilder
 
 log = structlog.get_logger("jpixd.web")
@@ -36,7 +36,7 @@ Kind = Literal["confirm", "manage"]
 
 
 class SystemMail:
-    def __init__(self, store: Store, wake_sender: Callable[[], None], links: LinkBuilder,
+    def __init__(self, store: AnyStore, wake_sender: Callable[[], None], links: LinkBuilder,
                  metrics: Metrics, clock: Clock, limits: Limits,
                  bounces: BouncesConfig) -> None:
         self.store, self.wake_sender, self.links = store, wake_sender, links
