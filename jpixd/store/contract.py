@@ -1,9 +1,9 @@
 """What each loop needs of the store: one typed contract per consumer.
 
 `Store` (SQLite) and `PgStore` (PostgreSQL, several hosts) satisfy every one of them,
-checked by mypy below; each loop's tests run against both. The web layer takes the whole
-`Store`, whose public methods `PgStore` has with the same signatures
-(tests/test_store_contract.py).
+checked by mypy below; each loop's tests run against both. The web layer and the
+application hold `AnyStore` (`Store | PgStore`): mypy checks each call there against both,
+and tests/test_store_contract.py that their public methods are the same.
 """
 
 from __future__ import annotations
