@@ -34,9 +34,9 @@ from jpixd.config import BacklogConfig
 from jpixd.loop import Loop, Reloaded
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
+from jpixd.records import Ticket, TicketComment
 from jpixd.retry import Backoff
 from jpixd.store.contract import ReconcilerStore
-from jpixd.store.tickets import Ticket, TicketComment
 
 log = structlog.get_logger("jpixd.backlog")
 

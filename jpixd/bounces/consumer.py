@@ -23,9 +23,9 @@ from jpixd.loop import Loop, Reloaded
 from jpixd.mail.outbound import SendingSwitch
 from jpixd.metrics import Metrics
 from jpixd.model import Clock
+from jpixd.records import EventOutcome
 from jpixd.retry import Backoff
 from jpixd.store.contract import ConsumerStore
-from jpixd.store.events import EventOutcome
 
 log = structlog.get_logger("jpixd.bounces")
 

@@ -43,9 +43,9 @@ from jpixd.feeds.policy import detail_refusal
 from jpixd.loop import Loop, Reloaded
 from jpixd.metrics import Metrics
 from jpixd.model import Change, Clock, Notice, NoticeStatus, SourceState, StoredNotice
+from jpixd.records import RecordResult
 from jpixd.retry import Backoff
 from jpixd.store.contract import PollerStore
-from jpixd.store.notices import RecordResult
 
 log = structlog.get_logger("jpixd.feeds")
 

@@ -33,9 +33,9 @@ from jpixd.mail.render import Rendered, Renderer
 from jpixd.mail.transports import Failure, SendError
 from jpixd.metrics import Metrics
 from jpixd.model import Claimed, Clock, DeliveryState, SubscriberStatus, notice_to_json
+from jpixd.records import SelfMail
 from jpixd.retry import Backoff
 from jpixd.store.contract import SenderStore
-from jpixd.store.selfmail import SelfMail
 
 log = structlog.get_logger("jpixd.sender")
 

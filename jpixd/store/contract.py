@@ -24,11 +24,10 @@ from jpixd.model import (
     StoredNotice,
     Subscriber,
 )
-from jpixd.store.events import Decider, EventOutcome
-from jpixd.store.notices import Planner, RecordResult
-from jpixd.store.retention import BATCH, Pruned
-from jpixd.store.selfmail import SelfMail
-from jpixd.store.tickets import Ticket, TicketComment
+from jpixd.records import EventOutcome, Pruned, RecordResult, SelfMail, Ticket, TicketComment
+from jpixd.store.events import Decider
+from jpixd.store.notices import Planner
+from jpixd.store.retention import BATCH
 
 
 class SenderStore(Protocol):

@@ -9,26 +9,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
-from jpixd.store.base import (
-    Queries,
-    Row,
-    SqliteBase,
-    as_text,
-    from_db,
-    to_db,
-    where_equal,
-)
-from jpixd.store.subscribers import (
-    bump_version_sync,
-    log_change,
-    log_change_sync,
-)
+from jpixd.records import EventOutcome
+from jpixd.store.base import Queries, Row, SqliteBase, as_text, from_db, to_db, where_equal
+from jpixd.store.subscribers import bump_version_sync, log_change, log_change_sync
 from jpixd.store.tickets import file_bounce, queue_lift_comment
 
 # (event, soft bounces of its address within the window, this one included, whether it is
@@ -37,14 +25,6 @@ Decider = Callable[[MailEvent, int, bool], Decision]
 # The mail an SES message id names, when it is no delivery: a self-service mail.
 SELF_MAIL_BY_SES_ID = "SELECT id FROM self_mails WHERE ses_message_id = ? LIMIT 1"
 
-
-@dataclass(frozen=True)
-class EventOutcome:
-    event: MailEvent
-    new: bool  # False: seen before (a redelivered notification)
-    delivery_id: int | None = None
-    suppressed: bool = False  # this event suppressed its address now
-    reason: str | None = None
 
 
 def _record(db: sqlite3.Connection, e: MailEvent, now: datetime, decide: Decider,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from jpixd.fanout import retires
@@ -24,6 +23,7 @@ from jpixd.model import (
     changes_to_json,
     notice_to_json,
 )
+from jpixd.records import RecordResult
 from jpixd.store.archive import CREATED_SQL, SUPERSEDED_SQL
 from jpixd.store.base import (
     Queries,
@@ -43,15 +43,6 @@ from jpixd.store.subscribers import SubscriberStore
 # transaction, decide the deliveries. Pure: see jpixd.fanout.
 Planner = Callable[[Sequence[Subscriber], frozenset[str]], FanoutPlan]
 
-
-@dataclass(frozen=True)
-class RecordResult:
-    notice_id: int
-    revision_id: int
-    deliveries: int
-    reminders: int
-    superseded: int
-    reminders_cancelled: int
 
 
 def _row_to_notice(row: Row) -> StoredNotice:

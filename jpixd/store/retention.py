@@ -7,9 +7,9 @@ revision a kept delivery belongs to, a notice's current revision."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+from jpixd.records import Pruned
 from jpixd.store.base import Queries, marks
 
 BATCH = 500
@@ -66,10 +66,6 @@ _RULES["console_logouts"] = (
 ORDER = ("events", "deliveries", "revisions", "quarantine", "tickets", "pending_subscribers",
          "self_mails", "console_logouts")
 
-
-@dataclass(frozen=True)
-class Pruned:
-    counts: dict[str, int]
 
 
 class RetentionStore(Queries):

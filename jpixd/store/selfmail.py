@@ -4,10 +4,10 @@ them), its outcome, and the counts its own guard reads. The same SQL on both dat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from jpixd.records import SelfMail
 from jpixd.selfmail import BOUNCED_MAILBOX_REST, Counts, Limits, mailbox_key, refusal
 from jpixd.store.base import Queries, Row, Tx, as_text
 
@@ -16,16 +16,6 @@ _ASKED = "state IN ('queued', 'sent') AND created_at >= ?"
 # Bounces and complaints of self-service mail (what its guard and a mailbox's rest count).
 _COUNTED = "self_mail_id IS NOT NULL AND counted_in_rate AND occurred_at >= ?"
 
-
-@dataclass(frozen=True)
-class SelfMail:
-    """A self-service mail claimed for sending."""
-
-    id: int
-    kind: str  # "confirm" or "manage"
-    subscriber_id: int
-    email: str
-    attempts: int  # this one included
 
 
 async def _count(tx: Tx, sql: str, params: tuple[object, ...]) -> int:

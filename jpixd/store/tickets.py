@@ -8,12 +8,11 @@ Backlog is slow or down; the reconciler works through these rows.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
 
 from jpixd.backlog import cases
 from jpixd.bounces.parse import MailEvent
+from jpixd.records import Ticket, TicketComment
 from jpixd.store.base import (
     Queries,
     Row,
@@ -28,39 +27,6 @@ from jpixd.store.base import (
 
 OPEN_STATES = ("intent", "open", "closing")
 
-
-@dataclass(frozen=True)
-class Ticket:
-    id: int
-    kind: str  # "bounce" | "guard"
-    email: str | None
-    marker: str
-    state: str  # intent → open → closing → closed, or gone (deleted in Backlog)
-    issue_id: int | None
-    issue_key: str | None
-    summary: str
-    description: str
-    priority: str  # "normal" | "high"
-    close_reason: str | None
-    attempted_at: datetime | None
-    last_error: str | None
-    tries: int
-    next_try_at: datetime | None
-    last_event_at: datetime | None
-    created_at: datetime
-    opened_at: datetime | None
-    closed_at: datetime | None
-
-    def to_json(self) -> dict[str, Any]:
-        def iso(t: datetime | None) -> str | None:
-            return t.isoformat() if t else None
-        return {"id": self.id, "kind": self.kind, "email": self.email, "state": self.state,
-                "issue_key": self.issue_key, "issue_id": self.issue_id,
-                "summary": self.summary, "priority": self.priority,
-                "close_reason": self.close_reason, "last_error": self.last_error,
-                "tries": self.tries, "next_try_at": iso(self.next_try_at),
-                "last_event_at": iso(self.last_event_at), "created_at": iso(self.created_at),
-                "opened_at": iso(self.opened_at), "closed_at": iso(self.closed_at)}
 
 
 def _ticket(r: Row) -> Ticket:
@@ -92,15 +58,6 @@ def open_case(r: Row) -> tuple[Ticket, cases.CaseFacts]:
         has_subscriber=bool(r["has_subscriber"]), suppressed=bool(r["suppressed"]),
         lifted_at=from_db(r["lifted_at"]))
 
-
-@dataclass(frozen=True)
-class TicketComment:
-    id: int
-    ticket_id: int
-    issue_id: int
-    content: str
-    marker: str | None  # set with attempted_at: the comment may be in Backlog already
-    attempted_at: datetime | None
 
 
 def file_bounce(db: sqlite3.Connection, e: MailEvent, event_id: int | None,

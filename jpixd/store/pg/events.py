@@ -9,8 +9,9 @@ from datetime import datetime, timedelta, tzinfo
 
 from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
+from jpixd.records import EventOutcome
 from jpixd.store.base import SUBSCRIBERS_VERSION
-from jpixd.store.events import SELF_MAIL_BY_SES_ID, Decider, EventOutcome, EventQueries
+from jpixd.store.events import SELF_MAIL_BY_SES_ID, Decider, EventQueries
 from jpixd.store.pg.base import Conn, PgBase, PgTx, q
 from jpixd.store.pg.tickets import file_bounce
 from jpixd.store.subscribers import log_change

@@ -9,16 +9,11 @@ from datetime import datetime
 
 from jpixd.fanout import retires
 from jpixd.model import Change, Notice, changes_to_json, notice_to_json
+from jpixd.records import RecordResult
 from jpixd.store.base import DELIVERIES, jlist
-from jpixd.store.notices import REMEMBER_KEY, UPSERT, NoticeQueries, Planner, RecordResult
+from jpixd.store.notices import REMEMBER_KEY, UPSERT, NoticeQueries, Planner
 from jpixd.store.pg.archive import created_records, superseded_records
-from jpixd.store.pg.base import (
-    Conn,
-    PgBase,
-    execute,
-    notify,
-    q,
-)
+from jpixd.store.pg.base import Conn, PgBase, execute, notify, q
 from jpixd.store.pg.subscribers import PgSubscriberStore
 
 _DELIVERY_COLUMNS = ("revision_id", "notice_id", "subscriber_id", "email", "purpose", "slot",

@@ -1,0 +1,90 @@
+"""What the store hands back: records of what it did or what it holds, used by the
+loops that asked (the domain's own types live in jpixd.model). Kept out of `store/`, so
+that no loop imports a store module for a type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from jpixd.bounces.parse import MailEvent
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    notice_id: int
+    revision_id: int
+    deliveries: int
+    reminders: int
+    superseded: int
+    reminders_cancelled: int
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    event: MailEvent
+    new: bool  # False: seen before (a redelivered notification)
+    delivery_id: int | None = None
+    suppressed: bool = False  # this event suppressed its address now
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SelfMail:
+    """A self-service mail claimed for sending."""
+
+    id: int
+    kind: str  # "confirm" or "manage"
+    subscriber_id: int
+    email: str
+    attempts: int  # this one included
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: int
+    kind: str  # "bounce" | "guard"
+    email: str | None
+    marker: str
+    state: str  # intent → open → closing → closed, or gone (deleted in Backlog)
+    issue_id: int | None
+    issue_key: str | None
+    summary: str
+    description: str
+    priority: str  # "normal" | "high"
+    close_reason: str | None
+    attempted_at: datetime | None
+    last_error: str | None
+    tries: int
+    next_try_at: datetime | None
+    last_event_at: datetime | None
+    created_at: datetime
+    opened_at: datetime | None
+    closed_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        def iso(t: datetime | None) -> str | None:
+            return t.isoformat() if t else None
+        return {"id": self.id, "kind": self.kind, "email": self.email, "state": self.state,
+                "issue_key": self.issue_key, "issue_id": self.issue_id,
+                "summary": self.summary, "priority": self.priority,
+                "close_reason": self.close_reason, "last_error": self.last_error,
+                "tries": self.tries, "next_try_at": iso(self.next_try_at),
+                "last_event_at": iso(self.last_event_at), "created_at": iso(self.created_at),
+                "opened_at": iso(self.opened_at), "closed_at": iso(self.closed_at)}
+
+
+@dataclass(frozen=True)
+class TicketComment:
+    id: int
+    ticket_id: int
+    issue_id: int
+    content: str
+    marker: str | None  # set with attempted_at: the comment may be in Backlog already
+    attempted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Pruned:
+    counts: dict[str, int]
