@@ -373,7 +373,7 @@ async def test_a_notice_page_has_its_times_text_history_and_the_mail_it_sends(
 def test_every_csv_problem_reads_in_japanese() -> None:
     """What parse_csv finds (the CLI and API keep its English), as the console says it."""
     from jpixd.subscribers import parse_csv
-    from jpixd.web.pages import csv_problem_in_words
+    from jpixd.web.words import csv_problem_in_words
 
     cases = {
         b"": "ファイルが空です",
@@ -397,7 +397,7 @@ def test_the_guard_s_pause_reads_in_japanese() -> None:
     it in Japanese, and an operator's own words as typed."""
     from jpixd.bounces.rules import judge
     from jpixd.config import BouncesConfig
-    from jpixd.web.pages import pause_reason_in_words
+    from jpixd.web.words import pause_reason_in_words
 
     verdict = judge(200, 10, 0, BouncesConfig())
     assert verdict.level == "pause"
@@ -417,7 +417,7 @@ def test_loops_and_their_troubles_read_in_japanese() -> None:
     from jpixd.feeds.poller import FeedPoller
     from jpixd.housekeeping import HousekeepingLoop
     from jpixd.mail.sender import Sender
-    from jpixd.web.pages import LOOP_LABELS, degraded_in_words
+    from jpixd.web.words import LOOP_LABELS, degraded_in_words
 
     loops = (ArchiveLoop, Reconciler, BounceConsumer, FeedPoller, HousekeepingLoop, Sender)
     assert {loop.name for loop in loops} == set(LOOP_LABELS)

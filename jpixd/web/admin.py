@@ -13,7 +13,7 @@ from jpixd.runtime import Runtime
 from jpixd.selfmail import limits_of
 from jpixd.web.api import Api, ApiError, json_body, json_response
 from jpixd.web.keys import API, RUNTIME
-from jpixd.web.pages import ACTOR_LABELS
+from jpixd.web.words import ACTOR_LABELS
 
 api = Api()
 log = structlog.get_logger("jpixd.admin")

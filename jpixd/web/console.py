@@ -48,15 +48,14 @@ from jpixd.web.guard import (
 from jpixd.web.keys import RUNTIME
 from jpixd.web.links import Signer
 from jpixd.web.pages import (
-    csv_problem_in_words,
     form_values,
-    import_diff_in_words,
     page,
     posted_settings,
     settings_changes,
     static_routes,
 )
 from jpixd.web.syndication import windows_of
+from jpixd.web.words import csv_problem_in_words, import_diff_in_words
 
 log = structlog.get_logger("jpixd.console")
 
