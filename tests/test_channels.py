@@ -184,7 +184,8 @@ class Receiver:
         body = await request.read()
         ok = signing.verify(self.secret, request.headers.get(signing.HEADER, ""), body,
                             now=int(datetime.now(UTC).timestamp()))
-        self.arrived.append((ok, body))
+        self.arrived.append((ok and request.headers.get("Idempotency-Key") ==
+                             json.loads(body or b"{}").get("id", ""), body))
         status, headers = self.answers.pop(0) if self.answers else (200, {})
         if status == 0:  # answer nothing until the test ends
             await self.never.wait()
@@ -213,8 +214,7 @@ async def test_one_delivery_to_a_real_receiver(receiver: tuple[Receiver, str]) -
     loopback = urls.networks(["127.0.0.1/32"])  # the operator allows this one receiver
     body = json.dumps(payloads.webhook(report(FAILURE)), ensure_ascii=False).encode()
     now = datetime.now(UTC)
-    headers = {"Content-Type": "application/json",
-               signing.HEADER: signing.signature(r.secret, body, int(now.timestamp()))}
+    headers = signing.headers(r.secret, body, "jpixd-channel-1-42", int(now.timestamp()))
     r.answers = [(200, {}), (429, {"Retry-After": "7"}), (503, {}), (410, {}),
                  (302, {"Location": url}), (0, {})]
     async with post.session(loopback) as client:
@@ -224,8 +224,8 @@ async def test_one_delivery_to_a_real_receiver(receiver: tuple[Receiver, str]) -
         ("sent", 200), ("retry", 429), ("retry", 503), ("gone", 410), ("failed", 302),
         ("retry", None)]
     assert outcomes[1].retry_after == 7.0 and "0 s" in (outcomes[5].error or "")
-    # Six posts, six arrivals, each signed as the receiver checks it: the 302 was not
-    # followed (a redirect would have made a seventh).
+    # Six posts, six arrivals, each signed as the receiver checks it and with the
+    # message's idempotency key: the 302 was not followed (it would have made a seventh).
     assert len(r.arrived) == 6 and all(ok for ok, _ in r.arrived)
     assert json.loads(r.arrived[0][1])["notice"]["id"] == 7
 

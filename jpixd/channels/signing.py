@@ -17,6 +17,14 @@ def signature(secret: bytes, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
+def headers(secret: bytes, body: bytes, key: str, timestamp: int) -> dict[str, str]:
+    """A webhook message's headers (SPEC §10): its JSON, its signature, and its
+    idempotency key, the same on every attempt of one message."""
+    return {"Content-Type": "application/json; charset=utf-8",
+            HEADER: signature(secret, body, timestamp), "Idempotency-Key": key,
+            "User-Agent": "jpixd-webhook/1"}
+
+
 def verify(secret: bytes, header: str, body: bytes, now: int,
            tolerance: int = TOLERANCE_S) -> bool:
     """Whether `header` signs `body` under `secret`, within `tolerance` seconds of `now`.
