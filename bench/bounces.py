@@ -16,7 +16,7 @@ import os
 import tempfile
 import time
 from collections import deque
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +77,10 @@ async def main() -> None:
         await store.migrate(NOW)
         queue = StandInQueue([notification(i) for i in range(N)])
         metrics = Metrics(CollectorRegistry())
-        consumer = BounceConsumer(queue, BouncesConfig(queue_url="https://sqs.example/q"),
+        consumer = BounceConsumer(queue, BouncesConfig(queue_url="https://sqs.example/q",
+                                                       wait_time=timedelta(0)),
                                   store, metrics, lambda: NOW, SendingSwitch(store, metrics),
-                                  wait_seconds=0, file_cases=True)
+                                  file_cases=True)
         t0 = time.perf_counter()
         while queue.waiting:
             await consumer.run_once()

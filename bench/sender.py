@@ -59,7 +59,8 @@ def bench_sender(store: AnyStore, transport: Transport) -> Sender:
     outbound = Outbound(transport, TokenBucket(None), metrics, RatePolicy(None, False),
                         SendingSwitch(store, metrics))
     return Sender(store, outbound, Renderer(cfg.mail, b"k" * 32), metrics, lambda: NOW,
-                  SendingConfig(concurrency=8, claim_batch=400), rng=random.Random(1))
+                  SendingConfig(concurrency=8, claim_batch=400), lease=cfg.cluster.lease,
+                  rng=random.Random(1))
 
 
 async def _drain(n: int, tmp: Path, transport: Transport) -> tuple[float, float]:

@@ -220,7 +220,7 @@ def build_sender(cfg: Config, store: AnyStore, transport: Transport, metrics: Me
     renderer = Renderer(cfg.mail, unsubscribe_key(token), cfg.tz, links)
     return Sender(store, build_outbound(cfg, store, transport, metrics, quota_from),
                   renderer, metrics, clock, cfg.sending,
-                  lease=cfg.cluster.lease.total_seconds())
+                  lease=cfg.cluster.lease)
 
 
 def public_context(cfg: Config, rt: Runtime, sender: Sender,
@@ -366,8 +366,6 @@ class Daemon:
 
             loops.append(BounceConsumer(
                 sqs, cfg.bounces, store, self.metrics, self.clock, switch,
-                wait_seconds=int(cfg.bounces.wait_time.total_seconds()),
-                visibility=max(int(cfg.bounces.visibility_timeout.total_seconds()), 1),
                 file_cases=cfg.backlog is not None))
         if any(s.enabled for s in cfg.sources):
             loops.append(FeedPoller(cfg.sources, store, Fetcher(http), self.metrics,

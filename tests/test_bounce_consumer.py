@@ -8,7 +8,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -79,11 +79,11 @@ def consumer(q: Queue, store: Store, registry: CollectorRegistry,
              cfg: BouncesConfig | None = None, now: list[datetime] | None = None,
              file_cases: bool = True) -> BounceConsumer:
     clock = now or [NOW]
-    cfg = cfg or BouncesConfig(queue_url=q.url)
+    # A one-second long poll: the tests' queue answers at once when it has messages.
+    cfg = replace(cfg or BouncesConfig(queue_url=q.url), wait_time=timedelta(seconds=1))
     metrics = Metrics(registry)
     return BounceConsumer(q.sqs, cfg, store, metrics, lambda: clock[0],
-                          SendingSwitch(store, metrics), wait_seconds=1,
-                          file_cases=file_cases)
+                          SendingSwitch(store, metrics), file_cases=file_cases)
 
 
 async def drain(c: BounceConsumer, q: Queue) -> None:
@@ -332,8 +332,10 @@ async def test_a_partition_to_sqs_is_degraded_not_wedged(queue: Queue, store: St
                               "config": client_config(read_timeout=2, attempts=1)}
         async with get_session().create_client("sqs", **kw) as sqs:
             metrics = Metrics(registry)
-            c = BounceConsumer(sqs, BouncesConfig(queue_url=queue.url), store, metrics,
-                               lambda: NOW, SendingSwitch(store, metrics), wait_seconds=1)
+            c = BounceConsumer(sqs, BouncesConfig(queue_url=queue.url,
+                                                  wait_time=timedelta(seconds=1)),
+                               store, metrics, lambda: NOW, SendingSwitch(store, metrics),
+                               file_cases=True)
             await asyncio.wait_for(c.run_once(), timeout=10)  # returns, does not raise
             assert c.degraded and c.failures == 1
             assert c.next_delay() <= c.stale_after / 2

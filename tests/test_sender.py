@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from jpixd.app import build_sender, ses_smtp_region
 from jpixd.bounces.parse import parse
 from jpixd.bounces.rules import decide
-from jpixd.config import BouncesConfig, Secret, SendingConfig, SesConfig, SmtpConfig
+from jpixd.config import BouncesConfig, ClusterConfig, Secret, SendingConfig, SesConfig, SmtpConfig
 from jpixd.fanout import Policy, planner
 from jpixd.housekeeping import HousekeepingLoop
 from jpixd.mail.bucket import TokenBucket
@@ -67,7 +67,8 @@ class Rig:
         outbound = Outbound(transport, TokenBucket(rate), metrics, RatePolicy(rate, auto),
                             SendingSwitch(self.store, metrics), quota_from=quota_from)
         return Sender(self.store, outbound, Renderer(cfg.mail, b"k" * 32), metrics,
-                      lambda: self.now[0], sending, rng=random.Random(1))
+                      lambda: self.now[0], sending, lease=ClusterConfig().lease,
+                      rng=random.Random(1))
 
     async def notice_for(self, *subs: Subscriber) -> None:
         for s in subs:

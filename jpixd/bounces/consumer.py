@@ -36,8 +36,7 @@ class BounceConsumer(Loop):
     interval = 0.0  # the long poll is the wait
 
     def __init__(self, sqs: Any, cfg: BouncesConfig, store: ConsumerStore, metrics: Metrics,
-                 clock: Clock, switch: SendingSwitch, *, wait_seconds: int = 20,
-                 visibility: int = 30, file_cases: bool = True,
+                 clock: Clock, switch: SendingSwitch, *, file_cases: bool,
                  rng: random.Random | None = None) -> None:
         super().__init__()
         self.switch = switch  # the guard pauses all sending through it
@@ -49,8 +48,10 @@ class BounceConsumer(Loop):
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.wait_seconds = wait_seconds
-        self.visibility = visibility
+        # SQS's long poll and how long a received message stays ours: [bounces]'s, the
+        # one place their defaults are declared.
+        self.wait_seconds = int(cfg.wait_time.total_seconds())
+        self.visibility = max(int(cfg.visibility_timeout.total_seconds()), 1)
         # Backlog cases are recorded only when a reconciler will file them: without
         # [backlog], old cases would otherwise pile up and flood Backlog once it is set.
         self.file_cases = file_cases

@@ -98,7 +98,7 @@ class Sender(Loop):
 
     def __init__(self, store: SenderStore, outbound: Outbound, renderer: Renderer,
                  metrics: Metrics, clock: Clock, cfg: SendingConfig, *,
-                 rng: random.Random | None = None, lease: float = 120.0) -> None:
+                 lease: timedelta, rng: random.Random | None = None) -> None:
         super().__init__()
         self.store = store
         self.outbound = outbound  # the transport, the rate, the quota: the one way out
@@ -115,7 +115,7 @@ class Sender(Loop):
         self.shadow = False
         # Claimed rows carry this sender's name and a lease, renewed every third of it
         # while the round runs; a row whose lease expired is anyone's to send again.
-        self.lease = lease
+        self.lease = lease.total_seconds()  # [cluster] lease
         self.claimer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.renewed = asyncio.Event()  # set after each renewal (tests wait on it)
         # Several hosts: tells the others of a throttle (they share the account's rate).
