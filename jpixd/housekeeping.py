@@ -23,21 +23,21 @@ class HousekeepingLoop(Loop):
     name = "housekeeping"
     part_role = "housekeeping"  # pruning; the gauges are kept on every host
 
+    # Its own cadence, not settings: the gauges every 15 s, pruning once an hour.
+    interval = 15.0
+    prune_every = timedelta(hours=1)
+
     def __init__(self, store: HousekeepingStore, metrics: Metrics, clock: Clock,
-                 switch: SendingSwitch, interval: float = 15.0,
-                 bounces: BouncesConfig | None = None,
-                 retention: RetentionConfig | None = None,
-                 prune_every: timedelta = timedelta(hours=1)) -> None:
+                 switch: SendingSwitch, *, bounces: BouncesConfig,
+                 retention: RetentionConfig) -> None:
         super().__init__()
         self.switch = switch
-        self.bounces = bounces or BouncesConfig()
-        self.retention = retention or RetentionConfig()
-        self.prune_every = prune_every
+        self.bounces = bounces
+        self.retention = retention
         self.pruned_at: datetime | None = None
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self.interval = interval
 
     def apply(self, change: Reloaded) -> None:
         self.bounces, self.retention = change.cfg.bounces, change.cfg.retention

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from jpixd.awsclients import client_config
 from jpixd.bounces.consumer import BounceConsumer
-from jpixd.config import BouncesConfig
+from jpixd.config import BouncesConfig, RetentionConfig
 from jpixd.housekeeping import HousekeepingLoop
 from jpixd.mail.outbound import SendingSwitch
 from jpixd.metrics import Metrics
@@ -354,8 +354,8 @@ async def test_gauges_are_right_after_a_restart_without_any_sqs_message(
     await record_bounce(store, "u0@isp.example.jp", NOW)
     registry = CollectorRegistry()  # a fresh process: nothing set yet
     metrics = Metrics(registry)
-    await HousekeepingLoop(store, metrics, lambda: NOW,
-                           SendingSwitch(store, metrics)).run_once()
+    await HousekeepingLoop(store, metrics, lambda: NOW, SendingSwitch(store, metrics),
+                           bounces=BouncesConfig(), retention=RetentionConfig()).run_once()
     assert metric(registry, "jpixd_suppressed_addresses") == 1
     assert metric(registry, "jpixd_bounce_rate") == 0.25
 

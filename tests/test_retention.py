@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
-from jpixd.config import RetentionConfig
+from jpixd.config import BouncesConfig, RetentionConfig
 from jpixd.fanout import Policy, planner
 from jpixd.housekeeping import HousekeepingLoop
 from jpixd.mail.outbound import SendingSwitch
@@ -34,7 +34,7 @@ async def test_old_history_is_pruned_and_what_is_pointed_at_stays(store: Store) 
 
     metrics = Metrics(CollectorRegistry())
     house = HousekeepingLoop(store, metrics, lambda: NOW, SendingSwitch(store, metrics),
-                             retention=RetentionConfig())
+                             bounces=BouncesConfig(), retention=RetentionConfig())
     pruned = await house.prune(NOW)
     # Two of the first revision's sent deliveries go, and the second revision's delivery
     # to u0 (skipped when u0 was suppressed); u0's sent one is named by the bounce event,
@@ -79,7 +79,7 @@ async def test_unconfirmed_sign_ups_and_shadow_mail_are_pruned(store: Store) -> 
     await store.mark_shadow(d.id, OLD, subject="s", message=b"m", charset="utf-8")
     metrics = Metrics(CollectorRegistry())
     house = HousekeepingLoop(store, metrics, lambda: NOW, SendingSwitch(store, metrics),
-                             retention=RetentionConfig())
+                             bounces=BouncesConfig(), retention=RetentionConfig())
     pruned = await house.prune(NOW)
     assert pruned["pending_subscribers"] == 1 and pruned["deliveries"] >= 1
     assert await store.get_subscriber(stale.id or 0) is None

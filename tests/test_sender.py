@@ -21,7 +21,15 @@ from prometheus_client import CollectorRegistry
 from jpixd.app import build_sender, ses_smtp_region
 from jpixd.bounces.parse import parse
 from jpixd.bounces.rules import decide
-from jpixd.config import BouncesConfig, ClusterConfig, Secret, SendingConfig, SesConfig, SmtpConfig
+from jpixd.config import (
+    BouncesConfig,
+    ClusterConfig,
+    RetentionConfig,
+    Secret,
+    SendingConfig,
+    SesConfig,
+    SmtpConfig,
+)
 from jpixd.fanout import Policy, planner
 from jpixd.housekeeping import HousekeepingLoop
 from jpixd.mail.bucket import TokenBucket
@@ -444,7 +452,8 @@ async def test_mail_retrying_for_an_hour_looks_an_hour_old(rig: Rig, smtp: SmtpP
         backoff_max=timedelta(minutes=5)))
     metrics = Metrics(CollectorRegistry())
     housekeeping = HousekeepingLoop(rig.store, metrics, lambda: rig.now[0],
-                                    SendingSwitch(rig.store, metrics))
+                                    SendingSwitch(rig.store, metrics), bounces=BouncesConfig(),
+                                    retention=RetentionConfig())
     try:
         while rig.now[0] < T0 + timedelta(hours=1):
             await sender.run_once()
