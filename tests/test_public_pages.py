@@ -521,3 +521,16 @@ async def test_services_are_chosen_from_ntt_s_names_and_find_its_wording(
         assert 'value="optical" checked' in page and 'value="vpn" checked' in page
         assert 'value="hikari-denwa" checked' not in page
         assert 'name="services" value="光電話オフィスA"' in page
+
+
+def test_titles_break_between_phrases_and_stay_escaped() -> None:
+    """A title is cut into BudouX's phrases with a <wbr> between them (every browser
+    then breaks it there, with keep-all), its markup escaped; a long text is only
+    escaped (prose may break anywhere, and phrasing 20,000 characters per view is slow)."""
+    from jpixd.web.pages import PHRASED_MAX, phrased
+
+    assert str(phrased("大阪府の一部地域における工事")) == "大阪府の<wbr>一部<wbr>地域に<wbr>おける<wbr>工事"
+    said = str(phrased('工事 <script>alert("x")</script>'))
+    assert "<script>" not in said and "&lt;script&gt;" in said
+    long = "回線工事のお知らせ、" * (PHRASED_MAX // 10 + 1)
+    assert str(phrased(long)) == long and "<wbr>" not in str(phrased(long))

@@ -82,11 +82,20 @@ def environment(tz: tzinfo) -> jinja2.Environment:
     return env
 
 
-@functools.lru_cache(maxsize=8192)
+# Titles only: a notice's text is prose, which may break between characters as Japanese
+# prose does (and 20,000 characters cut into phrases on every view would cost the event
+# loop 40 ms a request through an outage's refresh storm).
+PHRASED_MAX = 500
+
+
+@functools.lru_cache(maxsize=4096)
 def phrased(text: str) -> Markup:
-    """Text whose lines break between its phrases in every browser: each phrase escaped,
-    a <wbr> between them, for an element styled `word-break: keep-all` (class "jp").
-    Chromium alone has `word-break: auto-phrase`; Safari on an iPhone broke 「回/復」."""
+    """A title whose lines break between its phrases in every browser: each phrase
+    escaped, a <wbr> between them, for an element styled `word-break: keep-all` (class
+    "jp"). Chromium alone has `word-break: auto-phrase`; Safari on an iPhone broke
+    「回/復」. A text longer than PHRASED_MAX is only escaped."""
+    if len(text) > PHRASED_MAX:
+        return escape(text)
     return Markup("<wbr>".join(str(escape(p)) for p in phrases.split(text)))
 
 
