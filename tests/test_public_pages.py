@@ -529,7 +529,8 @@ def test_titles_break_between_phrases_and_stay_escaped() -> None:
     escaped (prose may break anywhere, and phrasing 20,000 characters per view is slow)."""
     from jpixd.web.pages import PHRASED_MAX, phrased
 
-    assert str(phrased("大阪府の一部地域における工事")) == "大阪府の<wbr>一部<wbr>地域に<wbr>おける<wbr>工事"
+    assert str(phrased("大阪府の一部地域における工事")) == \
+        "大阪府の<wbr>一部<wbr>地域に<wbr>おける<wbr>工事"
     said = str(phrased('工事 <script>alert("x")</script>'))
     assert "<script>" not in said and "&lt;script&gt;" in said
     long = "回線工事のお知らせ、" * (PHRASED_MAX // 10 + 1)
