@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from jpixd.mail.render import STATUS_LABELS, short_span
-from jpixd.model import Changed, Notice, NoticeKind, NoticeStatus, TimeWindow
+from jpixd.model import Changed, Notice, NoticeKind, TimeWindow, notice_windows, recovered_at
 from jpixd.prefectures import NAME_BY_CODE
 
 NONE = "（なし）"
@@ -27,21 +27,17 @@ def _at(t: datetime | None) -> str:
     return short_span(t, None) or NONE
 
 
+def times_text(n: Notice) -> str:
+    """Every window, as a subject writes times, or "" when there is none."""
+    return "、".join(_span(w) for w in notice_windows(n))
+
+
 def _times(n: Notice) -> str:
-    if n.windows:
-        return "、".join(_span(w) for w in n.windows)
-    if n.starts_at is None:
-        return NONE
-    return _span(TimeWindow(n.starts_at, n.ends_at))
+    return times_text(n) or NONE
 
 
 def _listed(items: tuple[str, ...], names: dict[str, str] | None = None) -> str:
     return "、".join(names.get(x, x) if names else x for x in items) or NONE
-
-
-def _recovered(n: Notice) -> datetime | None:
-    return n.ends_at if n.kind == NoticeKind.FAILURE and n.status == NoticeStatus.RECOVERED \
-        else None
 
 
 def what_changed(old: Notice, new: Notice) -> tuple[Changed, ...]:
@@ -59,9 +55,9 @@ def what_changed(old: Notice, new: Notice) -> tuple[Changed, ...]:
     else:
         # A failure's end is its recovery: said as ■回復日時, not as a changed range.
         differs("発生日時", _at(old.starts_at), _at(new.starts_at))
-        recovered = _recovered(new)
-        if recovered is not None and _recovered(old) != recovered:
-            differs("回復日時", _at(_recovered(old)), _at(recovered))
+        recovered = recovered_at(new)
+        if recovered is not None and recovered_at(old) != recovered:
+            differs("回復日時", _at(recovered_at(old)), _at(recovered))
     differs("対象地域", _listed(tuple(sorted(old.prefectures)), NAME_BY_CODE),
             _listed(tuple(sorted(new.prefectures)), NAME_BY_CODE))
     differs("地域の詳細", _listed(tuple(sorted(old.localities))),

@@ -291,6 +291,19 @@ class Claimed:
     suppressed: bool = False  # the address is suppressed (read when claimed)
 
 
+def notice_windows(n: Notice) -> list[TimeWindow]:
+    """A notice's windows: every one it lists, or its one start and end, or none."""
+    if n.windows:
+        return list(n.windows)
+    return [TimeWindow(n.starts_at, n.ends_at)] if n.starts_at is not None else []
+
+
+def recovered_at(n: Notice) -> datetime | None:
+    """When a recovered failure recovered (its end), else None."""
+    return n.ends_at if n.kind == NoticeKind.FAILURE and n.status == NoticeStatus.RECOVERED \
+        else None
+
+
 # A notice as JSON: the content of a revision in the store and in the admin API.
 def notice_to_json(n: Notice) -> dict[str, Any]:
     return {

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from jpixd.mail.render import STATUS_LABELS
-from jpixd.model import JST, Notice, NoticeKind, NoticeStatus, TimeWindow
+from jpixd.model import JST, Notice, NoticeKind, NoticeStatus, TimeWindow, notice_windows
 
 IN_PROGRESS = "実施中"
 ENDED = "終了"
@@ -20,7 +20,7 @@ OPEN_ENDED = timedelta(hours=1)
 
 
 def _planned(n: Notice) -> list[TimeWindow]:
-    windows = list(n.windows) or ([TimeWindow(n.starts_at, n.ends_at)] if n.starts_at else [])
+    windows = notice_windows(n)
     return [w for w in windows if not w.reserve] or windows
 
 

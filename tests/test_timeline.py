@@ -40,7 +40,7 @@ def test_a_work_is_in_progress_in_its_window_and_ended_after_it() -> None:
     assert label_now(replace(WORK, starts_at=None, ends_at=None), at(6)) == "予定"
     # When the clock last changed the word: a window's start, then the last end.
     assert [clock_changed_at(nights, t) for t in (at(0), at(2, 11), at(12, 11))] == \
-        [None, at(1, 11), at(5, 12 - 1)]
+        [None, at(1, 11), at(5, 11)]
     # The badge's word and colour: the state's, whatever the kind.
     assert badge(WORK, at(2)) == ("実施中", "running")
     assert badge(replace(failure, status=NoticeStatus.RECOVERED), at(6)) == ("回復", "recovered")

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from jpixd.changes import times_text
 from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS, short_span
-from jpixd.model import Change, Notice, NoticeKind, NoticeStatus, TimeWindow
+from jpixd.model import Change, Notice, NoticeKind, notice_windows, recovered_at
 from jpixd.prefectures import NAME_BY_CODE
 from jpixd.timeline import badge, label_now
 
@@ -52,26 +53,14 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _windows(n: Notice) -> list[TimeWindow]:
-    if n.windows:
-        return list(n.windows)
-    return [TimeWindow(n.starts_at, n.ends_at)] if n.starts_at else []
-
-
-def _recovered(n: Notice) -> datetime | None:
-    return n.ends_at if n.kind == NoticeKind.FAILURE and n.status == NoticeStatus.RECOVERED \
-        else None
-
-
 def _times(n: Notice) -> str:
     if n.kind == NoticeKind.FAILURE:
         started = short_span(n.starts_at, None)
-        recovered = _recovered(n)
+        recovered = recovered_at(n)
         return "、".join(x for x in (f"発生 {started}" if started else "",
                                      f"回復 {short_span(recovered, None)}" if recovered else "")
                          if x)
-    return "、".join(short_span(w.start, w.end) + ("（予備日）" if w.reserve else "")
-                    for w in _windows(n))
+    return times_text(n)
 
 
 def _area(n: Notice) -> str:
@@ -92,7 +81,7 @@ def headline(r: Report) -> str:
 def webhook(r: Report) -> dict[str, Any]:
     n = r.notice
     state = label_now(n, r.now)
-    recovered = _recovered(n)
+    recovered = recovered_at(n)
     return {
         "version": VERSION,
         "id": r.key,
@@ -107,7 +96,7 @@ def webhook(r: Report) -> dict[str, Any]:
             "report_number": n.report_number,
             "windows": [{"start": w.start.isoformat(),
                          "end": w.end.isoformat() if w.end else None,
-                         "reserve": w.reserve} for w in _windows(n)],
+                         "reserve": w.reserve} for w in notice_windows(n)],
             "recovered_at": recovered.isoformat() if recovered else None,
             "prefectures": [{"code": c, "name": NAME_BY_CODE.get(c, c)} for c in n.prefectures],
             "localities": list(n.localities),

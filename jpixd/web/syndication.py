@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
 from jpixd.mail.render import KIND_LABELS, STATUS_LABELS, local_end, local_time
-from jpixd.model import JST, NoticeKind, NoticeStatus, StoredNotice, TimeWindow
+from jpixd.model import JST, NoticeKind, NoticeStatus, StoredNotice, TimeWindow, notice_windows
 from jpixd.prefectures import NAME_BY_CODE
 from jpixd.timeline import clock_changed_at, label_now
 
@@ -168,12 +168,7 @@ def _stamp(dt: datetime) -> str:
 
 
 def windows_of(s: StoredNotice) -> list[TimeWindow]:
-    n = s.notice
-    if n.windows:
-        return list(n.windows)
-    if n.starts_at is not None:
-        return [TimeWindow(n.starts_at, n.ends_at)]
-    return []
+    return notice_windows(s.notice)
 
 
 # SEQUENCE counts a notice's changes: minutes from this moment to its last change, which
