@@ -155,6 +155,11 @@ def test_jpixd_parse_prints_what_a_saved_page_yields() -> None:
     assert out.returncode == 0, out.stderr
     assert "cancelled" in out.stdout and "postponed" in out.stdout
     assert "(予備日)" in out.stdout and '"layout_warning": null' in out.stdout
+    # NTT's own time, from a page's 掲載日時 column, is in the person's table too.
+    dated = subprocess.run([sys.executable, "-m", "jpixd", "parse", "--kind", "ntt-east",
+                            str(CORPUS / "east-mixed-kubun-eucjp.html")],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert "ntt_time=2026-11-20 10:00" in dated.stdout.split("\n\n{")[0]
     bad = subprocess.run([sys.executable, "-m", "jpixd", "parse", "--kind", "ntt-east",
                           str(CORPUS / "east-redesigned.html")],
                          capture_output=True, text=True, timeout=60, check=False)

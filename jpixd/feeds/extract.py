@@ -94,7 +94,10 @@ def table(ex: Extraction) -> str:
         number = n["report_number"] or ""
         lines.append(f"{n['status']:<20} {start:<16} {end:<16} {prefs:<12} {number!s:>3}  "
                      f"{n['title'][:40]}")
-        lines.append(f"{'':<70}  key={n['key']}  services={'、'.join(n['services'])}")
+        # NTT's own time, where the page states one: what the board shows as 「NTT更新」.
+        stated = f"  ntt_time={n['published_at'][:16].replace('T', ' ')}" \
+            if n.get("published_at") else ""
+        lines.append(f"{'':<70}  key={n['key']}  services={'、'.join(n['services'])}{stated}")
         for w in n["windows"]:
             lines.append(f"{'':<20} window {w['start'][:16]} ～ {(w['end'] or '')[:16]}"
                          f"{' (予備日)' if w['reserve'] else ''}")
