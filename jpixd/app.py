@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from jpixd import __version__, logs, reload, statelock
 from jpixd.backlog.client import BacklogClient
 from jpixd.backlog.reconciler import Reconciler
+from jpixd.channels.sender import ChannelSender
 from jpixd.config import MIN_WEB_KEY, Config, ConfigError, Secret, secrets, web_keys
 from jpixd.fanout import Policy
 from jpixd.feeds.fetch import Fetcher
@@ -358,9 +359,12 @@ class Daemon:
                               quota_from=self._quota, links=self._links)
         sender.shadow = self.shadow
         switch = sender.outbound.switch
+        channels = ChannelSender(store, cfg.channels, self.metrics, self.clock,
+                                 lease=cfg.cluster.lease,
+                                 page_url=self._links.notice if self._links else None)
         loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock, switch,
                                               bounces=cfg.bounces, retention=cfg.retention),
-                             sender]
+                             sender, channels]
         if sqs is not None:
             from jpixd.bounces.consumer import BounceConsumer
 

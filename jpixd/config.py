@@ -256,6 +256,25 @@ class SendingConfig:
 
 
 @dataclass(frozen=True)
+class ChannelsConfig:
+    """Channels beyond mail (issue 26): where their URLs may point and how their messages
+    are retried. A subscriber's URL is typed by strangers (the manage page), so only
+    https to public addresses, unless the operator says otherwise here."""
+
+    allow_http: bool = False
+    # Networks a channel may reach although they are not public (an in-house receiver).
+    allowed_networks: tuple[str, ...] = ()
+    concurrency: int = 8  # messages in flight at once, across every channel
+    max_attempts: int = 8
+    backoff: timedelta = timedelta(seconds=30)
+    backoff_max: timedelta = timedelta(hours=1)
+    # 404 or 410 this many times in a row: the channel is paused (the webhook's bounce).
+    pause_after_gone: int = 3
+    # Messages a second to one host (Slack takes one a second per webhook, always).
+    per_host_rate: float = 5.0
+
+
+@dataclass(frozen=True)
 class BouncesConfig:
     queue_url: str | None = restart(None, "bounces.queue")
     region: str = restart("ap-northeast-1", "bounces.queue")
@@ -386,6 +405,7 @@ class Config:
     mail: MailConfig = live(MailConfig())
     sending: SendingConfig = live(SendingConfig())
     bounces: BouncesConfig = live(BouncesConfig())
+    channels: ChannelsConfig = live(ChannelsConfig())
     backlog: BacklogConfig | None = live(None)
     archive: ArchiveConfig | None = restart(None)
     backup: BackupConfig = BackupConfig()
@@ -974,6 +994,32 @@ def _sending(s: _Section) -> SendingConfig:
     return cfg
 
 
+def _channels(s: _Section) -> ChannelsConfig:
+    d = defaults(ChannelsConfig)
+    allowed = s.str_list("allowed_networks", d("allowed_networks"))
+    for i, text in enumerate(allowed):
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            s.error(f"allowed_networks[{i}]", f"{text!r} is not a network (e.g. 10.1.0.0/16)")
+    cfg = ChannelsConfig(
+        allow_http=s.flag("allow_http", d("allow_http")),
+        allowed_networks=allowed,
+        concurrency=s.integer("concurrency", d("concurrency"), min_value=1, max_value=256),
+        max_attempts=s.integer("max_attempts", d("max_attempts"), min_value=1, max_value=100),
+        backoff=s.duration("backoff", d("backoff")),
+        backoff_max=s.duration("backoff_max", d("backoff_max")),
+        pause_after_gone=s.integer("pause_after_gone", d("pause_after_gone"), min_value=1,
+                                   max_value=100),
+        per_host_rate=s.number("per_host_rate", d("per_host_rate"), min_value=0.0,
+                               exclusive_min=True),
+    )
+    if cfg.backoff_max < cfg.backoff:
+        s.error("backoff_max", "must not be shorter than backoff")
+    s.finish()
+    return cfg
+
+
 def _bounces(s: _Section) -> BouncesConfig:
     d = defaults(BouncesConfig)
     cfg = BouncesConfig(
@@ -1156,6 +1202,7 @@ def load_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None,
         mail=_mail(root.section("mail")),
         sending=_sending(root.section("sending")),
         bounces=_bounces(root.section("bounces")),
+        channels=_channels(root.section("channels")),
         backlog=_backlog(root.section("backlog")),
         archive=_archive(root.section("archive")),
         backup=_backup(root.section("backup")),

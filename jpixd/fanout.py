@@ -187,6 +187,21 @@ def planner(notice: Notice, change: Change, now: datetime,
     return plan
 
 
+def plan_channels(plan: Callable[[Sequence[Subscriber], frozenset[str]], FanoutPlan],
+                  subscribers: Sequence[Subscriber],
+                  channels: Sequence[tuple[int, int, str]]) -> list[tuple[int, str, datetime]]:
+    """(channel id, kind, not before) for each active channel (id, subscriber id, kind)
+    whose subscriber this revision's own mail is for: the same matching and windows as
+    mail (issue 26). A suppressed address stops its mail only, so the plan is asked
+    again for the channels' holders alone, with nothing suppressed."""
+    if not channels:
+        return []
+    holders = {sid for _, sid, _ in channels}
+    audience = [s for s in subscribers if s.id in holders]
+    due = {p.subscriber_id: p.not_before for p in plan(audience, frozenset()).notices}
+    return [(cid, kind, due[sid]) for cid, sid, kind in channels if sid in due]
+
+
 def retires(change: Change, status: NoticeStatus, *, first_seen: bool) -> tuple[bool, str | None]:
     """What a newly recorded revision does to the mail its notice already has waiting:
     (whether unsent notice mail is superseded, the reason reminders still to come are

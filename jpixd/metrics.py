@@ -9,6 +9,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from jpixd.bounces.parse import SERIES as MAIL_EVENT_SERIES
+from jpixd.channels import KINDS as CHANNEL_KINDS
+from jpixd.channels import RESULTS as CHANNEL_RESULTS
 from jpixd.loop import LEADER_ROLES
 from jpixd.mail.transports import Failure
 from jpixd.model import Change, DeliveryState, NoticeKind
@@ -74,6 +76,8 @@ class Metrics:
             "rate limit)", ["reason"], registry=r)
         for reason in ("bad_link", "csrf", "rate_limited", "rehearsal"):
             self.web_refusals.labels(reason)
+        # Channels beyond mail (issue 26).
+        self.channel_messages = _channel_messages(r)
         # Feeds.
         self.feed_polls = Counter("jpixd_feed_polls", "Feed polls by outcome",
                                   ["source", "result"], registry=r)
@@ -147,3 +151,15 @@ class Metrics:
         """The Backlog calls' failure series, as 0 from start-up (SPEC §9)."""
         for op in ops:
             self.backlog_requests.labels(op, "error")
+
+
+def _channel_messages(r: CollectorRegistry) -> Counter:
+    counter = Counter(
+        "jpixd_channel_messages", "Channel messages (webhook, Slack, Teams) by outcome of "
+        "each attempt: sent, retry (5xx, 429, timeout), gone (404/410), failed (given up, "
+        "or refused), skipped (its channel paused or removed)", ["kind", "result"],
+        registry=r)
+    for kind in CHANNEL_KINDS:
+        for result in CHANNEL_RESULTS:
+            counter.labels(kind, result)
+    return counter

@@ -88,3 +88,36 @@ class TicketComment:
 @dataclass(frozen=True)
 class Pruned:
     counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A subscriber's channel besides mail (issue 26). `url` and `secret` are secrets:
+    what a person is shown is `shown_url` (jpixd.channels.urls.shown)."""
+
+    id: int
+    subscriber_id: int
+    kind: str  # "webhook" | "slack" | "teams"
+    url: str
+    secret: str  # the key (its UTF-8 bytes) that signs its webhook messages
+    state: str  # "verifying" | "active" | "paused" | "removed"
+    paused_reason: str | None
+    gone_count: int
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    verified_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ChannelMessage:
+    """A channel message claimed for sending, with what its channel is now."""
+
+    id: int
+    channel: Channel
+    purpose: str  # "notice" | "test"
+    notice_id: int | None
+    revision_id: int | None
+    attempts: int  # this one included
+    change: str | None  # the revision's change ("new", "update", …), for a notice
+    content: str | None  # the revision's notice as JSON, for a notice

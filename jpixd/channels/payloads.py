@@ -199,3 +199,31 @@ def teams(r: Report) -> dict[str, Any]:
             len(body) > 2:
         body.pop()
     return message
+
+
+VERIFICATION_TEXT = ("jpixd からのテストメッセージです。このチャンネルに NTT 東西の"
+                     "工事・故障のお知らせをお送りします。")
+
+
+def verification(kind: str, key: str, now: datetime) -> dict[str, Any]:
+    """What a channel's test message carries (a new channel is verified by it)."""
+    if kind == "slack":
+        return {"text": VERIFICATION_TEXT, "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": VERIFICATION_TEXT}}]}
+    if kind == "teams":
+        card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard", "version": "1.4",
+                "body": [{"type": "TextBlock", "text": VERIFICATION_TEXT, "wrap": True}]}
+        return {"type": "message", "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
+            "content": card}]}
+    return {"version": VERSION, "id": key, "event": "channel.test",
+            "sent_at": now.isoformat(), "notice": None, "message": VERIFICATION_TEXT}
+
+
+BUILDERS = {"webhook": webhook, "slack": slack, "teams": teams}
+
+
+def body(kind: str, report: Report) -> bytes:
+    """A report as `kind` receives it, encoded (UTF-8 JSON, no ASCII escapes)."""
+    return json.dumps(BUILDERS[kind](report), ensure_ascii=False).encode()

@@ -57,6 +57,14 @@ def check_url(url: str, *, allow_http: bool = False) -> str:
     return url
 
 
+def shown(url: str) -> str:
+    """A channel's URL as a person is shown it: scheme, host and the last four characters
+    (enough to tell two apart; a Slack or Teams webhook URL is its own secret)."""
+    parts = urlsplit(url)
+    tail = url[-4:] if len(url) > 24 else ""
+    return f"{parts.scheme}://{parts.hostname or '?'}/…{tail}"
+
+
 def networks(texts: Sequence[str]) -> tuple[Network, ...]:
     """The operator's allowed networks ("10.0.0.0/8", "fd00::/8", "127.0.0.1")."""
     return tuple(ipaddress.ip_network(t, strict=False) for t in texts)

@@ -24,7 +24,15 @@ from jpixd.model import (
     StoredNotice,
     Subscriber,
 )
-from jpixd.records import EventOutcome, Pruned, RecordResult, SelfMail, Ticket, TicketComment
+from jpixd.records import (
+    ChannelMessage,
+    EventOutcome,
+    Pruned,
+    RecordResult,
+    SelfMail,
+    Ticket,
+    TicketComment,
+)
 from jpixd.store.events import Decider
 from jpixd.store.notices import Planner
 from jpixd.store.retention import BATCH
@@ -139,6 +147,25 @@ class ArchiveOutbox(Protocol):
     async def archive_pending(self) -> tuple[int, datetime | None]: ...
 
 
+class ChannelStore(Protocol):
+    async def claim_channel_messages(self, now: datetime, limit: int, *, claimer: str,
+                                     lease_until: datetime) -> list[ChannelMessage]: ...
+    async def recover_channel_messages(self, claimer: str | None = None) -> int: ...
+    async def renew_channel_leases(self, claimer: str, until: datetime) -> int: ...
+    async def channel_message_sent(self, msg: ChannelMessage, now: datetime,
+                                   status: int) -> None: ...
+    async def channel_message_retry(self, msg: ChannelMessage, now: datetime,
+                                    next_at: datetime, status: int | None,
+                                    error: str) -> None: ...
+    async def channel_message_failed(self, msg: ChannelMessage, now: datetime,
+                                     status: int | None, reason: str) -> None: ...
+    async def channel_message_skipped(self, msg: ChannelMessage, now: datetime,
+                                      reason: str) -> None: ...
+    async def channel_gone(self, msg: ChannelMessage, now: datetime, status: int, *,
+                           limit: int, retry_at: datetime | None) -> bool: ...
+    async def channel_message_release(self, message_id: int) -> None: ...
+
+
 if TYPE_CHECKING:  # mypy checks that both stores satisfy every loop's contract
     from jpixd.store.pg.store import PgStore
     from jpixd.store.sqlite import Store
@@ -151,3 +178,4 @@ if TYPE_CHECKING:  # mypy checks that both stores satisfy every loop's contract
             _reconciler: ReconcilerStore = s
             _house: HousekeepingStore = s
             _archive: ArchiveOutbox = s
+            _channels: ChannelStore = s

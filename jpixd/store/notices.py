@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from jpixd.fanout import retires
+from jpixd.fanout import plan_channels, retires
 from jpixd.model import (
     OPEN_STATUSES,
     Change,
@@ -37,6 +37,7 @@ from jpixd.store.base import (
     to_db,
     where_equal,
 )
+from jpixd.store.channels import ACTIVE_CHANNELS, CHANNEL_MESSAGE_INSERT, SUPERSEDE_MESSAGES
 from jpixd.store.subscribers import SubscriberStore
 
 # Given the audience (active subscribers, suppressed addresses) read inside the
@@ -241,6 +242,7 @@ class NoticeStore(NoticeQueries, SubscriberStore, SqliteBase):
                     "AND state IN ('pending', 'retry')", (t, notice_id)).rowcount
                 if archiving and superseded:
                     db.execute(SUPERSEDED_SQL, (notice_id, t))
+                db.execute(SUPERSEDE_MESSAGES, (t, notice_id))
             if why is not None:
                 cancelled = db.execute(
                     "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
@@ -265,6 +267,11 @@ class NoticeStore(NoticeQueries, SubscriberStore, SqliteBase):
             db.executemany(_INSERT_DELIVERY, rows)
             if archiving and rows:
                 db.execute(CREATED_SQL, (revision_id, revision_id))
+            channels = [(int(r[0]), int(r[1]), str(r[2])) for r in
+                        db.execute(ACTIVE_CHANNELS)] if change.mailed else []
+            db.executemany(CHANNEL_MESSAGE_INSERT, [
+                (cid, kind, notice_id, revision_id, enc(when), t, t)
+                for cid, kind, when in plan_channels(planner, subscribers, channels)])
             return RecordResult(notice_id, revision_id, len(plan.notices),
                                 len(plan.reminders), superseded, cancelled)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jpixd.store.archive import ArchiveStore
+from jpixd.store.channels import ChannelQueries
 from jpixd.store.control import ControlStore
 from jpixd.store.deliveries import DeliveryStore
 from jpixd.store.events import EventStore
@@ -17,7 +18,8 @@ from jpixd.store.tickets import TicketStore
 
 
 class Store(ControlStore, NoticeStore, DeliveryStore, FeedStore, EventStore, TicketStore,
-            RetentionStore, ArchiveStore, ShadowStore, SelfMailQueries):
+            RetentionStore, ArchiveStore, ShadowStore, SelfMailQueries,
+            ChannelQueries):
     """Public methods speak the domain (aware datetimes, dataclasses), never rows, so a
     PostgreSQL store can stand beside this one."""
 

@@ -13,6 +13,7 @@ from jpixd.runtime import Runtime
 from jpixd.web import (
     admin,
     bounces,
+    channels,
     console,
     deliveries,
     health,
@@ -80,8 +81,8 @@ def build_app(runtime: Runtime, apis: list[Api] | None = None,
                        shedder.bodies]
     app = web.Application(middlewares=middlewares, client_max_size=8 * 1024 * 1024)
     merged = Api()
-    for part in [admin.api, subscribers.api, notices.api, deliveries.api, bounces.api, tickets.api,
-                 quarantine.api, *(apis or [])]:
+    for part in [admin.api, subscribers.api, channels.api, notices.api, deliveries.api,
+                 bounces.api, tickets.api, quarantine.api, *(apis or [])]:
         merged.ops.extend(part.ops)
     app[RUNTIME] = runtime
     app[API] = merged

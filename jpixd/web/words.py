@@ -33,7 +33,18 @@ CHANGE_LABELS = {"new": "新規", "update": "更新", "cancel": "中止", "compl
                  "baseline": "初回取得（送信しない）"}
 ACTION_LABELS = {"created": "登録", "updated": "変更", "confirmed": "確認完了",
                  "unsubscribed": "配信停止", "paused": "一時停止", "resumed": "再開",
-                 "deleted": "削除", "suppressed": "配信停止（エラー）", "active": "配信再開"}
+                 "deleted": "削除", "suppressed": "配信停止（エラー）", "active": "配信再開",
+                 "channel added": "チャンネル追加", "channel changed": "チャンネル変更",
+                 "channel removed": "チャンネル削除"}
+# Channels beyond mail (issue 26): what each is, and its state.
+CHANNEL_KIND_LABELS = {"webhook": "Webhook（JSON）", "slack": "Slack",
+                       "teams": "Microsoft Teams"}
+CHANNEL_STATE_LABELS = {"verifying": "確認中（テスト送信の応答待ち）", "active": "配信中",
+                        "paused": "一時停止", "removed": "削除済み"}
+CHANNEL_PAUSE_LABELS = {"gone": "URLが見つからない応答（404/410）が続いたため自動で停止",
+                        "operator": "管理者が停止", "subscriber": "ご本人が停止"}
+CHANNEL_MESSAGE_LABELS = {"queued": "送信待ち", "sent": "送信済み", "failed": "失敗",
+                          "skipped": "送信せず"}
 _FIELD_WORDS = {"email": "メールアドレス", "name": "お名前", "organization": "会社・団体名",
                 "carriers": "通信事業者", "prefectures": "対象地域", "kinds": "種類",
                 "services": "サービス", "windows": "時間帯", "status": "状態",

@@ -7,10 +7,11 @@ import asyncio
 import json
 from datetime import datetime
 
-from jpixd.fanout import retires
+from jpixd.fanout import plan_channels, retires
 from jpixd.model import Change, Notice, changes_to_json, notice_to_json
 from jpixd.records import RecordResult
 from jpixd.store.base import DELIVERIES, jlist
+from jpixd.store.channels import ACTIVE_CHANNELS, CHANNEL_MESSAGE_INSERT, SUPERSEDE_MESSAGES
 from jpixd.store.notices import REMEMBER_KEY, UPSERT, NoticeQueries, Planner
 from jpixd.store.pg.archive import created_records, superseded_records
 from jpixd.store.pg.base import Conn, PgBase, execute, notify, q
@@ -73,6 +74,7 @@ class PgNoticeStore(NoticeQueries, PgSubscriberStore, PgBase):
                     "AND state IN ('pending', 'retry')", now, notice_id)
                 if self.archiving and superseded:
                     await superseded_records(conn, notice_id, now)
+                await conn.execute(q(SUPERSEDE_MESSAGES), now, notice_id)
             if why is not None:
                 cancelled = await execute(
                     conn, "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
@@ -93,6 +95,13 @@ class PgNoticeStore(NoticeQueries, PgSubscriberStore, PgBase):
                 await notify(conn, DELIVERIES)  # every host's sender, at the commit
                 if self.archiving:
                     await created_records(conn, revision_id)
+            channels = await conn.fetch(ACTIVE_CHANNELS) if change.mailed else []
+            messages = [(cid, kind, notice_id, revision_id, when, now, now)
+                        for cid, kind, when in plan_channels(
+                            planner, subscribers, [(r[0], r[1], r[2]) for r in channels])]
+            if messages:
+                await conn.executemany(q(CHANNEL_MESSAGE_INSERT), messages)
+                await notify(conn, DELIVERIES)
             return RecordResult(notice_id, revision_id, len(plan.notices),
                                 len(plan.reminders), superseded, cancelled)
 

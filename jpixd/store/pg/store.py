@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jpixd.store.channels import ChannelQueries
 from jpixd.store.control import ControlStore
 from jpixd.store.feeds import FeedStore
 from jpixd.store.pg.archive import PgArchiveStore
@@ -15,7 +16,8 @@ from jpixd.store.shadow import ShadowStore
 
 
 class PgStore(ControlStore, PgNoticeStore, PgDeliveryStore, FeedStore, PgEventStore,
-              PgTicketStore, RetentionStore, PgArchiveStore, ShadowStore, SelfMailQueries):
+              PgTicketStore, RetentionStore, PgArchiveStore, ShadowStore, SelfMailQueries,
+              ChannelQueries):
     """The same public methods as `jpixd.store.sqlite.Store`, with the same signatures
     (a test compares them), for hosts sharing one PostgreSQL database."""
 

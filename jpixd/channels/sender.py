@@ -1,0 +1,230 @@
+"""The channel loop: claim due channel messages under a lease, send each (at most
+`per_host_rate` a second to one host, and one a second to one Slack webhook), record
+what came of it (jpixd.channels.outcomes).
+
+No message is lost: a claimed row stays queued under this loop's lease until its
+outcome is written; a crash leaves it claimed, and it goes again (at start-up on SQLite,
+when its lease runs out on a shared database) with the same idempotency key, so a
+receiver can drop the repeat. Repeats are bounded by `concurrency`, the messages in
+flight. A shutdown releases the claimed messages that have not gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import secrets
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+
+from jpixd.channels import payloads, signing
+from jpixd.channels.outcomes import Step, next_step, skip_reason
+from jpixd.channels.post import Outcome, post, session
+from jpixd.channels.urls import UnsafeUrl, check_url, networks, shown
+from jpixd.config import ChannelsConfig
+from jpixd.loop import Heartbeat, Loop, Reloaded
+from jpixd.metrics import Metrics
+from jpixd.model import Change, Clock, notice_from_json
+from jpixd.records import ChannelMessage
+from jpixd.store.contract import ChannelStore
+
+log = structlog.get_logger("jpixd.channels")
+
+SLACK_INTERVAL_S = 1.0  # Slack: one message a second per incoming webhook
+CLAIM_PER_SLOT = 4  # messages claimed a round per slot of concurrency
+
+
+def idempotency_key(msg: ChannelMessage) -> str:
+    """The same on every attempt of one message, different for any other."""
+    return f"jpixd-{msg.channel.id}-{msg.id}"
+
+
+class Pacer:
+    """When the next message may go to each host (and each Slack webhook): a message
+    waits its turn rather than be refused with 429 by the receiver."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._free: dict[str, float] = {}
+
+    def wait(self, keys: list[tuple[str, float]]) -> float:
+        """Seconds until every key is free; each is then taken for its interval."""
+        now = self._monotonic()
+        start = max([now, *(self._free.get(k, now) for k, _ in keys)])
+        for k, interval in keys:
+            self._free[k] = start + interval
+        return start - now
+
+
+class ChannelSender(Loop):
+    name = "channels"
+    interval = 1.0  # idle: look for due messages every second
+
+    def __init__(self, store: ChannelStore, cfg: ChannelsConfig, metrics: Metrics,
+                 clock: Clock, *, lease: timedelta, page_url: Callable[[int], str] | None,
+                 rng: random.Random | None = None,
+                 client: Callable[[], aiohttp.ClientSession] | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.cfg = cfg
+        self.metrics = metrics
+        self.clock = clock
+        self.lease = lease.total_seconds()  # [cluster] lease
+        self.page_url = page_url  # a notice's public page, when there are public pages
+        self.rng = rng or random.Random()
+        self.claimer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}:ch"
+        self.pacer = Pacer()
+        self._client_factory = client or (lambda: session(networks(self.cfg.allowed_networks)))
+        self._client: aiohttp.ClientSession | None = None
+        self._recovered = False
+        self._stopping = asyncio.Event()
+
+    async def run(self, heartbeat: Heartbeat, stopping: asyncio.Event) -> None:
+        self._stopping = stopping
+        try:
+            await super().run(heartbeat, stopping)
+        finally:
+            if self._client is not None:
+                await self._client.close()
+                self._client = None
+
+    def apply(self, change: Reloaded) -> None:
+        if change.touches("channels"):
+            old = self.cfg.allowed_networks
+            self.cfg = change.cfg.channels
+            if self.cfg.allowed_networks != old and self._client is not None:
+                # The resolver checks against the networks it was made with.
+                stale, self._client = self._client, None
+                asyncio.get_running_loop().create_task(stale.close())
+        if change.links is not None:
+            self.page_url = change.links.notice
+
+    def status(self) -> dict[str, object] | None:
+        return {"per_host_rate": self.cfg.per_host_rate, "concurrency": self.cfg.concurrency}
+
+    async def run_once(self) -> None:
+        if not self._recovered:
+            # SQLite: this process claims alone, so a claim left by a crash is its own.
+            again = await self.store.recover_channel_messages()
+            if again:
+                log.warning("channel messages claimed before a crash will go again",
+                            count=again)
+            self._recovered = True
+        now = self.clock()
+        batch = await self.store.claim_channel_messages(
+            now, self.cfg.concurrency * CLAIM_PER_SLOT, claimer=self.claimer,
+            lease_until=now + timedelta(seconds=self.lease))
+        if not batch:
+            return
+        if self._client is None:
+            self._client = self._client_factory()
+        by_host: dict[str, list[ChannelMessage]] = defaultdict(list)
+        for msg in batch:
+            by_host[urlsplit(msg.channel.url).hostname or ""].append(msg)
+        slots = asyncio.Semaphore(self.cfg.concurrency)
+        renewing = asyncio.create_task(self._renew(), name="channel-leases")
+        try:
+            await asyncio.gather(*(self._host(msgs, slots) for msgs in by_host.values()))
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            await self.store.renew_channel_leases(
+                self.claimer, self.clock() + timedelta(seconds=self.lease))
+
+    async def _host(self, msgs: list[ChannelMessage], slots: asyncio.Semaphore) -> None:
+        """One host's messages, in order, each after its turn."""
+        for msg in msgs:
+            if self._stopping.is_set():
+                await self.store.channel_message_release(msg.id)
+                continue
+            skip = skip_reason(msg.purpose, msg.channel.state)
+            if skip is not None:
+                await self.store.channel_message_skipped(msg, self.clock(), skip)
+                self._count(msg, "skipped")
+                continue
+            host = urlsplit(msg.channel.url).hostname or ""
+            keys = [(f"host:{host}", 1.0 / self.cfg.per_host_rate)]
+            if msg.channel.kind == "slack":
+                keys.append((f"url:{msg.channel.id}", SLACK_INTERVAL_S))
+            delay = self.pacer.wait(keys)
+            if delay > 0:
+                await asyncio.sleep(delay)  # pacing, not waiting for an event
+            async with slots:
+                await self._send(msg)
+            self.progress()
+
+    async def _send(self, msg: ChannelMessage) -> None:
+        now = self.clock()
+        key = idempotency_key(msg)
+        try:
+            check_url(msg.channel.url, allow_http=self.cfg.allow_http)
+            body = self._body(msg, key, now)
+        except UnsafeUrl as exc:
+            outcome = Outcome("failed", error=f"the URL is not allowed: {exc}")
+        except (ValueError, KeyError) as exc:  # a revision this release cannot read
+            outcome = Outcome("failed", error=f"cannot build the message: {exc}")
+        else:
+            headers = (signing.headers(msg.channel.secret.encode(), body, key,
+                                       int(now.timestamp()))
+                       if msg.channel.kind == "webhook" else
+                       {"Content-Type": "application/json; charset=utf-8",
+                        "User-Agent": "jpixd/1"})
+            assert self._client is not None
+            outcome = await post(self._client, msg.channel.url, body, headers,
+                                 allowed=networks(self.cfg.allowed_networks), now=now)
+        step = next_step(outcome, purpose=msg.purpose, attempts=msg.attempts, cfg=self.cfg,
+                         now=self.clock(), rng=self.rng)
+        await self._record(msg, outcome, step)
+
+    def _body(self, msg: ChannelMessage, key: str, now: datetime) -> bytes:
+        if msg.purpose == "test" or msg.content is None or msg.notice_id is None:
+            return json.dumps(payloads.verification(msg.channel.kind, key, now),
+                              ensure_ascii=False).encode()
+        notice = notice_from_json(json.loads(msg.content))
+        report = payloads.Report(
+            notice_id=msg.notice_id, notice=notice, change=Change(msg.change or "update"),
+            key=key, page_url=self.page_url(msg.notice_id) if self.page_url else None,
+            now=now)
+        return payloads.body(msg.channel.kind, report)
+
+    async def _record(self, msg: ChannelMessage, outcome: Outcome, step: Step) -> None:
+        now = self.clock()
+        # An error may quote the URL (a secret): it is written as shown, never whole.
+        reason = (step.reason or "").replace(msg.channel.url, shown(msg.channel.url))
+        if step.action == "sent":
+            await self.store.channel_message_sent(msg, now, outcome.status or 200)
+        elif step.action == "gone":
+            paused = await self.store.channel_gone(
+                msg, now, outcome.status or 404, limit=self.cfg.pause_after_gone,
+                retry_at=step.at)
+            if paused:
+                log.warning("channel paused: its URL answered 404/410 repeatedly",
+                            channel=msg.channel.id, kind=msg.channel.kind,
+                            url=shown(msg.channel.url))
+        elif step.action == "retry" and step.at is not None:
+            await self.store.channel_message_retry(msg, now, step.at, outcome.status, reason)
+        else:
+            await self.store.channel_message_failed(msg, now, outcome.status, reason)
+        self._count(msg, step.action)
+        log.info("channel message", channel=msg.channel.id, kind=msg.channel.kind,
+                 message=msg.id, notice_id=msg.notice_id, purpose=msg.purpose,
+                 result=step.action, status=outcome.status, attempts=msg.attempts,
+                 error=reason or None)
+
+    def _count(self, msg: ChannelMessage, result: str) -> None:
+        self.metrics.channel_messages.labels(msg.channel.kind, result).inc()

@@ -1,0 +1,324 @@
+"""Channels beyond mail, wired (issue 26): added through the admin API, verified by a
+test message, sent each matching report from the outbox, retried, paused after repeated
+404/410, given up after max_attempts, and never shown whole. Against a real receiver on
+loopback that checks signatures and answers as told."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from jpixd.fanout import Policy, planner
+from jpixd.model import JST, Change, Changed, Notice, NoticeKind, NoticeStatus
+from jpixd.runtime import Runtime
+from tests.channelreceiver import Arrival, Receiver, channel_receiver
+from tests.conftest import make_config, on_backend, running_daemon
+
+CHANNELS = {"allow_http": True, "allowed_networks": ["127.0.0.1/32"], "backoff": "1s",
+            "backoff_max": "2s", "max_attempts": 3, "pause_after_gone": 2}
+FAILURE = Notice(source="east", external_id="F1", carrier="east", kind=NoticeKind.FAILURE,
+                 status=NoticeStatus.OCCURRED, title="東京都の一部でフレッツ光がご利用しづらい状況",
+                 prefectures=("13",), localities=("千代田区",), services=("フレッツ光ネクスト",),
+                 starts_at=datetime(2026, 12, 6, 7, 40, tzinfo=JST), body="原因を調査中です。")
+# A path as secret as a Slack webhook's: it must never be shown back.
+SECRET_PATH = "hook-T0KENS3CRETxyz"
+
+
+@dataclass
+class Env:
+    http: aiohttp.ClientSession
+    api: str
+    rt: Runtime
+    rx: Receiver
+    base: str
+
+    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with self.http.request(method, self.api + path, json=body) as r:
+            return r.status, await r.json()
+
+    async def subscriber(self) -> int:
+        status, sub = await self.call("POST", "/subscribers", {
+            "email": "noc@isp.example.jp", "carriers": ["east"], "kinds": ["failure"]})
+        assert status == 201, sub
+        return int(sub["id"])
+
+    async def until(self, done: Callable[[], Awaitable[bool]], what: str) -> None:
+        """Round after round of the channel loop, until `done()` (awaited) is true."""
+        loop = self.rt.loops["channels"]
+        for _ in range(40):
+            if await done():
+                return
+            self.rt.wake("channels")
+            await loop.next_round()
+        raise AssertionError(f"not within 40 rounds: {what}")
+
+    async def channel(self, sid: int, cid: int) -> dict[str, Any]:
+        status, got = await self.call("GET", f"/subscribers/{sid}/channels")
+        assert status == 200, got
+        return next(c for c in got["items"] if c["id"] == cid)
+
+    async def add(self, sid: int, kind: str, path: str) -> dict[str, Any]:
+        status, ch = await self.call("POST", f"/subscribers/{sid}/channels",
+                                     {"kind": kind, "url": self.rx.url(path)})
+        assert status == 201, ch
+        if kind == "webhook":
+            self.rx.secrets[path] = ch["secret"].encode()
+        return dict(ch)
+
+    async def active(self, sid: int, cid: int) -> None:
+        async def done() -> bool:
+            return bool((await self.channel(sid, cid))["state"] == "active")
+        await self.until(done, f"channel {cid} active")
+
+    async def record(self, notice: Notice, change: Change, revision: str) -> None:
+        now = datetime.now(UTC)
+        await self.rt.store.record_revision(
+            notice, revision=revision, change=change, now=now,
+            planner=planner(notice, change, now, Policy(tz=JST)))
+        self.rt.wake("channels")
+
+    async def metric(self, kind: str, result: str) -> float:
+        async with self.http.get(self.base + "/metrics") as r:
+            text = await r.text()
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "jpixd_channel_messages_total" and s.labels == {
+                        "kind": kind, "result": result}:
+                    return float(s.value)
+        raise AssertionError(f"no series for {kind} {result}")
+
+
+@pytest.fixture
+async def env(tmp_path: Path, backend_url: str | None) -> AsyncIterator[Env]:
+    with channel_receiver() as rx:
+        cfg = make_config(tmp_path, channels=CHANNELS, **on_backend(backend_url))
+        async with running_daemon(cfg, registry=CollectorRegistry()) as d:
+            assert d.daemon.runtime is not None
+            async with aiohttp.ClientSession(headers=d.headers) as http:
+                yield Env(http, d.base_url + "/admin/v1", d.daemon.runtime, rx, d.base_url)
+
+
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(resources.files("jpixd.channels").joinpath(
+        "webhook-v1.schema.json").read_text())
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def _of(path: str, n: int) -> Callable[[list[Arrival]], bool]:
+    return lambda arrivals: sum(a.path == path for a in arrivals) >= n
+
+
+async def test_a_webhook_is_verified_then_gets_each_report_signed(env: Env) -> None:
+    sid = await env.subscriber()
+    ch = await env.add(sid, "webhook", SECRET_PATH)
+    assert ch["state"] == "verifying" and len(ch["secret"]) == 64
+    assert SECRET_PATH not in json.dumps(ch) and ch["url"].startswith("http://127.0.0.1/…")
+    [test] = await env.rx.wait(_of(SECRET_PATH, 1))
+    assert test.signed is True and test.json()["event"] == "channel.test"
+    _validator().validate(test.json())
+    await env.active(sid, ch["id"])
+
+    await env.record(FAILURE, Change.NEW, "r1")
+    recovered = replace(FAILURE, status=NoticeStatus.RECOVERED,
+                        ends_at=datetime(2026, 12, 6, 9, 10, tzinfo=JST),
+                        changes=(Changed("状況", "発生中", "回復"),))
+    arrivals = await env.rx.wait(_of(SECRET_PATH, 2))
+    await env.record(recovered, Change.RECOVER, "r2")
+    arrivals = await env.rx.wait(_of(SECRET_PATH, 3))
+    reports = [a for a in arrivals if a.path == SECRET_PATH][1:]
+    for a in reports:
+        _validator().validate(a.json())
+        assert a.signed is True and a.headers["Idempotency-Key"] == a.json()["id"]
+    assert [a.json()["event"] for a in reports] == ["notice.new", "notice.recover"]
+    assert reports[1].json()["notice"]["changes"] == [
+        {"field": "状況", "before": "発生中", "after": "回復"}]
+    assert len({a.headers["Idempotency-Key"] for a in reports}) == 2
+
+    async def all_sent() -> bool:
+        _, got = await env.call("GET", f"/subscribers/{sid}/channels")
+        return [m["state"] for m in got["messages"]] == ["sent"] * 3
+    await env.until(all_sent, "three messages recorded as sent")
+    _, listed = await env.call("GET", f"/subscribers/{sid}/channels")
+    text = json.dumps(listed)
+    assert SECRET_PATH not in text and ch["secret"] not in text  # never shown back whole
+    assert await env.metric("webhook", "sent") == 3
+    assert await env.metric("slack", "gone") == 0  # every series from start
+    # Who added it is in the subscriber's history, the URL as shown.
+    _, history = await env.call("GET", f"/subscribers/{sid}/changes")
+    assert any(c["action"] == "channel added" and SECRET_PATH not in c["detail"]
+               for c in history["items"])
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_slack_and_teams_get_their_own_payloads(env: Env) -> None:
+    sid = await env.subscriber()
+    slack = await env.add(sid, "slack", "slack-hook")
+    teams = await env.add(sid, "teams", "teams-hook")
+    await env.rx.wait(lambda a: _of("slack-hook", 1)(a) and _of("teams-hook", 1)(a))
+    await env.active(sid, slack["id"])
+    await env.active(sid, teams["id"])
+    await env.record(FAILURE, Change.NEW, "r1")
+    await env.rx.wait(lambda a: _of("slack-hook", 2)(a) and _of("teams-hook", 2)(a))
+    s = env.rx.at("slack-hook")[1].json()
+    assert s["blocks"][0]["type"] == "header" and FAILURE.title in s["blocks"][0]["text"]["text"]
+    facts = json.dumps(s["blocks"][1], ensure_ascii=False)
+    assert "東京都" in facts and "千代田区" in facts
+    card = env.rx.at("teams-hook")[1].json()["attachments"][0]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert FAILURE.title in card["content"]["body"][0]["text"]
+    # Slack and Teams are not signed (they check nothing); a webhook is.
+    assert all("X-Jpixd-Signature" not in a.headers for a in env.rx.arrivals)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_retry_after_is_honoured_and_repeated_410_pauses_the_channel(env: Env) -> None:
+    sid = await env.subscriber()
+    ch = await env.add(sid, "webhook", "hook")
+    await env.active(sid, ch["id"])
+    env.rx.answer("hook", (429, {"Retry-After": "2"}), 200)
+    await env.record(FAILURE, Change.NEW, "r1")
+    arrivals = [a for a in await env.rx.wait(_of("hook", 3)) if a.path == "hook"]
+    first, again = arrivals[1], arrivals[2]
+    assert again.at - first.at >= 2.0  # the receiver's Retry-After, over the 1 s backoff
+    assert first.headers["Idempotency-Key"] == again.headers["Idempotency-Key"]
+
+    env.rx.answer("hook", 410, 404)
+    await env.record(replace(FAILURE, report_number=2, body="復旧作業中です。"),
+                     Change.UPDATE, "r2")
+    await env.rx.wait(_of("hook", 5))
+
+    async def paused() -> bool:
+        return bool((await env.channel(sid, ch["id"]))["state"] == "paused")
+    await env.until(paused, "paused after two 404/410 in a row")
+    got = await env.channel(sid, ch["id"])
+    assert got["paused_reason"] == "gone" and got["last_status"] == 404
+    assert await env.metric("webhook", "gone") == 2
+    assert await env.metric("webhook", "retry") == 1
+    # Paused: a new report makes no message for it.
+    await env.record(replace(FAILURE, report_number=3), Change.UPDATE, "r3")
+    _, listed = await env.call("GET", f"/subscribers/{sid}/channels")
+    assert [m["state"] for m in listed["messages"]] == ["failed", "sent", "sent"]
+    assert listed["messages"][0]["reason"] == "gone"
+    # The operator resumes it (it was verified before).
+    status, resumed = await env.call("PATCH", f"/subscribers/{sid}/channels/{ch['id']}",
+                                     {"state": "active"})
+    assert status == 200 and resumed["state"] == "active" and resumed["gone_count"] == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_receiver_that_keeps_failing_is_given_up(env: Env) -> None:
+    sid = await env.subscriber()
+    ch = await env.add(sid, "webhook", "hook")
+    await env.active(sid, ch["id"])
+    env.rx.answer("hook", 500, 503, 502)
+    await env.record(FAILURE, Change.NEW, "r1")
+    await env.rx.wait(_of("hook", 4))
+
+    async def failed() -> bool:
+        _, got = await env.call("GET", f"/subscribers/{sid}/channels")
+        return bool(got["messages"]) and got["messages"][0]["state"] == "failed"
+    await env.until(failed, "failed after max_attempts")
+    _, got = await env.call("GET", f"/subscribers/{sid}/channels")
+    assert got["messages"][0]["reason"] == "gave up after 3 attempts: HTTP 502"
+    assert got["messages"][0]["attempts"] == 3
+    assert await env.metric("webhook", "failed") == 1
+    assert await env.metric("webhook", "retry") == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_channel_is_active_only_once_its_test_is_answered(env: Env) -> None:
+    sid = await env.subscriber()
+    env.rx.answer("hook", 404)
+    ch = await env.add(sid, "webhook", "hook")
+    await env.rx.wait(_of("hook", 1))
+
+    async def answered() -> bool:
+        return bool((await env.channel(sid, ch["id"]))["last_status"] == 404)
+    await env.until(answered, "the test's 404 recorded")
+    assert (await env.channel(sid, ch["id"]))["state"] == "verifying"
+    await env.record(FAILURE, Change.NEW, "r1")  # not active: nothing for it
+    url = f"/subscribers/{sid}/channels/{ch['id']}"
+    status, refused = await env.call("PATCH", url, {"state": "active"})
+    assert status == 409 and refused["error"]["code"] == "not_verified"
+    status, _ = await env.call("PATCH", url, {"test": True})
+    assert status == 200
+    await env.active(sid, ch["id"])
+    assert [a.json()["event"] for a in env.rx.at("hook")] == ["channel.test"] * 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_bad_channels_are_refused_and_private_addresses_never_reached(env: Env) -> None:
+    sid = await env.subscriber()
+    base = f"/subscribers/{sid}/channels"
+    for body, field in (({"kind": "discord", "url": "https://example.jp/x"}, "kind"),
+                        ({"kind": "slack", "url": "ftp://example.jp/x"}, "url"),
+                        ({"kind": "slack", "url": "https://user:pw@example.jp/x"}, "url"),
+                        ({"kind": "teams"}, "url")):
+        status, got = await env.call("POST", base, body)
+        assert status == 400 and field in got["error"]["fields"], (body, got)
+    status, got = await env.call("POST", "/subscribers/999999/channels",
+                                 {"kind": "slack", "url": "https://example.jp/x"})
+    assert status == 404
+    # The metadata service: accepted as a URL, refused when its address is looked at.
+    status, meta = await env.call("POST", base, {"kind": "webhook",
+                                                 "url": "http://169.254.169.254/latest"})
+    assert status == 201
+
+    async def refused() -> bool:
+        return (await env.channel(sid, meta["id"]))["last_error"] is not None
+    await env.until(refused, "the metadata address refused")
+    got = await env.channel(sid, meta["id"])
+    assert got["state"] == "verifying" and "may not use" in got["last_error"]
+    for i in range(4):
+        status, _ = await env.call("POST", base, {"kind": "slack",
+                                                  "url": f"https://example.jp/{i}"})
+        assert status == 201
+    status, got = await env.call("POST", base, {"kind": "slack", "url": "https://example.jp/6"})
+    assert status == 400 and "channels" in got["error"]["fields"]
+    status, _ = await env.call("DELETE", f"{base}/{meta['id']}")
+    assert status == 200
+    status, _ = await env.call("DELETE", f"{base}/{meta['id']}")
+    assert status == 404
+
+
+def test_the_time_of_a_retry() -> None:
+    """Pure: what becomes of a message after each kind of answer."""
+    import random
+
+    from jpixd.channels.outcomes import next_step, skip_reason
+    from jpixd.channels.post import Outcome
+    from jpixd.config import ChannelsConfig
+
+    cfg = ChannelsConfig(max_attempts=3, backoff=timedelta(seconds=10),
+                         backoff_max=timedelta(seconds=60))
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    rng = random.Random(1)
+
+    def step(result: str, attempts: int, purpose: str = "notice",
+             wait: float | None = None) -> Any:
+        return next_step(Outcome(result, 503, wait, "HTTP 503"), purpose=purpose,
+                         attempts=attempts, cfg=cfg, now=now, rng=rng)
+
+    first = step("retry", 1)
+    assert first.action == "retry" and 5 <= (first.at - now).total_seconds() <= 10
+    assert (step("retry", 1, wait=120).at - now).total_seconds() == 120  # Retry-After
+    assert step("retry", 3).action == "failed"  # max_attempts spent
+    assert step("gone", 1).action == "gone" and step("gone", 1).at is not None
+    assert step("gone", 1, "test").at is None  # a test is tried once
+    assert step("retry", 1, "test").action == "failed"
+    assert step("sent", 1).action == "sent"
+    assert skip_reason("notice", "paused") == "channel paused"
+    assert skip_reason("test", "paused") is None
+    assert skip_reason("test", "removed") == "channel removed"
