@@ -5,6 +5,7 @@ loopback that checks signatures and answers as told."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -20,10 +21,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from jpixd.fanout import Policy, planner
-from jpixd.model import JST, Change, Changed, Notice, NoticeKind, NoticeStatus
+from jpixd.model import JST, Change, Changed, Notice, NoticeKind, NoticeStatus, Subscriber
 from jpixd.runtime import Runtime
+from jpixd.store.sqlite import Store
 from tests.channelreceiver import Arrival, Receiver, channel_receiver
-from tests.conftest import make_config, on_backend, running_daemon
+from tests.conftest import (
+    DaemonProcess,
+    base_mapping,
+    make_config,
+    on_backend,
+    running_daemon,
+    toml_dumps,
+)
 
 CHANNELS = {"allow_http": True, "allowed_networks": ["127.0.0.1/32"], "backoff": "1s",
             "backoff_max": "2s", "max_attempts": 3, "pause_after_gone": 2}
@@ -322,3 +331,87 @@ def test_the_time_of_a_retry() -> None:
     assert skip_reason("notice", "paused") == "channel paused"
     assert skip_reason("test", "paused") is None
     assert skip_reason("test", "removed") == "channel removed"
+
+
+def test_kill_9_mid_delivery_sends_each_message_again_with_its_key(
+        tmp_path: Path, daemon_process: Callable[..., DaemonProcess]) -> None:
+    """A real `jpixd run`, killed while its three channel messages are in flight (the
+    receiver holds them unanswered): the restart sends each again, with the same
+    idempotency key, and records it sent. Nothing lost; a repeat only of what was in
+    flight, which the key lets a receiver drop."""
+    feed = tmp_path / "feed.json"
+    feed.write_text(json.dumps({"notices": [{
+        "id": "F1", "kind": "failure", "title": "大阪府の一部で故障", "prefectures": ["27"]}]},
+        ensure_ascii=False), encoding="utf-8")
+    mapping = base_mapping(tmp_path, channels=CHANNELS, sources=[{
+        "name": "local", "kind": "json", "carrier": "west", "url": feed.as_uri(),
+        "interval": "1h", "send_on_first_poll": True}])
+    path = tmp_path / "jpixd.toml"
+    path.write_text(toml_dumps(mapping), encoding="utf-8")
+    db = tmp_path / "state" / "jpixd.sqlite3"
+    paths = ("crash-hook", "crash-slack", "crash-teams")
+    with channel_receiver() as rx:
+        asyncio.run(_verified_channels(db, rx, paths))
+        for p in paths:
+            rx.answer(p, 0)  # held: no answer until the receiver closes
+        victim: list[DaemonProcess] = []
+
+        def on_arrival(a: Arrival) -> None:
+            if victim and len(rx.arrivals) == len(paths):
+                victim[0].proc.kill()
+
+        rx.on_arrival = on_arrival
+        first = daemon_process(["run", "--config", str(path)])
+        victim.append(first)
+        assert first.finish(timeout=60) == -9, "".join(first.lines[-20:])
+        assert sorted(a.path for a in rx.arrivals) == sorted(paths)
+
+        second = daemon_process(["run", "--config", str(path)])
+        arrivals = rx.wait_for(lambda a: len(a) == 2 * len(paths), 30)
+        resent = second.wait_for_event("channel messages claimed before a crash will go again")
+        assert resent["count"] == len(paths)
+        for p in paths:
+            before, after = rx.at(p)
+            assert before.headers["Idempotency-Key"] == after.headers["Idempotency-Key"]
+            # The same message again: only the webhook's `sent_at` may have moved.
+            assert {**before.json(), "sent_at": ""} == {**after.json(), "sent_at": ""}
+        hook = [a for a in arrivals if a.path == "crash-hook"]
+        assert all(a.signed for a in hook) and hook[1].json()["notice"]["title"] == "大阪府の一部で故障"
+        assert rx.at("crash-slack")[1].json()["blocks"][0]["type"] == "header"
+        assert "attachments" in rx.at("crash-teams")[1].json()
+        second.wait_until(lambda lines: sum(
+            ln.get("event") == "channel message" and ln.get("result") == "sent"
+            and ln.get("purpose") == "notice" for ln in lines) == len(paths), timeout=20)
+        second.proc.terminate()
+        assert second.finish(timeout=30) == 0
+    states = asyncio.run(_message_states(db))
+    assert states == [("test", "sent", 1)] * 3 + [("notice", "sent", 2)] * 3
+
+
+async def _verified_channels(db: Path, rx: Receiver, paths: tuple[str, ...]) -> None:
+    """A subscriber with a webhook, a Slack and a Teams channel, each verified (its test
+    message claimed and answered, as the channel loop records it)."""
+    store = await Store.open(db)
+    try:
+        now = datetime.now(UTC)
+        await store.migrate(now)
+        sub = await store.create_subscriber(
+            Subscriber(email="noc@isp.example.jp", carriers=("west",), kinds=("failure",)), now)
+        assert sub.id is not None
+        for kind, p in zip(("webhook", "slack", "teams"), paths, strict=True):
+            ch = await store.add_channel(sub.id, kind, rx.url(p), "s" * 64, now, actor="admin")
+            rx.secrets.update({p: ch.secret.encode()} if kind == "webhook" else {})
+        for msg in await store.claim_channel_messages(now, 10, claimer="setup",
+                                                      lease_until=now + timedelta(minutes=1)):
+            await store.channel_message_sent(msg, now, 200)
+    finally:
+        await store.close()
+
+
+async def _message_states(db: Path) -> list[tuple[str, str, int]]:
+    store = await Store.open(db)
+    try:
+        items, _ = await store.list_channel_messages(limit=10)
+        return [(m["purpose"], m["state"], m["attempts"]) for m in reversed(items)]
+    finally:
+        await store.close()

@@ -128,13 +128,15 @@ class ChannelSender(Loop):
             return
         if self._client is None:
             self._client = self._client_factory()
-        by_host: dict[str, list[ChannelMessage]] = defaultdict(list)
+        # One channel's messages in order (a chat reads 回復 after 発生); channels side by
+        # side, so a receiver that hangs holds up its own channel only, not its host's.
+        by_channel: dict[int, list[ChannelMessage]] = defaultdict(list)
         for msg in batch:
-            by_host[urlsplit(msg.channel.url).hostname or ""].append(msg)
+            by_channel[msg.channel.id].append(msg)
         slots = asyncio.Semaphore(self.cfg.concurrency)
         renewing = asyncio.create_task(self._renew(), name="channel-leases")
         try:
-            await asyncio.gather(*(self._host(msgs, slots) for msgs in by_host.values()))
+            await asyncio.gather(*(self._channel(msgs, slots) for msgs in by_channel.values()))
         finally:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -146,8 +148,8 @@ class ChannelSender(Loop):
             await self.store.renew_channel_leases(
                 self.claimer, self.clock() + timedelta(seconds=self.lease))
 
-    async def _host(self, msgs: list[ChannelMessage], slots: asyncio.Semaphore) -> None:
-        """One host's messages, in order, each after its turn."""
+    async def _channel(self, msgs: list[ChannelMessage], slots: asyncio.Semaphore) -> None:
+        """One channel's messages, in order, each after its host's (and webhook's) turn."""
         for msg in msgs:
             if self._stopping.is_set():
                 await self.store.channel_message_release(msg.id)
@@ -183,7 +185,7 @@ class ChannelSender(Loop):
                                        int(now.timestamp()))
                        if msg.channel.kind == "webhook" else
                        {"Content-Type": "application/json; charset=utf-8",
-                        "User-Agent": "jpixd/1"})
+                        "Idempotency-Key": key, "User-Agent": "jpixd/1"})
             assert self._client is not None
             outcome = await post(self._client, msg.channel.url, body, headers,
                                  allowed=networks(self.cfg.allowed_networks), now=now)
