@@ -451,6 +451,14 @@ def test_every_page_passes_an_accessibility_scan_on_a_desktop_and_a_phone(
                                           "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         subscriber = json.loads(r.read())["id"]
+    # A channel besides mail, so that its list and form are scanned too (issue 26).
+    req = urllib.request.Request(
+        admin + f"/admin/v1/subscribers/{subscriber}/channels", method="POST",
+        data=json.dumps({"kind": "slack", "url": "https://hooks.invalid/services/T0/B0/"
+                         "abcdefgh"}).encode(),
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 201
     _admin(admin, "POST", "/sources/local/poll")
     [first, *_] = _admin(admin, "GET", "/notices")["items"]
     links = LinkBuilder(public, Signer(["w" * 40]), confirm_ttl=timedelta(days=2),

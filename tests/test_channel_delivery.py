@@ -26,6 +26,7 @@ from jpixd.runtime import Runtime
 from jpixd.store.sqlite import Store
 from tests.channelreceiver import Arrival, Receiver, channel_receiver
 from tests.conftest import (
+    ADMIN_TOKEN,
     DaemonProcess,
     base_mapping,
     make_config,
@@ -33,6 +34,7 @@ from tests.conftest import (
     running_daemon,
     toml_dumps,
 )
+from tests.webharness import CSRF, site
 
 CHANNELS = {"allow_http": True, "allowed_networks": ["127.0.0.1/32"], "backoff": "1s",
             "backoff_max": "2s", "max_attempts": 3, "pause_after_gone": 2}
@@ -135,7 +137,7 @@ async def test_a_webhook_is_verified_then_gets_each_report_signed(env: Env) -> N
     assert ch["state"] == "verifying" and len(ch["secret"]) == 64
     assert SECRET_PATH not in json.dumps(ch) and ch["url"].startswith("http://127.0.0.1/…")
     [test] = await env.rx.wait(_of(SECRET_PATH, 1))
-    assert test.signed is True and test.json()["event"] == "channel.test"
+    assert test.signed_by(ch["secret"].encode()) and test.json()["event"] == "channel.test"
     _validator().validate(test.json())
     await env.active(sid, ch["id"])
 
@@ -376,7 +378,8 @@ def test_kill_9_mid_delivery_sends_each_message_again_with_its_key(
             # The same message again: only the webhook's `sent_at` may have moved.
             assert {**before.json(), "sent_at": ""} == {**after.json(), "sent_at": ""}
         hook = [a for a in arrivals if a.path == "crash-hook"]
-        assert all(a.signed for a in hook) and hook[1].json()["notice"]["title"] == "大阪府の一部で故障"
+        assert all(a.signed for a in hook)
+        assert hook[1].json()["notice"]["title"] == "大阪府の一部で故障"
         assert rx.at("crash-slack")[1].json()["blocks"][0]["type"] == "header"
         assert "attachments" in rx.at("crash-teams")[1].json()
         second.wait_until(lambda lines: sum(
@@ -415,3 +418,86 @@ async def _message_states(db: Path) -> list[tuple[str, str, int]]:
         return [(m["purpose"], m["state"], m["attempts"]) for m in reversed(items)]
     finally:
         await store.close()
+
+
+def _page_csrf(text: str) -> str:
+    m = CSRF.search(text)
+    assert m is not None
+    return m.group(1)
+
+
+async def test_the_console_and_the_manage_page_add_test_pause_and_remove(
+        tmp_path: Path) -> None:
+    """The operator on the console and the subscriber on their manage page: the same
+    form, the URL never shown whole, errors in Japanese, each change in the history."""
+    with channel_receiver() as rx:
+        async with site(tmp_path, channels=CHANNELS) as s:
+            sub = await s.rt.store.create_subscriber(
+                Subscriber(email="noc@isp.example.jp", kinds=("failure",)), s.rt.clock())
+            assert sub.id is not None
+            op = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+            async with op:
+                async with op.post(s.d.base_url + "/console/login",
+                                   data={"token": ADMIN_TOKEN}) as r:
+                    assert r.status == 200
+                page = s.d.base_url + f"/console/subscribers/{sub.id}"
+
+                async def console(action: str, **fields: str) -> tuple[int, str]:
+                    async with op.get(page) as r:
+                        csrf = _page_csrf(await r.text())
+                    async with op.post(page + "/channels", data={
+                            "csrf": csrf, "action": action, **fields}) as r:
+                        return r.status, await r.text()
+
+                status, text = await console("channel_add", channel_kind="slack",
+                                             channel_url="ftp://example.jp/x")
+                assert status == 400 and "https:// で始まる URL を入力してください" in text
+                assert "ftp://example.jp/x" in text  # what was typed, kept to be mended
+                status, text = await console("channel_add", channel_kind="webhook",
+                                             channel_url=rx.url(SECRET_PATH))
+                assert status == 200 and "通知先を追加しました" in text
+                [ch] = await s.rt.store.channels_of(sub.id)
+                assert ch.secret in text  # the signing key, shown this once
+                rx.secrets[SECRET_PATH] = ch.secret.encode()
+                await rx.wait(_of(SECRET_PATH, 1))
+                async with op.get(page) as r:
+                    text = await r.text()
+                assert SECRET_PATH not in text and ch.secret not in text
+                assert "http://127.0.0.1/…" in text
+                status, text = await console(f"channel_pause:{ch.id}")
+                assert status == 200 and "一時停止しました" in text
+                status, text = await console(f"channel_test:{ch.id}")  # paused: tested too
+                await rx.wait(_of(SECRET_PATH, 2))
+                assert all(a.signed_by(ch.secret.encode()) for a in rx.at(SECRET_PATH))
+
+            # The subscriber, on the page their signed link opens.
+            assert s.d.daemon.public is not None
+            manage = s.d.daemon.public.links.manage(sub.id, s.rt.clock())
+            async with s.http.get(manage) as r:
+                text = await r.text()
+                assert r.status == 200 and 'id="channel-list"' in text
+                assert SECRET_PATH not in text
+            token = manage.split("t=", 1)[1]
+
+            async def self_service(action: str, **fields: str) -> tuple[int, str]:
+                async with s.http.get(manage) as r:
+                    csrf = _page_csrf(await r.text())
+                async with s.http.post(s.public + "/s/manage", data={
+                        "t": token, "csrf": csrf, "action": action, **fields}) as r:
+                    return r.status, await r.text()
+
+            status, text = await self_service("channel_add", channel_kind="teams",
+                                              channel_url="https://u:p@example.jp/x")
+            assert status == 400 and "ユーザー名やパスワードを含まない URL" in text
+            status, text = await self_service("channel_add", channel_kind="teams",
+                                              channel_url=rx.url("teams-hook"))
+            assert status == 200 and "通知先を追加しました" in text
+            await rx.wait(_of("teams-hook", 1))
+            status, text = await self_service(f"channel_remove:{ch.id}")
+            assert status == 200 and "削除しました" in text
+            assert [c.kind for c in await s.rt.store.channels_of(sub.id)] == ["teams"]
+            history = await s.rt.store.subscriber_changes(sub.id)
+            assert [(c.actor, c.action) for c in reversed(history)] == [
+                ("admin", "created"), ("console", "channel added"),
+                ("console", "channel changed"), ("self-service", "channel added"),
+                ("self-service", "channel removed")]

@@ -32,9 +32,11 @@ from jpixd.model import (
 from jpixd.outbox import retry_action
 from jpixd.prefectures import NAME_BY_CODE, REGIONS
 from jpixd.runtime import Runtime
+from jpixd.store.base import from_db
 from jpixd.subscribers import Invalid, parse_csv
 from jpixd.timeline import badge
-from jpixd.web import admin, chart
+from jpixd.web import admin, channelforms, chart
+from jpixd.web.channelforms import Answer
 from jpixd.web.deliveries import Refusal, send_now
 from jpixd.web.guard import (
     CSRF_FIELD,
@@ -338,18 +340,36 @@ async def subscribers(request: web.Request, *, flash: str | None = None,
 
 async def subscriber(request: web.Request, *, flash: str | None = None,
                      form: dict[str, Any] | None = None,
-                     errors: dict[str, str] | None = None, status: int = 200) -> web.Response:
+                     errors: dict[str, str] | None = None, status: int = 200,
+                     channel: Answer | None = None) -> web.Response:
     rt = request.app[RUNTIME]
     sid = _int(request.match_info["id"])
     sub = await rt.store.get_subscriber(sid) if sid is not None else None
     if sub is None or sub.id is None:
         return _show(request, "console/message.html", 404, heading="購読者がいません",
                      lines=[f"#{request.match_info['id']} はいないか、削除されています。"])
-    return _show(request, "console/subscriber.html", status, sub=sub, flash=flash,
-                 form=form or form_values(sub),
+    channel = channel or Answer()
+    messages, _ = await rt.store.list_channel_messages(subscriber_id=sub.id, limit=20)
+    for m in messages:  # the API's text, a time again for the page
+        m["created_at"] = from_db(m["created_at"])
+    return _show(request, "console/subscriber.html", status, sub=sub,
+                 flash=flash or channel.flash, form=form or form_values(sub),
                  errors=errors or {}, regions=REGIONS, names=NAME_BY_CODE,
                  statuses=[str(s) for s in SubscriberStatus],
-                 changes=await rt.store.subscriber_changes(sub.id))
+                 changes=await rt.store.subscriber_changes(sub.id),
+                 channels=await rt.store.channels_of(sub.id), channel_messages=messages,
+                 channel_errors=channel.errors, channel_typed=channel.form)
+
+
+async def subscriber_channels(request: web.Request) -> web.Response:
+    """Add, test, pause, resume or remove one of the subscriber's channels."""
+    rt = request.app[RUNTIME]
+    sid = _int(request.match_info["id"])
+    form = await read_form(request)
+    if sid is None or await rt.store.get_subscriber(sid) is None:
+        raise web.HTTPNotFound()
+    answer = await channelforms.act(rt, sid, form, actor="console")
+    return await subscriber(request, channel=answer, status=400 if answer.errors else 200)
 
 
 async def subscriber_save(request: web.Request) -> web.Response:
@@ -429,6 +449,7 @@ def routes() -> list[web.RouteDef]:
         web.post(f"{p}/subscribers/import", subscribers_import),
         web.get(f"{p}/subscribers/{{id}}", subscriber),
         web.post(f"{p}/subscribers/{{id}}", subscriber_save),
+        web.post(f"{p}/subscribers/{{id}}/channels", subscriber_channels),
     ]
 
 

@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 from multidict import MultiDictProxy
 
 from jpixd import phrases, services
+from jpixd.channels.urls import shown
 from jpixd.logs import REDACTOR
 from jpixd.mail.render import (
     CARRIER_LABELS,
@@ -35,6 +36,10 @@ from jpixd.web.words import (
     ACTION_LABELS,
     ACTOR_LABELS,
     CHANGE_LABELS,
+    CHANNEL_KIND_LABELS,
+    CHANNEL_MESSAGE_LABELS,
+    CHANNEL_PAUSE_LABELS,
+    CHANNEL_STATE_LABELS,
     DELIVERY_STATE_LABELS,
     FORM_ERRORS,
     LOOP_LABELS,
@@ -70,12 +75,15 @@ def environment(tz: tzinfo) -> jinja2.Environment:
     env.filters["phrases"] = phrased
     env.filters["pause_reason"] = pause_reason_in_words
     env.filters["degraded"] = degraded_in_words
+    env.filters["shown_url"] = shown
     env.globals.update(
         KIND_LABELS=KIND_LABELS, CARRIER_LABELS=CARRIER_LABELS, WINDOW_LABELS=WINDOW_LABELS,
         SUB_STATUS_LABELS=SUB_STATUS_LABELS, DELIVERY_STATE_LABELS=DELIVERY_STATE_LABELS,
         POLL_RESULT_LABELS=POLL_RESULT_LABELS, TICKET_LABELS=TICKET_LABELS,
         ACTOR_LABELS=ACTOR_LABELS, ACTION_LABELS=ACTION_LABELS, CHANGE_LABELS=CHANGE_LABELS,
-        LOOP_LABELS=LOOP_LABELS,
+        LOOP_LABELS=LOOP_LABELS, CHANNEL_KIND_LABELS=CHANNEL_KIND_LABELS,
+        CHANNEL_STATE_LABELS=CHANNEL_STATE_LABELS, CHANNEL_PAUSE_LABELS=CHANNEL_PAUSE_LABELS,
+        CHANNEL_MESSAGE_LABELS=CHANNEL_MESSAGE_LABELS,
         STATUS_LABELS={str(k): v for k, v in STATUS_LABELS.items()},
         SERVICE_CHOICES=services.CHOICES,
         FAILURE_OPEN=[str(NoticeStatus.OCCURRED), str(NoticeStatus.PARTIALLY_RECOVERED)])

@@ -21,6 +21,7 @@ from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.prefectures import NAME_BY_CODE, REGIONS
 from jpixd.runtime import Runtime
 from jpixd.subscribers import Invalid, normalise_email
+from jpixd.web import channelforms
 from jpixd.web.context import PUBLIC, PublicContext
 from jpixd.web.guard import CSRF_FIELD, Handler, read_form
 from jpixd.web.keys import RUNTIME
@@ -250,8 +251,9 @@ async def manage_page(request: web.Request) -> web.Response:
 async def _manage(request: web.Request, sub: Subscriber | None, token: str | None, *,
                   flash: str | None = None, status: int = 200,
                   form: dict[str, Any] | None = None,
-                  errors: dict[str, str] | None = None) -> web.Response:
-    _, ctx = _ctx(request)
+                  errors: dict[str, str] | None = None,
+                  channel: channelforms.Answer | None = None) -> web.Response:
+    rt, ctx = _ctx(request)
     if sub is None or sub.id is None:
         return _refused(request, "bad_link")
     if sub.status == SubscriberStatus.UNSUBSCRIBED:
@@ -260,8 +262,11 @@ async def _manage(request: web.Request, sub: Subscriber | None, token: str | Non
                         "改めてご登録ください。", link=("/s/", "配信の登録"))
     if sub.status != SubscriberStatus.ACTIVE:
         return _refused(request, "bad_link")
-    return _page(request, "manage.html", status, sub=sub, token=token, flash=flash,
-                 form=form or form_values(sub), errors=errors or {},
+    channel = channel or channelforms.Answer()
+    return _page(request, "manage.html", status, sub=sub, token=token,
+                 flash=flash or channel.flash, form=form or form_values(sub),
+                 errors=errors or {}, channels=await rt.store.channels_of(sub.id),
+                 channel_errors=channel.errors, channel_typed=channel.form,
                  calendar_url=ctx.links.calendar(sub.id),
                  webcal_url=webcal(ctx.links.calendar(sub.id)))
 
@@ -276,6 +281,10 @@ async def manage(request: web.Request) -> web.Response:
     if sub is None or sub.id is None or sub.status != SubscriberStatus.ACTIVE:
         return await _manage(request, sub, token)
     action, now = form.get("action"), rt.clock()
+    if channelforms.is_channel_action(action):
+        answer = await channelforms.act(rt, sub.id, form, actor="self-service")
+        return await _manage(request, sub, token, channel=answer,
+                             status=400 if answer.errors else 200)
     if action == "unsubscribe":
         await rt.store.update_subscriber(sub.id, {"status": SubscriberStatus.UNSUBSCRIBED},
                                          now, actor="self-service")

@@ -39,7 +39,7 @@ ACTION_LABELS = {"created": "登録", "updated": "変更", "confirmed": "確認�
 # Channels beyond mail (issue 26): what each is, and its state.
 CHANNEL_KIND_LABELS = {"webhook": "Webhook（JSON）", "slack": "Slack",
                        "teams": "Microsoft Teams"}
-CHANNEL_STATE_LABELS = {"verifying": "確認中（テスト送信の応答待ち）", "active": "配信中",
+CHANNEL_STATE_LABELS = {"verifying": "未確認（テスト送信への 2xx の応答待ち）", "active": "配信中",
                         "paused": "一時停止", "removed": "削除済み"}
 CHANNEL_PAUSE_LABELS = {"gone": "URLが見つからない応答（404/410）が続いたため自動で停止",
                         "operator": "管理者が停止", "subscriber": "ご本人が停止"}
@@ -199,6 +199,30 @@ def import_diff_in_words(diff: str) -> str:
 # A form's errors as its reader reads them (the API keeps the rules' own English): the
 # field's Japanese name and what to do (reader review: 「must name at least one of east,
 # west」 on the sign-up page).
+# A channel's problems (jpixd.channels.manage, jpixd.channels.urls) on the console and the
+# manage page; the API keeps the English.
+_CHANNEL_PROBLEMS = (
+    ("must be one of", "通知先の種類を選んでください"),
+    ("is required", "URL を入力してください"),
+    ("must be https or http", "http:// か https:// で始まる URL を入力してください"),
+    ("must be https", "https:// で始まる URL を入力してください"),
+    ("names no host", "URL にホスト名がありません"),
+    ("must not carry a user or password", "ユーザー名やパスワードを含まない URL にしてください"),
+    ("longer than", "URL は2,000文字までにしてください"),
+    ("contains spaces", "URL に空白や制御文字を含めないでください"),
+    ("cannot be read", "URL を読み取れません"),
+    ("port 0", "URL のポート番号が正しくありません"),
+    ("at most", "通知先は1人5件までです"),
+)
+
+
+def channel_problem_in_words(problem: str) -> str:
+    for english, words in _CHANNEL_PROBLEMS:
+        if english in problem:
+            return words
+    return "通知先の指定が正しくありません"
+
+
 FORM_ERRORS = {
     "name": "お名前は200文字までで入力してください",
     "organization": "会社・団体名は200文字までで入力してください",
