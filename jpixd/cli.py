@@ -20,7 +20,7 @@ import structlog
 
 from jpixd import __version__, logs
 from jpixd.config import Config, ConfigError, load_default, load_path
-from jpixd.model import Subscriber
+from jpixd.subscribers import CsvRow
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -227,23 +227,34 @@ async def _migrate(cfg: Config) -> int:
 def _import(cfg: Config, path: Path, dry_run: bool, reactivate: bool = False) -> int:
     from jpixd.cliargs import csv_rows
 
-    rows = csv_rows(path, "imported")
+    rows = csv_rows(path, "imported", allow_http=cfg.channels.allow_http)
     if rows is None:
         return EXIT_CONFIG
     return asyncio.run(_import_rows(cfg, path, rows, dry_run, reactivate))
 
 
-async def _import_rows(cfg: Config, path: Path,
-                       rows: list[tuple[Subscriber, frozenset[str]]], dry_run: bool,
+async def _import_rows(cfg: Config, path: Path, rows: list[CsvRow], dry_run: bool,
                        reactivate: bool) -> int:
     from jpixd.app import open_store
+    from jpixd.channels.csvimport import import_channels
+    from jpixd.channels.manage import ChannelInvalid
     from jpixd.model import utcnow
     store = await open_store(cfg, utcnow)
     try:
-        result = await store.import_subscribers(rows, utcnow(), dry_run=dry_run,
+        result = await store.import_subscribers([(r.subscriber, r.columns) for r in rows],
+                                                utcnow(), dry_run=dry_run,
                                                 reactivate=reactivate)
+        try:
+            channels = await import_channels(store, rows, "import", dry_run=dry_run,
+                                             now=utcnow())
+        except ChannelInvalid as exc:
+            print(f"{path}: channels: {exc} (subscribers imported; channels unchanged)",
+                  file=sys.stderr)
+            return EXIT_CONFIG
     finally:
         await store.close()
+    for line in channels:  # a new webhook's signing key is said here, once
+        print(f"  {line}")
     if dry_run:
         for line in result.diffs:
             print(f"  {line}")
@@ -262,9 +273,11 @@ async def _export_text(cfg: Config, since: datetime | None) -> str:
 
     store = await open_store(cfg, utcnow)
     try:
-        if since is not None:
+        if since is not None:  # for the old system, which has no channels: its columns
             return to_csv(await store.subscribers_changed_since(since))
-        return to_csv(await store.all_subscribers())
+        subscribers = await store.all_subscribers()
+        channels = await store.channels_of_many([s.id for s in subscribers if s.id])
+        return to_csv(subscribers, channels)
     finally:
         await store.close()
 

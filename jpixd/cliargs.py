@@ -9,7 +9,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from jpixd.model import Subscriber
+from jpixd.subscribers import CsvRow
 
 
 def aware_time(option: str, text: str | None) -> tuple[bool, datetime | None]:
@@ -28,9 +28,9 @@ def aware_time(option: str, text: str | None) -> tuple[bool, datetime | None]:
     return True, when
 
 
-def csv_rows(path: Path, verb: str) -> list[tuple[Subscriber, frozenset[str]]] | None:
+def csv_rows(path: Path, verb: str, *, allow_http: bool = False) -> list[CsvRow] | None:
     """The file's rows, or None with what is wrong printed (every bad row by its line
-    number)."""
+    number). `allow_http`: [channels] allow_http, for a `channels` column."""
     from jpixd.subscribers import parse_csv
 
     try:
@@ -38,10 +38,10 @@ def csv_rows(path: Path, verb: str) -> list[tuple[Subscriber, frozenset[str]]] |
     except OSError as exc:
         print(f"jpixd: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return None
-    rows, errors = parse_csv(data)
+    rows, errors = parse_csv(data, allow_http=allow_http)
     if errors:
         for line in errors:
             print(f"{path}: {line}", file=sys.stderr)
         print(f"jpixd: nothing {verb}: {len(errors)} error(s) in {path}", file=sys.stderr)
         return None
-    return [(r.subscriber, r.columns) for r in rows]
+    return rows

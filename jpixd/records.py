@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jpixd.bounces.parse import MailEvent
+if TYPE_CHECKING:  # the bounce parser imports the subscribers' rules, which use Channel
+    from jpixd.bounces.parse import MailEvent
 
 
 @dataclass(frozen=True)

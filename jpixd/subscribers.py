@@ -15,10 +15,12 @@ from typing import Any
 
 import idna
 
+from jpixd.channels.manage import ChannelInvalid, cell, parse_cell
 from jpixd.config import CHARSETS
 from jpixd.feeds.charset import japanese_score
 from jpixd.model import ALL_CARRIERS, ALL_KINDS, ALL_WINDOWS, Subscriber, SubscriberStatus
 from jpixd.prefectures import code_of
+from jpixd.records import Channel
 
 FIELDS: tuple[str, ...] = (
     "email", "name", "organization", "carriers", "prefectures", "kinds", "services",
@@ -215,11 +217,18 @@ def _iso(dt: datetime | None) -> str | None:
 # --------------------------------------------------------------------------- CSV
 
 
+# Columns beyond the subscriber's own fields: their channels besides mail (issue 26).
+CSV_EXTRA: tuple[str, ...] = ("channels",)
+
+
 @dataclass(frozen=True)
 class CsvRow:
     line: int
     subscriber: Subscriber  # as a new subscriber would be (defaults where no column)
     columns: frozenset[str] = frozenset(FIELDS)  # what the file says: all an update may change
+    # With a `channels` column: (kind, url) each, the URL possibly as shown
+    # (jpixd.channels.manage.parse_cell); None without the column (channels unchanged).
+    channels: tuple[tuple[str, str], ...] | None = None
 
 
 def decode_csv(data: bytes) -> str:
@@ -280,27 +289,29 @@ def _cell(column: str, raw: str) -> Any:
     return text
 
 
-def parse_csv(data: bytes) -> tuple[list[CsvRow], list[str]]:
-    """Every row checked; errors as "line N, column C: message". Rows only if no errors."""
+def parse_csv(data: bytes, *, allow_http: bool = False) -> tuple[list[CsvRow], list[str]]:
+    """Every row checked; errors as "line N, column C: message". Rows only if no errors.
+    `allow_http`: [channels] allow_http, for the channels column's URLs."""
     try:
         text = decode_csv(data)
     except Invalid as exc:
         return [], [f"file: {exc.fields['file']}"]
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        return _rows(reader)
+        return _rows(reader, allow_http)
     except csv.Error as exc:  # a cell over 128 KiB, a NUL byte, …
         return [], [f"line {reader.line_num}: {exc}"]
 
 
-def _rows(reader: Any) -> tuple[list[CsvRow], list[str]]:
+def _rows(reader: Any, allow_http: bool) -> tuple[list[CsvRow], list[str]]:
     errors: list[str] = []
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         return [], ["line 1: the file is empty (a header line with at least 'email' is needed)"]
-    errors.extend(f"line 1, column {h!r}: unknown column (known: {', '.join(FIELDS)})"
-                  for h in header if h not in FIELDS)
+    known = (*FIELDS, *CSV_EXTRA)
+    errors.extend(f"line 1, column {h!r}: unknown column (known: {', '.join(known)})"
+                  for h in header if h not in known)
     errors.extend(f"line 1, column {h!r}: appears twice" for h in sorted(set(header))
                   if header.count(h) > 1)
     if "email" not in header:
@@ -319,7 +330,15 @@ def _rows(reader: Any) -> tuple[list[CsvRow], list[str]]:
             continue
         # An empty cell means "the default", as an absent JSON field does.
         values = {col: _cell(col, cell) for col, cell in zip(header, record, strict=True)
-                  if cell.strip()}
+                  if cell.strip() and col in FIELDS}
+        channels = None
+        if "channels" in header:
+            try:
+                channels = tuple(parse_cell(record[header.index("channels")],
+                                            allow_http=allow_http))
+            except ChannelInvalid as exc:
+                errors.append(f"line {start}, column channels: {exc.fields['channels']}")
+                continue
         try:
             changes = validate_changes(values, creating=True)
         except Invalid as exc:
@@ -330,7 +349,8 @@ def _rows(reader: Any) -> tuple[list[CsvRow], list[str]]:
             errors.append(f"line {start}, column email: {email} repeats line {seen[email]}")
             continue
         seen[email] = start
-        rows.append(CsvRow(start, Subscriber(**changes), frozenset(header)))
+        rows.append(CsvRow(start, Subscriber(**changes), frozenset(header) & frozenset(FIELDS),
+                           channels))
     return (rows if not errors else []), errors
 
 
@@ -343,17 +363,20 @@ def _safe(cell: str) -> str:
     return "'" + cell if cell[:1] in _FORMULA else cell
 
 
-def to_csv(subscribers: Sequence[Subscriber]) -> str:
+def to_csv(subscribers: Sequence[Subscriber],
+           channels: Mapping[int, list[Channel]] | None = None) -> str:
+    """With `channels` (by subscriber id), a `channels` column too, each URL as shown."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(FIELDS)
+    writer.writerow((*FIELDS, *CSV_EXTRA) if channels is not None else FIELDS)
     for s in subscribers:
+        extra = [] if channels is None else [_safe(cell(channels.get(s.id or 0, [])))]
         writer.writerow([
             s.email, _safe(s.name), _safe(s.organization), ";".join(s.carriers),
             ";".join(s.prefectures),
             ";".join(s.kinds), _safe(";".join(s.services)), ";".join(s.windows),
             "true" if s.failure_respects_windows else "false", s.charset or "", str(s.status),
-            _safe(s.legacy_id),
+            _safe(s.legacy_id), *extra,
         ])
     return out.getvalue()
 

@@ -17,9 +17,14 @@ EXIT_OK, EXIT_CONFIG = 0, 2
 def run_sync(cfg: Config, path: Path, *, dry_run: bool, allow_removals: int | None) -> int:
     from jpixd.cliargs import csv_rows
 
-    rows = csv_rows(path, "synced")
-    if rows is None:
+    parsed = csv_rows(path, "synced")
+    if parsed is None:
         return EXIT_CONFIG
+    if any(r.channels is not None for r in parsed):
+        print(f"jpixd: nothing synced: {path} has a channels column; the old system has "
+              "no channels (use `jpixd subscribers import` for them)", file=sys.stderr)
+        return EXIT_CONFIG
+    rows = [(r.subscriber, r.columns) for r in parsed]
     return asyncio.run(_sync(cfg, path, rows, dry_run, allow_removals))
 
 

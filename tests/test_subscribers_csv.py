@@ -54,7 +54,7 @@ def test_three_bad_rows_among_a_thousand_import_nothing(
         f"jpixd: nothing imported: 4 error(s) in {path}",
     ]
     assert run("subscribers", "export", "--config", str(config)) == cli.EXIT_OK
-    assert capsys.readouterr().out == HEADER
+    assert capsys.readouterr().out == HEADER.replace("\n", ",channels\n")
 
 
 def test_the_same_file_twice_creates_no_duplicates_and_export_round_trips(
@@ -85,7 +85,7 @@ def test_shift_jis_files_and_dry_runs(tmp_path: Path, config: Path,
     assert "1 created, 0 updated, 0 unchanged (dry run: nothing written)" in \
         capsys.readouterr().out
     assert run("subscribers", "export", "--config", str(config)) == 0
-    assert capsys.readouterr().out == HEADER
+    assert capsys.readouterr().out == HEADER.replace("\n", ",channels\n")
     assert run("subscribers", "import", str(path), "--config", str(config)) == 0
     capsys.readouterr()
     assert run("subscribers", "export", "--config", str(config)) == 0
@@ -110,7 +110,7 @@ def test_a_changed_row_updates_the_subscriber(tmp_path: Path, config: Path,
     (b"email,colour\nx@example.jp,blue\n",
      "line 1, column 'colour': unknown column (known: email, name, organization, carriers, "
      "prefectures, kinds, services, windows, failure_respects_windows, charset, status, "
-     "legacy_id)"),
+     "legacy_id, channels)"),
     (b"email,name\nx@example.jp\n", "line 2: 1 columns, the header has 2"),
     (b"email\n\xff\xfe\xfd\n", "file: is neither UTF-8 nor Shift_JIS (byte 6)"),
 ])
@@ -193,3 +193,74 @@ def test_a_partial_import_never_brings_an_opt_out_back(
 def exported(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, str]]:
     assert run("subscribers", "export", "--config", str(config)) == 0
     return {r["email"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+
+
+SLACK = "https://hooks.slack.com/services/T0AAAA/B0BBBB/s3cretSLACKabcd"
+HOOK = "https://noc.example.jp/jpixd/hook-s3cretEFGH"
+
+
+def test_channels_column_imports_exports_masked_and_round_trips(
+        tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 26: a `channels` column of kind=url entries. The export shows each URL as
+    the console does, never whole; importing the export changes nothing; a cell lists a
+    subscriber's channels whole, so one left out is removed."""
+    path = tmp_path / "subs.csv"
+    path.write_text("email,kinds,channels\n"
+                    f"a@isp.example.jp,failure,slack={SLACK};webhook={HOOK}\n"
+                    "b@isp.example.jp,failure,\n", encoding="utf-8")
+    assert run("subscribers", "import", str(path), "--config", str(config), "--dry-run") == 0
+    dry = capsys.readouterr().out
+    assert "a@isp.example.jp: channel added slack https://hooks.slack.com/…abcd" in dry
+    assert "signing key" not in dry and "s3cret" not in dry
+    assert run("subscribers", "import", str(path), "--config", str(config)) == 0
+    out = capsys.readouterr().out
+    [key_line] = [ln for ln in out.splitlines() if "signing key" in ln]
+    assert key_line.strip().startswith(
+        "a@isp.example.jp: channel added webhook https://noc.example.jp/…EFGH (signing key ")
+    assert "s3cret" not in out
+
+    exported = tmp_path / "export.csv"
+    assert run("subscribers", "export", "--config", str(config), "--output", str(exported)) == 0
+    text = exported.read_text(encoding="utf-8")
+    assert "s3cret" not in text
+    rows = {r["email"]: r for r in csv.DictReader(io.StringIO(text))}
+    assert rows["a@isp.example.jp"]["channels"] == (
+        "slack=https://hooks.slack.com/…abcd;webhook=https://noc.example.jp/…EFGH")
+    assert rows["b@isp.example.jp"]["channels"] == ""
+    assert run("subscribers", "import", str(exported), "--config", str(config)) == 0
+    again = capsys.readouterr().out  # the export, imported: no change
+    assert "channel added" not in again and "channel removed" not in again
+
+    # The webhook left out of a's cell: removed; the Slack one kept by its shown URL.
+    path.write_text("email,channels\na@isp.example.jp,slack=https://hooks.slack.com/…abcd\n",
+                    encoding="utf-8")
+    assert run("subscribers", "import", str(path), "--config", str(config)) == 0
+    assert "a@isp.example.jp: channel removed webhook https://noc.example.jp/…EFGH" in \
+        capsys.readouterr().out
+
+    # Mistakes: each said with its line and column; nothing changed.
+    path.write_text("email,channels\na@isp.example.jp,discord=https://x.example.jp/a\n"
+                    "b@isp.example.jp,slack=ftp://x.example.jp/a\n"
+                    "c@isp.example.jp,https://x.example.jp/a\n", encoding="utf-8")
+    assert run("subscribers", "import", str(path), "--config", str(config)) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "line 2, column channels: 'discord=https://x.example.jp/a': must be one of" in err
+    assert "line 3, column channels: 'slack=ftp://x.example.jp/a': must be https" in err
+    assert "line 4, column channels: 'https://x.example.jp/a' is not kind=url" in err
+    path.write_text("email,channels\na@isp.example.jp,teams=https://x.example.jp/…zzzz\n",
+                    encoding="utf-8")
+    assert run("subscribers", "import", str(path), "--config", str(config)) == cli.EXIT_CONFIG
+    assert "no such channel to keep" in capsys.readouterr().err
+    assert run("subscribers", "export", "--config", str(config)) == 0
+    after = {r["email"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert after["a@isp.example.jp"]["channels"] == "slack=https://hooks.slack.com/…abcd"
+
+
+def test_sync_from_the_old_system_refuses_a_channels_column(
+        tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "old.csv"
+    path.write_text(f"email,channels\na@isp.example.jp,slack={SLACK}\n", encoding="utf-8")
+    assert run("subscribers", "sync", str(path), "--config", str(config)) == cli.EXIT_CONFIG
+    assert "the old system has no channels" in capsys.readouterr().err
+    assert run("subscribers", "export", "--config", str(config)) == 0
+    assert "a@isp.example.jp" not in capsys.readouterr().out

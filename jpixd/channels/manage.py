@@ -65,3 +65,61 @@ def to_json(ch: Channel, *, with_secret: bool = False) -> dict[str, Any]:
     if with_secret and ch.kind == "webhook":
         out["secret"] = ch.secret
     return out
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def parse_cell(text: str, *, allow_http: bool) -> list[tuple[str, str]]:
+    """A CSV `channels` cell: `kind=url` entries separated by ";" (as every list column
+    is). An entry whose URL is shown as the export writes it (`…` and the last four
+    characters) names the subscriber's existing channel: an export imports unchanged."""
+    out: list[tuple[str, str]] = []
+    for entry in (e.strip() for e in text.split(";")):
+        if not entry:
+            continue
+        kind, sep, url = entry.partition("=")
+        if not sep:
+            raise ChannelInvalid({"channels": f"{entry[:60]!r} is not kind=url "
+                                              "(e.g. slack=https://hooks.slack.com/…)"})
+        kind, url = kind.strip(), url.strip()
+        if "…" in url:
+            if kind not in KINDS:
+                raise ChannelInvalid({"channels": f"{kind!r}: must be one of "
+                                                  f"{', '.join(KINDS)}"})
+            out.append((kind, url))
+            continue
+        try:
+            out.append(checked(kind, url, allow_http=allow_http))
+        except ChannelInvalid as exc:
+            raise ChannelInvalid({"channels": f"{entry[:60]!r}: " + "; ".join(
+                exc.fields.values())}) from None
+    if len(out) > MAX_PER_SUBSCRIBER:
+        raise ChannelInvalid({"channels": f"at most {MAX_PER_SUBSCRIBER} channels a subscriber"})
+    return out
+
+
+def cell(channels: list[Channel]) -> str:
+    """The export's `channels` cell: each URL as shown, never whole."""
+    return ";".join(f"{c.kind}={shown(c.url)}" for c in channels)
+
+
+def plan_import(existing: list[Channel], wanted: list[tuple[str, str]]
+                ) -> tuple[list[tuple[str, str]], list[Channel]]:
+    """(channels to add, channels to remove) to make `existing` what the cell says: an
+    entry matches a channel of its kind with the same URL, or with the same URL as
+    shown; every channel no entry matches is removed."""
+    left = list(existing)
+    add: list[tuple[str, str]] = []
+    for kind, url in wanted:
+        match = next((c for c in left if c.kind == kind and
+                      (c.url == url or ("…" in url and shown(c.url) == url))), None)
+        if match is not None:
+            left.remove(match)
+        elif "…" in url:
+            raise ChannelInvalid({"channels": f"{kind}={url}: no such channel to keep "
+                                              "(a shown URL names an existing channel; "
+                                              "give the whole URL to add one)"})
+        else:
+            add.append((kind, url))
+    return add, left

@@ -6,9 +6,11 @@ own transaction (`CHANNEL_MESSAGE_INSERT`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from jpixd.channels.manage import plan_import
 from jpixd.channels.urls import shown
 from jpixd.records import Channel, ChannelMessage
 from jpixd.store.base import Queries, Row, Tx, as_text, from_db, from_db_req, marks
@@ -154,6 +156,47 @@ class ChannelQueries(Queries):
                 raise ChannelNotFound(f"subscriber {subscriber_id} has no channel {channel_id}")
             await _skip_queued(tx, channel_id, "channel removed", now)
             await log_change(tx, subscriber_id, actor, "channel removed", f"#{channel_id}", now)
+
+    async def import_channels(self, rows: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+                              now: datetime, *, actor: str, dry_run: bool,
+                              secret: Callable[[], str]) -> list[str]:
+        """Each listed subscriber's channels made what their CSV row says (the `channels`
+        column: jpixd.channels.manage.plan_import), all in one transaction; what changed,
+        one line each. A subscriber the file creates has none yet (a dry run creates
+        nothing: its channels are all additions). ChannelInvalid: nothing changed."""
+        lines: list[str] = []
+        async with self.transaction(commit=not dry_run) as tx:
+            for email, wanted in rows:
+                sub = await tx.one("SELECT id FROM subscribers WHERE email = ? "
+                                   "AND deleted_at IS NULL", (email,))
+                existing = [] if sub is None else [_channel(r) for r in await tx.all(
+                    "SELECT * FROM channels WHERE subscriber_id = ? AND state <> 'removed' "
+                    "ORDER BY id", (sub["id"],))]
+                add, remove = plan_import(existing, list(wanted))
+                lines += [f"{email}: channel removed {c.kind} {shown(c.url)}" for c in remove]
+                if sub is None:
+                    lines += [f"{email}: channel added {kind} {shown(url)}" for kind, url in add]
+                    continue
+                sid = int(sub["id"])
+                for c in remove:
+                    await tx.execute("UPDATE channels SET state = 'removed', updated_at = ? "
+                                     "WHERE id = ?", (now, c.id))
+                    await _skip_queued(tx, c.id, "channel removed", now)
+                    await log_change(tx, sid, actor, "channel removed", f"#{c.id}", now)
+                for kind, url in add:
+                    key = secret()
+                    # A webhook's signing key is said this once (its receiver needs it).
+                    lines.append(f"{email}: channel added {kind} {shown(url)}" + (
+                        f" (signing key {key})" if kind == "webhook" and not dry_run else ""))
+                    row = await tx.one(
+                        "INSERT INTO channels (subscriber_id, kind, url, secret, state, "
+                        "created_at, updated_at) VALUES (?, ?, ?, ?, 'verifying', ?, ?) "
+                        "RETURNING id", (sid, kind, url, key, now, now))
+                    assert row is not None
+                    await tx.execute(_TEST_MESSAGE, (row["id"], kind, now, now, now))
+                    await log_change(tx, sid, actor, "channel added", f"{kind} {shown(url)}",
+                                     now)
+        return lines
 
     async def claim_channel_messages(self, now: datetime, limit: int, *, claimer: str,
                                      lease_until: datetime) -> list[ChannelMessage]:

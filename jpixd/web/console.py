@@ -22,6 +22,8 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from jpixd.bounces.rules import guard_since, judge
+from jpixd.channels.csvimport import import_channels
+from jpixd.channels.manage import ChannelInvalid
 from jpixd.model import (
     Change,
     DeliveryState,
@@ -57,7 +59,11 @@ from jpixd.web.pages import (
     static_routes,
 )
 from jpixd.web.syndication import windows_of
-from jpixd.web.words import csv_problem_in_words, import_diff_in_words
+from jpixd.web.words import (
+    channel_problem_in_words,
+    csv_problem_in_words,
+    import_diff_in_words,
+)
 
 log = structlog.get_logger("jpixd.console")
 
@@ -399,20 +405,28 @@ async def subscribers_import(request: web.Request) -> web.Response:
     data = upload.file.read() if isinstance(upload, web.FileField) else b""
     if not data:
         return await subscribers(request, errors=["CSV ファイルを選んでください。"], status=400)
-    rows, problems = parse_csv(data)
+    rows, problems = parse_csv(data, allow_http=rt.config.channels.allow_http)
     if problems:
         return await subscribers(
             request, errors=[csv_problem_in_words(p) for p in problems[:50]], status=400)
     dry = form.get("dry_run") == "1"
     result = await rt.store.import_subscribers([(r.subscriber, r.columns) for r in rows],
                                                rt.clock(), dry_run=dry)
+    try:
+        channels = await import_channels(rt.store, rows, "console", dry_run=dry,
+                                         now=rt.clock())
+    except ChannelInvalid as exc:
+        return await subscribers(request, status=400, errors=[
+            "購読者は取り込みましたが、通知先は変えていません: " + channel_problem_in_words(
+                str(exc)) + f"（{exc}）"])
+    rt.wake("channels")
     log.info("subscribers imported", actor="console", dry_run=dry, created=result.created,
              updated=result.updated, unchanged=result.unchanged, kept=result.kept)
     what = "確認のみ（変更なし）" if dry else "取り込みました"
     return await subscribers(
         request, flash=f"{what}: 新規 {result.created} 件、更新 {result.updated} 件、"
                        f"変更なし {result.unchanged} 件、配信停止のまま {result.kept} 件",
-        diffs=[import_diff_in_words(d) for d in result.diffs[:50]] if dry else None)
+        diffs=[import_diff_in_words(d) for d in [*(result.diffs if dry else []), *channels][:50]])
 
 
 # --------------------------------------------------------------------------- helpers

@@ -91,6 +91,8 @@ _CSV_COLUMN_ERRORS = {
     "windows": "day・night・late_night を1つ以上、「;」で区切って書いてください",
     "prefectures": "都道府県の名前か番号（01〜47）を「;」で区切って書いてください",
     "status": "active・pending・suppressed・unsubscribed のどれかを書いてください",
+    "channels": ("通知先は「種類=URL」を「;」で区切って書いてください（種類は webhook・slack・"
+                 "teams、URL は https://、1人5件まで）"),
 }
 _CSV_LINE = re.compile(r"line (\d+), column '?([^':]+?)'?: (.*)\Z", re.S)
 _CSV_WIDTH = re.compile(r"line (\d+): (\d+) columns, the header has (\d+)\Z")
@@ -171,12 +173,19 @@ def pause_reason_in_words(reason: str | None) -> str:
             "自動で停止しました")
 
 
+_CHANNEL_DIFFS = (("channel added ", "通知先を追加 "), ("channel removed ", "通知先を削除 "))
+
+
 def import_diff_in_words(diff: str) -> str:
     """A dry run's difference ("a@example.jp: prefectures ('13',) → ('01', '13')" or
     "a@example.jp: new"), as the change log says it."""
     email, _, rest = diff.partition(": ")
     if rest == "new":
         return f"{email}: 新規登録"
+    for english, words in _CHANNEL_DIFFS:
+        if rest.startswith(english):
+            what, _, key = rest.removeprefix(english).partition(" (signing key ")
+            return f"{email}: {words}{what}" + (f"（署名の鍵 {key.rstrip(')')}）" if key else "")
     field, _, change = rest.partition(" ")
     before, arrow, after = change.partition(" → ")
     if not arrow:
