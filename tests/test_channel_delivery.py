@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from jpixd.fanout import Policy, planner
 from jpixd.model import JST, Change, Changed, Notice, NoticeKind, NoticeStatus, Subscriber
 from jpixd.runtime import Runtime
+from jpixd.store import AnyStore
 from jpixd.store.sqlite import Store
 from tests.channelreceiver import Arrival, Receiver, channel_receiver
 from tests.conftest import (
@@ -501,3 +502,52 @@ async def test_the_console_and_the_manage_page_add_test_pause_and_remove(
                 ("admin", "created"), ("console", "channel added"),
                 ("console", "channel changed"), ("self-service", "channel added"),
                 ("self-service", "channel removed")]
+
+
+async def test_fan_out_archive_and_retention_of_channel_messages(store: AnyStore,
+                                                                 now: datetime) -> None:
+    """On both databases: a revision adds one message per active channel whose
+    subscriber it matches (a paused or unverified channel gets none, nor another
+    subscriber's), a newer report supersedes the unsent one, each end is archived
+    without its URL, and finished messages are pruned while a queued one stays."""
+    await store.set_archiving(True)
+    sub = await store.create_subscriber(Subscriber(email="noc@isp.example.jp",
+                                                   kinds=("failure",)), now)
+    other = await store.create_subscriber(Subscriber(email="x@isp.example.jp",
+                                                     kinds=("construction",)), now)
+    assert sub.id is not None and other.id is not None
+    lease = now + timedelta(minutes=1)
+    made = [await store.add_channel(sid, kind, f"https://hooks.example.jp/{kind}", "k" * 64,
+                                    now, actor="admin")
+            for sid, kind in ((sub.id, "slack"), (sub.id, "webhook"), (sub.id, "teams"),
+                              (other.id, "slack"))]
+    for msg in await store.claim_channel_messages(now, 10, claimer="t", lease_until=lease):
+        if msg.channel.kind != "teams":  # the Teams one never answered: unverified
+            await store.channel_message_sent(msg, now, 200)
+        else:
+            await store.channel_message_failed(msg, now, None, "no answer")
+    await store.set_channel(sub.id, made[1].id, now, actor="admin", active=False)
+    await store.record_revision(FAILURE, revision="r1", change=Change.NEW, now=now,
+                                planner=planner(FAILURE, Change.NEW, now, Policy(tz=JST)))
+    items, _ = await store.list_channel_messages(limit=20)
+    queued = [m for m in items if m["state"] == "queued"]
+    # Only the active, verified Slack channel of the matching subscriber.
+    assert [(m["channel_id"], m["purpose"]) for m in queued] == [(made[0].id, "notice")]
+    later = now + timedelta(minutes=5)
+    await store.record_revision(replace(FAILURE, report_number=2), revision="r2",
+                                change=Change.UPDATE, now=later,
+                                planner=planner(FAILURE, Change.UPDATE, later, Policy(tz=JST)))
+    items, _ = await store.list_channel_messages(limit=20)
+    assert [(m["state"], m["reason"]) for m in items[:2]] == [
+        ("queued", None), ("skipped", "superseded")]
+    records = [json.loads(line) for _, line in await store.archive_batch(500, 1 << 20)]
+    ends = [(r["kind"], r["purpose"], r["state"]) for r in records
+            if r["type"] == "channel_message"]
+    assert ends == [("slack", "test", "sent"), ("webhook", "test", "sent"),
+                    ("teams", "test", "failed"), ("slack", "test", "sent"),
+                    ("slack", "notice", "skipped")]
+    assert "hooks.example.jp" not in json.dumps(records)  # never a URL in the archive
+    pruned = await store.prune({"channel_messages": later + timedelta(days=1)})
+    assert pruned.counts["channel_messages"] == 5
+    items, _ = await store.list_channel_messages(limit=20)
+    assert [m["state"] for m in items] == ["queued"]

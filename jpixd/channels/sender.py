@@ -194,9 +194,11 @@ class ChannelSender(Loop):
         await self._record(msg, outcome, step)
 
     def _body(self, msg: ChannelMessage, key: str, now: datetime) -> bytes:
-        if msg.purpose == "test" or msg.content is None or msg.notice_id is None:
+        if msg.purpose == "test":
             return json.dumps(payloads.verification(msg.channel.kind, key, now),
                               ensure_ascii=False).encode()
+        if msg.content is None or msg.notice_id is None:
+            raise ValueError("its notice revision is no longer kept")
         notice = notice_from_json(json.loads(msg.content))
         report = payloads.Report(
             notice_id=msg.notice_id, notice=notice, change=Change(msg.change or "update"),

@@ -45,6 +45,12 @@ _SELF_MAIL = ("json_object('type', 'self_mail', 'id', NEW.id, 'kind', NEW.kind, 
               "'ses_message_id', NEW.ses_message_id, 'at', "
               "COALESCE(NEW.updated_at, NEW.created_at))")
 
+# A channel message's end (sent, failed, skipped): what went where, never its URL.
+_CHANNEL_MESSAGE = ("json_object('type', 'channel_message', 'id', NEW.id, 'channel_id', "
+                    "NEW.channel_id, 'kind', NEW.kind, 'purpose', NEW.purpose, 'notice_id', "
+                    "NEW.notice_id, 'state', NEW.state, 'reason', NEW.reason, 'attempts', "
+                    "NEW.attempts, 'status', NEW.last_status, 'at', NEW.updated_at)")
+
 
 def _trigger(name: str, when: str, record: str, at: str) -> str:
     return (f"CREATE TRIGGER IF NOT EXISTS archive_{name} {when} BEGIN "
@@ -116,6 +122,9 @@ TRIGGERS: dict[str, str] = {
         "self_mail_state", "AFTER UPDATE OF state ON self_mails FOR EACH ROW "
         "WHEN NEW.state IS NOT OLD.state", _SELF_MAIL,
         "COALESCE(NEW.updated_at, NEW.created_at)"),
+    "channel_message_state": _trigger(
+        "channel_message_state", "AFTER UPDATE OF state ON channel_messages FOR EACH ROW "
+        "WHEN NEW.state IS NOT OLD.state", _CHANNEL_MESSAGE, "NEW.updated_at"),
 }
 
 

@@ -59,12 +59,15 @@ _RULES["self_mails"] = (
     "SELECT id FROM self_mails m WHERE created_at < ? AND NOT EXISTS "
     "(SELECT 1 FROM mail_events e WHERE e.self_mail_id = m.id) LIMIT ?",
     ("DELETE FROM self_mails WHERE id IN ({ids})",))
+_RULES["channel_messages"] = (
+    "SELECT id FROM channel_messages WHERE state <> 'queued' AND updated_at < ? LIMIT ?",
+    ("DELETE FROM channel_messages WHERE id IN ({ids})",))
 _RULES["console_logouts"] = (
     "SELECT session AS id FROM console_logouts WHERE expires_at < ? LIMIT ?",
     ("DELETE FROM console_logouts WHERE session IN ({ids})",))
 # Events go before the deliveries they name; deliveries before their revisions.
 ORDER = ("events", "deliveries", "revisions", "quarantine", "tickets", "pending_subscribers",
-         "self_mails", "console_logouts")
+         "self_mails", "channel_messages", "console_logouts")
 
 
 

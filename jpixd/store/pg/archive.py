@@ -34,6 +34,11 @@ _SELF_MAIL = ("jsonb_build_object('type', 'self_mail', 'id', NEW.id, 'kind', NEW
               "'reason', NEW.reason, 'attempts', NEW.attempts, 'transport', NEW.transport, "
               "'ses_message_id', NEW.ses_message_id, 'at', "
               "COALESCE(NEW.updated_at, NEW.created_at))")
+_CHANNEL_MESSAGE = ("jsonb_build_object('type', 'channel_message', 'id', NEW.id, "
+                    "'channel_id', NEW.channel_id, 'kind', NEW.kind, 'purpose', NEW.purpose, "
+                    "'notice_id', NEW.notice_id, 'state', NEW.state, 'reason', NEW.reason, "
+                    "'attempts', NEW.attempts, 'status', NEW.last_status, 'at', "
+                    "NEW.updated_at)")
 
 # name → (table, when, condition, record, time)
 _TRIGGERS: dict[str, tuple[str, str, str, str, str]] = {
@@ -62,6 +67,9 @@ _TRIGGERS: dict[str, tuple[str, str, str, str, str]] = {
     "self_mail_state": ("self_mails", "AFTER UPDATE OF state",
                         "NEW.state IS DISTINCT FROM OLD.state", _SELF_MAIL,
                         "COALESCE(NEW.updated_at, NEW.created_at)"),
+    "channel_message_state": ("channel_messages", "AFTER UPDATE OF state",
+                              "NEW.state IS DISTINCT FROM OLD.state", _CHANNEL_MESSAGE,
+                              "NEW.updated_at"),
 }
 # Hosts starting together install the triggers one at a time.
 _LOCK_KEY = int.from_bytes(b"jpixdarc", "big") >> 1
