@@ -166,6 +166,9 @@ async def test_a_webhook_is_verified_then_gets_each_report_signed(env: Env) -> N
     text = json.dumps(listed)
     assert SECRET_PATH not in text and ch["secret"] not in text  # never shown back whole
     assert await env.metric("webhook", "sent") == 3
+    _, status = await env.call("GET", "/status")
+    assert status["channel_messages"] == {"sent": 3}
+    assert status["loops"]["channels"]["up"] is True
     assert await env.metric("slack", "gone") == 0  # every series from start
     # Who added it is in the subscriber's history, the URL as shown.
     _, history = await env.call("GET", f"/subscribers/{sid}/changes")
@@ -551,3 +554,19 @@ async def test_fan_out_archive_and_retention_of_channel_messages(store: AnyStore
     assert pruned.counts["channel_messages"] == 5
     items, _ = await store.list_channel_messages(limit=20)
     assert [m["state"] for m in items] == ["queued"]
+
+
+async def test_one_test_message_waits_at_a_time(store: AnyStore, now: datetime) -> None:
+    """Pressing テスト送信 ten times queues one test: a URL on a manage page may be
+    anybody's, and the subscriber must not make jpixd post to it at will."""
+    sub = await store.create_subscriber(Subscriber(email="noc@isp.example.jp"), now)
+    assert sub.id is not None
+    ch = await store.add_channel(sub.id, "webhook", "https://hooks.example.jp/a", "k" * 64,
+                                 now, actor="admin")
+    ids = {await store.test_channel(sub.id, ch.id, now) for _ in range(10)}
+    assert len(ids) == 1
+    [msg] = await store.claim_channel_messages(now, 10, claimer="t",
+                                               lease_until=now + timedelta(minutes=1))
+    assert msg.id in ids
+    await store.channel_message_sent(msg, now, 200)
+    assert await store.test_channel(sub.id, ch.id, now) not in ids  # the next one, once sent

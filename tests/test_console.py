@@ -414,12 +414,14 @@ def test_loops_and_their_troubles_read_in_japanese() -> None:
     from jpixd.archive import ArchiveLoop
     from jpixd.backlog.reconciler import Reconciler
     from jpixd.bounces.consumer import BounceConsumer
+    from jpixd.channels.sender import ChannelSender
     from jpixd.feeds.poller import FeedPoller
     from jpixd.housekeeping import HousekeepingLoop
     from jpixd.mail.sender import Sender
     from jpixd.web.words import LOOP_LABELS, degraded_in_words
 
-    loops = (ArchiveLoop, Reconciler, BounceConsumer, FeedPoller, HousekeepingLoop, Sender)
+    loops = (ArchiveLoop, Reconciler, BounceConsumer, FeedPoller, HousekeepingLoop, Sender,
+             ChannelSender)
     assert {loop.name for loop in loops} == set(LOOP_LABELS)
     assert degraded_in_words("SQS receive failing (3 in a row)") == \
         "SQS からの受信に失敗（3 回連続）"

@@ -129,7 +129,8 @@ def test_alert_rules_pass_promtool_and_match_new_relic() -> None:
     for metric in ("jpixd_outbox_oldest_pending_age_seconds", "jpixd_sending_paused",
                    "jpixd_bounce_rate", "jpixd_complaint_rate", "jpixd_loop_up",
                    "jpixd_loop_heartbeat_age_seconds", "jpixd_feed_last_success_timestamp",
-                   "layout_changed", "jpixd_loop_degraded", "jpixd_archive_pending"):
+                   "layout_changed", "jpixd_loop_degraded", "jpixd_archive_pending",
+                   "jpixd_channel_messages_total"):
         assert metric in prom and metric in nrql, metric
     scrape = yaml.safe_load((ROOT / "deploy" / "newrelic" / "nri-prometheus.yml").read_text())
     assert scrape["targets"][0]["urls"] == ["http://127.0.0.1:8080/metrics"]

@@ -134,14 +134,19 @@ class ChannelQueries(Queries):
 
     async def test_channel(self, subscriber_id: int, channel_id: int, now: datetime) -> int:
         """Queue a test message (a paused channel is tested too: that is how an operator
-        checks a receiver is back before resuming it). Its id."""
+        checks a receiver is back before resuming it), unless one is waiting. Its id."""
         async with self.transaction() as tx:
             row = await tx.one("SELECT kind FROM channels WHERE id = ? AND subscriber_id = ? "
                                "AND state <> 'removed'", (channel_id, subscriber_id))
             if row is None:
                 raise ChannelNotFound(f"subscriber {subscriber_id} has no channel {channel_id}")
-            got = await tx.one(_TEST_MESSAGE + " RETURNING id",
-                               (channel_id, row["kind"], now, now, now))
+            # One test waiting at a time: pressing the button again sends no second one
+            # (the manage page is the subscriber's, and a URL may be anybody's).
+            got = await tx.one("SELECT id FROM channel_messages WHERE channel_id = ? "
+                               "AND purpose = 'test' AND state = 'queued'", (channel_id,))
+            if got is None:
+                got = await tx.one(_TEST_MESSAGE + " RETURNING id",
+                                   (channel_id, row["kind"], now, now, now))
         assert got is not None
         return int(got["id"])
 

@@ -56,6 +56,7 @@ async def get_status(request: web.Request) -> web.Response:
         "archive": await _archive_status(rt),
         "cluster": _cluster_status(rt),
         "self_service": await self_service_status(rt),
+        "channel_messages": await rt.store.channel_message_counts(),
     })
 
 

@@ -132,7 +132,8 @@ def csv_problem_in_words(problem: str) -> str:
 
 # The loops by what they do (their names stay the identifiers the logs and metrics use).
 LOOP_LABELS = {"sender": "送信", "feeds": "お知らせの取得", "bounces": "不達・苦情の受信",
-               "backlog": "Backlog への起票", "housekeeping": "定期処理", "archive": "アーカイブ"}
+               "backlog": "Backlog への起票", "housekeeping": "定期処理", "archive": "アーカイブ",
+               "channels": "Webhook・Slack・Teams への送信"}
 _DEGRADED = (
     (re.compile(r"SQS receive failing \((\d+) in a row\)\Z"),
      "SQS からの受信に失敗（{0} 回連続）"),
