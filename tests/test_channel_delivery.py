@@ -185,7 +185,12 @@ async def test_slack_and_teams_get_their_own_payloads(env: Env) -> None:
     await env.active(sid, slack["id"])
     await env.active(sid, teams["id"])
     await env.record(FAILURE, Change.NEW, "r1")
-    await env.rx.wait(lambda a: _of("slack-hook", 2)(a) and _of("teams-hook", 2)(a))
+    await env.record(replace(FAILURE, external_id="F2", title="埼玉県の一部で故障"),
+                     Change.NEW, "r1")
+    await env.rx.wait(lambda a: _of("slack-hook", 3)(a) and _of("teams-hook", 3)(a))
+    # Slack takes one message a second per webhook: the second waited its turn.
+    first, second = env.rx.at("slack-hook")[1:]
+    assert second.at - first.at >= 0.95
     s = env.rx.at("slack-hook")[1].json()
     assert s["blocks"][0]["type"] == "header" and FAILURE.title in s["blocks"][0]["text"]["text"]
     facts = json.dumps(s["blocks"][1], ensure_ascii=False)
@@ -570,3 +575,37 @@ async def test_one_test_message_waits_at_a_time(store: AnyStore, now: datetime) 
     assert msg.id in ids
     await store.channel_message_sent(msg, now, 200)
     assert await store.test_channel(sub.id, ch.id, now) not in ids  # the next one, once sent
+
+
+async def test_what_came_of_an_attempt_reads_in_japanese() -> None:
+    """The console and the manage page say a channel's last error in Japanese; checked
+    against the messages the real code writes (a changed message fails here)."""
+    import random
+
+    from jpixd.channels import post
+    from jpixd.channels.outcomes import next_step
+    from jpixd.config import ChannelsConfig
+    from jpixd.web.words import channel_error_in_words as words
+
+    now = datetime.now(UTC)
+    async with post.session() as client:
+        refused = await post.post(client, "https://169.254.169.254/x", b"{}", {}, now=now)
+    assert words(refused.error) == "送れない宛先です（社内・予約済みなど公開されていないアドレス）"
+    gave_up = next_step(post.Outcome("retry", 503, None, "HTTP 503"), purpose="notice",
+                        attempts=8, cfg=ChannelsConfig(), now=now, rng=random.Random(1))
+    assert words(gave_up.reason) == \
+        "8 回試しましたが送れませんでした（HTTP 503 の応答がありました）"
+    assert words("something new") == "something new"
+
+
+def test_the_pacer_spaces_one_host_and_one_slack_webhook() -> None:
+    from jpixd.channels.sender import Pacer
+
+    clock = [100.0]
+    pacer = Pacer(lambda: clock[0])
+    assert pacer.wait([("host:a", 0.2), ("url:1", 1.0)]) == 0.0
+    assert pacer.wait([("host:a", 0.2)]) == pytest.approx(0.2)  # same host, another URL
+    assert pacer.wait([("host:a", 0.2), ("url:1", 1.0)]) == pytest.approx(1.0)
+    assert pacer.wait([("host:b", 0.2)]) == 0.0  # another host: no wait
+    clock[0] += 5
+    assert pacer.wait([("host:a", 0.2), ("url:1", 1.0)]) == 0.0

@@ -48,6 +48,7 @@ from jpixd.web.words import (
     TICKET_LABELS,
     WINDOW_LABELS,
     change_in_words,
+    channel_error_in_words,
     degraded_in_words,
     pause_reason_in_words,
 )
@@ -76,6 +77,7 @@ def environment(tz: tzinfo) -> jinja2.Environment:
     env.filters["pause_reason"] = pause_reason_in_words
     env.filters["degraded"] = degraded_in_words
     env.filters["shown_url"] = shown
+    env.filters["channel_error"] = channel_error_in_words
     env.globals.update(
         KIND_LABELS=KIND_LABELS, CARRIER_LABELS=CARRIER_LABELS, WINDOW_LABELS=WINDOW_LABELS,
         SUB_STATUS_LABELS=SUB_STATUS_LABELS, DELIVERY_STATE_LABELS=DELIVERY_STATE_LABELS,

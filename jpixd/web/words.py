@@ -233,6 +233,43 @@ def channel_problem_in_words(problem: str) -> str:
     return "通知先の指定が正しくありません"
 
 
+# What came of a channel's last attempt (jpixd.channels.post, .sender, the store), as the
+# console and the manage page say it; the API and the logs keep the English.
+_CHANNEL_ERRORS = (
+    (re.compile(r"gave up after (\d+) attempts: (.*)\Z", re.S),
+     "{0} 回試しましたが送れませんでした（{1}）"),
+    (re.compile(r"HTTP (\d+): the URL is gone\Z"), "URL が見つかりません（HTTP {0}）"),
+    (re.compile(r"HTTP (\d+): the webhook is not there\Z"), "URL が見つかりません（HTTP {0}）"),
+    (re.compile(r"HTTP (\d+): redirects are not followed\Z"),
+     "転送（HTTP {0}）には従いません。転送先の URL を登録してください"),
+    (re.compile(r"HTTP (\d+)\Z"), "HTTP {0} の応答がありました"),
+    (re.compile(r".*may not use.*\Z", re.S),
+     "送れない宛先です（社内・予約済みなど公開されていないアドレス）"),
+    (re.compile(r"cannot connect: .*\Z", re.S),
+     "接続できません（ホスト名か、相手のサーバーをご確認ください）"),
+    (re.compile(r"no answer within (\d+) s\Z"), "{0} 秒以内に応答がありません"),
+    (re.compile(r"the URL is not allowed: .*\Z", re.S), "この URL には送れません"),
+    (re.compile(r"no answer\Z"), "応答がありません"),
+    (re.compile(r"gone\Z"), "URL が見つからないため停止"),
+    (re.compile(r"superseded\Z"), "新しい報に置き換え"),
+    (re.compile(r"channel paused\Z"), "通知先を一時停止中"),
+    (re.compile(r"channel removed\Z"), "通知先を削除済み"),
+    (re.compile(r"url changed\Z"), "URL を変更したため"),
+)
+
+
+def channel_error_in_words(error: str | None) -> str:
+    """A channel's last error in Japanese; one nobody mapped is shown as it is."""
+    if not error:
+        return ""
+    for pattern, words in _CHANNEL_ERRORS:
+        m = pattern.match(error)
+        if m:
+            return words.format(*(channel_error_in_words(g) if i == 1 and "{1}" in words
+                                  else g for i, g in enumerate(m.groups())))
+    return error
+
+
 FORM_ERRORS = {
     "name": "お名前は200文字までで入力してください",
     "organization": "会社・団体名は200文字までで入力してください",
