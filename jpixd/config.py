@@ -19,11 +19,14 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_type_hints
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+D = TypeVar("D", bound="DataclassInstance")  # a config section's dataclass
 
 SOURCE_KINDS = ("rss", "atom", "ntt-east", "ntt-west", "json")
 CARRIERS = ("east", "west")
@@ -40,12 +43,32 @@ SES_REVIEW_COMPLAINT_RATE = 0.001
 # (at once: a section its loops apply, `Loop.apply`) or "restart" (reported, and kept as
 # it runs until the next start; `group` names it in the report). Unmarked: read afresh
 # wherever it is used.
-def restart(default: Any, group: str | None = None) -> Any:
-    return field(default=default, metadata={"reload": "restart", "group": group})
+#
+# The same declaration says how the loader reads the key (`setting`'s checks): its type
+# comes from the annotation, its default from the field, and `_walk` reads every field
+# so declared, with the error messages and key paths of `_Section`'s readers.
+def setting(default: Any, *, reload: str | None = None, group: str | None = None,
+            min: float | None = None, max: float | None = None,
+            exclusive_min: bool = False, choices: tuple[str, ...] | None = None,
+            url: bool = False, positive: bool = True, custom: bool = False) -> Any:
+    """A setting with its checks: `min`/`max` (a number's range), `exclusive_min`,
+    `choices` (a string's or a list's allowed values), `url` (an http(s) URL),
+    `positive` (a duration above zero), `custom` (read by the section's own code, not
+    by `_walk`)."""
+    meta: dict[str, Any] = {"min": min, "max": max, "exclusive_min": exclusive_min,
+                            "choices": choices, "url": url, "positive": positive,
+                            "custom": custom}
+    if reload is not None:
+        meta.update(reload=reload, group=group)
+    return field(default=default, metadata=meta)
 
 
-def live(default: Any) -> Any:
-    return field(default=default, metadata={"reload": "live"})
+def restart(default: Any, group: str | None = None, **checks: Any) -> Any:
+    return setting(default, reload="restart", group=group, **checks)
+
+
+def live(default: Any, **checks: Any) -> Any:
+    return setting(default, reload="live", **checks)
 
 
 def defaults(cls: type) -> Callable[[str], Any]:
@@ -123,26 +146,71 @@ class Listen:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+def _walk(cls: type[D], s: _Section, **given: Any) -> D:
+    """A section read as its dataclass declares it: each field's key by the field's type
+    (its annotation), with its default and its checks (`setting`). `given`: the fields
+    the section's own code has read (marked `custom`, or needing more than a check)."""
+    hints = _hints(cls)
+    values = dict(given)
+    for f in fields(cls):
+        if f.name in given or f.metadata.get("custom"):
+            continue
+        values[f.name] = _read(s, f.name, hints[f.name], defaults(cls)(f.name), f.metadata)
+    return cls(**values)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """A dataclass's field types, its annotations evaluated once."""
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _read(s: _Section, name: str, kind: Any, default: Any, m: Mapping[str, Any]) -> Any:
+    """One key, read by the reader its declared type calls for."""
+    if kind is bool:
+        return s.flag(name, default)
+    if kind is int:
+        return s.integer(name, default, min_value=m.get("min"), max_value=m.get("max"))
+    if kind is float:
+        return s.number(name, default, min_value=m.get("min"), max_value=m.get("max"),
+                        exclusive_min=bool(m.get("exclusive_min")))
+    if kind is timedelta:
+        return s.duration(name, default, positive=m.get("positive", True))
+    if kind == tuple[str, ...]:
+        return s.str_list(name, default, choices=m.get("choices"))
+    if kind == Path | None:
+        return s.path_value(name, default)
+    if kind in (str, str | None):
+        if m.get("url"):
+            return s.url(name)
+        return s.text(name, default, choices=m.get("choices"))
+    raise TypeError(f"no reader for {name}: {kind}")  # a declaration this loader lacks
+
+
 # --------------------------------------------------------------------------- sections
 
 
 @dataclass(frozen=True)
 class HttpConfig:
-    listen: Listen = restart(Listen("127.0.0.1", 8080), "http")
+    listen: Listen = restart(Listen("127.0.0.1", 8080), "http", custom=True)
     # The public pages (self-service, one-click unsubscribe, notice board, feeds) and
     # nothing else: the only listener that sits behind the ALB. None: no public pages.
-    public_listen: Listen | None = restart(None, "http")
-    admin_token: Secret | None = live(None)
+    public_listen: Listen | None = restart(None, "http", custom=True)
+    admin_token: Secret | None = live(None, custom=True)
     # Embedded default only: create a random token in state_dir if none is configured.
     generate_admin_token: bool = False
     # Load shedding (jpixd.web.shed): a request head must arrive within header_timeout,
     # its body within body_timeout; at most max_connections are open at once.
     header_timeout: timedelta = restart(timedelta(seconds=10), "http")
     body_timeout: timedelta = restart(timedelta(seconds=30), "http")
-    max_connections: int = restart(256, "http")
+    max_connections: int = restart(256, "http", min=4)
     # The public listener's share per client (an IPv4 address, an IPv6 /64; behind the
     # ALB the X-Forwarded-For client): connections open and requests in progress.
-    max_connections_per_client: int = 16
+    max_connections_per_client: int = setting(16, min=1)
 
 
 @dataclass(frozen=True)
@@ -151,10 +219,10 @@ class WebConfig:
 
     # Where subscribers reach the public listener ("https://notice.example.jp"): links in
     # mail are built on it. None: no links (List-Unsubscribe falls back to mail).
-    base_url: str | None = None
+    base_url: str | None = setting(None, custom=True)
     # Keys that sign links (first signs, all verify): adding a key in front keeps every
     # link already mailed working. Each Secret may hold several keys, one per line.
-    secret_keys: tuple[Secret, ...] = ()
+    secret_keys: tuple[Secret, ...] = setting((), custom=True)
     generate_secret_keys: bool = False  # embedded default only: kept in state_dir
     # Proxies (the ALB's subnets) whose X-Forwarded-For / -Proto are believed.
     trusted_proxies: tuple[str, ...] = ()
@@ -167,18 +235,18 @@ class WebConfig:
     # none at all until the window moves on (jpixd.selfmail).
     # During the shadow weeks (`run --shadow`), sign-up and settings pages say plainly
     # that this is a rehearsal and send visitors here (the old system's pages).
-    rehearsal_url: str | None = None
+    rehearsal_url: str | None = setting(None, url=True)
     # The old system's unsubscribe links, in mails it sent before the switch: their path,
     # the query parameter and whether it carries the address or the old system's id
     # (`legacy_id`, mapped at import). After the switch they offer the same unsubscribe.
-    legacy_unsubscribe_path: str | None = None
+    legacy_unsubscribe_path: str | None = setting(None, custom=True)
     legacy_unsubscribe_param: str = "id"
-    legacy_unsubscribe_by: str = "email"  # "email" | "legacy_id"
-    posts_per_client_hour: int = 30
-    ipv6_client_prefix: int = 64
-    mails_per_address_hour: int = 3
-    mails_per_hour: int = 100
-    mail_bounce_limit: int = 10
+    legacy_unsubscribe_by: str = setting("email", choices=("email", "legacy_id"))
+    posts_per_client_hour: int = setting(30, min=1)
+    ipv6_client_prefix: int = setting(64, min=32, max=128)
+    mails_per_address_hour: int = setting(3, min=1)
+    mails_per_hour: int = setting(100, min=1)
+    mail_bounce_limit: int = setting(10, min=1)
 
 
 @dataclass(frozen=True)
@@ -191,9 +259,9 @@ class SourceConfig:
     timeout: timedelta = timedelta(seconds=20)
     enabled: bool = True
     send_on_first_poll: bool = False
-    max_body_bytes: int = 5 * 1024 * 1024
+    max_body_bytes: int = setting(5 * 1024 * 1024, min=1024)
     # Politeness for sources that follow links to detail pages (ntt-west).
-    detail_delay: timedelta = timedelta(seconds=1)
+    detail_delay: timedelta = setting(timedelta(seconds=1), positive=False)
     # Hosts besides the source's own that detail links and redirects may go to.
     detail_hosts: tuple[str, ...] = ()
     redirect_hosts: tuple[str, ...] = ()
@@ -202,22 +270,22 @@ class SourceConfig:
 @dataclass(frozen=True)
 class SesConfig:
     region: str = restart("ap-northeast-1", "mail.transport")
-    endpoint_url: str | None = restart(None, "mail.transport")
+    endpoint_url: str | None = restart(None, "mail.transport", url=True)
     configuration_set: str | None = restart(None, "mail.transport")
-    max_send_rate: float | Literal["auto"] = "auto"
-    rate_safety: float = 0.9
+    max_send_rate: float | Literal["auto"] = setting("auto", custom=True)
+    rate_safety: float = setting(0.9, min=0.0, max=1.0, exclusive_min=True)
     quota_refresh: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
 class SmtpConfig:
     host: str | None = None
-    port: int = 587
+    port: int = setting(587, min=1, max=65535)
     starttls: bool = True
     tls: bool = False  # implicit TLS (465/2465)
     username: str | None = None
-    password: Secret | None = None
-    pool_size: int = 4
+    password: Secret | None = setting(None, custom=True)
+    pool_size: int = setting(4, min=1, max=64)
     timeout: timedelta = timedelta(seconds=30)
 
 
@@ -228,31 +296,34 @@ class FileTransportConfig:
 
 @dataclass(frozen=True)
 class MailConfig:
-    from_addr: str = "jpixd@localhost"
-    from_name: str | None = None
-    reply_to: str | None = None
+    # `from` (and `from_name`): read together, "NOC <noc@…>" or the address alone.
+    from_addr: str = setting("jpixd@localhost", custom=True)
+    from_name: str | None = setting(None, custom=True)
+    reply_to: str | None = setting(None, custom=True)  # an address
     # Who a reader asks (the operator's desk, mail, telephone): one line at the foot of
     # every mail, and of the public pages.
-    contact: str | None = None
-    charset: str = "iso-2022-jp"
-    transport: str = restart("file", "mail.transport")
-    list_unsubscribe: str | None = None
+    contact: str | None = setting(None, custom=True)
+    charset: str = setting("iso-2022-jp", choices=CHARSETS)
+    transport: str = restart("file", "mail.transport", choices=TRANSPORTS)
+    # https, http or mailto: read by the section's code.
+    list_unsubscribe: str | None = setting(None, custom=True)
     templates_dir: Path | None = None
-    ses: SesConfig = SesConfig()
-    smtp: SmtpConfig = restart(SmtpConfig(), "mail.transport")
-    file: FileTransportConfig = restart(FileTransportConfig(), "mail.transport")
+    ses: SesConfig = setting(SesConfig(), custom=True)
+    smtp: SmtpConfig = restart(SmtpConfig(), "mail.transport", custom=True)
+    file: FileTransportConfig = restart(FileTransportConfig(), "mail.transport", custom=True)
 
 
 @dataclass(frozen=True)
 class SendingConfig:
-    concurrency: int = 8
-    max_attempts: int = 8
+    concurrency: int = setting(8, min=1, max=256)
+    max_attempts: int = setting(8, min=1, max=100)
     backoff: timedelta = timedelta(seconds=30)
     backoff_max: timedelta = timedelta(hours=1)
-    burst: int | None = None
-    reminder_before: tuple[timedelta, ...] = (timedelta(hours=24),)
-    quiet_hours_respected_for: tuple[str, ...] = ("construction",)
-    claim_batch: int = 100
+    burst: int | None = setting(None, custom=True)
+    reminder_before: tuple[timedelta, ...] = setting((timedelta(hours=24),), custom=True)
+    quiet_hours_respected_for: tuple[str, ...] = setting(("construction",),
+                                                         choices=NOTICE_KINDS)
+    claim_batch: int = setting(100, min=1, max=10_000)
 
 
 @dataclass(frozen=True)
@@ -264,32 +335,33 @@ class ChannelsConfig:
     allow_http: bool = False
     # Networks a channel may reach although they are not public (an in-house receiver).
     allowed_networks: tuple[str, ...] = ()
-    concurrency: int = 8  # messages in flight at once, across every channel
-    max_attempts: int = 8
+    # Messages in flight at once, across every channel.
+    concurrency: int = setting(8, min=1, max=256)
+    max_attempts: int = setting(8, min=1, max=100)
     backoff: timedelta = timedelta(seconds=30)
     backoff_max: timedelta = timedelta(hours=1)
     # 404 or 410 this many times in a row: the channel is paused (the webhook's bounce).
-    pause_after_gone: int = 3
+    pause_after_gone: int = setting(3, min=1, max=100)
     # Messages a second to one host (Slack takes one a second per webhook, always).
-    per_host_rate: float = 5.0
+    per_host_rate: float = setting(5.0, min=0.0, exclusive_min=True)
 
 
 @dataclass(frozen=True)
 class BouncesConfig:
-    queue_url: str | None = restart(None, "bounces.queue")
+    queue_url: str | None = restart(None, "bounces.queue", url=True)
     region: str = restart("ap-northeast-1", "bounces.queue")
-    endpoint_url: str | None = restart(None, "bounces.queue")
+    endpoint_url: str | None = restart(None, "bounces.queue", url=True)
     expected_topic_arns: tuple[str, ...] = ()
     wait_time: timedelta = restart(timedelta(seconds=20), "bounces.queue")  # SQS long poll
     visibility_timeout: timedelta = restart(timedelta(seconds=30), "bounces.queue")
-    soft_bounce_limit: int = 3
+    soft_bounce_limit: int = setting(3, min=1)
     soft_bounce_window: timedelta = timedelta(days=7)
     guard_window: timedelta = timedelta(hours=24)
-    guard_min_volume: int = 200
-    pause_bounce_rate: float = 0.04
-    warn_bounce_rate: float = 0.025
-    pause_complaint_rate: float = 0.0008
-    warn_complaint_rate: float = 0.0005
+    guard_min_volume: int = setting(200, min=1)
+    pause_bounce_rate: float = setting(0.04, min=0.0, exclusive_min=True)
+    warn_bounce_rate: float = setting(0.025, min=0.0, exclusive_min=True)
+    pause_complaint_rate: float = setting(0.0008, min=0.0, exclusive_min=True)
+    warn_complaint_rate: float = setting(0.0005, min=0.0, exclusive_min=True)
 
 
 @dataclass(frozen=True)
@@ -310,15 +382,16 @@ class ArchiveConfig:
     """The event archive (jpixd/archive.py): every delivery state change, mail event,
     suppression, pause/resume and Backlog action as a JSON line, in commit order."""
 
-    kind: str = "firehose"  # SPEC §3: kind = "firehose" | "file"
+    kind: str = setting("firehose", choices=("firehose", "file"))  # SPEC §3
     stream: str | None = None  # the Firehose delivery stream
     region: str = "ap-northeast-1"
-    endpoint_url: str | None = None  # tests (moto)
+    endpoint_url: str | None = setting(None, url=True)  # tests (moto)
     dir: Path | None = None  # file: one file per UTC hour
     interval: timedelta = timedelta(seconds=1)
-    batch_size: int = 500  # records per PutRecordBatch (Firehose's limit)
-    max_file_bytes: int = 64 * 1024 * 1024
-    keep_files: int = 24 * 14  # the file sink's rotated files kept
+    # Records per PutRecordBatch (Firehose's limit).
+    batch_size: int = setting(500, min=1, max=500)
+    max_file_bytes: int = setting(64 * 1024 * 1024, min=1024)
+    keep_files: int = setting(24 * 14, min=1)  # the file sink's rotated files kept
 
 
 @dataclass(frozen=True)
@@ -327,8 +400,9 @@ class BackupConfig:
     many backups a destination keeps."""
 
     region: str = "ap-northeast-1"
-    endpoint_url: str | None = None  # tests (moto)
-    keep: int = 14  # the newest this many backups in a folder or S3 prefix; older go
+    endpoint_url: str | None = setting(None, url=True)  # tests (moto)
+    # The newest this many backups in a folder or S3 prefix; older go.
+    keep: int = setting(14, min=1)
 
 
 @dataclass(frozen=True)
@@ -337,11 +411,11 @@ class BacklogConfig:
     api_key: Secret
     project_key: str
     issue_type: str
-    priority: str = "Normal"
-    close_status_id: int = 4
+    priority: str = setting("Normal", custom=True)  # a name or an id: taken as written
+    close_status_id: int = setting(4, min=1)
     auto_close_after: timedelta = timedelta(hours=24)
     reconcile_interval: timedelta = timedelta(seconds=60)
-    notified_user_ids: tuple[int, ...] = ()
+    notified_user_ids: tuple[int, ...] = setting((), custom=True)
     timeout: timedelta = timedelta(seconds=30)
 
 
@@ -371,7 +445,7 @@ RETENTION_KEYS = ("deliveries", "events", "revisions", "quarantine", "tickets",
 
 @dataclass(frozen=True)
 class SupervisorConfig:
-    max_restarts: int = 5
+    max_restarts: int = setting(5, min=0)
     restart_window: timedelta = timedelta(minutes=5)
     restart_backoff: timedelta = timedelta(seconds=1)
     restart_backoff_max: timedelta = timedelta(seconds=30)
@@ -382,13 +456,14 @@ class SsmConfig:
     """Where `ssm:/path` secrets are read from (AWS SSM Parameter Store, decrypted)."""
 
     region: str = "ap-northeast-1"
-    endpoint_url: str | None = None
+    endpoint_url: str | None = setting(None, url=True)
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    level: str = "info"
-    format: str = "auto"  # "auto" (pretty on a TTY), "json", "console"
+    level: str = setting("info", choices=("debug", "info", "warning", "error"))
+    # "auto" (pretty on a TTY), "json", "console"
+    format: str = setting("auto", choices=("auto", "json", "console"))
 
 
 @dataclass(frozen=True)
@@ -672,7 +747,6 @@ def _listen(s: _Section, key: str = "listen", default: str | None = "127.0.0.1:8
 
 
 def _http(s: _Section) -> HttpConfig:
-    d = defaults(HttpConfig)
     listen = _listen(s)
     assert listen is not None
     public = _listen(s, "public_listen", None)
@@ -680,17 +754,8 @@ def _http(s: _Section) -> HttpConfig:
         s.error("public_listen", "must differ from listen: the public pages and the "
                 "operator side are served apart")
     before = len(s.errors)
-    cfg = HttpConfig(
-        listen=listen,
-        public_listen=public,
-        admin_token=s.secret("admin_token", "JPIXD_ADMIN_TOKEN"),
-        generate_admin_token=s.flag("generate_admin_token", d("generate_admin_token")),
-        header_timeout=s.duration("header_timeout", d("header_timeout")),
-        body_timeout=s.duration("body_timeout", d("body_timeout")),
-        max_connections=s.integer("max_connections", d("max_connections"), min_value=4),
-        max_connections_per_client=s.integer("max_connections_per_client",
-                                             d("max_connections_per_client"), min_value=1),
-    )
+    cfg = _walk(HttpConfig, s, listen=listen, public_listen=public,
+                admin_token=s.secret("admin_token", "JPIXD_ADMIN_TOKEN"))
     # A refused token has been reported already; "no token" would say it twice.
     if cfg.admin_token is None and not cfg.generate_admin_token and len(s.errors) == before:
         s.error("admin_token_file", "no admin token: set admin_token_file, "
@@ -751,7 +816,6 @@ def _legacy_path(s: _Section) -> str | None:
 
 
 def _web(s: _Section, http: HttpConfig) -> WebConfig:
-    d = defaults(WebConfig)
     base_url = s.url("base_url")
     if base_url is not None:
         base_url = base_url.rstrip("/")
@@ -763,36 +827,16 @@ def _web(s: _Section, http: HttpConfig) -> WebConfig:
         if short:
             s.error("secret_keys", f"key {short[0] + 1} is shorter than {MIN_WEB_KEY} "
                     "characters (make one with `openssl rand -hex 32`)")
-    generate = s.flag("generate_secret_keys", d("generate_secret_keys"))
-    proxies = s.str_list("trusted_proxies", d("trusted_proxies"))
-    for p in proxies:
+    cfg = _walk(WebConfig, s, base_url=base_url, secret_keys=keys,
+                legacy_unsubscribe_path=_legacy_path(s))
+    for p in cfg.trusted_proxies:
         try:
             ipaddress.ip_network(p, strict=False)
         except ValueError:
             s.error("trusted_proxies", f"{p!r} is not an address or network (\"10.0.0.0/16\")")
-    if not keys and not generate and (base_url or http.public_listen):
+    if not keys and not cfg.generate_secret_keys and (base_url or http.public_listen):
         s.error("secret_keys", "links in mail and the public pages need keys: set "
                 "secret_keys_file, secret_keys = \"ssm:/path\" or JPIXD_WEB_SECRET_KEYS")
-    cfg = WebConfig(
-        base_url=base_url, secret_keys=keys, generate_secret_keys=generate,
-        trusted_proxies=proxies,
-        confirm_ttl=s.duration("confirm_ttl", d("confirm_ttl")),
-        manage_ttl=s.duration("manage_ttl", d("manage_ttl")),
-        posts_per_client_hour=s.integer("posts_per_client_hour", d("posts_per_client_hour"),
-                                        min_value=1),
-        rehearsal_url=s.url("rehearsal_url"),
-        legacy_unsubscribe_path=_legacy_path(s),
-        legacy_unsubscribe_param=s.text("legacy_unsubscribe_param",
-                                        d("legacy_unsubscribe_param")),
-        legacy_unsubscribe_by=s.text("legacy_unsubscribe_by", d("legacy_unsubscribe_by"),
-                                     choices=("email", "legacy_id")),
-        ipv6_client_prefix=s.integer("ipv6_client_prefix", d("ipv6_client_prefix"),
-                                     min_value=32, max_value=128),
-        mails_per_address_hour=s.integer("mails_per_address_hour",
-                                         d("mails_per_address_hour"), min_value=1),
-        mails_per_hour=s.integer("mails_per_hour", d("mails_per_hour"), min_value=1),
-        mail_bounce_limit=s.integer("mail_bounce_limit", d("mail_bounce_limit"), min_value=1),
-    )
     s.finish()
     return cfg
 
@@ -818,16 +862,8 @@ def _source(s: _Section, names: set[str]) -> SourceConfig | None:
     timeout = s.duration("timeout", min(d("timeout"), interval))
     if timeout > interval:
         s.error("timeout", "must not be longer than interval")
-    src = SourceConfig(
-        name=name, kind=kind or "rss", url=url or "", carrier=carrier or "east",
-        interval=interval, timeout=timeout,
-        enabled=s.flag("enabled", d("enabled")),
-        send_on_first_poll=s.flag("send_on_first_poll", d("send_on_first_poll")),
-        max_body_bytes=s.integer("max_body_bytes", d("max_body_bytes"), min_value=1024),
-        detail_delay=s.duration("detail_delay", d("detail_delay"), positive=False),
-        detail_hosts=s.str_list("detail_hosts", d("detail_hosts")),
-        redirect_hosts=s.str_list("redirect_hosts", d("redirect_hosts")),
-    )
+    src = _walk(SourceConfig, s, name=name, kind=kind or "rss", url=url or "",
+                carrier=carrier or "east", interval=interval, timeout=timeout)
     s.finish()
     return src
 
@@ -853,7 +889,6 @@ def _sources(root: _Section) -> tuple[SourceConfig, ...]:
 
 
 def _ses(s: _Section) -> SesConfig:
-    d = defaults(SesConfig)
     rate_raw = s.raw("max_send_rate")
     rate: float | Literal["auto"] = "auto"
     if rate_raw is not _MISSING and rate_raw != "auto":
@@ -861,31 +896,13 @@ def _ses(s: _Section) -> SesConfig:
             s.error("max_send_rate", f"{rate_raw!r} must be \"auto\" or a number above 0")
         else:
             rate = float(rate_raw)
-    cfg = SesConfig(
-        region=s.text("region", d("region")),
-        endpoint_url=s.url("endpoint_url"),
-        configuration_set=s.text("configuration_set", None),
-        max_send_rate=rate,
-        rate_safety=s.number("rate_safety", d("rate_safety"), min_value=0.0, max_value=1.0,
-                             exclusive_min=True),
-        quota_refresh=s.duration("quota_refresh", d("quota_refresh")),
-    )
+    cfg = _walk(SesConfig, s, max_send_rate=rate)
     s.finish()
     return cfg
 
 
 def _smtp(s: _Section) -> SmtpConfig:
-    d = defaults(SmtpConfig)
-    cfg = SmtpConfig(
-        host=s.text("host", None),
-        port=s.integer("port", d("port"), min_value=1, max_value=65535),
-        starttls=s.flag("starttls", d("starttls")),
-        tls=s.flag("tls", d("tls")),
-        username=s.text("username", None),
-        password=s.secret("password", "JPIXD_SMTP_PASSWORD"),
-        pool_size=s.integer("pool_size", d("pool_size"), min_value=1, max_value=64),
-        timeout=s.duration("timeout", d("timeout")),
-    )
+    cfg = _walk(SmtpConfig, s, password=s.secret("password", "JPIXD_SMTP_PASSWORD"))
     if cfg.tls and cfg.starttls and s.has("starttls"):
         s.error("starttls", "cannot be combined with tls = true (implicit TLS)")
     if cfg.username is not None and cfg.password is None:
@@ -924,19 +941,11 @@ def _mail(s: _Section) -> MailConfig:
     if transport == "smtp" and smtp.host is None:
         smtp_section.error("host", "is required when mail.transport = \"smtp\"")
     from_addr, from_name = _mailbox(s)
-    cfg = MailConfig(
-        from_addr=from_addr,
-        from_name=from_name,
-        reply_to=s.email("reply_to", None),
-        contact=_contact(s),
-        charset=s.text("charset", d("charset"), choices=CHARSETS),
-        transport=transport,
-        list_unsubscribe=s.url("list_unsubscribe", schemes=("https", "http", "mailto")),
-        templates_dir=s.path_value("templates_dir", None),
-        ses=ses,
-        smtp=smtp,
-        file=FileTransportConfig(dir=file_dir or Path("var/outbox")),
-    )
+    cfg = _walk(MailConfig, s, from_addr=from_addr, from_name=from_name,
+                reply_to=s.email("reply_to", None), contact=_contact(s), transport=transport,
+                list_unsubscribe=s.url("list_unsubscribe",
+                                       schemes=("https", "http", "mailto")),
+                ses=ses, smtp=smtp, file=FileTransportConfig(dir=file_dir or Path("var/outbox")))
     s.finish()
     return cfg
 
@@ -968,10 +977,6 @@ def _sending(s: _Section) -> SendingConfig:
         if before <= timedelta(0):
             s.error(f"reminder_before[{i}]", f"{text!r} must be longer than zero")
         reminders.append(before)
-    backoff = s.duration("backoff", d("backoff"))
-    backoff_max = s.duration("backoff_max", d("backoff_max"))
-    if backoff_max < backoff:
-        s.error("backoff_max", "must not be shorter than backoff")
     burst_raw = s.raw("burst")
     burst: int | None = None
     if burst_raw is not _MISSING:
@@ -979,42 +984,21 @@ def _sending(s: _Section) -> SendingConfig:
             s.error("burst", f"{burst_raw!r} must be a whole number of at least 1")
         else:
             burst = burst_raw
-    cfg = SendingConfig(
-        concurrency=s.integer("concurrency", d("concurrency"), min_value=1, max_value=256),
-        max_attempts=s.integer("max_attempts", d("max_attempts"), min_value=1, max_value=100),
-        backoff=backoff,
-        backoff_max=backoff_max,
-        burst=burst,
-        reminder_before=tuple(sorted(set(reminders), reverse=True)),
-        quiet_hours_respected_for=s.str_list("quiet_hours_respected_for",
-                                             d("quiet_hours_respected_for"),
-                                             choices=NOTICE_KINDS),
-        claim_batch=s.integer("claim_batch", d("claim_batch"), min_value=1, max_value=10_000),
-    )
+    cfg = _walk(SendingConfig, s, burst=burst,
+                reminder_before=tuple(sorted(set(reminders), reverse=True)))
+    if cfg.backoff_max < cfg.backoff:
+        s.error("backoff_max", "must not be shorter than backoff")
     s.finish()
     return cfg
 
 
 def _channels(s: _Section) -> ChannelsConfig:
-    d = defaults(ChannelsConfig)
-    allowed = s.str_list("allowed_networks", d("allowed_networks"))
-    for i, text in enumerate(allowed):
+    cfg = _walk(ChannelsConfig, s)
+    for i, text in enumerate(cfg.allowed_networks):
         try:
             ipaddress.ip_network(text, strict=False)
         except ValueError:
             s.error(f"allowed_networks[{i}]", f"{text!r} is not a network (e.g. 10.1.0.0/16)")
-    cfg = ChannelsConfig(
-        allow_http=s.flag("allow_http", d("allow_http")),
-        allowed_networks=allowed,
-        concurrency=s.integer("concurrency", d("concurrency"), min_value=1, max_value=256),
-        max_attempts=s.integer("max_attempts", d("max_attempts"), min_value=1, max_value=100),
-        backoff=s.duration("backoff", d("backoff")),
-        backoff_max=s.duration("backoff_max", d("backoff_max")),
-        pause_after_gone=s.integer("pause_after_gone", d("pause_after_gone"), min_value=1,
-                                   max_value=100),
-        per_host_rate=s.number("per_host_rate", d("per_host_rate"), min_value=0.0,
-                               exclusive_min=True),
-    )
     if cfg.backoff_max < cfg.backoff:
         s.error("backoff_max", "must not be shorter than backoff")
     s.finish()
@@ -1022,27 +1006,7 @@ def _channels(s: _Section) -> ChannelsConfig:
 
 
 def _bounces(s: _Section) -> BouncesConfig:
-    d = defaults(BouncesConfig)
-    cfg = BouncesConfig(
-        queue_url=s.url("queue_url"),
-        region=s.text("region", d("region")),
-        endpoint_url=s.url("endpoint_url"),
-        expected_topic_arns=s.str_list("expected_topic_arns", d("expected_topic_arns")),
-        wait_time=s.duration("wait_time", d("wait_time")),
-        visibility_timeout=s.duration("visibility_timeout", d("visibility_timeout")),
-        soft_bounce_limit=s.integer("soft_bounce_limit", d("soft_bounce_limit"), min_value=1),
-        soft_bounce_window=s.duration("soft_bounce_window", d("soft_bounce_window")),
-        guard_window=s.duration("guard_window", d("guard_window")),
-        guard_min_volume=s.integer("guard_min_volume", d("guard_min_volume"), min_value=1),
-        pause_bounce_rate=s.number("pause_bounce_rate", d("pause_bounce_rate"),
-                                   min_value=0.0, exclusive_min=True),
-        warn_bounce_rate=s.number("warn_bounce_rate", d("warn_bounce_rate"), min_value=0.0,
-                                  exclusive_min=True),
-        pause_complaint_rate=s.number("pause_complaint_rate", d("pause_complaint_rate"),
-                                      min_value=0.0, exclusive_min=True),
-        warn_complaint_rate=s.number("warn_complaint_rate", d("warn_complaint_rate"), min_value=0.0,
-                                    exclusive_min=True),
-    )
+    cfg = _walk(BouncesConfig, s)
     if cfg.wait_time > timedelta(seconds=20):
         s.error("wait_time", "SQS long polls last at most 20s")
     if cfg.pause_bounce_rate >= SES_REVIEW_BOUNCE_RATE:
@@ -1060,50 +1024,34 @@ def _bounces(s: _Section) -> BouncesConfig:
 
 
 def _cluster(s: _Section) -> ClusterConfig:
-    d = defaults(ClusterConfig)
-    lease = s.duration("lease", d("lease"))
-    if lease < timedelta(seconds=10):
+    cfg = _walk(ClusterConfig, s)
+    if cfg.lease < timedelta(seconds=10):
         s.error("lease", "must be at least 10s (a send may take that long)")
-    leader_timeout = s.duration("leader_timeout", d("leader_timeout"))
-    if leader_timeout < timedelta(seconds=3):
+    if cfg.leader_timeout < timedelta(seconds=3):
         s.error("leader_timeout", "must be at least 3s (a heartbeat every third of it)")
     s.finish()
-    return ClusterConfig(lease=lease, leader_timeout=leader_timeout)
+    return cfg
 
 
 def _archive(s: _Section) -> ArchiveConfig | None:
-    d = defaults(ArchiveConfig)
     if not s.data:
         return None
-    kind = s.text("kind", d("kind"), choices=ARCHIVE_SINKS)
-    stream = s.text("stream", None)
-    directory = s.path_value("dir", None)
-    if kind == "firehose" and not stream:
+    cfg = _walk(ArchiveConfig, s)
+    if cfg.kind == "firehose" and not cfg.stream:
         s.error("stream", "is required when kind = \"firehose\"")
-    if kind == "file" and directory is None:
+    if cfg.kind == "file" and cfg.dir is None:
         s.error("dir", "is required when kind = \"file\"")
-    cfg = ArchiveConfig(
-        kind=kind, stream=stream, region=s.text("region", d("region")),
-        endpoint_url=s.url("endpoint_url"), dir=directory,
-        interval=s.duration("interval", d("interval")),
-        batch_size=s.integer("batch_size", d("batch_size"), min_value=1, max_value=500),
-        max_file_bytes=s.integer("max_file_bytes", d("max_file_bytes"), min_value=1024),
-        keep_files=s.integer("keep_files", d("keep_files"), min_value=1),
-    )
     s.finish()
     return cfg
 
 
 def _backup(s: _Section) -> BackupConfig:
-    d = defaults(BackupConfig)
-    cfg = BackupConfig(region=s.text("region", d("region")), endpoint_url=s.url("endpoint_url"),
-                       keep=s.integer("keep", d("keep"), min_value=1))
+    cfg = _walk(BackupConfig, s)
     s.finish()
     return cfg
 
 
 def _backlog(s: _Section) -> BacklogConfig | None:
-    d = defaults(BacklogConfig)
     if not s.data:
         return None
     base_url = s.url("base_url", required=True)
@@ -1121,55 +1069,36 @@ def _backlog(s: _Section) -> BacklogConfig | None:
         else:
             ids = tuple(ids_raw)
     priority = s.raw("priority")
-    cfg = BacklogConfig(
-        base_url=(base_url or "").rstrip("/"),
-        api_key=api_key or Secret("missing"),
-        project_key=s.text("project_key", "", required=True),
-        issue_type=s.text("issue_type", "", required=True),
-        priority=str(priority) if priority is not _MISSING else "Normal",
-        close_status_id=s.integer("close_status_id", d("close_status_id"), min_value=1),
-        auto_close_after=s.duration("auto_close_after", d("auto_close_after")),
-        reconcile_interval=s.duration("reconcile_interval", d("reconcile_interval")),
-        notified_user_ids=ids,
-        timeout=s.duration("timeout", d("timeout")),
-    )
+    cfg = _walk(BacklogConfig, s, base_url=(base_url or "").rstrip("/"),
+                api_key=api_key or Secret("missing"),
+                project_key=s.text("project_key", "", required=True),
+                issue_type=s.text("issue_type", "", required=True),
+                priority=str(priority) if priority is not _MISSING else "Normal",
+                notified_user_ids=ids)
     s.finish()
     return cfg
 
 
 def _supervisor(s: _Section) -> SupervisorConfig:
-    d = defaults(SupervisorConfig)
-    cfg = SupervisorConfig(
-        max_restarts=s.integer("max_restarts", d("max_restarts"), min_value=0),
-        restart_window=s.duration("restart_window", d("restart_window")),
-        restart_backoff=s.duration("restart_backoff", d("restart_backoff")),
-        restart_backoff_max=s.duration("restart_backoff_max", d("restart_backoff_max")),
-    )
+    cfg = _walk(SupervisorConfig, s)
     s.finish()
     return cfg
 
 
 def _ssm_section(s: _Section) -> SsmConfig:
-    cfg = SsmConfig(region=s.text("region", defaults(SsmConfig)("region")),
-                    endpoint_url=s.url("endpoint_url"))
+    cfg = _walk(SsmConfig, s)
     s.finish()
     return cfg
 
 
 def _retention(s: _Section) -> RetentionConfig:
-    d = RetentionConfig()
-    cfg = RetentionConfig(**{name: s.duration(name, getattr(d, name))
-                             for name in RETENTION_KEYS})
+    cfg = _walk(RetentionConfig, s)
     s.finish()
     return cfg
 
 
 def _logging(s: _Section) -> LoggingConfig:
-    d = defaults(LoggingConfig)
-    cfg = LoggingConfig(
-        level=s.text("level", d("level"), choices=("debug", "info", "warning", "error")),
-        format=s.text("format", d("format"), choices=("auto", "json", "console")),
-    )
+    cfg = _walk(LoggingConfig, s)
     s.finish()
     return cfg
 

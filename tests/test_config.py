@@ -328,3 +328,49 @@ def test_a_secret_rotated_behind_the_same_file_is_a_change_for_reload(tmp_path: 
     assert {"backlog", "http.admin_token"} <= set(p.live)
     assert p.effective.backlog is not None and p.effective.backlog.api_key.get() == "n" * 32
     assert "k" * 32 not in repr(old)  # compared, never shown
+
+
+def test_each_setting_is_declared_once_and_the_loader_walks_the_declarations(
+        tmp_path: Path) -> None:
+    """Issue 24, part 4: a setting's type, default and range are its field's; the loader
+    reads every field not marked `custom` from that declaration alone. Each section's
+    fields are either read by the walk or marked, and a range written on a field is the
+    one a file is held to, with its key path."""
+    import dataclasses
+    import typing
+
+    from jpixd import config
+
+    sections = [c for c in vars(config).values()
+                if dataclasses.is_dataclass(c) and isinstance(c, type)
+                and c.__name__.endswith("Config") and c is not config.Config]
+    assert len(sections) >= 15
+    for cls in sections:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("custom") or cls in (config.FileTransportConfig,):
+                continue
+            # The walk has a reader for the type (a TypeError would name the field).
+            section = config._Section({}, "x", [], {}, tmp_path)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                continue  # required fields are read by their section's code
+            config._read(section, f.name, hints[f.name], config.defaults(cls)(f.name),
+                         f.metadata)
+            assert section.errors == [], (cls.__name__, f.name)
+    # A range declared on the field is what the file is held to.
+    errs = errors_of(tmp_path, channels={"per_host_rate": 0, "pause_after_gone": 0,
+                                         "allowed_networks": ["10.0.0.0/33"]},
+                     http={"max_connections": 3}, web={"ipv6_client_prefix": 129},
+                     logging={"level": "loud"})
+    assert sorted(errs) == sorted([
+        "channels.per_host_rate: 0 must be above 0.0",
+        "channels.pause_after_gone: 0 is below the minimum 1",
+        "channels.allowed_networks[0]: '10.0.0.0/33' is not a network (e.g. 10.1.0.0/16)",
+        "http.max_connections: 3 is below the minimum 4",
+        "web.ipv6_client_prefix: 129 is above the maximum 128",
+        "logging.level: 'loud' is not one of debug, info, warning, error",
+    ]), errs
+    # And a config that says nothing is every section's own defaults.
+    cfg = make_config(tmp_path)
+    assert cfg.channels == config.ChannelsConfig() and cfg.cluster == config.ClusterConfig()
+    assert cfg.backup == config.BackupConfig() and cfg.supervisor == config.SupervisorConfig()
