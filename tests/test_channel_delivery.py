@@ -609,3 +609,62 @@ def test_the_pacer_spaces_one_host_and_one_slack_webhook() -> None:
     assert pacer.wait([("host:b", 0.2)]) == 0.0  # another host: no wait
     clock[0] += 5
     assert pacer.wait([("host:a", 0.2), ("url:1", 1.0)]) == 0.0
+
+
+async def test_every_outcome_is_recorded_alike_on_both_databases(store: AnyStore,
+                                                                 now: datetime) -> None:
+    """The channel loop's writes, each on both databases: a retry queues the message
+    again for later, 404/410 counts toward the pause (and the pause skips what waits),
+    a release puts a claim back, a crash's claims go again, and the CSV's channels
+    column adds and removes."""
+    sub = await store.create_subscriber(Subscriber(email="noc@isp.example.jp"), now)
+    assert sub.id is not None
+    ch = await store.add_channel(sub.id, "slack", "https://hooks.example.jp/a", "k" * 64, now,
+                                 actor="admin")
+    lease = now + timedelta(minutes=1)
+    [test] = await store.claim_channel_messages(now, 10, claimer="a", lease_until=lease)
+    await store.channel_message_sent(test, now, 200)
+    for n in (1, 2, 3):
+        await store.test_channel(sub.id, ch.id, now)
+        [msg] = await store.claim_channel_messages(now, 10, claimer="a", lease_until=lease)
+        assert msg.attempts == 1
+        if n == 1:  # a 503: again in a minute, not before
+            await store.channel_message_retry(msg, now, now + timedelta(minutes=1), 503,
+                                              "HTTP 503")
+            assert await store.claim_channel_messages(now, 10, claimer="a",
+                                                      lease_until=lease) == []
+            assert await store.next_channel_message_at() == now + timedelta(minutes=1)
+            [again] = await store.claim_channel_messages(now + timedelta(minutes=1), 10,
+                                                         claimer="a", lease_until=lease)
+            assert again.attempts == 2
+            await store.channel_message_release(again.id)  # a shutdown: put back
+            [back] = await store.claim_channel_messages(now + timedelta(minutes=1), 10,
+                                                        claimer="b", lease_until=lease)
+            assert back.attempts == 2
+            await store.channel_message_skipped(back, now, "channel paused")
+        else:
+            paused = await store.channel_gone(msg, now, 410, limit=2, retry_at=None)
+            assert paused is (n == 3)
+    got = await store.get_channel(sub.id, ch.id)
+    assert (got.state, got.paused_reason, got.gone_count) == ("paused", "gone", 2)
+    # A crash's claim: recovered for its claimer (any database), and on start-up (SQLite).
+    await store.test_channel(sub.id, ch.id, now)
+    [held] = await store.claim_channel_messages(now, 10, claimer="dead", lease_until=lease)
+    assert await store.recover_channel_messages("dead") == 1
+    [again] = await store.claim_channel_messages(now, 10, claimer="dead", lease_until=lease)
+    assert again.id == held.id
+    # On a shared database another host's claim is left to its lease.
+    assert await store.recover_channel_messages() == (1 if store.sole_claimer else 0)
+    # The CSV column: the shown URL keeps the channel, a new URL adds one; a channel
+    # the cell leaves out is removed.
+    from jpixd.channels.urls import shown
+
+    def csv(*wanted: tuple[str, str]) -> Any:
+        return store.import_channels([(sub.email, list(wanted))], now, actor="import",
+                                     dry_run=False, secret=lambda: "s" * 64)
+
+    lines = await csv(("slack", shown(ch.url)), ("teams", "https://teams.example.jp/x"))
+    assert lines == [f"{sub.email}: channel added teams https://teams.example.jp/…jp/x"]
+    lines = await csv(("teams", "https://teams.example.jp/x"))
+    assert lines == [f"{sub.email}: channel removed slack {shown(ch.url)}"]
+    assert [c.kind for c in await store.channels_of(sub.id)] == ["teams"]
