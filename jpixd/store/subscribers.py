@@ -7,14 +7,10 @@ as suppressions go, because suppressions are keyed by address.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-import aiosqlite
 
 from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.store.base import (
@@ -23,7 +19,6 @@ from jpixd.store.base import (
     Duplicate,
     Queries,
     Row,
-    SqliteBase,
     Tx,
     from_db,
     from_db_req,
@@ -120,9 +115,6 @@ SKIP_PENDING = (
 _VERSION_KEY = SUBSCRIBERS_VERSION
 
 
-# Also called on SQLite's database thread inside `_tx_sync` (the `_sync` functions, for
-# a bounce that suppresses a subscriber).
-_BUMP_VERSION = SqliteBase.bump_version_sql
 _LOG_CHANGE = ("INSERT INTO subscriber_changes (subscriber_id, at, actor, action, detail) "
                "VALUES (?, ?, ?, ?, ?)")
 
@@ -142,15 +134,6 @@ class SubscriberChange:
 def _change_row(subscriber_id: int, actor: str, action: str, detail: str,
                 now: datetime) -> tuple[int, str, str, str, str]:
     return subscriber_id, to_db(now), actor, action, detail[:2000]
-
-
-def log_change_sync(db: sqlite3.Connection, subscriber_id: int, actor: str, action: str,
-                    detail: str, now: datetime) -> None:
-    db.execute(_LOG_CHANGE, _change_row(subscriber_id, actor, action, detail, now))
-
-
-def bump_version_sync(db: sqlite3.Connection, now: datetime) -> None:
-    db.execute(_BUMP_VERSION, (_VERSION_KEY, to_db(now)))
 
 
 async def log_change(tx: Tx, subscriber_id: int, actor: str, action: str, detail: str,
@@ -482,40 +465,3 @@ class SubscriberQueries(Queries):
     async def all_subscribers(self) -> list[Subscriber]:
         rows = await self._all("SELECT * FROM subscribers WHERE deleted_at IS NULL ORDER BY id")
         return [_row_to_subscriber(r) for r in rows]
-
-
-class SubscriberStore(SubscriberQueries, SqliteBase):
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
-        super().__init__(db, path)
-        # (version, audience): see _audience.
-        self._audience_cache: tuple[int, list[Subscriber]] | None = None
-
-    def _audience(self, conn: sqlite3.Connection) -> tuple[list[Subscriber], frozenset[str]]:
-        """Active subscribers (the fields matching needs) and suppressed addresses, read
-        inside the caller's transaction (on the database thread). The parsed subscribers
-        are kept until the version counter moves: a fan-out to 100k then costs one small
-        query instead of 100k rows."""
-        row = conn.execute("SELECT value FROM control WHERE key = ?", (_VERSION_KEY,)).fetchone()
-        version = int(row["value"]) if row else 0
-        cached = self._audience_cache
-        if cached is None or cached[0] != version:
-            cached = (version, self._load_audience(conn))
-            self._audience_cache = cached
-        suppressed = conn.execute("SELECT email FROM suppressions WHERE lifted_at IS NULL")
-        return cached[1], frozenset(r["email"] for r in suppressed)
-
-    @staticmethod
-    def _load_audience(conn: sqlite3.Connection) -> list[Subscriber]:
-        cur = conn.execute(
-            "SELECT id, email, carriers, prefectures, kinds, services, windows, "
-            "failure_respects_windows FROM subscribers "
-            "WHERE deleted_at IS NULL AND status = 'active' AND paused = 0")
-        cur.row_factory = None  # plain tuples: 100k rows convert faster than Row
-        rows = cur.fetchall()
-        active = SubscriberStatus.ACTIVE
-        return [
-            Subscriber(id=r[0], email=r[1], carriers=tlist(r[2]), prefectures=tlist(r[3]),
-                       kinds=tlist(r[4]), services=tlist(r[5]), windows=tlist(r[6]),
-                       failure_respects_windows=bool(r[7]), status=active)
-            for r in rows
-        ]

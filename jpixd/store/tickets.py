@@ -7,26 +7,13 @@ Backlog is slow or down; the reconciler works through these rows.
 
 from __future__ import annotations
 
-import sqlite3
-from datetime import datetime, tzinfo
+from datetime import datetime
 
 from jpixd.backlog import cases
-from jpixd.bounces.parse import MailEvent
 from jpixd.records import Ticket, TicketComment
-from jpixd.store.base import (
-    Queries,
-    Row,
-    SqliteBase,
-    Tx,
-    from_db,
-    from_db_req,
-    marks,
-    to_db,
-    where_equal,
-)
+from jpixd.store.base import Queries, Row, Tx, from_db, from_db_req, marks, to_db, where_equal
 
 OPEN_STATES = ("intent", "open", "closing")
-
 
 
 def _ticket(r: Row) -> Ticket:
@@ -57,37 +44,6 @@ def open_case(r: Row) -> tuple[Ticket, cases.CaseFacts]:
         last_event_at=tk.last_event_at or tk.created_at,
         has_subscriber=bool(r["has_subscriber"]), suppressed=bool(r["suppressed"]),
         lifted_at=from_db(r["lifted_at"]))
-
-
-
-def file_bounce(db: sqlite3.Connection, e: MailEvent, event_id: int | None,
-                delivery_id: int | None, now: datetime, tz: tzinfo) -> None:
-    """Inside the bounce's own transaction (on the database thread): open a case for the
-    address, or, when one is open already, queue a comment on it."""
-    notice = db.execute("SELECT n.id, n.title FROM deliveries d JOIN notices n "
-                        "ON n.id = d.notice_id WHERE d.id = ?",
-                        (delivery_id,)).fetchone() if delivery_id is not None else None
-    facts = cases.BounceFacts(
-        email=e.recipient, subtype=e.subtype, diagnostic=e.diagnostic,
-        occurred_at=e.occurred_at, ses_message_id=e.ses_message_id, delivery_id=delivery_id,
-        notice_id=notice["id"] if notice else None,
-        notice_title=notice["title"] if notice else None, tz=tz)
-    t, at = to_db(now), to_db(e.occurred_at)
-    current = db.execute("SELECT id FROM tickets WHERE email = ? AND kind = 'bounce' "
-                         "AND state IN ('intent', 'open')", (e.recipient,)).fetchone()
-    if current is not None:
-        db.execute("INSERT INTO ticket_comments (ticket_id, content, created_at) "
-                   "VALUES (?, ?, ?)", (current["id"], cases.repeat_comment(facts), t))
-        db.execute("UPDATE tickets SET last_event_at = MAX(COALESCE(last_event_at, ?), ?), "
-                   "updated_at = ? WHERE id = ?", (at, at, t, current["id"]))
-        return
-    marker = cases.new_marker()
-    db.execute(
-        "INSERT INTO tickets (case_key, kind, email, marker, state, summary, description, "
-        "priority, event_id, last_event_at, created_at, updated_at) "
-        "VALUES (?, 'bounce', ?, ?, 'intent', ?, ?, 'normal', ?, ?, ?, ?)",
-        (f"bounce:{e.recipient}:{marker}", e.recipient, marker, cases.bounce_summary(facts),
-         cases.bounce_description(facts, marker), event_id, at, t, t))
 
 
 async def queue_lift_comment(tx: Tx, email: str, by: str, now: datetime) -> None:
@@ -212,8 +168,3 @@ class TicketQueries(Queries):
         where, params = where_equal(("state", state), ("kind", kind), ("email", email))
         rows, total = await self._page("tickets", where, params, "id DESC", limit, offset)
         return [_ticket(r) for r in rows], total
-
-
-class TicketStore(TicketQueries, SqliteBase):
-    """Backlog cases on SQLite: all in TicketQueries, but the filing of a bounce's case,
-    which runs inside the bounce's own transaction (`file_bounce`)."""

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jpixd.store.archive import ArchiveStore
 from jpixd.store.channels import ChannelQueries
 from jpixd.store.control import ControlStore
-from jpixd.store.deliveries import DeliveryStore
-from jpixd.store.events import EventStore
 from jpixd.store.feeds import FeedStore
-from jpixd.store.notices import NoticeStore
 from jpixd.store.retention import RetentionStore
 from jpixd.store.selfmail import SelfMailQueries
 from jpixd.store.shadow import ShadowStore
-from jpixd.store.tickets import TicketStore
+from jpixd.store.sqlite.archive import ArchiveStore
+from jpixd.store.sqlite.deliveries import DeliveryStore
+from jpixd.store.sqlite.events import EventStore
+from jpixd.store.sqlite.notices import NoticeStore
+from jpixd.store.sqlite.tickets import TicketStore
 
 
 class Store(ControlStore, NoticeStore, DeliveryStore, FeedStore, EventStore, TicketStore,
