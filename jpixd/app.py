@@ -362,6 +362,7 @@ class Daemon:
         channels = ChannelSender(store, cfg.channels, self.metrics, self.clock,
                                  lease=cfg.cluster.lease,
                                  page_url=self._links.notice if self._links else None)
+        channels.shadow = self.shadow
         loops: list[Loop] = [HousekeepingLoop(store, self.metrics, self.clock, switch,
                                               bounces=cfg.bounces, retention=cfg.retention),
                              sender, channels]

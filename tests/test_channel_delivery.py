@@ -668,3 +668,24 @@ async def test_every_outcome_is_recorded_alike_on_both_databases(store: AnyStore
     lines = await csv(("teams", "https://teams.example.jp/x"))
     assert lines == [f"{sub.email}: channel removed slack {shown(ch.url)}"]
     assert [c.kind for c in await store.channels_of(sub.id)] == ["teams"]
+
+
+async def test_a_rehearsal_sends_nothing_to_channels_either(tmp_path: Path) -> None:
+    """`jpixd run --shadow` mails nobody; a channel's messages are kept as skipped
+    ("shadow"), and nothing reaches the receiver."""
+    with channel_receiver() as rx:
+        async with site(tmp_path, shadow=True, channels=CHANNELS) as s:
+            sub = await s.rt.store.create_subscriber(
+                Subscriber(email="noc@isp.example.jp"), s.rt.clock())
+            assert sub.id is not None
+            await s.rt.store.add_channel(sub.id, "webhook", rx.url("hook"), "k" * 64,
+                                         s.rt.clock(), actor="admin")
+            loop = s.rt.loops["channels"]
+            for _ in range(40):
+                items, _ = await s.rt.store.list_channel_messages(limit=5)
+                if items[0]["state"] != "queued":
+                    break
+                s.rt.wake("channels")
+                await loop.next_round()
+            assert (items[0]["state"], items[0]["reason"]) == ("skipped", "shadow")
+    assert rx.arrivals == []

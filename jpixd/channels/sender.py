@@ -88,6 +88,8 @@ class ChannelSender(Loop):
         self._client: aiohttp.ClientSession | None = None
         self._recovered = False
         self._stopping = asyncio.Event()
+        # `jpixd run --shadow` (the cut-over's rehearsal): nothing leaves, channels neither.
+        self.shadow = False
 
     async def run(self, heartbeat: Heartbeat, stopping: asyncio.Event) -> None:
         self._stopping = stopping
@@ -154,7 +156,7 @@ class ChannelSender(Loop):
             if self._stopping.is_set():
                 await self.store.channel_message_release(msg.id)
                 continue
-            skip = skip_reason(msg.purpose, msg.channel.state)
+            skip = "shadow" if self.shadow else skip_reason(msg.purpose, msg.channel.state)
             if skip is not None:
                 await self.store.channel_message_skipped(msg, self.clock(), skip)
                 self._count(msg, "skipped")
