@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Row(Protocol):
@@ -105,6 +108,23 @@ class Tx(Protocol):
         """Tell the other hosts at the commit (PostgreSQL); nothing on SQLite."""
 
 
+@dataclass(frozen=True)
+class Step:
+    """One statement of a plan: with `rows`, what it returns is sent back into the plan;
+    without, the number of rows it changed."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    rows: bool = True
+
+
+# A transaction written once, for both databases: the statements and the decisions
+# between them, as a generator that yields each `Step` and is sent its result. Each
+# driver runs it its own way (`Queries.run_plan`): SQLite in one trip to its thread,
+# PostgreSQL a statement at a time on one connection.
+Plan = Generator[Step, Any, T]
+
+
 class Queries:
     """What both stores' connections offer the methods they share: statements written
     once, with `?` placeholders, datetimes and booleans as parameters (SQLite's side
@@ -133,6 +153,24 @@ class Queries:
     def contains(self, column: str) -> str:
         """A row whose JSON list in `column` holds the value given."""
         raise NotImplementedError
+
+    def text_of(self, column: str) -> str:
+        """A JSON column read as its text (SQLite keeps it as text already)."""
+        return column
+
+    async def run_plan(self, plan: Plan[T]) -> T:
+        """Run a plan in one transaction, a statement at a time (PostgreSQL; SQLite runs
+        the whole plan in one trip to its database thread)."""
+        async with self.transaction() as tx:
+            try:
+                step = next(plan)
+                while True:
+                    result = await (tx.all(step.sql, step.params) if step.rows
+                                    else tx.execute(step.sql, step.params))
+                    step = plan.send(result)
+            except StopIteration as done:
+                value: T = done.value
+                return value
 
     @staticmethod
     def storable(text: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 from jpixd.model import (
@@ -19,10 +20,13 @@ from jpixd.model import (
 from jpixd.outbox import Retry, retry_action
 from jpixd.store.base import (
     DELIVERIES,
+    Plan,
     Queries,
     Row,
+    Step,
     from_db,
     from_db_req,
+    marks,
     tlist,
     where_equal,
 )
@@ -43,6 +47,14 @@ def _row_to_delivery(row: Row) -> Delivery:
 class DeliveryQueries(Queries):
     """The outbox's reads, outcomes and an admin's retry, the same SQL on both databases
     (the claim and the recording of sent mail are each store's own: the hot path)."""
+
+    async def claim(self, now: datetime, limit: int, *, claimer: str,
+                    lease_until: datetime) -> tuple[list[Claimed], int]:
+        """`claim_plan`, on either database (SQLite runs it in one trip)."""
+        rows, taken_over = await self.run_plan(claim_plan(
+            now, limit, claimer, lease_until, skip_locked=self.skip_locked,
+            text_of=self.text_of))
+        return [_claimed(r) for r in rows], taken_over
 
     async def release(self, delivery_id: int, now: datetime) -> None:
         """Put a claimed, unsent delivery back as it was (pause, shutdown)."""
@@ -143,6 +155,42 @@ class DeliveryQueries(Queries):
 # to waiting rows at once, but a row in flight then (claimed, `sending`) keeps the old one
 # and may come back as `retry`: its next attempt must not go to the old address.
 CURRENT_ADDRESS = "(SELECT s.email FROM subscribers s WHERE s.id = deliveries.subscriber_id)"
+
+
+def claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, *,
+               skip_locked: str, text_of: Callable[[str], str]
+               ) -> Plan[tuple[list[Row], int]]:
+    """The sender's claim, written once for both databases: due deliveries, failures
+    first then oldest, and any whose lease has expired (their sender died mid-send),
+    marked `sending` under `claimer`'s lease. (The rows, how many were taken over from
+    an expired lease.) `skip_locked`: PostgreSQL skips rows another host is claiming."""
+    expired: list[int] = [r["id"] for r in (yield Step(
+        "SELECT id FROM deliveries WHERE state = 'sending' AND lease_until < ? "
+        f"ORDER BY lease_until LIMIT ?{skip_locked}", (now, limit)))]
+    ids = expired
+    if len(expired) < limit:
+        ids = expired + [r["id"] for r in (yield Step(
+            "SELECT id FROM deliveries WHERE state IN ('pending', 'retry') "
+            f"AND not_before <= ? ORDER BY priority, not_before, id LIMIT ?{skip_locked}",
+            (now, limit - len(expired))))]
+    if not ids:
+        return [], 0
+    yield Step("UPDATE deliveries SET state = 'sending', claimed_at = ?, claimed_by = ?, "
+               f"lease_until = ?, attempts = attempts + 1, email = {CURRENT_ADDRESS}, "
+               f"updated_at = ? WHERE id IN ({marks(ids)})",
+               (now, claimer, lease_until, now, *ids), rows=False)
+    rows: list[Row] = (yield Step(f"""
+        SELECT d.*, {text_of("r.content")} AS r_content, r.change AS r_change,
+               s.email AS s_email, s.name AS s_name, s.organization AS s_org,
+               s.charset AS s_charset, s.status AS s_status, s.paused AS s_paused,
+               s.deleted_at AS s_deleted, {text_of("s.carriers")} AS s_carriers,
+               EXISTS (SELECT 1 FROM suppressions x WHERE x.email = d.email
+                       AND x.lifted_at IS NULL) AS suppressed
+        FROM deliveries d
+        JOIN notice_revisions r ON r.id = d.revision_id
+        JOIN subscribers s ON s.id = d.subscriber_id
+        WHERE d.id IN ({marks(ids)}) ORDER BY d.priority, d.not_before, d.id""", ids))
+    return rows, len(expired)
 
 
 def _claimed(r: Row) -> Claimed:

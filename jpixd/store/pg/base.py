@@ -57,6 +57,9 @@ class PgBase(Queries):
     def contains(self, column: str) -> str:
         return f"{column} @> jsonb_build_array(?::text)"
 
+    def text_of(self, column: str) -> str:
+        return f"{column}::text"
+
     @staticmethod
     def storable(text: str) -> str:
         """PostgreSQL's text holds no NUL (SQLite's does): a hostile one keeps its place,

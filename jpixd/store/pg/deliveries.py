@@ -1,25 +1,13 @@
-"""PostgreSQL: the outbox. Claims take rows with FOR UPDATE SKIP LOCKED, so senders on
-several hosts never claim the same delivery, and none waits for another's claim."""
+"""PostgreSQL: the outbox's recovery and outcomes. The claim (`claim_plan`, shared) takes
+rows with FOR UPDATE SKIP LOCKED here, so senders on several hosts never claim the same
+delivery, and none waits for another's claim."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from jpixd.model import Claimed
-from jpixd.store.deliveries import CURRENT_ADDRESS, DeliveryQueries, _claimed
-from jpixd.store.pg.base import PgBase, q
-
-_CLAIMED = """
-    SELECT d.*, r.content::text AS r_content, r.change AS r_change,
-           s.email AS s_email, s.name AS s_name, s.organization AS s_org,
-           s.charset AS s_charset, s.status AS s_status, s.paused AS s_paused,
-           s.deleted_at AS s_deleted, s.carriers::text AS s_carriers,
-           EXISTS (SELECT 1 FROM suppressions x WHERE x.email = d.email
-                   AND x.lifted_at IS NULL) AS suppressed
-    FROM deliveries d
-    JOIN notice_revisions r ON r.id = d.revision_id
-    JOIN subscribers s ON s.id = d.subscriber_id
-    WHERE d.id = ANY($1::bigint[]) ORDER BY d.priority, d.not_before, d.id"""
+from jpixd.store.deliveries import DeliveryQueries
+from jpixd.store.pg.base import PgBase
 
 
 class PgDeliveryStore(DeliveryQueries, PgBase):
@@ -38,26 +26,6 @@ class PgDeliveryStore(DeliveryQueries, PgBase):
             "reason = 'recovered after a crash', claimed_by = NULL, lease_until = NULL "
             "WHERE state = 'sending' AND (lease_until IS NULL OR lease_until < ?)",
             (now, now, now))
-
-    async def claim(self, now: datetime, limit: int, *, claimer: str,
-                    lease_until: datetime) -> tuple[list[Claimed], int]:
-        async with self._tx() as conn:
-            expired = [r[0] for r in await conn.fetch(q(
-                "SELECT id FROM deliveries WHERE state = 'sending' AND lease_until < ? "
-                "ORDER BY lease_until LIMIT ? FOR UPDATE SKIP LOCKED"), now, limit)]
-            ids = expired + [r[0] for r in await conn.fetch(q(
-                "SELECT id FROM deliveries WHERE state IN ('pending', 'retry') "
-                "AND not_before <= ? ORDER BY priority, not_before, id LIMIT ? "
-                "FOR UPDATE SKIP LOCKED"), now, limit - len(expired))] \
-                if len(expired) < limit else expired
-            if not ids:
-                return [], 0
-            await conn.execute(q(
-                "UPDATE deliveries SET state = 'sending', claimed_at = ?, claimed_by = ?, "
-                f"lease_until = ?, attempts = attempts + 1, email = {CURRENT_ADDRESS}, "
-                "updated_at = ? WHERE id = ANY(?::bigint[])"), now, claimer, lease_until, now, ids)
-            rows = await conn.fetch(_CLAIMED, ids)
-        return [_claimed(r) for r in rows], len(expired)
 
     async def mark_sent(self, delivery_id: int, now: datetime, *, transport: str,
                         message_id: str, ses_message_id: str | None) -> None:

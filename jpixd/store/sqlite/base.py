@@ -19,6 +19,7 @@ from jpixd.store import migrate
 from jpixd.store.base import (
     PREFECTURE_MATCH,
     Duplicate,
+    Plan,
     Queries,
     Row,
     StoreError,
@@ -126,6 +127,20 @@ class SqliteBase(Queries):
                 await cur.fetchone()
         except Exception as exc:
             raise StoreError(f"database does not answer: {exc}") from exc
+
+    async def run_plan(self, plan: Plan[T]) -> T:
+        """The whole plan in one trip to the database thread, in one transaction."""
+        def body(db: sqlite3.Connection) -> T:
+            try:
+                step = next(plan)
+                while True:
+                    cur = db.execute(step.sql, sqlite_args(step.params))
+                    step = plan.send(cur.fetchall() if step.rows else cur.rowcount)
+            except StopIteration as done:
+                value: T = done.value
+                return value
+
+        return await self._tx_sync(body)
 
     async def _tx_sync(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """A whole transaction as one trip to the database thread: `body` runs there,
