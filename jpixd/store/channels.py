@@ -13,7 +13,17 @@ from typing import Any
 from jpixd.channels.manage import plan_import
 from jpixd.channels.urls import shown
 from jpixd.records import Channel, ChannelMessage
-from jpixd.store.base import Queries, Row, Tx, as_text, from_db, from_db_req, marks
+from jpixd.store.base import (
+    Plan,
+    Queries,
+    Row,
+    Step,
+    Tx,
+    as_text,
+    from_db,
+    from_db_req,
+    marks,
+)
 from jpixd.store.subscribers import log_change
 
 # What a fan-out adds per active channel whose subscriber the revision matches.
@@ -207,33 +217,18 @@ class ChannelQueries(Queries):
                                      lease_until: datetime) -> list[ChannelMessage]:
         """Queued messages that are due, oldest first, with any whose claim's lease ran
         out (its sender died mid-send), taken under `claimer`'s lease, each with its
-        channel as it is now (paused or removed meanwhile: the sender skips it)."""
+        channel as it is now (paused or removed meanwhile: the sender skips it). One
+        plan: one trip on SQLite."""
         if await self._one("SELECT 1 AS x FROM channel_messages WHERE state = 'queued' "
                            "AND not_before <= ? LIMIT 1", (now,)) is None:
             return []
-        async with self.transaction() as tx:
-            rows = await tx.all(
-                "SELECT id FROM channel_messages WHERE state = 'queued' AND not_before <= ? "
-                "AND (lease_until IS NULL OR lease_until < ?) "
-                f"ORDER BY not_before, id LIMIT ?{self.skip_locked}", (now, now, limit))
-            ids = [int(r["id"]) for r in rows]
-            if not ids:
-                return []
-            await tx.execute(
-                "UPDATE channel_messages SET claimed_by = ?, lease_until = ?, "
-                f"attempts = attempts + 1 WHERE id IN ({marks(ids)}) AND state = 'queued'",
-                (claimer, lease_until, *ids))
-            got = await tx.all(
-                "SELECT m.id AS message_id, m.purpose, m.notice_id, m.revision_id, "
-                "m.attempts, r.change, r.content, c.* FROM channel_messages m "
-                "JOIN channels c ON c.id = m.channel_id "
-                "LEFT JOIN notice_revisions r ON r.id = m.revision_id "
-                f"WHERE m.id IN ({marks(ids)}) AND m.state = 'queued' ORDER BY m.id", ids)
+        rows = await self.run_plan(_claim_plan(now, limit, claimer, lease_until,
+                                               skip_locked=self.skip_locked))
         return [ChannelMessage(
             id=int(r["message_id"]), channel=_channel(r), purpose=str(r["purpose"]),
             notice_id=r["notice_id"], revision_id=r["revision_id"],
             attempts=int(r["attempts"]), change=r["change"],
-            content=None if r["content"] is None else _text(r["content"])) for r in got]
+            content=None if r["content"] is None else _text(r["content"])) for r in rows]
 
     async def recover_channel_messages(self, claimer: str | None = None) -> int:
         """Claims left by a crash go out again (as `recover_self_mails`)."""
@@ -351,6 +346,26 @@ class ChannelQueries(Queries):
         rows = await self._all("SELECT state, COUNT(*) AS n FROM channel_messages "
                                "GROUP BY state")
         return {str(r["state"]): int(r["n"]) for r in rows}
+
+
+def _claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, *,
+                skip_locked: str) -> Plan[list[Row]]:
+    due: list[int] = [int(r["id"]) for r in (yield Step(
+        "SELECT id FROM channel_messages WHERE state = 'queued' AND not_before <= ? "
+        "AND (lease_until IS NULL OR lease_until < ?) "
+        f"ORDER BY not_before, id LIMIT ?{skip_locked}", (now, now, limit)))]
+    if not due:
+        return []
+    yield Step("UPDATE channel_messages SET claimed_by = ?, lease_until = ?, "
+               f"attempts = attempts + 1 WHERE id IN ({marks(due)})",
+               (claimer, lease_until, *due), rows=False)
+    rows: list[Row] = (yield Step(
+        "SELECT m.id AS message_id, m.purpose, m.notice_id, m.revision_id, m.attempts, "
+        "r.change, r.content, c.* FROM channel_messages m "
+        "JOIN channels c ON c.id = m.channel_id "
+        "LEFT JOIN notice_revisions r ON r.id = m.revision_id "
+        f"WHERE m.id IN ({marks(due)}) AND m.state = 'queued' ORDER BY m.id", due))
+    return rows
 
 
 async def _skip_queued(tx: Tx, channel_id: int, reason: str, now: datetime) -> None:
