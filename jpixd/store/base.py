@@ -111,11 +111,13 @@ class Tx(Protocol):
 @dataclass(frozen=True)
 class Step:
     """One statement of a plan: with `rows`, what it returns is sent back into the plan;
-    without, the number of rows it changed."""
+    without, the number of rows it changed. With `many`, the statement once for each
+    parameter row (nothing is sent back)."""
 
     sql: str
     params: Sequence[Any] = ()
     rows: bool = True
+    many: Sequence[Sequence[Any]] | None = None
 
 
 # A transaction written once, for both databases: the statements and the decisions
@@ -165,8 +167,13 @@ class Queries:
             try:
                 step = next(plan)
                 while True:
-                    result = await (tx.all(step.sql, step.params) if step.rows
-                                    else tx.execute(step.sql, step.params))
+                    result: Any = None
+                    if step.many is not None:
+                        await tx.many(step.sql, step.many)
+                    elif step.rows:
+                        result = await tx.all(step.sql, step.params)
+                    else:
+                        result = await tx.execute(step.sql, step.params)
                     step = plan.send(result)
             except StopIteration as done:
                 value: T = done.value

@@ -48,6 +48,17 @@ class DeliveryQueries(Queries):
     """The outbox's reads, outcomes and an admin's retry, the same SQL on both databases
     (the claim and the recording of sent mail are each store's own: the hot path)."""
 
+    async def mark_sent(self, delivery_id: int, now: datetime, *, transport: str,
+                        message_id: str, ses_message_id: str | None) -> None:
+        await self.mark_sent_many([(delivery_id, transport, message_id, ses_message_id)], now)
+
+    async def mark_sent_many(self, sent: list[tuple[int, str, str, str | None]],
+                             now: datetime) -> None:
+        """Several (id, transport, message_id, ses_message_id) at once, in one
+        transaction: the sender's group commit (one trip on SQLite)."""
+        if sent:
+            await self.run_plan(_mark_sent_plan(sent, now))
+
     async def claim(self, now: datetime, limit: int, *, claimer: str,
                     lease_until: datetime) -> tuple[list[Claimed], int]:
         """`claim_plan`, on either database (SQLite runs it in one trip)."""
@@ -155,6 +166,14 @@ class DeliveryQueries(Queries):
 # to waiting rows at once, but a row in flight then (claimed, `sending`) keeps the old one
 # and may come back as `retry`: its next attempt must not go to the old address.
 CURRENT_ADDRESS = "(SELECT s.email FROM subscribers s WHERE s.id = deliveries.subscriber_id)"
+
+
+def _mark_sent_plan(sent: list[tuple[int, str, str, str | None]], now: datetime
+                    ) -> Plan[None]:
+    yield Step("UPDATE deliveries SET state = 'sent', sent_at = ?, transport = ?, "
+               "message_id = ?, ses_message_id = ?, last_error = NULL, reason = NULL, "
+               "updated_at = ? WHERE id = ?",
+               many=[(now, tr, mid, ses, now, did) for did, tr, mid, ses in sent])
 
 
 def claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, *,

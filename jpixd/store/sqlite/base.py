@@ -134,6 +134,10 @@ class SqliteBase(Queries):
             try:
                 step = next(plan)
                 while True:
+                    if step.many is not None:
+                        db.executemany(step.sql, [sqlite_args(p) for p in step.many])
+                        step = plan.send(None)
+                        continue
                     cur = db.execute(step.sql, sqlite_args(step.params))
                     step = plan.send(cur.fetchall() if step.rows else cur.rowcount)
             except StopIteration as done:
