@@ -480,6 +480,11 @@ def test_every_page_passes_an_accessibility_scan_on_a_desktop_and_a_phone(
         found = {"1280": _axe_findings(browser, pages + console),
                  "390": {**_axe_findings(phone, pages, "50-phone"),
                          **_axe_findings(phone, console, "51-phone")}}
+        # The pages with a subscriber's channels, at a desktop's width too (issue 26).
+        for url, name in ((pages[5], "52-desktop-manage"),
+                          (f"{admin}/console/subscribers/{subscriber}", "52-desktop-subscriber")):
+            browser.driver.get(url)
+            browser.shot(name)
     finally:
         phone.quit()
     assert found == {"1280": {}, "390": {}}
