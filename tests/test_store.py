@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
 
 from jpixd.bounces.rules import Decision
-from jpixd.store import Store
+from jpixd.store import AnyStore, Store
 from jpixd.store import migrate as migrations
 from jpixd.store.base import to_db
 
@@ -235,3 +236,30 @@ async def test_two_imports_of_the_same_file_at_once_create_each_subscriber_once(
     assert sorted([a.created, b.created]) == [0, 50]
     assert sorted([a.unchanged, b.unchanged]) == [0, 50]
     assert (await store.list_subscribers(limit=1))[1] == 50
+
+
+async def test_a_plan_runs_alike_on_both_databases(store: AnyStore) -> None:
+    """Issue 24, part 3: a transaction written once as a plan. A failing statement is
+    thrown into the plan, which can roll back to a savepoint and go on; one the plan does
+    not handle rolls the whole transaction back."""
+    from collections.abc import Generator
+
+    from jpixd.store.base import Step
+
+    def plan(handle: bool) -> Generator[Step, Any, int]:
+        yield Step("INSERT INTO control (key, value, updated_at) VALUES (?, ?, ?)",
+                   ("plan-test", '"1"', datetime(2026, 12, 6, tzinfo=UTC)), rows=False)
+        yield Step("SAVEPOINT a", rows=False)
+        try:
+            yield Step("SELECT * FROM no_such_table")
+        except Exception:
+            if not handle:
+                raise
+            yield Step("ROLLBACK TO SAVEPOINT a", rows=False)
+        yield Step("RELEASE SAVEPOINT a", rows=False)
+        rows = yield Step("SELECT COUNT(*) AS n FROM control WHERE key = ?", ("plan-test",))
+        return int(rows[0]["n"])
+
+    with pytest.raises(Exception, match="no_such_table"):
+        await store.run_plan(plan(handle=False))
+    assert await store.run_plan(plan(handle=True)) == 1  # the first left nothing behind

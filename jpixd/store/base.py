@@ -151,6 +151,8 @@ class Queries:
     sole_claimer: bool
     # Counts a change to the subscribers (every host's cached audience is stale).
     bump_version_sql: str
+    # The larger of two values in one row: SQLite's scalar MAX, PostgreSQL's GREATEST.
+    greatest: str
 
     def contains(self, column: str) -> str:
         """A row whose JSON list in `column` holds the value given."""
@@ -162,18 +164,23 @@ class Queries:
 
     async def run_plan(self, plan: Plan[T]) -> T:
         """Run a plan in one transaction, a statement at a time (PostgreSQL; SQLite runs
-        the whole plan in one trip to its database thread)."""
+        the whole plan in one trip to its database thread). A statement that fails is
+        thrown into the plan, which may handle it (roll back to a savepoint)."""
         async with self.transaction() as tx:
             try:
                 step = next(plan)
                 while True:
                     result: Any = None
-                    if step.many is not None:
-                        await tx.many(step.sql, step.many)
-                    elif step.rows:
-                        result = await tx.all(step.sql, step.params)
-                    else:
-                        result = await tx.execute(step.sql, step.params)
+                    try:
+                        if step.many is not None:
+                            await tx.many(step.sql, step.many)
+                        elif step.rows:
+                            result = await tx.all(step.sql, step.params)
+                        else:
+                            result = await tx.execute(step.sql, step.params)
+                    except Exception as exc:  # the plan's to handle, or to let through
+                        step = plan.throw(exc)
+                        continue
                     step = plan.send(result)
             except StopIteration as done:
                 value: T = done.value

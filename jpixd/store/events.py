@@ -7,15 +7,25 @@ changes nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, tzinfo
+from typing import Any, Protocol
 
 from jpixd.bounces.parse import MailEvent
-from jpixd.bounces.rules import Decision
-from jpixd.store.base import Queries, Row, as_text, from_db, where_equal
-from jpixd.store.subscribers import log_change
-from jpixd.store.tickets import queue_lift_comment
+from jpixd.bounces.rules import Decision, is_soft_bounce
+from jpixd.records import EventOutcome
+from jpixd.store.base import (
+    SUBSCRIBERS_VERSION,
+    Plan,
+    Queries,
+    Row,
+    Step,
+    as_text,
+    from_db,
+    where_equal,
+)
+from jpixd.store.subscribers import LOG_CHANGE, log_change
+from jpixd.store.tickets import file_bounce_plan, queue_lift_comment
 
 # (event, soft bounces of its address within the window, this one included, whether it is
 # of a self-service mail) → Decision
@@ -24,9 +34,142 @@ Decider = Callable[[MailEvent, int, bool], Decision]
 SELF_MAIL_BY_SES_ID = "SELECT id FROM self_mails WHERE ses_message_id = ? LIMIT 1"
 
 
+class _Dialect(Protocol):
+    """What the plans below need of the database they run on."""
+
+    greatest: str
+    for_update: str
+    bump_version_sql: str
+
+    @staticmethod
+    def storable(text: str) -> str: ...
+
+
+def record_plan(e: MailEvent, now: datetime, decide: Decider, soft_window: timedelta,
+                file_cases: bool, tz: tzinfo, db: _Dialect) -> Plan[EventOutcome]:
+    """One SES event, written once for both databases: the delivery or self-service mail
+    it is about, the event (once: its key), the soft bounces of its address, the rules'
+    decision, a suppression and a Backlog case if they call for them."""
+    delivery_id: int | None = None
+    self_mail_id: int | None = None
+    if e.ses_message_id:
+        rows = yield Step("SELECT id FROM deliveries WHERE ses_message_id = ? LIMIT 1",
+                          (e.ses_message_id,))
+        delivery_id = int(rows[0]["id"]) if rows else None
+        if delivery_id is None:
+            rows = yield Step(SELF_MAIL_BY_SES_ID, (e.ses_message_id,))
+            self_mail_id = int(rows[0]["id"]) if rows else None
+    soft_bounce = is_soft_bounce(e)
+    inserted = yield Step(
+        "INSERT INTO mail_events (event_key, type, subtype, recipient, ses_message_id, "
+        "delivery_id, diagnostic, occurred_at, received_at, raw, soft, self_mail_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING "
+        "RETURNING id",
+        (e.key, e.type, e.subtype, e.recipient, e.ses_message_id, delivery_id,
+         db.storable(e.diagnostic) if e.diagnostic else e.diagnostic, e.occurred_at, now,
+         db.storable(e.raw), soft_bounce, self_mail_id))
+    if not inserted:
+        return EventOutcome(e, new=False)  # seen before: a redelivered notification
+    event_id = int(inserted[0]["id"])
+    soft = 0
+    if soft_bounce:
+        counted = yield Step("SELECT COUNT(*) AS n FROM mail_events WHERE recipient = ? "
+                             "AND soft AND occurred_at >= ?",
+                             (e.recipient, e.occurred_at - soft_window))
+        soft = int(counted[0]["n"])
+    decision = decide(e, soft, self_mail_id is not None)
+    yield Step("UPDATE mail_events SET counted_in_rate = ? WHERE id = ?",
+               (decision.counted, event_id), rows=False)
+    if decision.suppress:
+        yield from _suppress_plan(e, event_id, decision, now, db)
+    if e.type == "Bounce" and file_cases and not decision.self_service:
+        # The operator hears of every bounced address through Backlog: the case is
+        # recorded with the bounce, so the reconciler cannot miss it.
+        yield from file_bounce_plan(e, event_id, delivery_id, now, tz, storable=db.storable,
+                                    greatest=db.greatest, for_update=db.for_update)
+    return EventOutcome(e, new=True, delivery_id=delivery_id, suppressed=decision.suppress,
+                        reason=decision.reason)
+
+
+def _suppress_plan(e: MailEvent, event_id: int, decision: Decision, now: datetime,
+                   db: _Dialect) -> Plan[None]:
+    yield Step(
+        "INSERT INTO suppressions (email, reason, first_event_at, last_event_at, event_id, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (email) DO UPDATE SET "
+        "reason = excluded.reason, last_event_at = excluded.last_event_at, "
+        "event_id = excluded.event_id, lifted_at = NULL, lifted_by = NULL, "
+        "first_event_at = CASE WHEN suppressions.lifted_at IS NULL "
+        "THEN suppressions.first_event_at ELSE excluded.first_event_at END",
+        (e.recipient, decision.reason or e.type, e.occurred_at, e.occurred_at, event_id, now),
+        rows=False)
+    # Mail not yet sent to the address will not be: say so in the outbox now.
+    yield Step("UPDATE deliveries SET state = 'suppressed', reason = ?, updated_at = ? "
+               "WHERE email = ? AND state IN ('pending', 'retry')",
+               (f"address suppressed: {decision.reason}", now, e.recipient), rows=False)
+    status = "unsubscribed" if decision.unsubscribe else "suppressed"
+    changed = yield Step(
+        "UPDATE subscribers SET status = ?, updated_at = ?, signed_up_at = NULL "
+        "WHERE id = (SELECT id FROM subscribers WHERE email = ? AND deleted_at IS NULL "
+        "AND status = 'active' LIMIT 1) RETURNING id", (status, now, e.recipient))
+    if changed:
+        # Who changed the subscriber and why, as for every other change to one.
+        detail = f"{e.type} {e.subtype or ''}: {decision.reason or ''}".strip()
+        yield Step(LOG_CHANGE, (int(changed[0]["id"]), now, "bounces", status, detail[:2000]),
+                   rows=False)
+        yield Step(db.bump_version_sql, (SUBSCRIBERS_VERSION, now), rows=False)
+
+
+def _batches_plan(batches: Sequence[Sequence[MailEvent]], now: datetime, decide: Decider,
+                  soft_window: timedelta, file_cases: bool, tz: tzinfo, db: _Dialect
+                  ) -> Plan[list[list[EventOutcome] | Exception]]:
+    """Several SQS messages' events, each message under a savepoint: one whose recording
+    raises is rolled back alone and its exception returned in its place."""
+    out: list[list[EventOutcome] | Exception] = []
+    for i, events in enumerate(batches):
+        yield Step(f"SAVEPOINT message_{i}", rows=False)
+        try:
+            got = []
+            for e in events:
+                got.append((yield from record_plan(e, now, decide, soft_window, file_cases,
+                                                   tz, db)))
+            out.append(got)
+        except Exception as exc:
+            yield Step(f"ROLLBACK TO SAVEPOINT message_{i}", rows=False)
+            out.append(exc)
+        yield Step(f"RELEASE SAVEPOINT message_{i}", rows=False)
+    return out
+
+
+def _events_plan(events: Sequence[MailEvent], now: datetime, decide: Decider,
+                 soft_window: timedelta, file_cases: bool, tz: tzinfo, db: _Dialect
+                 ) -> Plan[list[EventOutcome]]:
+    out = []
+    for e in events:
+        out.append((yield from record_plan(e, now, decide, soft_window, file_cases, tz, db)))
+    return out
+
+
 class EventQueries(Queries):
-    """The guard's counts and the events' and suppressions' reads, the same SQL on both
-    databases."""
+    """SES events recorded (`record_plan`), the guard's counts and the events' and
+    suppressions' reads: the same SQL on both databases."""
+
+    async def record_events(self, events: Sequence[MailEvent], now: datetime, *,
+                            decide: Decider, soft_window: timedelta,
+                            file_cases: bool = True) -> list[EventOutcome]:
+        """Record an SQS message's events in one transaction; with `file_cases`, each
+        bounce also files (or comments on) its address's Backlog case in it."""
+        return await self.run_plan(_events_plan(events, now, decide, soft_window,
+                                                file_cases, self.tz, self))
+
+    async def record_event_batches(
+            self, batches: Sequence[Sequence[MailEvent]], now: datetime, *, decide: Decider,
+            soft_window: timedelta, file_cases: bool = True
+    ) -> list[list[EventOutcome] | Exception]:
+        """Several SQS messages' events in one transaction, each message under a
+        savepoint: a message whose recording raises is rolled back alone and its
+        exception returned in its place (the caller quarantines it); the others commit."""
+        return await self.run_plan(_batches_plan(batches, now, decide, soft_window,
+                                                 file_cases, self.tz, self))
 
     async def lift_suppression(self, email: str, *, by: str, now: datetime) -> bool:
         """Lift it (the history stays); a suppressed subscriber becomes active again."""

@@ -24,7 +24,6 @@ from jpixd.store.base import (
     from_db_req,
     jlist,
     tlist,
-    to_db,
 )
 from jpixd.store.control import PUT
 from jpixd.subscribers import unsent_mail_after
@@ -115,7 +114,7 @@ SKIP_PENDING = (
 _VERSION_KEY = SUBSCRIBERS_VERSION
 
 
-_LOG_CHANGE = ("INSERT INTO subscriber_changes (subscriber_id, at, actor, action, detail) "
+LOG_CHANGE = ("INSERT INTO subscriber_changes (subscriber_id, at, actor, action, detail) "
                "VALUES (?, ?, ?, ?, ?)")
 
 
@@ -131,15 +130,10 @@ class SubscriberChange:
     detail: str
 
 
-def _change_row(subscriber_id: int, actor: str, action: str, detail: str,
-                now: datetime) -> tuple[int, str, str, str, str]:
-    return subscriber_id, to_db(now), actor, action, detail[:2000]
-
-
 async def log_change(tx: Tx, subscriber_id: int, actor: str, action: str, detail: str,
                      now: datetime) -> None:
     """Who changed a subscriber, how and when, in the change's own transaction."""
-    await tx.execute(_LOG_CHANGE, (subscriber_id, now, actor, action, detail[:2000]))
+    await tx.execute(LOG_CHANGE, (subscriber_id, now, actor, action, detail[:2000]))
 
 
 def _what(old: Subscriber, new: Subscriber) -> tuple[str, str]:

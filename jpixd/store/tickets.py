@@ -7,11 +7,24 @@ Backlog is slow or down; the reconciler works through these rows.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, tzinfo
 
 from jpixd.backlog import cases
+from jpixd.bounces.parse import MailEvent
 from jpixd.records import Ticket, TicketComment
-from jpixd.store.base import Queries, Row, Tx, from_db, from_db_req, marks, to_db, where_equal
+from jpixd.store.base import (
+    Plan,
+    Queries,
+    Row,
+    Step,
+    Tx,
+    from_db,
+    from_db_req,
+    marks,
+    to_db,
+    where_equal,
+)
 
 OPEN_STATES = ("intent", "open", "closing")
 
@@ -44,6 +57,46 @@ def open_case(r: Row) -> tuple[Ticket, cases.CaseFacts]:
         last_event_at=tk.last_event_at or tk.created_at,
         has_subscriber=bool(r["has_subscriber"]), suppressed=bool(r["suppressed"]),
         lifted_at=from_db(r["lifted_at"]))
+
+
+def file_bounce_plan(e: MailEvent, event_id: int | None, delivery_id: int | None,
+                     now: datetime, tz: tzinfo, *, storable: Callable[[str], str],
+                     greatest: str, for_update: str) -> Plan[None]:
+    """Inside the bounce's own transaction: open a case for the address or, when one is
+    open already, queue a comment on it. One open case per address is the partial
+    unique index's rule as well as this plan's: two hosts filing a bounce for the same
+    address at once end with one case and one comment, not an error."""
+    notice: list[Row] = []
+    if delivery_id is not None:
+        notice = yield Step("SELECT n.id, n.title FROM deliveries d JOIN notices n "
+                            "ON n.id = d.notice_id WHERE d.id = ?", (delivery_id,))
+    facts = cases.BounceFacts(
+        email=e.recipient, subtype=e.subtype, diagnostic=e.diagnostic,
+        occurred_at=e.occurred_at, ses_message_id=e.ses_message_id, delivery_id=delivery_id,
+        notice_id=notice[0]["id"] if notice else None,
+        notice_title=notice[0]["title"] if notice else None, tz=tz)
+    marker = cases.new_marker()
+    opened = yield Step(
+        "INSERT INTO tickets (case_key, kind, email, marker, state, summary, description, "
+        "priority, event_id, last_event_at, created_at, updated_at) "
+        "VALUES (?, 'bounce', ?, ?, 'intent', ?, ?, 'normal', ?, ?, ?, ?) "
+        "ON CONFLICT (email) WHERE kind = 'bounce' AND state IN ('intent', 'open') "
+        "DO NOTHING RETURNING id",
+        (f"bounce:{e.recipient}:{marker}", e.recipient, marker,
+         storable(cases.bounce_summary(facts)),
+         storable(cases.bounce_description(facts, marker)), event_id, e.occurred_at, now,
+         now))
+    if opened:
+        return
+    current = (yield Step("SELECT id FROM tickets WHERE email = ? AND kind = 'bounce' "
+                          f"AND state IN ('intent', 'open'){for_update}", (e.recipient,)))
+    ticket_id = current[0]["id"]
+    yield Step("INSERT INTO ticket_comments (ticket_id, content, created_at) "
+               "VALUES (?, ?, ?)", (ticket_id, storable(cases.repeat_comment(facts)), now),
+               rows=False)
+    yield Step(f"UPDATE tickets SET last_event_at = {greatest}(COALESCE(last_event_at, ?), "
+               "?), updated_at = ? WHERE id = ?",
+               (e.occurred_at, e.occurred_at, now, ticket_id), rows=False)
 
 
 async def queue_lift_comment(tx: Tx, email: str, by: str, now: datetime) -> None:

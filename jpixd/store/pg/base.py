@@ -47,6 +47,7 @@ class PgBase(Queries):
 
     prefecture_match = PREFECTURE_MATCH
     for_update = " FOR UPDATE"
+    greatest = "GREATEST"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     sole_claimer = False  # several hosts share the database: each claims its own
     bump_version_sql = ("INSERT INTO control (key, value, updated_at) VALUES (?, '1'::jsonb, ?) "

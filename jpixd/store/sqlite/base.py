@@ -45,6 +45,7 @@ class SqliteBase(Queries):
 
     prefecture_match = PREFECTURE_MATCH
     for_update = ""
+    greatest = "MAX"
     skip_locked = ""
     sole_claimer = True
     bump_version_sql = ("INSERT INTO control (key, value, updated_at) VALUES (?, '1', ?) "
@@ -134,12 +135,17 @@ class SqliteBase(Queries):
             try:
                 step = next(plan)
                 while True:
-                    if step.many is not None:
-                        db.executemany(step.sql, [sqlite_args(p) for p in step.many])
-                        step = plan.send(None)
+                    try:
+                        if step.many is not None:
+                            db.executemany(step.sql, [sqlite_args(p) for p in step.many])
+                            result: Any = None
+                        else:
+                            cur = db.execute(step.sql, sqlite_args(step.params))
+                            result = cur.fetchall() if step.rows else cur.rowcount
+                    except sqlite3.Error as exc:  # the plan's to handle, or to let through
+                        step = plan.throw(exc)
                         continue
-                    cur = db.execute(step.sql, sqlite_args(step.params))
-                    step = plan.send(cur.fetchall() if step.rows else cur.rowcount)
+                    step = plan.send(result)
             except StopIteration as done:
                 value: T = done.value
                 return value

@@ -1,10 +1,9 @@
-"""SQLite: the subscriber log and version written inside another transaction's trip, and
-the audience a fan-out reads (cached until the subscribers change)."""
+"""SQLite: the audience a fan-out reads inside its transaction, on the database thread
+(cached until the subscribers change)."""
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 from pathlib import Path
 
 import aiosqlite
@@ -12,23 +11,9 @@ import aiosqlite
 from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.store.base import (
     tlist,
-    to_db,
 )
 from jpixd.store.sqlite.base import SqliteBase
-from jpixd.store.subscribers import _LOG_CHANGE, _VERSION_KEY, SubscriberQueries, _change_row
-
-# Also called on SQLite's database thread inside `_tx_sync` (the `_sync` functions, for
-# a bounce that suppresses a subscriber).
-_BUMP_VERSION = SqliteBase.bump_version_sql
-
-
-def log_change_sync(db: sqlite3.Connection, subscriber_id: int, actor: str, action: str,
-                    detail: str, now: datetime) -> None:
-    db.execute(_LOG_CHANGE, _change_row(subscriber_id, actor, action, detail, now))
-
-
-def bump_version_sync(db: sqlite3.Connection, now: datetime) -> None:
-    db.execute(_BUMP_VERSION, (_VERSION_KEY, to_db(now)))
+from jpixd.store.subscribers import _VERSION_KEY, SubscriberQueries
 
 
 class SubscriberStore(SubscriberQueries, SqliteBase):
