@@ -224,6 +224,8 @@ async def test_retry_after_is_honoured_and_repeated_410_pauses_the_channel(env: 
     await env.until(paused, "paused after two 404/410 in a row")
     got = await env.channel(sid, ch["id"])
     assert got["paused_reason"] == "gone" and got["last_status"] == 404
+    _, status = await env.call("GET", "/status")
+    assert [c["paused_reason"] for c in status["channels_in_trouble"]] == ["gone"]
     assert await env.metric("webhook", "gone") == 2
     assert await env.metric("webhook", "retry") == 1
     # Paused: a new report makes no message for it.
@@ -301,6 +303,18 @@ async def test_bad_channels_are_refused_and_private_addresses_never_reached(env:
     await env.until(refused, "the metadata address refused")
     got = await env.channel(sid, meta["id"])
     assert got["state"] == "verifying" and "may not use" in got["last_error"]
+    # The operator sees it on the console's status page, and in /status.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as op:
+        async with op.post(env.base + "/console/login", data={"token": ADMIN_TOKEN}) as r:
+            assert r.status == 200
+        async with op.get(env.base + "/console/") as r:
+            page = await r.text()
+    trouble = page.split('id="channel-troubles"')[1].split("</ul>")[0]
+    assert "noc@isp.example.jp" in trouble and "http://169.254.169.254/…test" in trouble
+    assert "送れない宛先です" in trouble
+    _, status = await env.call("GET", "/status")
+    assert [(c["id"], c["email"]) for c in status["channels_in_trouble"]] == [
+        (meta["id"], "noc@isp.example.jp")]
     for i in range(4):
         status, _ = await env.call("POST", base, {"kind": "slack",
                                                   "url": f"https://example.jp/{i}"})

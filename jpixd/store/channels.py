@@ -342,6 +342,17 @@ class ChannelQueries(Queries):
                                        limit, offset)
         return [_message_json(r) for r in rows], total
 
+    async def channels_in_trouble(self, limit: int = 50) -> list[tuple[Channel, str]]:
+        """Channels someone should look at, with their subscriber's address: paused by
+        jpixd after repeated 404/410, or verifying with a failed test. Newest first."""
+        rows = await self._all(
+            "SELECT c.*, s.email AS s_email FROM channels c JOIN subscribers s "
+            "ON s.id = c.subscriber_id WHERE s.deleted_at IS NULL AND "
+            "((c.state = 'paused' AND c.paused_reason = 'gone') OR "
+            "(c.state = 'verifying' AND c.last_error IS NOT NULL)) "
+            "ORDER BY c.updated_at DESC, c.id DESC LIMIT ?", (limit,))
+        return [(_channel(r), str(r["s_email"])) for r in rows]
+
     async def channel_message_counts(self) -> dict[str, int]:
         rows = await self._all("SELECT state, COUNT(*) AS n FROM channel_messages "
                                "GROUP BY state")

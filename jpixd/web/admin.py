@@ -7,6 +7,7 @@ from aiohttp import web
 
 from jpixd import __version__
 from jpixd.bounces.rules import guard_since
+from jpixd.channels.manage import to_json
 from jpixd.loop import LEADER_ROLES
 from jpixd.model import SendingState
 from jpixd.runtime import Runtime
@@ -57,6 +58,8 @@ async def get_status(request: web.Request) -> web.Response:
         "cluster": _cluster_status(rt),
         "self_service": await self_service_status(rt),
         "channel_messages": await rt.store.channel_message_counts(),
+        "channels_in_trouble": [{**to_json(c), "email": email}
+                                for c, email in await rt.store.channels_in_trouble()],
     })
 
 

@@ -208,7 +208,7 @@ async def status(request: web.Request) -> web.Response:
         suppressed=await rt.store.suppressed_count(), mode=await rt.store.mode(),
         archive=(await rt.store.archive_pending()) if rt.config.archive else None,
         self_service=await admin.self_service_status(rt),
-        cluster=rt.cluster)
+        cluster=rt.cluster, channel_troubles=await rt.store.channels_in_trouble())
 
 
 async def set_sending(request: web.Request) -> web.Response:
