@@ -703,3 +703,16 @@ async def test_a_rehearsal_sends_nothing_to_channels_either(tmp_path: Path) -> N
                 await loop.next_round()
             assert (items[0]["state"], items[0]["reason"]) == ("skipped", "shadow")
     assert rx.arrivals == []
+
+
+def test_an_error_never_carries_a_channel_url_whole() -> None:
+    """What the loop records and logs of an error: each URL in it as shown, whatever
+    form the client quoted it in."""
+    from jpixd.channels.sender import _URL
+    from jpixd.channels.urls import shown
+
+    secret = "https://hooks.slack.com/services/T0AAAA/B0BBBB/s3cretSLACKabcd"
+    text = f"InvalidURL: {secret}?x=1 and 'http://h.example.jp/a/s3cret%2Fzz'"
+    cleaned = _URL.sub(lambda m: shown(m.group(0)), text)
+    assert "s3cret" not in cleaned
+    assert "https://hooks.slack.com/…?x=1" in cleaned and "http://h.example.jp/…2Fzz" in cleaned

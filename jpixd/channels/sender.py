@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import secrets
 import socket
 import time
@@ -40,6 +41,7 @@ from jpixd.store.contract import ChannelStore
 
 log = structlog.get_logger("jpixd.channels")
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 SLACK_INTERVAL_S = 1.0  # Slack: one message a second per incoming webhook
 CLAIM_PER_SLOT = 4  # messages claimed a round per slot of concurrency
 
@@ -210,8 +212,9 @@ class ChannelSender(Loop):
 
     async def _record(self, msg: ChannelMessage, outcome: Outcome, step: Step) -> None:
         now = self.clock()
-        # An error may quote the URL (a secret): it is written as shown, never whole.
-        reason = (step.reason or "").replace(msg.channel.url, shown(msg.channel.url))
+        # An error may quote the URL (a secret), as given or as the client rewrote it:
+        # every URL in it is written as shown, never whole.
+        reason = _URL.sub(lambda m: shown(m.group(0)), step.reason or "")
         if step.action == "sent":
             await self.store.channel_message_sent(msg, now, outcome.status or 200)
         elif step.action == "gone":
