@@ -118,7 +118,6 @@ class ChannelMessage:
     channel: Channel
     purpose: str  # "notice" | "test"
     notice_id: int | None
-    revision_id: int | None
     attempts: int  # this one included
     change: str | None  # the revision's change ("new", "update", …), for a notice
     content: str | None  # the revision's notice as JSON, for a notice

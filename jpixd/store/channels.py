@@ -23,6 +23,7 @@ from jpixd.store.base import (
     from_db,
     from_db_req,
     marks,
+    where_equal,
 )
 from jpixd.store.subscribers import log_change
 
@@ -41,6 +42,15 @@ _TEST_MESSAGE = (
     "updated_at) VALUES (?, ?, 'test', 'queued', ?, ?, ?)")
 # A message's end leaves its claim.
 _UNCLAIM = "claimed_by = NULL, lease_until = NULL"
+_CHANNELS_OF = ("SELECT * FROM channels WHERE subscriber_id = ? AND state <> 'removed' "
+                "ORDER BY id")
+# A message's outcomes: queued again for later (a temporary refusal), or failed.
+_RETRY = (f"UPDATE channel_messages SET not_before = ?, last_status = ?, last_error = ?, "
+          f"updated_at = ?, {_UNCLAIM} WHERE id = ?")
+_FAILED = (f"UPDATE channel_messages SET state = 'failed', reason = ?, last_status = ?, "
+           f"last_error = ?, updated_at = ?, {_UNCLAIM} WHERE id = ?")
+# What the channel's last answer was (shown on the console and the manage page).
+_NOTE = "UPDATE channels SET last_status = ?, last_error = ?, updated_at = ? WHERE id = ?"
 
 
 class ChannelNotFound(LookupError):
@@ -66,28 +76,16 @@ class ChannelQueries(Queries):
         """A new channel, verifying: its test message is queued with it, and it becomes
         active when that message is answered 2xx."""
         async with self.transaction() as tx:
-            row = await tx.one(
-                "INSERT INTO channels (subscriber_id, kind, url, secret, state, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, 'verifying', ?, ?) RETURNING *",
-                (subscriber_id, kind, url, secret, now, now))
-            assert row is not None
-            await tx.execute(_TEST_MESSAGE, (row["id"], kind, now, now, now))
-            await log_change(tx, subscriber_id, actor, "channel added",
-                             f"{kind} {shown(url)}", now)
-        return _channel(row)
+            return await _insert(tx, subscriber_id, kind, url, secret, now, actor)
 
     async def channels_of(self, subscriber_id: int) -> list[Channel]:
-        rows = await self._all("SELECT * FROM channels WHERE subscriber_id = ? "
-                               "AND state <> 'removed' ORDER BY id", (subscriber_id,))
-        return [_channel(r) for r in rows]
+        return [_channel(r) for r in await self._all(_CHANNELS_OF, (subscriber_id,))]
 
     async def channels_of_many(self, subscriber_ids: list[int]) -> dict[int, list[Channel]]:
         """Each subscriber's channels (the CSV export), by subscriber id."""
         out: dict[int, list[Channel]] = {}
         for start in range(0, len(subscriber_ids), 500):
             part = subscriber_ids[start:start + 500]
-            if not part:
-                continue
             rows = await self._all(f"SELECT * FROM channels WHERE subscriber_id IN "
                                    f"({marks(part)}) AND state <> 'removed' ORDER BY id", part)
             for r in rows:
@@ -164,13 +162,8 @@ class ChannelQueries(Queries):
                              actor: str) -> None:
         """Removed: nothing more is sent to it; its messages stay in the history."""
         async with self.transaction() as tx:
-            changed = await tx.execute(
-                "UPDATE channels SET state = 'removed', updated_at = ? WHERE id = ? "
-                "AND subscriber_id = ? AND state <> 'removed'", (now, channel_id, subscriber_id))
-            if not changed:
+            if not await _remove(tx, subscriber_id, channel_id, now, actor):
                 raise ChannelNotFound(f"subscriber {subscriber_id} has no channel {channel_id}")
-            await _skip_queued(tx, channel_id, "channel removed", now)
-            await log_change(tx, subscriber_id, actor, "channel removed", f"#{channel_id}", now)
 
     async def import_channels(self, rows: Sequence[tuple[str, Sequence[tuple[str, str]]]],
                               now: datetime, *, actor: str, dry_run: bool,
@@ -184,9 +177,8 @@ class ChannelQueries(Queries):
             for email, wanted in rows:
                 sub = await tx.one("SELECT id FROM subscribers WHERE email = ? "
                                    "AND deleted_at IS NULL", (email,))
-                existing = [] if sub is None else [_channel(r) for r in await tx.all(
-                    "SELECT * FROM channels WHERE subscriber_id = ? AND state <> 'removed' "
-                    "ORDER BY id", (sub["id"],))]
+                existing = [] if sub is None else [
+                    _channel(r) for r in await tx.all(_CHANNELS_OF, (sub["id"],))]
                 add, remove = plan_import(existing, list(wanted))
                 lines += [f"{email}: channel removed {c.kind} {shown(c.url)}" for c in remove]
                 if sub is None:
@@ -194,23 +186,13 @@ class ChannelQueries(Queries):
                     continue
                 sid = int(sub["id"])
                 for c in remove:
-                    await tx.execute("UPDATE channels SET state = 'removed', updated_at = ? "
-                                     "WHERE id = ?", (now, c.id))
-                    await _skip_queued(tx, c.id, "channel removed", now)
-                    await log_change(tx, sid, actor, "channel removed", f"#{c.id}", now)
+                    await _remove(tx, sid, c.id, now, actor)
                 for kind, url in add:
                     key = secret()
                     # A webhook's signing key is said this once (its receiver needs it).
                     lines.append(f"{email}: channel added {kind} {shown(url)}" + (
                         f" (signing key {key})" if kind == "webhook" and not dry_run else ""))
-                    row = await tx.one(
-                        "INSERT INTO channels (subscriber_id, kind, url, secret, state, "
-                        "created_at, updated_at) VALUES (?, ?, ?, ?, 'verifying', ?, ?) "
-                        "RETURNING id", (sid, kind, url, key, now, now))
-                    assert row is not None
-                    await tx.execute(_TEST_MESSAGE, (row["id"], kind, now, now, now))
-                    await log_change(tx, sid, actor, "channel added", f"{kind} {shown(url)}",
-                                     now)
+                    await _insert(tx, sid, kind, url, key, now, actor)
         return lines
 
     async def claim_channel_messages(self, now: datetime, limit: int, *, claimer: str,
@@ -226,8 +208,7 @@ class ChannelQueries(Queries):
                                                skip_locked=self.skip_locked))
         return [ChannelMessage(
             id=int(r["message_id"]), channel=_channel(r), purpose=str(r["purpose"]),
-            notice_id=r["notice_id"], revision_id=r["revision_id"],
-            attempts=int(r["attempts"]), change=r["change"],
+            notice_id=r["notice_id"], attempts=int(r["attempts"]), change=r["change"],
             content=None if r["content"] is None else _text(r["content"])) for r in rows]
 
     async def recover_channel_messages(self, claimer: str | None = None) -> int:
@@ -261,18 +242,16 @@ class ChannelQueries(Queries):
 
     async def channel_message_retry(self, msg: ChannelMessage, now: datetime,
                                     next_at: datetime, status: int | None, error: str) -> None:
-        """A temporary refusal (or a 404/410 short of the pause): queued again."""
-        await self._write(f"UPDATE channel_messages SET not_before = ?, last_status = ?, "
-                          f"last_error = ?, updated_at = ?, {_UNCLAIM} WHERE id = ?",
-                          (next_at, status, error, now, msg.id))
-        await self._note_channel(msg.channel.id, now, status, error)
+        """A temporary refusal: queued again for `next_at`."""
+        async with self.transaction() as tx:
+            await tx.execute(_RETRY, (next_at, status, error, now, msg.id))
+            await tx.execute(_NOTE, (status, error, now, msg.channel.id))
 
     async def channel_message_failed(self, msg: ChannelMessage, now: datetime,
                                      status: int | None, reason: str) -> None:
-        await self._write(f"UPDATE channel_messages SET state = 'failed', reason = ?, "
-                          f"last_status = ?, last_error = ?, updated_at = ?, {_UNCLAIM} "
-                          "WHERE id = ?", (reason, status, reason, now, msg.id))
-        await self._note_channel(msg.channel.id, now, status, reason)
+        async with self.transaction() as tx:
+            await tx.execute(_FAILED, (reason, status, reason, now, msg.id))
+            await tx.execute(_NOTE, (status, reason, now, msg.channel.id))
 
     async def channel_gone(self, msg: ChannelMessage, now: datetime, status: int, *,
                            limit: int, retry_at: datetime | None) -> bool:
@@ -285,30 +264,21 @@ class ChannelQueries(Queries):
             row = await tx.one(f"SELECT gone_count FROM channels WHERE id = ?{self.for_update}",
                                (msg.channel.id,))
             count = (int(row["gone_count"]) if row else 0) + 1
-            await tx.execute("UPDATE channels SET gone_count = ?, last_status = ?, "
-                             "last_error = ?, updated_at = ? WHERE id = ?",
-                             (count, status, error, now, msg.channel.id))
+            await tx.execute("UPDATE channels SET gone_count = ? WHERE id = ?",
+                             (count, msg.channel.id))
+            await tx.execute(_NOTE, (status, error, now, msg.channel.id))
             paused = count >= limit
             if paused:
                 await tx.execute("UPDATE channels SET state = 'paused', paused_reason = 'gone' "
                                  "WHERE id = ? AND state IN ('active', 'verifying')",
                                  (msg.channel.id,))
             if paused or retry_at is None:
-                await tx.execute(f"UPDATE channel_messages SET state = 'failed', reason = ?, "
-                                 f"last_status = ?, last_error = ?, updated_at = ?, {_UNCLAIM} "
-                                 "WHERE id = ?", ("gone", status, error, now, msg.id))
+                await tx.execute(_FAILED, ("gone", status, error, now, msg.id))
             else:
-                await tx.execute(f"UPDATE channel_messages SET not_before = ?, last_status = ?, "
-                                 f"last_error = ?, updated_at = ?, {_UNCLAIM} WHERE id = ?",
-                                 (retry_at, status, error, now, msg.id))
+                await tx.execute(_RETRY, (retry_at, status, error, now, msg.id))
             if paused:
                 await _skip_queued(tx, msg.channel.id, "channel paused", now)
         return paused
-
-    async def _note_channel(self, channel_id: int, now: datetime, status: int | None,
-                            error: str) -> None:
-        await self._write("UPDATE channels SET last_status = ?, last_error = ?, updated_at = ? "
-                          "WHERE id = ?", (status, error, now, channel_id))
 
     async def channel_message_skipped(self, msg: ChannelMessage, now: datetime,
                                       reason: str) -> None:
@@ -321,20 +291,11 @@ class ChannelQueries(Queries):
                           f"THEN attempts - 1 ELSE 0 END, {_UNCLAIM} WHERE id = ?",
                           (message_id,))
 
-    async def next_channel_message_at(self) -> datetime | None:
-        row = await self._one("SELECT MIN(not_before) AS t FROM channel_messages "
-                              "WHERE state = 'queued'")
-        return from_db(row["t"]) if row and row["t"] is not None else None
-
     async def list_channel_messages(self, *, subscriber_id: int | None = None,
                                     channel_id: int | None = None, limit: int = 50,
                                     offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """Newest first: what went to a channel (or each of a subscriber's)."""
-        where: list[str] = []
-        params: list[Any] = []
-        if channel_id is not None:
-            where.append("channel_id = ?")
-            params.append(channel_id)
+        where, params = where_equal(("channel_id", channel_id))
         if subscriber_id is not None:
             where.append("channel_id IN (SELECT id FROM channels WHERE subscriber_id = ?)")
             params.append(subscriber_id)
@@ -377,6 +338,31 @@ def _claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, 
         "LEFT JOIN notice_revisions r ON r.id = m.revision_id "
         f"WHERE m.id IN ({marks(due)}) AND m.state = 'queued' ORDER BY m.id", due))
     return rows
+
+
+async def _insert(tx: Tx, subscriber_id: int, kind: str, url: str, secret: str,
+                  now: datetime, actor: str) -> Channel:
+    """A channel, verifying, with its test message queued and the change logged."""
+    row = await tx.one(
+        "INSERT INTO channels (subscriber_id, kind, url, secret, state, created_at, "
+        "updated_at) VALUES (?, ?, ?, ?, 'verifying', ?, ?) RETURNING *",
+        (subscriber_id, kind, url, secret, now, now))
+    assert row is not None
+    await tx.execute(_TEST_MESSAGE, (row["id"], kind, now, now, now))
+    await log_change(tx, subscriber_id, actor, "channel added", f"{kind} {shown(url)}", now)
+    return _channel(row)
+
+
+async def _remove(tx: Tx, subscriber_id: int, channel_id: int, now: datetime,
+                  actor: str) -> bool:
+    """Removed, its unsent messages skipped, the change logged; False: no such channel."""
+    if not await tx.execute("UPDATE channels SET state = 'removed', updated_at = ? "
+                            "WHERE id = ? AND subscriber_id = ? AND state <> 'removed'",
+                            (now, channel_id, subscriber_id)):
+        return False
+    await _skip_queued(tx, channel_id, "channel removed", now)
+    await log_change(tx, subscriber_id, actor, "channel removed", f"#{channel_id}", now)
+    return True
 
 
 async def _skip_queued(tx: Tx, channel_id: int, reason: str, now: datetime) -> None:
