@@ -716,3 +716,36 @@ def test_an_error_never_carries_a_channel_url_whole() -> None:
     cleaned = _URL.sub(lambda m: shown(m.group(0)), text)
     assert "s3cret" not in cleaned
     assert "https://hooks.slack.com/…?x=1" in cleaned and "http://h.example.jp/…2Fzz" in cleaned
+
+
+async def test_a_reload_of_the_allowed_networks_makes_a_new_client(
+        store: AnyStore, now: datetime, tmp_path: Path) -> None:
+    """The client's resolver checks addresses against the networks it was made with: a
+    reload that changes them closes it and the next round makes another."""
+    from jpixd.channels.post import session
+    from jpixd.channels.sender import ChannelSender
+    from jpixd.config import ChannelsConfig
+    from jpixd.loop import Reloaded
+    from jpixd.metrics import Metrics
+
+    made: list[aiohttp.ClientSession] = []
+
+    def client() -> aiohttp.ClientSession:
+        made.append(session(()))
+        return made[-1]
+
+    metrics = Metrics(CollectorRegistry())
+    loop = ChannelSender(store, ChannelsConfig(), metrics, lambda: now,
+                         lease=timedelta(minutes=1), page_url=None, client=client)
+    sub = await store.create_subscriber(Subscriber(email="noc@isp.example.jp"), now)
+    assert sub.id is not None
+    ch = await store.add_channel(sub.id, "slack", "https://10.0.0.1/a", "k" * 64, now,
+                                 actor="admin")
+    await loop.run_once()  # the test message: refused (a private address), one client
+    assert len(made) == 1
+    cfg = make_config(tmp_path, channels={"allowed_networks": ["10.0.0.0/8"]})
+    loop.apply(Reloaded(cfg, frozenset({"channels"}), metrics))
+    await store.test_channel(sub.id, ch.id, now)
+    await loop.run_once()
+    assert len(made) == 2 and made[0].closed and not made[1].closed
+    await made[1].close()

@@ -12,17 +12,14 @@ flight. A shutdown releases the claimed messages that have not gone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import random
 import re
-import secrets
-import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -33,6 +30,7 @@ from jpixd.channels.outcomes import Step, next_step, skip_reason
 from jpixd.channels.post import Outcome, post, session
 from jpixd.channels.urls import UnsafeUrl, check_url, networks, shown
 from jpixd.config import ChannelsConfig
+from jpixd.leases import claimer_name, renewing
 from jpixd.loop import Heartbeat, Loop, Reloaded
 from jpixd.metrics import Metrics
 from jpixd.model import Change, Clock, notice_from_json
@@ -84,10 +82,11 @@ class ChannelSender(Loop):
         self.lease = lease.total_seconds()  # [cluster] lease
         self.page_url = page_url  # a notice's public page, when there are public pages
         self.rng = rng or random.Random()
-        self.claimer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}:ch"
+        self.claimer = claimer_name(":ch")
         self.pacer = Pacer()
         self._client_factory = client or (lambda: session(networks(self.cfg.allowed_networks)))
         self._client: aiohttp.ClientSession | None = None
+        self._stale: list[aiohttp.ClientSession] = []  # replaced by a reload, to close
         self._recovered = False
         self._stopping = asyncio.Event()
         # `jpixd run --shadow` (the cut-over's rehearsal): nothing leaves, channels neither.
@@ -99,17 +98,23 @@ class ChannelSender(Loop):
             await super().run(heartbeat, stopping)
         finally:
             if self._client is not None:
-                await self._client.close()
+                self._stale.append(self._client)
                 self._client = None
+            await self._close_stale()
+
+    async def _close_stale(self) -> None:
+        while self._stale:
+            await self._stale.pop().close()
 
     def apply(self, change: Reloaded) -> None:
         if change.touches("channels"):
             old = self.cfg.allowed_networks
             self.cfg = change.cfg.channels
             if self.cfg.allowed_networks != old and self._client is not None:
-                # The resolver checks against the networks it was made with.
-                stale, self._client = self._client, None
-                asyncio.get_running_loop().create_task(stale.close())
+                # The resolver checks against the networks it was made with: the next
+                # round makes a new client and closes this one.
+                self._stale.append(self._client)
+                self._client = None
         if change.links is not None:
             self.page_url = change.links.notice
 
@@ -128,6 +133,7 @@ class ChannelSender(Loop):
         batch = await self.store.claim_channel_messages(
             now, self.cfg.concurrency * CLAIM_PER_SLOT, claimer=self.claimer,
             lease_until=now + timedelta(seconds=self.lease))
+        await self._close_stale()
         if not batch:
             return
         if self._client is None:
@@ -138,19 +144,17 @@ class ChannelSender(Loop):
         for msg in batch:
             by_channel[msg.channel.id].append(msg)
         slots = asyncio.Semaphore(self.cfg.concurrency)
-        renewing = asyncio.create_task(self._renew(), name="channel-leases")
         try:
-            await asyncio.gather(*(self._channel(msgs, slots) for msgs in by_channel.values()))
-        finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewing
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease / 3)
-            await self.store.renew_channel_leases(
-                self.claimer, self.clock() + timedelta(seconds=self.lease))
+            async with renewing(partial(self.store.renew_channel_leases, self.claimer),
+                                self.lease, self.clock, what="channel"):
+                await asyncio.gather(*(self._channel(msgs, slots)
+                                       for msgs in by_channel.values()))
+        except Exception:
+            # The round broke (the database failed mid-round): its claims are due again
+            # now, sent by the next round, not after the lease runs out.
+            n = await self.store.recover_channel_messages(self.claimer)
+            log.error("channel round failed; its claimed messages are due again", requeued=n)
+            raise
 
     async def _channel(self, msgs: list[ChannelMessage], slots: asyncio.Semaphore) -> None:
         """One channel's messages, in order, each after its host's (and webhook's) turn."""

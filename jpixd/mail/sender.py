@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
-import os
 import random
-import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
 
 from jpixd.barrier import contain, describe
 from jpixd.config import SendingConfig
+from jpixd.leases import claimer_name, renewing
 from jpixd.loop import Heartbeat, Loop, Reloaded
 from jpixd.mail import selfservice
 from jpixd.mail.outbound import Outbound, rate_policy
@@ -116,7 +114,7 @@ class Sender(Loop):
         # Claimed rows carry this sender's name and a lease, renewed every third of it
         # while the round runs; a row whose lease expired is anyone's to send again.
         self.lease = lease.total_seconds()  # [cluster] lease
-        self.claimer = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.claimer = claimer_name()
         self.renewed = asyncio.Event()  # set after each renewal (tests wait on it)
         # Several hosts: tells the others of a throttle (they share the account's rate).
         self.throttled: Callable[[], Awaitable[None]] | None = None
@@ -196,9 +194,10 @@ class Sender(Loop):
                 if unrecorded is not None:
                     await asyncio.shield(unrecorded)
 
-        renewer = asyncio.create_task(self._renew_leases(), name="lease-renewal")
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with renewing(partial(self.store.renew_leases, self.claimer), self.lease,
+                                self.clock, what="sending", renewed=self.renewed), \
+                    asyncio.TaskGroup() as tg:
                 for i in range(min(self.cfg.concurrency, len(claimed))):
                     tg.create_task(worker(), name=f"sender-worker-{i}")
         except Exception:
@@ -208,23 +207,6 @@ class Sender(Loop):
             n = await self.store.recover_sending(self.clock(), claimer=self.claimer)
             log.error("sender round failed; its claimed mail is due again", requeued=n)
             raise
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-
-    async def _renew_leases(self) -> None:
-        """While the round runs (a slow or throttled transport can take minutes), its
-        rows stay its own: nobody takes over mail that is still being sent."""
-        while True:
-            await asyncio.sleep(self.lease / 3)
-            now = self.clock()
-            try:
-                await self.store.renew_leases(self.claimer, now + timedelta(seconds=self.lease))
-            except Exception as exc:  # the next renewal may work; the lease is long
-                log.warning("could not renew the sending lease", error=str(exc))
-                continue
-            self.renewed.set()
 
     def _claim_size(self) -> int:
         # About two seconds of work at the current rate: a pause or shutdown then has
