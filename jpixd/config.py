@@ -150,12 +150,12 @@ def _walk(cls: type[D], s: _Section, **given: Any) -> D:
     """A section read as its dataclass declares it: each field's key by the field's type
     (its annotation), with its default and its checks (`setting`). `given`: the fields
     the section's own code has read (marked `custom`, or needing more than a check)."""
-    hints = _hints(cls)
+    hints, default = _hints(cls), defaults(cls)
     values = dict(given)
     for f in fields(cls):
         if f.name in given or f.metadata.get("custom"):
             continue
-        values[f.name] = _read(s, f.name, hints[f.name], defaults(cls)(f.name), f.metadata)
+        values[f.name] = _read(s, f.name, hints[f.name], default(f.name), f.metadata)
     return cls(**values)
 
 
@@ -986,10 +986,15 @@ def _sending(s: _Section) -> SendingConfig:
             burst = burst_raw
     cfg = _walk(SendingConfig, s, burst=burst,
                 reminder_before=tuple(sorted(set(reminders), reverse=True)))
-    if cfg.backoff_max < cfg.backoff:
-        s.error("backoff_max", "must not be shorter than backoff")
+    _backoff_in_order(s, cfg.backoff, cfg.backoff_max)
     s.finish()
     return cfg
+
+
+def _backoff_in_order(s: _Section, backoff: timedelta, backoff_max: timedelta) -> None:
+    """A retry policy's cap is not below its first wait ([sending], [channels])."""
+    if backoff_max < backoff:
+        s.error("backoff_max", "must not be shorter than backoff")
 
 
 def _channels(s: _Section) -> ChannelsConfig:
@@ -999,8 +1004,7 @@ def _channels(s: _Section) -> ChannelsConfig:
             ipaddress.ip_network(text, strict=False)
         except ValueError:
             s.error(f"allowed_networks[{i}]", f"{text!r} is not a network (e.g. 10.1.0.0/16)")
-    if cfg.backoff_max < cfg.backoff:
-        s.error("backoff_max", "must not be shorter than backoff")
+    _backoff_in_order(s, cfg.backoff, cfg.backoff_max)
     s.finish()
     return cfg
 
