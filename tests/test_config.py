@@ -359,13 +359,15 @@ def test_each_setting_is_declared_once_and_the_loader_walks_the_declarations(
             assert section.errors == [], (cls.__name__, f.name)
     # A range declared on the field is what the file is held to.
     errs = errors_of(tmp_path, channels={"per_host_rate": 0, "pause_after_gone": 0,
-                                         "allowed_networks": ["10.0.0.0/33"]},
+                                         "allowed_networks": ["10.0.0.0/33"],
+                                         "backoff": "2h", "backoff_max": "1h"},
                      http={"max_connections": 3}, web={"ipv6_client_prefix": 129},
                      logging={"level": "loud"})
     assert sorted(errs) == sorted([
         "channels.per_host_rate: 0 must be above 0.0",
         "channels.pause_after_gone: 0 is below the minimum 1",
         "channels.allowed_networks[0]: '10.0.0.0/33' is not a network (e.g. 10.1.0.0/16)",
+        "channels.backoff_max: must not be shorter than backoff",
         "http.max_connections: 3 is below the minimum 4",
         "web.ipv6_client_prefix: 129 is above the maximum 128",
         "logging.level: 'loud' is not one of debug, info, warning, error",
