@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -749,3 +750,35 @@ async def test_a_reload_of_the_allowed_networks_makes_a_new_client(
     await loop.run_once()
     assert len(made) == 2 and made[0].closed and not made[1].closed
     await made[1].close()
+
+
+def test_every_channel_problem_the_rules_give_reads_in_japanese() -> None:
+    """The pages say a problem by the code the rules give, not by matching English: each
+    code the real rules produce has its Japanese."""
+    from jpixd.channels import manage
+    from jpixd.web.words import CHANNEL_PROBLEMS
+
+    codes: set[str] = set()
+
+    def collect(call: Callable[[], object]) -> None:
+        try:
+            call()
+        except manage.ChannelInvalid as exc:
+            codes.update(exc.codes.values())
+        else:
+            raise AssertionError("no problem")
+
+    for kind, url, http in (("discord", "https://example.jp/a", False),
+                            ("slack", "", False), ("slack", "ftp://example.jp/a", False),
+                            ("slack", "ftp://example.jp/a", True),
+                            ("slack", "https:///a", False),
+                            ("slack", "https://u:p@example.jp/a", False),
+                            ("slack", "https://example.jp/" + "a" * 2000, False),
+                            ("slack", "https://exa mple.jp/a", False),
+                            ("slack", "https://[::1/a", False),
+                            ("slack", "https://e.jp:0/a", False)):
+        collect(partial(manage.checked, kind, url, allow_http=http))
+    collect(lambda: manage.room_for_one(manage.MAX_PER_SUBSCRIBER))
+    collect(lambda: manage.parse_cell("https://example.jp/a", allow_http=False))
+    collect(lambda: manage.plan_import([], [("slack", "https://example.jp/…abcd")]))
+    assert codes == set(CHANNEL_PROBLEMS), codes ^ set(CHANNEL_PROBLEMS)

@@ -19,34 +19,38 @@ MAX_PER_SUBSCRIBER = 5
 
 
 class ChannelInvalid(ValueError):
-    """What is wrong, field by field (kind, url)."""
+    """What is wrong, field by field (kind, url, channels): `fields` in English (the API,
+    the CLI), `codes` for the pages' Japanese (jpixd.web.words.CHANNEL_PROBLEMS)."""
 
-    def __init__(self, fields: dict[str, str]) -> None:
+    def __init__(self, fields: dict[str, str], codes: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
         self.fields = fields
+        self.codes = codes
 
 
 def checked(kind: object, url: object, *, allow_http: bool) -> tuple[str, str]:
     """(kind, url) as given, if they may be used; else ChannelInvalid."""
     problems: dict[str, str] = {}
+    codes: dict[str, str] = {}
     if kind not in KINDS:
-        problems["kind"] = f"must be one of {', '.join(KINDS)}"
+        problems["kind"], codes["kind"] = f"must be one of {', '.join(KINDS)}", "kind"
     if not isinstance(url, str) or not url.strip():
-        problems["url"] = "is required"
+        problems["url"], codes["url"] = "is required", "required"
     else:
         try:
             check_url(url.strip(), allow_http=allow_http)
         except UnsafeUrl as exc:
-            problems["url"] = str(exc)
+            problems["url"], codes["url"] = str(exc), exc.code
     if problems:
-        raise ChannelInvalid(problems)
+        raise ChannelInvalid(problems, codes)
     assert isinstance(kind, str) and isinstance(url, str)
     return kind, url.strip()
 
 
 def room_for_one(existing: int) -> None:
     if existing >= MAX_PER_SUBSCRIBER:
-        raise ChannelInvalid({"channels": f"at most {MAX_PER_SUBSCRIBER} channels a subscriber"})
+        raise ChannelInvalid({"channels": f"at most {MAX_PER_SUBSCRIBER} channels a subscriber"},
+                             {"channels": "too_many"})
 
 
 def new_secret() -> str:
@@ -80,23 +84,25 @@ def parse_cell(text: str, *, allow_http: bool) -> list[tuple[str, str]]:
             continue
         kind, sep, url = entry.partition("=")
         if not sep:
-            raise ChannelInvalid({"channels": f"{entry[:60]!r} is not kind=url "
-                                              "(e.g. slack=https://hooks.slack.com/…)"})
+            raise _cell_invalid("entry", f"{entry[:60]!r} is not kind=url "
+                                         "(e.g. slack=https://hooks.slack.com/…)")
         kind, url = kind.strip(), url.strip()
         if "…" in url:
             if kind not in KINDS:
-                raise ChannelInvalid({"channels": f"{kind!r}: must be one of "
-                                                  f"{', '.join(KINDS)}"})
+                raise _cell_invalid("kind", f"{kind!r}: must be one of {', '.join(KINDS)}")
             out.append((kind, url))
             continue
         try:
             out.append(checked(kind, url, allow_http=allow_http))
         except ChannelInvalid as exc:
-            raise ChannelInvalid({"channels": f"{entry[:60]!r}: " + "; ".join(
-                exc.fields.values())}) from None
-    if len(out) > MAX_PER_SUBSCRIBER:
-        raise ChannelInvalid({"channels": f"at most {MAX_PER_SUBSCRIBER} channels a subscriber"})
+            raise _cell_invalid(next(iter(exc.codes.values())), f"{entry[:60]!r}: " + "; ".join(
+                exc.fields.values())) from None
+    room_for_one(len(out) - 1)  # a sixth is one too many
     return out
+
+
+def _cell_invalid(code: str, message: str) -> ChannelInvalid:
+    return ChannelInvalid({"channels": message}, {"channels": code})
 
 
 def cell(channels: list[Channel]) -> str:
@@ -117,9 +123,9 @@ def plan_import(existing: list[Channel], wanted: list[tuple[str, str]]
         if match is not None:
             left.remove(match)
         elif "…" in url:
-            raise ChannelInvalid({"channels": f"{kind}={url}: no such channel to keep "
-                                              "(a shown URL names an existing channel; "
-                                              "give the whole URL to add one)"})
+            raise _cell_invalid("unknown_shown", f"{kind}={url}: no such channel to keep "
+                                "(a shown URL names an existing channel; give the "
+                                "whole URL to add one)")
         else:
             add.append((kind, url))
     return add, left

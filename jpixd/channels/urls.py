@@ -27,7 +27,13 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class UnsafeUrl(ValueError):
-    """A channel URL that may not be used, and why (in words an operator can act on)."""
+    """A channel URL that may not be used, and why: in words an operator can act on, and
+    as a `code` the pages say in Japanese (length, control, unreadable, scheme, host,
+    userinfo, port)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class RefusedAddress(OSError):
@@ -38,22 +44,23 @@ def check_url(url: str, *, allow_http: bool = False) -> str:
     """The URL, if its form is allowed; else UnsafeUrl. Its addresses are checked when
     it is used (`CheckedResolver`)."""
     if len(url) > MAX_URL:
-        raise UnsafeUrl(f"longer than {MAX_URL} characters")
+        raise UnsafeUrl(f"longer than {MAX_URL} characters", "length")
     if any(ord(c) < 0x21 or c == "\x7f" for c in url):
-        raise UnsafeUrl("contains spaces or control characters")
+        raise UnsafeUrl("contains spaces or control characters", "control")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise UnsafeUrl(f"cannot be read ({exc})") from None
+        raise UnsafeUrl(f"cannot be read ({exc})", "unreadable") from None
     if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
-        raise UnsafeUrl("must be https" + (" or http" if allow_http else ""))
+        raise UnsafeUrl("must be https" + (" or http" if allow_http else ""),
+                        "scheme_http" if allow_http else "scheme")
     if not parts.hostname:
-        raise UnsafeUrl("names no host")
+        raise UnsafeUrl("names no host", "host")
     if parts.username is not None or parts.password is not None:
-        raise UnsafeUrl("must not carry a user or password")
+        raise UnsafeUrl("must not carry a user or password", "userinfo")
     if port == 0:
-        raise UnsafeUrl("port 0 is not a port")
+        raise UnsafeUrl("port 0 is not a port", "port")
     return url
 
 

@@ -46,8 +46,8 @@ async def act(rt: Runtime, subscriber_id: int, form: MultiDictProxy[Any], *,
             room_for_one(len(await rt.store.channels_of(subscriber_id)))
         except ChannelInvalid as exc:
             return Answer(errors={f"channel_{k}" if k != "channels" else "channel_url":
-                                  channel_problem_in_words(v) for k, v in exc.fields.items()},
-                          form=typed)
+                                  channel_problem_in_words(code)
+                                  for k, code in exc.codes.items()}, form=typed)
         ch = await rt.store.add_channel(subscriber_id, kind, url, new_secret(), now,
                                         actor=actor)
         log.info("channel added", subscriber_id=subscriber_id, channel=ch.id, kind=kind,

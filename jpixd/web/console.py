@@ -418,7 +418,7 @@ async def subscribers_import(request: web.Request) -> web.Response:
     except ChannelInvalid as exc:
         return await subscribers(request, status=400, errors=[
             "購読者は取り込みましたが、通知先は変えていません: " + channel_problem_in_words(
-                str(exc)) + f"（{exc}）"])
+                exc.codes.get("channels", "")) + f"（{exc.fields.get('channels', exc)}）"])
     rt.wake("channels")
     log.info("subscribers imported", actor="console", dry_run=dry, created=result.created,
              updated=result.updated, unchanged=result.unchanged, kept=result.kept)

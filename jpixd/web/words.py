@@ -209,28 +209,29 @@ def import_diff_in_words(diff: str) -> str:
 # A form's errors as its reader reads them (the API keeps the rules' own English): the
 # field's Japanese name and what to do (reader review: 「must name at least one of east,
 # west」 on the sign-up page).
-# A channel's problems (jpixd.channels.manage, jpixd.channels.urls) on the console and the
-# manage page; the API keeps the English.
-_CHANNEL_PROBLEMS = (
-    ("must be one of", "通知先の種類を選んでください"),
-    ("is required", "URL を入力してください"),
-    ("must be https or http", "http:// か https:// で始まる URL を入力してください"),
-    ("must be https", "https:// で始まる URL を入力してください"),
-    ("names no host", "URL にホスト名がありません"),
-    ("must not carry a user or password", "ユーザー名やパスワードを含まない URL にしてください"),
-    ("longer than", "URL は2,000文字までにしてください"),
-    ("contains spaces", "URL に空白や制御文字を含めないでください"),
-    ("cannot be read", "URL を読み取れません"),
-    ("port 0", "URL のポート番号が正しくありません"),
-    ("at most", "通知先は1人5件までです"),
-)
+# A channel's problems on the console and the manage page, by the code the rules give
+# (jpixd.channels.urls.UnsafeUrl, jpixd.channels.manage.ChannelInvalid); the API and the
+# CLI keep the English.
+CHANNEL_PROBLEMS = {
+    "kind": "通知先の種類を選んでください",
+    "required": "URL を入力してください",
+    "scheme": "https:// で始まる URL を入力してください",
+    "scheme_http": "http:// か https:// で始まる URL を入力してください",
+    "host": "URL にホスト名がありません",
+    "userinfo": "ユーザー名やパスワードを含まない URL にしてください",
+    "length": "URL は2,000文字までにしてください",
+    "control": "URL に空白や制御文字を含めないでください",
+    "unreadable": "URL を読み取れません",
+    "port": "URL のポート番号が正しくありません",
+    "too_many": "通知先は1人5件までです",
+    "entry": "通知先は「種類=URL」の形で書いてください",
+    "unknown_shown": ("省略した URL（…）に当たる通知先がありません。"
+                      "新しい通知先は URL を全部書いてください"),
+}
 
 
-def channel_problem_in_words(problem: str) -> str:
-    for english, words in _CHANNEL_PROBLEMS:
-        if english in problem:
-            return words
-    return "通知先の指定が正しくありません"
+def channel_problem_in_words(code: str) -> str:
+    return CHANNEL_PROBLEMS.get(code, "通知先の指定が正しくありません")
 
 
 # What came of a channel's last attempt (jpixd.channels.post, .sender, the store), as the
