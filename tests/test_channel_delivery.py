@@ -613,19 +613,6 @@ async def test_what_came_of_an_attempt_reads_in_japanese() -> None:
     assert words("something new") == "something new"
 
 
-def test_the_pacer_spaces_one_host_and_one_slack_webhook() -> None:
-    from jpixd.channels.sender import Pacer
-
-    clock = [100.0]
-    pacer = Pacer(lambda: clock[0])
-    assert pacer.wait([("host:a", 0.2), ("url:1", 1.0)]) == 0.0
-    assert pacer.wait([("host:a", 0.2)]) == pytest.approx(0.2)  # same host, another URL
-    assert pacer.wait([("host:a", 0.2), ("url:1", 1.0)]) == pytest.approx(1.0)
-    assert pacer.wait([("host:b", 0.2)]) == 0.0  # another host: no wait
-    clock[0] += 5
-    assert pacer.wait([("host:a", 0.2), ("url:1", 1.0)]) == 0.0
-
-
 async def test_every_outcome_is_recorded_alike_on_both_databases(store: AnyStore,
                                                                  now: datetime) -> None:
     """The channel loop's writes, each on both databases: a retry queues the message
@@ -722,7 +709,8 @@ def test_an_error_never_carries_a_channel_url_whole() -> None:
 async def test_a_reload_of_the_allowed_networks_makes_a_new_client(
         store: AnyStore, now: datetime, tmp_path: Path) -> None:
     """The client's resolver checks addresses against the networks it was made with: a
-    reload that changes them closes it and the next round makes another."""
+    reload that changes them closes it and the next round makes another. A new
+    per_host_rate paces the hosts already known."""
     from jpixd.channels.post import session
     from jpixd.channels.sender import ChannelSender
     from jpixd.config import ChannelsConfig
@@ -744,8 +732,10 @@ async def test_a_reload_of_the_allowed_networks_makes_a_new_client(
                                  actor="admin")
     await loop.run_once()  # the test message: refused (a private address), one client
     assert len(made) == 1
-    cfg = make_config(tmp_path, channels={"allowed_networks": ["10.0.0.0/8"]})
+    cfg = make_config(tmp_path, channels={"allowed_networks": ["10.0.0.0/8"],
+                                          "per_host_rate": 2.0})
     loop.apply(Reloaded(cfg, frozenset({"channels"}), metrics))
+    assert loop._buckets["host:10.0.0.1"].rate == 2.0  # the host's pace follows too
     await store.test_channel(sub.id, ch.id, now)
     await loop.run_once()
     assert len(made) == 2 and made[0].closed and not made[1].closed

@@ -15,7 +15,6 @@ import asyncio
 import json
 import random
 import re
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -32,6 +31,7 @@ from jpixd.channels.urls import UnsafeUrl, check_url, networks, shown
 from jpixd.config import ChannelsConfig
 from jpixd.leases import claimer_name, renewing
 from jpixd.loop import Heartbeat, Loop, Reloaded
+from jpixd.mail.bucket import TokenBucket
 from jpixd.metrics import Metrics
 from jpixd.model import Change, Clock, notice_from_json
 from jpixd.records import ChannelMessage
@@ -40,30 +40,13 @@ from jpixd.store.contract import ChannelStore
 log = structlog.get_logger("jpixd.channels")
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-SLACK_INTERVAL_S = 1.0  # Slack: one message a second per incoming webhook
+SLACK_RATE = 1.0  # Slack: one message a second per incoming webhook
 CLAIM_PER_SLOT = 4  # messages claimed a round per slot of concurrency
 
 
 def idempotency_key(msg: ChannelMessage) -> str:
     """The same on every attempt of one message, different for any other."""
     return f"jpixd-{msg.channel.id}-{msg.id}"
-
-
-class Pacer:
-    """When the next message may go to each host (and each Slack webhook): a message
-    waits its turn rather than be refused with 429 by the receiver."""
-
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._monotonic = monotonic
-        self._free: dict[str, float] = {}
-
-    def wait(self, keys: list[tuple[str, float]]) -> float:
-        """Seconds until every key is free; each is then taken for its interval."""
-        now = self._monotonic()
-        start = max([now, *(self._free.get(k, now) for k, _ in keys)])
-        for k, interval in keys:
-            self._free[k] = start + interval
-        return start - now
 
 
 class ChannelSender(Loop):
@@ -83,7 +66,10 @@ class ChannelSender(Loop):
         self.page_url = page_url  # a notice's public page, when there are public pages
         self.rng = rng or random.Random()
         self.claimer = claimer_name(":ch")
-        self.pacer = Pacer()
+        # Token buckets (the mail sender's kind), one a second per Slack webhook and
+        # `per_host_rate` per host: a message waits its turn rather than be refused
+        # with 429 by the receiver.
+        self._buckets: dict[str, TokenBucket] = {}
         self._client_factory = client or (lambda: session(networks(self.cfg.allowed_networks)))
         self._client: aiohttp.ClientSession | None = None
         self._stale: list[aiohttp.ClientSession] = []  # replaced by a reload, to close
@@ -110,6 +96,9 @@ class ChannelSender(Loop):
         if change.touches("channels"):
             old = self.cfg.allowed_networks
             self.cfg = change.cfg.channels
+            for key, bucket in self._buckets.items():
+                if key.startswith("host:"):
+                    bucket.set_rate(self.cfg.per_host_rate)
             if self.cfg.allowed_networks != old and self._client is not None:
                 # The resolver checks against the networks it was made with: the next
                 # round makes a new client and closes this one.
@@ -168,15 +157,17 @@ class ChannelSender(Loop):
                 self._count(msg, "skipped")
                 continue
             host = urlsplit(msg.channel.url).hostname or ""
-            keys = [(f"host:{host}", 1.0 / self.cfg.per_host_rate)]
+            await self._bucket(f"host:{host}", self.cfg.per_host_rate).acquire()
             if msg.channel.kind == "slack":
-                keys.append((f"url:{msg.channel.id}", SLACK_INTERVAL_S))
-            delay = self.pacer.wait(keys)
-            if delay > 0:
-                await asyncio.sleep(delay)  # pacing, not waiting for an event
+                await self._bucket(f"slack:{msg.channel.id}", SLACK_RATE).acquire()
             async with slots:
                 await self._send(msg)
             self.progress()
+
+    def _bucket(self, key: str, rate: float) -> TokenBucket:
+        if key not in self._buckets:
+            self._buckets[key] = TokenBucket(rate, burst=1)
+        return self._buckets[key]
 
     async def _send(self, msg: ChannelMessage) -> None:
         now = self.clock()
