@@ -16,11 +16,11 @@ from jpixd.config import Config
 from jpixd.model import (
     Change,
     FanoutPlan,
+    Matchable,
     Notice,
     NoticeKind,
     NoticeStatus,
     PlannedDelivery,
-    Subscriber,
     SubscriberStatus,
     Window,
 )
@@ -89,44 +89,70 @@ def services_match(wanted: Sequence[str], offered: Sequence[str]) -> bool:
     return any(_norm(w) in o for w in wanted for o in offered_n)
 
 
-def matches(sub: Subscriber, notice: Notice) -> bool:
-    if sub.status != SubscriberStatus.ACTIVE:
-        return False
-    if notice.carrier not in sub.carriers or str(notice.kind) not in sub.kinds:
-        return False
-    # A notice whose area could not be read goes to everyone: better a mail too many
-    # than a failure nobody heard of.
-    if sub.prefectures and notice.prefectures and not set(sub.prefectures) & set(
-            notice.prefectures):
-        return False
-    return services_match(sub.services, notice.services)
+def _matcher(notice: Notice) -> Callable[[Matchable], bool]:
+    """`matches` for one notice, what depends on the notice alone worked out once (a
+    fan-out asks it of 100,000 subscribers)."""
+    carrier, kind = notice.carrier, str(notice.kind)
+    areas = frozenset(notice.prefectures)
+    offered = notice.services
+    active = SubscriberStatus.ACTIVE
+
+    def test(sub: Matchable) -> bool:
+        if sub.status != active or carrier not in sub.carriers or kind not in sub.kinds:
+            return False
+        # A notice whose area could not be read goes to everyone: better a mail too
+        # many than a failure nobody heard of.
+        if sub.prefectures and areas and areas.isdisjoint(sub.prefectures):
+            return False
+        return services_match(sub.services, offered)
+
+    return test
 
 
-def respects_windows(sub: Subscriber, kind: NoticeKind, policy: Policy) -> bool:
+def matches(sub: Matchable, notice: Notice) -> bool:
+    return _matcher(notice)(sub)
+
+
+def respects_windows(sub: Matchable, kind: NoticeKind, policy: Policy) -> bool:
     if kind == NoticeKind.FAILURE:
         return sub.failure_respects_windows or "failure" in policy.quiet_hours_respected_for
     return "construction" in policy.quiet_hours_respected_for
 
 
-def _recipients(notice: Notice, subscribers: Sequence[Subscriber],
-                suppressed: frozenset[str]) -> list[Subscriber]:
-    return [s for s in subscribers
-            if s.id is not None and s.email not in suppressed and matches(s, notice)]
+def _recipients(notice: Notice, subscribers: Sequence[Matchable],
+                suppressed: frozenset[str]) -> list[tuple[int, Matchable]]:
+    """(id, subscriber) of each stored subscriber the notice is for."""
+    test = _matcher(notice)
+    return [(s.id, s) for s in subscribers if s.id is not None and s.email not in suppressed
+            and test(s)]
 
 
-def plan_notice(notice: Notice, change: Change, subscribers: Sequence[Subscriber],
+def _sending_times(at: datetime, kind: NoticeKind,
+                   policy: Policy) -> Callable[[Matchable], datetime]:
+    """When a subscriber's mail due `at` may go: at once, or when one of its windows
+    opens. Subscribers share a handful of window sets: each is worked out once."""
+    opens: dict[tuple[str, ...], datetime] = {}
+
+    def when(sub: Matchable) -> datetime:
+        if not respects_windows(sub, kind, policy):
+            return at
+        found = opens.get(sub.windows)
+        if found is None:
+            found = opens[sub.windows] = next_open(at, sub.windows, policy.tz)
+        return found
+
+    return when
+
+
+def plan_notice(notice: Notice, change: Change, subscribers: Sequence[Matchable],
                 suppressed: frozenset[str], now: datetime, policy: Policy) -> list[PlannedDelivery]:
     """The mail for this revision itself: one delivery per matching subscriber."""
     if not change.mailed:
         return []
     priority = PRIORITY_FAILURE if notice.kind == NoticeKind.FAILURE else PRIORITY_CONSTRUCTION
-    out = []
-    for s in _recipients(notice, subscribers, suppressed):
-        assert s.id is not None
-        when = next_open(now, s.windows, policy.tz) if respects_windows(
-            s, notice.kind, policy) else now
-        out.append(PlannedDelivery(s.id, s.email, "notice", priority, when))
-    return out
+    when = _sending_times(now, notice.kind, policy)
+    return [PlannedDelivery(sid, s.email, "notice", priority, when(s))
+            for sid, s in _recipients(notice, subscribers, suppressed)]
 
 
 def reminder_slot(before: timedelta) -> str:
@@ -144,7 +170,7 @@ def reminder_starts(notice: Notice) -> list[tuple[str, datetime]]:
             for i, start in enumerate(planned)]
 
 
-def plan_reminders(notice: Notice, change: Change, subscribers: Sequence[Subscriber],
+def plan_reminders(notice: Notice, change: Change, subscribers: Sequence[Matchable],
                    suppressed: frozenset[str], now: datetime,
                    policy: Policy) -> list[tuple[str, PlannedDelivery]]:
     """Reminders `reminder_before` the start of each window of scheduled (or postponed,
@@ -164,22 +190,21 @@ def plan_reminders(notice: Notice, change: Change, subscribers: Sequence[Subscri
             at = starts - before
             if at <= now:
                 continue
-            for s in recipients:
-                assert s.id is not None
-                when = next_open(at, s.windows, policy.tz) if respects_windows(
-                    s, notice.kind, policy) else at
+            sending = _sending_times(at, notice.kind, policy)
+            for sid, s in recipients:
+                when = sending(s)
                 if when >= starts:
                     continue
                 out.append((reminder_slot(before) + suffix,
-                            PlannedDelivery(s.id, s.email, "reminder", PRIORITY_REMINDER,
+                            PlannedDelivery(sid, s.email, "reminder", PRIORITY_REMINDER,
                                             when)))
     return out
 
 
 def planner(notice: Notice, change: Change, now: datetime,
-            policy: Policy) -> Callable[[Sequence[Subscriber], frozenset[str]], FanoutPlan]:
+            policy: Policy) -> Callable[[Sequence[Matchable], frozenset[str]], FanoutPlan]:
     """The function the store calls with the audience it read inside its transaction."""
-    def plan(subscribers: Sequence[Subscriber], suppressed: frozenset[str]) -> FanoutPlan:
+    def plan(subscribers: Sequence[Matchable], suppressed: frozenset[str]) -> FanoutPlan:
         return FanoutPlan(
             notices=plan_notice(notice, change, subscribers, suppressed, now, policy),
             reminders=plan_reminders(notice, change, subscribers, suppressed, now, policy),
@@ -187,8 +212,8 @@ def planner(notice: Notice, change: Change, now: datetime,
     return plan
 
 
-def plan_channels(plan: Callable[[Sequence[Subscriber], frozenset[str]], FanoutPlan],
-                  subscribers: Sequence[Subscriber],
+def plan_channels(plan: Callable[[Sequence[Matchable], frozenset[str]], FanoutPlan],
+                  subscribers: Sequence[Matchable],
                   channels: Sequence[tuple[int, int, str]]) -> list[tuple[int, str, datetime]]:
     """(channel id, kind, not before) for each active channel (id, subscriber id, kind)
     whose subscriber this revision's own mail is for: the same matching and windows as

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 from zoneinfo import ZoneInfo
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -195,9 +195,48 @@ class Subscriber:
     updated_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class PlannedDelivery:
-    """One delivery the fan-out decided on, before it is a row."""
+class Matchable(Protocol):
+    """What a fan-out reads of a subscriber: a `Subscriber`, or a `Recipient`."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def carriers(self) -> tuple[str, ...]: ...
+    @property
+    def prefectures(self) -> tuple[str, ...]: ...
+    @property
+    def kinds(self) -> tuple[str, ...]: ...
+    @property
+    def services(self) -> tuple[str, ...]: ...
+    @property
+    def windows(self) -> tuple[str, ...]: ...
+    @property
+    def failure_respects_windows(self) -> bool: ...
+    @property
+    def status(self) -> SubscriberStatus: ...
+
+
+class Recipient(NamedTuple):
+    """An active subscriber as the store reads the audience for a fan-out: only what
+    matching needs. A tuple, because 100,000 of them are made from rows on the first
+    fan-out after the subscribers change (a frozen `Subscriber` cost 2.4 µs each)."""
+
+    id: int
+    email: str
+    carriers: tuple[str, ...]
+    prefectures: tuple[str, ...]
+    kinds: tuple[str, ...]
+    services: tuple[str, ...]
+    windows: tuple[str, ...]
+    failure_respects_windows: bool
+    status: SubscriberStatus = SubscriberStatus.ACTIVE
+
+
+class PlannedDelivery(NamedTuple):
+    """One delivery the fan-out decided on, before it is a row (a tuple: a fan-out makes
+    tens of thousands)."""
 
     subscriber_id: int
     email: str

@@ -263,3 +263,41 @@ async def test_a_plan_runs_alike_on_both_databases(store: AnyStore) -> None:
     with pytest.raises(Exception, match="no_such_table"):
         await store.run_plan(plan(handle=False))
     assert await store.run_plan(plan(handle=True)) == 1  # the first left nothing behind
+
+
+async def test_a_fan_out_stores_each_delivery_as_planned(store: AnyStore) -> None:
+    """Issue 24: a revision's deliveries are written in bulk (SQLite one INSERT over a
+    JSON array of them, PostgreSQL COPY): every value arrives as the plan made it, an
+    address with a quote and non-ASCII text, the windows' times and the reminders' slots
+    among them."""
+    from zoneinfo import ZoneInfo
+
+    from jpixd.fanout import Policy, planner
+    from jpixd.model import Change, Notice, NoticeKind, NoticeStatus, Subscriber
+    from jpixd.subscribers import FIELDS
+
+    now = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)  # 23:00 in Tokyo: late night
+    emails = ["o'brien@example.jp", "tanaka.\u592a\u90ce@example.jp", "day@example.jp"]
+    await store.import_subscribers([
+        (Subscriber(email=e, windows=("day",) if e.startswith("day") else
+                    ("day", "night", "late_night")), frozenset(FIELDS)) for e in emails], now)
+    notice = Notice(source="east", external_id="K1", carrier="east",
+                    kind=NoticeKind.CONSTRUCTION, status=NoticeStatus.SCHEDULED, title="工事",
+                    starts_at=now + timedelta(days=3), ends_at=now + timedelta(days=3, hours=4),
+                    prefectures=("13",))
+    plan = planner(notice, Change.NEW, now, Policy(tz=ZoneInfo("Asia/Tokyo")))
+    result = await store.record_revision(notice, revision="r1", change=Change.NEW, now=now,
+                                         planner=plan)
+    assert (result.deliveries, result.reminders) == (3, 3)
+    stored, _ = await store.list_deliveries(notice_id=result.notice_id)
+    ids = {s.email: s.id for s in (await store.list_subscribers(limit=10))[0]}
+    day = datetime(2026, 12, 1, 23, 0, tzinfo=UTC)  # 08:00 in Tokyo, the day window opens
+    reminder = now + timedelta(days=2)  # a day before the work, in the late-night window
+    reminder_for_day = datetime(2026, 12, 3, 23, 0, tzinfo=UTC)  # 08:00 in Tokyo
+    assert sorted((d.email, d.subscriber_id, d.purpose, d.slot, d.priority, d.not_before,
+                   str(d.state), d.revision_id) for d in stored) == sorted([
+        *[(e, ids[e], "notice", "", 10, day if e.startswith("day") else now, "pending",
+           result.revision_id) for e in emails],
+        *[(e, ids[e], "reminder", "86400s", 20,
+           reminder_for_day if e.startswith("day") else reminder, "pending",
+           result.revision_id) for e in emails]])

@@ -17,7 +17,7 @@ from jpixd.store.base import Queries, Row, from_db, marks
 
 # A fan-out creates tens of thousands of deliveries in one statement: their creation is
 # archived by the fan-out itself, one record per CREATED_CHUNK deliveries (see
-# `created_records`), not by a trigger per row, which doubled a 100k fan-out's time.
+# `Queries.created_records_sql`), not by a trigger per row, which doubled a 100k fan-out's time.
 # 2,000 deliveries with the longest addresses stay under Firehose's 1,000 KiB a record.
 CREATED_CHUNK = 2000
 

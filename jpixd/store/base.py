@@ -4,15 +4,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
+W = TypeVar("W")
 
 
 class Row(Protocol):
@@ -107,6 +109,9 @@ class Tx(Protocol):
     async def notify(self, what: str) -> None:
         """Tell the other hosts at the commit (PostgreSQL); nothing on SQLite."""
 
+    async def insert(self, rows: Insert) -> None:
+        """Many rows into one table in one statement (see `Insert`)."""
+
 
 @dataclass(frozen=True)
 class Step:
@@ -120,11 +125,33 @@ class Step:
     many: Sequence[Sequence[Any]] | None = None
 
 
+@dataclass(frozen=True)
+class Insert:
+    """Many rows into one table at once (a fan-out's 76,000 deliveries): SQLite one
+    INSERT … SELECT over a JSON array of them, PostgreSQL COPY. `same` holds the columns
+    every row shares, given once; each of `rows` holds the values of `columns`, times as
+    `Queries.stored_time` gives them (SQLite's rows travel as JSON). Nothing is sent back."""
+
+    table: str
+    same: Mapping[str, Any]
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Work(Generic[W]):
+    """Pure work between a plan's statements (a fan-out's matching), its result sent back:
+    SQLite does it on its database thread within the plan's one trip, PostgreSQL in a
+    worker thread; either way the event loop stays free meanwhile."""
+
+    fn: Callable[[], W]
+
+
 # A transaction written once, for both databases: the statements and the decisions
-# between them, as a generator that yields each `Step` and is sent its result. Each
-# driver runs it its own way (`Queries.run_plan`): SQLite in one trip to its thread,
-# PostgreSQL a statement at a time on one connection.
-Plan = Generator[Step, Any, T]
+# between them, as a generator that yields each `Step` (or `Insert`, or `Work`) and is
+# sent its result. Each driver runs it its own way (`Queries.run_plan`): SQLite in one
+# trip to its thread, PostgreSQL a statement at a time on one connection.
+Plan = Generator[Step | Insert | Work[Any], Any, T]
 
 
 class Queries:
@@ -153,6 +180,17 @@ class Queries:
     bump_version_sql: str
     # The larger of two values in one row: SQLite's scalar MAX, PostgreSQL's GREATEST.
     greatest: str
+    # Takes a lock named by the text given, held to the commit: PostgreSQL's hosts wait
+    # for each other on it; SQLite's BEGIN IMMEDIATE has locked the database ("": none).
+    lock_sql: str
+    # Tells every host, at the commit, the text given (PostgreSQL's NOTIFY; "" on
+    # SQLite, whose one process wakes its loops directly).
+    notify_sql: str
+    # A fan-out's archive records (`jpixd.store.archive`): its new deliveries, chunked,
+    # given the revision's id; the deliveries it superseded, given the notice's id and
+    # the moment.
+    created_records_sql: str
+    superseded_records_sql: str
 
     def contains(self, column: str) -> str:
         """A row whose JSON list in `column` holds the value given."""
@@ -161,6 +199,11 @@ class Queries:
     def text_of(self, column: str) -> str:
         """A JSON column read as its text (SQLite keeps it as text already)."""
         return column
+
+    @staticmethod
+    def stored_time(dt: datetime) -> Any:
+        """A time as an `Insert`'s rows carry it (SQLite: its stored text)."""
+        return dt
 
     async def run_plan(self, plan: Plan[T]) -> T:
         """Run a plan in one transaction, a statement at a time (PostgreSQL; SQLite runs
@@ -172,7 +215,11 @@ class Queries:
                 while True:
                     result: Any = None
                     try:
-                        if step.many is not None:
+                        if isinstance(step, Work):
+                            result = await asyncio.to_thread(step.fn)
+                        elif isinstance(step, Insert):
+                            await tx.insert(step)
+                        elif step.many is not None:
                             await tx.many(step.sql, step.many)
                         elif step.rows:
                             result = await tx.all(step.sql, step.params)

@@ -1,39 +1,53 @@
-"""Notices and their revisions, shared: the reads, the upsert and the key memory. Each
-database records a revision with its deliveries in one transaction (SPEC §2):
-`sqlite/notices.py`, `pg/notices.py`."""
+"""Notices and their revisions, on both databases: the reads, and a revision recorded
+with the deliveries and channel messages it calls for in one transaction (SPEC §2),
+written once as a plan (`record_plan`)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
+from jpixd.fanout import plan_channels, retires
 from jpixd.model import (
     OPEN_STATUSES,
     Change,
     FanoutPlan,
+    Matchable,
     Notice,
     NoticeKind,
     NoticeStatus,
+    Recipient,
     Revision,
     StoredNotice,
-    Subscriber,
     TimeWindow,
     changes_from_json,
+    changes_to_json,
+    notice_to_json,
 )
+from jpixd.records import RecordResult
 from jpixd.store.base import (
+    DELIVERIES,
+    SUBSCRIBERS_VERSION,
+    Insert,
+    Plan,
     Queries,
     Row,
+    Step,
+    Work,
     as_text,
     from_db,
     from_db_req,
+    jlist,
     tlist,
     where_equal,
 )
+from jpixd.store.channels import ACTIVE_CHANNELS, CHANNEL_MESSAGE_INSERT, SUPERSEDE_MESSAGES
 
 # Given the audience (active subscribers, suppressed addresses) read inside the
 # transaction, decide the deliveries. Pure: see jpixd.fanout.
-Planner = Callable[[Sequence[Subscriber], frozenset[str]], FanoutPlan]
+Planner = Callable[[Sequence[Matchable], frozenset[str]], FanoutPlan]
 
 
 def _row_to_notice(row: Row) -> StoredNotice:
@@ -87,8 +101,157 @@ REMEMBER_KEY = (
     "report_number = COALESCE(excluded.report_number, notice_keys.report_number)")
 
 
+# Another host's recording of this very revision (PostgreSQL): the newest such row.
+_SAME_REVISION = (
+    "SELECT r.notice_id, r.id FROM notices n JOIN notice_revisions r ON r.notice_id = n.id "
+    "WHERE n.source = ? AND n.external_id = ? AND n.revision = ? AND r.revision = ? "
+    "AND r.change = ? ORDER BY r.id DESC LIMIT 1")
+_INSERT_REVISION = (
+    "INSERT INTO notice_revisions (notice_id, revision, change, content, mailed, seen_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id")
+_SUPERSEDE = (
+    "UPDATE deliveries SET state = 'skipped', reason = 'superseded', updated_at = ? "
+    "WHERE notice_id = ? AND purpose = 'notice' AND state IN ('pending', 'retry')")
+_CANCEL_REMINDERS = (
+    "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
+    "WHERE notice_id = ? AND purpose = 'reminder' AND state IN ('pending', 'retry')")
+# A new revision's deliveries: these columns the same in every row, the rest per row.
+_DELIVERY_COLUMNS = ("subscriber_id", "email", "purpose", "slot", "priority", "not_before",
+                     "first_due_at")
+
+
+def _audience_sql(db: Queries) -> str:
+    """Who a fan-out may reach, with the fields matching needs."""
+    lists = ", ".join(db.text_of(c) for c in
+                      ("carriers", "prefectures", "kinds", "services", "windows"))
+    return (f"SELECT id, email, {lists}, failure_respects_windows FROM subscribers "
+            "WHERE deleted_at IS NULL AND status = 'active' AND NOT paused")
+
+
+def _recipients(rows: Sequence[Sequence[Any]]) -> list[Recipient]:
+    """The audience's rows (read by place: both databases' rows are sequences too)."""
+    return [Recipient(r[0], r[1], tlist(r[2]), tlist(r[3]), tlist(r[4]), tlist(r[5]),
+                      tlist(r[6]), bool(r[7])) for r in rows]
+
+
+def record_plan(db: NoticeQueries, n: Notice, *, revision: str, change: Change,
+                now: datetime, planner: Planner, fingerprint: str | None,
+                key: str | None) -> Plan[RecordResult]:
+    """Store a new notice or a changed revision and, in the same transaction, retire the
+    deliveries it makes stale and create the ones it calls for."""
+    if not db.sole_claimer:
+        # One host records a notice at a time (its key's lock, held to the commit). A
+        # revision another host has just recorded is not recorded again: a poll that
+        # overlapped a change of leader must not mail a notice twice.
+        yield Step(db.lock_sql, (f"{n.source}\x1f{n.external_id}",), rows=False)
+        same = yield Step(_SAME_REVISION, (n.source, n.external_id, revision, revision,
+                                           str(change)))
+        if same:
+            return RecordResult(int(same[0][0]), int(same[0][1]), 0, 0, 0, 0)
+    upserted = yield Step(UPSERT, (
+        n.source, n.external_id, n.carrier, str(n.kind), str(n.status), n.title, n.body,
+        n.starts_at, n.ends_at, jlist(n.prefectures), jlist(n.localities), jlist(n.services),
+        n.url, n.report_number, revision, now, now, now,
+        json.dumps([w.to_json() for w in n.windows]), fingerprint, n.published_at,
+        changes_to_json(n.changes)))
+    notice_id = int(upserted[0]["id"])
+    yield Step(REMEMBER_KEY, (n.source, key or n.external_id, notice_id, fingerprint,
+                              n.report_number), rows=False)
+    revision_id = int((yield Step(_INSERT_REVISION, (
+        notice_id, revision, str(change), json.dumps(notice_to_json(n), ensure_ascii=False),
+        change.mailed, now)))[0]["id"])
+    superseded = cancelled = 0
+    # A notice seen for the first time has no deliveries to retire yet: two statements
+    # fewer per new item (a first poll of a long feed is all new).
+    fresh = (change in (Change.NEW, Change.BASELINE)
+             and from_db(upserted[0]["first_seen"]) == now)
+    supersede, why = retires(change, n.status, first_seen=fresh)
+    if supersede:
+        superseded = yield Step(_SUPERSEDE, (now, notice_id), rows=False)
+        if db.archiving and superseded:
+            yield Step(db.superseded_records_sql, (notice_id, now), rows=False)
+        yield Step(SUPERSEDE_MESSAGES, (now, notice_id), rows=False)
+    if why is not None:
+        cancelled = yield Step(_CANCEL_REMINDERS, (why, now, notice_id), rows=False)
+
+    # The audience: the parsed subscribers are kept until the version counter moves (on
+    # any process or host), so a fan-out to 100k reads one small row, not 100k.
+    version_rows = yield Step(f"SELECT {db.text_of('value')} AS v FROM control WHERE key = ?",
+                              (SUBSCRIBERS_VERSION,))
+    version = int(version_rows[0]["v"]) if version_rows else 0
+    cached = db._audience_cache
+    known = cached[1] if cached is not None and cached[0] == version else None
+    rows: Sequence[Sequence[Any]] = () if known is not None else (yield Step(_audience_sql(db)))
+    suppressed = frozenset(r[0] for r in (
+        yield Step("SELECT email FROM suppressions WHERE lifted_at IS NULL")))
+    channels = [(int(r[0]), int(r[1]), str(r[2])) for r in (yield Step(ACTIVE_CHANNELS))
+                ] if change.mailed else []
+    stored = db.stored_time
+
+    def decide() -> tuple[list[Recipient], FanoutPlan, list[list[Any]],
+                          list[tuple[int, str, datetime]]]:
+        """Pure and CPU-bound, the slow part of a large fan-out."""
+        subscribers = known if known is not None else _recipients(rows)
+        plan = planner(subscribers, suppressed)
+        times: dict[datetime, Any] = {}  # most deliveries share a few times: each once
+
+        def at(dt: datetime) -> Any:
+            if dt not in times:
+                times[dt] = stored(dt)
+            return times[dt]
+
+        new = [[p.subscriber_id, p.email, p.purpose, "", p.priority, at(p.not_before),
+                at(p.not_before)] for p in plan.notices]
+        new += [[p.subscriber_id, p.email, p.purpose, slot, p.priority, at(p.not_before),
+                 at(p.not_before)] for slot, p in plan.reminders]
+        return subscribers, plan, new, plan_channels(planner, subscribers, channels)
+
+    subscribers, plan, new, messages = yield Work(decide)
+    db._audience_cache = (version, subscribers)
+    yield Insert("deliveries", {"revision_id": revision_id, "notice_id": notice_id,
+                                "state": "pending", "created_at": now, "updated_at": now},
+                 _DELIVERY_COLUMNS, new)
+    if new and db.archiving:
+        yield Step(db.created_records_sql, (revision_id,), rows=False)
+    if messages:
+        yield Step(CHANNEL_MESSAGE_INSERT, many=[
+            (cid, kind, notice_id, revision_id, when, now, now) for cid, kind, when in messages])
+    if (new or messages) and db.notify_sql:
+        yield Step(db.notify_sql, (DELIVERIES,))  # every host's sender, at the commit
+    return RecordResult(notice_id, revision_id, len(plan.notices), len(plan.reminders),
+                        superseded, cancelled)
+
+
 class NoticeQueries(Queries):
-    """Notices' and revisions' reads, the same SQL on both databases."""
+    """Notices' and revisions' reads and writes, the same SQL on both databases."""
+
+    # (subscribers version, the audience parsed): see `record_plan`.
+    _audience_cache: tuple[int, list[Recipient]] | None = None
+
+    async def record_revision(self, notice: Notice, *, revision: str, change: Change,
+                              now: datetime, planner: Planner,
+                              fingerprint: str | None = None,
+                              key: str | None = None) -> RecordResult:
+        """Store a new notice or a changed revision and, in the same transaction, retire
+        the deliveries it makes stale and create the ones it calls for. `key` is what the
+        source showed it under, when that is not the notice's own id (a linked report)."""
+        return await self.run_plan(record_plan(
+            self, notice, revision=revision, change=change, now=now, planner=planner,
+            fingerprint=fingerprint, key=key))
+
+    async def touch_notice(self, notice_id: int, now: datetime,
+                           fingerprint: str | None = None, *, source: str | None = None,
+                           key: str | None = None, report_number: int | None = None) -> None:
+        """Seen again, unchanged (under `key`, which is remembered as one of its keys)."""
+        def plan() -> Plan[None]:
+            yield Step("UPDATE notices SET last_seen = ?, "
+                       "fingerprint = COALESCE(?, fingerprint) WHERE id = ?",
+                       (now, fingerprint, notice_id), rows=False)
+            if source is not None and key is not None:
+                yield Step(REMEMBER_KEY, (source, key, notice_id, fingerprint, report_number),
+                           rows=False)
+
+        await self.run_plan(plan())  # one trip to SQLite's thread: every unchanged item
 
     async def notice_by_key(self, source: str, key: str) -> StoredNotice | None:
         """The notice a source has shown under `key`: its own id or any later key (a

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from jpixd.store.archive import CREATED_CHUNK, SUPERSEDED_CHUNK, ArchiveQueries
 from jpixd.store.base import to_db
-from jpixd.store.pg.base import Conn, PgBase
+from jpixd.store.pg.base import PgBase
 
 _DELIVERY = ("jsonb_build_object('type', 'delivery', 'id', NEW.id, 'notice_id', NEW.notice_id, "
              "'subscriber_id', NEW.subscriber_id, 'email', NEW.email, 'purpose', NEW.purpose, "
@@ -75,31 +75,32 @@ _TRIGGERS: dict[str, tuple[str, str, str, str, str]] = {
 _LOCK_KEY = int.from_bytes(b"jpixdarc", "big") >> 1
 
 
-async def created_records(conn: Conn, revision_id: int) -> None:
-    await conn.execute(f"""
-        INSERT INTO archive_outbox (record, created_at)
-        SELECT jsonb_build_object('type', 'deliveries_created', 'notice_id', MIN(notice_id),
-                   'revision_id', MIN(revision_id), 'state', 'pending', 'count', COUNT(*),
-                   'deliveries', jsonb_agg(jsonb_build_array(id, subscriber_id, email,
-                                           purpose, slot, not_before) ORDER BY id),
-                   'at', MIN(created_at)), MIN(created_at)
-        FROM (SELECT d.*, (id - MIN(id) OVER ()) / {CREATED_CHUNK} AS chunk
-              FROM deliveries d WHERE revision_id = $1) x
-        GROUP BY chunk ORDER BY MIN(id)""", revision_id)
+_CREATED_SQL = f"""
+INSERT INTO archive_outbox (record, created_at)
+SELECT jsonb_build_object('type', 'deliveries_created', 'notice_id', MIN(notice_id),
+           'revision_id', MIN(revision_id), 'state', 'pending', 'count', COUNT(*),
+           'deliveries', jsonb_agg(jsonb_build_array(id, subscriber_id, email,
+                                   purpose, slot, not_before) ORDER BY id),
+           'at', MIN(created_at)), MIN(created_at)
+FROM (SELECT d.*, (id - MIN(id) OVER ()) / {CREATED_CHUNK} AS chunk
+      FROM deliveries d WHERE revision_id = ?) x
+GROUP BY chunk ORDER BY MIN(id)"""
 
 
-async def superseded_records(conn: Conn, notice_id: int, now: datetime) -> None:
-    await conn.execute(f"""
-        INSERT INTO archive_outbox (record, created_at)
-        SELECT jsonb_build_object('type', 'deliveries_superseded', 'notice_id', MIN(notice_id),
-                   'state', 'skipped', 'reason', 'superseded', 'count', COUNT(*),
-                   'ids', jsonb_agg(id ORDER BY id), 'at', MIN(updated_at)), MIN(updated_at)
-        FROM deliveries WHERE notice_id = $1 AND state = 'skipped'
-             AND reason = 'superseded' AND updated_at = $2
-        GROUP BY id / {SUPERSEDED_CHUNK} ORDER BY MIN(id)""", notice_id, now)
+_SUPERSEDED_SQL = f"""
+INSERT INTO archive_outbox (record, created_at)
+SELECT jsonb_build_object('type', 'deliveries_superseded', 'notice_id', MIN(notice_id),
+           'state', 'skipped', 'reason', 'superseded', 'count', COUNT(*),
+           'ids', jsonb_agg(id ORDER BY id), 'at', MIN(updated_at)), MIN(updated_at)
+FROM deliveries WHERE notice_id = ? AND state = 'skipped'
+     AND reason = 'superseded' AND updated_at = ?
+GROUP BY id / {SUPERSEDED_CHUNK} ORDER BY MIN(id)"""
 
 
 class PgArchiveStore(ArchiveQueries, PgBase):
+    created_records_sql = _CREATED_SQL
+    superseded_records_sql = _SUPERSEDED_SQL
+
     async def set_archiving(self, on: bool) -> None:
         async with self._tx() as conn:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)

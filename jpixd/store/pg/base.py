@@ -20,8 +20,11 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from jpixd.model import JST
-from jpixd.store.base import Duplicate, Queries, StoreError, Tx
+from jpixd.store.base import Duplicate, Insert, Queries, StoreError, Tx
 from jpixd.store.pg import migrate
+
+# The LISTEN/NOTIFY channel every host listens on.
+CHANNEL = "jpixd"
 
 # Every connection here is the pool's (a string: the class is not subscriptable at run time).
 Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
@@ -50,6 +53,8 @@ class PgBase(Queries):
     greatest = "GREATEST"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     sole_claimer = False  # several hosts share the database: each claims its own
+    lock_sql = "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))"
+    notify_sql = f"SELECT pg_notify('{CHANNEL}', ?)"
     bump_version_sql = ("INSERT INTO control (key, value, updated_at) VALUES (?, '1'::jsonb, ?) "
                         "ON CONFLICT (key) DO UPDATE SET "
                         "value = to_jsonb((control.value #>> '{}')::bigint + 1), "
@@ -135,9 +140,6 @@ class PgBase(Queries):
 
 # LISTEN/NOTIFY: what one host changed that the others should act on at once (new mail
 # due, a pause or a resume). Sent inside the change's transaction: heard at its commit.
-CHANNEL = "jpixd"
-
-
 async def notify(conn: Conn, what: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, what)
 
@@ -176,6 +178,13 @@ class PgTx:
     async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             await self._conn.executemany(q(sql), rows)
+
+    async def insert(self, rows: Insert) -> None:
+        if rows.rows:
+            same = tuple(rows.same.values())
+            await self._conn.copy_records_to_table(
+                rows.table, columns=[*rows.same, *rows.columns],
+                records=[(*same, *row) for row in rows.rows])
 
     async def notify(self, what: str) -> None:
         await notify(self._conn, what)

@@ -5,19 +5,20 @@ from __future__ import annotations
 from jpixd.store.channels import ChannelQueries
 from jpixd.store.control import ControlStore
 from jpixd.store.feeds import FeedStore
+from jpixd.store.notices import NoticeQueries
 from jpixd.store.pg.archive import PgArchiveStore
 from jpixd.store.pg.deliveries import PgDeliveryStore
 from jpixd.store.pg.events import PgEventStore
-from jpixd.store.pg.notices import PgNoticeStore
 from jpixd.store.pg.tickets import PgTicketStore
 from jpixd.store.retention import RetentionStore
 from jpixd.store.selfmail import SelfMailQueries
 from jpixd.store.shadow import ShadowStore
+from jpixd.store.subscribers import SubscriberQueries
 
 
-class PgStore(ControlStore, PgNoticeStore, PgDeliveryStore, FeedStore, PgEventStore,
-              PgTicketStore, RetentionStore, PgArchiveStore, ShadowStore, SelfMailQueries,
-              ChannelQueries):
+class PgStore(ControlStore, NoticeQueries, SubscriberQueries, PgDeliveryStore, FeedStore,
+              PgEventStore, PgTicketStore, RetentionStore, PgArchiveStore, ShadowStore,
+              SelfMailQueries, ChannelQueries):
     """The same public methods as `jpixd.store.sqlite.Store`, with the same signatures
     (a test compares them), for hosts sharing one PostgreSQL database."""
 

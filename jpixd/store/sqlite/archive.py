@@ -70,8 +70,8 @@ SELECT json_object('type', 'deliveries_created', 'notice_id', MIN(notice_id),
                                                              purpose, slot, not_before)),
                    'at', MIN(created_at)),
        MIN(created_at)
-FROM (SELECT * FROM deliveries WHERE revision_id = ? ORDER BY id)
-GROUP BY (id - (SELECT MIN(id) FROM deliveries WHERE revision_id = ?)) / {CREATED_CHUNK}
+FROM (SELECT * FROM deliveries WHERE revision_id = ?1 ORDER BY id)
+GROUP BY (id - (SELECT MIN(id) FROM deliveries WHERE revision_id = ?1)) / {CREATED_CHUNK}
 ORDER BY MIN(id)
 """
 
@@ -128,6 +128,9 @@ TRIGGERS: dict[str, str] = {
 
 
 class ArchiveStore(ArchiveQueries, SqliteBase):
+    created_records_sql = CREATED_SQL
+    superseded_records_sql = SUPERSEDED_SQL
+
     async def set_archiving(self, on: bool) -> None:
         """Install the archive's triggers, or remove them (and keep what is queued: an
         archive switched off keeps its backlog until it is switched on again)."""

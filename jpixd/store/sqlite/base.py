@@ -5,6 +5,7 @@ are stored (datetimes as fixed-width UTC text)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -19,11 +20,13 @@ from jpixd.store import migrate
 from jpixd.store.base import (
     PREFECTURE_MATCH,
     Duplicate,
+    Insert,
     Plan,
     Queries,
     Row,
     StoreError,
     Tx,
+    Work,
     to_db,
 )
 
@@ -39,6 +42,22 @@ def sqlite_args(params: Sequence[Any]) -> list[Any]:
     return [_arg(v) for v in params]
 
 
+def insert_statement(rows: Insert) -> tuple[str, list[Any]] | None:
+    """An `Insert` as one statement over a JSON array of its rows (None: no rows). Each
+    row of an executemany is a statement run of its own (bind, step, reset, and any
+    3-value IN of a partial index's condition built again): for a fan-out's 76,000
+    deliveries that was 0.9 s, this is about half."""
+    if not rows.rows:
+        return None
+    columns = [*rows.same, *rows.columns]
+    values = ["?"] * len(rows.same) + [
+        f"json_extract(value, '$[{i}]')" for i in range(len(rows.columns))]
+    sql = (f"INSERT INTO {rows.table} ({', '.join(columns)}) "
+           f"SELECT {', '.join(values)} FROM json_each(?)")
+    return sql, [*sqlite_args(list(rows.same.values())),
+                 json.dumps(rows.rows, ensure_ascii=False)]
+
+
 class SqliteBase(Queries):
     """One connection shared by every loop; `transaction()` and `_tx_sync()` serialise
     transactions on it with a lock."""
@@ -48,6 +67,8 @@ class SqliteBase(Queries):
     greatest = "MAX"
     skip_locked = ""
     sole_claimer = True
+    lock_sql = ""
+    notify_sql = ""
     bump_version_sql = ("INSERT INTO control (key, value, updated_at) VALUES (?, '1', ?) "
                         "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, "
                         "updated_at = excluded.updated_at")
@@ -129,16 +150,25 @@ class SqliteBase(Queries):
         except Exception as exc:
             raise StoreError(f"database does not answer: {exc}") from exc
 
+    @staticmethod
+    def stored_time(dt: datetime) -> Any:
+        return to_db(dt)
+
     async def run_plan(self, plan: Plan[T]) -> T:
         """The whole plan in one trip to the database thread, in one transaction."""
         def body(db: sqlite3.Connection) -> T:
             try:
                 step = next(plan)
                 while True:
+                    result: Any = None
                     try:
-                        if step.many is not None:
+                        if isinstance(step, Work):
+                            result = step.fn()
+                        elif isinstance(step, Insert):
+                            if (statement := insert_statement(step)) is not None:
+                                db.execute(*statement)
+                        elif step.many is not None:
                             db.executemany(step.sql, [sqlite_args(p) for p in step.many])
-                            result: Any = None
                         else:
                             cur = db.execute(step.sql, sqlite_args(step.params))
                             result = cur.fetchall() if step.rows else cur.rowcount
@@ -244,6 +274,10 @@ class SqliteTx:
 
     async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         await self._db.executemany(sql, [sqlite_args(r) for r in rows])
+
+    async def insert(self, rows: Insert) -> None:
+        if (statement := insert_statement(rows)) is not None:
+            await self._db.execute(*statement)
 
     async def notify(self, what: str) -> None:
         """One process on SQLite: its loops are woken directly."""
