@@ -301,3 +301,18 @@ async def test_a_fan_out_stores_each_delivery_as_planned(store: AnyStore) -> Non
         *[(e, ids[e], "reminder", "86400s", 20,
            reminder_for_day if e.startswith("day") else reminder, "pending",
            result.revision_id) for e in emails]])
+
+
+async def test_the_console_chart_counts_each_utc_hour_alike_on_both_databases(
+        store: AnyStore) -> None:
+    """The chart's hours are UTC hours as text on both databases (SQLite reads them off
+    its stored text, PostgreSQL formats its timestamptz)."""
+    from tests.sesnotes import record_bounce, sent_to
+
+    first = datetime(2026, 12, 1, 23, 59, 59, tzinfo=UTC)
+    await sent_to(store, first, "a@example.jp", "b@example.jp")
+    await record_bounce(store, "a@example.jp", first + timedelta(seconds=2))
+    assert await store.hourly_activity(first - timedelta(days=1)) == {
+        "2026-12-01T23": {"sent": 2}, "2026-12-02T00": {"bounce": 1}}
+    assert await store.hourly_activity(first + timedelta(seconds=1)) == {
+        "2026-12-02T00": {"bounce": 1}}

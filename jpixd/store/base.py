@@ -200,6 +200,11 @@ class Queries:
         """A JSON column read as its text (SQLite keeps it as text already)."""
         return column
 
+    def hour_of(self, column: str) -> str:
+        """A time column's UTC hour as text, "2026-11-29T12" (SQLite's stored text is
+        fixed-width UTC: its first 13 characters)."""
+        return f"substr({column}, 1, 13)"
+
     @staticmethod
     def stored_time(dt: datetime) -> Any:
         """A time as an `Insert`'s rows carry it (SQLite: its stored text)."""

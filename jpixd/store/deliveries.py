@@ -6,6 +6,7 @@ import functools
 import json
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from jpixd.model import (
     Change,
@@ -45,8 +46,26 @@ def _row_to_delivery(row: Row) -> Delivery:
 
 
 class DeliveryQueries(Queries):
-    """The outbox's reads, outcomes and an admin's retry, the same SQL on both databases
-    (the claim and the recording of sent mail are each store's own: the hot path)."""
+    """The outbox's reads, claims, outcomes, recovery and an admin's retry, the same SQL
+    on both databases (the claim and "sent" as plans: `claim_plan`, `_mark_sent_plan`)."""
+
+    async def recover_sending(self, now: datetime, claimer: str | None = None) -> int:
+        """Rows left in `sending` go out again (at-least-once): `claimer`'s own (its round
+        broke), or at start-up every one a crash left. On SQLite that is every one (the
+        process owns the file, under the state directory's lock); on a database several
+        hosts share, another host's rows are in flight, so only expired leases are taken,
+        as any claim takes them."""
+        params: list[Any] = []
+        if claimer is not None:
+            which, params = "AND claimed_by = ?", [claimer]
+        elif self.sole_claimer:
+            which = ""
+        else:
+            which, params = "AND (lease_until IS NULL OR lease_until < ?)", [now]
+        return await self._write(
+            "UPDATE deliveries SET state = 'retry', not_before = ?, updated_at = ?, "
+            "reason = 'recovered after a crash', claimed_by = NULL, lease_until = NULL "
+            f"WHERE state = 'sending' {which}", (now, now, *params))
 
     async def mark_sent(self, delivery_id: int, now: datetime, *, transport: str,
                         message_id: str, ses_message_id: str | None) -> None:

@@ -153,6 +153,20 @@ class EventQueries(Queries):
     """SES events recorded (`record_plan`), the guard's counts and the events' and
     suppressions' reads: the same SQL on both databases."""
 
+    async def hourly_activity(self, since: datetime) -> dict[str, dict[str, int]]:
+        """Per UTC hour ("2026-11-29T12") since `since`: mails sent, bounces, complaints
+        (the console's chart)."""
+        out: dict[str, dict[str, int]] = {}
+        for r in await self._all(f"SELECT {self.hour_of('sent_at')} AS h, COUNT(*) AS n "
+                                 "FROM deliveries WHERE state = 'sent' AND sent_at >= ? "
+                                 "GROUP BY h", (since,)):
+            out.setdefault(r["h"], {})["sent"] = int(r["n"])
+        for r in await self._all(f"SELECT {self.hour_of('occurred_at')} AS h, type, "
+                                 "COUNT(*) AS n FROM mail_events WHERE type IN ('Bounce', "
+                                 "'Complaint') AND occurred_at >= ? GROUP BY h, type", (since,)):
+            out.setdefault(r["h"], {})[str(r["type"]).lower()] = int(r["n"])
+        return out
+
     async def record_events(self, events: Sequence[MailEvent], now: datetime, *,
                             decide: Decider, soft_window: timedelta,
                             file_cases: bool = True) -> list[EventOutcome]:

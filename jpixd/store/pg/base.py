@@ -66,6 +66,9 @@ class PgBase(Queries):
     def text_of(self, column: str) -> str:
         return f"{column}::text"
 
+    def hour_of(self, column: str) -> str:
+        return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')"
+
     @staticmethod
     def storable(text: str) -> str:
         """PostgreSQL's text holds no NUL (SQLite's does): a hostile one keeps its place,

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from jpixd.store.channels import ChannelQueries
 from jpixd.store.control import ControlStore
+from jpixd.store.deliveries import DeliveryQueries
+from jpixd.store.events import EventQueries
 from jpixd.store.feeds import FeedStore
 from jpixd.store.notices import NoticeQueries
 from jpixd.store.pg.archive import PgArchiveStore
-from jpixd.store.pg.deliveries import PgDeliveryStore
-from jpixd.store.pg.events import PgEventStore
-from jpixd.store.pg.tickets import PgTicketStore
 from jpixd.store.retention import RetentionStore
 from jpixd.store.selfmail import SelfMailQueries
 from jpixd.store.shadow import ShadowStore
 from jpixd.store.subscribers import SubscriberQueries
+from jpixd.store.tickets import TicketQueries
 
 
-class PgStore(ControlStore, NoticeQueries, SubscriberQueries, PgDeliveryStore, FeedStore,
-              PgEventStore, PgTicketStore, RetentionStore, PgArchiveStore, ShadowStore,
+class PgStore(ControlStore, NoticeQueries, SubscriberQueries, DeliveryQueries, FeedStore,
+              EventQueries, TicketQueries, RetentionStore, PgArchiveStore, ShadowStore,
               SelfMailQueries, ChannelQueries):
     """The same public methods as `jpixd.store.sqlite.Store`, with the same signatures
     (a test compares them), for hosts sharing one PostgreSQL database."""

@@ -6,21 +6,21 @@ from pathlib import Path
 
 from jpixd.store.channels import ChannelQueries
 from jpixd.store.control import ControlStore
+from jpixd.store.deliveries import DeliveryQueries
+from jpixd.store.events import EventQueries
 from jpixd.store.feeds import FeedStore
 from jpixd.store.notices import NoticeQueries
 from jpixd.store.retention import RetentionStore
 from jpixd.store.selfmail import SelfMailQueries
 from jpixd.store.shadow import ShadowStore
 from jpixd.store.sqlite.archive import ArchiveStore
-from jpixd.store.sqlite.deliveries import DeliveryStore
-from jpixd.store.sqlite.events import EventStore
-from jpixd.store.sqlite.tickets import TicketStore
 from jpixd.store.subscribers import SubscriberQueries
+from jpixd.store.tickets import TicketQueries
 
 
-class Store(ControlStore, NoticeQueries, SubscriberQueries, DeliveryStore, FeedStore,
-            EventStore, TicketStore, RetentionStore, ArchiveStore, ShadowStore, SelfMailQueries,
-            ChannelQueries):
+class Store(ControlStore, NoticeQueries, SubscriberQueries, DeliveryQueries, FeedStore,
+            EventQueries, TicketQueries, RetentionStore, ArchiveStore, ShadowStore,
+            SelfMailQueries, ChannelQueries):
     """Public methods speak the domain (aware datetimes, dataclasses), never rows, so a
     PostgreSQL store can stand beside this one."""
 
