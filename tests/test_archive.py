@@ -298,3 +298,15 @@ async def test_the_file_sink_rotates_and_keeps_what_it_is_told(tmp_path: Path) -
     now[0] = now[0].replace(hour=14)
     await sink.put([line])
     assert "archive-20261129T12-000.jsonl" not in {p.name for p in (tmp_path / "a").iterdir()}
+
+
+async def test_a_marker_of_our_own_is_one_record_alike_on_both_databases(
+        store: Any, now: Any) -> None:
+    """A cut-over's marker (`jpixd shadow cutover`) goes the same way as every record, and
+    reads the same from either database."""
+    from jpixd.store.base import to_db
+
+    await store.set_archiving(True)
+    await store.archive_marker("cutover", now)
+    [(seq, line)] = await store.archive_batch(10, 1 << 20)
+    assert json.loads(line) == {"seq": seq, "type": "cutover", "at": to_db(now)}

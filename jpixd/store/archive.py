@@ -10,10 +10,11 @@ an archive pays nothing for it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 
-from jpixd.store.base import Queries, Row, from_db, marks
+from jpixd.store.base import Queries, Row, from_db, marks, to_db
 
 # A fan-out creates tens of thousands of deliveries in one statement: their creation is
 # archived by the fan-out itself, one record per CREATED_CHUNK deliveries (see
@@ -42,6 +43,14 @@ def batch_lines(rows: Sequence[Row], max_bytes: int) -> list[tuple[int, str]]:
 
 class ArchiveQueries(Queries):
     """The archive loop's reads and deletes, the same SQL on both databases."""
+
+    async def archive_marker(self, kind: str, now: datetime) -> None:
+        """A record of our own (the archive's start, a cut-over): same path, same order.
+        Written as the databases' own JSON functions write theirs (compact; PostgreSQL's
+        jsonb keeps its own text either way)."""
+        record = json.dumps({"type": kind, "at": to_db(now)}, separators=(",", ":"))
+        await self._write("INSERT INTO archive_outbox (record, created_at) VALUES (?, ?)",
+                          (record, now))
 
     async def archive_batch(self, limit: int, max_bytes: int) -> list[tuple[int, str]]:
         """The oldest queued records, (sequence, JSON line), at most `limit` of them and

@@ -5,10 +5,7 @@ written by the fan-out itself."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from jpixd.store.archive import CREATED_CHUNK, SUPERSEDED_CHUNK, ArchiveQueries
-from jpixd.store.base import to_db
 from jpixd.store.pg.base import PgBase
 
 _DELIVERY = ("jsonb_build_object('type', 'delivery', 'id', NEW.id, 'notice_id', NEW.notice_id, "
@@ -116,8 +113,3 @@ class PgArchiveStore(ArchiveQueries, PgBase):
                                    f"FOR EACH ROW WHEN ({cond}) "
                                    f"EXECUTE FUNCTION archive_{name}()")
         self.archiving = on
-
-    async def archive_marker(self, kind: str, now: datetime) -> None:
-        await self._write(("INSERT INTO archive_outbox (record, created_at) VALUES "
-                            "(jsonb_build_object('type', ?::text, 'at', ?::text), ?)"),
-                          (kind, to_db(now), now))

@@ -4,10 +4,8 @@ own statement) and the fan-out's records, in chunks (`jpixd.store.archive`)."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 
 from jpixd.store.archive import CREATED_CHUNK, SUPERSEDED_CHUNK, ArchiveQueries
-from jpixd.store.base import to_db
 from jpixd.store.sqlite.base import SqliteBase
 
 
@@ -143,8 +141,3 @@ class ArchiveStore(ArchiveQueries, SqliteBase):
 
         await self._tx_sync(body)
         self.archiving = on
-
-    async def archive_marker(self, kind: str, now: datetime) -> None:
-        """A record of our own (the archive's start, a cut-over): same path, same order."""
-        await self._write("INSERT INTO archive_outbox (record, created_at) VALUES "
-                          "(json_object('type', ?, 'at', ?), ?)", (kind, to_db(now), to_db(now)))

@@ -218,15 +218,6 @@ class SqliteBase(Queries):
             cur = await self._db.execute(sql, sqlite_args(params))
             return cur.rowcount
 
-    async def _page(self, table: str, where: list[str], params: list[Any], order: str,
-                    limit: int, offset: int) -> tuple[list[aiosqlite.Row], int]:
-        """One page of a listing and the total it is a page of."""
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        total = await self._one(f"SELECT COUNT(*) AS n FROM {table} {clause}", params)
-        rows = await self._all(f"SELECT * FROM {table} {clause} ORDER BY {order} "
-                               f"LIMIT ? OFFSET ?", [*params, limit, offset])
-        return rows, int(total["n"]) if total else 0
-
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         async with self._lock:
             return await fetch_all(self._db, sql, sqlite_args(params))
