@@ -316,3 +316,44 @@ async def test_the_console_chart_counts_each_utc_hour_alike_on_both_databases(
         "2026-12-01T23": {"sent": 2}, "2026-12-02T00": {"bounce": 1}}
     assert await store.hourly_activity(first + timedelta(seconds=1)) == {
         "2026-12-02T00": {"bounce": 1}}
+
+
+async def test_a_fan_out_reaches_the_audience_as_it_is_now(
+        store: AnyStore, tmp_path: Path, backend_url: str | None) -> None:
+    """The audience a fan-out parsed is kept between fan-outs, but never past a change to
+    the subscribers, made by this process or another (a CLI import beside the daemon, or
+    another host): someone who left gets nothing more, someone new gets the next report."""
+    from dataclasses import replace
+
+    from jpixd.fanout import Policy, planner
+    from jpixd.model import JST, Change, Notice, NoticeKind, NoticeStatus, Subscriber
+    from jpixd.subscribers import FIELDS
+    from tests.conftest import open_store_at
+
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    notice = Notice(source="east", external_id="F1", carrier="east", kind=NoticeKind.FAILURE,
+                    status=NoticeStatus.OCCURRED, title="故障")
+
+    async def report(n: int) -> set[str]:
+        version = replace(notice, title=f"故障（第{n}報）")
+        change = Change.NEW if n == 1 else Change.UPDATE
+        result = await store.record_revision(
+            version, revision=f"r{n}", change=change, now=now,
+            planner=planner(version, change, now, Policy(tz=JST)))
+        rows, _ = await store.list_deliveries(notice_id=result.notice_id, state="pending")
+        return {d.email for d in rows if d.revision_id == result.revision_id}
+
+    first = await store.create_subscriber(Subscriber(email="first@example.jp"), now)
+    assert await report(1) == {"first@example.jp"}
+    assert await report(2) == {"first@example.jp"}  # from the kept audience
+    await store.create_subscriber(Subscriber(email="second@example.jp"), now)
+    assert first.id is not None
+    await store.delete_subscriber(first.id, now, actor="test")
+    assert await report(3) == {"second@example.jp"}
+    beside = await open_store_at(backend_url, tmp_path / "db" / "jpixd.sqlite3")
+    try:
+        await beside.import_subscribers([(Subscriber(email="third@example.jp"),
+                                          frozenset(FIELDS))], now)
+    finally:
+        await beside.close()
+    assert await report(4) == {"second@example.jp", "third@example.jp"}

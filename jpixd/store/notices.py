@@ -115,7 +115,8 @@ _SUPERSEDE = (
 _CANCEL_REMINDERS = (
     "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
     "WHERE notice_id = ? AND purpose = 'reminder' AND state IN ('pending', 'retry')")
-# A new revision's deliveries: these columns the same in every row, the rest per row.
+# The columns each of a new revision's deliveries gives (the rest are the same in every
+# row: see `record_plan`'s Insert).
 _DELIVERY_COLUMNS = ("subscriber_id", "email", "purpose", "slot", "priority", "not_before",
                      "first_due_at")
 
@@ -132,6 +133,20 @@ def _recipients(rows: Sequence[Sequence[Any]]) -> list[Recipient]:
     """The audience's rows (read by place: both databases' rows are sequences too)."""
     return [Recipient(r[0], r[1], tlist(r[2]), tlist(r[3]), tlist(r[4]), tlist(r[5]),
                       tlist(r[6]), bool(r[7])) for r in rows]
+
+
+def _audience_plan(db: NoticeQueries) -> Plan[
+        tuple[list[Recipient] | None, Sequence[Sequence[Any]], int]]:
+    """Who a fan-out may reach: (the audience cached, if still current; else its rows to
+    make it from; the subscribers' version). It is kept until the version counter moves
+    (on any process or host), so a fan-out to 100k reads one small row, not 100k."""
+    found = yield Step(f"SELECT {db.text_of('value')} AS v FROM control WHERE key = ?",
+                       (SUBSCRIBERS_VERSION,))
+    version = int(found[0]["v"]) if found else 0
+    cached = db._audience_cache
+    if cached is not None and cached[0] == version:
+        return cached[1], (), version
+    return None, (yield Step(_audience_sql(db))), version
 
 
 def record_plan(db: NoticeQueries, n: Notice, *, revision: str, change: Change,
@@ -174,14 +189,7 @@ def record_plan(db: NoticeQueries, n: Notice, *, revision: str, change: Change,
     if why is not None:
         cancelled = yield Step(_CANCEL_REMINDERS, (why, now, notice_id), rows=False)
 
-    # The audience: the parsed subscribers are kept until the version counter moves (on
-    # any process or host), so a fan-out to 100k reads one small row, not 100k.
-    version_rows = yield Step(f"SELECT {db.text_of('value')} AS v FROM control WHERE key = ?",
-                              (SUBSCRIBERS_VERSION,))
-    version = int(version_rows[0]["v"]) if version_rows else 0
-    cached = db._audience_cache
-    known = cached[1] if cached is not None and cached[0] == version else None
-    rows: Sequence[Sequence[Any]] = () if known is not None else (yield Step(_audience_sql(db)))
+    known, rows, version = yield from _audience_plan(db)
     suppressed = frozenset(r[0] for r in (
         yield Step("SELECT email FROM suppressions WHERE lifted_at IS NULL")))
     channels = [(int(r[0]), int(r[1]), str(r[2])) for r in (yield Step(ACTIVE_CHANNELS))
