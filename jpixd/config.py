@@ -1049,12 +1049,6 @@ def _archive(s: _Section) -> ArchiveConfig | None:
     return cfg
 
 
-def _backup(s: _Section) -> BackupConfig:
-    cfg = _walk(BackupConfig, s)
-    s.finish()
-    return cfg
-
-
 def _backlog(s: _Section) -> BacklogConfig | None:
     if not s.data:
         return None
@@ -1083,26 +1077,9 @@ def _backlog(s: _Section) -> BacklogConfig | None:
     return cfg
 
 
-def _supervisor(s: _Section) -> SupervisorConfig:
-    cfg = _walk(SupervisorConfig, s)
-    s.finish()
-    return cfg
-
-
-def _ssm_section(s: _Section) -> SsmConfig:
-    cfg = _walk(SsmConfig, s)
-    s.finish()
-    return cfg
-
-
-def _retention(s: _Section) -> RetentionConfig:
-    cfg = _walk(RetentionConfig, s)
-    s.finish()
-    return cfg
-
-
-def _logging(s: _Section) -> LoggingConfig:
-    cfg = _walk(LoggingConfig, s)
+def _whole(cls: type[D], s: _Section) -> D:
+    """A section of declared settings only: each read, and any other key reported."""
+    cfg = _walk(cls, s)
     s.finish()
     return cfg
 
@@ -1139,12 +1116,12 @@ def load_mapping(data: Mapping[str, Any], *, base_dir: Path | None = None,
         channels=_channels(root.section("channels")),
         backlog=_backlog(root.section("backlog")),
         archive=_archive(root.section("archive")),
-        backup=_backup(root.section("backup")),
+        backup=_whole(BackupConfig, root.section("backup")),
         cluster=_cluster(root.section("cluster")),
-        supervisor=_supervisor(root.section("supervisor")),
-        retention=_retention(root.section("retention")),
-        ssm=_ssm_section(root.section("ssm")),
-        logging=_logging(root.section("logging")),
+        supervisor=_whole(SupervisorConfig, root.section("supervisor")),
+        retention=_whole(RetentionConfig, root.section("retention")),
+        ssm=_whole(SsmConfig, root.section("ssm")),
+        logging=_whole(LoggingConfig, root.section("logging")),
         sample_subscribers=root.path_value("sample_subscribers", None),
         origin=origin,
     )
