@@ -217,7 +217,7 @@ def claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, *
                f"lease_until = ?, attempts = attempts + 1, email = {CURRENT_ADDRESS}, "
                f"updated_at = ? WHERE id IN ({marks(ids)})",
                (now, claimer, lease_until, now, *ids), rows=False)
-    rows: list[Row] = (yield Step(f"""
+    found = (yield Step(f"""
         SELECT d.*, {text_of("r.content")} AS r_content, r.change AS r_change,
                s.email AS s_email, s.name AS s_name, s.organization AS s_org,
                s.charset AS s_charset, s.status AS s_status, s.paused AS s_paused,
@@ -228,7 +228,11 @@ def claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, *
         JOIN notice_revisions r ON r.id = d.revision_id
         JOIN subscribers s ON s.id = d.subscriber_id
         WHERE d.id IN ({marks(ids)}) ORDER BY d.priority, d.not_before, d.id""", ids))
-    return rows, len(expired)
+    # Each row as a dict: SQLite's row finds a column by name by going through its names
+    # (a claimed row is read by name about 30 times, among 36 columns: 12 µs a row, a
+    # dict 6 with its making).
+    names = list(found[0].keys()) if found else []
+    return [dict(zip(names, r, strict=True)) for r in found], len(expired)
 
 
 def _claimed(r: Row) -> Claimed:
