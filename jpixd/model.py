@@ -196,7 +196,7 @@ class Subscriber:
 
 
 class Matchable(Protocol):
-    """What a fan-out reads of a subscriber: a `Subscriber`, or a `Recipient`."""
+    """What a fan-out reads of a subscriber: a `Subscriber`, or an `AudienceMember`."""
 
     @property
     def id(self) -> int | None: ...
@@ -218,7 +218,7 @@ class Matchable(Protocol):
     def status(self) -> SubscriberStatus: ...
 
 
-class Recipient(NamedTuple):
+class AudienceMember(NamedTuple):
     """An active subscriber as the store reads the audience for a fan-out: only what
     matching needs. A tuple, because 100,000 of them are made from rows on the first
     fan-out after the subscribers change (a frozen `Subscriber` cost 2.4 µs each)."""

@@ -85,6 +85,9 @@ PREFECTURE_MATCH = ("(prefectures = '[]' OR EXISTS "
 DELIVERIES = "deliveries"
 SENDING = "sending"
 
+# Every address that is not sent to now.
+SUPPRESSED_ADDRESSES = "SELECT email FROM suppressions WHERE lifted_at IS NULL"
+
 # The control row counting changes to the subscribers (see Queries._bump_subscribers).
 SUBSCRIBERS_VERSION = "subscribers_version"
 

@@ -12,13 +12,13 @@ from typing import Any
 from jpixd.fanout import plan_channels, retires
 from jpixd.model import (
     OPEN_STATUSES,
+    AudienceMember,
     Change,
     FanoutPlan,
     Matchable,
     Notice,
     NoticeKind,
     NoticeStatus,
-    Recipient,
     Revision,
     StoredNotice,
     TimeWindow,
@@ -30,6 +30,7 @@ from jpixd.records import RecordResult
 from jpixd.store.base import (
     DELIVERIES,
     SUBSCRIBERS_VERSION,
+    SUPPRESSED_ADDRESSES,
     Insert,
     Plan,
     Queries,
@@ -129,14 +130,14 @@ def _audience_sql(db: Queries) -> str:
             "WHERE deleted_at IS NULL AND status = 'active' AND NOT paused")
 
 
-def _recipients(rows: Sequence[Sequence[Any]]) -> list[Recipient]:
+def _members(rows: Sequence[Sequence[Any]]) -> list[AudienceMember]:
     """The audience's rows (read by place: both databases' rows are sequences too)."""
-    return [Recipient(r[0], r[1], tlist(r[2]), tlist(r[3]), tlist(r[4]), tlist(r[5]),
+    return [AudienceMember(r[0], r[1], tlist(r[2]), tlist(r[3]), tlist(r[4]), tlist(r[5]),
                       tlist(r[6]), bool(r[7])) for r in rows]
 
 
 def _audience_plan(db: NoticeQueries) -> Plan[
-        tuple[list[Recipient] | None, Sequence[Sequence[Any]], int]]:
+        tuple[list[AudienceMember] | None, Sequence[Sequence[Any]], int]]:
     """Who a fan-out may reach: (the audience cached, if still current; else its rows to
     make it from; the subscribers' version). It is kept until the version counter moves
     (on any process or host), so a fan-out to 100k reads one small row, not 100k."""
@@ -190,16 +191,15 @@ def record_plan(db: NoticeQueries, n: Notice, *, revision: str, change: Change,
         cancelled = yield Step(_CANCEL_REMINDERS, (why, now, notice_id), rows=False)
 
     known, rows, version = yield from _audience_plan(db)
-    suppressed = frozenset(r[0] for r in (
-        yield Step("SELECT email FROM suppressions WHERE lifted_at IS NULL")))
+    suppressed = frozenset(r[0] for r in (yield Step(SUPPRESSED_ADDRESSES)))
     channels = [(int(r[0]), int(r[1]), str(r[2])) for r in (yield Step(ACTIVE_CHANNELS))
                 ] if change.mailed else []
     stored = db.stored_time
 
-    def decide() -> tuple[list[Recipient], FanoutPlan, list[list[Any]],
+    def decide() -> tuple[list[AudienceMember], FanoutPlan, list[list[Any]],
                           list[tuple[int, str, datetime]]]:
         """Pure and CPU-bound, the slow part of a large fan-out."""
-        subscribers = known if known is not None else _recipients(rows)
+        subscribers = known if known is not None else _members(rows)
         plan = planner(subscribers, suppressed)
         times: dict[datetime, Any] = {}  # most deliveries share a few times: each once
 
@@ -234,7 +234,7 @@ class NoticeQueries(Queries):
     """Notices' and revisions' reads and writes, the same SQL on both databases."""
 
     # (subscribers version, the audience parsed): see `record_plan`.
-    _audience_cache: tuple[int, list[Recipient]] | None = None
+    _audience_cache: tuple[int, list[AudienceMember]] | None = None
 
     async def record_revision(self, notice: Notice, *, revision: str, change: Change,
                               now: datetime, planner: Planner,

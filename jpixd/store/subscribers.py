@@ -14,7 +14,7 @@ from typing import Any
 
 from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.store.base import (
-    SUBSCRIBERS_VERSION,
+    SUPPRESSED_ADDRESSES,
     Conflict,
     Duplicate,
     Queries,
@@ -109,9 +109,6 @@ SKIP_PENDING = (
     "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
     "WHERE subscriber_id = ? AND state IN ('pending', 'retry')"
 )
-
-
-_VERSION_KEY = SUBSCRIBERS_VERSION
 
 
 LOG_CHANGE = ("INSERT INTO subscriber_changes (subscriber_id, at, actor, action, detail) "
@@ -317,8 +314,7 @@ class SubscriberQueries(Queries):
             why = refusal(len(gone.removed), live, allowed_removals)
             if why is not None:
                 raise SyncRefused(why)
-            suppressed = {r["email"] for r in await tx.all(
-                "SELECT email FROM suppressions WHERE lifted_at IS NULL")}
+            suppressed = {r["email"] for r in await tx.all(SUPPRESSED_ADDRESSES)}
             # An address SES suppressed for jpixd comes in suppressed, never active.
             new = [replace(n, status=SubscriberStatus.SUPPRESSED) if n.email in suppressed
                    else n for n in plan.new]

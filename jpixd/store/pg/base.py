@@ -23,8 +23,11 @@ from jpixd.model import JST
 from jpixd.store.base import Duplicate, Insert, Queries, StoreError, Tx
 from jpixd.store.pg import migrate
 
-# The LISTEN/NOTIFY channel every host listens on.
+# LISTEN/NOTIFY: what one host changed that the others should act on at once (new mail
+# due, a pause or a resume), on the channel every host listens on. Sent inside the
+# change's transaction: heard at its commit.
 CHANNEL = "jpixd"
+NOTIFY = f"SELECT pg_notify('{CHANNEL}', ?)"
 
 # Every connection here is the pool's (a string: the class is not subscriptable at run time).
 Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
@@ -54,7 +57,7 @@ class PgBase(Queries):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     sole_claimer = False  # several hosts share the database: each claims its own
     lock_sql = "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))"
-    notify_sql = f"SELECT pg_notify('{CHANNEL}', ?)"
+    notify_sql = NOTIFY
     bump_version_sql = ("INSERT INTO control (key, value, updated_at) VALUES (?, '1'::jsonb, ?) "
                         "ON CONFLICT (key) DO UPDATE SET "
                         "value = to_jsonb((control.value #>> '{}')::bigint + 1), "
@@ -141,20 +144,10 @@ class PgBase(Queries):
         return rowcount(await self._pool.execute(q(sql), *params))
 
 
-# LISTEN/NOTIFY: what one host changed that the others should act on at once (new mail
-# due, a pause or a resume). Sent inside the change's transaction: heard at its commit.
-async def notify(conn: Conn, what: str) -> None:
-    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, what)
-
-
 def rowcount(status: str) -> int:
     """The rows a statement changed, from its status ("UPDATE 3", "INSERT 0 1")."""
     tail = status.rsplit(" ", 1)[-1]
     return int(tail) if tail.isdigit() else 0
-
-
-async def execute(conn: Conn, sql: str, *params: Any) -> int:
-    return rowcount(await conn.execute(q(sql), *params))
 
 
 class PgTx:
@@ -190,4 +183,4 @@ class PgTx:
                 records=[(*same, *row) for row in rows.rows])
 
     async def notify(self, what: str) -> None:
-        await notify(self._conn, what)
+        await self._conn.execute(q(NOTIFY), what)
