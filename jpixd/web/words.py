@@ -34,8 +34,8 @@ CHANGE_LABELS = {"new": "新規", "update": "更新", "cancel": "中止", "compl
 ACTION_LABELS = {"created": "登録", "updated": "変更", "confirmed": "確認完了",
                  "unsubscribed": "配信停止", "paused": "一時停止", "resumed": "再開",
                  "deleted": "削除", "suppressed": "配信停止（エラー）", "active": "配信再開",
-                 "channel added": "チャンネル追加", "channel changed": "チャンネル変更",
-                 "channel removed": "チャンネル削除"}
+                 "channel added": "通知先の追加", "channel changed": "通知先の変更",
+                 "channel removed": "通知先の削除"}
 # Channels beyond mail (issue 26): what each is, and its state.
 CHANNEL_KIND_LABELS = {"webhook": "Webhook（JSON）", "slack": "Slack",
                        "teams": "Microsoft Teams"}
@@ -206,9 +206,6 @@ def import_diff_in_words(diff: str) -> str:
     return f"{email}: " + change_in_words(f"{field}: {plain(before)} → {plain(after)}")
 
 
-# A form's errors as its reader reads them (the API keeps the rules' own English): the
-# field's Japanese name and what to do (reader review: 「must name at least one of east,
-# west」 on the sign-up page).
 # A channel's problems on the console and the manage page, by the code the rules give
 # (jpixd.channels.urls.UnsafeUrl, jpixd.channels.manage.ChannelInvalid); the API and the
 # CLI keep the English.
@@ -271,6 +268,9 @@ def channel_error_in_words(error: str | None) -> str:
     return error
 
 
+# A form's errors as its reader reads them (the API keeps the rules' own English): the
+# field's Japanese name and what to do (reader review: 「must name at least one of east,
+# west」 on the sign-up page).
 FORM_ERRORS = {
     "name": "お名前は200文字までで入力してください",
     "organization": "会社・団体名は200文字までで入力してください",
