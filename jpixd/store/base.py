@@ -183,8 +183,9 @@ class Queries:
     bump_version_sql: str
     # The larger of two values in one row: SQLite's scalar MAX, PostgreSQL's GREATEST.
     greatest: str
-    # Takes a lock named by the text given, held to the commit: PostgreSQL's hosts wait
-    # for each other on it; SQLite's BEGIN IMMEDIATE has locked the database ("": none).
+    # Takes a lock named by the text given, held to the commit, for where several hosts
+    # write (not `sole_claimer`): PostgreSQL's hosts wait for each other on it. Unused on
+    # SQLite, whose BEGIN IMMEDIATE has locked the whole database.
     lock_sql: str
     # Tells every host, at the commit, the text given (PostgreSQL's NOTIFY; "" on
     # SQLite, whose one process wakes its loops directly).
