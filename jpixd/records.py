@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the bounce parser imports the subscribers' rules, which use Channel
@@ -121,3 +122,31 @@ class ChannelMessage:
     attempts: int  # this one included
     change: str | None  # the revision's change ("new", "update", …), for a notice
     content: str | None  # the revision's notice as JSON, for a notice
+
+
+@dataclass(frozen=True)
+class ImportDiff:
+    """One difference a subscriber import makes (or, in a dry run, would make). The CLI
+    prints `str()`, the English line; the console says it in Japanese from the fields
+    (`jpixd.web.words.import_diff_in_words`), so nobody parses the English back."""
+
+    email: str
+    what: str  # "new", the subscriber field that changes, "channel added", "channel removed"
+    before: Any = None  # the field's value as it is
+    after: Any = None  # and as it becomes
+    kind: str = ""  # the channel's kind (a channel's change)
+    url: str = ""  # the channel's URL as shown (never whole)
+    signing_key: str = ""  # a new webhook's key, said this once
+
+    def __str__(self) -> str:
+        if self.what == "new":
+            return f"{self.email}: new"
+        if self.kind:
+            key = f" (signing key {self.signing_key})" if self.signing_key else ""
+            return f"{self.email}: {self.what} {self.kind} {self.url}{key}"
+        return f"{self.email}: {self.what} {_shown(self.before)} → {_shown(self.after)}"
+
+
+def _shown(value: Any) -> str:
+    """A value as Python writes it, an enum as its value ('active', not its repr)."""
+    return repr(value.value if isinstance(value, Enum) else value)

@@ -661,9 +661,10 @@ async def test_every_outcome_is_recorded_alike_on_both_databases(store: AnyStore
     # the cell leaves out is removed.
     from jpixd.channels.urls import shown
 
-    def csv(*wanted: tuple[str, str]) -> Any:
-        return store.import_channels([(sub.email, list(wanted))], now, actor="import",
-                                     dry_run=False, secret=lambda: "s" * 64)
+    async def csv(*wanted: tuple[str, str]) -> list[str]:
+        return [str(d) for d in await store.import_channels(
+            [(sub.email, list(wanted))], now, actor="import", dry_run=False,
+            secret=lambda: "s" * 64)]
 
     lines = await csv(("slack", shown(ch.url)), ("teams", "https://teams.example.jp/x"))
     assert lines == [f"{sub.email}: channel added teams https://teams.example.jp/…jp/x"]

@@ -429,3 +429,34 @@ def test_loops_and_their_troubles_read_in_japanese() -> None:
     assert degraded_in_words("archive sink firehose unavailable: timed out") == \
         "アーカイブ先 firehose に送れません（timed out）"
     assert degraded_in_words("something new") == "something new"
+
+
+def test_an_import_s_differences_read_in_japanese_and_plain_english() -> None:
+    """A dry run's differences, from the rules that make them: the CLI's English line and
+    the console's Japanese, each from the same record (nothing parses the English back)."""
+    from jpixd.model import Subscriber, SubscriberStatus
+    from jpixd.records import ImportDiff
+    from jpixd.store.subscribers import plan_import
+    from jpixd.web.words import import_diff_in_words
+
+    old = Subscriber(email="a@isp.example.jp", prefectures=("13",),
+                     status=SubscriberStatus.UNSUBSCRIBED)
+    new = Subscriber(email="a@isp.example.jp", prefectures=("01", "13"))
+    plan = plan_import({old.email: old}, [(new, frozenset({"prefectures", "status"})),
+                                          (Subscriber(email="b@isp.example.jp"),
+                                           frozenset({"email"}))], reactivate=True)
+    channel = ImportDiff("c@isp.example.jp", "channel added", kind="webhook",
+                         url="https://hooks.example.jp/…abcd", signing_key="0f" * 4)
+    diffs = [*plan.diffs, channel]
+    assert [str(d) for d in diffs] == [
+        "b@isp.example.jp: new",
+        "a@isp.example.jp: prefectures ('13',) → ('01', '13')",
+        "a@isp.example.jp: status 'unsubscribed' → 'active'",
+        "c@isp.example.jp: channel added webhook https://hooks.example.jp/…abcd "
+        "(signing key 0f0f0f0f)"]
+    assert [import_diff_in_words(d) for d in diffs] == [
+        "b@isp.example.jp: 新規登録",
+        "a@isp.example.jp: 対象地域: 東京都 → 北海道、東京都",
+        "a@isp.example.jp: 状態: 配信停止 → 配信中",
+        "c@isp.example.jp: 通知先を追加 webhook https://hooks.example.jp/…abcd"
+        "（署名の鍵 0f0f0f0f）"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from jpixd.channels.manage import plan_import
 from jpixd.channels.urls import shown
-from jpixd.records import Channel, ChannelMessage
+from jpixd.records import Channel, ChannelMessage, ImportDiff
 from jpixd.store.base import (
     Plan,
     Queries,
@@ -167,12 +167,12 @@ class ChannelQueries(Queries):
 
     async def import_channels(self, rows: Sequence[tuple[str, Sequence[tuple[str, str]]]],
                               now: datetime, *, actor: str, dry_run: bool,
-                              secret: Callable[[], str]) -> list[str]:
+                              secret: Callable[[], str]) -> list[ImportDiff]:
         """Each listed subscriber's channels made what their CSV row says (the `channels`
         column: jpixd.channels.manage.plan_import), all in one transaction; what changed,
         one line each. A subscriber the file creates has none yet (a dry run creates
         nothing: its channels are all additions). ChannelInvalid: nothing changed."""
-        lines: list[str] = []
+        lines: list[ImportDiff] = []
         async with self.transaction(commit=not dry_run) as tx:
             for email, wanted in rows:
                 sub = await tx.one("SELECT id FROM subscribers WHERE email = ? "
@@ -180,9 +180,11 @@ class ChannelQueries(Queries):
                 existing = [] if sub is None else [
                     _channel(r) for r in await tx.all(_CHANNELS_OF, (sub["id"],))]
                 add, remove = plan_import(existing, list(wanted))
-                lines += [f"{email}: channel removed {c.kind} {shown(c.url)}" for c in remove]
+                lines += [ImportDiff(email, "channel removed", kind=c.kind, url=shown(c.url))
+                          for c in remove]
                 if sub is None:
-                    lines += [f"{email}: channel added {kind} {shown(url)}" for kind, url in add]
+                    lines += [ImportDiff(email, "channel added", kind=kind, url=shown(url))
+                              for kind, url in add]
                     continue
                 sid = int(sub["id"])
                 for c in remove:
@@ -190,8 +192,9 @@ class ChannelQueries(Queries):
                 for kind, url in add:
                     key = secret()
                     # A webhook's signing key is said this once (its receiver needs it).
-                    lines.append(f"{email}: channel added {kind} {shown(url)}" + (
-                        f" (signing key {key})" if kind == "webhook" and not dry_run else ""))
+                    said = key if kind == "webhook" and not dry_run else ""
+                    lines.append(ImportDiff(email, "channel added", kind=kind, url=shown(url),
+                                            signing_key=said))
                     await _insert(tx, sid, kind, url, key, now, actor)
         return lines
 

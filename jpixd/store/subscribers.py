@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jpixd.model import Subscriber, SubscriberStatus
+from jpixd.records import ImportDiff
 from jpixd.store.base import (
     SUPPRESSED_ADDRESSES,
     Conflict,
@@ -92,7 +93,7 @@ class ImportResult:
     updated: int
     unchanged: int
     kept: int = 0  # unsubscribed or suppressed, left so (no --reactivate)
-    diffs: tuple[str, ...] = ()  # "email: field old → new", for a dry run to show
+    diffs: tuple[ImportDiff, ...] = ()  # for a dry run to show
 
 
 # An opt-out is the subscriber's word (特定電子メール法): only an explicit --reactivate
@@ -100,8 +101,8 @@ class ImportResult:
 _OPTED_OUT = frozenset({SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.SUPPRESSED})
 
 
-def _diff(old: Subscriber, new: Subscriber) -> list[str]:
-    return [f"{old.email}: {c} {getattr(old, c)!r} → {getattr(new, c)!r}"
+def _diff(old: Subscriber, new: Subscriber) -> list[ImportDiff]:
+    return [ImportDiff(old.email, c, getattr(old, c), getattr(new, c))
             for c in _COLUMNS if getattr(old, c) != getattr(new, c)]
 
 
@@ -168,7 +169,7 @@ class ImportPlan:
     updates: list[tuple[Subscriber, Subscriber]]  # (as it is, as it becomes)
     unchanged: int
     kept: int
-    diffs: list[str]
+    diffs: list[ImportDiff]
 
     def result(self) -> ImportResult:
         return ImportResult(len(self.new), len(self.updates), self.unchanged, self.kept,
@@ -183,7 +184,7 @@ def plan_import(existing: dict[str, Subscriber],
     unsubscribed or suppressed subscriber is never made active again without
     `reactivate`."""
     new = [s for s, _ in rows if s.email not in existing]
-    diffs = [f"{s.email}: new" for s in new]
+    diffs = [ImportDiff(s.email, "new") for s in new]
     updates: list[tuple[Subscriber, Subscriber]] = []
     unchanged = kept = 0
     for sub, columns in rows:

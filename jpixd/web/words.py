@@ -4,11 +4,12 @@ the CLI and the logs keep the English). Pure."""
 
 from __future__ import annotations
 
-import ast
 import re
+from typing import Any
 
 from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS
 from jpixd.prefectures import NAME_BY_CODE
+from jpixd.records import ImportDiff
 
 WINDOW_LABELS = {"day": "昼間（8時〜19時）", "night": "夜間（19時〜23時）",
                  "late_night": "深夜・早朝（23時〜8時）"}
@@ -174,36 +175,26 @@ def pause_reason_in_words(reason: str | None) -> str:
             "自動で停止しました")
 
 
-_CHANNEL_DIFFS = (("channel added ", "通知先を追加 "), ("channel removed ", "通知先を削除 "))
+def import_diff_in_words(diff: ImportDiff) -> str:
+    """A subscriber import's difference as the change log says it: 「a@example.jp: 対象地域:
+    東京都 → 北海道、東京都」, 「a@example.jp: 新規登録」, 「a@example.jp: 通知先を追加 slack
+    https://hooks.slack.com/…abcd」."""
+    if diff.what == "new":
+        return f"{diff.email}: 新規登録"
+    if diff.kind:
+        words = "通知先を追加" if diff.what == "channel added" else "通知先を削除"
+        key = f"（署名の鍵 {diff.signing_key}）" if diff.signing_key else ""
+        return f"{diff.email}: {words} {diff.kind} {diff.url}{key}"
 
-
-def import_diff_in_words(diff: str) -> str:
-    """A dry run's difference ("a@example.jp: prefectures ('13',) → ('01', '13')" or
-    "a@example.jp: new"), as the change log says it."""
-    email, _, rest = diff.partition(": ")
-    if rest == "new":
-        return f"{email}: 新規登録"
-    for english, words in _CHANNEL_DIFFS:
-        if rest.startswith(english):
-            what, _, key = rest.removeprefix(english).partition(" (signing key ")
-            return f"{email}: {words}{what}" + (f"（署名の鍵 {key.rstrip(')')}）" if key else "")
-    field, _, change = rest.partition(" ")
-    before, arrow, after = change.partition(" → ")
-    if not arrow:
-        return diff
-
-    def plain(text: str) -> str:
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            return text
+    def plain(value: Any) -> str:
         if isinstance(value, tuple | list):
             return ",".join(str(v) for v in value) or "(all)"
         if isinstance(value, bool):
             return "はい" if value else "いいえ"
         return "（なし）" if value in (None, "") else str(value)
 
-    return f"{email}: " + change_in_words(f"{field}: {plain(before)} → {plain(after)}")
+    return f"{diff.email}: " + change_in_words(
+        f"{diff.what}: {plain(diff.before)} → {plain(diff.after)}")
 
 
 # A channel's problems on the console and the manage page, by the code the rules give
