@@ -113,6 +113,25 @@ async def test_the_database_is_in_wal_mode(sqlite_store: Store) -> None:
     assert row is not None and row[0] == "wal"
 
 
+async def test_a_claim_reads_the_due_rows_in_order_instead_of_sorting_them_all(
+        sqlite_store: Store, now: datetime) -> None:
+    """SQLite's planner, without statistics, read the due rows through the state index
+    and sorted all of them on every claim: 5 ms a claim at 20,000 due, more as the
+    backlog grows. The claim names the partial index that holds them in its order."""
+    from jpixd.store.deliveries import claim_plan
+
+    plan = claim_plan(now, 400, "test", now, skip_locked=sqlite_store.skip_locked,
+                      due_index=sqlite_store.due_index, text_of=sqlite_store.text_of)
+    next(plan)  # the expired leases first; none here
+    due = plan.send([])
+    async with aiosqlite.connect(str(sqlite_store.path)) as db, db.execute(
+            "EXPLAIN QUERY PLAN " + due.sql, [to_db(p) if isinstance(p, datetime) else p
+                                              for p in due.params]) as cur:
+        steps = [str(r[3]) for r in await cur.fetchall()]
+    assert any("deliveries_due" in s for s in steps), steps
+    assert not any("TEMP B-TREE" in s for s in steps), steps
+
+
 async def test_pause_and_resume_persist_and_resume_restarts_the_guard_window(
         tmp_path: Path, now: datetime) -> None:
     path = tmp_path / "p.sqlite3"

@@ -83,7 +83,7 @@ class DeliveryQueries(Queries):
         """`claim_plan`, on either database (SQLite runs it in one trip)."""
         rows, taken_over = await self.run_plan(claim_plan(
             now, limit, claimer, lease_until, skip_locked=self.skip_locked,
-            text_of=self.text_of))
+            due_index=self.due_index, text_of=self.text_of))
         return [_claimed(r) for r in rows], taken_over
 
     async def release(self, delivery_id: int, now: datetime) -> None:
@@ -196,7 +196,7 @@ def _mark_sent_plan(sent: list[tuple[int, str, str, str | None]], now: datetime
 
 
 def claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, *,
-               skip_locked: str, text_of: Callable[[str], str]
+               skip_locked: str, due_index: str, text_of: Callable[[str], str]
                ) -> Plan[tuple[list[Row], int]]:
     """The sender's claim, written once for both databases: due deliveries, failures
     first then oldest, and any whose lease has expired (their sender died mid-send),
@@ -208,7 +208,7 @@ def claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, *
     ids = expired
     if len(expired) < limit:
         ids = expired + [r["id"] for r in (yield Step(
-            "SELECT id FROM deliveries WHERE state IN ('pending', 'retry') "
+            f"SELECT id FROM deliveries{due_index} WHERE state IN ('pending', 'retry') "
             f"AND not_before <= ? ORDER BY priority, not_before, id LIMIT ?{skip_locked}",
             (now, limit - len(expired))))]
     if not ids:

@@ -55,6 +55,7 @@ class PgBase(Queries):
     for_update = " FOR UPDATE"
     greatest = "GREATEST"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    due_index = ""
     sole_claimer = False  # several hosts share the database: each claims its own
     lock_sql = "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))"
     notify_sql = NOTIFY

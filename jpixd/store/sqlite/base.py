@@ -66,6 +66,7 @@ class SqliteBase(Queries):
     for_update = ""
     greatest = "MAX"
     skip_locked = ""
+    due_index = " INDEXED BY deliveries_due"
     sole_claimer = True
     lock_sql = ""
     notify_sql = ""
