@@ -189,7 +189,10 @@ def test_each_recipient_gets_what_a_full_render_gives(tmp_path: Path, kind: str)
     r = renderer(tmp_path, templates_dir=str(tdir))
     assert r._body.fields == fields  # cached only when the subscriber is plain output
     subs = [SUB, replace(SUB, id=8, organization="", name="髙橋"),
-            replace(SUB, id=9, name="a\x00b {{ x }}", organization="ＡＢＣ㈱")]
+            replace(SUB, id=9, name="a\x00b {{ x }}", organization="ＡＢＣ㈱"),
+            # Blank runs across a value's edge: such a recipient is rendered whole.
+            replace(SUB, id=10, name="x\n\n\n\ny", organization="\x01"),
+            replace(SUB, id=11, name="\n名前\n", organization="組織\n\n")]
     for change in (Change.NEW, Change.UPDATE):
         for sub in subs * 2:  # the second time from the cache
             fast = r.texts(FAILURE, change, sub)

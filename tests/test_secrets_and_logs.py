@@ -88,6 +88,38 @@ def test_logs_are_json_lines_with_ids_and_no_secrets(captured_logs: io.StringIO)
     assert "apiKey=***" in lines[1]["event"]
 
 
+def test_every_value_reaches_its_line_readable(captured_logs: io.StringIO) -> None:
+    """Lines are made by orjson; what it refuses (an integer past 64 bits, a lone
+    surrogate from a broken feed) still makes a line, and Japanese stays Japanese."""
+    from datetime import UTC, datetime
+
+    log = structlog.get_logger("jpixd.test.values")
+    log.info("件名", title="大阪府の一部地域", at=datetime(2026, 12, 6, tzinfo=UTC), n={1: 2})
+    log.info("huge", n=2 ** 70)
+    log.info("broken", text="ab\udc80")
+    raw = captured_logs.getvalue()
+    lines = [json.loads(x) for x in raw.splitlines()]
+    assert [x["event"] for x in lines] == ["件名", "huge", "broken"]
+    assert "大阪府の一部地域" in raw  # not \u escapes: journalctl shows it as it is
+    assert lines[0]["at"] == repr(datetime(2026, 12, 6, tzinfo=UTC)) and lines[0]["n"] == {"1": 2}
+    assert lines[1]["n"] == 2 ** 70 and lines[2]["text"] == "ab\udc80"
+    raw.encode("utf-8")  # every line can be written to a UTF-8 stdout
+
+
+def test_bound_keys_reach_the_lines_within_and_are_restored_after(
+        captured_logs: io.StringIO) -> None:
+    log = structlog.get_logger("jpixd.test.bound")
+    with logs.bound(notice_id=1):
+        with logs.bound(delivery_id=7, notice_id=2):
+            log.info("inner")
+        log.info("outer")
+    log.info("after")
+    inner, outer, after = [json.loads(x) for x in captured_logs.getvalue().splitlines()]
+    assert (inner["delivery_id"], inner["notice_id"]) == (7, 2)
+    assert outer["notice_id"] == 1 and "delivery_id" not in outer
+    assert "notice_id" not in after and "delivery_id" not in after
+
+
 def test_a_cached_logger_follows_a_new_stream_and_level() -> None:
     """structlog caches a logger on first use; a later configure() must still decide
     where its lines go and which are kept (the CLI, and every test, configures anew)."""

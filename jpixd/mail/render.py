@@ -99,6 +99,20 @@ def _fullwidth_kana(text: str) -> str:
     return _HALFWIDTH_KANA.sub(lambda m: unicodedata.normalize("NFKC", m.group(0)), text)
 
 
+# Half-width kana or a CP932 form: what `_in_jis_forms` changes. One search for both
+# finds out that a body has neither (nearly every one) at twice the speed of the
+# half-width search alone, and a third of the two passes it saves.
+_NOT_JIS_FORMS = re.compile("[\uff61-\uff9f\uff5e\u2225\uff0d\uffe0-\uffe2]")
+
+
+def _in_jis_forms(text: str, iso2022: bool) -> str:
+    """Half-width kana made full-width; with ISO-2022-JP, CP932's forms made JIS's."""
+    if not _NOT_JIS_FORMS.search(text):
+        return text
+    text = _fullwidth_kana(text)
+    return jis_forms(text) if iso2022 else text
+
+
 def fits_jis(text: str) -> bool:
     try:
         text.encode("iso2022_jp")
@@ -125,7 +139,14 @@ def wrap(text: str, columns: int = WRAP_COLUMNS) -> str:
     """Break long lines at `columns` display columns. A URL is kept whole on a line of its
     own (so that a mail client can follow it), unless it is itself longer than any line
     may be."""
-    return "\n".join(_wrap_line(line, columns) for line in text.split("\n"))
+    return "\n\n".join(_wrap_block(block, columns) for block in text.split("\n\n"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _wrap_block(block: str, columns: int) -> str:
+    # A notice's paragraphs are the same for every recipient but the one that greets
+    # them: a look-up each, instead of one for each of its thirty-odd lines.
+    return "\n".join(_wrap_line(line, columns) for line in block.split("\n"))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -310,8 +331,11 @@ class Renderer:
         self.env.filters["span"] = functools.partial(short_span, tz=tz)  # | span(end)
         self.env.filters["duration"] = duration  # start | duration(end)
         self._subject = PerNotice(self.env, "subject.txt.j2")
-        self._body = PerNotice(self.env, "body.txt.j2")
+        self._body = PerNotice(self.env, "body.txt.j2", tidy=_tidy)
         self.domain = cfg.from_addr.rpartition("@")[2] or "localhost"
+        # The sender's display name as a UTF-8 mail and an ISO-2022-JP one carry it.
+        name = header_text(cfg.from_name or "")
+        self._from_names = {False: _in_jis_forms(name, False), True: _in_jis_forms(name, True)}
 
     def texts(self, notice: Notice, change: Change, sub: Subscriber,
               now: datetime | None = None, notice_id: int | None = None) -> tuple[str, str]:
@@ -322,7 +346,7 @@ class Renderer:
         ctx = self._context(notice, change, self.links is not None, page, self.cfg.contact)
         view = self.recipient(sub, now)
         subject = header_text("".join(self._subject.render(key, ctx, view).split("\n")))
-        return subject, _finished(self._body.render(key, ctx, view))
+        return subject, _wrapped(self._body.render(key, ctx, view))
 
     def page_text(self, template: str, **context: Any) -> str:
         """A mail body from one of the templates (the self-service mails) as the notice
@@ -364,15 +388,14 @@ class Renderer:
                 message_id: str, extra: list[tuple[str, str]]) -> Rendered:
         """A message to `sub`: encoded in its charset (ISO-2022-JP when everything fits),
         headers sanitised. Notices and the self-service mails alike."""
-        subject, body = _fullwidth_kana(subject), _fullwidth_kana(body)
-        display = header_text(" ".join(x for x in (sub.organization, sub.name) if x))
-        from_name = header_text(self.cfg.from_name or "")
         wanted = sub.charset or self.cfg.charset
-        if wanted == "iso-2022-jp":
-            subject, body = jis_forms(subject), jis_forms(body)
-            display, from_name = jis_forms(display), jis_forms(from_name)
+        iso2022 = wanted == "iso-2022-jp"
+        subject, body = _in_jis_forms(subject, iso2022), _in_jis_forms(body, iso2022)
+        display = _in_jis_forms(
+            header_text(" ".join(x for x in (sub.organization, sub.name) if x)), iso2022)
+        from_name = self._from_names[iso2022]
         charset, body_bytes = "utf-8", b""
-        if wanted == "iso-2022-jp" and _fits_jis_cached(subject) and \
+        if iso2022 and _fits_jis_cached(subject) and \
                 _fits_jis_cached(from_name) and fits_jis(display):
             try:  # the body's encoding is also its test: encoded once, not twice
                 body_bytes = _body_bytes(body, "iso-2022-jp")
@@ -419,9 +442,17 @@ class Renderer:
         return [("List-Unsubscribe", f"<mailto:{target}?subject=unsubscribe%20{token}>")]
 
 
+def _tidy(text: str) -> str:
+    """Control characters out, blank runs folded to one blank line."""
+    return _BLANK_RUNS.sub("\n\n", body_text(text))
+
+
+def _wrapped(tidied: str) -> str:
+    return wrap(tidied.strip() + "\n")
+
+
 def _finished(text: str) -> str:
-    body = _BLANK_RUNS.sub("\n\n", body_text(text)).strip() + "\n"
-    return wrap(body)
+    return _wrapped(_tidy(text))
 
 
 @functools.lru_cache(maxsize=4096)

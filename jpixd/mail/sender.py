@@ -21,6 +21,7 @@ from functools import partial
 
 import structlog
 
+from jpixd import logs
 from jpixd.barrier import contain, describe
 from jpixd.config import SendingConfig
 from jpixd.leases import claimer_name, renewing
@@ -225,7 +226,7 @@ class Sender(Loop):
             now, SELF_MAIL_BATCH, claimer=self.claimer,
             lease_until=now + timedelta(seconds=self.lease))
         for m in mails:
-            with structlog.contextvars.bound_contextvars(self_mail_id=m.id, kind=m.kind):
+            with logs.bound(self_mail_id=m.id, kind=m.kind):
                 try:
                     await self._self_mail(m)
                 except Exception as exc:  # the crash barrier: this mail, not the round
@@ -297,7 +298,7 @@ class Sender(Loop):
         """Send one claimed delivery; return the future of its "sent" row (or, when
         nothing was sent, the previous one's, still to be awaited)."""
         d = c.delivery
-        with structlog.contextvars.bound_contextvars(delivery_id=d.id, notice_id=d.notice_id):
+        with logs.bound(delivery_id=d.id, notice_id=d.notice_id):
             if await self._skip_if_unwanted(c):
                 return unrecorded
             if self._stopping.is_set() or await self._paused():

@@ -7,13 +7,19 @@ sentinel in each field's place, and each recipient's text is that with the senti
 replaced: the same string a full render would give, for a fraction of the cost. A
 template that uses the subscriber in any other way (an operator's override may) is
 rendered in full for every recipient, as before.
+
+With `tidy` (a renderer's clean-up: control characters out, blank runs folded), what
+comes back is tidy(the full render); the cached text is kept tidied and each value is
+tidied alone, which gives the same string whenever no value is empty, starts or ends
+with a line break or holds a blank line (then a blank run could cross a value's edge,
+and the recipient's text is rendered and tidied whole).
 """
 
 from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -49,27 +55,36 @@ class PerNotice:
     """One template; `render(key, context, subscriber)` as `Template.render` would, with
     the subscriber-free part cached under `key` (the notice and change)."""
 
-    def __init__(self, env: jinja2.Environment, name: str, *, size: int = 256) -> None:
+    def __init__(self, env: jinja2.Environment, name: str, *, size: int = 256,
+                 tidy: Callable[[str], str] = str) -> None:
         self.template = env.get_template(name)
         self.fields = plain_fields(env.parse(env.loader.get_source(env, name)[0])) \
             if env.loader is not None else None
         # A fresh token per process: no feed text can contain it by chance or by design.
+        # Private-use characters around it: no tidying touches them.
         token = secrets.token_hex(8)
-        self._sentinels = {f: f"\x00{token}:{f}\x00" for f in self.fields or ()}
-        self._cache: OrderedDict[Hashable, str] = OrderedDict()
+        self._sentinels = {f: f"\ue000{token}:{f}\ue001" for f in self.fields or ()}
+        self._tidy = tidy
+        self._cache: OrderedDict[Hashable, tuple[str, dict[str, str]]] = OrderedDict()
         self._size = size
 
     def render(self, key: Hashable, context: Mapping[str, Any], subscriber: Any) -> str:
         if self.fields is None:
-            return self.template.render({**context, SUBSCRIBER: subscriber})
-        text = self._cache.get(key)
-        if text is None:
+            return self._tidy(self.template.render({**context, SUBSCRIBER: subscriber}))
+        cached = self._cache.get(key)
+        if cached is None:
             probe = SimpleNamespace(**self._sentinels)
-            text = self.template.render({**context, SUBSCRIBER: probe})
-            self._cache[key] = text
+            text = self._tidy(self.template.render({**context, SUBSCRIBER: probe}))
+            # The fields this notice's text shows (the links only when there are some).
+            shown = {f: s for f, s in self._sentinels.items() if s in text}
+            cached = self._cache[key] = (text, shown)
             if len(self._cache) > self._size:
                 self._cache.popitem(last=False)
-        for field, sentinel in self._sentinels.items():
+        text, shown = cached
+        for field, sentinel in shown.items():
             # str(): what Jinja's {{ }} makes of a value when autoescape is off.
-            text = text.replace(sentinel, str(getattr(subscriber, field)))
+            value = self._tidy(str(getattr(subscriber, field)))
+            if not value or value[0] == "\n" or value[-1] == "\n" or "\n\n" in value:
+                return self._tidy(self.template.render({**context, SUBSCRIBER: subscriber}))
+            text = text.replace(sentinel, value)
         return text

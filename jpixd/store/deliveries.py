@@ -32,12 +32,18 @@ from jpixd.store.base import (
     where_equal,
 )
 
+# Enum members by their stored value: a dictionary's lookup, where calling the enum costs
+# a microsecond a column (three of a claimed row's, 400 rows a claim).
+_STATES = {s.value: s for s in DeliveryState}
+_SUBSCRIBER_STATES = {s.value: s for s in SubscriberStatus}
+_CHANGES = {c.value: c for c in Change}
+
 
 def _row_to_delivery(row: Row) -> Delivery:
     return Delivery(
         id=row["id"], revision_id=row["revision_id"], notice_id=row["notice_id"],
         subscriber_id=row["subscriber_id"], email=row["email"], purpose=row["purpose"],
-        slot=row["slot"], priority=row["priority"], state=DeliveryState(row["state"]),
+        slot=row["slot"], priority=row["priority"], state=_STATES[row["state"]],
         not_before=from_db_req(row["not_before"]), attempts=row["attempts"],
         reason=row["reason"], sent_at=from_db(row["sent_at"]), message_id=row["message_id"],
         ses_message_id=row["ses_message_id"], last_error=row["last_error"],
@@ -240,8 +246,8 @@ def _claimed(r: Row) -> Claimed:
     sub = Subscriber(
         id=r["subscriber_id"], email=r["email"], name=r["s_name"], organization=r["s_org"],
         carriers=tlist(r["s_carriers"]), charset=r["s_charset"],
-        status=SubscriberStatus(r["s_status"]), paused=bool(r["s_paused"]))
-    change = Change.REMINDER if delivery.purpose == "reminder" else Change(r["r_change"])
+        status=_SUBSCRIBER_STATES[r["s_status"]], paused=bool(r["s_paused"]))
+    change = Change.REMINDER if delivery.purpose == "reminder" else _CHANGES[r["r_change"]]
     return Claimed(delivery=delivery, notice=_notice(r["r_content"]), change=change,
                    subscriber=sub, subscriber_live=r["s_deleted"] is None,
                    suppressed=bool(r["suppressed"]))
