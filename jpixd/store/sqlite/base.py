@@ -5,7 +5,6 @@ are stored (datetimes as fixed-width UTC text)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+import orjson
 
 from jpixd.model import JST
 from jpixd.store import migrate
@@ -54,8 +54,10 @@ def insert_statement(rows: Insert) -> tuple[str, list[Any]] | None:
         f"json_extract(value, '$[{i}]')" for i in range(len(rows.columns))]
     sql = (f"INSERT INTO {rows.table} ({', '.join(columns)}) "
            f"SELECT {', '.join(values)} FROM json_each(?)")
+    # orjson: 12 ms for a fan-out's 76,000 rows, json 116. A time must come as its stored
+    # text (`stored_time`): one given as a datetime is refused, not written in another form.
     return sql, [*sqlite_args(list(rows.same.values())),
-                 json.dumps(rows.rows, ensure_ascii=False)]
+                 orjson.dumps(rows.rows, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()]
 
 
 class SqliteBase(Queries):
