@@ -147,6 +147,16 @@ class ImportDiff:
         return f"{self.email}: {self.what} {_shown(self.before)} → {_shown(self.after)}"
 
 
+def listed(values: tuple[Any, ...] | list[Any]) -> str:
+    """A list setting as the CLI, a subscriber's history and the console write it:
+    「13,27」, or 「(all)」 when empty (an empty list of prefectures or services is all)."""
+    return ",".join(str(v) for v in values) or "(all)"
+
+
 def _shown(value: Any) -> str:
-    """A value as Python writes it, an enum as its value ('active', not its repr)."""
+    """A value as an import's line says it: a list as `listed` writes it (not a tuple's
+    repr, 「('13',)」), an enum as its value ('active', not its repr), text quoted (so
+    that a space at either end shows)."""
+    if isinstance(value, tuple | list):
+        return listed(value)
     return repr(value.value if isinstance(value, Enum) else value)

@@ -172,6 +172,13 @@ def test_a_partial_import_never_brings_an_opt_out_back(
     out = capsys.readouterr().out
     assert "gone@isp1.example.jp: name '担当1' → '新しい名前'" in out
     assert "1 updated, 1 unchanged (dry run" in out
+    areas = tmp_path / "areas.csv"
+    areas.write_text("email,prefectures\ngone@isp1.example.jp,13\nuser0@isp0.example.jp,\n",
+                     encoding="utf-8")
+    assert run("subscribers", "import", str(areas), "--config", str(config), "--dry-run") == 0
+    out = capsys.readouterr().out  # lists as an operator writes them, not Python's tuples
+    assert "gone@isp1.example.jp: prefectures 13,27 → 13" in out
+    assert "user0@isp0.example.jp: prefectures 13,27 → (all)" in out
     assert run("subscribers", "import", str(names), "--config", str(config)) == 0
     capsys.readouterr()
     by_email = exported(config, capsys)

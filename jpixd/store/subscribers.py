@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jpixd.model import Subscriber, SubscriberStatus
-from jpixd.records import ImportDiff
+from jpixd.records import ImportDiff, listed
 from jpixd.store.base import (
     SUPPRESSED_ADDRESSES,
     Conflict,
@@ -152,9 +152,7 @@ def _what(old: Subscriber, new: Subscriber) -> tuple[str, str]:
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(value) or "(all)"
-    return str(value)
+    return listed(value) if isinstance(value, tuple) else str(value)
 
 
 def _same(a: Subscriber, b: Subscriber) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from jpixd.mail.render import CARRIER_LABELS, KIND_LABELS
 from jpixd.prefectures import NAME_BY_CODE
-from jpixd.records import ImportDiff
+from jpixd.records import ImportDiff, listed
 
 WINDOW_LABELS = {"day": "昼間（8時〜19時）", "night": "夜間（19時〜23時）",
                  "late_night": "深夜・早朝（23時〜8時）"}
@@ -188,7 +188,7 @@ def import_diff_in_words(diff: ImportDiff) -> str:
 
     def plain(value: Any) -> str:
         if isinstance(value, tuple | list):
-            return ",".join(str(v) for v in value) or "(all)"
+            return listed(value)
         if isinstance(value, bool):
             return "はい" if value else "いいえ"
         return "（なし）" if value in (None, "") else str(value)
