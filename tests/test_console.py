@@ -450,7 +450,7 @@ def test_an_import_s_differences_read_in_japanese_and_plain_english() -> None:
     diffs = [*plan.diffs, channel]
     assert [str(d) for d in diffs] == [
         "b@isp.example.jp: new",
-        "a@isp.example.jp: prefectures ('13',) → ('01', '13')",
+        "a@isp.example.jp: prefectures 13 → 01,13",  # as the history writes a list
         "a@isp.example.jp: status 'unsubscribed' → 'active'",
         "c@isp.example.jp: channel added webhook https://hooks.example.jp/…abcd "
         "(signing key 0f0f0f0f)"]
