@@ -118,12 +118,14 @@ async def test_a_claim_reads_the_due_rows_in_order_instead_of_sorting_them_all(
     """SQLite's planner, without statistics, read the due rows through the state index
     and sorted all of them on every claim: 5 ms a claim at 20,000 due, more as the
     backlog grows. The claim names the partial index that holds them in its order."""
+    from jpixd.store.base import Step
     from jpixd.store.deliveries import claim_plan
 
     plan = claim_plan(now, 400, "test", now, skip_locked=sqlite_store.skip_locked,
                       due_index=sqlite_store.due_index, text_of=sqlite_store.text_of)
     next(plan)  # the expired leases first; none here
     due = plan.send([])
+    assert isinstance(due, Step)
     async with aiosqlite.connect(str(sqlite_store.path)) as db, db.execute(
             "EXPLAIN QUERY PLAN " + due.sql, [to_db(p) if isinstance(p, datetime) else p
                                               for p in due.params]) as cur:
@@ -320,6 +322,37 @@ async def test_a_fan_out_stores_each_delivery_as_planned(store: AnyStore) -> Non
         *[(e, ids[e], "reminder", "86400s", 20,
            reminder_for_day if e.startswith("day") else reminder, "pending",
            result.revision_id) for e in emails]])
+
+
+async def test_a_group_of_sent_mail_is_recorded_row_by_row_as_given(
+        store: AnyStore) -> None:
+    """The sender's group commit, on both databases: each row gets its own ids, a
+    missing SES id stays NULL, text with quotes and non-ASCII arrives whole, rows outside
+    the group are untouched."""
+    from jpixd.fanout import Policy, planner
+    from jpixd.model import JST, Change, DeliveryState, Notice, NoticeKind, NoticeStatus, Subscriber
+    from jpixd.subscribers import FIELDS
+
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    await store.import_subscribers([(Subscriber(email=f"g{i}@example.jp"), frozenset(FIELDS))
+                                    for i in range(4)], now)
+    notice = Notice(source="east", external_id="G1", carrier="east",
+                    kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED, title="故障")
+    await store.record_revision(notice, revision="r1", change=Change.NEW, now=now,
+                                planner=planner(notice, Change.NEW, now, Policy(tz=JST)))
+    claimed, _ = await store.claim(now, 10, claimer="t", lease_until=now)
+    first, second, third, rest = sorted(c.delivery.id for c in claimed)
+    later = now + timedelta(seconds=5)
+    await store.mark_sent_many([(first, "ses", "<jpixd.1@example.jp>", "0101-a"),
+                                (second, "smtp", "<o'q\u00e9>", None),
+                                (third, "ses", "<jpixd.3@example.jp>", "0101-c")], later)
+    got = {d.id: d for d in (await store.list_deliveries())[0]}
+    assert [(got[i].state, got[i].message_id, got[i].ses_message_id, got[i].sent_at)
+            for i in (first, second, third)] == [
+        (DeliveryState.SENT, "<jpixd.1@example.jp>", "0101-a", later),
+        (DeliveryState.SENT, "<o'q\u00e9>", None, later),
+        (DeliveryState.SENT, "<jpixd.3@example.jp>", "0101-c", later)]
+    assert got[rest].state == DeliveryState.SENDING and got[rest].message_id is None
 
 
 async def test_the_console_chart_counts_each_utc_hour_alike_on_both_databases(
