@@ -77,8 +77,6 @@ def _key_kind(key: str) -> str:
     return _SECRET if _SECRET_KEYS.search(key) is not None else _PLAIN
 
 
-
-
 REDACTOR = Redactor()
 
 
