@@ -86,6 +86,18 @@ def test_wave_dash_and_half_width_kana_stay_in_iso_2022_jp(tmp_path: Path) -> No
     assert "0:00〜6:00 フレッツ光ネクスト" in parse(r.data).get_content()
 
 
+def test_a_half_width_kana_name_stays_in_iso_2022_jp(tmp_path: Path) -> None:
+    """A name typed in half-width kana (an old system's export) becomes full-width in the
+    To: header as in the greeting; it used to send the whole mail in UTF-8."""
+    sub = replace(SUB, organization="ｶﾌﾞｼｷｶﾞｲｼｬﾚｲ", name="ｳﾝﾖｳ")
+    r = renderer(tmp_path).render(delivery_id=1, notice_id=1, notice=WORKS,
+                                  change=Change.NEW, sub=sub, now=NOW)
+    assert r.charset == "iso-2022-jp"
+    mail = parse(r.data)
+    assert mail["To"].addresses[0].display_name == "カブシキガイシャレイ ウンヨウ"
+    assert mail.get_content().startswith("カブシキガイシャレイ\r\nウンヨウ 様\r\n")
+
+
 def test_utf8_by_choice(tmp_path: Path) -> None:
     r = renderer(tmp_path, charset="utf-8").render(delivery_id=1, notice_id=1, notice=WORKS,
                                                    change=Change.NEW, sub=SUB, now=NOW)
