@@ -5,6 +5,8 @@ pipeline: claim → render (Jinja2, ISO-2022-JP MIME) → file transport → rec
 bucket:   the token bucket at 50/s for 30 s on the real clock: achieved rate within 2 %
           of 50 and no one-second window above rate + burst.
 smtp:     2,000 mails to aiosmtpd on loopback through the pooled SMTP transport.
+instructions: the pipeline's instructions a delivery under valgrind's callgrind, which
+          the host's stolen CPU does not move (apt-get install valgrind; about 2 min).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
+import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
@@ -149,10 +154,53 @@ async def smtp(n: int = 2000) -> None:
           f"mails_per_s={n / elapsed:.0f}")
 
 
+async def _send(n: int) -> None:
+    """Send n of a 3,000-delivery outbox (n a multiple of the 400 a claim takes)."""
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: ASYNC240 (once)
+    with tempfile.TemporaryDirectory(dir=shm) as tmp, \
+            tempfile.TemporaryDirectory(dir=shm) as out:
+        store = await Store.open(Path(tmp) / "b.sqlite3")
+        await prepare(store, 3000)
+        sender = bench_sender(store, FileTransport(Path(out)))
+        while (await store.delivery_counts())[DeliveryState.SENT] < n:
+            await sender.run_once()
+        await store.close()
+
+
+async def instructions() -> None:
+    """The pipeline to 400 and to 2,400 deliveries under callgrind: the difference over
+    2,000 is a delivery's instructions, set-up and start-up cancelled out."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("instructions: valgrind is not installed")  # noqa: T201
+        return
+    collected = []
+    for n in (400, 2400):
+        proc = await asyncio.create_subprocess_exec(
+            valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+            "-m", "bench.sender", str(n), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        found = re.search(rb"Collected : (\d+)", err)
+        if proc.returncode != 0 or found is None:
+            raise RuntimeError(f"callgrind failed: {err[-500:]!r}")
+        collected.append(int(found.group(1)))
+    print(f"instructions: per_delivery={(collected[1] - collected[0]) // 2000}")  # noqa: T201
+
+
 PARTS: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
-    "pipeline": pipeline, "bucket": bucket, "smtp": smtp}
+    "pipeline": pipeline, "bucket": bucket, "smtp": smtp, "instructions": instructions}
 
 
 def run(parts: list[str]) -> None:
-    for name in parts or list(PARTS):
+    # `instructions` only when asked for: it needs valgrind and takes minutes.
+    for name in parts or [p for p in PARTS if p != "instructions"]:
         asyncio.run(PARTS[name]())
+
+
+if __name__ == "__main__":  # `instructions` runs this under callgrind
+    from jpixd import logs
+
+    with open(os.devnull, "w") as sink:  # as `python -m bench` does: counted, not shown
+        logs.configure("info", "json", stream=sink)
+        asyncio.run(_send(int(sys.argv[1])))
