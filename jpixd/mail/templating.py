@@ -52,8 +52,8 @@ def plain_fields(tree: nodes.Template) -> frozenset[str] | None:
 
 
 class PerNotice:
-    """One template; `render(key, context, subscriber)` as `Template.render` would, with
-    the subscriber-free part cached under `key` (the notice and change)."""
+    """One template; `render(key, context, subscriber)` as `tidy(Template.render(…))`
+    would, with the subscriber-free part cached under `key` (the notice and change)."""
 
     def __init__(self, env: jinja2.Environment, name: str, *, size: int = 256,
                  tidy: Callable[[str], str] = str) -> None:
