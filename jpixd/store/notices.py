@@ -201,17 +201,11 @@ def record_plan(db: NoticeQueries, n: Notice, *, revision: str, change: Change,
         """Pure and CPU-bound, the slow part of a large fan-out."""
         subscribers = known if known is not None else _members(rows)
         plan = planner(subscribers, suppressed)
-        times: dict[datetime, Any] = {}  # most deliveries share a few times: each once
-
-        def at(dt: datetime) -> Any:
-            if dt not in times:
-                times[dt] = stored(dt)
-            return times[dt]
-
-        new = [[p.subscriber_id, p.email, p.purpose, "", p.priority, at(p.not_before),
-                at(p.not_before)] for p in plan.notices]
-        new += [[p.subscriber_id, p.email, p.purpose, slot, p.priority, at(p.not_before),
-                 at(p.not_before)] for slot, p in plan.reminders]
+        # `stored` is SQLite's memoised `to_db`: most deliveries share a few times.
+        new = [[p.subscriber_id, p.email, p.purpose, "", p.priority, stored(p.not_before),
+                stored(p.not_before)] for p in plan.notices]
+        new += [[p.subscriber_id, p.email, p.purpose, slot, p.priority, stored(p.not_before),
+                 stored(p.not_before)] for slot, p in plan.reminders]
         return subscribers, plan, new, plan_channels(planner, subscribers, channels)
 
     subscribers, plan, new, messages = yield Work(decide)
