@@ -53,22 +53,35 @@ _FIELD_WORDS = {"email": "メールアドレス", "name": "お名前", "organiza
                 "paused": "一時停止", "legacy_id": "旧システムのID"}
 
 
+# A field's codes by their names, where the console names them.
+_VALUE_NAMES: dict[str, dict[str, str]] = {
+    "prefectures": NAME_BY_CODE, "carriers": CARRIER_LABELS, "kinds": KIND_LABELS,
+    "windows": {k: v.split("（")[0] for k, v in WINDOW_LABELS.items()},
+    "status": SUB_STATUS_LABELS}
+
+
+def _value_in_words(field: str, text: str) -> str:
+    if text == "(all)":
+        return "すべて"
+    if field in _VALUE_NAMES:
+        return "、".join(_VALUE_NAMES[field].get(x, x) for x in text.split(","))
+    return text
+
+
+def field_change_in_words(field: str, before: str, after: str) -> str:
+    """One field's change, its values as the log writes them (`records.listed` for a
+    list): 「対象地域: 東京都 → 北海道、東京都」; a field the console does not name is
+    shown as it is."""
+    if field not in _FIELD_WORDS:
+        return f"{field}: {before} → {after}"
+    return (f"{_FIELD_WORDS[field]}: {_value_in_words(field, before)} → "
+            f"{_value_in_words(field, after)}")
+
+
 def change_in_words(detail: str) -> str:
     """A subscriber change as the console shows it (reader review: 「prefectures: 13,27 →
     01,13,27」): 「対象地域: 東京都、大阪府 → 北海道、東京都、大阪府」. The log keeps its codes
     (the API shows them); a part that is not `field: old → new` is shown as it is."""
-    names: dict[str, dict[str, str]] = {
-        "prefectures": NAME_BY_CODE, "carriers": CARRIER_LABELS, "kinds": KIND_LABELS,
-        "windows": {k: v.split("（")[0] for k, v in WINDOW_LABELS.items()},
-        "status": SUB_STATUS_LABELS}
-
-    def value(field: str, text: str) -> str:
-        if text == "(all)":
-            return "すべて"
-        if field in names:
-            return "、".join(names[field].get(x, x) for x in text.split(","))
-        return text
-
     out = []
     for part in detail.split("; "):
         field, sep, rest = part.partition(": ")
@@ -76,9 +89,9 @@ def change_in_words(detail: str) -> str:
         if not sep or field not in _FIELD_WORDS:
             out.append(part)
         elif arrow:
-            out.append(f"{_FIELD_WORDS[field]}: {value(field, before)} → {value(field, after)}")
+            out.append(field_change_in_words(field, before, after))
         else:
-            out.append(f"{_FIELD_WORDS[field]}: {value(field, rest)}")
+            out.append(f"{_FIELD_WORDS[field]}: {_value_in_words(field, rest)}")
     return "; ".join(out)
 
 
@@ -193,8 +206,8 @@ def import_diff_in_words(diff: ImportDiff) -> str:
             return "はい" if value else "いいえ"
         return "（なし）" if value in (None, "") else str(value)
 
-    return f"{diff.email}: " + change_in_words(
-        f"{diff.what}: {plain(diff.before)} → {plain(diff.after)}")
+    return f"{diff.email}: " + field_change_in_words(diff.what, plain(diff.before),
+                                                      plain(diff.after))
 
 
 # A channel's problems on the console and the manage page, by the code the rules give
