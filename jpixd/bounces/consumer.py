@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
+from jpixd import logs
 from jpixd.barrier import contain
 from jpixd.bounces.parse import MailEvent, NotificationError, label, parse
 from jpixd.bounces.rules import Decision, decide, guard_since, judge
@@ -134,11 +135,11 @@ class BounceConsumer(Loop):
             if isinstance(result, Exception):
                 await self._contained(sqs_id, body, result)
                 continue
-            with structlog.contextvars.bound_contextvars(sqs_message_id=sqs_id):
+            with logs.bound(sqs_message_id=sqs_id):
                 self._recorded(result)
 
     async def _contained(self, sqs_id: str, body: str, exc: Exception) -> None:
-        with structlog.contextvars.bound_contextvars(sqs_message_id=sqs_id):
+        with logs.bound(sqs_message_id=sqs_id):
             await contain(self.store, self.metrics, exc, unit="sqs_message", origin="sqs",
                           ref=str(sqs_id), payload=str(body), now=self.clock())
         self.metrics.sqs_messages.labels("quarantined").inc()

@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from jpixd import logs
 from jpixd.barrier import contain, describe
 from jpixd.changes import what_changed
 from jpixd.config import SourceConfig
@@ -198,7 +199,7 @@ class FeedPoller(Loop):
         """Poll one source now (the loop, or the admin API's "poll now")."""
         async with self.locks[src.name]:
             started = time.monotonic()
-            with structlog.contextvars.bound_contextvars(source=src.name):
+            with logs.bound(source=src.name):
                 try:
                     report = await self._poll(src)
                 except Exception as exc:  # the crash barrier: one poll, not the loop
