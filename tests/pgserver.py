@@ -92,11 +92,12 @@ def postgres_server() -> Iterator[str]:
         yield url
 
 
-async def admin(server: str, sql: str) -> None:
-    """One statement on the server's maintenance database (CREATE / DROP DATABASE)."""
+async def admin(server: str, sql: str, *, database: str = "postgres") -> None:
+    """One statement as the server's owner: on its maintenance database (CREATE / DROP
+    DATABASE), or on `database` (the benchmark's ANALYZE)."""
     import asyncpg
 
-    conn = await asyncpg.connect(f"{server}/postgres")
+    conn = await asyncpg.connect(f"{server}/{database}")
     try:
         await conn.execute(sql)
     finally:
