@@ -433,10 +433,9 @@ class RetentionConfig:
 
     def cutoffs(self, now: datetime) -> dict[str, datetime]:
         cut = {name: now - getattr(self, name) for name in RETENTION_KEYS}
-        # Self-service mail's and channel messages' rows are kept as long as deliveries;
-        # logged-out console sessions only until they would have expired anyway.
-        return {**cut, "self_mails": cut["deliveries"], "channel_messages": cut["deliveries"],
-                "console_logouts": now}
+        # Channel messages' rows are kept as long as deliveries (self-service mail's are
+        # deliveries); logged-out console sessions only until they would have expired.
+        return {**cut, "channel_messages": cut["deliveries"], "console_logouts": now}
 
 
 RETENTION_KEYS = ("deliveries", "events", "revisions", "quarantine", "tickets",

@@ -248,8 +248,8 @@ class PlannedDelivery(NamedTuple):
 @dataclass(frozen=True)
 class Delivery:
     id: int
-    revision_id: int
-    notice_id: int
+    revision_id: int | None  # None: self-service mail (a confirmation, a manage link)
+    notice_id: int | None
     subscriber_id: int
     email: str
     purpose: str
@@ -323,6 +323,7 @@ class Claimed:
     """A delivery the sender has claimed, with what it needs to render and send it."""
 
     delivery: Delivery
+    notice_id: int  # the delivery's (a claim takes notice mail only)
     notice: Notice
     change: Change  # REMINDER for reminders, else the revision's change
     subscriber: Subscriber

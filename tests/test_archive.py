@@ -310,3 +310,25 @@ async def test_a_marker_of_our_own_is_one_record_alike_on_both_databases(
     await store.archive_marker("cutover", now)
     [(seq, line)] = await store.archive_batch(10, 1 << 20)
     assert json.loads(line) == {"seq": seq, "type": "cutover", "at": to_db(now)}
+
+
+async def test_self_service_mail_is_archived_as_a_delivery_on_both_databases(
+        store: Any, now: Any) -> None:
+    """A confirmation is a row of the one outbox (issue 24): archived when asked for and at
+    each change of state, as a `delivery` of its purpose, on either database."""
+    from datetime import timedelta
+
+    from jpixd.selfmail import Limits
+
+    await store.set_archiving(True)
+    mid, _ = await store.queue_self_mail("confirm", 7, "new@isp.example.jp", now,
+                                         Limits(3, 100, 10), now)
+    [claimed] = await store.claim_self_mails(now, 5, claimer="h",
+                                             lease_until=now + timedelta(minutes=1))
+    await store.mark_sent(claimed.id, now, transport="ses", message_id="<m>",
+                          ses_message_id="ses-1")
+    records = [json.loads(line) for _, line in await store.archive_batch(10, 1 << 20)]
+    assert [(r["type"], r["id"], r["purpose"], r["state"]) for r in records] == [
+        ("delivery", mid, "confirm", "pending"), ("delivery", mid, "confirm", "sending"),
+        ("delivery", mid, "confirm", "sent")]
+    assert records[-1]["ses_message_id"] == "ses-1" and records[0]["notice_id"] is None

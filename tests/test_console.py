@@ -112,6 +112,38 @@ async def test_status_shows_the_figures_an_operator_watches(tmp_path: Path,
             assert "ホスト</h2>" not in text
 
 
+async def test_a_failed_confirmation_is_one_of_the_deliveries_and_can_be_sent_again(
+        tmp_path: Path) -> None:
+    """Self-service mail is in the one outbox (issue 24): a failed confirmation is listed
+    with the failed deliveries, as what it is, and the console sends it again."""
+    from jpixd.selfmail import Limits
+
+    async with site(tmp_path) as s:
+        now = s.rt.clock()
+        sub = await s.rt.store.create_subscriber(Subscriber(email="new@isp.example.jp"), now)
+        assert sub.id is not None
+        await s.rt.store.set_sending(paused=True, reason="test", actor="test", now=now)
+        mid, _ = await s.rt.store.queue_self_mail("confirm", sub.id, sub.email, now,
+                                                  Limits(3, 100, 10), now)
+        assert mid is not None
+        await s.rt.store.mark_final(mid, now, DeliveryState.FAILED, "421 test")
+        await s.rt.store.set_sending(paused=False, reason=None, actor="test", now=now)
+        op = await login(s)
+        async with op:
+            text, csrf = await csrf_of(op, s.d.base_url + "/console/deliveries?state=failed")
+            row = text[text.index(f"<tr><td>{mid}</td>"):]
+            row = row[:row.index("</tr>")]
+            assert "登録の確認" in row and "421 test" in row and "/console/notices/" not in row
+            async with op.post(s.d.base_url + f"/console/deliveries/{mid}/retry",
+                               data={"csrf": csrf}) as r:
+                assert r.status == 200
+            await s.mail_settled()
+        [mail] = s.mails_to("new@isp.example.jp")
+        assert "/s/confirm?" in mail.get_content()
+        again = await s.rt.store.get_delivery(mid)
+        assert again is not None and again.state == DeliveryState.SENT
+
+
 async def test_failed_mail_is_retried_and_a_suppression_lifted(tmp_path: Path,
                                                                backend_url: str | None) -> None:
     async with site(tmp_path, **on_backend(backend_url)) as s:

@@ -76,7 +76,7 @@ async def test_the_east_outage_as_changing_list_rows_is_one_notice(h: Harness,
     # One mail per subscriber per meaningful revision; the Saitama subscriber filtering
     # on フレッツ光 hears from the moment the area reaches Saitama, recovery included.
     deliveries, _ = await h.store.list_deliveries(limit=100)
-    per_sub: dict[int, list[int]] = {}
+    per_sub: dict[int, list[int | None]] = {}
     for d in deliveries:
         per_sub.setdefault(d.subscriber_id, []).append(d.revision_id)
     assert sorted(len(v) for v in per_sub.values()) == [2, 3]

@@ -48,7 +48,7 @@ async def test_migrate_prepares_postgres_once_even_from_three_hosts(
         assert {"notices", "notice_revisions", "notice_keys", "subscribers", "deliveries",
                 "mail_events", "suppressions", "tickets", "ticket_comments", "quarantine",
                 "control", "archive_outbox", "shadow_mail", "subscriber_changes",
-                "source_state", "hosts", "self_mails", "console_logouts"} <= tables
+                "source_state", "hosts", "console_logouts"} <= tables
         types = {(r["column_name"]): r["data_type"] for r in await conn.fetch(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_name = 'deliveries'")}

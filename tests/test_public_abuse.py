@@ -146,8 +146,8 @@ async def test_a_bounced_or_complained_self_mail_files_no_case_and_suppresses_no
         for email in ("gone@bogus.example.net", "angry@isp.example.jp"):
             mid, why = await store.queue_self_mail("confirm", 1, email, now, limits, now)
             assert mid is not None and why is None
-            await store.self_mail_sent(mid, now, transport="ses", message_id="<m>",
-                                       ses_message_id=f"ses-own-{mid}")
+            await store.mark_sent(mid, now, transport="ses", message_id="<m>",
+                                  ses_message_id=f"ses-own-{mid}")
             ids.append(mid)
         stamp = now.isoformat()
         notes = [bounce(["gone@bogus.example.net"], feedback="fb-own",
@@ -449,8 +449,8 @@ async def test_the_console_says_when_self_service_mail_is_held(tmp_path: Path) -
         mid, _ = await store.queue_self_mail("confirm", 1, "gone@bogus.example.net", now,
                                              Limits(3, 100, 1), now)
         assert mid is not None
-        await store.self_mail_sent(mid, now, transport="ses", message_id="<m>",
-                                   ses_message_id="ses-held")
+        await store.mark_sent(mid, now, transport="ses", message_id="<m>",
+                              ses_message_id="ses-held")
         events, _ = parse(sns(bounce(["gone@bogus.example.net"], feedback="fb-held",
                                      message_id="ses-held", timestamp=now.isoformat())))
         await store.record_events(events, now, soft_window=cfg.soft_bounce_window,

@@ -80,7 +80,7 @@ class Site:
         sender = self.rt.loops["sender"]
         for _ in range(50):
             mails, _ = await self.rt.store.list_self_mails(limit=1000)
-            if not any(m["state"] == "queued" for m in mails):
+            if not any(m["state"] in ("pending", "retry", "sending") for m in mails):
                 return
             self.rt.wake("sender")
             await asyncio.wait_for(sender.next_round(), 10)

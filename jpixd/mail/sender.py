@@ -158,7 +158,6 @@ class Sender(Loop):
         now = self.clock()
         if not self._recovered:
             n = await self.store.recover_sending(now)
-            n += await self.store.recover_self_mails()
             self._recovered = True
             if n:
                 log.warning("resending mail left in flight by a crash", count=n)
@@ -221,7 +220,8 @@ class Sender(Loop):
     async def _self_service(self, now: datetime) -> None:
         """Self-service mail first (somebody waits at a page for it), from its rows, on
         the same rate as everything else; at most a few a round (its own limits keep it
-        rare). A crash leaves a row claimed: it goes again (`recover_self_mails`)."""
+        rare). Its rows are the outbox's: a crash leaves them `sending`, and they go
+        again as any delivery does (`recover_sending`, an expired lease)."""
         mails = await self.store.claim_self_mails(
             now, SELF_MAIL_BATCH, claimer=self.claimer,
             lease_until=now + timedelta(seconds=self.lease))
@@ -233,9 +233,9 @@ class Sender(Loop):
                     incident = await contain(self.store, self.metrics, exc, unit="delivery",
                                              origin="self_mail", ref=f"self_mail:{m.id}",
                                              payload=m.kind, now=self.clock())
-                    await self.store.self_mail_not_sent(
-                        m.id, self.clock(), failed=True,
-                        reason=f"internal error: {describe(exc)} (incident {incident})")
+                    await self.store.mark_final(
+                        m.id, self.clock(), DeliveryState.FAILED,
+                        f"internal error: {describe(exc)} (incident {incident})")
                     self._count_self(m, "failed")
             self.progress()
 
@@ -246,13 +246,13 @@ class Sender(Loop):
                "gone" if sub is None else
                "suppressed" if await self.store.is_suppressed(m.email) else None)
         if why is not None or sub is None:
-            await self.store.self_mail_not_sent(m.id, now, failed=False, reason=why or "gone")
+            await self.store.mark_final(m.id, now, DeliveryState.SKIPPED, why or "gone")
             self._count_self(m, why or "gone")
             log.warning("self-service mail not sent", subscriber_id=m.subscriber_id,
                         reason=why)
             return
         if self._stopping.is_set():
-            await self.store.self_mail_release(m.id)
+            await self.store.release(m.id, now)
             return
         mail = selfservice.compose(self.renderer, m.kind, replace(sub, email=m.email), now)
         await self.outbound.acquire()
@@ -261,8 +261,8 @@ class Sender(Loop):
         except SendError as err:
             await self._self_mail_failed(m, err)
             return
-        await self.store.self_mail_sent(m.id, self.clock(), transport=self.outbound.name,
-                                        message_id=mail.message_id, ses_message_id=provider_id)
+        await self.store.mark_sent_many(
+            [(m.id, self.outbound.name, mail.message_id, provider_id)], self.clock())
         self._count_self(m, "sent")
         log.info("self-service mail sent", subscriber_id=m.subscriber_id,
                  ses_message_id=provider_id, attempt=m.attempts)
@@ -271,20 +271,20 @@ class Sender(Loop):
         now = self.clock()
         if err.failure == Failure.PAUSED:
             await self._pause_account(err, now)
-            await self.store.self_mail_release(m.id)
+            await self.store.release(m.id, now)
             return
         if err.failure == Failure.THROTTLED:
             await self._throttled()
         if err.failure == Failure.PERMANENT or m.attempts >= self.cfg.max_attempts:
             reason = err.reason if err.failure == Failure.PERMANENT else \
                 f"gave up after {m.attempts} attempts: {err.reason}"
-            await self.store.self_mail_not_sent(m.id, now, failed=True, reason=reason)
+            await self.store.mark_final(m.id, now, DeliveryState.FAILED, reason)
             self._count_self(m, "failed")
             log.warning("self-service mail failed", subscriber_id=m.subscriber_id,
                         reason=reason)
             return
         next_at = now + retry_delay(m.attempts, self.cfg, self.rng)
-        await self.store.self_mail_retry(m.id, now, next_at, err.reason)
+        await self.store.mark_retry(m.id, now, next_at, err.reason)
         log.info("self-service mail will be retried", reason=err.reason, attempt=m.attempts,
                  retry_at=next_at.isoformat())
 
@@ -298,13 +298,13 @@ class Sender(Loop):
         """Send one claimed delivery; return the future of its "sent" row (or, when
         nothing was sent, the previous one's, still to be awaited)."""
         d = c.delivery
-        with logs.bound(delivery_id=d.id, notice_id=d.notice_id):
+        with logs.bound(delivery_id=d.id, notice_id=c.notice_id):
             if await self._skip_if_unwanted(c):
                 return unrecorded
             if self._stopping.is_set() or await self._paused():
                 await self.store.release(d.id, self.clock())
                 return unrecorded
-            mail = self.renderer.render(delivery_id=d.id, notice_id=d.notice_id,
+            mail = self.renderer.render(delivery_id=d.id, notice_id=c.notice_id,
                                         notice=c.notice, change=c.change, sub=c.subscriber,
                                         now=self.clock())
             if unrecorded is not None:

@@ -87,6 +87,12 @@ PREFECTURE_MATCH = ("(prefectures = '[]' OR EXISTS "
 DELIVERIES = "deliveries"
 SENDING = "sending"
 
+# The one outbox's two kinds of row (issue 24): a notice's mail and its reminders, and
+# self-service mail (a sign-up's confirmation, a manage link), which has no notice.
+# Migration 0019's partial indexes repeat SELF_SERVICE word for word.
+NOTICE_MAIL = "purpose IN ('notice', 'reminder')"
+SELF_SERVICE = "purpose IN ('confirm', 'manage')"
+
 # Every address that is not sent to now.
 SUPPRESSED_ADDRESSES = "SELECT email FROM suppressions WHERE lifted_at IS NULL"
 

@@ -21,6 +21,7 @@ from jpixd.model import (
 from jpixd.outbox import Retry, retry_action
 from jpixd.store.base import (
     DELIVERIES,
+    NOTICE_MAIL,
     Plan,
     Queries,
     Row,
@@ -206,16 +207,19 @@ def claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, *
                ) -> Plan[tuple[list[Row], int]]:
     """The sender's claim, written once for both databases: due deliveries, failures
     first then oldest, and any whose lease has expired (their sender died mid-send),
-    marked `sending` under `claimer`'s lease. (The rows, how many were taken over from
-    an expired lease.) `skip_locked`: PostgreSQL skips rows another host is claiming."""
+    marked `sending` under `claimer`'s lease. Notice mail only: self-service mail shares
+    the table and its outcomes, but has no notice to render; the sender claims it first,
+    by itself (`jpixd.store.selfmail`). (The rows, how many were taken over from an
+    expired lease.) `skip_locked`: PostgreSQL skips rows another host is claiming."""
     expired: list[int] = [r["id"] for r in (yield Step(
         "SELECT id FROM deliveries WHERE state = 'sending' AND lease_until < ? "
-        f"ORDER BY lease_until LIMIT ?{skip_locked}", (now, limit)))]
+        f"AND {NOTICE_MAIL} ORDER BY lease_until LIMIT ?{skip_locked}", (now, limit)))]
     ids = expired
     if len(expired) < limit:
         ids = expired + [r["id"] for r in (yield Step(
             f"SELECT id FROM deliveries{due_index} WHERE state IN ('pending', 'retry') "
-            f"AND not_before <= ? ORDER BY priority, not_before, id LIMIT ?{skip_locked}",
+            f"AND not_before <= ? AND {NOTICE_MAIL} ORDER BY priority, not_before, id "
+            f"LIMIT ?{skip_locked}",
             (now, limit - len(expired))))]
     if not ids:
         return [], 0
@@ -248,7 +252,8 @@ def _claimed(r: Row) -> Claimed:
         carriers=tlist(r["s_carriers"]), charset=r["s_charset"],
         status=_SUBSCRIBER_STATES[r["s_status"]], paused=bool(r["s_paused"]))
     change = Change.REMINDER if delivery.purpose == "reminder" else _CHANGES[r["r_change"]]
-    return Claimed(delivery=delivery, notice=_notice(r["r_content"]), change=change,
+    return Claimed(delivery=delivery, notice_id=r["notice_id"],
+                   notice=_notice(r["r_content"]), change=change,
                    subscriber=sub, subscriber_live=r["s_deleted"] is None,
                    suppressed=bool(r["suppressed"]))
 

@@ -15,6 +15,7 @@ from jpixd.bounces.parse import MailEvent
 from jpixd.bounces.rules import Decision, is_soft_bounce
 from jpixd.records import EventOutcome
 from jpixd.store.base import (
+    SELF_SERVICE,
     SUBSCRIBERS_VERSION,
     Plan,
     Queries,
@@ -30,8 +31,9 @@ from jpixd.store.tickets import file_bounce_plan, queue_lift_comment
 # (event, soft bounces of its address within the window, this one included, whether it is
 # of a self-service mail) → Decision
 Decider = Callable[[MailEvent, int, bool], Decision]
-# The mail an SES message id names, when it is no delivery: a self-service mail.
-SELF_MAIL_BY_SES_ID = "SELECT id FROM self_mails WHERE ses_message_id = ? LIMIT 1"
+# The mail an SES message id names, and whether it was self-service mail.
+_MAIL_BY_SES_ID = (f"SELECT id, {SELF_SERVICE} AS self_service FROM deliveries "
+                   "WHERE ses_message_id = ? LIMIT 1")
 
 
 class _Dialect(Protocol):
@@ -53,12 +55,10 @@ def record_plan(e: MailEvent, now: datetime, decide: Decider, soft_window: timed
     delivery_id: int | None = None
     self_mail_id: int | None = None
     if e.ses_message_id:
-        rows = yield Step("SELECT id FROM deliveries WHERE ses_message_id = ? LIMIT 1",
-                          (e.ses_message_id,))
+        rows = yield Step(_MAIL_BY_SES_ID, (e.ses_message_id,))
         delivery_id = int(rows[0]["id"]) if rows else None
-        if delivery_id is None:
-            rows = yield Step(SELF_MAIL_BY_SES_ID, (e.ses_message_id,))
-            self_mail_id = int(rows[0]["id"]) if rows else None
+        # An event of self-service mail is told apart by `self_mail_id` (its delivery).
+        self_mail_id = delivery_id if rows and rows[0]["self_service"] else None
     soft_bounce = is_soft_bounce(e)
     inserted = yield Step(
         "INSERT INTO mail_events (event_key, type, subtype, recipient, ses_message_id, "
@@ -209,9 +209,8 @@ class EventQueries(Queries):
         `since`. Every send counts, self-service mail's too (issue 24: the account sent
         them all); self-service mail's own bounces are judged by its own limit."""
         sent = await self._one(
-            "SELECT (SELECT COUNT(*) FROM deliveries WHERE state = 'sent' AND sent_at >= ?) "
-            "+ (SELECT COUNT(*) FROM self_mails WHERE state = 'sent' AND sent_at >= ?) AS n",
-            (since, since))
+            "SELECT COUNT(*) AS n FROM deliveries WHERE state = 'sent' AND sent_at >= ?",
+            (since,))
         # A flag: 1/0 on SQLite, a boolean on PostgreSQL, true or false on both.
         # Notice mail's own: self-service mail's events are judged by its own limit.
         rows = await self._all("SELECT type, COUNT(*) AS n FROM mail_events WHERE "

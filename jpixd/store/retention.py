@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from jpixd.records import Pruned
-from jpixd.store.base import Queries, marks
+from jpixd.store.base import NOTICE_MAIL, Queries, marks
 
 BATCH = 500
 
@@ -48,17 +48,14 @@ _RULES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 _RULES["pending_subscribers"] = (
     # Sign-ups never confirmed (a typo, or a stranger's form): nothing was ever mailed
-    # to them but the confirmation, so nothing else points at them.
+    # to them but the confirmation. Its row stays as long as deliveries do (a bounce may
+    # name it, and a mailbox's rest reads that), naming a subscriber no longer there.
     "SELECT id FROM subscribers s WHERE status = 'pending' AND deleted_at IS NULL "
     "AND created_at < ? AND NOT EXISTS (SELECT 1 FROM deliveries d "
-    "                                   WHERE d.subscriber_id = s.id) LIMIT ?",
+    f"                                   WHERE d.subscriber_id = s.id AND {NOTICE_MAIL}) "
+    "LIMIT ?",
     ("DELETE FROM subscriber_changes WHERE subscriber_id IN ({ids})",
      "DELETE FROM subscribers WHERE id IN ({ids})"))
-_RULES["self_mails"] = (
-    # One whose bounce is still on record stays: a mailbox's rest reads it.
-    "SELECT id FROM self_mails m WHERE created_at < ? AND NOT EXISTS "
-    "(SELECT 1 FROM mail_events e WHERE e.self_mail_id = m.id) LIMIT ?",
-    ("DELETE FROM self_mails WHERE id IN ({ids})",))
 _RULES["channel_messages"] = (
     "SELECT id FROM channel_messages WHERE state <> 'queued' AND updated_at < ? LIMIT ?",
     ("DELETE FROM channel_messages WHERE id IN ({ids})",))
@@ -67,7 +64,7 @@ _RULES["console_logouts"] = (
     ("DELETE FROM console_logouts WHERE session IN ({ids})",))
 # Events go before the deliveries they name; deliveries before their revisions.
 ORDER = ("events", "deliveries", "revisions", "quarantine", "tickets", "pending_subscribers",
-         "self_mails", "channel_messages", "console_logouts")
+         "channel_messages", "console_logouts")
 
 
 

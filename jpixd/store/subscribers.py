@@ -15,6 +15,7 @@ from typing import Any
 from jpixd.model import Subscriber, SubscriberStatus
 from jpixd.records import ImportDiff, listed
 from jpixd.store.base import (
+    NOTICE_MAIL,
     SUPPRESSED_ADDRESSES,
     Conflict,
     Duplicate,
@@ -106,9 +107,11 @@ def _diff(old: Subscriber, new: Subscriber) -> list[ImportDiff]:
             for c in _COLUMNS if getattr(old, c) != getattr(new, c)]
 
 
+# Notice mail only: a self-service mail was asked for by the subscriber as they are now
+# (a manage link to resume a paused subscription), to the address it names.
 SKIP_PENDING = (
     "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
-    "WHERE subscriber_id = ? AND state IN ('pending', 'retry')"
+    f"WHERE subscriber_id = ? AND state IN ('pending', 'retry') AND {NOTICE_MAIL}"
 )
 
 
@@ -259,7 +262,8 @@ class SubscriberQueries(Queries):
         elif effect is not None:  # readdress: mail not yet sent goes to the new address
             await tx.execute(
                 "UPDATE deliveries SET email = ?, updated_at = ? WHERE subscriber_id = ? "
-                "AND state IN ('pending', 'retry')", (new.email, now, old.id))
+                f"AND state IN ('pending', 'retry') AND {NOTICE_MAIL}",
+                (new.email, now, old.id))
 
     async def delete_subscriber(self, subscriber_id: int, now: datetime, *,
                                 actor: str = "admin") -> bool:

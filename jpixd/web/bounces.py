@@ -57,8 +57,8 @@ async def list_bounces(request: web.Request) -> web.Response:
 
 
 @api.op("GET", "/self-mails",
-        "Self-service mails (sign-up confirmations, manage links), newest first: queued, "
-        "sent (with the SES message id), skipped or failed, and why",
+        "Self-service mails (sign-up confirmations, manage links), newest first: pending, "
+        "sending, retry, sent (with the SES message id), skipped, suppressed or failed, and why",
         response={"type": "object", "properties": {"items": {"type": "array"}}},
         query=PAGE_QUERY)
 async def list_self_mails(request: web.Request) -> web.Response:

@@ -1,14 +1,15 @@
 """Mails the self-service pages ask for: a sign-up's confirmation link, a manage link.
 
-Strangers can cause these (anyone can type any address into a form), so each is a row in
-`self_mails`, added only within the limits of `jpixd.selfmail` (per mailbox, globally,
-and not to a mailbox that bounced such mail), decided in the transaction that adds it, so
-every host shares them. The row is the mail: the sender claims it, renders it
-(`jpixd.mail.selfservice`) and sends it through the one way out (`jpixd.mail.outbound`)
-on the account's one rate, never to a suppressed address, never while sending is paused,
-retried like any mail and sent again after a crash; it is recorded as sent with its SES
-message id, so its bounces and complaints are told from notice mail's and judged apart:
-a stranger's form can never pause, slow or endanger notice mail.
+Strangers can cause these (anyone can type any address into a form), so each is a row of
+the one outbox (`deliveries`, purpose "confirm" or "manage"), added only within the
+limits of `jpixd.selfmail` (per mailbox, globally, and not to a mailbox that bounced such
+mail), decided in the transaction that adds it, so every host shares them. The row is
+the mail: the sender claims it, renders it (`jpixd.mail.selfservice`) and sends it
+through the one way out (`jpixd.mail.outbound`) on the account's one rate, never to a
+suppressed address, never while sending is paused, retried like any mail and sent again
+after a crash; it is recorded as sent with its SES message id, so its bounces and
+complaints are told from notice mail's and judged apart: a stranger's form can never
+pause, slow or endanger notice mail.
 
 The page that asked answers as soon as the row is written (and the same whatever happens
 to the mail); the sender is woken at once.

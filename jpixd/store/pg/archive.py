@@ -26,11 +26,6 @@ _TICKET = ("jsonb_build_object('type', 'backlog', 'action', 'case_' || NEW.state
            "NEW.issue_key, 'close_reason', NEW.close_reason, 'at', NEW.updated_at)")
 _COMMENT = ("jsonb_build_object('type', 'backlog', 'action', 'comment_posted', 'ticket_id', "
             "NEW.ticket_id, 'comment_id', NEW.id, 'at', NEW.posted_at)")
-_SELF_MAIL = ("jsonb_build_object('type', 'self_mail', 'id', NEW.id, 'kind', NEW.kind, "
-              "'subscriber_id', NEW.subscriber_id, 'email', NEW.email, 'state', NEW.state, "
-              "'reason', NEW.reason, 'attempts', NEW.attempts, 'transport', NEW.transport, "
-              "'ses_message_id', NEW.ses_message_id, 'at', "
-              "COALESCE(NEW.updated_at, NEW.created_at))")
 _CHANNEL_MESSAGE = ("jsonb_build_object('type', 'channel_message', 'id', NEW.id, "
                     "'channel_id', NEW.channel_id, 'kind', NEW.kind, 'purpose', NEW.purpose, "
                     "'notice_id', NEW.notice_id, 'state', NEW.state, 'reason', NEW.reason, "
@@ -60,10 +55,10 @@ _TRIGGERS: dict[str, tuple[str, str, str, str, str]] = {
     "comment_posted": ("ticket_comments", "AFTER UPDATE OF posted_at",
                        "NEW.posted_at IS NOT NULL AND OLD.posted_at IS NULL", _COMMENT,
                        "NEW.posted_at"),
-    "self_mail_new": ("self_mails", "AFTER INSERT", "true", _SELF_MAIL, "NEW.created_at"),
-    "self_mail_state": ("self_mails", "AFTER UPDATE OF state",
-                        "NEW.state IS DISTINCT FROM OLD.state", _SELF_MAIL,
-                        "COALESCE(NEW.updated_at, NEW.created_at)"),
+    # Self-service mail is asked for a row at a time (a fan-out's rows are recorded in
+    # chunks, `_CREATED_SQL`); its later states are any delivery's.
+    "self_mail_new": ("deliveries", "AFTER INSERT", "NEW.purpose IN ('confirm', 'manage')",
+                      _DELIVERY, "NEW.created_at"),
     "channel_message_state": ("channel_messages", "AFTER UPDATE OF state",
                               "NEW.state IS DISTINCT FROM OLD.state", _CHANNEL_MESSAGE,
                               "NEW.updated_at"),

@@ -41,13 +41,6 @@ _COMMENT = ("json_object('type', 'backlog', 'action', 'comment_posted', 'ticket_
             "NEW.ticket_id, 'comment_id', NEW.id, 'at', NEW.posted_at)")
 
 
-_SELF_MAIL = ("json_object('type', 'self_mail', 'id', NEW.id, 'kind', NEW.kind, "
-              "'subscriber_id', NEW.subscriber_id, 'email', NEW.email, 'state', NEW.state, "
-              "'reason', NEW.reason, 'attempts', NEW.attempts, 'transport', NEW.transport, "
-              "'ses_message_id', NEW.ses_message_id, 'at', "
-              "COALESCE(NEW.updated_at, NEW.created_at))")
-
-
 # A channel message's end (sent, failed, skipped): what went where, never its URL.
 _CHANNEL_MESSAGE = ("json_object('type', 'channel_message', 'id', NEW.id, 'channel_id', "
                     "NEW.channel_id, 'kind', NEW.kind, 'purpose', NEW.purpose, 'notice_id', "
@@ -113,12 +106,11 @@ TRIGGERS: dict[str, str] = {
         "comment_posted", "AFTER UPDATE OF posted_at ON ticket_comments FOR EACH ROW "
         "WHEN NEW.posted_at IS NOT NULL AND OLD.posted_at IS NULL", _COMMENT,
         "NEW.posted_at"),
-    "self_mail_new": _trigger("self_mail_new", "AFTER INSERT ON self_mails FOR EACH ROW",
-                              _SELF_MAIL, "NEW.created_at"),
-    "self_mail_state": _trigger(
-        "self_mail_state", "AFTER UPDATE OF state ON self_mails FOR EACH ROW "
-        "WHEN NEW.state IS NOT OLD.state", _SELF_MAIL,
-        "COALESCE(NEW.updated_at, NEW.created_at)"),
+    # Self-service mail is asked for a row at a time (a fan-out's rows are recorded in
+    # chunks, CREATED_SQL); its later states are any delivery's.
+    "self_mail_new": _trigger("self_mail_new", "AFTER INSERT ON deliveries FOR EACH ROW "
+                              "WHEN NEW.purpose IN ('confirm', 'manage')", _delivery("NEW"),
+                              "NEW.created_at"),
     "channel_message_state": _trigger(
         "channel_message_state", "AFTER UPDATE OF state ON channel_messages FOR EACH ROW "
         "WHEN NEW.state IS NOT OLD.state", _CHANNEL_MESSAGE, "NEW.updated_at"),
