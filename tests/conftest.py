@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import queue
+import random
 import socket
 import subprocess
 import sys
@@ -35,11 +36,32 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _ephemeral_low() -> int:
+    """Where the kernel starts handing out ports to `bind(port 0)` (Linux's default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORTS = random.Random()  # the tests' own: a seeded global random must not repeat ports
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port to put in a config before the server starts, chosen below the kernel's
+    ephemeral range: a listener that binds port 0 meanwhile (a daemon's admin listener
+    beside its public one) is never given it, as it could be a port-0 probe's."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = _PORTS.randrange(10000, low) if low > 11000 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            got: int = s.getsockname()[1]
+            return got
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def base_mapping(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
