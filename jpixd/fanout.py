@@ -26,6 +26,8 @@ from jpixd.model import (
 )
 
 # Lower goes first: a failure notice overtakes queued construction mail.
+# Self-service mail goes before any notice mail: somebody waits at a page for it.
+PRIORITY_SELF_SERVICE = -10
 PRIORITY_FAILURE = 0
 PRIORITY_CONSTRUCTION = 10
 PRIORITY_REMINDER = 20

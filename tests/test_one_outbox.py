@@ -162,3 +162,30 @@ async def test_a_bounce_of_self_service_mail_is_judged_apart(tmp_path: Path) -> 
 
 def _version_of(migrations: list[lite_migrate.Migration], name: str) -> int:
     return next(m.version for m in migrations if m.name == name)
+
+
+async def test_the_self_service_claim_reads_the_front_of_the_claims_index(
+        tmp_path: Path) -> None:
+    """Looked for every round: the few due self-service rows are read from the front of
+    `deliveries_due` (their priority is below any notice mail's), not by a scan."""
+    import aiosqlite
+
+    from jpixd.store.base import Step, to_db
+    from jpixd.store.selfmail import _claim_plan
+
+    store = await Store.open(tmp_path / "plan.sqlite3")
+    try:
+        await store.migrate(T0)
+        plan = _claim_plan(T0, 5, "h", T0, skip_locked=store.skip_locked,
+                           due_index=store.due_index)
+        next(plan)  # the expired leases first; none here
+        due = plan.send([])
+        assert isinstance(due, Step)
+        async with aiosqlite.connect(str(tmp_path / "plan.sqlite3")) as db, db.execute(
+                "EXPLAIN QUERY PLAN " + due.sql,
+                [to_db(p) if isinstance(p, datetime) else p for p in due.params]) as cur:
+            steps = [str(r[3]) for r in await cur.fetchall()]
+        assert any("deliveries_due (priority=" in s for s in steps), steps
+        assert not any("TEMP B-TREE" in s for s in steps), steps
+    finally:
+        await store.close()

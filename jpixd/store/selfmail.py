@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from jpixd.fanout import PRIORITY_SELF_SERVICE
 from jpixd.records import SelfMail
 from jpixd.selfmail import BOUNCED_MAILBOX_REST, Counts, Limits, mailbox_key, refusal
 from jpixd.store.base import SELF_SERVICE, Plan, Queries, Row, Step, Tx, as_text, marks
@@ -19,9 +20,18 @@ _ASKED = (f"{SELF_SERVICE} AND state IN ('pending', 'retry', 'sending', 'sent') 
           "AND created_at >= ?")
 # Bounces and complaints of self-service mail (what its guard and a mailbox's rest count).
 _COUNTED = "self_mail_id IS NOT NULL AND counted_in_rate AND occurred_at >= ?"
-# Due, or claimed by a sender whose lease ran out (it died mid-send).
-_DUE = f"{SELF_SERVICE} AND state IN ('pending', 'retry') AND not_before <= ?"
-_EXPIRED = f"{SELF_SERVICE} AND state = 'sending' AND lease_until < ?"
+# Due: the front of the claim's own index (`deliveries_due`, by priority), where no
+# notice mail is. (A partial index of its own would cost every notice mail's two state
+# changes a test of its condition: 2 % of the sender's instructions.)
+_DUE = (f"state IN ('pending', 'retry') AND priority = {PRIORITY_SELF_SERVICE} "
+        "AND not_before <= ?")
+# Claimed by a sender whose lease ran out (it died mid-send).
+_EXPIRED = f"state = 'sending' AND lease_until < ? AND {SELF_SERVICE}"
+# A self-service mail goes within hours of being asked for (its retries give up by
+# then): the sent count reads the rows asked for since a day before the window, through
+# their index, not every mail sent in it. One an operator sent again days later is not
+# counted.
+_SENT_WITHIN = timedelta(days=1)
 
 
 async def _count(tx: Tx, sql: str, params: tuple[object, ...]) -> int:
@@ -59,12 +69,12 @@ class SelfMailQueries(Queries):
             reason = refusal(counts, limits)
             if reason is not None:
                 return None, reason
-            # Before any notice mail (priority 0): somebody waits at a page for it.
             row = await tx.one(
                 "INSERT INTO deliveries (subscriber_id, email, mailbox, purpose, priority, "
                 "state, not_before, first_due_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, 0, 'pending', ?, ?, ?, ?) RETURNING id",
-                (subscriber_id, email, mailbox, kind, now, now, now, now))
+                "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) RETURNING id",
+                (subscriber_id, email, mailbox, kind, PRIORITY_SELF_SERVICE, now, now, now,
+                 now))
         assert row is not None
         return int(row["id"]), None
 
@@ -74,20 +84,22 @@ class SelfMailQueries(Queries):
         expired, taken under `claimer`'s lease (`sending`, as a claimed delivery): the
         sender's first claim of each round. One plan: one trip on SQLite."""
         # Nearly always none: looked for without taking the write lock (every round).
-        if await self._one(f"SELECT 1 AS x FROM deliveries WHERE {_DUE} LIMIT 1",
-                           (now,)) is None and \
+        if await self._one(f"SELECT 1 AS x FROM deliveries{self.due_index} WHERE {_DUE} "
+                           "LIMIT 1", (now,)) is None and \
                 await self._one(f"SELECT 1 AS x FROM deliveries WHERE {_EXPIRED} LIMIT 1",
                                 (now,)) is None:
             return []
         rows = await self.run_plan(_claim_plan(now, limit, claimer, lease_until,
-                                               skip_locked=self.skip_locked))
+                                               skip_locked=self.skip_locked,
+                                               due_index=self.due_index))
         return [SelfMail(int(r["id"]), str(r["purpose"]), int(r["subscriber_id"]),
                          str(r["email"]), int(r["attempts"])) for r in rows]
 
     async def self_mail_counts(self, since: datetime) -> tuple[int, int]:
         """(self-service mails sent, their bounces and complaints) since `since`."""
         sent = await self._one(f"SELECT COUNT(*) AS n FROM deliveries WHERE {SELF_SERVICE} "
-                               "AND state = 'sent' AND sent_at >= ?", (since,))
+                               "AND created_at >= ? AND state = 'sent' AND sent_at >= ?",
+                               (since - _SENT_WITHIN, since))
         bounced = await self._one(f"SELECT COUNT(*) AS n FROM mail_events WHERE {_COUNTED}",
                                   (since,))
         return (int(sent["n"]) if sent else 0, int(bounced["n"]) if bounced else 0)
@@ -102,14 +114,15 @@ class SelfMailQueries(Queries):
 
 
 def _claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, *,
-                skip_locked: str) -> Plan[list[Row]]:
+                skip_locked: str, due_index: str) -> Plan[list[Row]]:
     expired: list[int] = [int(r["id"]) for r in (yield Step(
         f"SELECT id FROM deliveries WHERE {_EXPIRED} ORDER BY id LIMIT ?{skip_locked}",
         (now, limit)))]
     ids = expired
     if len(expired) < limit:
         ids = expired + [int(r["id"]) for r in (yield Step(
-            f"SELECT id FROM deliveries WHERE {_DUE} ORDER BY id LIMIT ?{skip_locked}",
+            f"SELECT id FROM deliveries{due_index} WHERE {_DUE} "
+            f"ORDER BY priority, not_before, id LIMIT ?{skip_locked}",
             (now, limit - len(expired))))]
     if not ids:
         return []

@@ -13,25 +13,21 @@ UPDATE sqlite_schema SET sql = replace(replace(replace(replace(sql, 'revision_id
 PRAGMA jpixd_bump_schema_version;
 PRAGMA writable_schema = OFF;
 ALTER TABLE deliveries ADD COLUMN mailbox TEXT;
--- The sender's claim of self-service mail (a few rows, looked for every round).
-CREATE INDEX deliveries_self_due ON deliveries (id)
-    WHERE purpose IN ('confirm', 'manage') AND state IN ('pending', 'retry');
 -- The limits: what a mailbox, and everyone, asked for in the last hour.
 CREATE INDEX deliveries_mailbox ON deliveries (mailbox, created_at)
     WHERE purpose IN ('confirm', 'manage');
 CREATE INDEX deliveries_self_created ON deliveries (created_at)
     WHERE purpose IN ('confirm', 'manage');
--- The self-service guard's sent count.
-CREATE INDEX deliveries_self_sent ON deliveries (sent_at)
-    WHERE purpose IN ('confirm', 'manage') AND state = 'sent';
--- Each self-service mail keeps its id, moved past the deliveries' (an event names it).
+-- Each self-service mail keeps its id, moved past the deliveries' (an event names it),
+-- and takes priority -10 (`jpixd.fanout.PRIORITY_SELF_SERVICE`): ahead of any notice
+-- mail in the claim's index, where the sender finds it each round.
 CREATE TEMP TABLE one_outbox_offset AS SELECT COALESCE(MAX(id), 0) AS n FROM deliveries;
 INSERT INTO deliveries (id, revision_id, notice_id, subscriber_id, email, purpose, slot,
                         priority, state, reason, not_before, first_due_at, attempts,
                         claimed_by, lease_until, sent_at, transport, message_id,
                         ses_message_id, last_error, created_at, updated_at, mailbox)
 SELECT (SELECT n FROM one_outbox_offset) + m.id, NULL, NULL, m.subscriber_id, m.email,
-       m.kind, '', 0,
+       m.kind, '', -10,
        CASE WHEN m.state <> 'queued' THEN m.state
             WHEN m.claimed_by IS NOT NULL THEN 'sending'
             WHEN m.attempts > 0 THEN 'retry' ELSE 'pending' END,

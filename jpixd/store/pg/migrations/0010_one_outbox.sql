@@ -7,14 +7,10 @@ ALTER TABLE deliveries DROP CONSTRAINT deliveries_purpose_check;
 ALTER TABLE deliveries ADD CONSTRAINT deliveries_purpose_check
     CHECK (purpose IN ('notice', 'reminder', 'confirm', 'manage'));
 ALTER TABLE deliveries ADD COLUMN mailbox text;
-CREATE INDEX deliveries_self_due ON deliveries (id)
-    WHERE purpose IN ('confirm', 'manage') AND state IN ('pending', 'retry');
 CREATE INDEX deliveries_mailbox ON deliveries (mailbox, created_at)
     WHERE purpose IN ('confirm', 'manage');
 CREATE INDEX deliveries_self_created ON deliveries (created_at)
     WHERE purpose IN ('confirm', 'manage');
-CREATE INDEX deliveries_self_sent ON deliveries (sent_at)
-    WHERE purpose IN ('confirm', 'manage') AND state = 'sent';
 CREATE TEMP TABLE one_outbox_offset ON COMMIT DROP AS
     SELECT COALESCE(MAX(id), 0) AS n FROM deliveries;
 INSERT INTO deliveries (id, revision_id, notice_id, subscriber_id, email, purpose, slot,
@@ -23,7 +19,7 @@ INSERT INTO deliveries (id, revision_id, notice_id, subscriber_id, email, purpos
                         ses_message_id, last_error, created_at, updated_at, mailbox)
 OVERRIDING SYSTEM VALUE
 SELECT (SELECT n FROM one_outbox_offset) + m.id, NULL, NULL, m.subscriber_id, m.email,
-       m.kind, '', 0,
+       m.kind, '', -10,
        CASE WHEN m.state <> 'queued' THEN m.state
             WHEN m.claimed_by IS NOT NULL THEN 'sending'
             WHEN m.attempts > 0 THEN 'retry' ELSE 'pending' END,
