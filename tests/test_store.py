@@ -409,3 +409,25 @@ async def test_a_fan_out_reaches_the_audience_as_it_is_now(
     finally:
         await beside.close()
     assert await report(4) == {"second@example.jp", "third@example.jp"}
+
+
+async def test_many_rows_at_once_are_all_written_and_a_time_reads_back_as_given(
+        store: AnyStore, now: datetime) -> None:
+    """`Insert` (a fan-out's rows): more rows than one statement takes on SQLite (its
+    bound-value limit) are all written, and a time given as a datetime, not as its stored
+    text, reads back as the same time on either database."""
+    from jpixd.store.base import Insert, from_db
+
+    rows = [(f"bench-{i}", str(i)) for i in range(12000)]  # `value` is JSON (jsonb)
+    async with store.transaction() as tx:
+        await tx.insert(Insert("control", {"updated_at": now}, ("key", "value"), rows))
+        await tx.insert(Insert("control", {"value": '"t"'}, ("key", "updated_at"),
+                               [("a-time", now + timedelta(seconds=1))]))
+    got = await store._all("SELECT key, value, updated_at FROM control "
+                           "WHERE key LIKE 'bench-%' OR key = 'a-time' ORDER BY key")
+    assert len(got) == 12001
+    assert {r["value"] for r in got if r["key"] != "a-time"} == {str(i) for i in range(12000)}
+    [when] = [r["updated_at"] for r in got if r["key"] == "a-time"]
+    assert from_db(when) == now + timedelta(seconds=1)
+    if isinstance(store, Store):  # SQLite's text: the fixed-width form every time has
+        assert when == to_db(now + timedelta(seconds=1))

@@ -138,10 +138,10 @@ class Step:
 
 @dataclass(frozen=True)
 class Insert:
-    """Many rows into one table at once (a fan-out's 76,000 deliveries): SQLite one
-    INSERT … SELECT over a JSON array of them, PostgreSQL COPY. `same` holds the columns
-    every row shares, given once; each of `rows` holds the values of `columns`, times as
-    `Queries.stored_time` gives them (SQLite's rows travel as JSON). Nothing is sent back."""
+    """Many rows into one table at once (a fan-out's 76,000 deliveries): SQLite a few
+    multi-row INSERTs, PostgreSQL COPY. `same` holds the columns every row shares, given
+    once; each of `rows` holds the values of `columns`, times as `Queries.stored_time`
+    gives them (SQLite's rows are bound as they are). Nothing is sent back."""
 
     table: str
     same: Mapping[str, Any]
