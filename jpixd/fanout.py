@@ -115,10 +115,10 @@ def matches(sub: Matchable, notice: Notice) -> bool:
     return _matcher(notice)(sub)
 
 
-def respects_windows(sub: Matchable, kind: NoticeKind, policy: Policy) -> bool:
-    if kind == NoticeKind.FAILURE:
-        return sub.failure_respects_windows or "failure" in policy.quiet_hours_respected_for
-    return "construction" in policy.quiet_hours_respected_for
+def respects_windows_of(kind: NoticeKind, policy: Policy) -> bool:
+    """Whether every subscriber's delivery windows hold back mail of this kind; for a
+    failure also each subscriber who asked for it (`failure_respects_windows`)."""
+    return str(kind) in policy.quiet_hours_respected_for
 
 
 def _recipients(notice: Notice, subscribers: Sequence[Matchable],
@@ -134,9 +134,13 @@ def _sending_times(at: datetime, kind: NoticeKind,
     """When a subscriber's mail due `at` may go: at once, or when one of its windows
     opens. Subscribers share a handful of window sets: each is worked out once."""
     opens: dict[tuple[str, ...], datetime] = {}
+    # Whether the windows apply, what depends on the notice alone decided once (it is
+    # asked of every recipient: 76,000 calls were a third of a fan-out's matching).
+    always = respects_windows_of(kind, policy)
+    failure = kind == NoticeKind.FAILURE
 
     def when(sub: Matchable) -> datetime:
-        if not respects_windows(sub, kind, policy):
+        if not (always or (failure and sub.failure_respects_windows)):
             return at
         found = opens.get(sub.windows)
         if found is None:

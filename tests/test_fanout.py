@@ -129,6 +129,21 @@ def test_failure_respects_windows_when_asked() -> None:
     assert g.not_before == jst(2026, 12, 2, 8)
 
 
+def test_construction_goes_at_once_where_the_operator_lets_it() -> None:
+    """Windows hold construction mail back only while the policy says so; a subscriber's
+    own `failure_respects_windows` is about failures alone."""
+    night = jst(2026, 12, 1, 21)
+    nobody = Policy(tz=JST, quiet_hours_respected_for=frozenset())
+    [c] = plan_notice(construction(carrier="west", prefectures=()), Change.NEW,
+                      [sub(windows=("day",), failure_respects_windows=True)], frozenset(),
+                      night, nobody)
+    assert c.not_before == night
+    [f] = plan_notice(failure(), Change.NEW, [sub(windows=("day",),
+                                                  failure_respects_windows=True)],
+                      frozenset(), night, nobody)
+    assert f.not_before == jst(2026, 12, 2, 8)
+
+
 @pytest.mark.parametrize("change", [Change.SILENT, Change.BASELINE])
 def test_unmailed_changes_plan_no_mail(change: Change) -> None:
     assert plan_notice(failure(), change, [sub()], frozenset(), jst(2026, 12, 1, 12),
