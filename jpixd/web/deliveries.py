@@ -29,9 +29,13 @@ api = Api()
 log = structlog.get_logger("jpixd.admin")
 
 DELIVERY: dict[str, Any] = {"type": "object", "properties": {
-    "id": {"type": "integer"}, "notice_id": {"type": "integer"},
+    "id": {"type": "integer"},
+    # None for self-service mail (purpose "confirm" or "manage"): it has no notice.
+    "notice_id": {"type": "integer", "nullable": True},
     "subscriber_id": {"type": "integer"}, "email": {"type": "string"},
-    "purpose": {"type": "string"}, "state": {"type": "string"},
+    "purpose": {"type": "string",
+                "enum": ["notice", "reminder", "confirm", "manage"]},
+    "state": {"type": "string"},
     "reason": {"type": "string", "nullable": True}, "attempts": {"type": "integer"},
     "not_before": {"type": "string"}, "ses_message_id": {"type": "string", "nullable": True}}}
 
