@@ -20,8 +20,8 @@ DELIVERY_STATE_LABELS = {"pending": "送信待ち", "sending": "送信中", "sen
                          "retry": "再送待ち", "failed": "失敗", "suppressed": "宛先停止",
                          "skipped": "送信せず", "shadow": "保管（試行運用）"}
 # What a delivery is: a notice's mail, its reminder, or self-service mail (issue 24).
-DELIVERY_PURPOSE_LABELS = {"notice": "通知", "reminder": "事前通知", "confirm": "登録の確認",
-                           "manage": "変更用リンク"}
+DELIVERY_PURPOSE_LABELS = {"notice": "通知", "reminder": "事前通知", "confirm": "登録確認",
+                           "manage": "変更リンク"}
 POLL_RESULT_LABELS = {"ok": "取得", "not_modified": "変更なし", "error": "取得失敗",
                       "parse_error": "解析失敗", "layout_changed": "ページの形式が変わった"}
 TICKET_LABELS = {"bounce": "不達", "guard": "送信停止", "intent": "起票待ち", "open": "対応中",
