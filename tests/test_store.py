@@ -353,6 +353,10 @@ async def test_a_group_of_sent_mail_is_recorded_row_by_row_as_given(
         (DeliveryState.SENT, "<o'q\u00e9>", None, later),
         (DeliveryState.SENT, "<jpixd.3@example.jp>", "0101-c", later)]
     assert got[rest].state == DeliveryState.SENDING and got[rest].message_id is None
+    transports = {r["id"]: r["transport"] for r in await store._all(
+        "SELECT id, transport FROM deliveries")}
+    assert [transports[i] for i in (first, second, third, rest)] == ["ses", "smtp", "ses",
+                                                                     None]
 
 
 async def test_the_console_chart_counts_each_utc_hour_alike_on_both_databases(

@@ -217,6 +217,13 @@ class Queries:
         """A JSON column read as its text (SQLite keeps it as text already)."""
         return column
 
+    def each_row(self, rows: Sequence[Sequence[Any]], types: Sequence[str]
+                 ) -> tuple[str, list[Any]]:
+        """`rows` as a row source to join (`… FROM {source} …`), its columns `u.c0`,
+        `u.c1`, …, and the parameters it takes: a statement for many rows, not a
+        statement a row. `types` are PostgreSQL's names of the columns' types."""
+        raise NotImplementedError
+
     def hour_of(self, column: str) -> str:
         """A time column's UTC hour as text, "2026-11-29T12" (SQLite's stored text is
         fixed-width UTC: its first 13 characters)."""

@@ -83,7 +83,7 @@ class DeliveryQueries(Queries):
         """Several (id, transport, message_id, ses_message_id) at once, in one
         transaction: the sender's group commit (one trip on SQLite)."""
         if sent:
-            await self.run_plan(_mark_sent_plan(sent, now))
+            await self.run_plan(_mark_sent_plan(sent, now, self))
 
     async def claim(self, now: datetime, limit: int, *, claimer: str,
                     lease_until: datetime) -> tuple[list[Claimed], int]:
@@ -194,12 +194,15 @@ class DeliveryQueries(Queries):
 CURRENT_ADDRESS = "(SELECT s.email FROM subscribers s WHERE s.id = deliveries.subscriber_id)"
 
 
-def _mark_sent_plan(sent: list[tuple[int, str, str, str | None]], now: datetime
-                    ) -> Plan[None]:
-    yield Step("UPDATE deliveries SET state = 'sent', sent_at = ?, transport = ?, "
-               "message_id = ?, ses_message_id = ?, last_error = NULL, reason = NULL, "
-               "updated_at = ? WHERE id = ?",
-               many=[(now, tr, mid, ses, now, did) for did, tr, mid, ses in sent])
+def _mark_sent_plan(sent: list[tuple[int, str, str, str | None]], now: datetime,
+                    db: Queries) -> Plan[None]:
+    """One statement for the group: on PostgreSQL a group of 8 took 440 µs as a
+    statement a row, 270 as one over its arrays (SQLite: no difference)."""
+    source, params = db.each_row(sent, ("bigint", "text", "text", "text"))
+    yield Step("UPDATE deliveries SET state = 'sent', sent_at = ?, transport = u.c1, "
+               "message_id = u.c2, ses_message_id = u.c3, last_error = NULL, reason = NULL, "
+               f"updated_at = ? FROM {source} WHERE deliveries.id = u.c0",
+               (now, now, *params), rows=False)
 
 
 def claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, *,

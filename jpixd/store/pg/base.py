@@ -70,6 +70,14 @@ class PgBase(Queries):
     def text_of(self, column: str) -> str:
         return f"{column}::text"
 
+    def each_row(self, rows: Sequence[Sequence[Any]], types: Sequence[str]
+                 ) -> tuple[str, list[Any]]:
+        # An array a column, unnested side by side.
+        arrays = ", ".join(f"?::{t}[]" for t in types)
+        names = ", ".join(f"c{i}" for i in range(len(types)))
+        return (f"unnest({arrays}) AS u({names})",
+                [list(column) for column in zip(*rows, strict=True)])
+
     def hour_of(self, column: str) -> str:
         return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+import orjson
 
 from jpixd.model import JST
 from jpixd.store import migrate
@@ -94,6 +95,13 @@ class SqliteBase(Queries):
 
     def contains(self, column: str) -> str:
         return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE value = ?)"
+
+    def each_row(self, rows: Sequence[Sequence[Any]], types: Sequence[str]
+                 ) -> tuple[str, list[Any]]:
+        # One JSON array of the rows, each value taken out by its place.
+        columns = ", ".join(f"value ->> {i} AS c{i}" for i in range(len(types)))
+        return (f"(SELECT {columns} FROM json_each(?)) AS u",
+                [orjson.dumps([sqlite_args(r) for r in rows]).decode()])
 
     @asynccontextmanager
     async def transaction(self, *, commit: bool = True,
