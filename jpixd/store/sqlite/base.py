@@ -33,17 +33,9 @@ from jpixd.store.base import (
 T = TypeVar("T")
 
 
-def _arg(value: Any) -> Any:
-    return to_db(value) if isinstance(value, datetime) else value
-
-
-def sqlite_args(params: Sequence[Any]) -> list[Any]:
-    """Shared statements pass datetimes; SQLite keeps them as fixed-width UTC text."""
-    return [_arg(v) for v in params]
-
-
-# A datetime bound anywhere is stored as `to_db` writes it: fixed-width UTC text, which
-# sorts as time does (Python's own adapter writes another form, and is deprecated).
+# Shared statements pass datetimes: bound anywhere, one is stored as `to_db` writes it,
+# fixed-width UTC text, which sorts as time does (a naive one is refused). Python's own
+# adapter writes another form, and is deprecated.
 sqlite3.register_adapter(datetime, to_db)
 
 # Bound values a statement may take: SQLite's default limit since 3.32 (Debian's build
@@ -58,10 +50,10 @@ def insert_statements(rows: Insert) -> list[tuple[str, list[Any]]]:
     `INSERT … SELECT` over a JSON array of them 0.82 s of CPU (every value taken out of
     the array by `json_extract`), these 0.65 s. Times come as their stored text
     (`stored_time`); a datetime among them would be written the same way (the adapter
-    below), not in Python's default form."""
+    above), not in Python's default form."""
     if not rows.rows:
         return []
-    same = sqlite_args(list(rows.same.values()))
+    same = list(rows.same.values())
     width = len(same) + len(rows.columns)
     chunk = max(_MAX_VARIABLES // width, 1)
     head = f"INSERT INTO {rows.table} ({', '.join([*rows.same, *rows.columns])}) VALUES "
@@ -101,7 +93,8 @@ class SqliteBase(Queries):
         # One JSON array of the rows, each value taken out by its place.
         columns = ", ".join(f"value ->> {i} AS c{i}" for i in range(len(types)))
         return (f"(SELECT {columns} FROM json_each(?)) AS u",
-                [orjson.dumps([sqlite_args(r) for r in rows]).decode()])
+                [orjson.dumps(rows, default=to_db,
+                              option=orjson.OPT_PASSTHROUGH_DATETIME).decode()])
 
     @asynccontextmanager
     async def transaction(self, *, commit: bool = True,
@@ -195,9 +188,9 @@ class SqliteBase(Queries):
                             for statement in insert_statements(step):
                                 db.execute(*statement)
                         elif step.many is not None:
-                            db.executemany(step.sql, [sqlite_args(p) for p in step.many])
+                            db.executemany(step.sql, step.many)
                         else:
-                            cur = db.execute(step.sql, sqlite_args(step.params))
+                            cur = db.execute(step.sql, step.params)
                             result = cur.fetchall() if step.rows else cur.rowcount
                     except sqlite3.Error as exc:  # the plan's to handle, or to let through
                         step = plan.throw(exc)
@@ -235,19 +228,19 @@ class SqliteBase(Queries):
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         async with self._lock:
-            return await fetch_one(self._db, sql, sqlite_args(params))
+            return await fetch_one(self._db, sql, params)
 
     async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One statement, atomic on its own (autocommit): one trip to the database thread
         instead of two. Returns the number of rows it changed. (The cursor is left to be
         collected rather than closed: a close is one more trip.)"""
         async with self._lock:
-            cur = await self._db.execute(sql, sqlite_args(params))
+            cur = await self._db.execute(sql, params)
             return cur.rowcount
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         async with self._lock:
-            return await fetch_all(self._db, sql, sqlite_args(params))
+            return await fetch_all(self._db, sql, params)
 
 
 async def fetch_one(db: aiosqlite.Connection, sql: str,
@@ -272,7 +265,7 @@ class SqliteTx:
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         try:
-            cur = await self._db.execute(sql, sqlite_args(params))
+            cur = await self._db.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc):
                 raise Duplicate(str(exc)) from exc
@@ -281,17 +274,17 @@ class SqliteTx:
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         try:
-            return await fetch_one(self._db, sql, sqlite_args(params))
+            return await fetch_one(self._db, sql, params)
         except sqlite3.IntegrityError as exc:  # INSERT … RETURNING
             if "UNIQUE" in str(exc):
                 raise Duplicate(str(exc)) from exc
             raise
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Row]:
-        return await fetch_all(self._db, sql, sqlite_args(params))
+        return await fetch_all(self._db, sql, params)
 
     async def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._db.executemany(sql, [sqlite_args(r) for r in rows])
+        await self._db.executemany(sql, rows)
 
     async def insert(self, rows: Insert) -> None:
         for statement in insert_statements(rows):
