@@ -116,8 +116,9 @@ def matches(sub: Matchable, notice: Notice) -> bool:
 
 
 def respects_windows_of(kind: NoticeKind, policy: Policy) -> bool:
-    """Whether every subscriber's delivery windows hold back mail of this kind; for a
-    failure also each subscriber who asked for it (`failure_respects_windows`)."""
+    """Whether the policy has every subscriber's delivery windows hold back mail of this
+    kind. A failure's mail also waits for the windows of a subscriber who asked for it
+    (`failure_respects_windows`): `_sending_times` adds that per subscriber."""
     return str(kind) in policy.quiet_hours_respected_for
 
 
