@@ -435,3 +435,60 @@ async def test_many_rows_at_once_are_all_written_and_a_time_reads_back_as_given(
     assert from_db(when) == now + timedelta(seconds=1)
     if isinstance(store, Store):  # SQLite's text: the fixed-width form every time has
         assert when == to_db(now + timedelta(seconds=1))
+
+
+async def test_the_oldest_waiting_mail_is_found_in_every_state_it_can_wait_in(
+        store: AnyStore) -> None:
+    """The stalled-mail monitor's figure, now read from the claim's index (and the
+    leases') instead of an index of its own: a mail claimed, a mail retrying since long
+    before its next attempt, and mail due later than now, on both databases."""
+    from jpixd.fanout import Policy, planner
+    from jpixd.model import (
+        JST,
+        Change,
+        DeliveryState,
+        Notice,
+        NoticeKind,
+        NoticeStatus,
+        Subscriber,
+    )
+
+    t0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    await store.create_subscriber(Subscriber(email="noc@isp.example.jp"), t0)
+    for minutes in (0, 10, 20):  # a failure each, due at once: first due at t0, +10, +20
+        at = t0 + timedelta(minutes=minutes)
+        notice = Notice(source="east", external_id=f"F{minutes}", carrier="east",
+                        kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED, title="故障")
+        await store.record_revision(notice, revision="r1", change=Change.NEW, now=at,
+                                    planner=planner(notice, Change.NEW, at, Policy(tz=JST)))
+    now = t0 + timedelta(minutes=30)
+    assert await store.oldest_pending_age(t0 - timedelta(minutes=1)) == 0
+    assert await store.oldest_pending_age(now) == 1800
+    [claimed], _ = await store.claim(now, 1, claimer="test",
+                                     lease_until=now + timedelta(minutes=5))
+    first = claimed.delivery
+    assert (await store.delivery_counts())[DeliveryState.SENDING] == 1
+    assert await store.oldest_pending_age(now) == 1800  # in flight, still unsent
+    await store.mark_retry(first.id, now, now + timedelta(hours=2), "451 later")
+    assert await store.oldest_pending_age(now) == 1800  # its next try is later, not its age
+    await store.mark_final(first.id, now, DeliveryState.FAILED, "gave up")
+    assert await store.oldest_pending_age(now) == 1200
+    # A mail not due yet has not waited: at +15 only the one due at +10 has.
+    assert await store.oldest_pending_age(t0 + timedelta(minutes=15)) == 300
+
+
+async def test_the_stalled_mail_monitor_reads_indexes_not_the_table(
+        sqlite_store: Store, now: datetime) -> None:
+    """Run every few seconds over an outbox that may hold a whole fan-out: its figure
+    must come from the waiting rows, found by the claim's index (8 ms for 76,000 of them),
+    and the rows in flight, never from a scan of every delivery ever kept."""
+    from jpixd.store.deliveries import oldest_waiting_sql
+
+    async with aiosqlite.connect(str(sqlite_store.path)) as db, db.execute(
+            "EXPLAIN QUERY PLAN " + oldest_waiting_sql(sqlite_store.due_index),
+            (to_db(now), to_db(now))) as cur:
+        steps = [str(r[3]) for r in await cur.fetchall()]
+    searches = [s for s in steps if "deliveries" in s]
+    assert len(searches) == 2, steps
+    assert "INDEX deliveries_due" in searches[0], steps
+    assert all(s.startswith("SEARCH") and "INDEX" in s for s in searches), steps

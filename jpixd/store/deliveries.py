@@ -145,11 +145,7 @@ class DeliveryQueries(Queries):
         """Seconds since the oldest unsent delivery first became due (0 when none is):
         a mail retrying for an hour is an hour old, however recent its last attempt (the
         stalled-mail monitor: the metric, the admin status and the console show this)."""
-        row = await self._one(
-            "SELECT MIN(first_due_at) AS t FROM deliveries "
-            "WHERE state IN ('pending', 'retry', 'sending') AND first_due_at <= ?",
-            (now,),
-        )
+        row = await self._one(oldest_waiting_sql(self.due_index), (now, now))
         oldest = from_db(row["t"]) if row else None
         return max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
 
@@ -204,6 +200,18 @@ def _mark_sent_plan(sent: list[tuple[int, str, str, str | None]], now: datetime,
                "message_id = u.c2, ses_message_id = u.c3, last_error = NULL, reason = NULL, "
                f"updated_at = ? FROM {source} WHERE deliveries.id = u.c0",
                (now, now, *params), rows=False)
+
+
+def oldest_waiting_sql(due_index: str) -> str:
+    """When the oldest unsent delivery first became due, of those due by `?` (given twice).
+    The waiting rows are found by the claim's index, which carries their first-due time
+    (they had an index of their own, which each row of a fan-out paid for: 8 ms to read
+    76,000 waiting rows this way, on SQLite); the few rows in flight by their state."""
+    return ("SELECT MIN(t) AS t FROM ("
+            f"SELECT MIN(first_due_at) AS t FROM deliveries{due_index} "
+            "WHERE state IN ('pending', 'retry') AND first_due_at <= ? UNION ALL "
+            "SELECT MIN(first_due_at) FROM deliveries WHERE state = 'sending' "
+            "AND first_due_at <= ?) AS w")
 
 
 def claim_plan(now: datetime, limit: int, claimer: str, lease_until: datetime, *,
