@@ -427,9 +427,15 @@ async def test_many_rows_at_once_are_all_written_and_a_time_reads_back_as_given(
         await tx.insert(Insert("control", {"updated_at": now}, ("key", "value"), rows))
         await tx.insert(Insert("control", {"value": '"t"'}, ("key", "updated_at"),
                                [("a-time", now + timedelta(seconds=1))]))
+        await tx.insert(Insert("control", {}, ("key", "value", "updated_at"),
+                               [("nothing-shared", '"n"', now)]))
     got = await store._all("SELECT key, value, updated_at FROM control "
                            "WHERE key LIKE 'bench-%' OR key = 'a-time' ORDER BY key")
     assert len(got) == 12001
+    # The shared value reaches every row, in every statement SQLite needed for them.
+    assert {from_db(r["updated_at"]) for r in got if r["key"] != "a-time"} == {now}
+    alone = await store._one("SELECT updated_at FROM control WHERE key = 'nothing-shared'")
+    assert alone is not None and from_db(alone["updated_at"]) == now
     assert {r["value"] for r in got if r["key"] != "a-time"} == {str(i) for i in range(12000)}
     [when] = [r["updated_at"] for r in got if r["key"] == "a-time"]
     assert from_db(when) == now + timedelta(seconds=1)
@@ -439,8 +445,8 @@ async def test_many_rows_at_once_are_all_written_and_a_time_reads_back_as_given(
 
 async def test_the_oldest_waiting_mail_is_found_in_every_state_it_can_wait_in(
         store: AnyStore) -> None:
-    """The stalled-mail monitor's figure, now read from the claim's index (and the
-    leases') instead of an index of its own: a mail claimed, a mail retrying since long
+    """The stalled-mail monitor's figure, now read through the claim's index (and the
+    state, for mail in flight) instead of an index of its own: a mail claimed, a mail retrying since long
     before its next attempt, and mail due later than now, on both databases."""
     from jpixd.fanout import Policy, planner
     from jpixd.model import (
