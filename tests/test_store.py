@@ -446,8 +446,9 @@ async def test_many_rows_at_once_are_all_written_and_a_time_reads_back_as_given(
 async def test_the_oldest_waiting_mail_is_found_in_every_state_it_can_wait_in(
         store: AnyStore) -> None:
     """The stalled-mail monitor's figure, now read through the claim's index (and the
-    state, for mail in flight) instead of an index of its own: a mail claimed, a mail retrying since long
-    before its next attempt, and mail due later than now, on both databases."""
+    state, for mail in flight) instead of an index of its own: a mail claimed, a mail
+    retrying since long before its next attempt, and mail due later than now, on both
+    databases."""
     from jpixd.fanout import Policy, planner
     from jpixd.model import (
         JST,
