@@ -218,6 +218,13 @@ class Matchable(Protocol):
     def status(self) -> SubscriberStatus: ...
 
 
+class StoredMatchable(Matchable, Protocol):
+    """A `Matchable` that is stored: it has its id (the fan-out plans mail for these)."""
+
+    @property
+    def id(self) -> int: ...
+
+
 class AudienceMember(NamedTuple):
     """An active subscriber as the store reads the audience for a fan-out: only what
     matching needs. A tuple, because 100,000 of them are made from rows on the first

@@ -201,11 +201,12 @@ def record_plan(db: NoticeQueries, n: Notice, *, revision: str, change: Change,
         """Pure and CPU-bound, the slow part of a large fan-out."""
         subscribers = known if known is not None else _members(rows)
         plan = planner(subscribers, suppressed)
-        # `stored` is SQLite's memoised `to_db`: most deliveries share a few times.
-        new = [[p.subscriber_id, p.email, p.purpose, "", p.priority, stored(p.not_before),
-                stored(p.not_before)] for p in plan.notices]
-        new += [[p.subscriber_id, p.email, p.purpose, slot, p.priority, stored(p.not_before),
-                 stored(p.not_before)] for slot, p in plan.reminders]
+        # `stored` is SQLite's memoised `to_db`: most deliveries share a few times. A
+        # delivery is first due when it may first go.
+        new = [[sid, email, purpose, "", priority, due := stored(not_before), due]
+               for sid, email, purpose, priority, not_before in plan.notices]
+        new += [[sid, email, purpose, slot, priority, due := stored(not_before), due]
+                for slot, (sid, email, purpose, priority, not_before) in plan.reminders]
         return subscribers, plan, new, plan_channels(planner, subscribers, channels)
 
     subscribers, plan, new, messages = yield Work(decide)
