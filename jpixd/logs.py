@@ -180,12 +180,31 @@ class bound:
         structlog.contextvars.reset_contextvars(**self._tokens)
 
 
+class _Stamp:
+    """A line's time in UTC as structlog's ISO stamper writes it ("…T19:20:25.123456Z"),
+    the date and time of day formatted once a second: its `datetime.now().isoformat()`
+    was a fifth of a line's cost, and a line is written for each mail sent."""
+
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        self.clock = clock
+        self._second: tuple[int, str] = (-1, "")  # replaced whole: safe across threads
+
+    def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        second, ns = divmod(self.clock(), 1_000_000_000)
+        seen, text = self._second
+        if second != seen:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        event["timestamp"] = f"{text}.{ns // 1000:06d}Z"
+        return event
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _Stamp(),
         structlog.processors.StackInfoRenderer(),
     ]
 

@@ -106,6 +106,29 @@ def test_every_value_reaches_its_line_readable(captured_logs: io.StringIO) -> No
     raw.encode("utf-8")  # every line can be written to a UTF-8 stdout
 
 
+def test_each_line_says_when_in_utc_to_the_microsecond(captured_logs: io.StringIO) -> None:
+    """The stamp is formatted once a second, not once a line: lines within a second and
+    across one each carry their own time, as structlog's ISO stamper wrote it."""
+    from datetime import UTC, datetime
+
+    moments = [datetime(2026, 12, 6, 23, 59, 59, 999998, tzinfo=UTC),
+               datetime(2026, 12, 6, 23, 59, 59, 999999, tzinfo=UTC),
+               datetime(2026, 12, 7, 0, 0, 0, 0, tzinfo=UTC),
+               datetime(2026, 12, 7, 0, 0, 0, 42, tzinfo=UTC)]
+    clock = iter(int(m.timestamp()) * 10**9 + m.microsecond * 1000 + 7 for m in moments)
+    stamp = logs._Stamp(clock=lambda: next(clock))
+    assert [stamp(None, "info", {})["timestamp"] for _ in moments] == [
+        m.isoformat(timespec="microseconds").replace("+00:00", "Z") for m in moments]
+    # And the lines themselves, jpixd's and stdlib's, carry the time they were written.
+    before = datetime.now(UTC)
+    structlog.get_logger("jpixd.test.time").info("ours")
+    logging.getLogger("aiohttp.client").warning("a stdlib line")
+    after = datetime.now(UTC)
+    stamps = [json.loads(x)["timestamp"] for x in captured_logs.getvalue().splitlines()]
+    times = [datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps]
+    assert len(times) == 2 and before <= times[0] <= times[1] <= after, stamps
+
+
 def test_bound_keys_reach_the_lines_within_and_are_restored_after(
         captured_logs: io.StringIO) -> None:
     log = structlog.get_logger("jpixd.test.bound")
