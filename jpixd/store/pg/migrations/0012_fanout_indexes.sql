@@ -2,7 +2,7 @@
 -- monitor's oldest waiting time read from the claim's own index (which now carries
 -- `first_due_at`) instead of an index of its own: one index fewer for each of a fan-out's
 -- rows to enter.
--- older releases: compatible (they read the monitor's figure with a scan)
+-- older releases: compatible (their monitor query reads the waiting rows by the state index)
 DROP INDEX deliveries_notice;
 CREATE INDEX deliveries_notice ON deliveries (notice_id);
 DROP INDEX deliveries_waiting;
