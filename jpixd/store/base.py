@@ -41,15 +41,20 @@ def to_db(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+# A stored time's text parsed once: rows read together (a claim's 400) carry the same few
+# times (created, updated, due), and a datetime cannot change under whoever holds it.
+_parsed = functools.lru_cache(maxsize=1024)(datetime.fromisoformat)
+
+
 def from_db(text: str | datetime | None) -> datetime | None:
     """A stored time: SQLite's text, or PostgreSQL's timestamptz as it arrives."""
     if isinstance(text, datetime):
         return text
-    return datetime.fromisoformat(text) if text else None
+    return _parsed(text) if text else None
 
 
 def from_db_req(text: str | datetime) -> datetime:
-    return text if isinstance(text, datetime) else datetime.fromisoformat(text)
+    return text if isinstance(text, datetime) else _parsed(text)
 
 
 def as_text(value: str | datetime | None) -> str | None:
