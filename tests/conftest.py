@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,17 @@ def _ephemeral_low() -> int:
 
 
 _PORTS = random.Random()  # the tests' own: a seeded global random must not repeat ports
+
+
+async def query_plan(path: Path, sql: str, params: Sequence[Any] = ()) -> list[str]:
+    """SQLite's plan for a statement on the database at `path`, a step a line ("SEARCH
+    deliveries USING INDEX deliveries_due …"): what a test of a hot query's index reads.
+    (Times are bound as the store binds them: its adapter is registered on import.)"""
+    import aiosqlite
+
+    async with aiosqlite.connect(str(path)) as db, \
+            db.execute("EXPLAIN QUERY PLAN " + sql, params) as cur:
+        return [str(r[3]) for r in await cur.fetchall()]
 
 
 def free_port() -> int:

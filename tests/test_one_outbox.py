@@ -16,6 +16,7 @@ from jpixd.store import AnyStore, Store
 from jpixd.store import migrate as lite_migrate
 from jpixd.store.pg import migrate as pg_migrate
 from jpixd.store.pg.store import PgStore
+from tests.conftest import query_plan
 from tests.pgserver import needs_postgres, postgres_server, postgres_url  # noqa: F401
 from tests.sesnotes import record_bounce
 
@@ -108,7 +109,9 @@ async def test_self_service_mail_moves_into_the_one_outbox_on_sqlite(tmp_path: P
         version = _version_of(lite_migrate.bundled(), "one_outbox")
         sid = await _old_database(store, [m for m in lite_migrate.bundled()
                                           if m.version < version])
-        assert (await store.migrate(T0))[0] == version
+        # This migration, then those after it (they only change indexes), each once.
+        assert await store.migrate(T0) == [m.version for m in lite_migrate.bundled()
+                                           if m.version >= version]
         await _check_moved(store, sid)
         # The looser rules are the stored schema's: a row without a notice is taken, a
         # purpose outside the four is not.
@@ -126,7 +129,8 @@ async def test_self_service_mail_moves_into_the_one_outbox_on_postgresql(
         version = _version_of(pg_migrate.bundled(), "one_outbox")
         sid = await _old_database(store, [m for m in pg_migrate.bundled()
                                           if m.version < version])
-        assert (await store.migrate(T0))[0] == version
+        assert await store.migrate(T0) == [m.version for m in pg_migrate.bundled()
+                                           if m.version >= version]
         await _check_moved(store, sid)
         # A notice's new mail is numbered after the moved rows (the identity goes on).
         sub = await store.create_subscriber(Subscriber(email="next@isp.example.jp"), T0)
@@ -168,9 +172,7 @@ async def test_the_self_service_claim_reads_the_front_of_the_claims_index(
         tmp_path: Path) -> None:
     """Looked for every round: the few due self-service rows are read from the front of
     `deliveries_due` (their priority is below any notice mail's), not by a scan."""
-    import aiosqlite
-
-    from jpixd.store.base import Step, to_db
+    from jpixd.store.base import Step
     from jpixd.store.selfmail import _claim_plan
 
     store = await Store.open(tmp_path / "plan.sqlite3")
@@ -181,10 +183,7 @@ async def test_the_self_service_claim_reads_the_front_of_the_claims_index(
         next(plan)  # the expired leases first; none here
         due = plan.send([])
         assert isinstance(due, Step)
-        async with aiosqlite.connect(str(tmp_path / "plan.sqlite3")) as db, db.execute(
-                "EXPLAIN QUERY PLAN " + due.sql,
-                [to_db(p) if isinstance(p, datetime) else p for p in due.params]) as cur:
-            steps = [str(r[3]) for r in await cur.fetchall()]
+        steps = await query_plan(tmp_path / "plan.sqlite3", due.sql, due.params)
         assert any("deliveries_due (priority=" in s for s in steps), steps
         assert not any("TEMP B-TREE" in s for s in steps), steps
     finally:

@@ -15,6 +15,7 @@ from jpixd.bounces.rules import Decision
 from jpixd.store import AnyStore, Store
 from jpixd.store import migrate as migrations
 from jpixd.store.base import to_db
+from tests.conftest import query_plan
 
 
 async def _schema(path: Path) -> set[tuple[str, str]]:
@@ -126,10 +127,7 @@ async def test_a_claim_reads_the_due_rows_in_order_instead_of_sorting_them_all(
     next(plan)  # the expired leases first; none here
     due = plan.send([])
     assert isinstance(due, Step)
-    async with aiosqlite.connect(str(sqlite_store.path)) as db, db.execute(
-            "EXPLAIN QUERY PLAN " + due.sql, [to_db(p) if isinstance(p, datetime) else p
-                                              for p in due.params]) as cur:
-        steps = [str(r[3]) for r in await cur.fetchall()]
+    steps = await query_plan(sqlite_store.path, due.sql, due.params)
     assert any("deliveries_due" in s for s in steps), steps
     assert not any("TEMP B-TREE" in s for s in steps), steps
 
@@ -492,10 +490,8 @@ async def test_the_stalled_mail_monitor_reads_indexes_not_the_table(
     and the rows in flight, never from a scan of every delivery ever kept."""
     from jpixd.store.deliveries import oldest_waiting_sql
 
-    async with aiosqlite.connect(str(sqlite_store.path)) as db, db.execute(
-            "EXPLAIN QUERY PLAN " + oldest_waiting_sql(sqlite_store.due_index),
-            (to_db(now), to_db(now))) as cur:
-        steps = [str(r[3]) for r in await cur.fetchall()]
+    steps = await query_plan(sqlite_store.path, oldest_waiting_sql(sqlite_store.due_index),
+                             (now, now))
     searches = [s for s in steps if "deliveries" in s]
     assert len(searches) == 2, steps
     assert "INDEX deliveries_due" in searches[0], steps
