@@ -6,7 +6,7 @@ the notice is a Tokyo failure that about half of them should get.
 
 fanout:instructions: the same two fan-outs' instructions under valgrind's callgrind, which
 the host's stolen CPU does not move (a busy stretch moves the wall clock and even the CPU
-time by half; about 4 minutes).
+time by half; about 5 minutes).
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from bench import callgrind
 from jpixd.fanout import Policy, planner
 from jpixd.model import Change, Notice, NoticeKind, NoticeStatus, Subscriber
 from jpixd.prefectures import CODES
@@ -129,12 +128,11 @@ async def _stage(base: Path, upto: str) -> None:
 
 
 def instructions() -> None:
-    """The two fan-outs' instructions on SQLite under valgrind's callgrind, which the
-    host's stolen CPU does not move: the database filled once outside it, then opened and
-    fanned out to three stages; each fan-out is the difference between two stages, so
-    start-up and opening cancel out. (About 4 minutes.)"""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
+    """The two fan-outs' instructions on SQLite under callgrind: the database filled once
+    outside it, then opened and fanned out to three stages; each fan-out is the
+    difference between two stages, so start-up and opening cancel out. (About 5
+    minutes.)"""
+    if not callgrind.installed():
         print("fanout instructions: valgrind is not installed")  # noqa: T201
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,16 +144,8 @@ def instructions() -> None:
             await store.close()
 
         asyncio.run(filled())
-        collected = {}
-        for upto in ("open", "cold", "warm"):
-            done = subprocess.run(
-                [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
-                 sys.executable, "-m", "bench.fanout", str(base), upto],
-                capture_output=True, check=False)
-            found = re.search(rb"Collected : (\d+)", done.stderr)
-            if done.returncode != 0 or found is None:
-                raise RuntimeError(f"callgrind failed: {done.stderr[-500:]!r}")
-            collected[upto] = int(found.group(1))
+        collected = {upto: callgrind.instructions("bench.fanout", str(base), upto)
+                     for upto in ("open", "cold", "warm")}
     cold_i, warm_i = collected["cold"] - collected["open"], collected["warm"] - collected["cold"]
     print(f"fanout instructions: cold={cold_i / 1e9:.2f}G warm={warm_i / 1e9:.2f}G "  # noqa: T201
           f"cold_per_subscriber={cold_i // N} warm_per_subscriber={warm_i // N}")

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
-import shutil
 import sys
 import tempfile
 import time
@@ -24,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import callgrind
 from jpixd.config import SendingConfig, SmtpConfig, load_mapping
 from jpixd.fanout import Policy, planner
 from jpixd.mail.bucket import TokenBucket
@@ -170,22 +169,12 @@ async def _send(n: int) -> None:
 async def instructions() -> None:
     """The pipeline to 400 and to 2,400 deliveries under callgrind: the difference over
     2,000 is a delivery's instructions, set-up and start-up cancelled out."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
+    if not callgrind.installed():
         print("instructions: valgrind is not installed")  # noqa: T201
         return
-    collected = []
-    for n in (400, 2400):
-        proc = await asyncio.create_subprocess_exec(
-            valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-            "-m", "bench.sender", str(n), stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
-        _, err = await proc.communicate()
-        found = re.search(rb"Collected : (\d+)", err)
-        if proc.returncode != 0 or found is None:
-            raise RuntimeError(f"callgrind failed: {err[-500:]!r}")
-        collected.append(int(found.group(1)))
-    print(f"instructions: per_delivery={(collected[1] - collected[0]) // 2000}")  # noqa: T201
+    low, high = [await asyncio.to_thread(callgrind.instructions, "bench.sender", str(n))
+                 for n in (400, 2400)]
+    print(f"instructions: per_delivery={(high - low) // 2000}")  # noqa: T201
 
 
 PARTS: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
