@@ -37,6 +37,7 @@ from jpixd.mail.outbound import DEFAULT_SMTP_RATE, Outbound, RatePolicy, Sending
 from jpixd.mail.render import Renderer
 from jpixd.mail.sender import Sender
 from jpixd.mail.transports import Transport
+from jpixd.mail.transports.file import FileTransport
 from jpixd.mail.transports.ses import SesTransport
 from jpixd.mail.transports.smtp import SmtpTransport
 from jpixd.metrics import Metrics
@@ -440,6 +441,58 @@ async def test_a_crashed_round_strands_nothing(rig: Rig, smtp: SmtpPeer) -> None
     assert states == [DeliveryState.SENT] * 6
     # Sent once each, but for the mail whose record failed (at-least-once, bounded).
     assert 6 <= len(smtp.handler.received) <= 6 + SENDING.concurrency
+
+
+class RenderCounting(Renderer):
+    """The renderer, counting the mails it has rendered."""
+
+    rendered = 0
+
+    def render(self, **kwargs: Any) -> Any:
+        self.rendered += 1
+        return super().render(**kwargs)
+
+
+class WritesWatched:
+    """The store, noting how many mails were rendered when each group's "sent" write
+    started."""
+
+    def __init__(self, store: Store, renderer: RenderCounting) -> None:
+        self._store, self._renderer = store, renderer
+        self.rendered_at_write: list[int] = []
+        self.rows: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def mark_sent_many(self, rows: Any, now: datetime) -> None:
+        self.rendered_at_write.append(self._renderer.rendered)
+        self.rows.append(len(rows))
+        await self._store.mark_sent_many(rows, now)
+
+
+async def test_a_groups_write_overlaps_the_next_mails_rendering(rig: Rig,
+                                                                tmp_path: Path) -> None:
+    """A transport that never yields (the file): the group's "sent" write starts once
+    each worker has sent its mail, before any of them renders its next one, so that the
+    write's round trip overlaps that work. Rendering first made every worker wait for the
+    write and the write for every rendering (PostgreSQL on one host: 3,300 against 5,200
+    mails/s, `bench postgres:sender`)."""
+    await rig.notice_for(*(Subscriber(email=f"u{i}@isp.example.jp", carriers=("west",))
+                           for i in range(12)))
+    sender = rig.sender(FileTransport(tmp_path / "out"))
+    renderer = RenderCounting(make_config(tmp_path, mail={"from": "n@example.jp"}).mail,
+                              b"k" * 32)
+    watched = WritesWatched(rig.store, renderer)
+    sender.renderer = renderer
+    sender.store = sender.recorder.store = cast(Store, watched)
+    await sender.run_once()
+    states = [s for _, s, _ in await rig.states()]
+    assert states == [DeliveryState.SENT] * 12
+    # Concurrency 4: three groups of four, each written when only its own four (and the
+    # groups' before it) had been rendered.
+    assert watched.rows == [4, 4, 4]
+    assert watched.rendered_at_write == [4, 8, 12]
 
 
 async def test_mail_retrying_for_an_hour_looks_an_hour_old(rig: Rig, smtp: SmtpPeer) -> None:

@@ -322,6 +322,13 @@ class Sender(Loop):
             await self.outbound.acquire()
             recorded = await self._send(c, mail)
             self.progress()  # each send is progress, however slow the rate
+            if recorded is not None:
+                # Let the group's "sent" write start before this worker renders its next
+                # mail: a transport that does not yield (the file) would otherwise have
+                # every worker render first and the write wait for all of them, its
+                # round trip then overlapping nothing (PostgreSQL one host: 3,300 → 5,200
+                # mails/s; SQLite 5,400 → 6,500).
+                await asyncio.sleep(0)
             return recorded
 
     async def _delivery_crashed(self, c: Claimed, exc: Exception) -> None:
