@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -440,6 +441,74 @@ async def test_many_rows_at_once_are_all_written_and_a_time_reads_back_as_given(
     assert from_db(when) == now + timedelta(seconds=1)
     if isinstance(store, Store):  # SQLite's text: the fixed-width form every time has
         assert when == to_db(now + timedelta(seconds=1))
+
+
+async def test_rows_given_a_part_at_a_time_are_all_written_or_none(
+        store: AnyStore, now: datetime) -> None:
+    """`Insert.parts` (a fan-out's rows worked out a part at a time; PostgreSQL works out
+    the next while COPY sends one): every row of every part is written, parts with no
+    rows among them; no part with rows writes nothing; a part whose working out fails
+    fails the transaction with its own error and leaves nothing behind."""
+    from jpixd.store.base import Insert
+
+    def parts(*sizes: int, failing: bool = False) -> Iterator[list[tuple[str, str]]]:
+        n = 0
+        for size in sizes:
+            yield [(f"part-{n + i}", str(n + i)) for i in range(size)]
+            n += size
+        if failing:
+            raise ValueError("the matching failed")
+
+    async def keys() -> list[str]:
+        return [r["key"] for r in await store._all(
+            "SELECT key FROM control WHERE key LIKE 'part-%' ORDER BY key")]
+
+    async with store.transaction() as tx:
+        await tx.insert(Insert("control", {"updated_at": now}, ("key", "value"),
+                               parts=parts(0, 0)))
+    assert await keys() == []
+    with pytest.raises(ValueError, match="the matching failed"):
+        async with store.transaction() as tx:
+            await tx.insert(Insert("control", {"updated_at": now}, ("key", "value"),
+                                   parts=parts(3, 4, failing=True)))
+    assert await keys() == []
+    async with store.transaction() as tx:
+        await tx.insert(Insert("control", {"updated_at": now}, ("key", "value"),
+                               parts=parts(0, 3, 0, 4, 1)))
+    assert await keys() == sorted(f"part-{i}" for i in range(8))
+
+
+async def test_a_fan_out_worked_out_in_parts_reaches_everyone_once(
+        store: AnyStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The audience is matched a part at a time (`FANOUT_PART`, 10,000 subscribers): with
+    parts of two, a fan-out and the next revision's (from the audience kept between
+    them) give each matching subscriber its mail once, and leave out the suppressed and
+    the subscriber who did not ask for this carrier, wherever the parts cut."""
+    from jpixd.fanout import Policy, planner
+    from jpixd.model import JST, Change, Notice, NoticeKind, NoticeStatus, Subscriber
+    from jpixd.store import notices
+    from jpixd.subscribers import FIELDS
+    from tests.sesnotes import record_bounce
+
+    monkeypatch.setattr(notices, "FANOUT_PART", 2)
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    await store.import_subscribers(
+        [(Subscriber(email=f"p{i}@example.jp", carriers=("west",) if i == 3 else ("east",)),
+          frozenset(FIELDS)) for i in range(7)], now)
+    await record_bounce(store, "p5@example.jp", now)
+    assert await store.is_suppressed("p5@example.jp")
+    notice = Notice(source="east", external_id="P1", carrier="east",
+                    kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED, title="故障")
+    wanted = [f"p{i}@example.jp" for i in (0, 1, 2, 4, 6)]
+    for revision, change in (("r1", Change.NEW), ("r2", Change.UPDATE)):
+        result = await store.record_revision(
+            notice, revision=revision, change=change, now=now,
+            planner=planner(notice, change, now, Policy(tz=JST)))
+        assert result.deliveries == len(wanted)
+        mail, _ = await store.list_deliveries(notice_id=result.notice_id, state="pending")
+        assert sorted(d.email for d in mail) == wanted
+        assert {d.revision_id for d in mail} == {result.revision_id}
+    assert result.superseded == len(wanted)
 
 
 async def test_the_oldest_waiting_mail_is_found_in_every_state_it_can_wait_in(

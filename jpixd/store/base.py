@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -146,12 +146,18 @@ class Insert:
     """Many rows into one table at once (a fan-out's 76,000 deliveries): SQLite a few
     multi-row INSERTs, PostgreSQL COPY. `same` holds the columns every row shares, given
     once; each of `rows` holds the values of `columns`, times as `Queries.stored_time`
-    gives them (SQLite's rows are bound as they are). Nothing is sent back."""
+    gives them (SQLite's rows are bound as they are). Nothing is sent back.
+
+    In place of `rows`, `parts` may give them a part at a time, each worked out when it
+    is asked for (pure work, as `Work`'s): PostgreSQL works out each part in a worker
+    thread while COPY sends the part before it and the server inserts it (a 100k
+    fan-out's matching then overlaps the server's work); SQLite takes them in turn."""
 
     table: str
     same: Mapping[str, Any]
     columns: Sequence[str]
-    rows: Sequence[Sequence[Any]]
+    rows: Sequence[Sequence[Any]] = ()
+    parts: Iterator[Sequence[Sequence[Any]]] | None = None
 
 
 @dataclass(frozen=True)
