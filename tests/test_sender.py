@@ -476,7 +476,7 @@ async def test_a_groups_write_overlaps_the_next_mails_rendering(rig: Rig,
     """A transport that never yields (the file): the group's "sent" write starts once
     each worker has sent its mail, before any of them renders its next one, so that the
     write's round trip overlaps that work. Rendering first made every worker wait for the
-    write and the write for every rendering (PostgreSQL on one host: 3,300 against 5,200
+    write and the write for every rendering (PostgreSQL on one host: 4,000 against 5,300
     mails/s, `bench postgres:sender`)."""
     await rig.notice_for(*(Subscriber(email=f"u{i}@isp.example.jp", carriers=("west",))
                            for i in range(12)))

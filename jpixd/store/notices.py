@@ -116,11 +116,11 @@ _SUPERSEDE = (
 _CANCEL_REMINDERS = (
     "UPDATE deliveries SET state = 'skipped', reason = ?, updated_at = ? "
     "WHERE notice_id = ? AND purpose = 'reminder' AND state IN ('pending', 'retry')")
-# The columns each of a new revision's deliveries gives (the rest are the same in every
-# row: see `record_plan`'s Insert).
 # Subscribers matched a part at a time (see `record_plan`): 100k in ten parts; more, smaller
 # parts gained nothing measurable (bench postgres:fanout).
 FANOUT_PART = 10_000
+# The columns each of a new revision's deliveries gives (the rest are the same in every
+# row: see `record_plan`'s Insert).
 _DELIVERY_COLUMNS = ("subscriber_id", "email", "purpose", "slot", "priority", "not_before",
                      "first_due_at")
 

@@ -51,9 +51,9 @@ def insert_statements(rows: Insert) -> list[tuple[str, list[Any]]]:
     the array by `json_extract`), multi-row `INSERT … VALUES` 0.65 s. The values every row
     shares are bound once a statement, in a one-row `VALUES` joined to the rows' (bound
     with every row, they were 0.04 s of those 76,000). Parts are taken in turn (one
-    connection, in the one database thread: nothing to overlap). Times come as their stored text
-    (`stored_time`); a datetime among them would be written the same way (the adapter
-    above), not in Python's default form."""
+    connection, in the one database thread: nothing to overlap). Times come as their
+    stored text (`stored_time`); a datetime among them would be written the same way (the
+    adapter above), not in Python's default form."""
     values = rows.rows if rows.parts is None else [row for part in rows.parts for row in part]
     if not values:
         return []
