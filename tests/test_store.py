@@ -15,7 +15,7 @@ import pytest
 from jpixd.bounces.rules import Decision
 from jpixd.store import AnyStore, Store
 from jpixd.store import migrate as migrations
-from jpixd.store.base import to_db
+from jpixd.store.base import Plan, to_db
 from tests.conftest import query_plan
 
 
@@ -476,6 +476,19 @@ async def test_rows_given_a_part_at_a_time_are_all_written_or_none(
         await tx.insert(Insert("control", {"updated_at": now}, ("key", "value"),
                                parts=parts(0, 3, 0, 4, 1)))
     assert await keys() == sorted(f"part-{i}" for i in range(8))
+    # More rows than SQLite takes in one statement (16,382 of these), its statements
+    # cutting across parts, and in a plan, as a fan-out gives them.
+
+    def plan(*sizes: int, failing: bool = False) -> Plan[None]:
+        yield Insert("control", {"updated_at": now}, ("key", "value"),
+                     parts=parts(*sizes, failing=failing))
+
+    await store._write("DELETE FROM control WHERE key LIKE 'part-%'")
+    with pytest.raises(ValueError, match="the matching failed"):
+        await store.run_plan(plan(9000, 9000, failing=True))
+    assert await keys() == []
+    await store.run_plan(plan(9000, 0, 9000, 9000, 1))
+    assert await keys() == sorted(f"part-{i}" for i in range(27001))
 
 
 async def test_a_fan_out_worked_out_in_parts_reaches_everyone_once(

@@ -149,9 +149,10 @@ class Insert:
     gives them (SQLite's rows are bound as they are). Nothing is sent back.
 
     In place of `rows`, `parts` may give them a part at a time, each worked out when it
-    is asked for (pure work, as `Work`'s): PostgreSQL works out each part in a worker
-    thread while COPY sends the part before it and the server inserts it (a 100k
-    fan-out's matching then overlaps the server's work); SQLite takes them in turn."""
+    is asked for (pure work, as `Work`'s), in another thread while the part before it is
+    written: PostgreSQL's COPY sends it and the server inserts it, SQLite runs its
+    statement without the GIL; a 100k fan-out's matching then overlaps the database's
+    work."""
 
     table: str
     same: Mapping[str, Any]

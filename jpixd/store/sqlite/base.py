@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import asynccontextmanager, closing
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from jpixd.store.base import (
 )
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 
 # Shared statements pass datetimes: bound anywhere, one is stored as `to_db` writes it,
@@ -43,20 +45,21 @@ sqlite3.register_adapter(datetime, to_db)
 _MAX_VARIABLES = 32766
 
 
-def insert_statements(rows: Insert) -> list[tuple[str, list[Any]]]:
+def insert_statements(rows: Insert, parts: Iterable[Sequence[Sequence[Any]]] | None = None
+                      ) -> Iterator[tuple[str, list[Any]]]:
     """An `Insert` as a few multi-row statements, each as many rows as SQLite's
-    bound-value limit allows. Each row of an executemany is a statement run of its own
-    (bind, step, reset): a fan-out's 76,000 deliveries took 0.9 s that way; one
-    `INSERT … SELECT` over a JSON array of them 0.82 s of CPU (every value taken out of
-    the array by `json_extract`), multi-row `INSERT … VALUES` 0.65 s. The values every row
-    shares are bound once a statement, in a one-row `VALUES` joined to the rows' (bound
-    with every row, they were 0.04 s of those 76,000). Parts are taken in turn (one
-    connection, in the one database thread: nothing to overlap). Times come as their
-    stored text (`stored_time`); a datetime among them would be written the same way (the
-    adapter above), not in Python's default form."""
-    values = rows.rows if rows.parts is None else [row for part in rows.parts for row in part]
-    if not values:
-        return []
+    bound-value limit allows, made as they are asked for. Each row of an executemany is a
+    statement run of its own (bind, step, reset): a fan-out's 76,000 deliveries took 0.9 s
+    that way; one `INSERT … SELECT` over a JSON array of them 0.82 s of CPU (every value
+    taken out of the array by `json_extract`), multi-row `INSERT … VALUES` 0.65 s. The
+    values every row shares are bound once a statement, in a one-row `VALUES` joined to
+    the rows' (bound with every row, they were 0.04 s of those 76,000). `Insert.parts`
+    (or `parts`, the same worked out ahead) are gathered into full statements, so that
+    one text, prepared once, serves all but the last. Times come as their stored text
+    (`stored_time`); a datetime among them would be written the same way (the adapter
+    above), not in Python's default form."""
+    if parts is None:
+        parts = (rows.rows,) if rows.parts is None else rows.parts
     same = list(rows.same.values())
     width = len(rows.columns)
     chunk = max((_MAX_VARIABLES - len(same)) // width, 1)
@@ -66,14 +69,61 @@ def insert_statements(rows: Insert) -> list[tuple[str, list[Any]]]:
     head = (f"INSERT INTO {rows.table} ({', '.join([*rows.same, *rows.columns])}) "
             f"SELECT {', '.join(picked)} FROM {shared}(VALUES ")
     one = "(" + ", ".join(["?"] * width) + ")"
-    out = []
-    for start in range(0, len(values), chunk):
-        part = values[start:start + chunk]
+
+    def statement(part: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
         params: list[Any] = list(same)
         for row in part:
             params += row
-        out.append((head + ", ".join([one] * len(part)) + ") AS v", params))
-    return out
+        return head + ", ".join([one] * len(part)) + ") AS v", params
+
+    waiting: list[Sequence[Any]] = []
+    for part in parts:
+        waiting += part
+        while len(waiting) >= chunk:
+            yield statement(waiting[:chunk])
+            del waiting[:chunk]
+    if waiting:
+        yield statement(waiting)
+
+
+# A fan-out's next part worked out while SQLite writes the last (see `worked_ahead`): one
+# thread for the process, started when first needed.
+_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpixd-parts")
+
+
+def worked_ahead(parts: Iterator[P]) -> Generator[P, None, None]:
+    """`parts`, each next one worked out in another thread while the caller writes the one
+    before: SQLite lets go of the GIL while it runs a statement, so a fan-out's matching
+    of one part overlaps the insert of the last. The first part is worked out here (a
+    fan-out to fewer than `FANOUT_PART` subscribers has only that one)."""
+    part = next(parts, None)
+    if part is None:
+        return
+    ahead = _AHEAD.submit(next, parts, None)
+    try:
+        while True:
+            yield part
+            following = ahead.result()
+            if following is None:
+                return
+            part, ahead = following, _AHEAD.submit(next, parts, None)
+    finally:
+        # Ended or failed, the part still being worked out is let finish before the
+        # plan (and the generator it runs) is closed.
+        wait([ahead])
+
+
+def write_insert(db: sqlite3.Connection, rows: Insert) -> None:
+    """An `Insert` within a plan, on the database thread: its parts worked out ahead."""
+    if rows.parts is None:
+        for statement in insert_statements(rows):
+            db.execute(*statement)
+        return
+    # Closed here, not whenever the collector gets to it: a failed statement leaves no
+    # part still being worked out behind it.
+    with closing(worked_ahead(rows.parts)) as parts:
+        for statement in insert_statements(rows, parts):
+            db.execute(*statement)
 
 
 class SqliteBase(Queries):
@@ -196,8 +246,7 @@ class SqliteBase(Queries):
                         if isinstance(step, Work):
                             result = step.fn()
                         elif isinstance(step, Insert):
-                            for statement in insert_statements(step):
-                                db.execute(*statement)
+                            write_insert(db, step)
                         elif step.many is not None:
                             db.executemany(step.sql, step.many)
                         else:
