@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -451,13 +451,15 @@ async def test_rows_given_a_part_at_a_time_are_all_written_or_none(
     fails the transaction with its own error and leaves nothing behind."""
     from jpixd.store.base import Insert
 
-    def parts(*sizes: int, failing: bool = False) -> Iterator[list[tuple[str, str]]]:
-        n = 0
-        for size in sizes:
-            yield [(f"part-{n + i}", str(n + i)) for i in range(size)]
-            n += size
-        if failing:
+    def parts(*sizes: int, failing: bool = False) -> list[Callable[[], list[tuple[str, str]]]]:
+        def part(n: int, size: int) -> Callable[[], list[tuple[str, str]]]:
+            return lambda: [(f"part-{n + i}", str(n + i)) for i in range(size)]
+
+        def fail() -> list[tuple[str, str]]:
             raise ValueError("the matching failed")
+
+        made = [part(sum(sizes[:k]), size) for k, size in enumerate(sizes)]
+        return [*made, fail] if failing else made
 
     async def keys() -> list[str]:
         return [r["key"] for r in await store._all(

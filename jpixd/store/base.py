@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -148,17 +148,17 @@ class Insert:
     once; each of `rows` holds the values of `columns`, times as `Queries.stored_time`
     gives them (SQLite's rows are bound as they are). Nothing is sent back.
 
-    In place of `rows`, `parts` may give them a part at a time, each worked out when it
-    is asked for (pure work, as `Work`'s), in another thread while the part before it is
-    written: PostgreSQL's COPY sends it and the server inserts it, SQLite runs its
-    statement without the GIL; a 100k fan-out's matching then overlaps the database's
-    work."""
+    In place of `rows`, `parts`: functions that each give a part of them (pure work, as
+    `Work`'s), called in order, one at a time, each next one in another thread while the
+    part before it is written — PostgreSQL's COPY sends it and the server inserts it,
+    SQLite runs its statement without the GIL — so that a 100k fan-out's matching overlaps
+    the database's work. A single part is worked out as a `Work` would be."""
 
     table: str
     same: Mapping[str, Any]
     columns: Sequence[str]
     rows: Sequence[Sequence[Any]] = ()
-    parts: Iterator[Sequence[Sequence[Any]]] | None = None
+    parts: Sequence[Callable[[], Sequence[Sequence[Any]]]] | None = None
 
 
 @dataclass(frozen=True)

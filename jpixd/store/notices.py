@@ -4,8 +4,9 @@ written once as a plan (`record_plan`)."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -201,30 +202,32 @@ def record_plan(db: NoticeQueries, n: Notice, *, revision: str, change: Change,
     audience: list[AudienceMember] = known if known is not None else []
     planned = [0, 0]  # notice mail, reminders: counted as the parts are worked out
 
-    def parts() -> Iterator[list[list[Any]]]:
-        """The deliveries, a part of the audience at a time: pure and CPU-bound, the slow
-        part of a large fan-out. A subscriber's mail depends on the subscriber alone, so
-        PostgreSQL inserts one part's while it matches the next (`Insert.parts`)."""
-        for start in range(0, len(known if known is not None else rows), FANOUT_PART):
-            if known is not None:
-                part = known[start:start + FANOUT_PART]
-            else:
-                part = _members(rows[start:start + FANOUT_PART])
-                audience.extend(part)
-            plan = planner(part, suppressed)
-            planned[0] += len(plan.notices)
-            planned[1] += len(plan.reminders)
-            # `stored` is SQLite's memoised `to_db`: most deliveries share a few times. A
-            # delivery is first due when it may first go.
-            new = [[sid, email, purpose, "", priority, due := stored(not_before), due]
-                   for sid, email, purpose, priority, not_before in plan.notices]
-            new += [[sid, email, purpose, slot, priority, due := stored(not_before), due]
-                    for slot, (sid, email, purpose, priority, not_before) in plan.reminders]
-            yield new
+    def part(start: int) -> list[list[Any]]:
+        """The deliveries of one part of the audience: pure and CPU-bound, the slow part
+        of a large fan-out. A subscriber's mail depends on the subscriber alone, so the
+        database inserts one part while the next is matched (`Insert.parts`; called in
+        order, so the audience read is parsed into `audience` in order too)."""
+        if known is not None:
+            subscribers = known[start:start + FANOUT_PART]
+        else:
+            subscribers = _members(rows[start:start + FANOUT_PART])
+            audience.extend(subscribers)
+        plan = planner(subscribers, suppressed)
+        planned[0] += len(plan.notices)
+        planned[1] += len(plan.reminders)
+        # `stored` is SQLite's memoised `to_db`: most deliveries share a few times. A
+        # delivery is first due when it may first go.
+        new = [[sid, email, purpose, "", priority, due := stored(not_before), due]
+               for sid, email, purpose, priority, not_before in plan.notices]
+        new += [[sid, email, purpose, slot, priority, due := stored(not_before), due]
+                for slot, (sid, email, purpose, priority, not_before) in plan.reminders]
+        return new
 
+    everyone = len(known if known is not None else rows)
     yield Insert("deliveries", {"revision_id": revision_id, "notice_id": notice_id,
                                 "state": "pending", "created_at": now, "updated_at": now},
-                 _DELIVERY_COLUMNS, parts=parts())
+                 _DELIVERY_COLUMNS, parts=[functools.partial(part, start) for start in
+                                           range(0, everyone, FANOUT_PART)])
     db._audience_cache = (version, audience)
     notices, reminders = planned
     if (notices or reminders) and db.archiving:

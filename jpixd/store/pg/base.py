@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, tzinfo
 from typing import Any, TypeAlias
@@ -154,41 +154,50 @@ class PgBase(Queries):
         return rowcount(await self._pool.execute(q(sql), *params))
 
 
+Rows: TypeAlias = Sequence[Sequence[Any]]
+
+
 class _Parts:
-    """An `Insert`'s parts as COPY's records: each part worked out in a worker thread
-    while the rows of the part before it go to the server, which inserts them meanwhile
-    (a 100k fan-out: its matching and the server's inserting overlapped, 0.25 s sooner)."""
+    """An `Insert`'s parts as COPY's records: each part's function called in a worker
+    thread while the rows of the part before it go to the server, which inserts them
+    meanwhile (a 100k fan-out: its matching and the server's inserting overlapped, 0.25 s
+    sooner). One part is one trip to a worker thread, as a `Work` is."""
 
-    def __init__(self, parts: Iterator[Sequence[Sequence[Any]]]) -> None:
-        self._parts = parts
-        self._ahead: asyncio.Task[Sequence[Sequence[Any]] | None] | None = None
+    def __init__(self, parts: Sequence[Callable[[], Rows]]) -> None:
+        self._parts = iter(parts)
+        self._ahead: asyncio.Task[Rows] | None = None  # the part being worked out
 
-    def _work_out_next(self) -> asyncio.Task[Sequence[Sequence[Any]] | None]:
-        self._ahead = asyncio.ensure_future(asyncio.to_thread(next, self._parts, None))
-        return self._ahead
+    def _start_next(self) -> None:
+        make = next(self._parts, None)
+        self._ahead = None if make is None else asyncio.ensure_future(asyncio.to_thread(make))
 
-    async def first(self) -> Sequence[Sequence[Any]] | None:
-        """The first part with rows (None: no part has any); the next one already being
-        worked out."""
-        while (part := await self._work_out_next()) is not None:
+    async def _take(self) -> Rows | None:
+        """The part being worked out (None: there are no more), the next one started."""
+        if self._ahead is None:
+            return None
+        part = await self._ahead
+        self._start_next()
+        return part
+
+    async def first(self) -> Rows | None:
+        """The first part with rows (None: no part has any)."""
+        self._start_next()
+        while (part := await self._take()) is not None:
             if part:
-                self._work_out_next()
                 return part
         return None
 
-    async def records(self, same: tuple[Any, ...], part: Sequence[Sequence[Any]] | None
+    async def records(self, same: tuple[Any, ...], part: Rows | None
                       ) -> AsyncIterator[tuple[Any, ...]]:
         while part is not None:
             for row in part:
                 yield (*same, *row)
-            assert self._ahead is not None
-            if (part := await self._ahead) is not None:
-                self._work_out_next()
+            part = await self._take()
 
     async def settle(self) -> None:
         """After the COPY, even one that failed midway: the part still being worked out
-        is let finish (the plan, and its generator, are about to be closed) and read, so
-        that the COPY's own error is the one raised."""
+        is let finish (the plan is about to be closed) and read, so that the COPY's own
+        error is the one raised."""
         if self._ahead is not None:
             await asyncio.wait([self._ahead])
             if not self._ahead.cancelled():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import asynccontextmanager, closing
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -59,7 +59,7 @@ def insert_statements(rows: Insert, parts: Iterable[Sequence[Sequence[Any]]] | N
     (`stored_time`); a datetime among them would be written the same way (the adapter
     above), not in Python's default form."""
     if parts is None:
-        parts = (rows.rows,) if rows.parts is None else rows.parts
+        parts = (rows.rows,) if rows.parts is None else (make() for make in rows.parts)
     same = list(rows.same.values())
     width = len(rows.columns)
     chunk = max((_MAX_VARIABLES - len(same)) // width, 1)
@@ -91,26 +91,27 @@ def insert_statements(rows: Insert, parts: Iterable[Sequence[Sequence[Any]]] | N
 _AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpixd-parts")
 
 
-def worked_ahead(parts: Iterator[P]) -> Generator[P, None, None]:
-    """`parts`, each next one worked out in another thread while the caller writes the one
-    before: SQLite lets go of the GIL while it runs a statement, so a fan-out's matching
-    of one part overlaps the insert of the last. The first part is worked out here (a
-    fan-out to fewer than `FANOUT_PART` subscribers has only that one)."""
-    part = next(parts, None)
-    if part is None:
+def worked_ahead(parts: Sequence[Callable[[], P]]) -> Generator[P, None, None]:
+    """Each part's function called in order, each next one in another thread while the
+    caller writes the one before: SQLite lets go of the GIL while it runs a statement, so
+    a fan-out's matching of one part overlaps the insert of the last. The first is called
+    here: a single part (a fan-out to fewer than `FANOUT_PART` subscribers) never leaves
+    this thread."""
+    if not parts:
         return
-    ahead = _AHEAD.submit(next, parts, None)
+    ahead: Future[P] | None = None
     try:
-        while True:
-            yield part
-            following = ahead.result()
-            if following is None:
-                return
-            part, ahead = following, _AHEAD.submit(next, parts, None)
+        current = parts[0]()
+        for make in parts[1:]:
+            ahead = _AHEAD.submit(make)
+            yield current
+            current = ahead.result()
+        yield current
     finally:
         # Ended or failed, the part still being worked out is let finish before the
-        # plan (and the generator it runs) is closed.
-        wait([ahead])
+        # plan (and what its functions share) is closed.
+        if ahead is not None:
+            wait([ahead])
 
 
 def write_insert(db: sqlite3.Connection, rows: Insert) -> None:
