@@ -55,9 +55,9 @@ def insert_statements(rows: Insert, parts: Iterable[Sequence[Sequence[Any]]] | N
     values every row shares are bound once a statement, in a one-row `VALUES` joined to
     the rows' (bound with every row, they were 0.04 s of those 76,000). The rows of
     `Insert.parts` (or `parts`: the same, worked out ahead) are gathered into full
-    statements, so that one text, prepared once, serves all but the last. Times come as their stored text
-    (`stored_time`); a datetime among them would be written the same way (the adapter
-    above), not in Python's default form."""
+    statements, so that one text, prepared once, serves all but the last. Times come as
+    their stored text (`stored_time`); a datetime among them would be written the same
+    way (the adapter above), not in Python's default form."""
     if parts is None:
         parts = (rows.rows,) if rows.parts is None else (make() for make in rows.parts)
     same = list(rows.same.values())
