@@ -163,9 +163,10 @@ class Insert:
 
 @dataclass(frozen=True)
 class Work(Generic[W]):
-    """Pure work between a plan's statements (a fan-out's matching), its result sent back:
-    SQLite does it on its database thread within the plan's one trip, PostgreSQL in a
-    worker thread; either way the event loop stays free meanwhile."""
+    """Pure work between a plan's statements (a fan-out's channel messages; its mail is
+    matched by the parts of its `Insert`), its result sent back: SQLite does it on its
+    database thread within the plan's one trip, PostgreSQL in a worker thread; either way
+    the event loop stays free meanwhile."""
 
     fn: Callable[[], W]
 
