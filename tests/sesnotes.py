@@ -1,6 +1,6 @@
 """SES notifications in the shapes AWS documents (identity notifications and event
-publishing), and the SNS envelope around them, for the bounce tests; and mail "sent" to
-the addresses they are about."""
+publishing), and the SNS envelope around them, for the bounce tests; and mail recorded
+and "sent" to the addresses they are about."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from jpixd.bounces.rules import decide
 from jpixd.config import BouncesConfig
 from jpixd.fanout import Policy, planner
 from jpixd.model import JST, Change, Notice, NoticeKind, NoticeStatus, Subscriber
+from jpixd.records import RecordResult
 from jpixd.store import AnyStore
 
 
@@ -69,16 +70,24 @@ def sns(ses: dict[str, Any], message_id: str = "sns-1",
         ensure_ascii=False)
 
 
+async def record_failure(store: AnyStore, at: datetime, external_id: str, *,
+                         revision: str = "r", change: Change = Change.NEW,
+                         carrier: str = "west", title: str = "故障") -> RecordResult:
+    """A failure notice (or its next revision) recorded as the feed poller records it,
+    with its mail to every subscriber it is for."""
+    n = Notice(source="w", external_id=external_id, carrier=carrier,
+               kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED, title=title)
+    return await store.record_revision(n, revision=revision, change=change, now=at,
+                                       planner=planner(n, change, at, Policy(tz=JST)))
+
+
 async def sent_to(store: AnyStore, now: datetime, *emails: str, ses_ids: bool = True,
                   title: str = "故障") -> None:
     """Subscribers, a notice to them, and its deliveries sent with SES message ids
     `ses-<address>`, so that a bounce can be correlated with its delivery."""
     for e in emails:
         await store.create_subscriber(Subscriber(email=e, carriers=("west",)), now)
-    n = Notice(source="w", external_id=str(uuid.uuid4()), carrier="west",
-               kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED, title=title)
-    await store.record_revision(n, revision="r", change=Change.NEW, now=now,
-                                planner=planner(n, Change.NEW, now, Policy(tz=JST)))
+    await record_failure(store, now, str(uuid.uuid4()), title=title)
     for d in (await store.list_deliveries(state="pending", limit=1000))[0]:
         await store.mark_sent(d.id, now, transport="ses", message_id=f"<m{d.id}>",
                               ses_message_id=f"ses-{d.email}" if ses_ids else None)

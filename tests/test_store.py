@@ -499,11 +499,10 @@ async def test_a_fan_out_worked_out_in_parts_reaches_everyone_once(
     parts of two, a fan-out and the next revision's (from the audience kept between
     them) give each matching subscriber its mail once, and leave out the suppressed and
     the subscriber who did not ask for this carrier, wherever the parts cut."""
-    from jpixd.fanout import Policy, planner
-    from jpixd.model import JST, Change, Notice, NoticeKind, NoticeStatus, Subscriber
+    from jpixd.model import Change, Subscriber
     from jpixd.store import notices
     from jpixd.subscribers import FIELDS
-    from tests.sesnotes import record_bounce
+    from tests.sesnotes import record_bounce, record_failure
 
     monkeypatch.setattr(notices, "FANOUT_PART", 2)
     now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
@@ -512,13 +511,10 @@ async def test_a_fan_out_worked_out_in_parts_reaches_everyone_once(
           frozenset(FIELDS)) for i in range(7)], now)
     await record_bounce(store, "p5@example.jp", now)
     assert await store.is_suppressed("p5@example.jp")
-    notice = Notice(source="east", external_id="P1", carrier="east",
-                    kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED, title="故障")
     wanted = [f"p{i}@example.jp" for i in (0, 1, 2, 4, 6)]
     for revision, change in (("r1", Change.NEW), ("r2", Change.UPDATE)):
-        result = await store.record_revision(
-            notice, revision=revision, change=change, now=now,
-            planner=planner(notice, change, now, Policy(tz=JST)))
+        result = await record_failure(store, now, "P1", revision=revision, change=change,
+                                      carrier="east")
         assert result.deliveries == len(wanted)
         mail, _ = await store.list_deliveries(notice_id=result.notice_id, state="pending")
         assert sorted(d.email for d in mail) == wanted
@@ -532,25 +528,13 @@ async def test_the_oldest_waiting_mail_is_found_in_every_state_it_can_wait_in(
     state, for mail in flight) instead of an index of its own: a mail claimed, a mail
     retrying since long before its next attempt, and mail due later than now, on both
     databases."""
-    from jpixd.fanout import Policy, planner
-    from jpixd.model import (
-        JST,
-        Change,
-        DeliveryState,
-        Notice,
-        NoticeKind,
-        NoticeStatus,
-        Subscriber,
-    )
+    from jpixd.model import DeliveryState, Subscriber
+    from tests.sesnotes import record_failure
 
     t0 = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
     await store.create_subscriber(Subscriber(email="noc@isp.example.jp"), t0)
     for minutes in (0, 10, 20):  # a failure each, due at once: first due at t0, +10, +20
-        at = t0 + timedelta(minutes=minutes)
-        notice = Notice(source="east", external_id=f"F{minutes}", carrier="east",
-                        kind=NoticeKind.FAILURE, status=NoticeStatus.OCCURRED, title="故障")
-        await store.record_revision(notice, revision="r1", change=Change.NEW, now=at,
-                                    planner=planner(notice, Change.NEW, at, Policy(tz=JST)))
+        await record_failure(store, t0 + timedelta(minutes=minutes), f"F{minutes}")
     now = t0 + timedelta(minutes=30)
     assert await store.oldest_pending_age(t0 - timedelta(minutes=1)) == 0
     assert await store.oldest_pending_age(now) == 1800
